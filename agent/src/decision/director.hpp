@@ -1,0 +1,125 @@
+// The routing decision, a pure core: a function of the request, the clock and the cache. No I/O:
+// DNS lookups and liveness probes are described by CheckPlan and run by agent/src/server, which
+// reports back with CheckResult. Not thread-safe: the caller serializes access.
+#pragma once
+
+#include "decision/username.hpp"
+
+#include <boost/asio/ip/address.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace director::decision {
+
+using Clock = std::chrono::steady_clock;
+using TimePoint = Clock::time_point;
+using Duration = Clock::duration;
+using Address = boost::asio::ip::address;
+
+// Why a request is routed where it is. Stable tokens (to_string) are part of the HAProxy
+// contract: haproxy/ matches on them and operators read them in logs.
+enum class Reason : std::uint8_t {
+  ok,                // container resolved and answered the probe
+  missing_username,  // no username argument (NULL) or an empty one
+  invalid_username,  // the username cannot be mapped to a DNS label under the configured scheme
+  no_such_host,      // DNS answered that the container host does not exist
+  dns_error,         // DNS failed (timeout, server failure) and no earlier address is known
+  refused,           // the probe's connection was refused
+  timeout,           // the probe did not connect (or answer) within the probe timeout
+  probe_failed,      // the probe connected but the HTTP check (if configured) failed
+};
+std::string_view to_string(Reason reason) noexcept;
+
+struct Settings {
+  std::string host_prefix = "vscode";   // CONTAINER_HOST_PREFIX
+  std::string domain_suffix;            // optional, e.g. "users.svc.cluster.local" (no dot first)
+  std::uint16_t container_port = 8080;  // CONTAINER_PORT
+  UsernameMode username_mode = UsernameMode::strict;
+  // An alive answer is served without a new check for `alive_ttl`; after `refresh_after` a
+  // request still gets the cached answer but starts a background check. A not-alive answer is
+  // served for `dead_ttl`. These bound convergence: started -> routed within dead_ttl + check
+  // time, stopped -> abandoned within alive_ttl.
+  Duration alive_ttl = std::chrono::milliseconds(800);
+  Duration refresh_after = std::chrono::milliseconds(300);
+  Duration dead_ttl = std::chrono::milliseconds(500);
+  std::size_t capacity = 100'000;  // users kept; least recently used evicted beyond this
+};
+
+// The answer to one request, ready to become SPOP variables.
+struct Answer {
+  bool alive = false;
+  Reason reason = Reason::ok;
+  std::string label;               // empty when the username was not mappable
+  std::string host;                // computed container host, empty when not mappable
+  std::optional<Address> address;  // set when alive (and when known but not alive, for logs)
+  std::uint16_t port = 0;          // the container port when alive
+};
+
+// Work the I/O layer must do for one user: resolve `host` (falling back to `fallback` when DNS
+// fails and the user was last known alive), then probe the address on `port`.
+struct CheckPlan {
+  std::string label;
+  std::string host;
+  std::uint16_t port = 0;
+  std::optional<Address> fallback;
+};
+
+enum class DnsOutcome : std::uint8_t { ok, no_such_host, error };
+enum class ProbeOutcome : std::uint8_t { ok, refused, timeout, failed, not_run };
+
+struct CheckResult {
+  DnsOutcome dns = DnsOutcome::error;
+  std::optional<Address> address;  // the address probed (resolved, or the fallback)
+  ProbeOutcome probe = ProbeOutcome::not_run;
+  Duration probe_latency{};
+};
+
+// Identifies one request waiting for a check; chosen by the caller, opaque here.
+using WaiterId = std::uint64_t;
+
+struct DecideResult {
+  // Set when the request is answered now. Absent: the waiter was queued and will be released
+  // by complete() for this label.
+  std::optional<Answer> answer;
+  // Set when the caller must start this check now. At most one check per label is in flight
+  // however many requests arrive (single flight).
+  std::optional<CheckPlan> start_check;
+};
+
+struct Completion {
+  Answer answer;
+  std::vector<WaiterId> waiters;  // every request queued on this check, in arrival order
+};
+
+// Counters the core keeps for metrics (monotonic).
+struct Stats {
+  std::uint64_t hits = 0;         // answered from a fresh cache entry
+  std::uint64_t misses = 0;       // had to wait for a check
+  std::uint64_t evictions = 0;    // entries dropped by the LRU bound
+  std::uint64_t stale_dns = 0;    // DNS failed and the last known address was used
+};
+
+class Director {
+ public:
+  explicit Director(Settings settings);
+
+  // Decides for one request. `username` is std::nullopt when HAProxy sent NULL (no header).
+  DecideResult decide(std::optional<std::string_view> username, WaiterId waiter, TimePoint now);
+
+  // Reports the result of a check started by decide(); releases every waiter queued on it.
+  Completion complete(std::string_view label, const CheckResult& result, TimePoint now);
+
+  // Forgets the waiters of a connection that went away (they will not be in any Completion).
+  void cancel(WaiterId waiter);
+
+  std::size_t size() const noexcept;
+  const Stats& stats() const noexcept;
+  const Settings& settings() const noexcept;
+};
+
+}  // namespace director::decision

@@ -1,0 +1,75 @@
+// The SPOP connection state machine, sans I/O: bytes in, frames to write and decoded NOTIFYs out.
+// The caller (agent/src/server) owns the socket and the read buffer. One Session per connection.
+#pragma once
+
+#include "spop/types.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <vector>
+
+namespace director::spop {
+
+using Bytes = std::vector<std::uint8_t>;
+
+struct SessionLimits {
+  // Largest frame (excluding its 4-byte length) we accept and announce. HAProxy's default is
+  // 16380; the negotiated value is min(HAProxy's, ours) and never below 256.
+  std::uint32_t max_frame_size = 16380;
+};
+
+// A NOTIFY whose messages the application must answer with exactly one ACK carrying the same
+// stream_id and frame_id (see Session::encode_ack). ACKs may be sent in any order.
+struct Notify {
+  std::uint64_t stream_id = 0;
+  std::uint64_t frame_id = 0;
+  std::vector<Message> messages;
+};
+
+// What one call to Session::feed produced. Frames in `writes` must be written whole, each in one
+// contiguous send, in order, before anything written later. When `close` is set, the caller
+// writes `writes`, then closes the connection and calls feed no more.
+struct FeedResult {
+  std::size_t consumed = 0;  // bytes of the input consumed; the rest is an incomplete frame
+  std::vector<Bytes> writes;
+  std::vector<Notify> notifies;
+  bool close = false;
+};
+
+enum class SessionState : std::uint8_t {
+  awaiting_hello,  // nothing negotiated yet
+  processing,      // HELLO done: NOTIFYs are accepted
+  closing,         // a DISCONNECT was sent or received: the connection must be closed
+};
+
+class Session {
+ public:
+  explicit Session(SessionLimits limits = {});
+
+  // Consumes as many complete frames from `input` as possible. An incomplete frame is not an
+  // error: `consumed` stops before it and the caller feeds it again with more bytes appended.
+  // Any protocol error yields an AGENT-DISCONNECT with the matching status and close = true.
+  FeedResult feed(std::span<const std::uint8_t> input);
+
+  // Encodes the ACK (FIN set) for a NOTIFY. An empty `actions` is answered with a harmless
+  // placeholder action, because HAProxy 3.1 stalls on ACKs without actions. If the encoded
+  // ACK exceeds the negotiated frame size, the actions are dropped for the placeholder.
+  Bytes encode_ack(std::uint64_t stream_id, std::uint64_t frame_id,
+                   std::span<const Action> actions) const;
+
+  // AGENT-DISCONNECT to send when the agent itself closes (e.g. shutdown: Status::normal).
+  // Moves the session to `closing`.
+  Bytes disconnect(Status status, std::string_view message);
+
+  SessionState state() const noexcept;
+  // The negotiated max-frame-size (our limit until HELLO is done).
+  std::uint32_t max_frame_size() const noexcept;
+  // The largest number of bytes a caller ever needs to buffer: one whole frame with its length.
+  std::size_t max_buffered_bytes() const noexcept;
+  // True when the peer's HELLO was a health check (option spop-check).
+  bool is_health_check() const noexcept;
+};
+
+}  // namespace director::spop
