@@ -70,6 +70,17 @@ class Session {
   std::size_t max_buffered_bytes() const noexcept;
   // True when the peer's HELLO was a health check (option spop-check).
   bool is_health_check() const noexcept;
+
+ private:
+  void handle_frame(std::span<const std::uint8_t> body, FeedResult& result);
+  void handle_hello(std::span<const std::uint8_t> payload, FeedResult& result);
+  // Answers with AGENT-DISCONNECT(status, message) and closes.
+  void fail(FeedResult& result, Status status, std::string_view message);
+
+  std::uint32_t our_max_frame_size_;
+  std::uint32_t max_frame_size_;  // ours until HELLO, then the negotiated value
+  SessionState state_ = SessionState::awaiting_hello;
+  bool health_check_ = false;
 };
 
 }  // namespace director::spop
