@@ -8,10 +8,13 @@
 #include <boost/asio/ip/address.hpp>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
+#include <list>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace director::decision {
@@ -94,6 +97,11 @@ struct DecideResult {
 struct Completion {
   Answer answer;
   std::vector<WaiterId> waiters;  // every request queued on this check, in arrival order
+  // For logging state changes. previous_reason is the reason of the check before this one,
+  // absent for the user's first recorded check. alive_changed is true when alive differs from
+  // that check, or on the first one; false (and nothing recorded) when the label is not cached.
+  std::optional<Reason> previous_reason;
+  bool alive_changed = false;
 };
 
 // Counters the core keeps for metrics (monotonic).
@@ -102,24 +110,83 @@ struct Stats {
   std::uint64_t misses = 0;       // had to wait for a check
   std::uint64_t evictions = 0;    // entries dropped by the LRU bound
   std::uint64_t stale_dns = 0;    // DNS failed and the last known address was used
+  std::uint64_t missing_usernames = 0;  // answered missing_username
+  std::uint64_t invalid_usernames = 0;  // answered invalid_username
+  std::uint64_t checks_started = 0;     // start_check returned (misses and background refreshes)
+};
+
+// One cached user, for the status endpoint and logs. The string views point into the Director
+// and are valid until its next non-const call.
+struct UserView {
+  std::string_view label;
+  std::string_view host;
+  bool alive = false;                     // result of the last completed check
+  Reason reason = Reason::ok;             // of the last completed check (meaningless before one)
+  std::optional<Address> address;         // the address the last check probed
+  std::optional<TimePoint> last_checked;  // absent until the first check completes
+  Duration last_probe_latency{};
+  TimePoint last_seen{};                  // the last request for this user
+  bool checking = false;                  // a check is in flight (the entry cannot be evicted)
+  std::size_t waiters = 0;                // requests queued on that check
 };
 
 class Director {
  public:
   explicit Director(Settings settings);
+  // The cache holds views into its own entries: movable, not copyable.
+  Director(const Director&) = delete;
+  Director& operator=(const Director&) = delete;
+  Director(Director&&) noexcept = default;
+  Director& operator=(Director&&) noexcept = default;
+  ~Director() = default;
 
   // Decides for one request. `username` is std::nullopt when HAProxy sent NULL (no header).
   DecideResult decide(std::optional<std::string_view> username, WaiterId waiter, TimePoint now);
 
   // Reports the result of a check started by decide(); releases every waiter queued on it.
+  // A label that is not cached gets its Answer but nothing is recorded.
   Completion complete(std::string_view label, const CheckResult& result, TimePoint now);
 
   // Forgets the waiters of a connection that went away (they will not be in any Completion).
+  // WaiterIds must be unique among queued waiters.
   void cancel(WaiterId waiter);
 
+  // Cached users; exceeds settings().capacity only by entries with a check in flight.
   std::size_t size() const noexcept;
   const Stats& stats() const noexcept;
   const Settings& settings() const noexcept;
+
+  // Up to `limit` users starting at `offset`, most recently used first. O(offset + limit).
+  std::vector<UserView> users(std::size_t offset, std::size_t limit) const;
+  // The cached user with this label, if any.
+  std::optional<UserView> find_user(std::string_view label) const;
+
+ private:
+  struct Entry {
+    std::string label;  // the key: index_ holds a view of it
+    std::string host;
+    std::optional<TimePoint> checked_at;  // absent until the first check completes
+    bool alive = false;
+    Reason reason = Reason::ok;
+    std::optional<Address> address;
+    Duration probe_latency{};
+    TimePoint last_seen{};
+    bool checking = false;          // a check is in flight: pinned, not evictable
+    std::vector<WaiterId> waiters;  // queued on the check in flight, in arrival order
+  };
+  using Entries = std::list<Entry>;  // most recently used first
+
+  std::string host_for(std::string_view label) const;
+  Answer answer_for(const Entry& entry, std::string label) const;
+  CheckPlan plan_for(Entry& entry);
+  static UserView view_of(const Entry& entry);
+  void evict_beyond_capacity();
+
+  Settings settings_;
+  Entries entries_;
+  std::unordered_map<std::string_view, Entries::iterator> index_;  // label -> entry
+  std::unordered_map<WaiterId, Entry*> waiting_;  // queued waiter -> its entry, for cancel()
+  Stats stats_;
 };
 
 }  // namespace director::decision
