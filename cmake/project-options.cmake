@@ -2,7 +2,7 @@
 add_library(director_warnings INTERFACE)
 target_compile_options(director_warnings INTERFACE
   -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wsign-conversion -Wnon-virtual-dtor
-  -Wold-style-cast -Wcast-align -Woverloaded-virtual -Wnull-dereference -Wdouble-promotion
+  -Wold-style-cast -Wcast-align -Woverloaded-virtual -Wdouble-promotion
   -Wimplicit-fallthrough)
 
 add_library(director_sanitizers INTERFACE)

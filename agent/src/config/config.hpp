@@ -1,0 +1,77 @@
+// The agent's effective configuration: defaults, then environment variables, then command-line
+// flags (later sources win). Every option is described once, in one table (config.cpp), which
+// drives parsing, validation, --help and the effective-configuration print.
+#pragma once
+
+#include "decision/director.hpp"
+
+#include <boost/asio/ip/tcp.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <ostream>
+#include <span>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace director::config {
+
+enum class ProbeMode : std::uint8_t { tcp, http };
+enum class LogLevel : std::uint8_t { error, warn, info, debug };
+
+// Defaults keep a whole check within HAProxy's 1 s `timeout processing`: a dead DNS server
+// costs dns timeout * 3 (two tries, c-ares doubles the second), a hanging container the probe
+// timeout.
+struct ProbeSettings {
+  ProbeMode mode = ProbeMode::tcp;
+  std::chrono::milliseconds timeout{250};
+  std::string http_path = "/";  // used when mode == http
+};
+
+struct DnsSettings {
+  std::vector<std::string> servers;  // "ip" or "ip:port"; empty = the system's resolv.conf
+  std::chrono::milliseconds timeout{250};
+  int tries = 2;
+  std::chrono::seconds max_cache_ttl{5};
+};
+
+struct Config {
+  boost::asio::ip::tcp::endpoint listen{boost::asio::ip::address_v4::any(), 12345};
+  unsigned threads = 0;  // 0 = one per core
+  std::uint32_t max_frame_size = 16380;
+  decision::Settings decision;
+  ProbeSettings probe;
+  DnsSettings dns;
+  LogLevel log_level = LogLevel::info;
+
+  // The number of I/O threads to run (threads, or the core count when 0).
+  unsigned effective_threads() const noexcept;
+};
+
+// What the command line asks for.
+enum class Command : std::uint8_t { run, help, version, check_config };
+
+struct Invocation {
+  Command command = Command::run;
+  Config config;
+};
+
+// Looks up an environment variable; std::nullopt when unset.
+using EnvironmentLookup = std::function<std::optional<std::string>(std::string_view name)>;
+EnvironmentLookup process_environment();
+
+// Parses arguments (without argv[0]) and the environment. On failure, the message names the
+// offending flag or variable, the value, and what is accepted.
+std::variant<Invocation, std::string> parse(std::span<const std::string_view> arguments,
+                                            const EnvironmentLookup& environment);
+
+void print_help(std::ostream& out);
+// The effective configuration as JSON, one key per option (nothing secret is configured here).
+std::string to_json(const Config& config);
+std::string_view version() noexcept;
+
+}  // namespace director::config
