@@ -1,0 +1,111 @@
+// director-agent: the SPOE agent that decides, for each request HAProxy offloads, whether the
+// user's container is alive (route there) or not (route to the spawner).
+#include "config/config.hpp"
+#include "server/checker.hpp"
+#include "server/log.hpp"
+#include "server/resolver.hpp"
+#include "server/server.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <csignal>
+#include <exception>
+#include <iostream>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using director::config::LogLevel;
+using director::server::log;
+
+constexpr auto stop_grace = std::chrono::milliseconds(2000);
+constexpr auto stop_deadline = std::chrono::milliseconds(5000);
+
+int run(const director::config::Config& config) {
+  const auto threads = config.effective_threads();
+  boost::asio::io_context context(static_cast<int>(threads));
+
+  director::server::ResolverOptions resolver_options;
+  resolver_options.servers = config.dns.servers;
+  resolver_options.timeout = config.dns.timeout;
+  resolver_options.tries = config.dns.tries;
+  resolver_options.max_cache_ttl = config.dns.max_cache_ttl;
+  resolver_options.cache_capacity = config.decision.capacity;
+  director::server::Resolver resolver(context.get_executor(), resolver_options);
+
+  director::server::Checker checker(context.get_executor(), config, resolver);
+  director::server::ConnectionLimits limits;
+  limits.max_frame_size = config.max_frame_size;
+  director::server::Server server(context, config.listen, checker, limits);
+  server.start();
+
+  std::ostringstream started;
+  started << "director-agent " << director::config::version() << " listening on " << server.local_endpoint()
+          << " with " << threads << " threads; configuration " << director::config::to_json(config);
+  log(LogLevel::info, started.str());
+
+  boost::asio::signal_set signals(context, SIGTERM, SIGINT);
+  boost::asio::steady_timer deadline(context);
+  signals.async_wait([&](const boost::system::error_code& error, int signal) {
+    if (error) return;
+    log(LogLevel::info, "signal " + std::to_string(signal) + ": finishing in-flight work and disconnecting");
+    auto finish = [&] {
+      boost::asio::post(context, [&] {
+        resolver.shutdown();
+        context.stop();
+      });
+    };
+    server.stop(stop_grace, finish);
+    deadline.expires_after(stop_deadline);
+    deadline.async_wait([&](const boost::system::error_code& cancelled) {
+      if (cancelled) return;
+      log(LogLevel::warn, "connections still open at the stop deadline; exiting anyway");
+      finish();
+    });
+  });
+
+  std::vector<std::thread> workers;
+  workers.reserve(threads - 1);
+  for (unsigned i = 1; i < threads; ++i) workers.emplace_back([&] { context.run(); });
+  context.run();
+  for (auto& worker : workers) worker.join();
+  log(LogLevel::info, "stopped");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::signal(SIGPIPE, SIG_IGN);
+  std::vector<std::string_view> arguments(argv + 1, argv + argc);
+  const auto parsed = director::config::parse(arguments, director::config::process_environment());
+  if (const auto* error = std::get_if<std::string>(&parsed)) {
+    std::cerr << "director-agent: " << *error << '\n';
+    return 2;
+  }
+  const auto& invocation = std::get<director::config::Invocation>(parsed);
+  switch (invocation.command) {
+    case director::config::Command::help:
+      director::config::print_help(std::cout);
+      return 0;
+    case director::config::Command::version:
+      std::cout << "director-agent " << director::config::version() << '\n';
+      return 0;
+    case director::config::Command::check_config:
+      std::cout << director::config::to_json(invocation.config) << '\n';
+      return 0;
+    case director::config::Command::run:
+      break;
+  }
+  director::server::set_log_level(invocation.config.log_level);
+  try {
+    return run(invocation.config);
+  } catch (const std::exception& error) {
+    std::cerr << "director-agent: " << error.what() << '\n';
+    return 1;
+  }
+}

@@ -1,0 +1,66 @@
+// Runs the decision core against the real world: serializes access to decision::Director, and
+// carries out the checks it asks for (resolve, then probe) as coroutines on the I/O executor.
+// Thread-safe: decide() may be called from any connection's strand.
+#pragma once
+
+#include "config/config.hpp"
+#include "decision/director.hpp"
+#include "server/prober.hpp"
+#include "server/resolver.hpp"
+
+#include <boost/asio/any_io_executor.hpp>
+
+#include <atomic>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string_view>
+#include <unordered_map>
+
+namespace director::server {
+
+class Checker {
+ public:
+  // Receives a deferred answer exactly once, on the thread that completed the check.
+  using Deliver = std::function<void(const decision::Answer&)>;
+
+  Checker(boost::asio::any_io_executor executor, const config::Config& config, Resolver& resolver);
+
+  // Returns the answer when it is known now. Otherwise calls make_deliver() once to obtain the
+  // callback that will receive the answer when the check completes, and returns std::nullopt.
+  template <typename MakeDeliver>
+  std::optional<decision::Answer> decide(std::optional<std::string_view> username, MakeDeliver&& make_deliver) {
+    const auto waiter = next_waiter_.fetch_add(1, std::memory_order_relaxed);
+    decision::DecideResult result;
+    {
+      const std::lock_guard lock(mutex_);
+      result = director_.decide(username, waiter, decision::Clock::now());
+      if (!result.answer) waiting_.emplace(waiter, make_deliver());
+    }
+    if (result.start_check) start(std::move(*result.start_check));
+    return std::move(result.answer);
+  }
+
+  decision::Stats stats() const;
+
+  // Calls fn(const decision::Director&) with the core locked.
+  template <typename Fn>
+  void inspect(Fn&& fn) const {
+    const std::lock_guard lock(mutex_);
+    fn(director_);
+  }
+
+ private:
+  void start(decision::CheckPlan plan);
+  boost::asio::awaitable<void> run(decision::CheckPlan plan);
+
+  boost::asio::any_io_executor executor_;
+  Resolver& resolver_;
+  ProbeOptions probe_options_;
+  mutable std::mutex mutex_;
+  decision::Director director_;                            // guarded by mutex_
+  std::unordered_map<decision::WaiterId, Deliver> waiting_;  // guarded by mutex_
+  std::atomic<decision::WaiterId> next_waiter_{1};
+};
+
+}  // namespace director::server

@@ -1,0 +1,188 @@
+#include "server/connection.hpp"
+
+#include "server/log.hpp"
+#include "server/route_handler.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include <cstring>
+#include <vector>
+
+namespace director::server {
+namespace {
+constexpr auto nothrow_awaitable = boost::asio::as_tuple(boost::asio::use_awaitable);
+}
+
+Connection::Connection(boost::asio::ip::tcp::socket socket, Checker& checker, ConnectionLimits limits,
+                       std::function<void(Connection&)> on_closed)
+    : socket_(std::move(socket)),
+      checker_(checker),
+      limits_(limits),
+      on_closed_(std::move(on_closed)),
+      session_(spop::SessionLimits{limits.max_frame_size}),
+      writer_wake_(socket_.get_executor(), std::chrono::steady_clock::time_point::max()),
+      reader_wake_(socket_.get_executor(), std::chrono::steady_clock::time_point::max()) {}
+
+void Connection::start() {
+  boost::system::error_code ignored;
+  socket_.set_option(boost::asio::ip::tcp::no_delay(true), ignored);
+  auto self = shared_from_this();
+  boost::asio::co_spawn(socket_.get_executor(), [self]() { return self->read_loop(); }, boost::asio::detached);
+  boost::asio::co_spawn(socket_.get_executor(), [self]() { return self->write_loop(); }, boost::asio::detached);
+}
+
+void Connection::stop(std::chrono::milliseconds grace) {
+  boost::asio::post(socket_.get_executor(), [self = shared_from_this(), grace] {
+    if (self->stopping_ || self->closing_) return;
+    self->stopping_ = true;
+    self->stop_deadline_ = std::chrono::steady_clock::now() + grace;
+    self->read_cancel_.emit(boost::asio::cancellation_type::terminal);
+    self->reader_wake_.cancel();
+  });
+}
+
+boost::asio::awaitable<void> Connection::wait_until_readable() {
+  while (!stopping_ && !closing_ &&
+         (pending_answers_ >= limits_.max_pending_answers || queued_bytes_ >= limits_.max_queued_bytes)) {
+    reader_wake_.expires_at(std::chrono::steady_clock::time_point::max());
+    co_await reader_wake_.async_wait(nothrow_awaitable);
+  }
+}
+
+boost::asio::awaitable<void> Connection::read_loop() {
+  std::vector<std::uint8_t> buffer(session_.max_buffered_bytes());
+  std::size_t filled = 0;
+  while (!closing_ && !stopping_) {
+    co_await wait_until_readable();
+    if (closing_ || stopping_) break;
+    const auto [error, received] = co_await socket_.async_read_some(
+        boost::asio::buffer(buffer.data() + filled, buffer.size() - filled),
+        boost::asio::bind_cancellation_slot(read_cancel_.slot(), nothrow_awaitable));
+    if (error) {
+      if (!stopping_) close_now();  // EOF, reset: HAProxy is gone, nothing to say to it
+      break;
+    }
+    filled += received;
+    if (session_.state() == spop::SessionState::closing) {
+      filled = 0;  // after a health check's AGENT-HELLO: nothing more to parse, wait for the close
+      continue;
+    }
+    auto result = session_.feed(std::span<const std::uint8_t>(buffer.data(), filled));
+    if (result.consumed > 0) {
+      std::memmove(buffer.data(), buffer.data() + result.consumed, filled - result.consumed);
+      filled -= result.consumed;
+    }
+    handle(result);
+  }
+  if (!stopping_ || closing_) co_return;
+
+  // Graceful stop: let pending answers go out, then say goodbye.
+  while (pending_answers_ > 0 && std::chrono::steady_clock::now() < stop_deadline_) {
+    reader_wake_.expires_at(stop_deadline_);
+    co_await reader_wake_.async_wait(nothrow_awaitable);
+  }
+  if (!closing_) {
+    enqueue(session_.disconnect(spop::Status::normal, "agent shutting down"));
+    close_after_writes();
+  }
+}
+
+void Connection::handle(spop::FeedResult& result) {
+  for (auto& frame : result.writes) enqueue(std::move(frame));
+  if (result.close) {
+    // A protocol error ends the session: the AGENT-DISCONNECT is the last frame, and NOTIFYs
+    // decoded before the bad frame are not answered.
+    close_after_writes();
+    return;
+  }
+  for (auto& notify : result.notifies) {
+    const auto request = find_route_request(notify);
+    if (!request) {
+      enqueue(session_.encode_ack(notify.stream_id, notify.frame_id, {}));
+      continue;
+    }
+    const auto stream_id = notify.stream_id;
+    const auto frame_id = notify.frame_id;
+    auto answer = checker_.decide(request->username, [&] {
+      ++pending_answers_;
+      return [weak = weak_from_this(), stream_id, frame_id](const decision::Answer& late) {
+        if (auto self = weak.lock()) {
+          boost::asio::post(self->socket_.get_executor(), [self, stream_id, frame_id, late] {
+            --self->pending_answers_;
+            self->answer(stream_id, frame_id, late);
+            self->reader_wake_.cancel();
+          });
+        }
+      };
+    });
+    if (answer) this->answer(stream_id, frame_id, *answer);
+  }
+}
+
+void Connection::answer(std::uint64_t stream_id, std::uint64_t frame_id, const decision::Answer& answer) {
+  if (closed_ || closing_) return;
+  const auto actions = to_actions(answer);
+  enqueue(session_.encode_ack(stream_id, frame_id, actions));
+}
+
+void Connection::enqueue(spop::Bytes frame) {
+  if (closed_) return;
+  queued_bytes_ += frame.size();
+  write_queue_.push_back(std::move(frame));
+  writer_wake_.cancel();
+}
+
+void Connection::close_after_writes() {
+  closing_ = true;
+  read_cancel_.emit(boost::asio::cancellation_type::terminal);
+  writer_wake_.cancel();
+}
+
+void Connection::close_now() {
+  if (closed_) return;
+  closed_ = true;
+  closing_ = true;
+  write_queue_.clear();
+  queued_bytes_ = 0;
+  boost::system::error_code ignored;
+  socket_.shutdown(boost::asio::ip::tcp::socket::shutdown_both, ignored);
+  socket_.close(ignored);
+  writer_wake_.cancel();
+  reader_wake_.cancel();
+  if (on_closed_) on_closed_(*this);
+}
+
+boost::asio::awaitable<void> Connection::write_loop() {
+  std::vector<spop::Bytes> batch;
+  std::vector<boost::asio::const_buffer> buffers;
+  while (!closed_) {
+    if (write_queue_.empty()) {
+      if (closing_) break;
+      writer_wake_.expires_at(std::chrono::steady_clock::time_point::max());
+      co_await writer_wake_.async_wait(nothrow_awaitable);
+      continue;
+    }
+    // Everything queued goes out in one gathered write: frames stay whole and in order.
+    batch.clear();
+    buffers.clear();
+    while (!write_queue_.empty()) {
+      batch.push_back(std::move(write_queue_.front()));
+      write_queue_.pop_front();
+    }
+    for (const auto& frame : batch) buffers.emplace_back(boost::asio::buffer(frame));
+    const auto [error, written] = co_await boost::asio::async_write(socket_, buffers, nothrow_awaitable);
+    queued_bytes_ -= written;
+    reader_wake_.cancel();
+    if (error) break;
+  }
+  close_now();
+}
+
+}  // namespace director::server

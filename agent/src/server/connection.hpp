@@ -1,0 +1,68 @@
+// One SPOP connection from HAProxy: a reader and a writer coroutine on the connection's strand
+// around a spop::Session (which does all protocol work). Frames are queued whole and written in
+// order, never interleaved. Memory is bounded: one frame of read buffer, and reading pauses
+// while too many answers are pending or too many bytes wait to be written.
+#pragma once
+
+#include "server/checker.hpp"
+#include "spop/session.hpp"
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <memory>
+
+namespace director::server {
+
+struct ConnectionLimits {
+  std::uint32_t max_frame_size = 16380;
+  std::size_t max_pending_answers = 4096;     // NOTIFYs read but not yet answered
+  std::size_t max_queued_bytes = 1024 * 1024; // ACK bytes waiting to be written
+};
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  // `on_closed` runs once, on the connection's strand, after the socket is closed.
+  Connection(boost::asio::ip::tcp::socket socket, Checker& checker, ConnectionLimits limits,
+             std::function<void(Connection&)> on_closed);
+
+  void start();
+  // Graceful stop: stop reading, answer what is pending (for at most `grace`), send
+  // AGENT-DISCONNECT (normal) and close. Safe from any thread.
+  void stop(std::chrono::milliseconds grace);
+
+ private:
+  boost::asio::awaitable<void> read_loop();
+  boost::asio::awaitable<void> write_loop();
+  boost::asio::awaitable<void> wait_until_readable();
+  void handle(spop::FeedResult& result);
+  void answer(std::uint64_t stream_id, std::uint64_t frame_id, const decision::Answer& answer);
+  void enqueue(spop::Bytes frame);
+  void close_after_writes();
+  void close_now();
+
+  boost::asio::ip::tcp::socket socket_;
+  Checker& checker_;
+  ConnectionLimits limits_;
+  std::function<void(Connection&)> on_closed_;
+  spop::Session session_;
+
+  // All below is touched only on the strand.
+  std::deque<spop::Bytes> write_queue_;
+  std::size_t queued_bytes_ = 0;
+  std::size_t pending_answers_ = 0;
+  bool closing_ = false;   // no more reads; close once the queue is written
+  bool closed_ = false;
+  bool stopping_ = false;  // stop() requested
+  std::chrono::steady_clock::time_point stop_deadline_{};
+  boost::asio::steady_timer writer_wake_;
+  boost::asio::steady_timer reader_wake_;
+  boost::asio::cancellation_signal read_cancel_;
+};
+
+}  // namespace director::server

@@ -1,0 +1,43 @@
+#include "server/route_handler.hpp"
+
+#include <string>
+
+namespace director::server {
+
+std::optional<RouteRequest> find_route_request(const spop::Notify& notify) {
+  for (const auto& message : notify.messages) {
+    if (message.name != "route") continue;
+    RouteRequest request;
+    for (const auto& argument : message.arguments) {
+      if (argument.name != "user") continue;
+      if (const auto* text = std::get_if<std::string>(&argument.value)) request.username = *text;
+      break;
+    }
+    return request;
+  }
+  return std::nullopt;
+}
+
+std::vector<spop::Action> to_actions(const decision::Answer& answer) {
+  using spop::Scope;
+  using spop::SetVar;
+  std::vector<spop::Action> actions;
+  actions.reserve(6);
+  actions.emplace_back(SetVar{Scope::transaction, "alive", answer.alive});
+  actions.emplace_back(SetVar{Scope::transaction, "reason", std::string(to_string(answer.reason))});
+  if (!answer.label.empty()) {
+    actions.emplace_back(SetVar{Scope::transaction, "label", answer.label});
+    actions.emplace_back(SetVar{Scope::transaction, "host", answer.host});
+  }
+  if (answer.alive && answer.address) {
+    if (answer.address->is_v4()) {
+      actions.emplace_back(SetVar{Scope::transaction, "addr", spop::Ipv4{answer.address->to_v4().to_bytes()}});
+    } else {
+      actions.emplace_back(SetVar{Scope::transaction, "addr", spop::Ipv6{answer.address->to_v6().to_bytes()}});
+    }
+    actions.emplace_back(SetVar{Scope::transaction, "port", static_cast<std::int32_t>(answer.port)});
+  }
+  return actions;
+}
+
+}  // namespace director::server

@@ -1,0 +1,27 @@
+// Translation between SPOP messages and the decision core (see docs/architecture.md, "The SPOE
+// contract"). Pure functions: no I/O, no state.
+#pragma once
+
+#include "decision/director.hpp"
+#include "spop/session.hpp"
+
+#include <optional>
+#include <string_view>
+#include <vector>
+
+namespace director::server {
+
+// The username a NOTIFY asks to route, if it carries a `route` message.
+struct RouteRequest {
+  // std::nullopt when HAProxy sent NULL (no header) or a value that is not a STRING.
+  std::optional<std::string_view> username;
+};
+
+// Finds the `route` message (names matched in full). std::nullopt when the NOTIFY has none.
+// The returned view points into `notify`.
+std::optional<RouteRequest> find_route_request(const spop::Notify& notify);
+
+// The variables that answer a route request.
+std::vector<spop::Action> to_actions(const decision::Answer& answer);
+
+}  // namespace director::server

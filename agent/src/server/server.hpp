@@ -1,0 +1,46 @@
+// The SPOP listener: accepts HAProxy's connections and keeps track of them so that a stop can
+// finish in-flight work and say AGENT-DISCONNECT to each. Thread-safe.
+#pragma once
+
+#include "server/checker.hpp"
+#include "server/connection.hpp"
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+
+namespace director::server {
+
+class Server {
+ public:
+  // Binds and listens at once (throws with a clear message if the address cannot be used).
+  Server(boost::asio::io_context& context, const boost::asio::ip::tcp::endpoint& listen, Checker& checker,
+         ConnectionLimits limits);
+
+  void start();
+  // Stops accepting; each connection answers what is pending (for at most `grace`), sends
+  // AGENT-DISCONNECT and closes. `on_drained` runs once every connection is closed.
+  void stop(std::chrono::milliseconds grace, std::function<void()> on_drained);
+
+  boost::asio::ip::tcp::endpoint local_endpoint() const;
+  std::size_t connection_count() const;
+
+ private:
+  boost::asio::awaitable<void> accept_loop();
+  void forget(Connection& connection);
+
+  boost::asio::io_context& context_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  Checker& checker_;
+  ConnectionLimits limits_;
+  mutable std::mutex mutex_;
+  std::unordered_map<Connection*, std::weak_ptr<Connection>> connections_;  // guarded by mutex_
+  bool stopping_ = false;                                                   // guarded by mutex_
+  std::function<void()> on_drained_;                                        // guarded by mutex_
+};
+
+}  // namespace director::server
