@@ -1,0 +1,93 @@
+// The variable contract with haproxy/ (docs/architecture.md, "The SPOE contract").
+#include "server/route_handler.hpp"
+
+#include <catch2/catch.hpp>
+
+namespace {
+
+using director::decision::Answer;
+using director::decision::Reason;
+using namespace director::spop;
+
+Notify notify_with(std::vector<Message> messages) { return Notify{7, 1, std::move(messages)}; }
+
+const SetVar* find_var(const std::vector<Action>& actions, std::string_view name) {
+  for (const auto& action : actions) {
+    const auto* set = std::get_if<SetVar>(&action);
+    if (set != nullptr && set->name == name) return set;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+TEST_CASE("the route message's user argument is the username") {
+  const auto request = director::server::find_route_request(
+      notify_with({{"route", {{"user", std::string("jack")}, {"host", std::string("x")}}}}));
+  REQUIRE(request);
+  CHECK(request->username == std::optional<std::string_view>("jack"));
+}
+
+TEST_CASE("a NULL or non-string user is no username") {
+  CHECK_FALSE(director::server::find_route_request(notify_with({{"route", {{"user", Null{}}}}}))->username);
+  CHECK_FALSE(director::server::find_route_request(notify_with({{"route", {{"user", std::int32_t{5}}}}}))->username);
+  CHECK_FALSE(director::server::find_route_request(notify_with({{"route", {}}}))->username);
+}
+
+TEST_CASE("names are matched in full") {
+  CHECK_FALSE(director::server::find_route_request(notify_with({{"router", {{"user", std::string("a")}}}})));
+  CHECK_FALSE(director::server::find_route_request(notify_with({{"rout", {{"user", std::string("a")}}}})));
+  const auto request = director::server::find_route_request(
+      notify_with({{"check-client-ip", {}}, {"route", {{"username", std::string("a")}, {"user", std::string("b")}}}}));
+  REQUIRE(request);
+  CHECK(request->username == std::optional<std::string_view>("b"));
+}
+
+TEST_CASE("an alive answer carries typed address and port") {
+  Answer answer;
+  answer.alive = true;
+  answer.reason = Reason::ok;
+  answer.label = "jack";
+  answer.host = "vscode-jack";
+  answer.address = boost::asio::ip::make_address("127.0.1.5");
+  answer.port = 8080;
+  const auto actions = director::server::to_actions(answer);
+  REQUIRE(find_var(actions, "alive"));
+  CHECK(find_var(actions, "alive")->value == Value{true});
+  CHECK(find_var(actions, "alive")->scope == Scope::transaction);
+  CHECK(find_var(actions, "reason")->value == Value{std::string("ok")});
+  CHECK(find_var(actions, "label")->value == Value{std::string("jack")});
+  CHECK(find_var(actions, "host")->value == Value{std::string("vscode-jack")});
+  CHECK(find_var(actions, "addr")->value == Value{Ipv4{{127, 0, 1, 5}}});
+  CHECK(find_var(actions, "port")->value == Value{std::int32_t{8080}});
+
+  answer.address = boost::asio::ip::make_address("fd00::5");
+  const auto v6 = director::server::to_actions(answer);
+  REQUIRE(std::holds_alternative<Ipv6>(find_var(v6, "addr")->value));
+  CHECK(std::get<Ipv6>(find_var(v6, "addr")->value).bytes[0] == 0xfd);
+}
+
+TEST_CASE("a not-alive answer never carries an address or port") {
+  Answer answer;
+  answer.alive = false;
+  answer.reason = Reason::refused;
+  answer.label = "jack";
+  answer.host = "vscode-jack";
+  answer.address = boost::asio::ip::make_address("127.0.1.5");
+  answer.port = 8080;
+  const auto actions = director::server::to_actions(answer);
+  CHECK(find_var(actions, "alive")->value == Value{false});
+  CHECK(find_var(actions, "reason")->value == Value{std::string("refused")});
+  CHECK(find_var(actions, "host"));
+  CHECK_FALSE(find_var(actions, "addr"));
+  CHECK_FALSE(find_var(actions, "port"));
+}
+
+TEST_CASE("an unmappable username carries neither label nor host") {
+  Answer answer;
+  answer.reason = Reason::invalid_username;
+  const auto actions = director::server::to_actions(answer);
+  CHECK(find_var(actions, "reason")->value == Value{std::string("invalid-username")});
+  CHECK_FALSE(find_var(actions, "label"));
+  CHECK_FALSE(find_var(actions, "host"));
+}
