@@ -1,0 +1,117 @@
+"""Shared pieces of the end-to-end tests: a test case owning one stack (tools/stack.py), polling
+with timing, and a minimal WebSocket client.
+
+Environment: DIRECTOR_AGENT_BIN (the agent under test; ctest sets it), DIRECTOR_E2E_FAKE_AGENT=1
+(use tools/fake_agent.py instead, to test the HAProxy side alone), DIRECTOR_KEEP_RUN_DIR=1
+(keep the stack's run directory and logs).
+"""
+
+import base64
+import hashlib
+import os
+import shutil
+import socket
+import sys
+import time
+import unittest
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+from demo_backend import read_ws_frame  # noqa: E402
+from stack import IDENTITY, Stack  # noqa: E402
+
+SKIP = 77  # ctest SKIP_RETURN_CODE: the tools the stack runs are not installed
+
+
+def main():
+    missing = [tool for tool in ("haproxy", "dnsmasq") if not shutil.which(tool)
+               and not Path("/usr/sbin", tool).exists()]
+    if missing:
+        print(f"skipped: {', '.join(missing)} not installed (tools/install-deps.sh)")
+        sys.exit(SKIP)
+    os.environ["PATH"] += os.pathsep + "/usr/sbin"
+    unittest.main(verbosity=2)
+
+
+class StackTest(unittest.TestCase):
+    """One stack for all tests of the class; logs are printed when a test fails."""
+
+    stack_options = {}
+    stack = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.stack = Stack(**cls.stack_options).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.stack is not None:
+            cls.stack.stop()
+
+    def tearDown(self):
+        if not self._outcome.success:
+            print("\n" + self.stack.diagnostics(), file=sys.stderr)
+
+    def backend_of(self, user):
+        """The X-Served-By value of `user`'s running container."""
+        state = self.stack.container(user)
+        self.assertIsNotNone(state, f"{user} has no container")
+        return f"backend {state['host']} {state['addr']}"
+
+    def assert_routed(self, user, **kwargs):
+        status, headers, body = self.stack.request(user, **kwargs)
+        self.assertEqual((status, headers.get("x-served-by")), (200, self.backend_of(user)))
+        return body
+
+
+def poll(probe, done, timeout, interval=0.05):
+    """Calls probe() every `interval` s until done(result); returns (result, seconds, history).
+    Fails the test (AssertionError) after `timeout` s."""
+    start = time.monotonic()
+    history = []
+    while True:
+        result = probe()
+        history.append(result)
+        if done(result):
+            return result, time.monotonic() - start, history
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"not done after {timeout} s; answers: {history[-10:]}")
+        time.sleep(interval)
+
+
+class WebSocket:
+    """A client WebSocket (RFC 6455) through HAProxy, for `user`."""
+
+    def __init__(self, stack, user, path="/ws", timeout=5):
+        self.sock = socket.create_connection(stack.http, timeout=timeout)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall((f"GET {path} HTTP/1.1\r\nHost: director\r\nUpgrade: websocket\r\n"
+                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                           f"Sec-WebSocket-Version: 13\r\n{IDENTITY}: {user}\r\n\r\n").encode())
+        self.stream = self.sock.makefile("rb")
+        self.status = int(self.stream.readline().split()[1])
+        self.headers = {}
+        while (line := self.stream.readline().decode().strip()):
+            name, value = line.split(":", 1)
+            self.headers[name.strip().lower()] = value.strip()
+        expected = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC11D65")
+                                                 .encode()).digest()).decode()
+        self.accepted = self.status == 101 and self.headers.get("sec-websocket-accept") == expected
+
+    def send(self, text, opcode=1):
+        payload, mask = text.encode(), os.urandom(4)
+        head = bytes([0x80 | opcode])
+        if len(payload) < 126:
+            head += bytes([0x80 | len(payload)])
+        else:
+            head += bytes([0x80 | 126]) + len(payload).to_bytes(2, "big")
+        self.sock.sendall(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+    def receive(self):
+        """(opcode, text) of the next frame, or None when the connection closed."""
+        frame = read_ws_frame(self.stream)
+        return None if frame is None else (frame[1], frame[2].decode())
+
+    def close(self):
+        self.stream.close()
+        self.sock.close()

@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""HAProxy's guards against a wrong answer: with a scripted agent (tools/fake_agent.py) that
+answers what the real one never should, no request goes to a forbidden address, to the
+director itself, or anywhere the agent did not name. Runs without director-agent."""
+
+import json
+import time
+
+from common import Stack, StackTest, main
+
+
+class Guards(StackTest):
+    @classmethod
+    def setUpClass(cls):
+        cls.stack = Stack(fake_agent=True)
+        cls.rules_path = cls.stack.run_dir / "agent-rules.json"
+        cls.stack.fake_rules = cls.rules_path
+        cls.stack.start()
+        alice = cls.stack.add_container("alice")
+        s = cls.stack
+        alive = {"alive": True, "reason": "ok"}
+        cls.rules = {
+            "mallory": {**alive, "addr": alice["addr"], "port": alice["port"]},
+            "metadata": {**alive, "addr": "169.254.169.254", "port": 80},
+            "linklocal6": {**alive, "addr": "fe80::1", "port": 80},
+            "unspecified": {**alive, "addr": "0.0.0.0", "port": s.container_port},
+            "loop": {**alive, "addr": s.http[0], "port": s.http[1]},
+            "metrics": {**alive, "addr": s.metrics[0], "port": s.metrics[1]},
+            "agentport": {**alive, "addr": s.agent[0], "port": s.agent[1]},
+            "noport": {**alive, "addr": alice["addr"]},
+            "noaddr": {**alive, "port": alice["port"]},
+            "notalive": {"alive": False, "reason": "refused", "addr": alice["addr"],
+                         "port": alice["port"], "host": "vscode-notalive"},
+            "badaddr": {**alive, "addr": "not-an-address", "addr_type": "string", "port": 80},
+            "badport": {**alive, "addr": alice["addr"], "port": 70000},
+            "refusing": {**alive, "addr": f"{s.subnet}.250", "port": s.container_port},
+            "slow": {"delay": 3, "alive": False, "reason": "no-such-host"},
+        }
+        cls.rules_path.write_text(json.dumps(cls.rules))
+
+    def answer(self, user):
+        status, headers, body = self.stack.request(user)
+        return status, headers.get("x-served-by"), body
+
+    def test_follows_the_agent(self):
+        """Control: an address the agent names is used, even for another user's container."""
+        self.assertEqual(self.answer("mallory")[:2], (200, self.backend_of("alice")))
+
+    def test_forbidden_addresses(self):
+        for user in ("metadata", "linklocal6", "unspecified", "loop", "metrics", "agentport"):
+            status, served_by, body = self.answer(user)
+            self.assertEqual((status, served_by), (502, None), user)
+            self.assertIn(b"never connects", body)
+
+    def test_incomplete_answer_goes_to_spawner(self):
+        for user in ("noport", "noaddr", "notalive"):
+            self.assertEqual(self.answer(user)[1], "spawner", user)
+
+    def test_unusable_address_or_port(self):
+        for user in ("badaddr", "badport"):
+            status, served_by, body = self.answer(user)
+            self.assertEqual((status, served_by), (503, None), user)
+            self.assertIn(b"no usable address", body)
+
+    def test_refused_connection_gets_refreshing_page_at_once(self):
+        started = time.monotonic()
+        status, headers, body = self.stack.request("refusing")
+        self.assertLess(time.monotonic() - started, 0.5, "a refusal is retried or waited on")
+        self.assertEqual((status, headers.get("refresh")), (503, "2"))
+        self.assertIn(b'http-equiv="refresh"', body)
+
+    def test_late_agent_means_degraded_mode(self):
+        started = time.monotonic()
+        status, served_by, _ = self.answer("slow")
+        self.assertLess(time.monotonic() - started, 2, "timeout processing not applied")
+        self.assertEqual((status, served_by), (202, "spawner"))
+        seen = self.stack.spawner_requests()[-1]
+        self.assertEqual((seen["container_host"], seen["reason"]),
+                         ("vscode-slow", "agent-unavailable"))
+
+
+if __name__ == "__main__":
+    main()

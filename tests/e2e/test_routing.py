@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Routing: a user with a live container reaches it; a user without one reaches the spawner,
+told which container to create, and then their new container."""
+
+import urllib.request
+
+from common import StackTest, main, poll
+
+
+class Routing(StackTest):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.stack.add_containers(["alice", "bob"])
+
+    def test_alive_user_reaches_own_container(self):
+        for user in ("alice", "bob", "alice"):
+            body = self.assert_routed(user, path="/some/path?x=1")
+            self.assertIn(f"hello {user} from vscode-{user}".encode(), body)
+        last = self.stack.backend_requests("alice")[-1]
+        self.assertEqual((last["path"], last["user"]), ("/some/path?x=1", ["alice"]))
+
+    def test_unknown_user_reaches_spawner_with_container_host(self):
+        status, headers, body = self.stack.request("carol")
+        self.assertEqual((status, headers.get("x-served-by")), (202, "spawner"))
+        self.assertIn("refresh", headers)
+        seen = self.stack.spawner_requests()[-1]
+        self.assertEqual(seen["user"], ["carol"])
+        self.assertEqual(seen["container_host"], "vscode-carol")
+        self.assertEqual(seen["reason"], "no-such-host")
+
+    def test_spawned_container_is_reached_next(self):
+        status, headers, _ = self.stack.request("dave")
+        self.assertEqual((status, headers.get("x-served-by")), (202, "spawner"))
+        self.stack.containers.wait_ready("vscode-dave")
+        poll(lambda: self.stack.served_by("dave"), lambda s: s.startswith("backend"), 3)
+        self.assert_routed("dave")
+
+    def test_client_cannot_choose_the_container(self):
+        """X-Director-* request headers are the director's: a client's copies are dropped."""
+        status, _, _ = self.stack.request(
+            "erin", headers=[("X-Director-Container-Host", "vscode-alice"),
+                             ("X-Director-Reason", "ok")])
+        self.assertEqual(status, 202)
+        seen = self.stack.spawner_requests()[-1]
+        self.assertEqual((seen["container_host"], seen["reason"]), ("vscode-erin", "no-such-host"))
+
+    def test_metrics_endpoint(self):
+        self.stack.request("alice")
+        with urllib.request.urlopen(f"http://{self.stack.metrics[0]}:{self.stack.metrics[1]}"
+                                    "/metrics", timeout=5) as response:
+            text = response.read().decode()
+        self.assertIn('haproxy_backend_http_responses_total{proxy="container",code="2xx"}', text)
+        self.assertIn('haproxy_server_status{proxy="agents",server="agent"', text)
+
+
+class RoutingWithDomain(StackTest):
+    """CONTAINER_DOMAIN: containers are <prefix>-<label>.<domain>, for the agent and for
+    HAProxy's degraded mode alike."""
+
+    stack_options = {"domain": "users.test"}
+
+    def test_routes_by_full_name(self):
+        self.stack.add_container("alice")
+        self.assert_routed("alice")
+        self.assertEqual(self.stack.served_by("bob"), "spawner")
+        self.assertEqual(self.stack.spawner_requests()[-1]["container_host"],
+                         "vscode-bob.users.test")
+        self.stack.kill_agent()
+        self.assert_routed("alice")
+        self.assertEqual(self.stack.served_by("carol"), "spawner")
+        seen = self.stack.spawner_requests()[-1]
+        self.assertEqual((seen["container_host"], seen["reason"]),
+                         ("vscode-carol.users.test", "agent-unavailable"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,471 @@
+#!/usr/bin/env python3
+"""The whole director on loopback, without Docker: dnsmasq, director-agent, HAProxy (with
+haproxy/haproxy.cfg) and the demo spawner, plus demo user containers on 127.0.<n>.x.
+
+Used by tools/run-stack (the quick start) and by every end-to-end test:
+
+    with Stack() as stack:                  # free ports everywhere, a temporary run directory
+        stack.add_container("alice")        # alice's container, resolvable as vscode-alice
+        status, headers, body = stack.request("alice")
+        stack.kill_agent(); stack.start_agent()
+        stack.reload_haproxy()
+        stack.stop_container("alice", signal.SIGKILL)
+
+Each component runs in its own process group (stack.components[name].stop(sig) stops one),
+dies with the process that started the stack, and logs to <run dir>/<component>.log; HAProxy
+logs one line per request there, with the director's decision. Each stack claims a whole
+127.0.<n>.0/24 for its containers, so stacks run side by side.
+"""
+
+import argparse
+import atexit
+import http.client
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TOOLS = Path(__file__).resolve().parent
+REPO = TOOLS.parent
+sys.path.insert(0, str(TOOLS))
+from containers import Containers, claim_subnet  # noqa: E402
+
+DEFAULT_AGENT = REPO / "build" / "default" / "agent" / "director-agent"
+IDENTITY = "X-Forwarded-Preferred-Username"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def endpoint(value):
+    """"127.0.0.1:0" -> ("127.0.0.1", <a free port>)."""
+    host, port = value.rsplit(":", 1)
+    return host, int(port) or free_port()
+
+
+def wait_for(what, check, timeout=15.0, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = check()
+            if result:
+                return result
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+def resolve(name, server):
+    """The first A record of `name` from the DNS server (host, port), or None (NXDOMAIN)."""
+    query_id = random.randrange(65536)
+    question = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
+    query = struct.pack(">6H", query_id, 0x0100, 1, 0, 0, 0) + question + struct.pack(">2H", 1, 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(1)
+        s.sendto(query, server)
+        reply = s.recv(4096)
+    answers = struct.unpack(">H", reply[6:8])[0]
+    pos = 12 + len(question) + 4
+    for _ in range(answers):
+        pos += 2 if reply[pos] >= 0xC0 else reply.index(b"\0", pos) + 1 - pos
+        rtype, _, _, length = struct.unpack(">HHIH", reply[pos:pos + 10])
+        pos += 10
+        if rtype == 1:
+            return socket.inet_ntoa(reply[pos:pos + 4])
+        pos += length
+    return None
+
+
+class Component:
+    """One process (group) of the stack, logging to <run dir>/<name>.log."""
+
+    def __init__(self, name, argv, env, run_dir):
+        self.name, self.argv, self.env = name, [str(a) for a in argv], env
+        self.log_path = Path(run_dir) / f"{name}.log"
+        self.proc = None
+
+    def start(self):
+        with open(self.log_path, "ab") as log:
+            log.write(f"--- {time.strftime('%H:%M:%S')} {' '.join(self.argv)}\n".encode())
+            log.flush()
+            # --pdeathsig: nothing outlives a stack whose process was killed (e.g. by ctest).
+            self.proc = subprocess.Popen(["setpriv", "--pdeathsig", "TERM", "--"] + self.argv,
+                                         env=self.env, stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, timeout=5.0):
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, sig)
+            self.proc.wait(timeout)
+        except ProcessLookupError:
+            self.proc.wait()
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
+
+    def log_tail(self, lines=30):
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""
+
+
+class Stack:
+    def __init__(self, *, run_dir=None, agent_bin=None, fake_agent=None, fake_rules=None,
+                 http="127.0.0.1:0", metrics="127.0.0.1:0", agent="127.0.0.1:0",
+                 dns="127.0.0.1:0", spawner="127.0.0.1:0", container_port=0,
+                 host_prefix="vscode", domain="", agent_args=(), subnet_preference=None,
+                 haproxy_cfg=REPO / "haproxy" / "haproxy.cfg"):
+        if fake_agent is None:
+            fake_agent = os.environ.get("DIRECTOR_E2E_FAKE_AGENT") == "1"
+        self.fake_agent, self.fake_rules = fake_agent, fake_rules
+        self.agent_bin = Path(agent_bin or os.environ.get("DIRECTOR_AGENT_BIN") or DEFAULT_AGENT)
+        self.temporary = run_dir is None
+        self.run_dir = Path(run_dir or tempfile.mkdtemp(prefix="director-stack-"))
+        self.http, self.metrics, self.agent = endpoint(http), endpoint(metrics), endpoint(agent)
+        self.dns, self.spawner = endpoint(dns), endpoint(spawner)
+        self.container_port = container_port or free_port()
+        self.host_prefix, self.domain = host_prefix, domain
+        self.agent_args, self.haproxy_cfg = list(agent_args), Path(haproxy_cfg)
+        if subnet_preference is None:
+            subnet_preference = random.randrange(2, 255)
+        self.subnet, self._subnet_lock = claim_subnet(subnet_preference)
+        self.components = {}
+        self.containers = None
+
+    # --- the whole stack -------------------------------------------------------------------
+
+    def start(self):
+        for stale in ("containers", "hosts.d"):
+            shutil.rmtree(self.run_dir / stale, ignore_errors=True)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.containers = Containers(self.run_dir, self.subnet, self.container_port, os.getpid())
+        atexit.register(self.stop)
+        try:
+            self.start_dns()
+            self.start_agent()
+            self.start_spawner()
+            self.start_haproxy()
+        except BaseException:
+            print(self.diagnostics(), file=sys.stderr)
+            self.stop()
+            raise
+        return self
+
+    def stop(self):
+        for name in ("haproxy", "spawner", "agent", "dnsmasq"):
+            if name in self.components:
+                self.components[name].stop()
+        if self.containers is not None:
+            self.containers.stop_all()
+        if self._subnet_lock is not None:
+            self._subnet_lock.close()
+            self._subnet_lock = None
+        if self.temporary and os.environ.get("DIRECTOR_KEEP_RUN_DIR") != "1":
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+        atexit.unregister(self.stop)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def diagnostics(self, lines=30):
+        """The end of every log, for a failed test."""
+        out = [f"run directory: {self.run_dir}"]
+        for name, component in self.components.items():
+            out.append(f"--- {name}.log ---\n{component.log_tail(lines)}")
+        return "\n".join(out)
+
+    def _env(self, **extra):
+        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+               "CONTAINER_HOST_PREFIX": self.host_prefix,
+               "CONTAINER_PORT": str(self.container_port)}
+        if self.domain:
+            env["CONTAINER_DOMAIN"] = self.domain
+        env.update(extra)
+        return env
+
+    def _start(self, name, argv, env=None):
+        component = Component(name, argv, env or self._env(), self.run_dir)
+        self.components[name] = component
+        component.start()
+        return component
+
+    # --- dnsmasq ---------------------------------------------------------------------------
+
+    def start_dns(self):
+        # dnsmasq changes credentials, which clears its parent-death signal: a shell keeps it.
+        argv = ["sh", "-c", """trap 'kill $child' TERM; "$@" & child=$!; wait $child""", "dnsmasq",
+                "dnsmasq", "--keep-in-foreground", "--log-facility=-", "--log-queries",
+                "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--local=/#/",
+                f"--hostsdir={self.containers.hosts_dir}", "--bind-interfaces",
+                f"--listen-address={self.dns[0]}", f"--port={self.dns[1]}",
+                f"--pid-file={self.run_dir / 'dnsmasq.pid'}"]
+        if os.getuid() == 0:
+            argv.append("--user=root")  # not nobody, who could not read the run directory
+        self._start("dnsmasq", argv)
+        wait_for("dnsmasq", lambda: resolve("ready.invalid", self.dns) is None
+                 and self.components["dnsmasq"].running())
+
+    def resolve(self, host):
+        return resolve(host, self.dns)
+
+    # --- the agent -------------------------------------------------------------------------
+
+    def start_agent(self):
+        listen = f"{self.agent[0]}:{self.agent[1]}"
+        if self.fake_agent:
+            argv = [sys.executable, TOOLS / "fake_agent.py", "--listen", listen,
+                    "--hosts-dir", self.containers.hosts_dir]
+            if self.fake_rules:
+                argv += ["--rules", self.fake_rules]
+            if self.domain:
+                argv += ["--domain", self.domain]
+        else:
+            argv = [self.agent_bin, "--listen", listen,
+                    "--dns-server", f"{self.dns[0]}:{self.dns[1]}"]  # the rest: _env()
+        component = self._start("agent", argv + self.agent_args)
+        wait_for("the agent to listen", lambda: component.running()
+                 and socket.create_connection(self.agent, 0.5).close() is None)
+
+    def kill_agent(self, sig=signal.SIGKILL):
+        self.components["agent"].stop(sig)
+
+    def restart_agent(self):
+        self.kill_agent(signal.SIGTERM)
+        self.start_agent()
+
+    # --- the spawner -----------------------------------------------------------------------
+
+    def start_spawner(self):
+        component = self._start("spawner", [
+            sys.executable, TOOLS / "demo_spawner.py", "--listen",
+            f"{self.spawner[0]}:{self.spawner[1]}", "--run-dir", self.run_dir,
+            "--subnet", self.subnet, "--container-port", self.container_port,
+            "--owner-pid", os.getpid()])
+        wait_for("the spawner", lambda: component.running()
+                 and socket.create_connection(self.spawner, 0.5).close() is None)
+
+    def spawner_requests(self):
+        """What the spawner received, one dict per request (see demo_spawner.py)."""
+        return _json_lines(self.run_dir / "spawner-requests.log")
+
+    # --- HAProxy ---------------------------------------------------------------------------
+
+    def haproxy_env(self):
+        return self._env(
+            SPAWNER_HOST=self.spawner[0], SPAWNER_PORT=str(self.spawner[1]),
+            DIRECTOR_AGENT=f"{self.agent[0]}:{self.agent[1]}",
+            DIRECTOR_HTTP_BIND=f"{self.http[0]}:{self.http[1]}",
+            DIRECTOR_HAPROXY_METRICS_BIND=f"{self.metrics[0]}:{self.metrics[1]}",
+            DIRECTOR_HAPROXY_STATS_SOCKET=str(self.run_dir / "haproxy.sock"),
+            DIRECTOR_HAPROXY_DIR=str(self.haproxy_cfg.parent),
+            DIRECTOR_DNS_SERVER=f"{self.dns[0]}:{self.dns[1]}")
+
+    def start_haproxy(self):
+        self._start("haproxy", ["haproxy", "-W", "-S", self.run_dir / "master.sock",
+                                "-f", self.haproxy_cfg], self.haproxy_env())
+        wait_for("HAProxy's worker", self.haproxy_workers)
+        wait_for("HAProxy to listen", lambda: self.components["haproxy"].running()
+                 and socket.create_connection(self.http, 0.5).close() is None)
+        if self.components["agent"].running():
+            self.wait_agent_checked()
+
+    def haproxy_cli(self, command, master=False):
+        """Runs a runtime API command on the worker's stats socket (or the master CLI)."""
+        path = self.run_dir / ("master.sock" if master else "haproxy.sock")
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(5)
+            s.connect(str(path))
+            s.sendall(command.encode() + b"\n")
+            s.shutdown(socket.SHUT_WR)  # the master CLI answers, then waits for this
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        return data.decode(errors="replace")
+
+    def haproxy_workers(self):
+        """PIDs of the current (not old) HAProxy workers, from the master CLI."""
+        workers, section = [], None
+        for line in self.haproxy_cli("show proc", master=True).splitlines():
+            if line.startswith("#"):
+                section = line
+            elif section == "# workers" and line.split():
+                workers.append(int(line.split()[0]))
+        return workers
+
+    def reload_haproxy(self, timeout=15.0):
+        """Seamless reload: SIGUSR2 to the master, then waits for the new worker."""
+        old = set(self.haproxy_workers())
+        self.components["haproxy"].proc.send_signal(signal.SIGUSR2)
+        wait_for("the reloaded worker", lambda: set(self.haproxy_workers()) - old, timeout)
+
+    def agent_server_state(self):
+        """(status, last check) of the agent server as HAProxy sees it, e.g. ("UP", "L7OK")."""
+        for row in self.haproxy_cli("show stat").splitlines():
+            fields = row.split(",")
+            if fields[:2] == ["agents", "agent"]:
+                return fields[17], fields[36]
+        return None
+
+    def wait_agent_checked(self, timeout=15.0):
+        wait_for("HAProxy's health check of the agent",
+                 lambda: self.agent_server_state() == ("UP", "L7OK"), timeout)
+
+    # --- user containers -------------------------------------------------------------------
+
+    def host_for(self, label):
+        host = f"{self.host_prefix}-{label}"
+        return f"{host}.{self.domain}" if self.domain else host
+
+    def add_container(self, user):
+        """Starts `user`'s demo container (username == label) and waits until it resolves."""
+        return self.add_containers([user])[0]
+
+    def add_containers(self, users):
+        hosts = [self.host_for(user) for user in users]
+        for host, user in zip(hosts, users):
+            self.containers.start(host, user)
+        for host in hosts:
+            self.containers.wait_ready(host)
+        return [self.containers.get(host) for host in hosts]
+
+    def stop_container(self, user, sig=signal.SIGTERM, forget=True):
+        """Stops `user`'s container; forget=False keeps its DNS name (a crashed container)."""
+        self.containers.stop(self.host_for(user), sig, forget)
+
+    def container(self, user):
+        return self.containers.get(self.host_for(user))
+
+    def backend_requests(self, user):
+        return _json_lines(self.containers.state_dir / f"{self.host_for(user)}.requests")
+
+    def all_backend_requests(self):
+        return [r for p in self.containers.state_dir.glob("*.requests") for r in _json_lines(p)]
+
+    # --- clients ---------------------------------------------------------------------------
+
+    @property
+    def url(self):
+        return f"http://{self.http[0]}:{self.http[1]}"
+
+    def request(self, user=None, path="/", headers=(), method="GET", timeout=10):
+        """One request on a new connection: (status, {lower-case header: value}, body).
+        `user` is sent as the identity header; `headers` are extra (name, value) pairs,
+        values may be bytes."""
+        conn = http.client.HTTPConnection(*self.http, timeout=timeout)
+        try:
+            conn.putrequest(method, path)
+            if user is not None:
+                conn.putheader(IDENTITY, user)
+            for name, value in headers:
+                conn.putheader(name, value)
+            conn.endheaders()
+            response = conn.getresponse()
+            body = response.read()
+            return response.status, {k.lower(): v for k, v in response.getheaders()}, body
+        finally:
+            conn.close()
+
+    def served_by(self, user=None, **kwargs):
+        """Who answered: "spawner", "backend <host> <addr>", or "haproxy <status>"."""
+        status, headers, _ = self.request(user, **kwargs)
+        return headers.get("x-served-by", f"haproxy {status}")
+
+
+def _json_lines(path):
+    try:
+        with open(path) as f:
+            return [json.loads(line) for line in f if line.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def demo_text(stack):
+    url, identity = stack.url, IDENTITY
+    metrics = f"http://{stack.metrics[0]}:{stack.metrics[1]}"
+    return f"""
+container-director is running. Logs: {stack.run_dir}/*.log (HAProxy's has one line a request)
+  HAProxy  {url}   metrics {metrics}/metrics   stats {metrics}/stats
+  agent {stack.agent[0]}:{stack.agent[1]}   DNS {stack.dns[0]}:{stack.dns[1]}   \
+spawner {stack.spawner[0]}:{stack.spawner[1]}   containers {stack.subnet}.x:{stack.container_port}
+
+(a) alice's container runs: HAProxy routes her there (see X-Served-By):
+  curl -si -H '{identity}: alice' {url}/
+
+(b) bob has no container: the spawner answers a loading page and starts one; 2 s later
+    bob reaches his own container:
+  curl -si -H '{identity}: bob' {url}/
+  sleep 2; curl -si -H '{identity}: bob' {url}/
+
+(c) metrics:
+  curl -s {metrics}/metrics | grep -E '^haproxy_backend_http_responses_total.*(container|spawner)'
+
+Press Ctrl-C to stop.
+"""
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Run the director on loopback.")
+    parser.add_argument("--run-dir", default=str(REPO / "run"))
+    parser.add_argument("--agent-bin", help=f"director-agent (default {DEFAULT_AGENT})")
+    parser.add_argument("--fake-agent", action="store_true", help="use tools/fake_agent.py")
+    parser.add_argument("--http", default="127.0.0.1:8080", help="HAProxy's listener")
+    parser.add_argument("--metrics", default="127.0.0.1:8405")
+    parser.add_argument("--agent", default="127.0.0.1:12345")
+    parser.add_argument("--dns", default="127.0.0.1:5353")
+    parser.add_argument("--spawner", default="127.0.0.1:8081")
+    parser.add_argument("--container-port", type=int, default=8080)
+    parser.add_argument("--host-prefix", default="vscode")
+    parser.add_argument("--domain", default="")
+    parser.add_argument("--user", action="append", default=[],
+                        help="start this user's container up front (repeatable)")
+    args = parser.parse_args()
+
+    stack = Stack(run_dir=args.run_dir, agent_bin=args.agent_bin, fake_agent=args.fake_agent,
+                  http=args.http, metrics=args.metrics, agent=args.agent, dns=args.dns,
+                  spawner=args.spawner, container_port=args.container_port,
+                  host_prefix=args.host_prefix, domain=args.domain, subnet_preference=1)
+    stopping = []
+    for sig in (signal.SIGINT, signal.SIGTERM):  # SIGINT may arrive ignored (background job)
+        signal.signal(sig, lambda *_: stopping.append(1))
+    try:
+        stack.start()
+        for user in args.user:
+            stack.add_container(user)
+        print(demo_text(stack), flush=True)
+        while not stopping:
+            time.sleep(0.2)
+            for name, component in stack.components.items():
+                if not component.running():
+                    print(f"{name} exited:\n{component.log_tail()}", file=sys.stderr)
+                    stopping.append(1)
+    finally:
+        print("stopping...", file=sys.stderr)
+        stack.stop()
+
+
+if __name__ == "__main__":
+    main()
