@@ -67,8 +67,9 @@ class Containers:
     def all(self):
         return [s for s in (self.get(p.stem) for p in self.state_dir.glob("*.json")) if s]
 
-    def start(self, host, user):
-        """Starts the container's process and returns its state at once (see wait_ready)."""
+    def start(self, host, user, addr=None):
+        """Starts the container's process and returns its state at once (see wait_ready).
+        `addr`, when given, must be free: it is used instead of the next address in turn."""
         with open(self.state_dir / ".lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             # Addresses are handed out in turn, not lowest first: as with Docker, a released
@@ -79,10 +80,14 @@ class Containers:
             start = int(counter.read_text()) if counter.exists() else 0
             order = [(start + i) % 254 + 1 for i in range(254)]
             free = [i for i in order if f"{self.subnet}.{i}" not in used]
-            if not free:
+            if addr is not None:
+                if addr in used:
+                    raise RuntimeError(f"{addr} is in use")
+            elif not free:
                 raise RuntimeError(f"no free address left in {self.subnet}.0/24")
-            addr = f"{self.subnet}.{free[0]}"
-            counter.write_text(str(free[0]))
+            else:
+                addr = f"{self.subnet}.{free[0]}"
+                counter.write_text(str(free[0]))
             log = open(self.state_dir / f"{host}.log", "ab")
             proc = subprocess.Popen(
                 [sys.executable, str(BACKEND), "--listen", f"{addr}:{self.port}",

@@ -220,6 +220,8 @@ class Stack:
         argv = ["sh", "-c", """trap 'kill $child' TERM; "$@" & child=$!; wait $child""", "dnsmasq",
                 "dnsmasq", "--keep-in-foreground", "--log-facility=-", "--log-queries",
                 "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--local=/#/",
+                # Docker's embedded DNS answers with TTL 600: caches in front of it matter.
+                "--local-ttl=600",
                 f"--hostsdir={self.containers.hosts_dir}", "--bind-interfaces",
                 f"--listen-address={self.dns[0]}", f"--port={self.dns[1]}",
                 f"--pid-file={self.run_dir / 'dnsmasq.pid'}"]
@@ -340,9 +342,15 @@ class Stack:
         host = f"{self.host_prefix}-{label}"
         return f"{host}.{self.domain}" if self.domain else host
 
-    def add_container(self, user):
-        """Starts `user`'s demo container (username == label) and waits until it resolves."""
-        return self.add_containers([user])[0]
+    def add_container(self, user, addr=None):
+        """Starts `user`'s demo container (username == label) and waits until it resolves.
+        `addr` claims a given free address (e.g. one another container just released)."""
+        if addr is None:
+            return self.add_containers([user])[0]
+        host = self.host_for(user)
+        self.containers.start(host, user, addr)
+        self.containers.wait_ready(host)
+        return self.containers.get(host)
 
     def add_containers(self, users):
         hosts = [self.host_for(user) for user in users]

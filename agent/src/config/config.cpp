@@ -265,7 +265,7 @@ const std::vector<Option>& options() {
        },
        [](const Config& c) -> nlohmann::ordered_json { return c.dns.tries; }},
       {"dns_max_cache_ttl", "DIRECTOR_DNS_MAX_CACHE_TTL", "--dns-max-cache-ttl",
-       "Longest time a DNS answer is reused (bounded by its TTL); 0s disables. Default 5s",
+       "Longest time a DNS answer is reused (bounded by its TTL). Above 0s, a container address reused by another user's container within that time can receive this user's requests. Default 0s",
        [](Config& c, std::string_view v) -> Failure {
          std::chrono::milliseconds value{};
          if (auto failure = set_duration(value, v, milliseconds(0), std::chrono::hours(1))) return failure;

@@ -36,7 +36,10 @@ struct DnsSettings {
   std::vector<std::string> servers;  // "ip" or "ip:port"; empty = the system's resolv.conf
   std::chrono::milliseconds timeout{250};
   int tries = 2;
-  std::chrono::seconds max_cache_ttl{5};
+  // 0: every check resolves afresh. A cached answer would let a check probe an address the
+  // user's container released and another user's container took: the probe succeeds and the
+  // user is routed into the other user's container (tests/e2e/test_address_reuse.py).
+  std::chrono::seconds max_cache_ttl{0};
 };
 
 struct Config {
