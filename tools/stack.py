@@ -133,6 +133,7 @@ class Component:
 class Stack:
     def __init__(self, *, run_dir=None, agent_bin=None, fake_agent=None, fake_rules=None,
                  http="127.0.0.1:0", metrics="127.0.0.1:0", agent="127.0.0.1:0",
+                 agent_http="127.0.0.1:0",
                  dns="127.0.0.1:0", spawner="127.0.0.1:0", container_port=0,
                  host_prefix="vscode", domain="", agent_args=(), subnet_preference=None,
                  haproxy_cfg=REPO / "haproxy" / "haproxy.cfg"):
@@ -143,6 +144,7 @@ class Stack:
         self.temporary = run_dir is None
         self.run_dir = Path(run_dir or tempfile.mkdtemp(prefix="director-stack-"))
         self.http, self.metrics, self.agent = endpoint(http), endpoint(metrics), endpoint(agent)
+        self.agent_http = endpoint(agent_http)  # the agent's /metrics, /healthz, /status, /users
         self.dns, self.spawner = endpoint(dns), endpoint(spawner)
         self.container_port = container_port or free_port()
         self.host_prefix, self.domain = host_prefix, domain
@@ -247,6 +249,7 @@ class Stack:
                 argv += ["--domain", self.domain]
         else:
             argv = [self.agent_bin, "--listen", listen,
+                    "--http-listen", f"{self.agent_http[0]}:{self.agent_http[1]}",
                     "--dns-server", f"{self.dns[0]}:{self.dns[1]}"]  # the rest: _env()
         component = self._start("agent", argv + self.agent_args)
         wait_for("the agent to listen", lambda: component.running()
@@ -414,9 +417,11 @@ def _json_lines(path):
 def demo_text(stack):
     url, identity = stack.url, IDENTITY
     metrics = f"http://{stack.metrics[0]}:{stack.metrics[1]}"
+    agent_http = f"http://{stack.agent_http[0]}:{stack.agent_http[1]}"
     return f"""
 container-director is running. Logs: {stack.run_dir}/*.log (HAProxy's has one line a request)
   HAProxy  {url}   metrics {metrics}/metrics   stats {metrics}/stats
+  agent metrics {agent_http}/metrics   users {agent_http}/users   status {agent_http}/status
   agent {stack.agent[0]}:{stack.agent[1]}   DNS {stack.dns[0]}:{stack.dns[1]}   \
 spawner {stack.spawner[0]}:{stack.spawner[1]}   containers {stack.subnet}.x:{stack.container_port}
 
@@ -428,8 +433,10 @@ spawner {stack.spawner[0]}:{stack.spawner[1]}   containers {stack.subnet}.x:{sta
   curl -si -H '{identity}: bob' {url}/
   sleep 2; curl -si -H '{identity}: bob' {url}/
 
-(c) metrics:
+(c) metrics: HAProxy's exporter, then the agent's decisions and who was active:
   curl -s {metrics}/metrics | grep -E '^haproxy_backend_http_responses_total.*(container|spawner)'
+  curl -s {agent_http}/metrics | grep -E '^director_decisions_total'
+  curl -s {agent_http}/users
 
 Press Ctrl-C to stop.
 """
@@ -443,6 +450,7 @@ def main():
     parser.add_argument("--http", default="127.0.0.1:8080", help="HAProxy's listener")
     parser.add_argument("--metrics", default="127.0.0.1:8405")
     parser.add_argument("--agent", default="127.0.0.1:12345")
+    parser.add_argument("--agent-http", default="127.0.0.1:9102", help="the agent's HTTP listener")
     parser.add_argument("--dns", default="127.0.0.1:5353")
     parser.add_argument("--spawner", default="127.0.0.1:8081")
     parser.add_argument("--container-port", type=int, default=8080)
@@ -453,7 +461,8 @@ def main():
     args = parser.parse_args()
 
     stack = Stack(run_dir=args.run_dir, agent_bin=args.agent_bin, fake_agent=args.fake_agent,
-                  http=args.http, metrics=args.metrics, agent=args.agent, dns=args.dns,
+                  http=args.http, metrics=args.metrics, agent=args.agent,
+                  agent_http=args.agent_http, dns=args.dns,
                   spawner=args.spawner, container_port=args.container_port,
                   host_prefix=args.host_prefix, domain=args.domain, subnet_preference=1)
     stopping = []

@@ -65,6 +65,7 @@ class Agent:
             self.port = free_tcp_port()
             self.proc = subprocess.Popen(
                 [binary, "--listen", "127.0.0.1:%d" % self.port,
+                 "--http-listen", "127.0.0.1:%d" % free_tcp_port(),
                  "--dns-server", "127.0.0.1:%d" % self.dns.getsockname()[1], "--threads", "2",
                  "--max-frame-size", str(OUR_MAX_FRAME_SIZE), "--container-host-prefix", HOST_PREFIX,
                  "--username-mode", "strict"],

@@ -10,8 +10,9 @@
 
 namespace director::server {
 
-Checker::Checker(boost::asio::any_io_executor executor, const config::Config& config, Resolver& resolver)
-    : executor_(std::move(executor)), resolver_(resolver), director_(config.decision) {
+Checker::Checker(boost::asio::any_io_executor executor, const config::Config& config, Resolver& resolver,
+                 metrics::Metrics& metrics)
+    : executor_(std::move(executor)), resolver_(resolver), metrics_(metrics), director_(config.decision) {
   probe_options_.timeout = config.probe.timeout;
   if (config.probe.mode == config::ProbeMode::http) probe_options_.http_path = config.probe.http_path;
 }
@@ -21,19 +22,36 @@ decision::Stats Checker::stats() const {
   return director_.stats();
 }
 
+Checker::DnsHealth Checker::dns_health() const {
+  const auto as_time = [](decision::Duration::rep ticks) -> std::optional<decision::TimePoint> {
+    if (ticks == 0) return std::nullopt;
+    return decision::TimePoint(decision::Duration(ticks));
+  };
+  return {as_time(last_dns_answer_.load(std::memory_order_relaxed)),
+          as_time(last_dns_failure_.load(std::memory_order_relaxed))};
+}
+
+void Checker::record_lookup(decision::DnsOutcome outcome, decision::TimePoint started,
+                            decision::TimePoint finished) {
+  metrics_.dns_lookup_finished(outcome, finished - started);
+  auto& last = outcome == decision::DnsOutcome::error ? last_dns_failure_ : last_dns_answer_;
+  last.store(finished.time_since_epoch().count(), std::memory_order_relaxed);
+}
+
 namespace {
 
-// One line per change of a user's state: never per request.
+// One line per change of a user's state: never per request. event is the new state, previous
+// the reason of the check before this one (none on the user's first check).
 void log_change(const decision::CheckPlan& plan, const decision::Completion& completion) {
   const auto& answer = completion.answer;
-  std::string line = "user " + plan.label + " (" + plan.host + ") ";
-  if (answer.alive) {
-    line += "became alive at " + answer.address->to_string();
-  } else {
-    line += "is not alive: " + std::string(to_string(answer.reason));
-  }
-  if (completion.previous_reason) line += " (was " + std::string(to_string(*completion.previous_reason)) + ")";
-  log(config::LogLevel::info, line);
+  const auto address = answer.address ? answer.address->to_string() : std::string();
+  std::vector<LogField> fields{{"event", answer.alive ? "alive" : "not-alive"},
+                               {"label", plan.label},
+                               {"host", plan.host},
+                               {"reason", to_string(answer.reason)}};
+  if (!address.empty()) fields.emplace_back("address", address);
+  fields.emplace_back("previous", completion.previous_reason ? to_string(*completion.previous_reason) : "none");
+  log(config::LogLevel::info, answer.alive ? "user container is alive" : "user container is not alive", fields);
 }
 
 }  // namespace
@@ -43,8 +61,11 @@ void Checker::start(decision::CheckPlan plan) {
 }
 
 boost::asio::awaitable<void> Checker::run(decision::CheckPlan plan) {
+  metrics_.check_started();
   decision::CheckResult result;
+  const auto lookup_started = decision::Clock::now();
   const auto resolved = co_await resolver_.resolve(plan.host);
+  record_lookup(resolved.outcome, lookup_started, decision::Clock::now());
   result.dns = resolved.outcome;
   if (resolved.outcome == decision::DnsOutcome::ok && !resolved.addresses.empty()) {
     result.address = resolved.addresses.front();
@@ -57,6 +78,7 @@ boost::asio::awaitable<void> Checker::run(decision::CheckPlan plan) {
     const auto probed = co_await probe({*result.address, plan.port}, options);
     result.probe = probed.outcome;
     result.probe_latency = probed.latency;
+    metrics_.probe_finished(probed.outcome, probed.latency);
   }
 
   decision::Completion completion;
@@ -64,6 +86,7 @@ boost::asio::awaitable<void> Checker::run(decision::CheckPlan plan) {
   {
     const std::lock_guard lock(mutex_);
     completion = director_.complete(plan.label, result, decision::Clock::now());
+    metrics_.check_finished();
     deliveries.reserve(completion.waiters.size());
     for (const auto waiter : completion.waiters) {
       const auto found = waiting_.find(waiter);

@@ -5,6 +5,7 @@
 
 #include "config/config.hpp"
 #include "decision/director.hpp"
+#include "metrics/metrics.hpp"
 #include "server/prober.hpp"
 #include "server/resolver.hpp"
 
@@ -24,7 +25,9 @@ class Checker {
   // Receives a deferred answer exactly once, on the thread that completed the check.
   using Deliver = std::function<void(const decision::Answer&)>;
 
-  Checker(boost::asio::any_io_executor executor, const config::Config& config, Resolver& resolver);
+  // Reports DNS lookups, probes and checks in flight to `metrics`, which must outlive it.
+  Checker(boost::asio::any_io_executor executor, const config::Config& config, Resolver& resolver,
+          metrics::Metrics& metrics);
 
   // Returns the answer when it is known now. Otherwise calls make_deliver() once to obtain the
   // callback that will receive the answer when the check completes, and returns std::nullopt.
@@ -43,6 +46,14 @@ class Checker {
 
   decision::Stats stats() const;
 
+  // When the checks' DNS lookups last got an answer (ok or no_such_host) and last failed
+  // (error), for readiness. Absent: never since the start.
+  struct DnsHealth {
+    std::optional<decision::TimePoint> last_answer;
+    std::optional<decision::TimePoint> last_failure;
+  };
+  DnsHealth dns_health() const;
+
   // Calls fn(const decision::Director&) with the core locked.
   template <typename Fn>
   void inspect(Fn&& fn) const {
@@ -54,13 +65,19 @@ class Checker {
   void start(decision::CheckPlan plan);
   boost::asio::awaitable<void> run(decision::CheckPlan plan);
 
+  void record_lookup(decision::DnsOutcome outcome, decision::TimePoint started, decision::TimePoint finished);
+
   boost::asio::any_io_executor executor_;
   Resolver& resolver_;
+  metrics::Metrics& metrics_;
   ProbeOptions probe_options_;
   mutable std::mutex mutex_;
   decision::Director director_;                            // guarded by mutex_
   std::unordered_map<decision::WaiterId, Deliver> waiting_;  // guarded by mutex_
   std::atomic<decision::WaiterId> next_waiter_{1};
+  // decision::Clock ticks since its epoch; 0 = never.
+  std::atomic<decision::Duration::rep> last_dns_answer_{0};
+  std::atomic<decision::Duration::rep> last_dns_failure_{0};
 };
 
 }  // namespace director::server

@@ -2,6 +2,7 @@
 
 #include "server/log.hpp"
 #include "server/route_handler.hpp"
+#include "spop/codec.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -13,17 +14,39 @@
 #include <boost/asio/write.hpp>
 
 #include <cstring>
+#include <limits>
+#include <span>
 #include <vector>
 
 namespace director::server {
 namespace {
 constexpr auto nothrow_awaitable = boost::asio::as_tuple(boost::asio::use_awaitable);
+
+// The type byte of a whole frame (length prefix included), as the session encoded it.
+spop::FrameType type_of(const spop::Bytes& frame) {
+  return frame.size() > spop::frame_length_size ? static_cast<spop::FrameType>(frame[spop::frame_length_size])
+                                                : spop::FrameType::fragment;
 }
 
-Connection::Connection(boost::asio::ip::tcp::socket socket, Checker& checker, ConnectionLimits limits,
-                       std::function<void(Connection&)> on_closed)
+// Counts the frames a feed() consumed: `consumed` holds whole frames, back to back (a frame of
+// length 0, which the session rejects, has no type byte and counts as "other").
+void count_received_frames(std::span<const std::uint8_t> consumed, metrics::Metrics& metrics) {
+  while (!consumed.empty()) {
+    const auto frame = spop::split_frame(consumed, std::numeric_limits<std::uint32_t>::max());
+    if (!frame || !frame->complete) return;  // cannot happen for consumed bytes
+    metrics.frame_received(frame->body.empty() ? spop::FrameType::fragment
+                                               : static_cast<spop::FrameType>(frame->body.front()));
+    consumed = consumed.subspan(frame->wire_size());
+  }
+}
+
+}  // namespace
+
+Connection::Connection(boost::asio::ip::tcp::socket socket, Checker& checker, metrics::Metrics& metrics,
+                       ConnectionLimits limits, std::function<void(Connection&)> on_closed)
     : socket_(std::move(socket)),
       checker_(checker),
+      metrics_(metrics),
       limits_(limits),
       on_closed_(std::move(on_closed)),
       session_(spop::SessionLimits{limits.max_frame_size}),
@@ -74,12 +97,14 @@ boost::asio::awaitable<void> Connection::read_loop() {
       filled = 0;  // after a health check's AGENT-HELLO: nothing more to parse, wait for the close
       continue;
     }
+    const auto arrived = std::chrono::steady_clock::now();  // the decision clock starts here
     auto result = session_.feed(std::span<const std::uint8_t>(buffer.data(), filled));
+    count_received_frames(std::span<const std::uint8_t>(buffer.data(), result.consumed), metrics_);
     if (result.consumed > 0) {
       std::memmove(buffer.data(), buffer.data() + result.consumed, filled - result.consumed);
       filled -= result.consumed;
     }
-    handle(result);
+    handle(result, arrived);
   }
   if (!stopping_ || closing_) co_return;
 
@@ -94,11 +119,12 @@ boost::asio::awaitable<void> Connection::read_loop() {
   }
 }
 
-void Connection::handle(spop::FeedResult& result) {
+void Connection::handle(spop::FeedResult& result, std::chrono::steady_clock::time_point arrived) {
   for (auto& frame : result.writes) enqueue(std::move(frame));
   if (result.close) {
     // A protocol error ends the session: the AGENT-DISCONNECT is the last frame, and NOTIFYs
     // decoded before the bad frame are not answered.
+    if (const auto status = session_.error_status()) metrics_.protocol_error(*status);
     close_after_writes();
     return;
   }
@@ -112,24 +138,26 @@ void Connection::handle(spop::FeedResult& result) {
     const auto frame_id = notify.frame_id;
     auto answer = checker_.decide(request->username, [&] {
       ++pending_answers_;
-      return [weak = weak_from_this(), stream_id, frame_id](const decision::Answer& late) {
+      return [weak = weak_from_this(), stream_id, frame_id, arrived](const decision::Answer& late) {
         if (auto self = weak.lock()) {
-          boost::asio::post(self->socket_.get_executor(), [self, stream_id, frame_id, late] {
+          boost::asio::post(self->socket_.get_executor(), [self, stream_id, frame_id, late, arrived] {
             --self->pending_answers_;
-            self->answer(stream_id, frame_id, late);
+            self->answer(stream_id, frame_id, late, arrived);
             self->reader_wake_.cancel();
           });
         }
       };
     });
-    if (answer) this->answer(stream_id, frame_id, *answer);
+    if (answer) this->answer(stream_id, frame_id, *answer, arrived);
   }
 }
 
-void Connection::answer(std::uint64_t stream_id, std::uint64_t frame_id, const decision::Answer& answer) {
+void Connection::answer(std::uint64_t stream_id, std::uint64_t frame_id, const decision::Answer& answer,
+                        std::chrono::steady_clock::time_point arrived) {
   if (closed_ || closing_) return;
   const auto actions = to_actions(answer);
   enqueue(session_.encode_ack(stream_id, frame_id, actions));
+  metrics_.decision_answered(answer.reason, std::chrono::steady_clock::now() - arrived);
 }
 
 void Connection::enqueue(spop::Bytes frame) {
@@ -181,6 +209,7 @@ boost::asio::awaitable<void> Connection::write_loop() {
     queued_bytes_ -= written;
     reader_wake_.cancel();
     if (error) break;
+    for (const auto& frame : batch) metrics_.frame_sent(type_of(frame));
   }
   close_now();
 }

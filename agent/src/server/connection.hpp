@@ -4,6 +4,7 @@
 // while too many answers are pending or too many bytes wait to be written.
 #pragma once
 
+#include "metrics/metrics.hpp"
 #include "server/checker.hpp"
 #include "spop/session.hpp"
 
@@ -27,9 +28,10 @@ struct ConnectionLimits {
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  // `on_closed` runs once, on the connection's strand, after the socket is closed.
-  Connection(boost::asio::ip::tcp::socket socket, Checker& checker, ConnectionLimits limits,
-             std::function<void(Connection&)> on_closed);
+  // `on_closed` runs once, on the connection's strand, after the socket is closed. Frames,
+  // protocol errors and decisions (route requests answered) are reported to `metrics`.
+  Connection(boost::asio::ip::tcp::socket socket, Checker& checker, metrics::Metrics& metrics,
+             ConnectionLimits limits, std::function<void(Connection&)> on_closed);
 
   void start();
   // Graceful stop: stop reading, answer what is pending (for at most `grace`), send
@@ -40,14 +42,18 @@ class Connection : public std::enable_shared_from_this<Connection> {
   boost::asio::awaitable<void> read_loop();
   boost::asio::awaitable<void> write_loop();
   boost::asio::awaitable<void> wait_until_readable();
-  void handle(spop::FeedResult& result);
-  void answer(std::uint64_t stream_id, std::uint64_t frame_id, const decision::Answer& answer);
+  // `arrived`: when the bytes holding result's NOTIFYs were read.
+  void handle(spop::FeedResult& result, std::chrono::steady_clock::time_point arrived);
+  // Queues the ACK of a route request whose NOTIFY arrived at `arrived`.
+  void answer(std::uint64_t stream_id, std::uint64_t frame_id, const decision::Answer& answer,
+              std::chrono::steady_clock::time_point arrived);
   void enqueue(spop::Bytes frame);
   void close_after_writes();
   void close_now();
 
   boost::asio::ip::tcp::socket socket_;
   Checker& checker_;
+  metrics::Metrics& metrics_;
   ConnectionLimits limits_;
   std::function<void(Connection&)> on_closed_;
   spop::Session session_;

@@ -15,8 +15,12 @@
 namespace director::server {
 
 Server::Server(boost::asio::io_context& context, const boost::asio::ip::tcp::endpoint& listen, Checker& checker,
-               ConnectionLimits limits)
-    : context_(context), acceptor_(boost::asio::make_strand(context)), checker_(checker), limits_(limits) {
+               metrics::Metrics& metrics, ConnectionLimits limits)
+    : context_(context),
+      acceptor_(boost::asio::make_strand(context)),
+      checker_(checker),
+      metrics_(metrics),
+      limits_(limits) {
   boost::system::error_code error;
   acceptor_.open(listen.protocol(), error);
   if (!error) acceptor_.set_option(boost::asio::socket_base::reuse_address(true), error);
@@ -45,7 +49,7 @@ boost::asio::awaitable<void> Server::accept_loop() {
       co_await pause.async_wait(nothrow_awaitable);
       continue;
     }
-    auto connection = std::make_shared<Connection>(std::move(socket), checker_, limits_,
+    auto connection = std::make_shared<Connection>(std::move(socket), checker_, metrics_, limits_,
                                                    [this](Connection& closed) { forget(closed); });
     {
       const std::lock_guard lock(mutex_);
@@ -93,6 +97,11 @@ boost::asio::ip::tcp::endpoint Server::local_endpoint() const { return acceptor_
 std::size_t Server::connection_count() const {
   const std::lock_guard lock(mutex_);
   return connections_.size();
+}
+
+bool Server::is_listening() const {
+  const std::lock_guard lock(mutex_);
+  return !stopping_;
 }
 
 }  // namespace director::server

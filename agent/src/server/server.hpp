@@ -18,8 +18,9 @@ namespace director::server {
 class Server {
  public:
   // Binds and listens at once (throws with a clear message if the address cannot be used).
+  // Connections report to `metrics`, which must outlive the server.
   Server(boost::asio::io_context& context, const boost::asio::ip::tcp::endpoint& listen, Checker& checker,
-         ConnectionLimits limits);
+         metrics::Metrics& metrics, ConnectionLimits limits);
 
   void start();
   // Stops accepting; each connection answers what is pending (for at most `grace`), sends
@@ -28,6 +29,8 @@ class Server {
 
   boost::asio::ip::tcp::endpoint local_endpoint() const;
   std::size_t connection_count() const;
+  // True from construction until stop(): the listener accepts connections.
+  bool is_listening() const;
 
  private:
   boost::asio::awaitable<void> accept_loop();
@@ -36,6 +39,7 @@ class Server {
   boost::asio::io_context& context_;
   boost::asio::ip::tcp::acceptor acceptor_;
   Checker& checker_;
+  metrics::Metrics& metrics_;
   ConnectionLimits limits_;
   mutable std::mutex mutex_;
   std::unordered_map<Connection*, std::weak_ptr<Connection>> connections_;  // guarded by mutex_

@@ -151,6 +151,7 @@ void Session::handle_hello(std::span<const std::uint8_t> payload, FeedResult& re
 }
 
 void Session::fail(FeedResult& result, Status status, std::string_view message) {
+  if (status != Status::normal) error_status_ = status;
   result.writes.push_back(disconnect(status, message));
   result.close = true;
 }
@@ -182,5 +183,7 @@ std::uint32_t Session::max_frame_size() const noexcept { return max_frame_size_;
 std::size_t Session::max_buffered_bytes() const noexcept { return frame_length_size + max_frame_size_; }
 
 bool Session::is_health_check() const noexcept { return health_check_; }
+
+std::optional<Status> Session::error_status() const noexcept { return error_status_; }
 
 }  // namespace director::spop

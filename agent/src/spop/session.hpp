@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -70,6 +71,10 @@ class Session {
   std::size_t max_buffered_bytes() const noexcept;
   // True when the peer's HELLO was a health check (option spop-check).
   bool is_health_check() const noexcept;
+  // The status of the AGENT-DISCONNECT with which feed() ended the session for a protocol
+  // error. std::nullopt while no error occurred, and when the session ended normally
+  // (HAPROXY-DISCONNECT answered with status normal, or disconnect()).
+  std::optional<Status> error_status() const noexcept;
 
  private:
   void handle_frame(std::span<const std::uint8_t> body, FeedResult& result);
@@ -81,6 +86,7 @@ class Session {
   std::uint32_t max_frame_size_;  // ours until HELLO, then the negotiated value
   SessionState state_ = SessionState::awaiting_hello;
   bool health_check_ = false;
+  std::optional<Status> error_status_;  // set by fail() with a status other than normal
 };
 
 }  // namespace director::spop

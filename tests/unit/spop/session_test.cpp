@@ -77,15 +77,19 @@ Session session_after_hello(std::uint32_t haproxy_max_frame_size = 16380, Sessio
   REQUIRE(result.writes.size() == 1);
   REQUIRE_FALSE(result.close);
   REQUIRE(session.state() == SessionState::processing);
+  REQUIRE_FALSE(session.error_status());
   return session;
 }
 
-// Feeds `input` and requires exactly one AGENT-DISCONNECT with `status`, then closing.
+// Feeds `input` and requires exactly one AGENT-DISCONNECT with `status`, then closing, with
+// error_status() reporting that status.
 void require_disconnect(Session& session, const Bytes& input, Status status) {
+  REQUIRE_FALSE(session.error_status());
   const auto result = session.feed(input);
   REQUIRE(result.close);
   REQUIRE(result.writes.size() == 1);
   CHECK(disconnect_status(result.writes.back()) == static_cast<std::uint32_t>(status));
+  CHECK(session.error_status() == std::optional<Status>(status));
   CHECK(result.notifies.empty());
   CHECK(session.state() == SessionState::closing);
   // Once closing, nothing more is consumed or produced.
@@ -436,6 +440,7 @@ TEST_CASE("flow: HAPROXY-DISCONNECT is answered with AGENT-DISCONNECT normal, th
     CHECK(result.close);
     CHECK(result.consumed == stream.size() - notify_frame(3, 1, {}).size());
     CHECK(session.state() == SessionState::closing);
+    CHECK_FALSE(session.error_status());  // HAProxy said goodbye: not a protocol error
   }
   SECTION("before HELLO, and whatever status HAProxy gives") {
     Bytes error_disconnect;
@@ -445,6 +450,7 @@ TEST_CASE("flow: HAPROXY-DISCONNECT is answered with AGENT-DISCONNECT normal, th
     REQUIRE(result.writes.size() == 1);
     CHECK(to_hex(result.writes[0]) == to_hex(captured_agent_disconnect));
     CHECK(result.close);
+    CHECK_FALSE(session.error_status());  // HAProxy's status is its own, not our protocol error
   }
 }
 
@@ -494,6 +500,7 @@ TEST_CASE("disconnect(): the agent's own goodbye", "[session]") {
   CHECK(frame.size() <= 4 + 256);
   CHECK(disconnect_status(frame) == 13);
   CHECK(session.feed(notify_frame(1, 1, {})).consumed == 0);
+  CHECK_FALSE(session.error_status());  // the agent's own goodbye is not a protocol error
 }
 
 // ---------------------------------------------------------------------------------------------
