@@ -1,7 +1,9 @@
 // director-agent: the SPOE agent that decides, for each request HAProxy offloads, whether the
 // user's container is alive (route there) or not (route to the spawner).
 #include "config/config.hpp"
+#include "metrics/metrics.hpp"
 #include "server/checker.hpp"
+#include "server/http_server.hpp"
 #include "server/log.hpp"
 #include "server/resolver.hpp"
 #include "server/server.hpp"
@@ -37,28 +39,38 @@ int run(const director::config::Config& config) {
   resolver_options.cache_capacity = config.decision.capacity;
   director::server::Resolver resolver(context.get_executor(), resolver_options);
 
-  director::server::Checker checker(context.get_executor(), config, resolver);
+  director::metrics::Metrics metrics(director::config::version(), std::chrono::system_clock::now());
+  director::server::Checker checker(context.get_executor(), config, resolver, metrics);
   director::server::ConnectionLimits limits;
   limits.max_frame_size = config.max_frame_size;
-  director::server::Server server(context, config.listen, checker, limits);
+  director::server::Server server(context, config.listen, checker, metrics, limits);
+  director::server::HttpServer http(context, config.http_listen, {config, metrics, checker, server});
   server.start();
+  http.start();
 
-  std::ostringstream started;
-  started << "director-agent " << director::config::version() << " listening on " << server.local_endpoint()
-          << " with " << threads << " threads; configuration " << director::config::to_json(config);
-  log(LogLevel::info, started.str());
+  std::ostringstream spop_endpoint;
+  std::ostringstream http_endpoint;
+  spop_endpoint << server.local_endpoint();
+  http_endpoint << http.local_endpoint();
+  log(LogLevel::info, "director-agent started",
+      {{"version", director::config::version()},
+       {"listen", spop_endpoint.str()},
+       {"http_listen", http_endpoint.str()},
+       {"threads", std::to_string(threads)},
+       {"config", director::config::to_json(config)}});
 
   boost::asio::signal_set signals(context, SIGTERM, SIGINT);
   boost::asio::steady_timer deadline(context);
   signals.async_wait([&](const boost::system::error_code& error, int signal) {
     if (error) return;
-    log(LogLevel::info, "signal " + std::to_string(signal) + ": finishing in-flight work and disconnecting");
+    log(LogLevel::info, "stopping: finishing in-flight work and disconnecting", {{"signal", std::to_string(signal)}});
     auto finish = [&] {
       boost::asio::post(context, [&] {
         resolver.shutdown();
         context.stop();
       });
     };
+    http.stop();
     server.stop(stop_grace, finish);
     deadline.expires_after(stop_deadline);
     deadline.async_wait([&](const boost::system::error_code& cancelled) {
@@ -101,11 +113,11 @@ int main(int argc, char** argv) {
     case director::config::Command::run:
       break;
   }
-  director::server::set_log_level(invocation.config.log_level);
+  director::server::configure_logging(invocation.config);
   try {
     return run(invocation.config);
   } catch (const std::exception& error) {
-    std::cerr << "director-agent: " << error.what() << '\n';
+    log(LogLevel::error, "director-agent failed", {{"error", error.what()}});
     return 1;
   }
 }

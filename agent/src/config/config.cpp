@@ -3,11 +3,17 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cctype>
+#include <cerrno>
 #include <charconv>
+#include <cstdio>
 #include <cstdlib>
 #include <iomanip>
 #include <limits>
+#include <memory>
+#include <set>
 #include <sstream>
+#include <system_error>
 #include <thread>
 
 namespace director::config {
@@ -91,19 +97,28 @@ bool is_dns_server(std::string_view text) {
   return !error || parse_endpoint(text).has_value();
 }
 
+// One option. Every source hands `apply` text: a configuration file's JSON value is converted
+// to text first (see file_text), so the file, the environment and the flags share validation.
+// A file key takes the JSON type that `show` prints for the default (string, integer, boolean or
+// array of strings), so --check-config output is valid file syntax.
 struct Option {
-  std::string_view key;         // JSON key in --check-config output
+  std::string_view key;         // JSON key in the configuration file and --check-config output
   std::string_view environment; // environment variable
   std::string_view flag;        // --flag VALUE
   std::string_view help;
   Failure (*apply)(Config&, std::string_view);
   nlohmann::ordered_json (*show)(const Config&);
+  bool secret = false;          // redacted by to_json when set (no option is secret yet)
 };
+
+// The option naming the configuration file; it cannot appear in the file itself.
+constexpr std::string_view config_key = "config";
 
 std::string_view to_string(decision::UsernameMode mode) {
   return mode == decision::UsernameMode::strict ? "strict" : "escape";
 }
 std::string_view to_string(ProbeMode mode) { return mode == ProbeMode::tcp ? "tcp" : "http"; }
+std::string_view to_string(LogFormat format) { return format == LogFormat::text ? "text" : "json"; }
 std::string_view to_string(LogLevel level) {
   switch (level) {
     case LogLevel::error: return "error";
@@ -118,6 +133,17 @@ const std::vector<Option>& options() {
   using std::chrono::milliseconds;
   using std::chrono::seconds;
   static const std::vector<Option> table = {
+      {"config", "DIRECTOR_CONFIG", "--config",
+       "JSON file of options (keys as printed by --check-config); the environment and flags override it. Default none",
+       [](Config& c, std::string_view v) -> Failure {
+         const bool control = std::any_of(v.begin(), v.end(), [](char ch) {
+           return static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f;
+         });
+         if (control || v.size() > 4096) return "a file path of at most 4096 characters, or empty for none";
+         c.config_file = v;
+         return accepted;
+       },
+       [](const Config& c) -> nlohmann::ordered_json { return c.config_file; }},
       {"listen", "DIRECTOR_LISTEN", "--listen", "SPOP listen address, IP:PORT ([IPv6]:PORT). Default 0.0.0.0:12345",
        [](Config& c, std::string_view v) -> Failure {
          const auto endpoint = parse_endpoint(v);
@@ -128,6 +154,19 @@ const std::vector<Option>& options() {
        [](const Config& c) -> nlohmann::ordered_json {
          std::ostringstream out;
          out << c.listen;
+         return out.str();
+       }},
+      {"http_listen", "DIRECTOR_HTTP_LISTEN", "--http-listen",
+       "HTTP listen address for /metrics, /healthz, /readyz, /status and /users, IP:PORT ([IPv6]:PORT). Default 127.0.0.1:9102",
+       [](Config& c, std::string_view v) -> Failure {
+         const auto endpoint = parse_endpoint(v);
+         if (!endpoint) return "IP:PORT with a port from 1 to 65535, e.g. 127.0.0.1:9102";
+         c.http_listen = *endpoint;
+         return accepted;
+       },
+       [](const Config& c) -> nlohmann::ordered_json {
+         std::ostringstream out;
+         out << c.http_listen;
          return out.str();
        }},
       {"threads", "DIRECTOR_THREADS", "--threads", "I/O threads; 0 = one per core. Default 0",
@@ -293,23 +332,269 @@ const std::vector<Option>& options() {
          return accepted;
        },
        [](const Config& c) -> nlohmann::ordered_json { return to_string(c.log_level); }},
+      {"log_format", "DIRECTOR_LOG_FORMAT", "--log-format",
+       "text (timestamp level message key=value...) or json (one JSON object per line). Default text",
+       [](Config& c, std::string_view v) -> Failure {
+         if (v == "text") c.log_format = LogFormat::text;
+         else if (v == "json") c.log_format = LogFormat::json;
+         else return "text or json";
+         return accepted;
+       },
+       [](const Config& c) -> nlohmann::ordered_json { return to_string(c.log_format); }},
   };
   return table;
 }
 
-std::string describe_failure(std::string_view source, std::string_view value, std::string_view expected) {
-  return "invalid value '" + std::string(value) + "' for " + std::string(source) + ": expected " +
-         std::string(expected);
+// One value for one option from one source, as text, not yet validated.
+struct Assignment {
+  const Option* option = nullptr;
+  std::string value;   // what apply() validates
+  Source source = Source::default_value;
+  std::string origin;  // for messages: "--flag", "VARIABLE" or "key in FILE"
+  std::string shown;   // the value as messages show it
+};
+
+std::string describe_failure(const Assignment& assignment, std::string_view expected) {
+  return "invalid value " + assignment.shown + " for " + assignment.origin + ": expected " + std::string(expected);
+}
+
+std::string in_quotes(std::string_view value) { return "'" + std::string(value) + "'"; }
+
+// A JSON value in a message: compact, escaped, and short.
+std::string shown(const nlohmann::ordered_json& value) {
+  auto text = value.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+  constexpr std::size_t longest = 80;
+  if (text.size() > longest) text = text.substr(0, longest) + "...";
+  return text;
+}
+
+// --- the configuration file ---------------------------------------------------------------------
+
+enum class JsonKind : std::uint8_t { text, integer, boolean, list };
+
+JsonKind json_kind(const Option& option) {
+  const auto shape = option.show(Config{});
+  if (shape.is_number_integer()) return JsonKind::integer;
+  if (shape.is_boolean()) return JsonKind::boolean;
+  if (shape.is_array()) return JsonKind::list;
+  return JsonKind::text;
+}
+
+std::string_view describe(JsonKind kind) {
+  switch (kind) {
+    case JsonKind::text: return "a string";
+    case JsonKind::integer: return "an integer";
+    case JsonKind::boolean: return "true or false";
+    case JsonKind::list: return "an array of strings";
+  }
+  return "a string";
+}
+
+std::string_view type_name(JsonKind kind) {
+  switch (kind) {
+    case JsonKind::text: return "string";
+    case JsonKind::integer: return "integer";
+    case JsonKind::boolean: return "boolean";
+    case JsonKind::list: return "array of strings";
+  }
+  return "string";
+}
+
+// The text form of a file value, as the environment variable would spell it: lists joined with
+// commas. std::nullopt with `problem` empty: the JSON type is wrong; with `problem` set: the
+// value is refused (`problem` says what is accepted).
+std::optional<std::string> file_text(const nlohmann::ordered_json& value, JsonKind kind, std::string& problem) {
+  switch (kind) {
+    case JsonKind::text:
+      if (value.is_string()) return value.get<std::string>();
+      return std::nullopt;
+    case JsonKind::integer:
+      if (value.is_number_integer()) return value.dump();
+      return std::nullopt;
+    case JsonKind::boolean:
+      if (value.is_boolean()) return std::string(value.get<bool>() ? "true" : "false");
+      return std::nullopt;
+    case JsonKind::list: {
+      if (!value.is_array()) return std::nullopt;
+      std::string joined;
+      bool first = true;
+      for (const auto& element : value) {
+        if (!element.is_string()) return std::nullopt;
+        const auto& text = element.get_ref<const std::string&>();
+        if (text.empty() || text.find(',') != std::string::npos) {
+          problem = "one non-empty entry per array element, without commas";
+          return std::nullopt;
+        }
+        if (!first) joined += ',';
+        joined += text;
+        first = false;
+      }
+      return joined;
+    }
+  }
+  return std::nullopt;
+}
+
+const Option* find_option(std::string_view key) {
+  const auto found = std::find_if(options().begin(), options().end(), [&](const Option& o) { return o.key == key; });
+  return found == options().end() ? nullptr : &*found;
+}
+
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const auto above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0U : 1U)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+// A hint for an unknown file key: the key it was probably meant to be.
+std::string unknown_key_hint(std::string_view key) {
+  if (key == "effective_threads" || key == "version" || key == "sources")
+    return " (--check-config prints it, but it is not an option)";
+  // Spelled as the environment variable or the flag?
+  for (const auto& option : options()) {
+    if (key == option.environment || key == option.flag || key == option.flag.substr(2))
+      return "; did you mean \"" + std::string(option.key) + "\"?";
+  }
+  std::string normalized;
+  for (const char c : key) normalized += c == '-' ? '_' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const Option* closest = nullptr;
+  std::size_t best = std::numeric_limits<std::size_t>::max();
+  for (const auto& option : options()) {
+    const auto distance = edit_distance(normalized, option.key);
+    if (distance < best) { best = distance; closest = &option; }
+  }
+  if (closest != nullptr && best <= std::max<std::size_t>(2, closest->key.size() / 4))
+    return "; did you mean \"" + std::string(closest->key) + "\"?";
+  return " (director-agent --help lists the keys)";
+}
+
+// The file's text, at most max_config_file_size bytes, or why it cannot be read.
+std::optional<std::string> read_bounded(const std::string& path, std::string& error) {
+  const auto describe_errno = [&](std::string_view what) {
+    error = std::string(what) + " " + path + ": " + std::generic_category().message(errno);
+  };
+  struct Close {
+    void operator()(std::FILE* file) const noexcept { std::fclose(file); }
+  };
+  const std::unique_ptr<std::FILE, Close> file(std::fopen(path.c_str(), "rb"));
+  if (!file) {
+    describe_errno("cannot open configuration file");
+    return std::nullopt;
+  }
+  std::string text(max_config_file_size + 1, '\0');
+  const auto size = std::fread(text.data(), 1, text.size(), file.get());
+  if (std::ferror(file.get()) != 0) {
+    describe_errno("cannot read configuration file");
+    return std::nullopt;
+  }
+  if (size > max_config_file_size) {
+    error = "configuration file " + path + " is larger than " + std::to_string(max_config_file_size) + " bytes";
+    return std::nullopt;
+  }
+  text.resize(size);
+  return text;
+}
+
+// nlohmann's message without its "[json.exception.parse_error.101] " prefix.
+std::string_view exception_message(const char* what) {
+  std::string_view message(what);
+  if (!message.empty() && message.front() == '[') {
+    const auto end = message.find("] ");
+    if (end != std::string_view::npos) message.remove_prefix(end + 2);
+  }
+  return message;
+}
+
+// The file's options, in file order, converted to text; or what is wrong with the file.
+std::variant<std::vector<Assignment>, std::string> read_config_file(const std::string& path) {
+  using Json = nlohmann::ordered_json;
+  std::string error;
+  const auto text = read_bounded(path, error);
+  if (!text) return error;
+  Json document;
+  std::set<std::string, std::less<>> seen;
+  std::string duplicate;
+  try {
+    document = Json::parse(*text, [&](int depth, Json::parse_event_t event, Json& parsed) {
+      if (depth == 1 && event == Json::parse_event_t::key && parsed.is_string()) {
+        if (!seen.insert(parsed.get<std::string>()).second && duplicate.empty()) duplicate = shown(parsed);
+      }
+      return true;
+    });
+  } catch (const Json::exception& failure) {
+    return "malformed configuration file " + path + ": " + std::string(exception_message(failure.what()));
+  }
+  if (!document.is_object())
+    return "configuration file " + path + " must hold one JSON object, e.g. {\"container_port\": 8080}";
+  if (!duplicate.empty()) return "duplicate key " + duplicate + " in " + path;
+
+  std::vector<Assignment> assignments;
+  for (const auto& [key, value] : document.items()) {
+    const auto* option = find_option(key);
+    if (option == nullptr) return "unknown key " + shown(Json(key)) + " in " + path + unknown_key_hint(key);
+    if (option->key == config_key)
+      return "key \"config\" in " + path + ": a configuration file cannot name another one";
+    const auto kind = json_kind(*option);
+    std::string problem;
+    auto converted = file_text(value, kind, problem);
+    Assignment assignment{option, {}, Source::file, std::string(option->key) + " in " + path, shown(value)};
+    if (!converted && !problem.empty()) return describe_failure(assignment, problem);
+    if (!converted)
+      return "wrong type for " + assignment.origin + ": expected " + std::string(describe(kind)) + ", got " +
+             value.type_name() + " " + assignment.shown;
+    assignment.value = std::move(*converted);
+    assignments.push_back(std::move(assignment));
+  }
+  return assignments;
 }
 
 // Checks that hold between options.
 Failure check_consistency(const Config& c) {
   if (c.decision.refresh_after >= c.decision.alive_ttl)
-    return "DIRECTOR_REFRESH_AFTER (--refresh-after) must be shorter than DIRECTOR_ALIVE_TTL (--alive-ttl)";
+    return "refresh_after (DIRECTOR_REFRESH_AFTER, --refresh-after) must be shorter than alive_ttl "
+           "(DIRECTOR_ALIVE_TTL, --alive-ttl)";
   return accepted;
 }
 
+// What an option accepts, in its parser's own words: the failure it reports for a value that no
+// option accepts. Keeps --help-style references in step with validation.
+std::string accepted_values(const Option& option) {
+  Config scratch;
+  const auto failure = option.apply(scratch, "\x01");
+  return failure ? *failure : std::string("any text");
+}
+
+// A Markdown table cell: pipes escaped, no line breaks.
+std::string cell(std::string_view text) {
+  std::string out;
+  for (const char c : text) {
+    if (c == '|') out += "\\|";
+    else if (c == '\n') out += ' ';
+    else out += c;
+  }
+  return out;
+}
+
 }  // namespace
+
+std::string_view to_string(Source source) noexcept {
+  switch (source) {
+    case Source::default_value: return "default";
+    case Source::file: return "file";
+    case Source::environment: return "environment";
+    case Source::flag: return "flag";
+  }
+  return "default";
+}
 
 unsigned Config::effective_threads() const noexcept {
   if (threads != 0) return threads;
@@ -327,11 +612,14 @@ EnvironmentLookup process_environment() {
 std::variant<Invocation, std::string> parse(std::span<const std::string_view> arguments,
                                             const EnvironmentLookup& environment) {
   Invocation invocation;
+  std::vector<Assignment> from_environment;
+  std::vector<Assignment> from_flags;
   for (const auto& option : options()) {
-    const auto value = environment(option.environment);
+    auto value = environment(option.environment);
     if (!value) continue;
-    if (auto expected = option.apply(invocation.config, *value))
-      return describe_failure(option.environment, *value, *expected);
+    auto shown_value = in_quotes(*value);
+    from_environment.push_back(
+        {&option, std::move(*value), Source::environment, std::string(option.environment), std::move(shown_value)});
   }
   for (std::size_t i = 0; i < arguments.size(); ++i) {
     const auto argument = arguments[i];
@@ -353,10 +641,38 @@ std::variant<Invocation, std::string> parse(std::span<const std::string_view> ar
     } else {
       return "missing value for " + std::string(name) + " (see --help)";
     }
-    if (auto expected = option->apply(invocation.config, value))
-      return describe_failure(option->flag, value, *expected);
+    from_flags.push_back({&*option, std::string(value), Source::flag, std::string(option->flag), in_quotes(value)});
   }
-  if (auto problem = check_consistency(invocation.config)) return *problem;
+  if (invocation.command == Command::help || invocation.command == Command::version) return invocation;
+
+  // The file named by the last --config, else by DIRECTOR_CONFIG; read before anything applies,
+  // applied first, so the environment and the flags override it.
+  std::vector<Assignment> from_file;
+  std::string path;
+  for (const auto* list : {&from_environment, &from_flags}) {
+    for (const auto& assignment : *list) {
+      if (assignment.option->key != config_key) continue;
+      Config scratch;
+      if (auto expected = assignment.option->apply(scratch, assignment.value))
+        return describe_failure(assignment, *expected);
+      path = assignment.value;
+    }
+  }
+  if (!path.empty()) {
+    auto read = read_config_file(path);
+    if (auto* error = std::get_if<std::string>(&read)) return std::move(*error);
+    from_file = std::get<std::vector<Assignment>>(std::move(read));
+  }
+
+  auto& config = invocation.config;
+  for (const auto* list : {&from_file, &from_environment, &from_flags}) {
+    for (const auto& assignment : *list) {
+      if (auto expected = assignment.option->apply(config, assignment.value))
+        return describe_failure(assignment, *expected);
+      config.sources.insert_or_assign(std::string(assignment.option->key), assignment.source);
+    }
+  }
+  if (auto problem = check_consistency(config)) return *problem;
   return invocation;
 }
 
@@ -364,22 +680,45 @@ void print_help(std::ostream& out) {
   out << "Usage: director-agent [OPTIONS]\n"
          "SPOE agent for HAProxy that routes each user to their own container when it is alive,\n"
          "and to the container spawner otherwise.\n\n"
-         "Every option can be set by its environment variable or its flag (the flag wins).\n\n"
+         "Every option has a flag (--flag VALUE or --flag=VALUE), an environment variable and a\n"
+         "key in the JSON file named by --config. Precedence, lowest first: default, file,\n"
+         "environment, flag.\n\n"
          "  --help             print this help and exit\n"
          "  --version          print the version and exit\n"
-         "  --check-config     validate the configuration, print it as JSON and exit\n\n";
+         "  --check-config     validate the configuration, print it as JSON (with the source of\n"
+         "                     each value) and exit\n\n";
   for (const auto& option : options()) {
-    out << "  " << std::left << std::setw(26) << (std::string(option.flag) + " VALUE")
-        << std::setw(28) << option.environment << option.help << '\n';
+    out << "  " << std::left << std::setw(30) << (std::string(option.flag) + " VALUE ") << std::setw(28)
+        << option.environment << '"' << option.key << "\": " << type_name(json_kind(option)) << "\n      "
+        << option.help << '\n';
+  }
+}
+
+void print_markdown(std::ostream& out) {
+  out << "| JSON key | environment variable | flag | JSON type | default | accepted values | meaning |\n"
+         "|---|---|---|---|---|---|---|\n";
+  const Config defaults;
+  for (const auto& option : options()) {
+    out << "| `" << option.key << "` | `" << option.environment << "` | `" << option.flag << "` | "
+        << type_name(json_kind(option)) << " | `" << cell(shown(option.show(defaults))) << "` | "
+        << cell(accepted_values(option)) << " | " << cell(option.help) << " |\n";
   }
 }
 
 std::string to_json(const Config& config) {
   nlohmann::ordered_json json;
-  for (const auto& option : options()) json[std::string(option.key)] = option.show(config);
+  nlohmann::ordered_json sources;
+  for (const auto& option : options()) {
+    const std::string key(option.key);
+    const auto source = config.sources.find(key);
+    const bool set = source != config.sources.end();
+    json[key] = option.secret && set ? nlohmann::ordered_json("(redacted)") : option.show(config);
+    sources[key] = to_string(set ? source->second : Source::default_value);
+  }
   json["effective_threads"] = config.effective_threads();
   json["version"] = version();
-  return json.dump();
+  json["sources"] = std::move(sources);
+  return json.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
 std::string_view version() noexcept { return DIRECTOR_VERSION; }

@@ -1,6 +1,7 @@
-// The agent's effective configuration: defaults, then environment variables, then command-line
-// flags (later sources win). Every option is described once, in one table (config.cpp), which
-// drives parsing, validation, --help and the effective-configuration print.
+// The agent's effective configuration: defaults, then an optional JSON file (--config,
+// DIRECTOR_CONFIG), then environment variables, then command-line flags (later sources win).
+// Every option is described once, in one table (config.cpp), which drives parsing from all three
+// sources, validation, --help, the Markdown reference and the effective-configuration print.
 #pragma once
 
 #include "decision/director.hpp"
@@ -8,8 +9,10 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <ostream>
 #include <span>
@@ -22,6 +25,14 @@ namespace director::config {
 
 enum class ProbeMode : std::uint8_t { tcp, http };
 enum class LogLevel : std::uint8_t { error, warn, info, debug };
+enum class LogFormat : std::uint8_t { text, json };
+
+// Where an option's value came from. Later sources win: default < file < environment < flag.
+enum class Source : std::uint8_t { default_value, file, environment, flag };
+std::string_view to_string(Source source) noexcept;
+
+// The largest configuration file read, in bytes.
+inline constexpr std::size_t max_config_file_size = 1024 * 1024;
 
 // Defaults keep a whole check within HAProxy's 1 s `timeout processing`: a dead DNS server
 // costs dns timeout * 3 (two tries, c-ares doubles the second), a hanging container the probe
@@ -44,12 +55,18 @@ struct DnsSettings {
 
 struct Config {
   boost::asio::ip::tcp::endpoint listen{boost::asio::ip::address_v4::any(), 12345};
+  // HTTP listener for /metrics, /healthz, /readyz, /status and /users.
+  boost::asio::ip::tcp::endpoint http_listen{boost::asio::ip::address_v4::loopback(), 9102};
   unsigned threads = 0;  // 0 = one per core
   std::uint32_t max_frame_size = 16380;
   decision::Settings decision;
   ProbeSettings probe;
   DnsSettings dns;
   LogLevel log_level = LogLevel::info;
+  LogFormat log_format = LogFormat::text;
+  std::string config_file;  // the JSON file read (--config, DIRECTOR_CONFIG); empty = none
+  // Where each value came from, by option key; an option absent here has its default.
+  std::map<std::string, Source, std::less<>> sources;
 
   // The number of I/O threads to run (threads, or the core count when 0).
   unsigned effective_threads() const noexcept;
@@ -67,13 +84,19 @@ struct Invocation {
 using EnvironmentLookup = std::function<std::optional<std::string>(std::string_view name)>;
 EnvironmentLookup process_environment();
 
-// Parses arguments (without argv[0]) and the environment. On failure, the message names the
-// offending flag or variable, the value, and what is accepted.
+// Parses arguments (without argv[0]), the environment and the configuration file they name. On
+// failure, the message names the offending flag, variable or file key, the value, and what is
+// accepted; for a file that cannot be read or parsed, the file and the reason (with the line and
+// column of a syntax error). --help and --version read no file and validate no value.
 std::variant<Invocation, std::string> parse(std::span<const std::string_view> arguments,
                                             const EnvironmentLookup& environment);
 
 void print_help(std::ostream& out);
-// The effective configuration as JSON, one key per option (nothing secret is configured here).
+// The option reference as a Markdown table (docs/configuration.md embeds it verbatim).
+void print_markdown(std::ostream& out);
+// The effective configuration as JSON: one key per option (secret options redacted), then
+// effective_threads, version, and sources (where each value came from: default, file,
+// environment or flag).
 std::string to_json(const Config& config);
 std::string_view version() noexcept;
 
