@@ -8,6 +8,7 @@ packages=(
   libboost1.81-dev nlohmann-json3-dev libc-ares-dev prometheus-cpp-dev catch2
   haproxy dnsmasq-base python3 curl iproute2 procps
   wrk prometheus clang libclang-rt-14-dev
+  docker-compose
 )
 
 missing=()
