@@ -104,6 +104,9 @@ int main(int argc, char** argv) {
     case director::config::Command::help:
       director::config::print_help(std::cout);
       return 0;
+    case director::config::Command::help_markdown:
+      director::config::print_markdown(std::cout);
+      return 0;
     case director::config::Command::version:
       std::cout << "director-agent " << director::config::version() << '\n';
       return 0;

@@ -46,9 +46,11 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
   return std::nullopt;
 }
 
+// The largest unit that shows the value exactly: "1m", "2s", "250ms"; zero is "0s".
 std::string format_duration(std::chrono::milliseconds value) {
-  if (value.count() % 60'000 == 0 && value.count() != 0) return std::to_string(value.count() / 60'000) + "m";
-  if (value.count() % 1000 == 0 && value.count() != 0) return std::to_string(value.count() / 1000) + "s";
+  if (value.count() == 0) return "0s";
+  if (value.count() % 60'000 == 0) return std::to_string(value.count() / 60'000) + "m";
+  if (value.count() % 1000 == 0) return std::to_string(value.count() / 1000) + "s";
   return std::to_string(value.count()) + "ms";
 }
 
@@ -100,7 +102,9 @@ bool is_dns_server(std::string_view text) {
 // One option. Every source hands `apply` text: a configuration file's JSON value is converted
 // to text first (see file_text), so the file, the environment and the flags share validation.
 // A file key takes the JSON type that `show` prints for the default (string, integer, boolean or
-// array of strings), so --check-config output is valid file syntax.
+// array of strings), so the options in --check-config's output are valid file syntax.
+// `apply` returns, on any refusal, the whole of what the option accepts (never only the rule the
+// value broke): --help-markdown prints that text as the option's accepted values.
 struct Option {
   std::string_view key;         // JSON key in the configuration file and --check-config output
   std::string_view environment; // environment variable
@@ -197,13 +201,16 @@ const std::vector<Option>& options() {
       {"container_domain", "CONTAINER_DOMAIN", "--container-domain",
        "Optional domain appended to the container host (PREFIX-<label>.DOMAIN). Default none",
        [](Config& c, std::string_view v) -> Failure {
-         if (v.size() > 180) return "a DNS name of at most 180 characters";
+         constexpr std::string_view expected =
+             "empty for none, or a DNS name of at most 180 characters without a trailing dot: dot-separated "
+             "labels of [a-z0-9-], each starting and ending with a letter or digit";
+         if (v.size() > 180) return std::string(expected);
          std::string_view rest = v;
          while (!rest.empty()) {
            const auto dot = rest.find('.');
-           if (!is_dns_label(rest.substr(0, dot))) return "dot-separated labels of [a-z0-9-], or empty";
+           if (!is_dns_label(rest.substr(0, dot))) return std::string(expected);
            rest = dot == std::string_view::npos ? std::string_view{} : rest.substr(dot + 1);
-           if (dot != std::string_view::npos && rest.empty()) return "a DNS name without a trailing dot";
+           if (dot != std::string_view::npos && rest.empty()) return std::string(expected);
          }
          c.decision.domain_suffix = v;
          return accepted;
@@ -282,7 +289,9 @@ const std::vector<Option>& options() {
          while (!rest.empty()) {
            const auto comma = rest.find(',');
            const auto server = rest.substr(0, comma);
-           if (!is_dns_server(server)) return "IP or IP:PORT entries separated by commas, e.g. 127.0.0.1:5353";
+           if (!is_dns_server(server))
+             return "IP or IP:PORT entries ([IPv6]:PORT) separated by commas, e.g. 127.0.0.1:5353,[::1]:53 (in the "
+                    "file: an array of strings), or empty for the system's resolv.conf";
            servers.emplace_back(server);
            rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
          }
@@ -307,8 +316,8 @@ const std::vector<Option>& options() {
        "Longest time a DNS answer is reused (bounded by its TTL). Above 0s, a container address reused by another user's container within that time can receive this user's requests. Default 0s",
        [](Config& c, std::string_view v) -> Failure {
          std::chrono::milliseconds value{};
-         if (auto failure = set_duration(value, v, milliseconds(0), std::chrono::hours(1))) return failure;
-         if (value.count() % 1000 != 0) return "whole seconds, e.g. 5s";
+         const auto refused = set_duration(value, v, milliseconds(0), std::chrono::hours(1));
+         if (refused || value.count() % 1000 != 0) return "whole seconds from 0s to 60m (units s, m; e.g. 5s)";
          c.dns.max_cache_ttl = std::chrono::duration_cast<seconds>(value);
          return accepted;
        },
@@ -358,11 +367,31 @@ std::string describe_failure(const Assignment& assignment, std::string_view expe
   return "invalid value " + assignment.shown + " for " + assignment.origin + ": expected " + std::string(expected);
 }
 
-std::string in_quotes(std::string_view value) { return "'" + std::string(value) + "'"; }
+// A value from the environment or the command line, as messages show it: quoted, control bytes
+// escaped (a message is one line and sends nothing to the terminal), at most 80 bytes.
+std::string in_quotes(std::string_view value) {
+  constexpr std::size_t longest = 80;
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out = "'";
+  for (const char c : value.substr(0, longest)) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (byte < 0x20 || byte == 0x7f) {
+      out += "\\x";
+      out += hex[byte >> 4];
+      out += hex[byte & 0xf];
+    } else {
+      out += c;
+    }
+  }
+  out += value.size() > longest ? "'..." : "'";
+  return out;
+}
 
-// A JSON value in a message: compact, escaped, and short.
+// A JSON value in a message: compact, escaped to ASCII, and short.
 std::string shown(const nlohmann::ordered_json& value) {
-  auto text = value.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+  auto text = value.dump(-1, ' ', true, nlohmann::ordered_json::error_handler_t::replace);
   constexpr std::size_t longest = 80;
   if (text.size() > longest) text = text.substr(0, longest) + "...";
   return text;
@@ -520,6 +549,8 @@ std::variant<std::vector<Assignment>, std::string> read_config_file(const std::s
   std::string error;
   const auto text = read_bounded(path, error);
   if (!text) return error;
+  if (text->find_first_not_of(" \t\r\n") == std::string::npos)
+    return "configuration file " + path + " is empty: it must hold one JSON object, e.g. {\"container_port\": 8080}";
   Json document;
   std::set<std::string, std::less<>> seen;
   std::string duplicate;
@@ -557,12 +588,65 @@ std::variant<std::vector<Assignment>, std::string> read_config_file(const std::s
   return assignments;
 }
 
+// "key (VARIABLE, --flag) is VALUE (SOURCE)", for messages about two options at once.
+std::string described(const Config& c, std::string_view key) {
+  const auto* option = find_option(key);
+  if (option == nullptr) return std::string(key);
+  const auto source = c.sources.find(key);
+  const auto from = source == c.sources.end() ? Source::default_value : source->second;
+  return std::string(key) + " (" + std::string(option->environment) + ", " + std::string(option->flag) + ") is " +
+         shown(option->show(c)) + " (" + std::string(to_string(from)) + ")";
+}
+
+// Whether listening on `a` keeps `b` from being bound (Linux, dual-stack IPv6 sockets).
+bool overlaps(const boost::asio::ip::tcp::endpoint& a, const boost::asio::ip::tcp::endpoint& b) {
+  if (a.port() != b.port()) return false;
+  const auto covers = [](const boost::asio::ip::address& wide, const boost::asio::ip::address& other) {
+    return wide.is_unspecified() && (wide.is_v6() || other.is_v4());
+  };
+  return a.address() == b.address() || covers(a.address(), b.address()) || covers(b.address(), a.address());
+}
+
 // Checks that hold between options.
 Failure check_consistency(const Config& c) {
   if (c.decision.refresh_after >= c.decision.alive_ttl)
-    return "refresh_after (DIRECTOR_REFRESH_AFTER, --refresh-after) must be shorter than alive_ttl "
-           "(DIRECTOR_ALIVE_TTL, --alive-ttl)";
+    return "inconsistent options: " + described(c, "refresh_after") + ", " + described(c, "alive_ttl") +
+           "; refresh_after must be shorter than alive_ttl";
+  if (overlaps(c.listen, c.http_listen))
+    return "inconsistent options: " + described(c, "listen") + ", " + described(c, "http_listen") +
+           "; they must be addresses that can both be bound (different ports, or different specific addresses)";
   return accepted;
+}
+
+// The commands, which take no value.
+constexpr std::string_view command_flags[] = {"--help", "--help-markdown", "--version", "--check-config"};
+
+// A hint for an unknown argument (`name` is the part before any '='): the flag it was probably
+// meant to be, spelled as a flag, a variable, a key, or close to one.
+std::string unknown_argument_hint(std::string_view name) {
+  std::string normalized;
+  const auto start = name.find_first_not_of('-');
+  if (start != std::string_view::npos) {
+    for (const char c : name.substr(start))
+      normalized += c == '_' ? '-' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  std::vector<std::string_view> candidates(std::begin(command_flags), std::end(command_flags));
+  for (const auto& option : options()) {
+    if (name == option.environment || name == option.key) return "; did you mean " + std::string(option.flag) + "?";
+    candidates.push_back(option.flag);
+  }
+  std::string_view closest;
+  std::size_t best = std::numeric_limits<std::size_t>::max();
+  for (const auto candidate : candidates) {
+    const auto distance = edit_distance(normalized, candidate.substr(2));
+    if (distance < best) {
+      best = distance;
+      closest = candidate;
+    }
+  }
+  if (!normalized.empty() && best <= std::max<std::size_t>(2, closest.size() / 4))
+    return "; did you mean " + std::string(closest) + "?";
+  return " (see --help)";
 }
 
 // What an option accepts, in its parser's own words: the failure it reports for a value that no
@@ -573,12 +657,16 @@ std::string accepted_values(const Option& option) {
   return failure ? *failure : std::string("any text");
 }
 
-// A Markdown table cell: pipes escaped, no line breaks.
+// A Markdown table cell: pipes escaped, no line breaks, and no HTML ("PREFIX-<label>" would
+// otherwise be read as a <label> element and vanish).
 std::string cell(std::string_view text) {
   std::string out;
   for (const char c : text) {
     if (c == '|') out += "\\|";
     else if (c == '\n') out += ' ';
+    else if (c == '<') out += "&lt;";
+    else if (c == '>') out += "&gt;";
+    else if (c == '&') out += "&amp;";
     else out += c;
   }
   return out;
@@ -624,6 +712,7 @@ std::variant<Invocation, std::string> parse(std::span<const std::string_view> ar
   for (std::size_t i = 0; i < arguments.size(); ++i) {
     const auto argument = arguments[i];
     if (argument == "--help" || argument == "-h") { invocation.command = Command::help; continue; }
+    if (argument == "--help-markdown") { invocation.command = Command::help_markdown; continue; }
     if (argument == "--version") { invocation.command = Command::version; continue; }
     if (argument == "--check-config") { invocation.command = Command::check_config; continue; }
     // --flag VALUE or --flag=VALUE
@@ -632,18 +721,20 @@ std::variant<Invocation, std::string> parse(std::span<const std::string_view> ar
     const auto option = std::find_if(options().begin(), options().end(),
                                      [&](const Option& o) { return o.flag == name; });
     if (option == options().end())
-      return "unknown argument '" + std::string(argument) + "' (see --help)";
+      return "unknown argument " + in_quotes(argument) + unknown_argument_hint(name);
     std::string_view value;
     if (equals != std::string_view::npos) {
       value = argument.substr(equals + 1);
     } else if (i + 1 < arguments.size()) {
       value = arguments[++i];
     } else {
-      return "missing value for " + std::string(name) + " (see --help)";
+      return "missing value for " + std::string(name) + ": expected " + accepted_values(*option) + " (see --help)";
     }
     from_flags.push_back({&*option, std::string(value), Source::flag, std::string(option->flag), in_quotes(value)});
   }
-  if (invocation.command == Command::help || invocation.command == Command::version) return invocation;
+  if (invocation.command == Command::help || invocation.command == Command::help_markdown ||
+      invocation.command == Command::version)
+    return invocation;
 
   // The file named by the last --config, else by DIRECTOR_CONFIG; read before anything applies,
   // applied first, so the environment and the flags override it.
@@ -684,13 +775,16 @@ void print_help(std::ostream& out) {
          "key in the JSON file named by --config. Precedence, lowest first: default, file,\n"
          "environment, flag.\n\n"
          "  --help             print this help and exit\n"
+         "  --help-markdown    print the option reference as a Markdown table and exit\n"
          "  --version          print the version and exit\n"
          "  --check-config     validate the configuration, print it as JSON (with the source of\n"
          "                     each value) and exit\n\n";
   for (const auto& option : options()) {
     out << "  " << std::left << std::setw(30) << (std::string(option.flag) + " VALUE ") << std::setw(28)
-        << option.environment << '"' << option.key << "\": " << type_name(json_kind(option)) << "\n      "
-        << option.help << '\n';
+        << option.environment;
+    if (option.key == config_key) out << "(not in the file)";
+    else out << '"' << option.key << "\": " << type_name(json_kind(option));
+    out << "\n      " << option.help << '\n';
   }
 }
 
@@ -699,9 +793,12 @@ void print_markdown(std::ostream& out) {
          "|---|---|---|---|---|---|---|\n";
   const Config defaults;
   for (const auto& option : options()) {
-    out << "| `" << option.key << "` | `" << option.environment << "` | `" << option.flag << "` | "
-        << type_name(json_kind(option)) << " | `" << cell(shown(option.show(defaults))) << "` | "
-        << cell(accepted_values(option)) << " | " << cell(option.help) << " |\n";
+    const bool in_file = option.key != config_key;
+    out << "| " << (in_file ? "`" + std::string(option.key) + "`" : std::string("(not in the file)")) << " | `"
+        << option.environment << "` | `" << option.flag << "` | "
+        << (in_file ? type_name(json_kind(option)) : std::string_view("string")) << " | `"
+        << cell(shown(option.show(defaults))) << "` | " << cell(accepted_values(option)) << " | " << cell(option.help)
+        << " |\n";
   }
 }
 

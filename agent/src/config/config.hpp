@@ -73,7 +73,8 @@ struct Config {
 };
 
 // What the command line asks for.
-enum class Command : std::uint8_t { run, help, version, check_config };
+// help_markdown prints the option reference as Markdown (print_markdown).
+enum class Command : std::uint8_t { run, help, help_markdown, version, check_config };
 
 struct Invocation {
   Command command = Command::run;
@@ -87,7 +88,8 @@ EnvironmentLookup process_environment();
 // Parses arguments (without argv[0]), the environment and the configuration file they name. On
 // failure, the message names the offending flag, variable or file key, the value, and what is
 // accepted; for a file that cannot be read or parsed, the file and the reason (with the line and
-// column of a syntax error). --help and --version read no file and validate no value.
+// column of a syntax error). --help, --help-markdown and --version read no file and validate no
+// value.
 std::variant<Invocation, std::string> parse(std::span<const std::string_view> arguments,
                                             const EnvironmentLookup& environment);
 
@@ -96,7 +98,8 @@ void print_help(std::ostream& out);
 void print_markdown(std::ostream& out);
 // The effective configuration as JSON: one key per option (secret options redacted), then
 // effective_threads, version, and sources (where each value came from: default, file,
-// environment or flag).
+// environment or flag). Without "config", "effective_threads", "version" and "sources" it is a
+// valid configuration file.
 std::string to_json(const Config& config);
 std::string_view version() noexcept;
 
