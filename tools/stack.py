@@ -136,7 +136,7 @@ class Stack:
                  agent_http="127.0.0.1:0",
                  dns="127.0.0.1:0", spawner="127.0.0.1:0", container_port=0,
                  host_prefix="vscode", domain="", agent_args=(), subnet_preference=None,
-                 haproxy_cfg=REPO / "haproxy" / "haproxy.cfg"):
+                 haproxy_cfg=REPO / "haproxy" / "haproxy.cfg", haproxy_extra_env=None):
         if fake_agent is None:
             fake_agent = os.environ.get("DIRECTOR_E2E_FAKE_AGENT") == "1"
         self.fake_agent, self.fake_rules = fake_agent, fake_rules
@@ -149,6 +149,8 @@ class Stack:
         self.container_port = container_port or free_port()
         self.host_prefix, self.domain = host_prefix, domain
         self.agent_args, self.haproxy_cfg = list(agent_args), Path(haproxy_cfg)
+        # Extra environment for HAProxy only, e.g. {"DIRECTOR_TRUSTED_SOURCES": "127.0.0.1/32"}.
+        self.haproxy_extra_env = dict(haproxy_extra_env or {})
         if subnet_preference is None:
             subnet_preference = random.randrange(2, 255)
         self.subnet, self._subnet_lock = claim_subnet(subnet_preference)
@@ -262,6 +264,31 @@ class Stack:
         self.kill_agent(signal.SIGTERM)
         self.start_agent()
 
+    def agent_pid(self):
+        """The agent's PID (the process group leader is the agent itself)."""
+        return self.components["agent"].proc.pid
+
+    def agent_fd_count(self):
+        return len(os.listdir(f"/proc/{self.agent_pid()}/fd"))
+
+    def agent_rss_kib(self):
+        with open(f"/proc/{self.agent_pid()}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+    def agent_http_get(self, path, timeout=5):
+        """(status, body text) of one request to the agent's HTTP listener."""
+        conn = http.client.HTTPConnection(*self.agent_http, timeout=timeout)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            return response.status, response.read().decode(errors="replace")
+        finally:
+            conn.close()
+
+    def agent_metrics(self):
+        """The agent's /metrics as {series (name with labels): value}."""
+        return parse_metrics(self.agent_http_get("/metrics")[1])
+
     # --- the spawner -----------------------------------------------------------------------
 
     def start_spawner(self):
@@ -287,7 +314,7 @@ class Stack:
             DIRECTOR_HAPROXY_METRICS_BIND=f"{self.metrics[0]}:{self.metrics[1]}",
             DIRECTOR_HAPROXY_STATS_SOCKET=str(self.run_dir / "haproxy.sock"),
             DIRECTOR_HAPROXY_DIR=str(self.haproxy_cfg.parent),
-            DIRECTOR_DNS_SERVER=f"{self.dns[0]}:{self.dns[1]}")
+            DIRECTOR_DNS_SERVER=f"{self.dns[0]}:{self.dns[1]}", **self.haproxy_extra_env)
 
     def start_haproxy(self):
         self._start("haproxy", ["haproxy", "-W", "-S", self.run_dir / "master.sock",
@@ -376,17 +403,67 @@ class Stack:
     def all_backend_requests(self):
         return [r for p in self.containers.state_dir.glob("*.requests") for r in _json_lines(p)]
 
+    def add_unresponsive(self, users, addr=None, backlog_full=True):
+        """Makes `users` resolve to one address where nothing ever accepts: a listener on
+        CONTAINER_PORT that never calls accept(). With backlog_full (the default) its accept
+        queue is filled first, so the kernel drops every further SYN and connecting hangs,
+        as with a firewall dropping packets; otherwise the handshake completes and nothing
+        is ever read or written. `addr` defaults to the subnet's .254 (containers get
+        addresses from .1 up, in turn). Returns an object whose close() ends it."""
+        addr = addr or f"{self.subnet}.254"
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((addr, self.container_port))
+        listener.listen(0 if backlog_full else 4096)
+        fillers = []
+        if backlog_full:
+            # Linux queues backlog + 1 connections; the next SYN is dropped and retried.
+            for _ in range(4):
+                filler = socket.socket()
+                filler.setblocking(False)
+                try:
+                    filler.connect((addr, self.container_port))
+                except BlockingIOError:
+                    pass
+                fillers.append(filler)
+            time.sleep(0.2)
+        listener = _Unresponsive(listener, fillers)
+        for user in users:
+            host = self.host_for(user)
+            tmp = self.containers.hosts_dir / f".{host}.tmp"
+            tmp.write_text(f"{addr} {host}\n")
+            tmp.replace(self.containers.hosts_dir / host)
+        for user in users:
+            wait_for(f"{self.host_for(user)} to resolve", lambda u=user: self.resolve(self.host_for(u)))
+        return listener
+
+    def stop_dns(self, sig=signal.SIGTERM):
+        """Stops dnsmasq (SIGSTOP instead leaves it bound but silent: queries time out)."""
+        if sig == signal.SIGSTOP:
+            os.killpg(self.components["dnsmasq"].proc.pid, signal.SIGSTOP)
+        else:
+            self.components["dnsmasq"].stop(sig)
+
+    def resume_dns(self):
+        """Undoes stop_dns: SIGCONT to a stopped dnsmasq, or a new one on the same port."""
+        component = self.components["dnsmasq"]
+        if component.running():
+            os.killpg(component.proc.pid, signal.SIGCONT)
+        else:
+            self.start_dns()
+
     # --- clients ---------------------------------------------------------------------------
 
     @property
     def url(self):
         return f"http://{self.http[0]}:{self.http[1]}"
 
-    def request(self, user=None, path="/", headers=(), method="GET", timeout=10):
+    def request(self, user=None, path="/", headers=(), method="GET", timeout=10, source=None):
         """One request on a new connection: (status, {lower-case header: value}, body).
         `user` is sent as the identity header; `headers` are extra (name, value) pairs,
-        values may be bytes."""
-        conn = http.client.HTTPConnection(*self.http, timeout=timeout)
+        values may be bytes. `source` is the client's own address (e.g. "127.0.0.9")."""
+        conn = http.client.HTTPConnection(*self.http, timeout=timeout,
+                                          source_address=(source, 0) if source else None)
         try:
             conn.putrequest(method, path)
             if user is not None:
@@ -404,6 +481,27 @@ class Stack:
         """Who answered: "spawner", "backend <host> <addr>", or "haproxy <status>"."""
         status, headers, _ = self.request(user, **kwargs)
         return headers.get("x-served-by", f"haproxy {status}")
+
+
+class _Unresponsive:
+    """The sockets of Stack.add_unresponsive: the listener and the connections filling it."""
+
+    def __init__(self, listener, fillers):
+        self.listener, self.fillers = listener, fillers
+
+    def close(self):
+        for sock in self.fillers + [self.listener]:
+            sock.close()
+
+
+def parse_metrics(text):
+    """Prometheus text format -> {series (name with labels): value}; comments skipped."""
+    series = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            series[name] = float(value)
+    return series
 
 
 def _json_lines(path):

@@ -198,6 +198,8 @@ TEST_CASE("/metrics: the text format, with state sampled at scrape time", "[http
   CHECK(samples.at(R"(director_dns_lookups_total{result="no_such_host"})") == 1);
   CHECK(samples.at(R"(director_probes_total{result="ok"})") == 1);
   CHECK(samples.at("director_checks_in_flight") == 0);
+  CHECK(samples.at("director_dns_lookups_in_flight") == 0);
+  CHECK(samples.at("director_probes_in_flight") == 0);
   CHECK(samples.at("director_spop_connections") == 0);
   CHECK(samples.at(R"(director_build_info{version="9.9.9"})") == 1);
 }
@@ -307,6 +309,11 @@ TEST_CASE("/users: a user whose first check is in flight is checking", "[http][u
   CHECK(user.at("reason").is_null());
   CHECK(user.at("last_checked_seconds_ago").is_null());
   CHECK(agent.metrics.checks_in_flight() == 1);
+  // The check waits for DNS (the server never answers): in its lookup, not yet probing.
+  const auto samples = parse_metrics(agent.run_get("/metrics").body);
+  CHECK(samples.at("director_checks_in_flight") == 1);
+  CHECK(samples.at("director_dns_lookups_in_flight") == 1);
+  CHECK(samples.at("director_probes_in_flight") == 0);
 }
 
 TEST_CASE("/readyz: ready until DNS fails or the SPOP listener stops", "[http][readyz]") {

@@ -102,6 +102,16 @@ Metrics::Metrics(std::string_view version, std::chrono::system_clock::time_point
                            .Help("Checks (DNS lookup, then probe) in progress")
                            .Register(registry_)
                            .Add({});
+  lookups_in_flight_ = &prometheus::BuildGauge()
+                            .Name("director_dns_lookups_in_flight")
+                            .Help("Checks waiting for their DNS lookup")
+                            .Register(registry_)
+                            .Add({});
+  probes_in_flight_ = &prometheus::BuildGauge()
+                           .Name("director_probes_in_flight")
+                           .Help("Checks past their DNS lookup and not finished: probing the container")
+                           .Register(registry_)
+                           .Add({});
 
   auto& received = prometheus::BuildCounter()
                        .Name("director_spop_frames_received_total")
@@ -146,6 +156,8 @@ void Metrics::decision_answered(decision::Reason reason, Duration elapsed) {
 }
 
 void Metrics::dns_lookup_finished(decision::DnsOutcome outcome, Duration elapsed) {
+  lookups_in_flight_->Decrement();
+  probes_in_flight_->Increment();
   const auto index = static_cast<std::size_t>(outcome);
   if (index < dns_outcome_count) dns_lookups_[index]->Increment();
   dns_lookup_duration_->Observe(seconds(elapsed));
@@ -158,9 +170,15 @@ void Metrics::probe_finished(decision::ProbeOutcome outcome, Duration elapsed) {
   probe_duration_->Observe(seconds(elapsed));
 }
 
-void Metrics::check_started() { checks_in_flight_->Increment(); }
+void Metrics::check_started() {
+  checks_in_flight_->Increment();
+  lookups_in_flight_->Increment();
+}
 
-void Metrics::check_finished() { checks_in_flight_->Decrement(); }
+void Metrics::check_finished() {
+  checks_in_flight_->Decrement();
+  probes_in_flight_->Decrement();
+}
 
 void Metrics::frame_received(spop::FrameType type) {
   switch (type) {

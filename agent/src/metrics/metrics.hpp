@@ -61,11 +61,15 @@ class Metrics {
   // core answers alive exactly when the reason is ok).
   void decision_answered(decision::Reason reason, Duration elapsed);
 
-  // A check's DNS lookup finished (answers from the resolver's own short cache included).
+  // A check's DNS lookup finished (answers from the resolver's own short cache included), after
+  // that check's check_started().
   void dns_lookup_finished(decision::DnsOutcome outcome, Duration elapsed);
   // A check's liveness probe finished. ProbeOutcome::not_run is not a probe and is ignored.
   void probe_finished(decision::ProbeOutcome outcome, Duration elapsed);
-  // A check (lookup, then probe) started / finished: director_checks_in_flight.
+  // A check (lookup, then probe) started / finished: director_checks_in_flight. A check is in
+  // its lookup from check_started() to dns_lookup_finished() (director_dns_lookups_in_flight),
+  // then in its probe until check_finished() (director_probes_in_flight; a check that got no
+  // address to probe finishes at once).
   void check_started();
   void check_finished();
 
@@ -107,6 +111,8 @@ class Metrics {
   std::array<prometheus::Counter*, probe_outcome_count> probes_{};
   prometheus::Histogram* probe_duration_ = nullptr;
   prometheus::Gauge* checks_in_flight_ = nullptr;
+  prometheus::Gauge* lookups_in_flight_ = nullptr;
+  prometheus::Gauge* probes_in_flight_ = nullptr;
   std::array<prometheus::Counter*, received_type_count> frames_received_{};
   std::array<prometheus::Counter*, sent_type_count> frames_sent_{};
   std::array<prometheus::Counter*, error_status_count> protocol_errors_{};

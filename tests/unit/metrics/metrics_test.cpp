@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <array>
 #include <map>
 #include <set>
 #include <sstream>
@@ -12,6 +13,7 @@
 using director::decision::DnsOutcome;
 using director::decision::ProbeOutcome;
 using director::decision::Reason;
+using director::metrics::Duration;
 using director::metrics::Metrics;
 using director::metrics::StateSample;
 using director::spop::FrameType;
@@ -109,14 +111,24 @@ TEST_CASE("histogram buckets: a microsecond cache hit and a slow check land wher
 
 TEST_CASE("DNS lookups and probes count by result; a probe that did not run is not counted", "[metrics]") {
   Fixture f;
-  CHECK(f.moved_by([&] { f.metrics.dns_lookup_finished(DnsOutcome::ok, 2ms); }) ==
-        Samples{{R"(director_dns_lookups_total{result="ok"})", 1}, {"director_dns_lookup_duration_seconds_count", 1}});
-  CHECK(f.moved_by([&] { f.metrics.dns_lookup_finished(DnsOutcome::no_such_host, 2ms); }) ==
-        Samples{{R"(director_dns_lookups_total{result="no_such_host"})", 1},
-                {"director_dns_lookup_duration_seconds_count", 1}});
-  CHECK(f.moved_by([&] { f.metrics.dns_lookup_finished(DnsOutcome::error, 750ms); }) ==
-        Samples{{R"(director_dns_lookups_total{result="error"})", 1},
-                {"director_dns_lookup_duration_seconds_count", 1}});
+  // Each lookup belongs to a check: it ends the check's lookup and starts its probe.
+  const Samples in_flight_moves = {{"director_dns_lookups_in_flight", -1}, {"director_probes_in_flight", 1}};
+  const auto with_in_flight = [&](Samples samples) {
+    samples.insert(in_flight_moves.begin(), in_flight_moves.end());
+    return samples;
+  };
+  const std::map<DnsOutcome, std::pair<std::string, Duration>> lookups = {
+      {DnsOutcome::ok, {"ok", 2ms}}, {DnsOutcome::no_such_host, {"no_such_host", 2ms}},
+      {DnsOutcome::error, {"error", 750ms}}};
+  for (const auto& [outcome, token_and_time] : lookups) {
+    const auto& [token, elapsed] = token_and_time;
+    CAPTURE(token);
+    f.metrics.check_started();
+    CHECK(f.moved_by([&] { f.metrics.dns_lookup_finished(outcome, elapsed); }) ==
+          with_in_flight({{R"(director_dns_lookups_total{result=")" + token + R"("})", 1},
+                          {"director_dns_lookup_duration_seconds_count", 1}}));
+    f.metrics.check_finished();
+  }
 
   const std::map<ProbeOutcome, std::string> probes = {{ProbeOutcome::ok, "ok"},
                                                       {ProbeOutcome::refused, "refused"},
@@ -131,15 +143,28 @@ TEST_CASE("DNS lookups and probes count by result; a probe that did not run is n
   CHECK(f.moved_by([&] { f.metrics.probe_finished(ProbeOutcome::not_run, 0ms); }).empty());
 }
 
-TEST_CASE("checks in flight go up and down", "[metrics]") {
+TEST_CASE("checks in flight go up and down, in their lookup, then in their probe", "[metrics]") {
   Fixture f;
+  const auto in_flight = [&] {
+    const auto samples = f.scrape();
+    return std::array<double, 3>{samples.at("director_checks_in_flight"), samples.at("director_dns_lookups_in_flight"),
+                                 samples.at("director_probes_in_flight")};
+  };
+  CHECK(in_flight() == std::array<double, 3>{0, 0, 0});
   f.metrics.check_started();
   f.metrics.check_started();
-  CHECK(f.scrape().at("director_checks_in_flight") == 2);
+  CHECK(in_flight() == std::array<double, 3>{2, 2, 0});
   CHECK(f.metrics.checks_in_flight() == 2);
+  f.metrics.dns_lookup_finished(DnsOutcome::ok, 1ms);  // the first check probes
+  CHECK(in_flight() == std::array<double, 3>{2, 1, 1});
+  f.metrics.probe_finished(ProbeOutcome::ok, 1ms);
   f.metrics.check_finished();
-  CHECK(f.scrape().at("director_checks_in_flight") == 1);
+  CHECK(in_flight() == std::array<double, 3>{1, 1, 0});
   CHECK(f.metrics.checks_in_flight() == 1);
+  f.metrics.dns_lookup_finished(DnsOutcome::no_such_host, 1ms);  // nothing to probe: done at once
+  f.metrics.check_finished();
+  CHECK(in_flight() == std::array<double, 3>{0, 0, 0});
+  CHECK(f.metrics.checks_in_flight() == 0);
 }
 
 TEST_CASE("SPOP frames count by type; unknown received types are other", "[metrics]") {
@@ -221,7 +246,7 @@ TEST_CASE("every family has HELP and TYPE, counters end in _total, all names sha
     CHECK(names.insert(family.name).second);
     CHECK((family.type == prometheus::MetricType::Counter) == family.name.ends_with("_total"));
   }
-  CHECK(names.size() == 19);
+  CHECK(names.size() == 21);
 }
 
 TEST_CASE("cardinality: the series and their label values never depend on traffic", "[metrics][cardinality]") {
@@ -231,8 +256,10 @@ TEST_CASE("cardinality: the series and their label values never depend on traffi
   // user's name, label, host or address, so nothing can become a label.
   for (int user = 0; user < 1000; ++user) {
     f.metrics.decision_answered(static_cast<Reason>(user % 8), std::chrono::microseconds(user));
+    f.metrics.check_started();
     f.metrics.dns_lookup_finished(static_cast<DnsOutcome>(user % 3), std::chrono::milliseconds(user % 50));
     f.metrics.probe_finished(static_cast<ProbeOutcome>(user % 5), std::chrono::milliseconds(user % 300));
+    f.metrics.check_finished();
     f.metrics.frame_received(static_cast<FrameType>(user % 256));
     f.metrics.frame_sent(static_cast<FrameType>(user % 256));
     f.metrics.protocol_error(static_cast<Status>(user % 100));
