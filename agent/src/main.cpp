@@ -14,6 +14,7 @@
 
 #include <csignal>
 #include <exception>
+#include <functional>
 #include <iostream>
 #include <sstream>
 #include <thread>
@@ -59,6 +60,17 @@ int run(const director::config::Config& config) {
        {"threads", std::to_string(threads)},
        {"config", director::config::to_json(config)}});
 
+  // SIGHUP would end the process by default; there is nothing to reload (the configuration is
+  // read once), so it is logged and otherwise ignored.
+  boost::asio::signal_set hangups(context, SIGHUP);
+  std::function<void(const boost::system::error_code&, int)> on_hangup =
+      [&](const boost::system::error_code& error, int) {
+        if (error) return;
+        log(LogLevel::warn, "SIGHUP ignored: restart the agent to change its configuration");
+        hangups.async_wait(on_hangup);
+      };
+  hangups.async_wait(on_hangup);
+
   boost::asio::signal_set signals(context, SIGTERM, SIGINT);
   boost::asio::steady_timer deadline(context);
   signals.async_wait([&](const boost::system::error_code& error, int signal) {
@@ -71,6 +83,7 @@ int run(const director::config::Config& config) {
       });
     };
     http.stop();
+    hangups.cancel();
     server.stop(stop_grace, finish);
     deadline.expires_after(stop_deadline);
     deadline.async_wait([&](const boost::system::error_code& cancelled) {

@@ -624,6 +624,20 @@ def group_logs(cli, opts):
                "lines: %r (nothing per request at the default level)" % messages)
 
     @check
+    def sighup_is_logged_and_ignored():
+        agent = Running(cli, [])
+        try:
+            agent.wait_for(lambda l: "director-agent started" in l)
+            agent.proc.send_signal(signal.SIGHUP)
+            agent.wait_for(lambda l: "SIGHUP ignored" in l)
+            expect(agent.proc.poll() is None, "the agent ended on SIGHUP")
+            expect(http_get(agent.http_port, "/healthz") == 200, "/healthz after SIGHUP")
+            code, _ = agent.stop()
+        finally:
+            agent.kill()
+        expect(code == 0, "exit %s after SIGTERM" % code)
+
+    @check
     def text_startup_line():
         agent = Running(cli, [])
         try:
