@@ -1,0 +1,34 @@
+-- wrk script: every request carries X-Forwarded-Preferred-Username, rotating over N users
+-- <prefix><offset> .. <prefix><offset+N-1>. Requests are formatted once, in init().
+--   wrk -t1 -c50 -d10s -s users.lua http://127.0.0.1:8080/ -- <N> <prefix> [<offset>]
+-- done() prints one line "BENCH {json}" that tests/bench/bench.py reads.
+
+local requests = {}
+local count = 0
+local index = 0
+
+function init(args)
+  local n = tonumber(args[1]) or 1
+  local prefix = args[2] or "bench"
+  local offset = tonumber(args[3]) or 0
+  for k = 0, n - 1 do
+    requests[k + 1] = wrk.format("GET", "/", {["X-Forwarded-Preferred-Username"] = prefix .. (k + offset)})
+  end
+  count = n
+  index = 0
+end
+
+function request()
+  index = index + 1
+  if index > count then index = 1 end
+  return requests[index]
+end
+
+function done(summary, latency, _)
+  io.write(string.format(
+    'BENCH {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, "max_us": %d, ' ..
+    '"errors": {"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), latency.max,
+    summary.errors.connect, summary.errors.read, summary.errors.write, summary.errors.status,
+    summary.errors.timeout))
+end
