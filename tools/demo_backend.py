@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""A demo user container: says hello over HTTP and echoes WebSocket text frames on /ws.
+"""A demo user container: says hello over HTTP and echoes WebSocket text frames on /ws
+(/partial: a response that stops after its first 1000 bytes and never ends).
 
 Every response carries `X-Served-By: backend <host> <addr>`, which the tests use to tell who
 answered. Once listening it registers "<addr> <host>" in the DNS hosts directory, and removes
@@ -29,6 +30,9 @@ class Handler(BaseHTTPRequestHandler):
         if self.path.split("?")[0] == "/ws" and "websocket" in self.headers.get("Upgrade", "").lower():
             self.websocket()
             return
+        if self.path.split("?")[0] == "/partial":
+            self.partial()
+            return
         body = f"hello {self.server.user} from {self.server.host} ({self.server.addr})\n".encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
@@ -39,6 +43,18 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     do_HEAD = do_POST = do_PUT = do_DELETE = do_GET
+
+    def partial(self):
+        """A response that never ends: headers announcing 1 MB, the first 1000 bytes, then
+        nothing (the tests kill the container mid-response)."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(1_000_000))
+        self.send_header("X-Served-By", self.server.served_by)
+        self.end_headers()
+        self.wfile.write(b"x" * 1000)
+        self.wfile.flush()
+        time.sleep(3600)
 
     def websocket(self):
         key = self.headers.get("Sec-WebSocket-Key", "")

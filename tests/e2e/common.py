@@ -8,12 +8,15 @@ Environment: DIRECTOR_AGENT_BIN (the agent under test; ctest sets it), DIRECTOR_
 
 import base64
 import hashlib
+import http.client
 import os
 import shutil
 import socket
 import sys
+import threading
 import time
 import unittest
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
@@ -115,3 +118,125 @@ class WebSocket:
     def close(self):
         self.stream.close()
         self.sock.close()
+
+
+# --- helpers for the fault and hostile-input tests ----------------------------------------------
+
+PAGES = Path(__file__).resolve().parents[2] / "haproxy" / "pages"
+
+
+def our_pages():
+    """{body bytes: page name} of every page HAProxy answers itself (haproxy/pages)."""
+    pages = {}
+    for path in PAGES.iterdir():
+        data = path.read_bytes()
+        if path.suffix == ".http":  # a complete response: keep the body
+            data = data.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in data else data.split(b"\n\n", 1)[1]
+        pages[data] = path.stem
+    return pages
+
+
+def who_answered(status, headers, body, pages=None):
+    """"backend <host> <addr>", "spawner", "page <name> <status>" (one of haproxy/pages), or
+    "raw <status>" for anything else (e.g. HAProxy's built-in error pages)."""
+    served_by = headers.get("x-served-by")
+    if served_by:
+        return served_by
+    name = (pages if pages is not None else our_pages()).get(body)
+    return f"page {name} {status}" if name else f"raw {status}"
+
+
+class RecordingSpawner:
+    """Stands in for the demo spawner on the stack's spawner address: answers every request
+    with a loading page (202, X-Served-By: spawner) and records what HAProxy sent, but starts
+    no container, so that users stay without one for the whole test.
+
+        spawner = RecordingSpawner(stack)   # stops the stack's demo spawner
+        spawner.requests  # [{"container_host", "reason", "user", "time"}, ...]
+    """
+
+    def __init__(self, stack):
+        stack.components["spawner"].stop()
+        self.requests, self.lock = [], threading.Lock()
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                entry = {"container_host": self.headers.get("X-Director-Container-Host"),
+                         "reason": self.headers.get("X-Director-Reason"),
+                         "user": self.headers.get_all("X-Forwarded-Preferred-Username"),
+                         "path": self.path, "time": time.monotonic()}
+                with recorder.lock:
+                    recorder.requests.append(entry)
+                body = b"<html><body>creating your workspace</body></html>\n"
+                self.send_response(202)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Refresh", "2")
+                self.send_header("X-Served-By", "spawner")
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_HEAD = do_POST = do_PUT = do_DELETE = do_GET
+
+            def log_message(self, *args):
+                pass
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+            request_queue_size = 1024
+
+            def handle_error(self, request, client_address):
+                if not isinstance(sys.exc_info()[1], ConnectionError):  # HAProxy closed: fine
+                    super().handle_error(request, client_address)
+
+        self.server = Server(stack.spawner, Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def count(self):
+        with self.lock:
+            return len(self.requests)
+
+    def since(self, start):
+        with self.lock:
+            return list(self.requests[start:])
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def haproxy_log_decisions(stack):
+    """HAProxy's request log lines as dicts of the director fields (label, alive, reason,
+    ptime, error, target) plus "status" and "line"."""
+    out = []
+    for line in (stack.run_dir / "haproxy.log").read_text(errors="replace").splitlines():
+        if " director: " not in line:
+            continue
+        head, tail = line.split(" director: ", 1)
+        fields = dict(item.split("=", 1) for item in tail.split(" ") if "=" in item)
+        parts = head.split()
+        fields["status"] = parts[5] if len(parts) > 5 else ""
+        fields["line"] = line
+        out.append(fields)
+    return out
+
+
+def load(stack, users, stop, results, lock, timeout=5, pause=0.0, pages=None):
+    """A client loop for threads: requests for each user in turn until `stop` is set; appends
+    (user, who_answered(...) or repr(error), seconds) to `results`."""
+    pages = pages if pages is not None else our_pages()
+    while not stop.is_set():
+        for user in users:
+            started = time.monotonic()
+            try:
+                answer = who_answered(*stack.request(user, timeout=timeout), pages=pages)
+            except (OSError, ValueError, http.client.HTTPException) as error:
+                answer = repr(error)
+            with lock:
+                results.append((user, answer, time.monotonic() - started))
+            if pause:
+                time.sleep(pause)

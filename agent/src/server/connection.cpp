@@ -13,6 +13,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <span>
@@ -21,6 +22,12 @@
 namespace director::server {
 namespace {
 constexpr auto nothrow_awaitable = boost::asio::as_tuple(boost::asio::use_awaitable);
+
+// The read buffer starts at this size and doubles, up to one whole frame, only when a frame
+// does not fit. HAProxy's frames are a few hundred bytes: an idle connection then costs a few
+// KiB instead of max-frame-size, which matters with thousands of them (a reload burst, or a
+// peer opening connections on purpose: tests/e2e/test_spop_faults.py).
+constexpr std::size_t initial_read_buffer = 4096;
 
 // The type byte of a whole frame (length prefix included), as the session encoded it.
 spop::FrameType type_of(const spop::Bytes& frame) {
@@ -80,7 +87,8 @@ boost::asio::awaitable<void> Connection::wait_until_readable() {
 }
 
 boost::asio::awaitable<void> Connection::read_loop() {
-  std::vector<std::uint8_t> buffer(session_.max_buffered_bytes());
+  const std::size_t max_buffer = session_.max_buffered_bytes();
+  std::vector<std::uint8_t> buffer(std::min(initial_read_buffer, max_buffer));
   std::size_t filled = 0;
   while (!closing_ && !stopping_) {
     co_await wait_until_readable();
@@ -103,6 +111,11 @@ boost::asio::awaitable<void> Connection::read_loop() {
     if (result.consumed > 0) {
       std::memmove(buffer.data(), buffer.data() + result.consumed, filled - result.consumed);
       filled -= result.consumed;
+    }
+    // A full buffer holds part of one frame: make room for the rest (a full buffer of
+    // max_buffer bytes always holds a whole frame, or the session has refused it).
+    if (filled == buffer.size() && buffer.size() < max_buffer) {
+      buffer.resize(std::min(buffer.size() * 2, max_buffer));
     }
     handle(result, arrived);
   }

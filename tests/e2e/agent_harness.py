@@ -1,0 +1,187 @@
+"""The agent alone, driven over SPOP with raw sockets (no HAProxy): for the agent-level fault
+tests (test_spop_faults.py, test_username_flood.py). Frames come from
+tests/conformance/spop_wire.py, an encoder written independently of the agent's codec.
+
+    agent = AgentProcess(["--username-mode", "escape"])   # free ports, its own log
+    session = agent.session()                              # HELLO done
+    session.send(notify(1, 1, "alice")); session.frames(1)
+    agent.rss_kib(), agent.fd_count(), agent.metrics(), agent.stop()
+"""
+
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1] / "tools"))
+sys.path.insert(0, str(HERE.parent / "conformance"))
+import spop_wire as w  # noqa: E402
+from stack import DEFAULT_AGENT, free_port, parse_metrics, wait_for  # noqa: E402
+
+
+
+def raise_fd_limit(wanted):
+    """Raises this process's descriptor limit (soft) towards `wanted`; returns the new limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = min(wanted, hard)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def closed_udp_port():
+    """A UDP port on 127.0.0.1 with nothing behind it: DNS queries to it are refused at once
+    (ICMP port unreachable), so lookups fail fast with dns-error."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def route(user):
+    return w.message("route", [("user", w.t_null() if user is None else w.t_str(user))])
+
+
+def notify(stream_id, frame_id, user):
+    return w.notify_frame(stream_id, frame_id, [route(user)])
+
+
+class AgentProcess:
+    def __init__(self, args=(), dns_server=None):
+        binary = os.environ.get("DIRECTOR_AGENT_BIN") or str(DEFAULT_AGENT)
+        self.run_dir = Path(tempfile.mkdtemp(prefix="director-agent-"))
+        self.log_path = self.run_dir / "agent.log"
+        self.port, self.http_port = free_port(), free_port()
+        dns = dns_server or f"127.0.0.1:{closed_udp_port()}"
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        argv = [binary, "--listen", f"127.0.0.1:{self.port}",
+                "--http-listen", f"127.0.0.1:{self.http_port}", "--dns-server", dns,
+                "--threads", "2", *args]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(["setpriv", "--pdeathsig", "KILL", "--"] + argv,
+                                         env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT)
+        wait_for("the agent to listen", lambda: self.proc.poll() is None and
+                 socket.create_connection(("127.0.0.1", self.port), 0.5).close() is None)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def running(self):
+        return self.proc.poll() is None
+
+    def fd_count(self):
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
+
+    def rss_kib(self):
+        with open(f"/proc/{self.pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+    def http_get(self, path):
+        import http.client
+        conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=10)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            return response.status, response.read().decode(errors="replace")
+        finally:
+            conn.close()
+
+    def metrics(self):
+        return parse_metrics(self.http_get("/metrics")[1])
+
+    def session(self, timeout=10):
+        session = Session(self.port, timeout)
+        session.hello()
+        return session
+
+    def log_tail(self, lines=30):
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""
+
+    def stop(self):
+        if self.running():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+class Session:
+    """One SPOP connection, blocking, with a frame reader."""
+
+    def __init__(self, port, timeout=10):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = bytearray()
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def hello(self):
+        self.send(w.hello_frame())
+        hello = self.frames(1)[0]
+        assert hello.type == w.AGENT_HELLO, w.describe(hello)
+
+    def frames(self, count):
+        """The next `count` frames (socket.timeout if they do not come)."""
+        out = []
+        while len(out) < count:
+            parsed = w.parse_frame(self.buf)
+            if parsed is None:
+                data = self.sock.recv(1 << 20)
+                if not data:
+                    raise ConnectionError(f"closed after {len(out)} of {count} frames")
+                self.buf += data
+                continue
+            frame, used = parsed
+            del self.buf[:used]
+            out.append(frame)
+        return out
+
+    def count_frames(self, count):
+        """Like frames() but only counts them (fast): returns the raw bytes of the last one."""
+        seen, last = 0, b""
+        while seen < count:
+            pos = 0
+            while len(self.buf) - pos >= 4:
+                length = int.from_bytes(self.buf[pos:pos + 4], "big")
+                if len(self.buf) - pos < 4 + length:
+                    break
+                last = bytes(self.buf[pos:pos + 4 + length])
+                pos += 4 + length
+                seen += 1
+            del self.buf[:pos]
+            if seen < count:
+                data = self.sock.recv(1 << 20)
+                if not data:
+                    raise ConnectionError(f"closed after {seen} of {count} frames")
+                self.buf += data
+        return last
+
+    def route_vars(self, frame):
+        assert frame.type == w.ACK, w.describe(frame)
+        return {name.decode(): value for _, _, name, value in w.read_actions(frame.payload)}
+
+    def close(self):
+        self.sock.close()
+
+
+def timed_round_trip(session, stream_id, user):
+    """Seconds for one NOTIFY/ACK, and the ACK's variables."""
+    started = time.monotonic()
+    session.send(notify(stream_id, 1, user))
+    frame = session.frames(1)[0]
+    return time.monotonic() - started, session.route_vars(frame)

@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""SPOP peers that misbehave, against the agent alone (raw sockets, no HAProxy): 10,000
+connections at once (silent, half a HELLO, a HELLO never read, half a NOTIFY), a peer that
+never reads its ACKs, and peers that write one byte at a time. Meanwhile a well-behaved
+connection keeps its round trips fast, memory stays bounded (per connection, and for a peer
+that never reads), and every descriptor is released once the peers go away.
+
+tests/conformance/spop_conformance.py (group scale) covers the protocol side with 300
+connections; this is the fault side."""
+
+import socket
+import threading
+import time
+import unittest
+
+from agent_harness import AgentProcess, notify, raise_fd_limit, timed_round_trip, w
+from stack import wait_for
+
+CONNECTIONS = 10_000
+ROUND_TRIP_BOUND = 0.5  # s, generous: a cached answer takes microseconds
+PER_CONNECTION_KIB = 12  # RSS per idle connection
+STALLED_GROWTH_KIB = 48 * 1024  # RSS a peer that never reads may cost
+
+
+class SpopFaults(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        limit = raise_fd_limit(CONNECTIONS * 2 + 500)  # the agent inherits it
+        if limit < CONNECTIONS + 200:
+            raise unittest.SkipTest(f"descriptor limit {limit} is below {CONNECTIONS + 200}")
+        cls.agent = AgentProcess()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.agent.stop()
+
+    def tearDown(self):
+        if not self._outcome.success:
+            print("\n--- agent.log ---\n" + self.agent.log_tail(), flush=True)
+
+    def round_trips(self, session, count, first_stream=1):
+        """`count` NOTIFY/ACK round trips for a user (a miss then cache hits): max seconds."""
+        slowest = 0.0
+        for i in range(count):
+            seconds, variables = timed_round_trip(session, first_stream + 2 * i, "alice")
+            self.assertEqual(variables.get("alive"), (w.BOOL, False))
+            self.assertEqual(variables.get("reason"), (w.STRING, b"dns-error"))
+            slowest = max(slowest, seconds)
+        return slowest
+
+    def settle_fds(self, baseline, timeout=20):
+        wait_for(f"agent descriptors back to {baseline}",
+                 lambda: self.agent.fd_count() <= baseline, timeout, 0.1)
+
+    def open_many(self, count):
+        """`count` connections in four flavours: silent, half a HELLO, a whole HELLO whose
+        AGENT-HELLO is never read, a HELLO and half a NOTIFY."""
+        hello, half_notify = w.hello_frame(), notify(1, 1, "bob")[:20]
+        flavours = [b"", hello[:10], hello, hello + half_notify]
+        conns = []
+        for i in range(count):
+            conn = socket.socket()
+            conn.setblocking(False)
+            try:
+                conn.connect(("127.0.0.1", self.agent.port))
+            except BlockingIOError:
+                pass
+            conns.append(conn)
+            if i % 500 == 499:  # let the agent accept: the listen backlog is finite
+                time.sleep(0.05)
+        wait_for("the agent to accept every connection",
+                 lambda: self.agent.fd_count() >= count, 60, 0.1)
+        for i, conn in enumerate(conns):
+            data = flavours[i % len(flavours)]
+            if data:
+                conn.send(data)  # a few bytes: always fits the socket buffer
+        return conns
+
+    def test_ten_thousand_connections(self):
+        agent = self.agent
+        good = agent.session()
+        self.round_trips(good, 50)
+        baseline_fds, baseline_rss = agent.fd_count(), agent.rss_kib()
+
+        conns = self.open_many(CONNECTIONS)
+        try:
+            time.sleep(1)
+            spop = agent.metrics().get("director_spop_connections", 0)
+            self.assertGreaterEqual(spop, CONNECTIONS)
+            slowest = self.round_trips(good, 200, 1001)
+            self.assertLess(slowest, ROUND_TRIP_BOUND, "round trips slowed by idle peers")
+            rss = agent.rss_kib()
+            per_connection = (rss - baseline_rss) / CONNECTIONS
+            self.assertLess(per_connection, PER_CONNECTION_KIB,
+                            f"{per_connection:.1f} KiB of RSS per idle connection")
+        finally:
+            for conn in conns:
+                conn.close()
+        self.settle_fds(baseline_fds)
+
+        # A second wave reuses the memory of the first: bounded, not growing.
+        conns = self.open_many(CONNECTIONS)
+        try:
+            time.sleep(1)
+            second = agent.rss_kib()
+            self.assertLess(second - rss, max(rss - baseline_rss, 1024) * 0.25 + 4096,
+                            f"RSS {baseline_rss} KiB, {rss} KiB with {CONNECTIONS} peers, "
+                            f"{second} KiB with the second wave")
+        finally:
+            for conn in conns:
+                conn.close()
+        self.settle_fds(baseline_fds)
+        self.assertLess(self.round_trips(good, 20, 5001), ROUND_TRIP_BOUND)
+        good.close()
+        print(f"\nRSS {baseline_rss} KiB, {rss} KiB with {CONNECTIONS} peers "
+              f"({per_connection:.1f} KiB each), {second} KiB with the second wave; "
+              f"slowest round trip meanwhile {slowest * 1000:.1f} ms")
+
+    def test_peer_that_never_reads(self):
+        agent = self.agent
+        good = agent.session()
+        self.round_trips(good, 20)
+        baseline_fds, baseline_rss = agent.fd_count(), agent.rss_kib()
+
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.connect(("127.0.0.1", agent.port))
+        stalled.sendall(w.hello_frame())
+        stalled.setblocking(False)
+        batch = b"".join(notify(2 * i + 1, 1, "carol") for i in range(1000))
+        sent, blocked_since = 0, None
+        started = time.monotonic()
+        # Write NOTIFYs until the agent has stopped reading for 2 s (its bounds: pending
+        # answers and queued ACK bytes per connection), at most 60 s.
+        while time.monotonic() - started < 60:
+            try:
+                sent += stalled.send(batch)
+                blocked_since = None
+            except BlockingIOError:
+                blocked_since = blocked_since or time.monotonic()
+                if time.monotonic() - blocked_since > 2:
+                    break
+                time.sleep(0.01)
+        self.assertIsNotNone(blocked_since, f"the agent read {sent} bytes and kept reading")
+        growth = agent.rss_kib() - baseline_rss
+        slowest = self.round_trips(good, 50, 3001)
+        stalled.close()
+        self.settle_fds(baseline_fds)
+        self.assertLess(growth, STALLED_GROWTH_KIB, f"RSS grew {growth} KiB for one peer")
+        self.assertLess(slowest, ROUND_TRIP_BOUND)
+        good.close()
+        print(f"\npeer that never reads: {sent} bytes of NOTIFYs accepted before the agent "
+              f"stopped reading; RSS +{growth} KiB; slowest other round trip "
+              f"{slowest * 1000:.1f} ms")
+
+    def test_peers_writing_one_byte_at_a_time(self):
+        agent = self.agent
+        good = agent.session()
+        slow = [socket.create_connection(("127.0.0.1", agent.port)) for _ in range(50)]
+        data = w.hello_frame() + notify(7, 3, "dave")
+        answers, failures = [], []
+
+        def dribble():
+            try:
+                for i in range(len(data)):
+                    for conn in slow:
+                        conn.send(data[i:i + 1])
+                    time.sleep(0.005)
+            except OSError as error:
+                failures.append(repr(error))
+
+        writer = threading.Thread(target=dribble)
+        writer.start()
+        try:
+            slowest = 0.0
+            stream = 1
+            while writer.is_alive():
+                seconds, _ = timed_round_trip(good, stream, "alice")
+                slowest = max(slowest, seconds)
+                stream += 2
+        finally:
+            writer.join()
+        self.assertEqual(failures, [])
+        self.assertLess(slowest, ROUND_TRIP_BOUND)
+        # Each slow peer, once its bytes are all there, gets its AGENT-HELLO and its ACK.
+        for conn in slow:
+            conn.settimeout(10)
+            buf = bytearray()
+            frames = []
+            while len(frames) < 2:
+                parsed = w.parse_frame(buf)
+                if parsed:
+                    frames.append(parsed[0])
+                    del buf[:parsed[1]]
+                    continue
+                chunk = conn.recv(65536)
+                self.assertTrue(chunk, "closed before answering")
+                buf += chunk
+            self.assertEqual([f.type for f in frames], [w.AGENT_HELLO, w.ACK])
+            self.assertEqual((frames[1].stream_id, frames[1].frame_id), (7, 3))
+            answers.append(frames[1])
+            conn.close()
+        self.assertEqual(len(answers), len(slow))
+        good.close()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
