@@ -211,8 +211,7 @@ class HostileDegraded(StackTest):
     """Degraded mode (the agent down): HAProxy routes a label-shaped name to <prefix>-<name>
     by itself. It must not route a name the agent's scheme keeps for escaped labels (ending in
     "-" and 16 hex digits), which is another user's label in escape mode, nor a label too long
-    for DNS. Known gap (docs/security.md): haproxy.cfg's degraded-mode regex lacks both
-    checks; remove expectedFailure once it has them."""
+    for DNS (haproxy.cfg, step 4)."""
     stack_options = {"agent_args": ["--username-mode", "escape"]}
 
     @classmethod
@@ -227,7 +226,6 @@ class HostileDegraded(StackTest):
         cls.spawner.close()
         super().tearDownClass()
 
-    @unittest.expectedFailure
     def test_reserved_and_overlong_names_are_not_resolved_by_haproxy(self):
         stack = self.stack
         before = len(stack.backend_requests("alice-e7dcee3cc63d170b"))
