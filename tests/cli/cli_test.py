@@ -449,7 +449,7 @@ def group_check_config(cli, opts):
                                    {"DIRECTOR_CONFIG": f.name, "CONTAINER_PORT": "1002", "DIRECTOR_THREADS": "5"})
         want = {"container_port": (1003, "flag"), "threads": (5, "environment"), "dns_tries": (4, "file"),
                 "dns_servers": (["127.0.0.1:5353"], "file"), "config": (f.name, "environment"),
-                "listen": ("0.0.0.0:12345", "default")}
+                "listen": ("127.0.0.1:12345", "default")}
         for key, (value, source) in want.items():
             expect((printed[key], printed["sources"][key]) == (value, source),
                    "%s: %r from %s, want %r from %s" % (key, printed[key], printed["sources"][key], value, source))

@@ -50,6 +50,23 @@ class Compose(unittest.TestCase):
         auth = self.config["services"]["auth"]
         self.assertIn("--upstream=http://director:8080/", auth["command"])
 
+    def test_zones(self):
+        """Only oauth2-proxy's network is trusted; it never shares one with user containers;
+        the agent shares HAProxy's namespace and listens on loopback."""
+        import ipaddress
+        services, networks = self.config["services"], self.config["networks"]
+        auth, director, agent = services["auth"], services["director"], services["director-agent"]
+        self.assertNotIn("backend", auth["networks"])
+        self.assertEqual(set(director["networks"]), {"edge", "backend"})
+        edge = ipaddress.ip_network(networks["edge"]["ipam"]["config"][0]["subnet"])
+        trusted = [ipaddress.ip_network(w) for w in director["environment"]["DIRECTOR_TRUSTED_SOURCES"].split()]
+        self.assertTrue(all(t.subnet_of(edge) for t in trusted), trusted)
+        self.assertEqual(agent["network_mode"], "service:director")
+        env = agent["environment"]
+        for key in ("DIRECTOR_LISTEN", "DIRECTOR_HTTP_LISTEN"):
+            self.assertTrue(str(env[key]).startswith("127.0.0.1:"), (key, env[key]))
+        self.assertEqual(director["environment"]["DIRECTOR_AGENT"], env["DIRECTOR_LISTEN"])
+
     def test_haproxy_reads_every_variable_it_gets(self):
         cfg = (REPO / "haproxy" / "haproxy.cfg").read_text()
         read = set(re.findall(r"\$\{?([A-Z_][A-Z0-9_]*)", cfg))

@@ -148,7 +148,7 @@ const std::vector<Option>& options() {
          return accepted;
        },
        [](const Config& c) -> nlohmann::ordered_json { return c.config_file; }},
-      {"listen", "DIRECTOR_LISTEN", "--listen", "SPOP listen address, IP:PORT ([IPv6]:PORT). Default 0.0.0.0:12345",
+      {"listen", "DIRECTOR_LISTEN", "--listen", "SPOP listen address, IP:PORT ([IPv6]:PORT). Default 127.0.0.1:12345 (HAProxy on the same host or pod; set an address deliberately otherwise)",
        [](Config& c, std::string_view v) -> Failure {
          const auto endpoint = parse_endpoint(v);
          if (!endpoint) return "IP:PORT with a port from 1 to 65535, e.g. 127.0.0.1:12345";

@@ -54,7 +54,7 @@ struct DnsSettings {
 };
 
 struct Config {
-  boost::asio::ip::tcp::endpoint listen{boost::asio::ip::address_v4::any(), 12345};
+  boost::asio::ip::tcp::endpoint listen{boost::asio::ip::address_v4::loopback(), 12345};
   // HTTP listener for /metrics, /healthz, /readyz, /status and /users.
   boost::asio::ip::tcp::endpoint http_listen{boost::asio::ip::address_v4::loopback(), 9102};
   unsigned threads = 0;  // 0 = one per core

@@ -51,7 +51,7 @@ TEST_CASE("defaults match the original director's and the documented ones") {
   REQUIRE(outcome.config);
   const auto& config = *outcome.config;
   CHECK(config.listen.port() == 12345);
-  CHECK(config.listen.address().to_string() == "0.0.0.0");
+  CHECK(config.listen.address().to_string() == "127.0.0.1");
   CHECK(config.decision.host_prefix == "vscode");
   CHECK(config.decision.container_port == 8080);
   CHECK(config.decision.username_mode == director::decision::UsernameMode::strict);
@@ -134,7 +134,7 @@ TEST_CASE("the effective configuration prints every option") {
   const auto json = director::config::to_json(*outcome.config);
   CHECK_THAT(json, Catch::Contains("\"container_domain\":\"users.example.org\""));
   CHECK_THAT(json, Catch::Contains("\"alive_ttl\":\"800ms\""));
-  CHECK_THAT(json, Catch::Contains("\"listen\":\"0.0.0.0:12345\""));
+  CHECK_THAT(json, Catch::Contains("\"listen\":\"127.0.0.1:12345\""));
 }
 
 // --- the configuration file, precedence and sources ----------------------------------------
