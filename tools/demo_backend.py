@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """A demo user container: says hello over HTTP and echoes WebSocket text frames on /ws
-(/partial: a response that stops after its first 1000 bytes and never ends).
+(/partial: a response that stops after its first 1000 bytes and never ends; /abort: the
+connection closed without any response).
 
 Every response carries `X-Served-By: backend <host> <addr>`, which the tests use to tell who
 answered. Once listening it registers "<addr> <host>" in the DNS hosts directory, and removes
@@ -13,6 +14,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import struct
 import sys
 import threading
@@ -32,6 +34,10 @@ class Handler(BaseHTTPRequestHandler):
             return
         if self.path.split("?")[0] == "/partial":
             self.partial()
+            return
+        if self.path.split("?")[0] == "/abort":  # dies before answering: no response at all
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
             return
         body = f"hello {self.server.user} from {self.server.host} ({self.server.addr})\n".encode()
         self.send_response(200)

@@ -76,6 +76,16 @@ class ContainerDies(StackTest):
         self.check_recovery("alice", answers)
         self.assertNotEqual(answers[-1], old)
 
+    def test_closes_before_answering(self):
+        """HAProxy's bare 502 never reaches the user: the page that retries does."""
+        stack = self.stack
+        stack.add_container("carol")
+        self.assert_routed("carol")
+        status, headers, body = stack.request("carol", path="/abort")
+        self.assertEqual(who_answered(status, headers, body), "page container-failed 502")
+        self.assertEqual(headers.get("refresh"), "2")
+        self.assert_routed("carol")  # the container itself still answers
+
     def test_dies_mid_websocket(self):
         stack = self.stack
         stack.add_container("bob")
