@@ -22,8 +22,9 @@ const SetVar* find_var(const std::vector<Action>& actions, std::string_view name
 }  // namespace
 
 TEST_CASE("the route message's user argument is the username") {
-  const auto request = director::server::find_route_request(
-      notify_with({{"route", {{"user", std::string("jack")}, {"host", std::string("x")}}}}));
+  // The request views into the notify: keep it alive (a temporary made this a use after free).
+  const auto notify = notify_with({{"route", {{"user", std::string("jack")}, {"host", std::string("x")}}}});
+  const auto request = director::server::find_route_request(notify);
   REQUIRE(request);
   CHECK(request->username == std::optional<std::string_view>("jack"));
 }
@@ -37,8 +38,9 @@ TEST_CASE("a NULL or non-string user is no username") {
 TEST_CASE("names are matched in full") {
   CHECK_FALSE(director::server::find_route_request(notify_with({{"router", {{"user", std::string("a")}}}})));
   CHECK_FALSE(director::server::find_route_request(notify_with({{"rout", {{"user", std::string("a")}}}})));
-  const auto request = director::server::find_route_request(
-      notify_with({{"check-client-ip", {}}, {"route", {{"username", std::string("a")}, {"user", std::string("b")}}}}));
+  const auto notify =
+      notify_with({{"check-client-ip", {}}, {"route", {{"username", std::string("a")}, {"user", std::string("b")}}}});
+  const auto request = director::server::find_route_request(notify);
   REQUIRE(request);
   CHECK(request->username == std::optional<std::string_view>("b"));
 }
