@@ -76,7 +76,8 @@ class Metrics {
   // A whole frame was read from HAProxy: HAPROXY-HELLO, NOTIFY, HAPROXY-DISCONNECT, anything
   // else (any byte value) counts as type "other".
   void frame_received(spop::FrameType type);
-  // A whole frame was written to HAProxy: AGENT-HELLO, ACK or AGENT-DISCONNECT; other types
+  // A whole frame is being written to HAProxy (counted when handed to the socket, so that it is
+  // visible before HAProxy can act on it): AGENT-HELLO, ACK or AGENT-DISCONNECT; other types
   // are never written by the agent and are ignored.
   void frame_sent(spop::FrameType type);
   // A session ended with AGENT-DISCONNECT for a protocol error. Status::normal is not an error

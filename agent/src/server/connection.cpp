@@ -217,12 +217,16 @@ boost::asio::awaitable<void> Connection::write_loop() {
       batch.push_back(std::move(write_queue_.front()));
       write_queue_.pop_front();
     }
-    for (const auto& frame : batch) buffers.emplace_back(boost::asio::buffer(frame));
+    // Counted before the write starts: HAProxy may act on these frames before this coroutine
+    // resumes, and a scrape that follows must already see them.
+    for (const auto& frame : batch) {
+      buffers.emplace_back(boost::asio::buffer(frame));
+      metrics_.frame_sent(type_of(frame));
+    }
     const auto [error, written] = co_await boost::asio::async_write(socket_, buffers, nothrow_awaitable);
     queued_bytes_ -= written;
     reader_wake_.cancel();
     if (error) break;
-    for (const auto& frame : batch) metrics_.frame_sent(type_of(frame));
   }
   close_now();
 }
