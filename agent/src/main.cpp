@@ -44,6 +44,7 @@ int run(const director::config::Config& config) {
   director::server::Checker checker(context.get_executor(), config, resolver, metrics);
   director::server::ConnectionLimits limits;
   limits.max_frame_size = config.max_frame_size;
+  limits.hello_timeout = config.hello_timeout;
   director::server::Server server(context, config.listen, checker, metrics, limits);
   director::server::HttpServer http(context, config.http_listen, {config, metrics, checker, server});
   server.start();

@@ -4,7 +4,8 @@ silent (dnsmasq SIGSTOPped: queries time out). In both:
 
 - users known alive keep reaching their containers: when DNS fails, the agent probes the
   user's last address instead (stale-if-error, docs/architecture.md), and only while that
-  probe succeeds: a container that stops meanwhile is abandoned all the same;
+  probe succeeds: a container that stops meanwhile is abandoned all the same; and only
+  within --stale-if-error of DNS's last answer (DnsDownBeyondStaleBound);
 - new users go to the spawner (dns-error; or agent-unavailable when the lookup outlasts the
   SPOE processing timeout), never to a guessed address;
 - a container started while DNS was down is found once DNS is back, and unknown users get
@@ -18,7 +19,9 @@ from common import RecordingSpawner, StackTest, main, our_pages, poll, who_answe
 DOWN_FOR = 3.0  # s of traffic with DNS down
 
 
-class DnsDown(StackTest):
+class SpawnerRecordingTest(StackTest):
+    """A stack whose spawner records what it was told (self.spawner)."""
+
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
@@ -29,6 +32,8 @@ class DnsDown(StackTest):
         cls.spawner.close()
         super().tearDownClass()
 
+
+class DnsDown(SpawnerRecordingTest):
     def stale_answers(self):
         return self.stack.agent_metrics().get("director_stale_dns_answers_total", 0)
 
@@ -89,6 +94,39 @@ class DnsDown(StackTest):
 
     def test_dns_silent(self):
         self.check_dns_down("silent", signal.SIGSTOP)
+
+
+class DnsDownBeyondStaleBound(SpawnerRecordingTest):
+    """With --stale-if-error 2s, a user known alive keeps their container through the first
+    moments of the outage, then goes to the spawner (dns-error) once DNS's last answer is
+    older than the bound, and comes back when DNS does."""
+
+    STALE_IF_ERROR = 2.0
+    stack_options = {"agent_args": ["--stale-if-error", f"{int(STALE_IF_ERROR * 1000)}ms"]}
+
+    def test_fallback_ends_at_the_bound(self):
+        stack, pages, user = self.stack, our_pages(), "erin"
+        stack.add_container(user)
+        poll(lambda: stack.served_by(user), lambda s: s.startswith("backend"), 5)
+        self.assert_routed(user)  # a check with DNS up ends at most alive_ttl (0.8 s) from here
+
+        stack.stop_dns(signal.SIGTERM)
+        down = time.monotonic()
+        try:
+            # Within the bound minus one alive_ttl: still the container, every request.
+            answers = []
+            while time.monotonic() - down < self.STALE_IF_ERROR - 1.0:
+                answers.append(who_answered(*stack.request(user), pages=pages))
+            self.assertEqual({a for a in answers}, {self.backend_of(user)})
+            # Past the bound: the spawner, because DNS failed.
+            before = self.spawner.count()
+            _, seconds, _ = poll(lambda: who_answered(*stack.request(user), pages=pages),
+                                 lambda a: a == "spawner", self.STALE_IF_ERROR + 5)
+            self.assertEqual({e["reason"] for e in self.spawner.since(before)}, {"dns-error"})
+            self.assertGreater(time.monotonic() - down, self.STALE_IF_ERROR - 1.0)
+        finally:
+            stack.resume_dns()
+        poll(lambda: stack.served_by(user), lambda s: s.startswith("backend"), 5)
 
 
 if __name__ == "__main__":

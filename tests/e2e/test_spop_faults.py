@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """SPOP peers that misbehave, against the agent alone (raw sockets, no HAProxy): 10,000
 connections at once (silent, half a HELLO, a HELLO never read, half a NOTIFY), a peer that
-never reads its ACKs, and peers that write one byte at a time. Meanwhile a well-behaved
+never reads its ACKs, peers that write one byte at a time, and peers that never complete
+their HELLO (--hello-timeout). Meanwhile a well-behaved
 connection keeps its round trips fast, memory stays bounded (per connection, and for a peer
 that never reads), and every descriptor is released once the peers go away.
 
@@ -22,13 +23,15 @@ PER_CONNECTION_KIB = 12  # RSS per idle connection
 STALLED_GROWTH_KIB = 48 * 1024  # RSS a peer that never reads may cost
 
 
-class SpopFaults(unittest.TestCase):
+class AgentTest(unittest.TestCase):
+    """One agent (self.agent, started with agent_args) for all tests of the class; its log
+    is printed when a test fails."""
+
+    agent_args = ()
+
     @classmethod
     def setUpClass(cls):
-        limit = raise_fd_limit(CONNECTIONS * 2 + 500)  # the agent inherits it
-        if limit < CONNECTIONS + 200:
-            raise unittest.SkipTest(f"descriptor limit {limit} is below {CONNECTIONS + 200}")
-        cls.agent = AgentProcess()
+        cls.agent = AgentProcess(list(cls.agent_args))
 
     @classmethod
     def tearDownClass(cls):
@@ -37,6 +40,18 @@ class SpopFaults(unittest.TestCase):
     def tearDown(self):
         if not self._outcome.success:
             print("\n--- agent.log ---\n" + self.agent.log_tail(), flush=True)
+
+
+class SpopFaults(AgentTest):
+    # These peers must stay connected before their HELLO for as long as a test takes.
+    agent_args = ("--hello-timeout", "10m")
+
+    @classmethod
+    def setUpClass(cls):
+        limit = raise_fd_limit(CONNECTIONS * 2 + 500)  # the agent inherits it
+        if limit < CONNECTIONS + 200:
+            raise unittest.SkipTest(f"descriptor limit {limit} is below {CONNECTIONS + 200}")
+        super().setUpClass()
 
     def round_trips(self, session, count, first_stream=1):
         """`count` NOTIFY/ACK round trips for a user (a miss then cache hits): max seconds."""
@@ -202,6 +217,68 @@ class SpopFaults(unittest.TestCase):
             conn.close()
         self.assertEqual(len(answers), len(slow))
         good.close()
+
+
+class HelloTimeout(AgentTest):
+    """A peer that does not complete HAPROXY-HELLO within --hello-timeout is told so
+    (AGENT-DISCONNECT, status 2 "timeout") and closed; a peer that did is never timed out."""
+
+    TIMEOUT = 1.0
+    agent_args = ("--hello-timeout", f"{int(TIMEOUT * 1000)}ms")
+
+    def until_closed(self, conn):
+        """Every frame the agent sends until it closes the connection, and when it closed."""
+        conn.settimeout(self.TIMEOUT + 10)
+        buf = bytearray()
+        while True:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+        closed = time.monotonic()
+        frames = []
+        while (parsed := w.parse_frame(buf)) is not None:
+            frames.append(parsed[0])
+            del buf[:parsed[1]]
+        self.assertEqual(bytes(buf), b"", "a partial frame before the close")
+        return frames, closed
+
+    def test_peers_without_hello_are_closed(self):
+        agent = self.agent
+        baseline_fds = agent.fd_count()
+        before = agent.metrics().get('director_spop_protocol_errors_total{status="timeout"}', 0)
+        hello = w.hello_frame()
+        peers = {"silent": b"", "half a HELLO": hello[:len(hello) // 2],
+                 "a NOTIFY instead": notify(1, 1, "bob")}
+        started = time.monotonic()
+        conns = {}
+        for name, data in peers.items():
+            conns[name] = socket.create_connection(("127.0.0.1", agent.port))
+            if data:
+                conns[name].sendall(data)
+        # A peer that completed its HELLO, idle for twice the timeout, still gets answers.
+        good = agent.session()
+        for name, conn in conns.items():
+            if name == "a NOTIFY instead":
+                continue  # a protocol error before the deadline: closed at once (below)
+            frames, closed = self.until_closed(conn)
+            self.assertGreaterEqual(closed - started, self.TIMEOUT * 0.9, name)
+            self.assertEqual([(f.type, dict(w.read_kv_list(f.payload)).get(b"status-code")) for f in frames],
+                             [(w.AGENT_DISCONNECT, (w.UINT32, 2))], name)
+        frames, _ = self.until_closed(conns["a NOTIFY instead"])
+        self.assertEqual([f.type for f in frames], [w.AGENT_DISCONNECT])
+        self.assertNotEqual(dict(w.read_kv_list(frames[0].payload)).get(b"status-code"), (w.UINT32, 2))
+        for conn in conns.values():
+            conn.close()
+
+        time.sleep(max(0.0, started + 2 * self.TIMEOUT - time.monotonic()))
+        _, variables = timed_round_trip(good, 1, "alice")
+        self.assertEqual(variables.get("reason"), (w.STRING, b"dns-error"))
+        good.close()
+        after = agent.metrics().get('director_spop_protocol_errors_total{status="timeout"}', 0)
+        self.assertEqual(after - before, 2)
+        wait_for(f"agent descriptors back to {baseline_fds}",
+                 lambda: agent.fd_count() <= baseline_fds, 10, 0.1)
 
 
 if __name__ == "__main__":

@@ -249,6 +249,14 @@ const std::vector<Option>& options() {
        [](const Config& c) -> nlohmann::ordered_json {
          return format_duration(std::chrono::duration_cast<milliseconds>(c.decision.dead_ttl));
        }},
+      {"stale_if_error", "DIRECTOR_STALE_IF_ERROR", "--stale-if-error",
+       "While DNS fails, a user last known alive is probed at the last address DNS returned, if DNS returned it less than this long ago (0s: never). Default 1m",
+       [](Config& c, std::string_view v) -> Failure {
+         return set_duration(c.decision.stale_if_error, v, milliseconds(0), std::chrono::hours(1));
+       },
+       [](const Config& c) -> nlohmann::ordered_json {
+         return format_duration(std::chrono::duration_cast<milliseconds>(c.decision.stale_if_error));
+       }},
       {"cache_capacity", "DIRECTOR_CACHE_CAPACITY", "--cache-capacity",
        "Users kept in the cache; the least recently used beyond this are forgotten. Default 100000",
        [](Config& c, std::string_view v) -> Failure {
@@ -331,6 +339,12 @@ const std::vector<Option>& options() {
          return accepted;
        },
        [](const Config& c) -> nlohmann::ordered_json { return c.max_frame_size; }},
+      {"hello_timeout", "DIRECTOR_HELLO_TIMEOUT", "--hello-timeout",
+       "An SPOP connection that has not completed its HELLO this long after connecting is closed (AGENT-DISCONNECT, status timeout). Default 5s",
+       [](Config& c, std::string_view v) -> Failure {
+         return set_duration(c.hello_timeout, v, milliseconds(100), std::chrono::minutes(10));
+       },
+       [](const Config& c) -> nlohmann::ordered_json { return format_duration(c.hello_timeout); }},
       {"log_level", "DIRECTOR_LOG_LEVEL", "--log-level", "error, warn, info or debug. Default info",
        [](Config& c, std::string_view v) -> Failure {
          if (v == "error") c.log_level = LogLevel::error;

@@ -59,6 +59,8 @@ struct Config {
   boost::asio::ip::tcp::endpoint http_listen{boost::asio::ip::address_v4::loopback(), 9102};
   unsigned threads = 0;  // 0 = one per core
   std::uint32_t max_frame_size = 16380;
+  // An SPOP peer that has not completed HAPROXY-HELLO this long after connecting is closed.
+  std::chrono::milliseconds hello_timeout{5000};
   decision::Settings decision;
   ProbeSettings probe;
   DnsSettings dns;

@@ -100,7 +100,7 @@ DecideResult Director::decide(std::optional<std::string_view> username, WaiterId
     if (fresh) {
       ++stats_.hits;
       if (entry.alive && age >= settings_.refresh_after && !entry.checking) {
-        decision.start_check = plan_for(entry);
+        decision.start_check = plan_for(entry, now);
       }
       decision.answer = answer_for(entry, std::move(label));
       return decision;
@@ -111,7 +111,7 @@ DecideResult Director::decide(std::optional<std::string_view> username, WaiterId
   entry.waiters.push_back(waiter);
   waiting_[waiter] = &entry;
   if (!entry.checking) {
-    decision.start_check = plan_for(entry);
+    decision.start_check = plan_for(entry, now);
   }
   evict_beyond_capacity();  // `entry` is checking, hence pinned
   return decision;
@@ -147,6 +147,11 @@ Completion Director::complete(std::string_view label, const CheckResult& result,
   entry.alive = outcome.alive;
   entry.reason = outcome.reason;
   entry.address = result.dns == DnsOutcome::no_such_host ? std::nullopt : result.address;
+  if (result.dns == DnsOutcome::ok) {
+    entry.resolved_at = now;
+  } else if (result.dns == DnsOutcome::no_such_host) {
+    entry.resolved_at.reset();
+  }
   entry.probe_latency = result.probe_latency;
   entry.checking = false;
 
@@ -225,15 +230,16 @@ Answer Director::answer_for(const Entry& entry, std::string label) const {
 }
 
 // Marks the check as in flight and describes it. The fallback is offered only when the user was
-// last known alive at an address.
-CheckPlan Director::plan_for(Entry& entry) {
+// last known alive at an address that DNS returned less than stale_if_error ago.
+CheckPlan Director::plan_for(Entry& entry, TimePoint now) {
   entry.checking = true;
   ++stats_.checks_started;
   CheckPlan plan;
   plan.label = entry.label;
   plan.host = entry.host;
   plan.port = settings_.container_port;
-  if (entry.checked_at && entry.alive) {
+  if (entry.checked_at && entry.alive && entry.resolved_at &&
+      now - *entry.resolved_at < settings_.stale_if_error) {
     plan.fallback = entry.address;
   }
   return plan;

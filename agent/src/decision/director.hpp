@@ -50,6 +50,10 @@ struct Settings {
   Duration alive_ttl = std::chrono::milliseconds(800);
   Duration refresh_after = std::chrono::milliseconds(300);
   Duration dead_ttl = std::chrono::milliseconds(500);
+  // When DNS fails, a user last known alive is probed at its last address, but only within
+  // this long of DNS last returning that address (0: never). Bounds how long an address the
+  // runtime may have given to another user's container meanwhile is trusted.
+  Duration stale_if_error = std::chrono::seconds(60);
   std::size_t capacity = 100'000;  // users kept; least recently used evicted beyond this
 };
 
@@ -64,7 +68,8 @@ struct Answer {
 };
 
 // Work the I/O layer must do for one user: resolve `host` (falling back to `fallback` when DNS
-// fails and the user was last known alive), then probe the address on `port`.
+// fails; offered when the user was last known alive and DNS returned that address less than
+// Settings::stale_if_error ago), then probe the address on `port`.
 struct CheckPlan {
   std::string label;
   std::string host;
@@ -169,6 +174,7 @@ class Director {
     bool alive = false;
     Reason reason = Reason::ok;
     std::optional<Address> address;
+    std::optional<TimePoint> resolved_at;  // when DNS last returned `address`
     Duration probe_latency{};
     TimePoint last_seen{};
     bool checking = false;          // a check is in flight: pinned, not evictable
@@ -178,7 +184,7 @@ class Director {
 
   std::string host_for(std::string_view label) const;
   Answer answer_for(const Entry& entry, std::string label) const;
-  CheckPlan plan_for(Entry& entry);
+  CheckPlan plan_for(Entry& entry, TimePoint now);
   static UserView view_of(const Entry& entry);
   void evict_beyond_capacity();
 

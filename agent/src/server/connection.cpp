@@ -58,7 +58,8 @@ Connection::Connection(boost::asio::ip::tcp::socket socket, Checker& checker, me
       on_closed_(std::move(on_closed)),
       session_(spop::SessionLimits{limits.max_frame_size}),
       writer_wake_(socket_.get_executor(), std::chrono::steady_clock::time_point::max()),
-      reader_wake_(socket_.get_executor(), std::chrono::steady_clock::time_point::max()) {}
+      reader_wake_(socket_.get_executor(), std::chrono::steady_clock::time_point::max()),
+      hello_deadline_(socket_.get_executor(), limits.hello_timeout) {}
 
 void Connection::start() {
   boost::system::error_code ignored;
@@ -66,6 +67,17 @@ void Connection::start() {
   auto self = shared_from_this();
   boost::asio::co_spawn(socket_.get_executor(), [self]() { return self->read_loop(); }, boost::asio::detached);
   boost::asio::co_spawn(socket_.get_executor(), [self]() { return self->write_loop(); }, boost::asio::detached);
+  boost::asio::co_spawn(socket_.get_executor(), [self]() { return self->enforce_hello_timeout(); },
+                        boost::asio::detached);
+}
+
+boost::asio::awaitable<void> Connection::enforce_hello_timeout() {
+  const auto [cancelled] = co_await hello_deadline_.async_wait(nothrow_awaitable);
+  if (cancelled || closed_ || closing_ || stopping_) co_return;
+  if (session_.state() != spop::SessionState::awaiting_hello) co_return;
+  metrics_.protocol_error(spop::Status::timeout);
+  enqueue(session_.disconnect(spop::Status::timeout, "no HAPROXY-HELLO in time"));
+  close_after_writes();
 }
 
 void Connection::stop(std::chrono::milliseconds grace) {
@@ -197,6 +209,7 @@ void Connection::close_now() {
   socket_.close(ignored);
   writer_wake_.cancel();
   reader_wake_.cancel();
+  hello_deadline_.cancel();
   if (on_closed_) on_closed_(*this);
 }
 

@@ -24,6 +24,9 @@ struct ConnectionLimits {
   std::uint32_t max_frame_size = 16380;
   std::size_t max_pending_answers = 4096;     // NOTIFYs read but not yet answered
   std::size_t max_queued_bytes = 1024 * 1024; // ACK bytes waiting to be written
+  // A peer that has not completed HAPROXY-HELLO this long after the accept gets
+  // AGENT-DISCONNECT (status timeout) and is closed. HAProxy sends its HELLO at once.
+  std::chrono::milliseconds hello_timeout{5000};
 };
 
 class Connection : public std::enable_shared_from_this<Connection> {
@@ -42,6 +45,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   boost::asio::awaitable<void> read_loop();
   boost::asio::awaitable<void> write_loop();
   boost::asio::awaitable<void> wait_until_readable();
+  boost::asio::awaitable<void> enforce_hello_timeout();
   // `arrived`: when the bytes holding result's NOTIFYs were read.
   void handle(spop::FeedResult& result, std::chrono::steady_clock::time_point arrived);
   // Queues the ACK of a route request whose NOTIFY arrived at `arrived`.
@@ -68,6 +72,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::chrono::steady_clock::time_point stop_deadline_{};
   boost::asio::steady_timer writer_wake_;
   boost::asio::steady_timer reader_wake_;
+  boost::asio::steady_timer hello_deadline_;
   boost::asio::cancellation_signal read_cancel_;
 };
 

@@ -81,6 +81,10 @@ TEST_CASE("flags win over the environment, in both --flag VALUE and --flag=VALUE
 
 TEST_CASE("durations take a unit") {
   CHECK(parse({"--probe-timeout", "250ms"}).config->probe.timeout == std::chrono::milliseconds(250));
+  CHECK(parse({}).config->hello_timeout == std::chrono::seconds(5));
+  CHECK(parse({}).config->decision.stale_if_error == std::chrono::seconds(60));
+  CHECK(parse({"--stale-if-error", "0s"}).config->decision.stale_if_error == std::chrono::seconds(0));
+  CHECK(parse({"--hello-timeout", "30s"}).config->hello_timeout == std::chrono::seconds(30));
   CHECK(parse({"--dead-ttl", "2s"}).config->decision.dead_ttl == std::chrono::seconds(2));
   CHECK(parse({"--dns-max-cache-ttl", "1m"}).config->dns.max_cache_ttl == std::chrono::seconds(60));
   CHECK_THAT(parse({"--probe-timeout", "250"}).error, Catch::Contains("expected a duration"));
@@ -462,6 +466,8 @@ TEST_CASE("every option's invalid value names the variable, flag or key and the 
       {"DIRECTOR_ALIVE_TTL", "--alive-ttl", "alive_ttl", "5ms", R"("5ms")", "a duration from 10ms to 1m (units ms, s, m"},
       {"DIRECTOR_REFRESH_AFTER", "--refresh-after", "refresh_after", "2m", R"("2m")", "a duration from 0s to 1m"},
       {"DIRECTOR_DEAD_TTL", "--dead-ttl", "dead_ttl", "-1s", R"("-1s")", "a duration from 0s to 1m"},
+      {"DIRECTOR_STALE_IF_ERROR", "--stale-if-error", "stale_if_error", "61m", R"("61m")",
+       "a duration from 0s to 60m"},
       {"DIRECTOR_CACHE_CAPACITY", "--cache-capacity", "cache_capacity", "0", "0", "an integer from 1 to 10000000"},
       {"DIRECTOR_PROBE_MODE", "--probe-mode", "probe_mode", "icmp", R"("icmp")", "tcp or http"},
       {"DIRECTOR_PROBE_PATH", "--probe-path", "probe_path", "health", R"("health")",
@@ -475,6 +481,8 @@ TEST_CASE("every option's invalid value names the variable, flag or key and the 
        "whole seconds from 0s to 60m"},
       {"DIRECTOR_MAX_FRAME_SIZE", "--max-frame-size", "max_frame_size", "1048577", "1048577",
        "an integer from 256 to 1048576"},
+      {"DIRECTOR_HELLO_TIMEOUT", "--hello-timeout", "hello_timeout", "50ms", R"("50ms")",
+       "a duration from 100ms to 10m"},
       {"DIRECTOR_LOG_LEVEL", "--log-level", "log_level", "verbose", R"("verbose")", "error, warn, info or debug"},
       {"DIRECTOR_LOG_FORMAT", "--log-format", "log_format", "xml", R"("xml")", "text or json"},
   };
@@ -614,7 +622,7 @@ TEST_CASE("the Markdown reference has one well-formed row per option") {
     CHECK(line.find('<') == std::string::npos);  // no HTML: "<label>" is written &lt;label&gt;
     ++rows;
   }
-  CHECK(rows == 2 + 22);
+  CHECK(rows == 2 + 24);
   CHECK_THAT(table, Catch::Contains("| `container_port` | `CONTAINER_PORT` | `--container-port` | integer | `8080` | "
                                     "an integer from 1 to 65535 |"));
   CHECK_THAT(table, Catch::Contains("| (not in the file) | `DIRECTOR_CONFIG` | `--config` |"));

@@ -35,6 +35,7 @@ Settings test_settings() {
   settings.alive_ttl = 800ms;
   settings.refresh_after = 300ms;
   settings.dead_ttl = 500ms;
+  settings.stale_if_error = 60s;
   settings.capacity = 100;
   return settings;
 }
@@ -361,6 +362,53 @@ TEST_CASE("director: DNS failure with a working fallback keeps the user alive", 
   const DecideResult next = director.decide("alice", 3, at(1610ms));
   REQUIRE(next.start_check);
   CHECK(next.start_check->fallback == ip("10.0.0.5"));
+}
+
+TEST_CASE("director: the fallback is offered only within stale_if_error of the last answer from DNS",
+          "[director]") {
+  Director director(test_settings());
+  check_once(director, "alice", reached(ip("10.0.0.5")), at(0ms));
+
+  // DNS keeps failing; the fallback keeps answering. Each stale check is offered the fallback
+  // while DNS's last answer (at 0 s) is younger than 60 s, and never again after that.
+  TimePoint now = at(0ms);
+  WaiterId waiter = 2;
+  for (;;) {
+    now += 800ms;
+    const DecideResult decision = director.decide("alice", waiter++, now);
+    REQUIRE(decision.start_check);
+    if (now - at(0ms) >= 60s) {
+      CHECK_FALSE(decision.start_check->fallback);
+      const Completion completion = director.complete("alice", dns_failed(), now);
+      CHECK_FALSE(completion.answer.alive);
+      CHECK(completion.answer.reason == Reason::dns_error);
+      break;
+    }
+    REQUIRE(decision.start_check->fallback == ip("10.0.0.5"));
+    const Completion completion =
+        director.complete("alice", dns_failed_fallback_probed(ip("10.0.0.5"), ProbeOutcome::ok), now);
+    REQUIRE(completion.answer.alive);
+  }
+  CHECK(now == at(60000ms));
+
+  // DNS is back: its answer restarts the bound.
+  const DecideResult back = director.decide("alice", waiter++, now + 500ms);
+  REQUIRE(back.start_check);
+  director.complete("alice", reached(ip("10.0.0.5")), now + 500ms);
+  const DecideResult later = director.decide("alice", waiter++, now + 1300ms);
+  REQUIRE(later.start_check);
+  CHECK(later.start_check->fallback == ip("10.0.0.5"));
+}
+
+TEST_CASE("director: stale_if_error 0 never offers the fallback", "[director]") {
+  Settings settings = test_settings();
+  settings.stale_if_error = 0s;
+  Director director(settings);
+  check_once(director, "alice", reached(ip("10.0.0.5")), at(0ms));
+  const DecideResult refresh = director.decide("alice", 2, at(300ms));  // served, refreshed
+  REQUIRE(refresh.answer);
+  REQUIRE(refresh.start_check);
+  CHECK_FALSE(refresh.start_check->fallback);
 }
 
 TEST_CASE("director: DNS failure whose fallback does not answer", "[director]") {
