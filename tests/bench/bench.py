@@ -153,7 +153,8 @@ frontend resolve
 backend container
     http-request set-dst var(txn.dst_addr)
     http-request set-dst-port int({container_port})
-    server container 0.0.0.0:0
+    # The director's tuning (haproxy.cfg): idle connections kept for many destinations.
+    server container 0.0.0.0:0 pool-low-conn 1000
 backend spawner
     server spawner 127.0.0.1:{spawner_port}
 resolvers dns

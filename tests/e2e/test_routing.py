@@ -2,9 +2,10 @@
 """Routing: a user with a live container reaches it; a user without one reaches the spawner,
 told which container to create, and then their new container."""
 
+import http.client
 import urllib.request
 
-from common import StackTest, main, poll
+from common import IDENTITY, StackTest, main, poll
 
 
 class Routing(StackTest):
@@ -44,6 +45,37 @@ class Routing(StackTest):
         self.assertEqual(status, 202)
         seen = self.stack.spawner_requests()[-1]
         self.assertEqual((seen["container_host"], seen["reason"]), ("vscode-erin", "no-such-host"))
+
+    def test_backend_connections_are_reused_across_users(self):
+        """Many users over one client connection (the sign-in proxy's keep-alive pool): each
+        container's connection is reused, not opened anew whenever the user changes
+        (haproxy.cfg, pool-low-conn on the container server)."""
+        users = ["alice", "bob", "frank", "grace"]
+        self.stack.add_containers(users[2:])
+        for user in users:
+            poll(lambda u=user: self.stack.served_by(u), lambda s: s.startswith("backend"), 3)
+        before = self.container_connects()
+        conn = http.client.HTTPConnection(*self.stack.http, timeout=5)
+        served = []
+        for i in range(40):
+            user = users[i % len(users)]
+            conn.request("GET", "/", headers={IDENTITY: user})
+            response = conn.getresponse()
+            response.read()
+            served.append((response.status, response.getheader("X-Served-By")) ==
+                          (200, self.backend_of(user)))
+        conn.close()
+        opened = self.container_connects() - before
+        self.assertEqual(served, [True] * 40)
+        self.assertLessEqual(opened, 2 * len(users), f"{opened} connections for 40 requests")
+
+    def container_connects(self):
+        """Connections HAProxy opened to containers so far (show stat, "connect")."""
+        lines = self.stack.haproxy_cli("show stat").splitlines()
+        header = lines[0].lstrip("# ").split(",")
+        row = next(line.split(",") for line in lines[1:]
+                   if line.startswith("container,container,"))
+        return int(row[header.index("connect")])
 
     def test_metrics_endpoint(self):
         self.stack.request("alice")
