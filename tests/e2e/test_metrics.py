@@ -106,8 +106,9 @@ def log_fields(line):
 
 
 class Metrics(StackTest):
-    maxDiff = None
     """One stack; every test takes its own before/after snapshots, with users of its own."""
+
+    maxDiff = None
 
     @classmethod
     def setUpClass(cls):

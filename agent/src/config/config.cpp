@@ -250,7 +250,7 @@ const std::vector<Option>& options() {
          return format_duration(std::chrono::duration_cast<milliseconds>(c.decision.dead_ttl));
        }},
       {"stale_if_error", "DIRECTOR_STALE_IF_ERROR", "--stale-if-error",
-       "While DNS fails, a user last known alive is probed at the last address DNS returned, if DNS returned it less than this long ago (0s: never). Default 1m",
+       "While DNS fails, a user last known alive is probed at its last address if the last check that resolved it through DNS completed less than this long ago (0s: never). Default 1m",
        [](Config& c, std::string_view v) -> Failure {
          return set_duration(c.decision.stale_if_error, v, milliseconds(0), std::chrono::hours(1));
        },

@@ -109,7 +109,9 @@ boost::asio::awaitable<void> Connection::read_loop() {
         boost::asio::buffer(buffer.data() + filled, buffer.size() - filled),
         boost::asio::bind_cancellation_slot(read_cancel_.slot(), nothrow_awaitable));
     if (error) {
-      if (!stopping_) close_now();  // EOF, reset: HAProxy is gone, nothing to say to it
+      // EOF, reset: HAProxy is gone, nothing to say to it. Not when the read was cancelled
+      // by stop() or close_after_writes(): the writer still has frames to send, then closes.
+      if (!stopping_ && !closing_) close_now();
       break;
     }
     filled += received;
