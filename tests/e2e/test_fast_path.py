@@ -2,13 +2,16 @@
 """The fast path (haproxy.cfg, DIRECTOR_FAST_PATH_TTL_MS): HAProxy reuses the agent's last
 "alive" answer for a user for a short time instead of asking again.
 
-(a) repeated requests for a fresh alive user do not reach the agent: at most one decision per
-    TTL window (requests are sequential, so a window has at most one asking request);
+(a) repeated requests for a fresh alive user do not reach the agent: at most two decisions
+    per TTL window (requests are sequential: the first answer of a window comes from the
+    agent's cache, older than the TTL, and starts a re-check; the next brings the fresh one);
 (b) a stopped container is still abandoned within 1 s, under steady traffic that keeps the
     fast path's answer fresh;
 (c) a started container is still found within 1 s;
 (d) a not-alive answer is never kept: every request of such a user asks the agent;
-(e) a cached name followed by a NUL byte does not find that name's entry.
+(e) a cached name followed by a NUL byte does not find that name's entry;
+(f) an entry is fresh for the TTL after the agent's *check*, not after its answer: an answer
+    the agent served from its cache, older than the TTL, is not reused.
 The TTL is haproxy.cfg's default, or 200 ms when the default is 0 (off)."""
 
 import http.client
@@ -75,8 +78,8 @@ class FastPath(StackTest):
         asked = self.decisions() - before
         print(f"100 requests in {elapsed:.3f} s, {asked:.0f} reached the agent", end=" ... ")
         self.assertEqual(set(answers), {(200, expected)})
-        # Sequential requests: after an answer, the next asking request comes TTL later.
-        self.assertLessEqual(asked, elapsed * 1000 / TTL_MS + 1)
+        # Sequential requests: at most two asking requests per TTL window (docstring).
+        self.assertLessEqual(asked, 2 * (elapsed * 1000 / TTL_MS + 1))
         self.assertLess(asked, 100 / 2)
 
     def test_b_stopped_container_abandoned_within_1s(self):
@@ -128,6 +131,31 @@ class FastPath(StackTest):
             status, headers, _ = self.stack.request(b"kira\x00")
             self.assertNotEqual(headers.get("x-served-by"), self.backend_of("kira"))
             self.assertEqual(status, 400)  # strict scheme: not a DNS label
+
+
+class FastPathAge(StackTest):
+    """(f), with an agent that serves alive answers from its cache for 5 s without re-checking."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.stack = FastPathStack(agent_args=["--alive-ttl", "5s", "--refresh-after", "4s"]).start()
+
+    decisions = FastPath.decisions
+
+    def test_f_an_answer_older_than_the_ttl_is_not_reused(self):
+        self.stack.add_container("lena")
+        self.assert_routed("lena")  # a fresh check: its answer is reused for the TTL
+        before = self.decisions()
+        self.assert_routed("lena")
+        self.assertEqual(self.decisions() - before, 0, "a fresh entry was not used")
+
+        time.sleep(TTL_MS / 1000 + 0.3)
+        # The agent's check is now older than the TTL: each request asks, and each answer
+        # (from the agent's cache, same check) stays too old to be reused.
+        before = self.decisions()
+        for _ in range(3):
+            self.assert_routed("lena")
+        self.assertEqual(self.decisions() - before, 3)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <chrono>
+#include <cstdint>
+
 namespace {
 
 using director::decision::Answer;
@@ -53,6 +56,7 @@ TEST_CASE("an alive answer carries typed address and port") {
   answer.host = "vscode-jack";
   answer.address = boost::asio::ip::make_address("127.0.1.5");
   answer.port = 8080;
+  answer.age = std::chrono::milliseconds(420);
   const auto actions = director::server::to_actions(answer);
   REQUIRE(find_var(actions, "alive"));
   CHECK(find_var(actions, "alive")->value == Value{true});
@@ -62,6 +66,10 @@ TEST_CASE("an alive answer carries typed address and port") {
   CHECK(find_var(actions, "host")->value == Value{std::string("vscode-jack")});
   CHECK(find_var(actions, "addr")->value == Value{Ipv4{{127, 0, 1, 5}}});
   CHECK(find_var(actions, "port")->value == Value{std::int32_t{8080}});
+  CHECK(find_var(actions, "age")->value == Value{std::int32_t{420}});
+
+  answer.age = std::chrono::hours(24 * 30);  // beyond INT32 milliseconds: clamped
+  CHECK(find_var(director::server::to_actions(answer), "age")->value == Value{std::int32_t{INT32_MAX}});
 
   answer.address = boost::asio::ip::make_address("fd00::5");
   const auto v6 = director::server::to_actions(answer);
@@ -83,6 +91,7 @@ TEST_CASE("a not-alive answer never carries an address or port") {
   CHECK(find_var(actions, "host"));
   CHECK_FALSE(find_var(actions, "addr"));
   CHECK_FALSE(find_var(actions, "port"));
+  CHECK_FALSE(find_var(actions, "age"));
 }
 
 TEST_CASE("an unmappable username carries neither label nor host") {

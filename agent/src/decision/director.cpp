@@ -102,7 +102,7 @@ DecideResult Director::decide(std::optional<std::string_view> username, WaiterId
       if (entry.alive && age >= settings_.refresh_after && !entry.checking) {
         decision.start_check = plan_for(entry, now);
       }
-      decision.answer = answer_for(entry, std::move(label));
+      decision.answer = answer_for(entry, std::move(label), age);
       return decision;
     }
   }
@@ -163,7 +163,7 @@ Completion Director::complete(std::string_view label, const CheckResult& result,
       waiting_.erase(queued);
     }
   }
-  completion.answer = answer_for(entry, entry.label);
+  completion.answer = answer_for(entry, entry.label, Duration::zero());
   evict_beyond_capacity();  // may drop `entry`, which is no longer pinned
   return completion;
 }
@@ -218,7 +218,7 @@ std::string Director::host_for(std::string_view label) const {
   return host;
 }
 
-Answer Director::answer_for(const Entry& entry, std::string label) const {
+Answer Director::answer_for(const Entry& entry, std::string label, Duration age) const {
   Answer answer;
   answer.alive = entry.alive;
   answer.reason = entry.reason;
@@ -226,6 +226,7 @@ Answer Director::answer_for(const Entry& entry, std::string label) const {
   answer.host = entry.host;
   answer.address = entry.address;
   answer.port = entry.alive ? settings_.container_port : std::uint16_t{0};
+  answer.age = age;
   return answer;
 }
 

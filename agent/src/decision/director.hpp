@@ -65,6 +65,7 @@ struct Answer {
   std::string host;                // computed container host, empty when not mappable
   std::optional<Address> address;  // set when alive (and when known but not alive, for logs)
   std::uint16_t port = 0;          // the container port when alive
+  Duration age{};                  // since the check it comes from completed (0: just now)
 };
 
 // Work the I/O layer must do for one user: resolve `host` (falling back to `fallback` when DNS
@@ -183,7 +184,7 @@ class Director {
   using Entries = std::list<Entry>;  // most recently used first
 
   std::string host_for(std::string_view label) const;
-  Answer answer_for(const Entry& entry, std::string label) const;
+  Answer answer_for(const Entry& entry, std::string label, Duration age) const;
   CheckPlan plan_for(Entry& entry, TimePoint now);
   static UserView view_of(const Entry& entry);
   void evict_beyond_capacity();

@@ -1,5 +1,8 @@
 #include "server/route_handler.hpp"
 
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
 #include <string>
 
 namespace director::server {
@@ -22,7 +25,7 @@ std::vector<spop::Action> to_actions(const decision::Answer& answer) {
   using spop::Scope;
   using spop::SetVar;
   std::vector<spop::Action> actions;
-  actions.reserve(6);
+  actions.reserve(7);
   actions.emplace_back(SetVar{Scope::transaction, "alive", answer.alive});
   actions.emplace_back(SetVar{Scope::transaction, "reason", std::string(to_string(answer.reason))});
   if (!answer.label.empty()) {
@@ -36,6 +39,9 @@ std::vector<spop::Action> to_actions(const decision::Answer& answer) {
       actions.emplace_back(SetVar{Scope::transaction, "addr", spop::Ipv6{answer.address->to_v6().to_bytes()}});
     }
     actions.emplace_back(SetVar{Scope::transaction, "port", static_cast<std::int32_t>(answer.port)});
+    const auto age_ms = std::chrono::duration_cast<std::chrono::milliseconds>(answer.age).count();
+    actions.emplace_back(SetVar{Scope::transaction, "age",
+                                static_cast<std::int32_t>(std::clamp<std::int64_t>(age_ms, 0, INT32_MAX))});
   }
   return actions;
 }

@@ -21,7 +21,8 @@ struct RouteRequest {
 // The returned view points into `notify`.
 std::optional<RouteRequest> find_route_request(const spop::Notify& notify);
 
-// The variables that answer a route request.
+// The variables that answer a route request (docs/architecture.md): alive, reason, label and
+// host when mapped, and for an alive answer addr, port and age (ms since its check, INT32).
 std::vector<spop::Action> to_actions(const decision::Answer& answer);
 
 }  // namespace director::server

@@ -173,11 +173,13 @@ TEST_CASE("director: single flight, 100 requests share one check", "[director]")
   CHECK(completion.answer.host == "vscode-alice");
   CHECK(completion.answer.address == ip("10.0.0.5"));
   CHECK(completion.answer.port == 8080);
+  CHECK(completion.answer.age == 0ms);
 
   const DecideResult after = director.decide("alice", 101, at(151ms));
   REQUIRE(after.answer);
   CHECK(after.answer->alive);
   CHECK(after.answer->address == ip("10.0.0.5"));
+  CHECK(after.answer->age == 1ms);  // the check completed at 150 ms
   CHECK_FALSE(after.start_check);
 
   CHECK(director.stats().misses == 100);
@@ -215,6 +217,7 @@ TEST_CASE("director: background refresh starts exactly at refresh_after", "[dire
   const DecideResult refresh = director.decide("alice", 3, at(1300ms));
   REQUIRE(refresh.answer);
   CHECK(refresh.answer->alive);
+  CHECK(refresh.answer->age == 300ms);
   REQUIRE(refresh.start_check);
   CHECK(refresh.start_check->fallback == ip("10.0.0.5"));
   CHECK(director.find_user("alice")->waiters == 0);
