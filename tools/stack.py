@@ -42,6 +42,17 @@ DEFAULT_AGENT = REPO / "build" / "default" / "agent" / "director-agent"
 IDENTITY = "X-Forwarded-Preferred-Username"
 
 
+def http_get(address, path, timeout=5):
+    """(status, body text) of GET `path` on `address` (host, port)."""
+    conn = http.client.HTTPConnection(*address, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read().decode(errors="replace")
+    finally:
+        conn.close()
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -275,19 +286,9 @@ class Stack:
         with open(f"/proc/{self.agent_pid()}/status") as f:
             return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
 
-    def agent_http_get(self, path, timeout=5):
-        """(status, body text) of one request to the agent's HTTP listener."""
-        conn = http.client.HTTPConnection(*self.agent_http, timeout=timeout)
-        try:
-            conn.request("GET", path)
-            response = conn.getresponse()
-            return response.status, response.read().decode(errors="replace")
-        finally:
-            conn.close()
-
     def agent_metrics(self):
         """The agent's /metrics as {series (name with labels): value}."""
-        return parse_metrics(self.agent_http_get("/metrics")[1])
+        return parse_metrics(http_get(self.agent_http, "/metrics")[1])
 
     # --- the spawner -----------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1] / "tools"))
 sys.path.insert(0, str(HERE.parent / "conformance"))
 import spop_wire as w  # noqa: E402
-from stack import DEFAULT_AGENT, free_port, parse_metrics, wait_for  # noqa: E402
+from stack import DEFAULT_AGENT, free_port, http_get, parse_metrics, wait_for  # noqa: E402
 
 
 
@@ -84,18 +84,8 @@ class AgentProcess:
         with open(f"/proc/{self.pid}/status") as f:
             return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
 
-    def http_get(self, path):
-        import http.client
-        conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=10)
-        try:
-            conn.request("GET", path)
-            response = conn.getresponse()
-            return response.status, response.read().decode(errors="replace")
-        finally:
-            conn.close()
-
     def metrics(self):
-        return parse_metrics(self.http_get("/metrics")[1])
+        return parse_metrics(http_get(("127.0.0.1", self.http_port), "/metrics", timeout=10)[1])
 
     def session(self, timeout=10):
         session = Session(self.port, timeout)

@@ -7,12 +7,15 @@ Writes one directory per target under --out (docs/fuzzing.md describes each inpu
   notify/    one control byte + NOTIFY payloads
   session/   one control byte + everything HAProxy sent on one connection
   username/  one control byte + usernames: those in the captures and hostile ones
-Standard library only; deterministic file names (content hashes), so reruns change nothing.
+Standard library and tools/spop.py only; deterministic file names (content hashes), so reruns change nothing.
 """
 import argparse
 import hashlib
 import pathlib
 import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "tools"))
+from spop import decode_varint as read_varint  # noqa: E402
 
 HOSTILE_USERNAMES = [
     "jack", "Jack", "JACK", "jack.doe", "jack@example.com", "Jäck.Doe@Example.com", "иван",
@@ -21,21 +24,6 @@ HOSTILE_USERNAMES = [
     "%6a%61%63%6b", "../../etc/passwd", "j" * 64, "jack-0123456789abcdef", "ＪＡＣＫ",
     "jаck",  # Cyrillic a
 ]
-
-
-def read_varint(data, pos):
-    value = data[pos]
-    pos += 1
-    if value < 240:
-        return value, pos
-    shift = 4
-    while True:
-        byte = data[pos]
-        pos += 1
-        value += byte << shift
-        if byte < 128:
-            return value, pos
-        shift += 7
 
 
 def payload_of(frame):
