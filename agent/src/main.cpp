@@ -4,7 +4,7 @@
 #include "metrics/metrics.hpp"
 #include "server/checker.hpp"
 #include "server/http_server.hpp"
-#include "server/log.hpp"
+#include "log/log.hpp"
 #include "server/resolver.hpp"
 #include "server/server.hpp"
 
@@ -23,7 +23,7 @@
 namespace {
 
 using director::config::LogLevel;
-using director::server::log;
+using director::log;
 
 constexpr auto stop_grace = std::chrono::milliseconds(2000);
 constexpr auto stop_deadline = std::chrono::milliseconds(5000);
@@ -130,7 +130,8 @@ int main(int argc, char** argv) {
     case director::config::Command::run:
       break;
   }
-  director::server::configure_logging(invocation.config);
+  director::set_log_level(invocation.config.log_level);
+  director::set_log_format(invocation.config.log_format);
   try {
     return run(invocation.config);
   } catch (const std::exception& error) {

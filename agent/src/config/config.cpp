@@ -122,16 +122,6 @@ std::string_view to_string(decision::UsernameMode mode) {
   return mode == decision::UsernameMode::strict ? "strict" : "escape";
 }
 std::string_view to_string(ProbeMode mode) { return mode == ProbeMode::tcp ? "tcp" : "http"; }
-std::string_view to_string(LogFormat format) { return format == LogFormat::text ? "text" : "json"; }
-std::string_view to_string(LogLevel level) {
-  switch (level) {
-    case LogLevel::error: return "error";
-    case LogLevel::warn: return "warn";
-    case LogLevel::info: return "info";
-    case LogLevel::debug: return "debug";
-  }
-  return "info";
-}
 
 const std::vector<Option>& options() {
   using std::chrono::milliseconds;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "decision/director.hpp"
+#include "log/log.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
 
@@ -24,8 +25,8 @@
 namespace director::config {
 
 enum class ProbeMode : std::uint8_t { tcp, http };
-enum class LogLevel : std::uint8_t { error, warn, info, debug };
-enum class LogFormat : std::uint8_t { text, json };
+using LogLevel = director::LogLevel;
+using LogFormat = director::LogFormat;
 
 // Where an option's value came from. Later sources win: default < file < environment < flag.
 enum class Source : std::uint8_t { default_value, file, environment, flag };

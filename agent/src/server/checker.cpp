@@ -1,6 +1,6 @@
 #include "server/checker.hpp"
 
-#include "server/log.hpp"
+#include "log/log.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>

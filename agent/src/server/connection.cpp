@@ -1,6 +1,7 @@
 #include "server/connection.hpp"
 
-#include "server/log.hpp"
+#include "log/log.hpp"
+#include "net/awaitable.hpp"
 #include "server/route_handler.hpp"
 #include "spop/codec.hpp"
 
@@ -20,8 +21,9 @@
 #include <vector>
 
 namespace director::server {
+
+using net::nothrow_awaitable;
 namespace {
-constexpr auto nothrow_awaitable = boost::asio::as_tuple(boost::asio::use_awaitable);
 
 // The read buffer starts at this size and doubles, up to one whole frame, only when a frame
 // does not fit. HAProxy's frames are a few hundred bytes: an idle connection then costs a few

@@ -1,6 +1,7 @@
 #include "server/http_server.hpp"
 
-#include "server/log.hpp"
+#include "log/log.hpp"
+#include "net/awaitable.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/buffer.hpp>
@@ -26,6 +27,8 @@
 #include <variant>
 
 namespace director::server {
+
+using net::nothrow_awaitable;
 namespace {
 
 namespace asio = boost::asio;
@@ -33,7 +36,6 @@ using asio::ip::tcp;
 using namespace asio::experimental::awaitable_operators;
 using Json = nlohmann::ordered_json;
 
-constexpr auto nothrow_awaitable = asio::as_tuple(asio::use_awaitable);
 constexpr std::string_view end_of_head = "\r\n\r\n";
 constexpr std::string_view json_type = "application/json";
 constexpr std::string_view prometheus_type = "text/plain; version=0.0.4; charset=utf-8";

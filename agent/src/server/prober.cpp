@@ -1,5 +1,7 @@
 #include "server/prober.hpp"
 
+#include "net/awaitable.hpp"
+
 #include <algorithm>
 #include <array>
 #include <boost/asio/as_tuple.hpp>
@@ -13,6 +15,8 @@
 
 namespace director::server {
 
+using net::nothrow_awaitable;
+
 namespace asio = boost::asio;
 using asio::ip::tcp;
 using decision::ProbeOutcome;
@@ -21,7 +25,6 @@ namespace {
 
 using namespace asio::experimental::awaitable_operators;
 
-constexpr auto use_awaitable_values = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t max_response_bytes = 1024;  // the status line must fit in this
 constexpr std::string_view http_prefix = "HTTP/";
 
@@ -61,7 +64,7 @@ ProbeOutcome classify_status_line(std::string_view line) {
 // that never comes is left to the caller's deadline.
 asio::awaitable<ProbeOutcome> check_http(tcp::socket& socket, const std::string& request) {
   if (auto [error, sent] =
-          co_await asio::async_write(socket, asio::buffer(request), use_awaitable_values);
+          co_await asio::async_write(socket, asio::buffer(request), nothrow_awaitable);
       error) {
     co_return ProbeOutcome::failed;
   }
@@ -69,7 +72,7 @@ asio::awaitable<ProbeOutcome> check_http(tcp::socket& socket, const std::string&
   std::size_t received = 0;
   for (;;) {
     auto [error, count] = co_await socket.async_read_some(
-        asio::buffer(response.data() + received, response.size() - received), use_awaitable_values);
+        asio::buffer(response.data() + received, response.size() - received), nothrow_awaitable);
     received += count;
     const std::string_view text(response.data(), received);
     if (const auto end = text.find('\n'); end != std::string_view::npos) {
@@ -90,7 +93,7 @@ asio::awaitable<ProbeOutcome> check_http(tcp::socket& socket, const std::string&
 // cancelled by the caller's deadline (its outcome is then ignored).
 asio::awaitable<ProbeOutcome> connect_and_check(tcp::socket& socket, tcp::endpoint endpoint,
                                                 const ProbeOptions& options) {
-  auto [error] = co_await socket.async_connect(endpoint, use_awaitable_values);
+  auto [error] = co_await socket.async_connect(endpoint, nothrow_awaitable);
   if (error == asio::error::connection_refused) co_return ProbeOutcome::refused;
   if (error) co_return ProbeOutcome::failed;
   if (options.http_path.empty()) co_return ProbeOutcome::ok;
@@ -124,7 +127,7 @@ asio::awaitable<ProbeResult> probe(tcp::endpoint endpoint, ProbeOptions options)
   asio::steady_timer deadline(executor, options.timeout);
   // Whichever finishes first cancels the other; both have finished when this resumes.
   const auto first = co_await (connect_and_check(socket, endpoint, options) ||
-                               deadline.async_wait(use_awaitable_values));
+                               deadline.async_wait(nothrow_awaitable));
   const ProbeOutcome outcome = first.index() == 0 ? std::get<0>(first) : ProbeOutcome::timeout;
 
   boost::system::error_code ignored;

@@ -1,6 +1,7 @@
 #include "server/server.hpp"
 
-#include "server/log.hpp"
+#include "log/log.hpp"
+#include "net/awaitable.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -13,6 +14,8 @@
 #include <vector>
 
 namespace director::server {
+
+using net::nothrow_awaitable;
 
 Server::Server(boost::asio::io_context& context, const boost::asio::ip::tcp::endpoint& listen, Checker& checker,
                metrics::Metrics& metrics, ConnectionLimits limits)
@@ -38,7 +41,6 @@ void Server::start() {
 }
 
 boost::asio::awaitable<void> Server::accept_loop() {
-  constexpr auto nothrow_awaitable = boost::asio::as_tuple(boost::asio::use_awaitable);
   for (;;) {
     auto [error, socket] = co_await acceptor_.async_accept(boost::asio::make_strand(context_), nothrow_awaitable);
     if (error == boost::asio::error::operation_aborted || !acceptor_.is_open()) co_return;

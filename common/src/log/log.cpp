@@ -1,4 +1,4 @@
-#include "server/log.hpp"
+#include "log/log.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -7,22 +7,12 @@
 #include <ctime>
 #include <mutex>
 
-namespace director::server {
+namespace director {
 namespace {
 
-std::atomic<config::LogLevel> current_level{config::LogLevel::info};
-std::atomic<config::LogFormat> current_format{config::LogFormat::text};
+std::atomic<LogLevel> current_level{LogLevel::info};
+std::atomic<LogFormat> current_format{LogFormat::text};
 std::mutex output_mutex;
-
-std::string_view level_name(config::LogLevel level) {
-  switch (level) {
-    case config::LogLevel::error: return "error";
-    case config::LogLevel::warn: return "warn";
-    case config::LogLevel::info: return "info";
-    case config::LogLevel::debug: return "debug";
-  }
-  return "info";
-}
 
 // 2025-01-31T12:00:00.123Z
 std::string timestamp(std::chrono::system_clock::time_point time) {
@@ -61,11 +51,11 @@ bool needs_quotes(std::string_view value) {
   return value.empty() || value.find_first_of(" \"=") != std::string_view::npos;
 }
 
-std::string format_text(std::string_view time, config::LogLevel level, std::string_view message,
+std::string format_text(std::string_view time, LogLevel level, std::string_view message,
                         std::span<const LogField> fields) {
   std::string line(time);
   line += ' ';
-  line += level_name(level);
+  line += to_string(level);
   line += ' ';
   append_escaped(line, message, false);
   for (const auto& [key, value] : fields) {
@@ -84,11 +74,11 @@ std::string format_text(std::string_view time, config::LogLevel level, std::stri
   return line;
 }
 
-std::string format_json(std::string_view time, config::LogLevel level, std::string_view message,
+std::string format_json(std::string_view time, LogLevel level, std::string_view message,
                         std::span<const LogField> fields) {
   nlohmann::ordered_json line;
   line["ts"] = time;
-  line["level"] = level_name(level);
+  line["level"] = to_string(level);
   line["msg"] = message;
   for (const auto& [key, value] : fields) {
     std::string name(key);
@@ -102,27 +92,34 @@ std::string format_json(std::string_view time, config::LogLevel level, std::stri
 
 }  // namespace
 
-void configure_logging(const config::Config& config) noexcept {
-  set_log_level(config.log_level);
-  set_log_format(config.log_format);
+std::string_view to_string(LogLevel level) noexcept {
+  switch (level) {
+    case LogLevel::error: return "error";
+    case LogLevel::warn: return "warn";
+    case LogLevel::info: return "info";
+    case LogLevel::debug: return "debug";
+  }
+  return "info";
 }
 
-void set_log_level(config::LogLevel level) noexcept { current_level.store(level, std::memory_order_relaxed); }
+std::string_view to_string(LogFormat format) noexcept { return format == LogFormat::text ? "text" : "json"; }
 
-void set_log_format(config::LogFormat format) noexcept { current_format.store(format, std::memory_order_relaxed); }
+void set_log_level(LogLevel level) noexcept { current_level.store(level, std::memory_order_relaxed); }
 
-bool log_enabled(config::LogLevel level) noexcept {
+void set_log_format(LogFormat format) noexcept { current_format.store(format, std::memory_order_relaxed); }
+
+bool log_enabled(LogLevel level) noexcept {
   return static_cast<int>(level) <= static_cast<int>(current_level.load(std::memory_order_relaxed));
 }
 
-std::string format_log_line(config::LogFormat format, std::chrono::system_clock::time_point time,
-                            config::LogLevel level, std::string_view message, std::span<const LogField> fields) {
+std::string format_log_line(LogFormat format, std::chrono::system_clock::time_point time,
+                            LogLevel level, std::string_view message, std::span<const LogField> fields) {
   const auto stamp = timestamp(time);
-  return format == config::LogFormat::json ? format_json(stamp, level, message, fields)
+  return format == LogFormat::json ? format_json(stamp, level, message, fields)
                                            : format_text(stamp, level, message, fields);
 }
 
-void log(config::LogLevel level, std::string_view message, std::span<const LogField> fields) {
+void log(LogLevel level, std::string_view message, std::span<const LogField> fields) {
   if (!log_enabled(level)) return;
   const auto line = format_log_line(current_format.load(std::memory_order_relaxed), std::chrono::system_clock::now(),
                                     level, message, fields);
@@ -130,10 +127,10 @@ void log(config::LogLevel level, std::string_view message, std::span<const LogFi
   std::fwrite(line.data(), 1, line.size(), stderr);
 }
 
-void log(config::LogLevel level, std::string_view message, std::initializer_list<LogField> fields) {
+void log(LogLevel level, std::string_view message, std::initializer_list<LogField> fields) {
   log(level, message, std::span<const LogField>(fields.begin(), fields.size()));
 }
 
-void log(config::LogLevel level, std::string_view message) { log(level, message, std::span<const LogField>()); }
+void log(LogLevel level, std::string_view message) { log(level, message, std::span<const LogField>()); }
 
-}  // namespace director::server
+}  // namespace director

@@ -10,33 +10,37 @@
 // \" inside). JSON: nlohmann's escaping, ASCII only, invalid UTF-8 replaced by U+FFFD.
 #pragma once
 
-#include "config/config.hpp"
-
 #include <chrono>
+#include <cstdint>
 #include <initializer_list>
 #include <span>
 #include <string>
 #include <string_view>
 #include <utility>
 
-namespace director::server {
+namespace director {
+
+enum class LogLevel : std::uint8_t { error, warn, info, debug };
+enum class LogFormat : std::uint8_t { text, json };
+// "error", "warn", "info", "debug"; "text", "json": the names the configuration accepts.
+std::string_view to_string(LogLevel level) noexcept;
+std::string_view to_string(LogFormat format) noexcept;
 
 // One structured field: key=value in text, "key":"value" in JSON. Keys are fixed by the code
 // (a key that would collide with ts, level or msg is written as field_<key>).
 using LogField = std::pair<std::string_view, std::string_view>;
 
-// Level and format from the configuration; call at startup, before threads log.
-void configure_logging(const config::Config& config) noexcept;
-void set_log_level(config::LogLevel level) noexcept;
-void set_log_format(config::LogFormat format) noexcept;
-bool log_enabled(config::LogLevel level) noexcept;
+// Set at startup, before threads log (safe at any time).
+void set_log_level(LogLevel level) noexcept;
+void set_log_format(LogFormat format) noexcept;
+bool log_enabled(LogLevel level) noexcept;
 
-void log(config::LogLevel level, std::string_view message);
-void log(config::LogLevel level, std::string_view message, std::initializer_list<LogField> fields);
-void log(config::LogLevel level, std::string_view message, std::span<const LogField> fields);
+void log(LogLevel level, std::string_view message);
+void log(LogLevel level, std::string_view message, std::initializer_list<LogField> fields);
+void log(LogLevel level, std::string_view message, std::span<const LogField> fields);
 
 // One line, newline included, exactly as log() writes it.
-std::string format_log_line(config::LogFormat format, std::chrono::system_clock::time_point time,
-                            config::LogLevel level, std::string_view message, std::span<const LogField> fields);
+std::string format_log_line(LogFormat format, std::chrono::system_clock::time_point time,
+                            LogLevel level, std::string_view message, std::span<const LogField> fields);
 
-}  // namespace director::server
+}  // namespace director

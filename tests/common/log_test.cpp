@@ -1,6 +1,6 @@
 // The log formatter (text and JSON lines) and level filtering: one call is one line whatever the
 // field values hold, and nothing below the configured level is written.
-#include "server/log.hpp"
+#include "log/log.hpp"
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -18,10 +18,10 @@
 
 namespace {
 
-using director::config::LogFormat;
-using director::config::LogLevel;
-using director::server::format_log_line;
-using director::server::LogField;
+using director::LogFormat;
+using director::LogLevel;
+using director::format_log_line;
+using director::LogField;
 
 // 2025-01-31T12:00:00.123Z
 const auto at = std::chrono::system_clock::from_time_t(1738324800) + std::chrono::milliseconds(123);
@@ -81,7 +81,8 @@ class StderrCapture {
 
 // Puts the process-wide logging state back to the defaults when a test ends.
 struct DefaultLogging {
-  ~DefaultLogging() { director::server::configure_logging(director::config::Config{}); }
+  ~DefaultLogging() { director::set_log_level(director::LogLevel::info);
+    director::set_log_format(director::LogFormat::text);; }
 };
 
 std::vector<std::string> lines_of(const std::string& text) {
@@ -183,8 +184,8 @@ TEST_CASE("JSON lines replace invalid UTF-8 and keep ts, level and msg unforgeab
 
 TEST_CASE("levels filter: nothing below the configured level is enabled") {
   const DefaultLogging restore;
-  using director::server::log_enabled;
-  using director::server::set_log_level;
+  using director::log_enabled;
+  using director::set_log_level;
   CHECK(log_enabled(LogLevel::info));  // the default
   CHECK_FALSE(log_enabled(LogLevel::debug));
   set_log_level(LogLevel::error);
@@ -201,18 +202,16 @@ TEST_CASE("levels filter: nothing below the configured level is enabled") {
 
 TEST_CASE("log() writes one line per call to stderr, in the configured format and above the level") {
   const DefaultLogging restore;
-  director::config::Config config;
-  config.log_level = LogLevel::warn;
-  config.log_format = LogFormat::json;
-  director::server::configure_logging(config);
+  director::set_log_level(LogLevel::warn);
+  director::set_log_format(LogFormat::json);
 
   StderrCapture capture;
-  director::server::log(LogLevel::debug, "hidden debug");
-  director::server::log(LogLevel::info, "hidden info", {{"user", "jack"}});
-  director::server::log(LogLevel::warn, "shown warn", {{"user", "line\nbreak"}});
-  director::server::log(LogLevel::error, "shown error");
-  director::server::set_log_format(LogFormat::text);
-  director::server::log(LogLevel::error, "as text", {{"k", "v"}});
+  director::log(LogLevel::debug, "hidden debug");
+  director::log(LogLevel::info, "hidden info", {{"user", "jack"}});
+  director::log(LogLevel::warn, "shown warn", {{"user", "line\nbreak"}});
+  director::log(LogLevel::error, "shown error");
+  director::set_log_format(LogFormat::text);
+  director::log(LogLevel::error, "as text", {{"k", "v"}});
   const auto lines = lines_of(capture.finish());
 
   REQUIRE(lines.size() == 3);
@@ -226,7 +225,7 @@ TEST_CASE("log() writes one line per call to stderr, in the configured format an
 
 TEST_CASE("lines logged from several threads at once are never interleaved") {
   const DefaultLogging restore;
-  director::server::set_log_format(LogFormat::json);
+  director::set_log_format(LogFormat::json);
   constexpr int threads = 4;
   constexpr int per_thread = 200;
   StderrCapture capture;
@@ -236,7 +235,7 @@ TEST_CASE("lines logged from several threads at once are never interleaved") {
       workers.emplace_back([t] {
         const std::string padding(300, static_cast<char>('a' + t));
         for (int i = 0; i < per_thread; ++i) {
-          director::server::log(LogLevel::info, "concurrent", {{"thread", std::to_string(t)}, {"padding", padding}});
+          director::log(LogLevel::info, "concurrent", {{"thread", std::to_string(t)}, {"padding", padding}});
         }
       });
     }
