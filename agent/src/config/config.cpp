@@ -79,12 +79,13 @@ bool is_dns_label(std::string_view label) {
   return std::all_of(label.begin(), label.end(), [&](char c) { return alnum(c) || c == '-'; });
 }
 
-// "ip:port", "[ipv6]:port".
-std::optional<boost::asio::ip::tcp::endpoint> parse_endpoint(std::string_view text) {
+// "ip:port", "[ipv6]:port", with a port from `lowest_port` to 65535. Listen addresses take
+// port 0 (the kernel picks a free port; the started log line names the one bound).
+std::optional<boost::asio::ip::tcp::endpoint> parse_endpoint(std::string_view text, std::uint16_t lowest_port = 1) {
   const auto colon = text.rfind(':');
   if (colon == std::string_view::npos) return std::nullopt;
   auto host = text.substr(0, colon);
-  const auto port = parse_integer<std::uint16_t>(text.substr(colon + 1), 1, 65535);
+  const auto port = parse_integer<std::uint16_t>(text.substr(colon + 1), lowest_port, 65535);
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
   boost::system::error_code error;
   const auto address = boost::asio::ip::make_address(std::string(host), error);
@@ -140,8 +141,8 @@ const std::vector<Option>& options() {
        [](const Config& c) -> nlohmann::ordered_json { return c.config_file; }},
       {"listen", "DIRECTOR_LISTEN", "--listen", "SPOP listen address, IP:PORT ([IPv6]:PORT). Default 127.0.0.1:12345 (HAProxy on the same host or pod; set an address deliberately otherwise)",
        [](Config& c, std::string_view v) -> Failure {
-         const auto endpoint = parse_endpoint(v);
-         if (!endpoint) return "IP:PORT with a port from 1 to 65535, e.g. 127.0.0.1:12345";
+         const auto endpoint = parse_endpoint(v, 0);
+         if (!endpoint) return "IP:PORT with a port from 0 (any free port) to 65535, e.g. 127.0.0.1:12345";
          c.listen = *endpoint;
          return accepted;
        },
@@ -153,8 +154,8 @@ const std::vector<Option>& options() {
       {"http_listen", "DIRECTOR_HTTP_LISTEN", "--http-listen",
        "HTTP listen address for /metrics, /healthz, /readyz, /status and /users, IP:PORT ([IPv6]:PORT). Default 127.0.0.1:9102",
        [](Config& c, std::string_view v) -> Failure {
-         const auto endpoint = parse_endpoint(v);
-         if (!endpoint) return "IP:PORT with a port from 1 to 65535, e.g. 127.0.0.1:9102";
+         const auto endpoint = parse_endpoint(v, 0);
+         if (!endpoint) return "IP:PORT with a port from 0 (any free port) to 65535, e.g. 127.0.0.1:9102";
          c.http_listen = *endpoint;
          return accepted;
        },
@@ -602,9 +603,10 @@ std::string described(const Config& c, std::string_view key) {
          shown(option->show(c)) + " (" + std::string(to_string(from)) + ")";
 }
 
-// Whether listening on `a` keeps `b` from being bound (Linux, dual-stack IPv6 sockets).
+// Whether listening on `a` keeps `b` from being bound (Linux, dual-stack IPv6 sockets). Port 0
+// never collides: the kernel gives each listener a free port of its own.
 bool overlaps(const boost::asio::ip::tcp::endpoint& a, const boost::asio::ip::tcp::endpoint& b) {
-  if (a.port() != b.port()) return false;
+  if (a.port() != b.port() || a.port() == 0) return false;
   const auto covers = [](const boost::asio::ip::address& wide, const boost::asio::ip::address& other) {
     return wide.is_unspecified() && (wide.is_v6() || other.is_v4());
   };

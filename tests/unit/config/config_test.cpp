@@ -453,9 +453,9 @@ TEST_CASE("every option's invalid value names the variable, flag or key and the 
   };
   const std::vector<BadValue> cases = {
       {"DIRECTOR_CONFIG", "--config", "", std::string("x\x01.json"), "", "a file path of at most 4096 characters, or empty for none"},
-      {"DIRECTOR_LISTEN", "--listen", "listen", "127.0.0.1", R"("127.0.0.1")", "IP:PORT with a port from 1 to 65535"},
+      {"DIRECTOR_LISTEN", "--listen", "listen", "127.0.0.1", R"("127.0.0.1")", "IP:PORT with a port from 0 (any free port) to 65535"},
       {"DIRECTOR_HTTP_LISTEN", "--http-listen", "http_listen", "localhost:9102", R"("localhost:9102")",
-       "IP:PORT with a port from 1 to 65535"},
+       "IP:PORT with a port from 0 (any free port) to 65535"},
       {"DIRECTOR_THREADS", "--threads", "threads", "257", "257", "an integer from 0 to 256"},
       {"CONTAINER_HOST_PREFIX", "--container-host-prefix", "container_host_prefix", "VS_Code", R"("VS_Code")",
        "1 to 40 characters of [a-z0-9-], starting and ending with a letter or digit"},
@@ -563,7 +563,7 @@ TEST_CASE("unknown arguments get a hint, missing values say what is expected") {
   CHECK(parse({"-v"}).error == "unknown argument '-v' (see --help)");
   CHECK(parse({"--"}).error == "unknown argument '--' (see --help)");
   CHECK(parse({"--listen"}).error ==
-        "missing value for --listen: expected IP:PORT with a port from 1 to 65535, e.g. 127.0.0.1:12345 (see --help)");
+        "missing value for --listen: expected IP:PORT with a port from 0 (any free port) to 65535, e.g. 127.0.0.1:12345 (see --help)");
   CHECK_THAT(parse({"--threads", "2", "--log-level"}).error,
              Catch::StartsWith("missing value for --log-level: expected error, warn, info or debug"));
   CHECK(parse({"--help-markdown"}).command == Command::help_markdown);
@@ -592,6 +592,8 @@ TEST_CASE("options that contradict each other are refused, naming both and their
       {{"--listen", "[::1]:9102"}, false},
       {{"--http-listen", "[::1]:12345"}, false},  // 0.0.0.0 is IPv4 only
       {{"--listen", "127.0.0.1:9103"}, false},
+      {{"--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"}, false},  // two free ports
+      {{"--listen", "0.0.0.0:0", "--http-listen", "0.0.0.0:0"}, false},
   };
   for (const auto& c : cases) {
     const auto outcome = parse(c.arguments);
@@ -602,6 +604,21 @@ TEST_CASE("options that contradict each other are refused, naming both and their
       CHECK_THAT(outcome.error, Catch::Contains("http_listen (DIRECTOR_HTTP_LISTEN, --http-listen) is "));
     }
   }
+}
+
+TEST_CASE("listen addresses take port 0, other ports do not") {
+  const auto outcome = parse({"--listen", "127.0.0.1:0"}, {{"DIRECTOR_HTTP_LISTEN", "[::1]:0"}});
+  REQUIRE(outcome.config);
+  CHECK(outcome.config->listen.port() == 0);
+  CHECK(outcome.config->listen.address().to_string() == "127.0.0.1");
+  CHECK(outcome.config->http_listen.port() == 0);
+  CHECK(outcome.config->http_listen.address().to_string() == "::1");
+  CHECK_THAT(director::config::to_json(*outcome.config), Catch::Contains("\"listen\":\"127.0.0.1:0\""));
+
+  CHECK_THAT(parse({"--listen", "127.0.0.1:65536"}).error,
+             Catch::Contains("for --listen: expected IP:PORT with a port from 0 (any free port) to 65535"));
+  CHECK_THAT(parse({"--dns-server", "127.0.0.1:0"}).error, Catch::Contains("for --dns-server"));
+  CHECK_THAT(parse({"--container-port", "0"}).error, Catch::Contains("for --container-port"));
 }
 
 // --- the references -------------------------------------------------------------------------
