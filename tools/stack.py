@@ -36,33 +36,17 @@ from pathlib import Path
 TOOLS = Path(__file__).resolve().parent
 REPO = TOOLS.parent
 sys.path.insert(0, str(TOOLS))
+from agent import DEFAULT_AGENT, AgentProcess, agent_binary, parse_address  # noqa: E402
 from containers import Containers, claim_subnet  # noqa: E402
+from loopback import free_port, http_get, parse_metrics  # noqa: E402
 
-DEFAULT_AGENT = REPO / "build" / "default" / "agent" / "director-agent"
 IDENTITY = "X-Forwarded-Preferred-Username"
-
-
-def http_get(address, path, timeout=5):
-    """(status, body text) of GET `path` on `address` (host, port)."""
-    conn = http.client.HTTPConnection(*address, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read().decode(errors="replace")
-    finally:
-        conn.close()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def endpoint(value):
     """"127.0.0.1:0" -> ("127.0.0.1", <a free port>)."""
-    host, port = value.rsplit(":", 1)
-    return host, int(port) or free_port()
+    host, port = parse_address(value)
+    return host, port or free_port()
 
 
 def wait_for(what, check, timeout=15.0, interval=0.05):
@@ -151,11 +135,15 @@ class Stack:
         if fake_agent is None:
             fake_agent = os.environ.get("DIRECTOR_E2E_FAKE_AGENT") == "1"
         self.fake_agent, self.fake_rules = fake_agent, fake_rules
-        self.agent_bin = Path(agent_bin or os.environ.get("DIRECTOR_AGENT_BIN") or DEFAULT_AGENT)
+        self.agent_bin = agent_binary(agent_bin)
         self.temporary = run_dir is None
         self.run_dir = Path(run_dir or tempfile.mkdtemp(prefix="director-stack-"))
-        self.http, self.metrics, self.agent = endpoint(http), endpoint(metrics), endpoint(agent)
-        self.agent_http = endpoint(agent_http)  # the agent's /metrics, /healthz, /status, /users
+        self.http, self.metrics = endpoint(http), endpoint(metrics)
+        # The agent's SPOP and HTTP (/metrics, /healthz, /status, /users) addresses. The real
+        # agent binds port 0 itself and its first start fixes the ports (HAProxy is told the
+        # SPOP one); the fake agent is given a free port.
+        self.agent = endpoint(agent) if fake_agent else parse_address(agent)
+        self.agent_http = parse_address(agent_http)
         self.dns, self.spawner = endpoint(dns), endpoint(spawner)
         self.container_port = container_port or free_port()
         self.host_prefix, self.domain = host_prefix, domain
@@ -252,6 +240,7 @@ class Stack:
     # --- the agent -------------------------------------------------------------------------
 
     def start_agent(self):
+        """Starts the agent; a restart binds the ports of the first start."""
         listen = f"{self.agent[0]}:{self.agent[1]}"
         if self.fake_agent:
             argv = [sys.executable, TOOLS / "fake_agent.py", "--listen", listen,
@@ -260,13 +249,16 @@ class Stack:
                 argv += ["--rules", self.fake_rules]
             if self.domain:
                 argv += ["--domain", self.domain]
-        else:
-            argv = [self.agent_bin, "--listen", listen,
-                    "--http-listen", f"{self.agent_http[0]}:{self.agent_http[1]}",
-                    "--dns-server", f"{self.dns[0]}:{self.dns[1]}"]  # the rest: _env()
-        component = self._start("agent", argv + self.agent_args)
-        wait_for("the agent to listen", lambda: component.running()
-                 and socket.create_connection(self.agent, 0.5).close() is None)
+            component = self._start("agent", argv + self.agent_args)
+            wait_for("the agent to listen", lambda: component.running()
+                     and socket.create_connection(self.agent, 0.5).close() is None)
+            return
+        agent = AgentProcess(["--dns-server", f"{self.dns[0]}:{self.dns[1]}"] + self.agent_args,
+                             binary=self.agent_bin, env=self._env(),  # the rest: _env()
+                             log_path=self.run_dir / "agent.log", listen=listen,
+                             http_listen=f"{self.agent_http[0]}:{self.agent_http[1]}")
+        self.components["agent"] = agent
+        self.agent, self.agent_http = agent.spop, agent.http
 
     def kill_agent(self, sig=signal.SIGKILL):
         self.components["agent"].stop(sig)
@@ -493,16 +485,6 @@ class _Unresponsive:
     def close(self):
         for sock in self.fillers + [self.listener]:
             sock.close()
-
-
-def parse_metrics(text):
-    """Prometheus text format -> {series (name with labels): value}; comments skipped."""
-    series = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            series[name] = float(value)
-    return series
 
 
 def _json_lines(path):

@@ -37,14 +37,14 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "tools"))
 from containers import claim_subnet  # noqa: E402
-from stack import IDENTITY, Component, Stack, free_port, wait_for  # noqa: E402
+from loopback import free_port, http_get  # noqa: E402
+from stack import IDENTITY, Component, Stack, wait_for  # noqa: E402
 
 SKIP = 77
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -63,12 +63,6 @@ def cpu_seconds(pid):
 def rss_mib(pid):
     with open(f"/proc/{pid}/statm") as f:
         return int(f.read().split()[1]) * PAGE / 2**20
-
-
-def metrics_text(endpoint):
-    url = f"http://{endpoint[0]}:{endpoint[1]}/metrics"
-    with urllib.request.urlopen(url, timeout=10) as r:
-        return r.read().decode()
 
 
 def metric_sum(text, name):
@@ -321,7 +315,7 @@ class Bench:
         return self.stack.components["agent"].proc.pid
 
     def agent_metrics(self):
-        return metrics_text(self.stack.agent_http)
+        return http_get(self.stack.agent_http, "/metrics", timeout=10)[1]
 
     # the side-by-side table
 

@@ -2,20 +2,15 @@
 tests (test_spop_faults.py, test_username_flood.py). Frames come from
 tests/conformance/spop_wire.py, an encoder written independently of the agent's codec.
 
-    agent = AgentProcess(["--username-mode", "escape"])   # free ports, its own log
-    session = agent.session()                              # HELLO done
+    agent = start_agent(["--username-mode", "escape"])   # tools/agent.py, on ports of its own
+    session = open_session(agent)                         # HELLO done
     session.send(notify(1, 1, "alice")); session.frames(1)
     agent.rss_kib(), agent.fd_count(), agent.metrics(), agent.stop()
 """
 
-import os
 import resource
-import shutil
-import signal
 import socket
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,8 +18,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1] / "tools"))
 sys.path.insert(0, str(HERE.parent / "conformance"))
 import spop_wire as w  # noqa: E402
-from stack import DEFAULT_AGENT, free_port, http_get, parse_metrics, wait_for  # noqa: E402
-
+from agent import AgentProcess  # noqa: E402
 
 
 def raise_fd_limit(wanted):
@@ -52,68 +46,25 @@ def notify(stream_id, frame_id, user):
     return w.notify_frame(stream_id, frame_id, [route(user)])
 
 
-class AgentProcess:
-    def __init__(self, args=(), dns_server=None):
-        binary = os.environ.get("DIRECTOR_AGENT_BIN") or str(DEFAULT_AGENT)
-        self.run_dir = Path(tempfile.mkdtemp(prefix="director-agent-"))
-        self.log_path = self.run_dir / "agent.log"
-        self.port, self.http_port = free_port(), free_port()
-        dns = dns_server or f"127.0.0.1:{closed_udp_port()}"
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-        argv = [binary, "--listen", f"127.0.0.1:{self.port}",
-                "--http-listen", f"127.0.0.1:{self.http_port}", "--dns-server", dns,
-                "--threads", "2", *args]
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(["setpriv", "--pdeathsig", "KILL", "--"] + argv,
-                                         env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT)
-        wait_for("the agent to listen", lambda: self.proc.poll() is None and
-                 socket.create_connection(("127.0.0.1", self.port), 0.5).close() is None)
+def start_agent(args=(), dns_server=None, **options):
+    """The agent with two threads and `args`; its DNS server refuses every query unless given.
+    `options` go to AgentProcess (tools/agent.py)."""
+    dns = dns_server or f"127.0.0.1:{closed_udp_port()}"
+    return AgentProcess(["--dns-server", dns, "--threads", "2", *args], **options)
 
-    @property
-    def pid(self):
-        return self.proc.pid
 
-    def running(self):
-        return self.proc.poll() is None
-
-    def fd_count(self):
-        return len(os.listdir(f"/proc/{self.pid}/fd"))
-
-    def rss_kib(self):
-        with open(f"/proc/{self.pid}/status") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-
-    def metrics(self):
-        return parse_metrics(http_get(("127.0.0.1", self.http_port), "/metrics", timeout=10)[1])
-
-    def session(self, timeout=10):
-        session = Session(self.port, timeout)
-        session.hello()
-        return session
-
-    def log_tail(self, lines=30):
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return ""
-
-    def stop(self):
-        if self.running():
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        shutil.rmtree(self.run_dir, ignore_errors=True)
+def open_session(agent, timeout=10):
+    """A SPOP connection to `agent` with the HELLO exchanged."""
+    session = Session(agent.spop, timeout)
+    session.hello()
+    return session
 
 
 class Session:
     """One SPOP connection, blocking, with a frame reader."""
 
-    def __init__(self, port, timeout=10):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout)
+    def __init__(self, address, timeout=10):
+        self.sock = socket.create_connection(address, timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = bytearray()
 

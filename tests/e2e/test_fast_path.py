@@ -18,9 +18,9 @@ import http.client
 import re
 import signal
 import time
-import urllib.request
 
 from common import IDENTITY, StackTest, main, poll
+from loopback import http_get
 from stack import REPO, Stack
 
 BOUND = 1.0
@@ -49,9 +49,7 @@ class FastPath(StackTest):
         cls.stack = FastPathStack().start()
 
     def decisions(self):
-        url = f"http://{self.stack.agent_http[0]}:{self.stack.agent_http[1]}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            text = response.read().decode()
+        text = http_get(self.stack.agent_http, "/metrics")[1]
         return sum(float(v) for v in
                    re.findall(r"^director_decisions_total\{[^}]*\} (\S+)$", text, re.M))
 

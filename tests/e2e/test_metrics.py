@@ -25,10 +25,10 @@ import sys
 import tempfile
 import time
 import unittest
-import urllib.request
 from pathlib import Path
 
 from common import StackTest, main, poll
+from loopback import http_get, parse_metrics
 from stack import REPO, Stack
 
 DOCS = REPO / "docs"
@@ -68,23 +68,6 @@ class MetricsStack(Stack):
         return env
 
 
-def http_get(host_port, path, timeout=5):
-    with urllib.request.urlopen(f"http://{host_port[0]}:{host_port[1]}{path}",
-                                timeout=timeout) as response:
-        return response.status, response.headers.get("Content-Type"), response.read().decode()
-
-
-def parse(text):
-    """Prometheus text format -> {series (name with labels, as printed): value}."""
-    series = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            assert name not in series, f"series {name} appears twice"
-            series[name] = float(value)
-    return series
-
-
 def names(series):
     return {s.split("{", 1)[0] for s in series}
 
@@ -115,18 +98,19 @@ class Metrics(StackTest):
         cls.stack = MetricsStack(agent_args=AGENT_ARGS, fake_agent=False).start()  # needs /metrics
 
     def agent(self, path="/metrics"):
-        return http_get(self.stack.agent_http, path)
+        return http_get(self.stack.agent_http, path, headers=True)
 
     def scrape(self):
-        status, content_type, text = self.agent()
+        status, headers, text = self.agent()
         self.assertEqual(status, 200)
+        content_type = headers.get("content-type", "")
         self.assertTrue(content_type.startswith("text/plain; version=0.0.4"), content_type)
-        return parse(text)
+        return parse_metrics(text)
 
     def haproxy_scrape(self):
-        status, _, text = http_get(self.stack.metrics, "/metrics")
+        status, text = http_get(self.stack.metrics, "/metrics")
         self.assertEqual(status, 200)
-        return parse(text)
+        return parse_metrics(text)
 
     def users(self):
         return {u["label"]: u for u in json.loads(self.agent("/users?limit=1000")[2])["users"]}
@@ -252,8 +236,8 @@ class Metrics(StackTest):
         self.assert_routed("paula")
         self.stack.served_by("nobody-here")
         _, _, text = self.agent()
-        self.assertEqual(names(parse(text)) - AGENT_METRICS, set(), "undocumented metrics")
-        self.assertEqual(AGENT_METRICS - names(parse(text)), set(), "missing metrics")
+        self.assertEqual(names(parse_metrics(text)) - AGENT_METRICS, set(), "undocumented metrics")
+        self.assertEqual(AGENT_METRICS - names(parse_metrics(text)), set(), "missing metrics")
         result = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True,
                                 text=True, timeout=30)
         self.assertEqual((result.returncode, result.stdout + result.stderr), (0, ""))

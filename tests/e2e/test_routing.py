@@ -3,9 +3,9 @@
 told which container to create, and then their new container."""
 
 import http.client
-import urllib.request
 
 from common import IDENTITY, StackTest, main, poll
+from loopback import http_get
 
 
 class Routing(StackTest):
@@ -79,9 +79,7 @@ class Routing(StackTest):
 
     def test_metrics_endpoint(self):
         self.stack.request("alice")
-        with urllib.request.urlopen(f"http://{self.stack.metrics[0]}:{self.stack.metrics[1]}"
-                                    "/metrics", timeout=5) as response:
-            text = response.read().decode()
+        text = http_get(self.stack.metrics, "/metrics")[1]
         self.assertIn('haproxy_backend_http_responses_total{proxy="container",code="2xx"}', text)
         self.assertIn('haproxy_server_status{proxy="agents",server="agent"', text)
 

@@ -14,7 +14,7 @@ import threading
 import time
 import unittest
 
-from agent_harness import AgentProcess, notify, raise_fd_limit, timed_round_trip, w
+from agent_harness import notify, open_session, raise_fd_limit, start_agent, timed_round_trip, w
 from stack import wait_for
 
 CONNECTIONS = 10_000
@@ -31,7 +31,7 @@ class AgentTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.agent = AgentProcess(list(cls.agent_args))
+        cls.agent = start_agent(cls.agent_args)
 
     @classmethod
     def tearDownClass(cls):
@@ -77,7 +77,7 @@ class SpopFaults(AgentTest):
             conn = socket.socket()
             conn.setblocking(False)
             try:
-                conn.connect(("127.0.0.1", self.agent.port))
+                conn.connect(self.agent.spop)
             except BlockingIOError:
                 pass
             conns.append(conn)
@@ -93,7 +93,7 @@ class SpopFaults(AgentTest):
 
     def test_ten_thousand_connections(self):
         agent = self.agent
-        good = agent.session()
+        good = open_session(agent)
         self.round_trips(good, 50)
         baseline_fds, baseline_rss = agent.fd_count(), agent.rss_kib()
 
@@ -133,13 +133,13 @@ class SpopFaults(AgentTest):
 
     def test_peer_that_never_reads(self):
         agent = self.agent
-        good = agent.session()
+        good = open_session(agent)
         self.round_trips(good, 20)
         baseline_fds, baseline_rss = agent.fd_count(), agent.rss_kib()
 
         stalled = socket.socket()
         stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        stalled.connect(("127.0.0.1", agent.port))
+        stalled.connect(agent.spop)
         stalled.sendall(w.hello_frame())
         stalled.setblocking(False)
         batch = b"".join(notify(2 * i + 1, 1, "carol") for i in range(1000))
@@ -170,8 +170,8 @@ class SpopFaults(AgentTest):
 
     def test_peers_writing_one_byte_at_a_time(self):
         agent = self.agent
-        good = agent.session()
-        slow = [socket.create_connection(("127.0.0.1", agent.port)) for _ in range(50)]
+        good = open_session(agent)
+        slow = [socket.create_connection(agent.spop) for _ in range(50)]
         data = w.hello_frame() + notify(7, 3, "dave")
         answers, failures = [], []
 
@@ -253,11 +253,11 @@ class HelloTimeout(AgentTest):
         started = time.monotonic()
         conns = {}
         for name, data in peers.items():
-            conns[name] = socket.create_connection(("127.0.0.1", agent.port))
+            conns[name] = socket.create_connection(agent.spop)
             if data:
                 conns[name].sendall(data)
         # A peer that completed its HELLO, idle for twice the timeout, still gets answers.
-        good = agent.session()
+        good = open_session(agent)
         for name, conn in conns.items():
             if name == "a NOTIFY instead":
                 continue  # a protocol error before the deadline: closed at once (below)

@@ -20,7 +20,8 @@ import random
 import time
 import unittest
 
-from agent_harness import AgentProcess, notify, w
+from agent_harness import notify, open_session, start_agent, w
+from loopback import free_port
 
 NAMES = int(os.environ.get("DIRECTOR_FLOOD_USERNAMES", "100000"))
 CAPACITY = 1000
@@ -49,8 +50,11 @@ def series(agent):
 
 class UsernameFlood(unittest.TestCase):
     def test_flood(self):
-        agent = AgentProcess(["--username-mode", "escape", "--cache-capacity", str(CAPACITY),
-                              "--log-level", "warn"])
+        # At level warn (not a line per new user) the agent does not log the ports it bound:
+        # it is given free ones.
+        agent = start_agent(["--username-mode", "escape", "--cache-capacity", str(CAPACITY),
+                             "--log-level", "warn"],
+                            listen=f"127.0.0.1:{free_port()}", http_listen=f"127.0.0.1:{free_port()}")
         try:
             self.flood(agent)
         except BaseException:
@@ -60,7 +64,7 @@ class UsernameFlood(unittest.TestCase):
             agent.stop()
 
     def flood(self, agent):
-        sessions = [agent.session(timeout=30) for _ in range(SESSIONS)]
+        sessions = [open_session(agent, timeout=30) for _ in range(SESSIONS)]
         initial_series = series(agent)
         source = names(20240611, NAMES)
         sent = answered = 0

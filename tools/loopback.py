@@ -1,0 +1,47 @@
+"""The network helpers every Python tool and test shares: a free TCP port on loopback, one HTTP
+GET and the Prometheus text parser. Loopback only.
+
+free_port() is for the components that must be told a port before they start (HAProxy,
+dnsmasq, the demo spawner and containers): the port is free when it returns, and another
+process may take it before the component binds it. The agent needs none: it listens on port 0
+and logs the port it bound (tools/agent.py).
+"""
+
+import http.client
+import socket
+
+
+def free_port(host="127.0.0.1"):
+    """A TCP port on `host` that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def http_get(address, path, timeout=5, headers=False):
+    """(status, body text) of GET `path` on `address` (host, port), or with headers=True
+    (status, {lower-case header name: value}, body text). An error status is returned, not
+    raised; OSError when nothing answers."""
+    conn = http.client.HTTPConnection(*address, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        body = response.read().decode(errors="replace")
+        if headers:
+            return response.status, {k.lower(): v for k, v in response.getheaders()}, body
+        return response.status, body
+    finally:
+        conn.close()
+
+
+def parse_metrics(text):
+    """Prometheus text format -> {series (name with labels, as printed): value}; comments
+    skipped. ValueError for a series that appears twice."""
+    series = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            if name in series:
+                raise ValueError(f"series {name} appears twice")
+            series[name] = float(value)
+    return series
