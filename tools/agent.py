@@ -69,8 +69,8 @@ def accepts(address):
         return False
 
 
-class AgentStartFailed(RuntimeError):
-    pass
+class AgentError(RuntimeError):
+    """The agent exited, or a line it should log did not come in time."""
 
 
 class AgentProcess:
@@ -116,9 +116,9 @@ class AgentProcess:
         try:
             line = self.wait_for_line(lambda l: started_fields(l) is not None, timeout,
                                       lambda: quiet and accepts(given[0]))
-        except AgentStartFailed as failure:
+        except AgentError as failure:
             self.kill()
-            raise AgentStartFailed(f"director-agent did not start: {failure}") from None
+            raise AgentError(f"director-agent did not start: {failure}") from None
         if line is None:
             self.spop, self.http = given
             return {}
@@ -128,7 +128,7 @@ class AgentProcess:
 
     def wait_for_line(self, predicate, timeout, done_otherwise=lambda: False):
         """The first line logged since this start for which predicate(line) holds, waiting up to
-        `timeout` s; None once done_otherwise() holds first. AgentStartFailed if the agent exits
+        `timeout` s; None once done_otherwise() holds first. AgentError if the agent exits
         or the time is up first."""
         deadline = time.monotonic() + timeout
         while True:
@@ -139,9 +139,9 @@ class AgentProcess:
             if running and done_otherwise():
                 return None
             if not running:
-                raise AgentStartFailed(f"exited with {self.proc.returncode}:\n{self.log_tail()}")
+                raise AgentError(f"exited with {self.proc.returncode}:\n{self.log_tail()}")
             if time.monotonic() > deadline:
-                raise AgentStartFailed(f"no such line within {timeout:.0f} s:\n{self.log_tail()}")
+                raise AgentError(f"no such line within {timeout:.0f} s:\n{self.log_tail()}")
             time.sleep(0.02)
 
     # --- state ------------------------------------------------------------------------------
