@@ -33,9 +33,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-sys.path.insert(0, str(HERE.parent / "conformance"))
 sys.path.insert(0, str(HERE.parents[1] / "tools"))
-import spop_wire as w  # noqa: E402  (the independent SPOP codec of the conformance checks)
+import spop  # noqa: E402
 from agent import AgentProcess  # noqa: E402
 from loopback import free_port, http_get  # noqa: E402
 
@@ -460,7 +459,7 @@ class Logs(CliTest):
 
             def read_frame():
                 while True:
-                    parsed = w.parse_frame(buf)
+                    parsed = spop.parse_frame(buf)
                     if parsed:
                         frame, used = parsed
                         del buf[:used]
@@ -469,15 +468,15 @@ class Logs(CliTest):
                     self.assertTrue(data, "the agent closed the SPOP connection")
                     buf.extend(data)
 
-            sock.sendall(w.hello_frame())
-            self.assertEqual(read_frame().type, w.AGENT_HELLO, "no AGENT-HELLO")
+            sock.sendall(spop.hello_frame())
+            self.assertEqual(read_frame().type, spop.AGENT_HELLO, "no AGENT-HELLO")
             acks = []
             for number, user in enumerate(users, start=1):
-                sock.sendall(w.notify_frame(number, 1, [w.message("route", [("user", w.t_str(user))])]))
+                sock.sendall(spop.notify_frame(number, 1, [spop.encode_message("route", [("user", user)])]))
                 ack = read_frame()
-                self.assertEqual(ack.type, w.ACK, "want an ACK, got %s" % w.describe(ack))
+                self.assertEqual(ack.type, spop.ACK, "want an ACK, got %s" % spop.describe(ack))
                 acks.append(ack)
-            sock.sendall(w.disconnect_frame())
+            sock.sendall(spop.disconnect_frame())
             return acks
 
     def test_json_lines_startup_state_change_and_stop(self):

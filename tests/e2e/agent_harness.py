@@ -1,6 +1,6 @@
 """The agent alone, driven over SPOP with raw sockets (no HAProxy): for the agent-level fault
-tests (test_spop_faults.py, test_username_flood.py). Frames come from
-tests/conformance/spop_wire.py, an encoder written independently of the agent's codec.
+tests (test_spop_faults.py, test_username_flood.py). Frames come from tools/spop.py, the
+tools' SPOP codec (Python, written apart from the agent's C++ codec).
 
     agent = start_agent(["--username-mode", "escape"])   # tools/agent.py, on ports of its own
     session = open_session(agent)                         # HELLO done
@@ -16,8 +16,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1] / "tools"))
-sys.path.insert(0, str(HERE.parent / "conformance"))
-import spop_wire as w  # noqa: E402
+import spop  # noqa: E402
 from agent import AgentProcess  # noqa: E402
 
 
@@ -39,11 +38,12 @@ def closed_udp_port():
 
 
 def route(user):
-    return w.message("route", [("user", w.t_null() if user is None else w.t_str(user))])
+    """The `route` message of docs/architecture.md; user None is sent as NULL."""
+    return spop.encode_message("route", [("user", user)])
 
 
 def notify(stream_id, frame_id, user):
-    return w.notify_frame(stream_id, frame_id, [route(user)])
+    return spop.notify_frame(stream_id, frame_id, [route(user)])
 
 
 def start_agent(args=(), dns_server=None, **options):
@@ -72,15 +72,15 @@ class Session:
         self.sock.sendall(data)
 
     def hello(self):
-        self.send(w.hello_frame())
+        self.send(spop.hello_frame())
         hello = self.frames(1)[0]
-        assert hello.type == w.AGENT_HELLO, w.describe(hello)
+        assert hello.type == spop.AGENT_HELLO, spop.describe(hello)
 
     def frames(self, count):
         """The next `count` frames (socket.timeout if they do not come)."""
         out = []
         while len(out) < count:
-            parsed = w.parse_frame(self.buf)
+            parsed = spop.parse_frame(self.buf)
             if parsed is None:
                 data = self.sock.recv(1 << 20)
                 if not data:
@@ -113,8 +113,9 @@ class Session:
         return last
 
     def route_vars(self, frame):
-        assert frame.type == w.ACK, w.describe(frame)
-        return {name.decode(): value for _, _, name, value in w.read_actions(frame.payload)}
+        """{variable: value} of a route ACK."""
+        assert frame.type == spop.ACK, spop.describe(frame)
+        return {name.decode(): value for _, _, name, value in spop.decode_actions(frame.payload)}
 
     def close(self):
         self.sock.close()

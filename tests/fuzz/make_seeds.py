@@ -15,7 +15,7 @@ import pathlib
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "tools"))
-from spop import decode_varint as read_varint  # noqa: E402
+import spop  # noqa: E402
 
 HOSTILE_USERNAMES = [
     "jack", "Jack", "JACK", "jack.doe", "jack@example.com", "Jäck.Doe@Example.com", "иван",
@@ -27,43 +27,18 @@ HOSTILE_USERNAMES = [
 
 
 def payload_of(frame):
-    """The payload of a whole frame: after length (4), type (1), flags (4), stream-id, frame-id."""
-    _, pos = read_varint(frame, 9)
-    _, pos = read_varint(frame, pos)
-    return frame[pos:]
-
-
-def read_string(data, pos):
-    length, pos = read_varint(data, pos)
-    return data[pos:pos + length], pos + length
+    """The payload of a whole frame: after length, type, flags, stream-id and frame-id."""
+    return spop.parse_frame(frame)[0].payload
 
 
 def usernames_in_notify(payload):
-    """The STRING values of `user` arguments of a NOTIFY payload (best effort)."""
-    names = []
-    pos = 0
+    """The STRING or BINARY values of `user` arguments of a NOTIFY payload (none if it does not
+    decode)."""
     try:
-        while pos < len(payload):
-            _, pos = read_string(payload, pos)
-            count = payload[pos]
-            pos += 1
-            for _ in range(count):
-                arg, pos = read_string(payload, pos)
-                kind = payload[pos] & 0x0F
-                pos += 1
-                if kind in (8, 9):
-                    value, pos = read_string(payload, pos)
-                    if arg == b"user":
-                        names.append(value)
-                elif kind in (2, 3, 4, 5):
-                    _, pos = read_varint(payload, pos)
-                elif kind == 6:
-                    pos += 4
-                elif kind == 7:
-                    pos += 16
-    except IndexError:
-        pass
-    return names
+        messages = spop.decode_messages(payload, 0)
+    except (IndexError, ValueError):
+        return []
+    return [args["user"] for _, args in messages if isinstance(args.get("user"), bytes)]
 
 
 def load(path):
