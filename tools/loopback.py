@@ -11,9 +11,11 @@ import http.client
 import socket
 
 
-def free_port(host="127.0.0.1"):
-    """A TCP port on `host` that nothing listens on right now."""
-    with socket.socket() as s:
+def free_port(host="127.0.0.1", kind=socket.SOCK_STREAM):
+    """A port on `host` that nothing is bound to right now: TCP, or UDP with
+    kind=socket.SOCK_DGRAM (a DNS server there refuses every query at once, with ICMP port
+    unreachable)."""
+    with socket.socket(socket.AF_INET, kind) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
 

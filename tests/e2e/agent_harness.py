@@ -18,6 +18,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1] / "tools"))
 import spop  # noqa: E402
 from agent import AgentProcess  # noqa: E402
+from loopback import free_port  # noqa: E402
 
 
 def raise_fd_limit(wanted):
@@ -27,14 +28,6 @@ def raise_fd_limit(wanted):
     if soft < target:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def closed_udp_port():
-    """A UDP port on 127.0.0.1 with nothing behind it: DNS queries to it are refused at once
-    (ICMP port unreachable), so lookups fail fast with dns-error."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def route(user):
@@ -47,9 +40,10 @@ def notify(stream_id, frame_id, user):
 
 
 def start_agent(args=(), dns_server=None, **options):
-    """The agent with two threads and `args`; its DNS server refuses every query unless given.
-    `options` go to AgentProcess (tools/agent.py)."""
-    dns = dns_server or f"127.0.0.1:{closed_udp_port()}"
+    """The agent with two threads and `args`; its DNS server refuses every query unless given
+    (nothing is bound to it: lookups fail fast with dns-error). `options` go to AgentProcess
+    (tools/agent.py)."""
+    dns = dns_server or f"127.0.0.1:{free_port(kind=socket.SOCK_DGRAM)}"
     return AgentProcess(["--dns-server", dns, "--threads", "2", *args], **options)
 
 
