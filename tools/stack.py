@@ -4,7 +4,7 @@ haproxy/haproxy.cfg) and the demo spawner, plus demo user containers on 127.0.<n
 
 Used by tools/run-stack (the quick start) and by every end-to-end test:
 
-    with Stack() as stack:                  # free ports everywhere, a temporary run directory
+    with Stack() as stack:                  # ports of its own, a temporary run directory
         stack.add_container("alice")        # alice's container, resolvable as vscode-alice
         status, headers, body = stack.request("alice")
         stack.kill_agent(); stack.start_agent()
@@ -14,7 +14,9 @@ Used by tools/run-stack (the quick start) and by every end-to-end test:
 Each component runs in its own process group (stack.components[name].stop(sig) stops one),
 dies with the process that started the stack, and logs to <run dir>/<component>.log; HAProxy
 logs one line per request there, with the director's decision. Each stack claims a whole
-127.0.<n>.0/24 for its containers, so stacks run side by side.
+127.0.<n>.0/24 for its containers, so stacks run side by side. The agent (tools/agent.py)
+binds port 0 and its log names the ports it got; the other components are given free ports
+(loopback.free_port).
 """
 
 import argparse
