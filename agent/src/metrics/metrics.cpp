@@ -225,7 +225,7 @@ std::vector<prometheus::MetricFamily> Metrics::collect(const StateSample& sample
                                     "Cache entries dropped by the capacity bound (least recently used first)",
                                     MetricType::Counter, static_cast<double>(stats.evictions)));
   families.push_back(sampled_family("director_stale_dns_answers_total",
-                                    "Checks whose DNS lookup failed and that probed the last known address instead",
+                                    "Checks whose DNS lookup failed and that probed the last known address instead, whatever the probe's outcome",
                                     MetricType::Counter, static_cast<double>(stats.stale_dns)));
   families.push_back(sampled_family("director_users_cached", "Users in the decision cache", MetricType::Gauge,
                                     static_cast<double>(sample.users_cached)));
