@@ -1,7 +1,8 @@
 """The few pieces of SPOP (HAProxy's Stream Processing Offload Protocol) a test agent needs.
 
-Frames and encodings as described in /work/shared/DESIGN-NOTES.md section 2 and SPOE.txt
-section 3: 4-byte length, type, 4-byte flags, varint stream-id and frame-id, payload.
+Frames and encodings as described in the SPOE specification (/usr/share/doc/haproxy/SPOE.txt.gz,
+sections 3.1 data types and 3.2 frames): 4-byte length, type, 4-byte flags, varint stream-id and
+frame-id, payload.
 """
 
 import ipaddress
