@@ -36,8 +36,6 @@ int run(const director::config::Config& config) {
   resolver_options.servers = config.dns.servers;
   resolver_options.timeout = config.dns.timeout;
   resolver_options.tries = config.dns.tries;
-  resolver_options.max_cache_ttl = config.dns.max_cache_ttl;
-  resolver_options.cache_capacity = config.decision.capacity;
   director::server::Resolver resolver(context.get_executor(), resolver_options);
 
   director::metrics::Metrics metrics(director::config::version(), std::chrono::system_clock::now());

@@ -64,7 +64,6 @@ BAD_VALUES = {
     "DIRECTOR_DNS_SERVER": "dns.example:53",
     "DIRECTOR_DNS_TIMEOUT": "31s",
     "DIRECTOR_DNS_TRIES": "11",
-    "DIRECTOR_DNS_MAX_CACHE_TTL": "1500ms",
     "DIRECTOR_MAX_FRAME_SIZE": "255",
     "DIRECTOR_HELLO_TIMEOUT": "99ms",
     "DIRECTOR_LOG_LEVEL": "verbose",
@@ -460,7 +459,7 @@ def group_check_config(cli, opts):
     def output_is_a_valid_configuration_file():
         changed = {"CONTAINER_HOST_PREFIX": "jupyter", "CONTAINER_DOMAIN": "users.example.org",
                    "DIRECTOR_DNS_SERVER": "127.0.0.1:5353,[::1]:53", "DIRECTOR_ALIVE_TTL": "2s",
-                   "DIRECTOR_DNS_MAX_CACHE_TTL": "1m", "DIRECTOR_PROBE_MODE": "http", "DIRECTOR_LOG_FORMAT": "json"}
+                   "DIRECTOR_DNS_TIMEOUT": "1s", "DIRECTOR_PROBE_MODE": "http", "DIRECTOR_LOG_FORMAT": "json"}
         printed = check_config([], changed)
         options = {k: v for k, v in printed.items() if k not in ("config", "effective_threads", "version", "sources")}
         with tempfile.NamedTemporaryFile("w", suffix=".json") as f:

@@ -13,7 +13,7 @@ using prometheus::Histogram;
 // for requests that wait for a check.
 const Histogram::BucketBoundaries decision_buckets = {5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3,
                                                       2.5e-3, 1e-2, 5e-2, 0.1, 0.25, 0.5, 1};
-// DNS lookups: ~100 us from the resolver's cache, milliseconds on the wire, seconds on timeouts.
+// DNS lookups: ~100 us for a numeric host, milliseconds on the wire, seconds on timeouts.
 const Histogram::BucketBoundaries dns_buckets = {1e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2,
                                                  5e-2, 0.1, 0.25, 0.5, 1, 2.5};
 // Probes: a loopback connect takes ~100 us; the probe timeout is at most 30 s (250 ms default).

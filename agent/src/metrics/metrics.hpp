@@ -61,7 +61,7 @@ class Metrics {
   // core answers alive exactly when the reason is ok).
   void decision_answered(decision::Reason reason, Duration elapsed);
 
-  // A check's DNS lookup finished (answers from the resolver's own short cache included), after
+  // A check's DNS lookup finished (every check asks DNS: the resolver caches nothing), after
   // that check's check_started().
   void dns_lookup_finished(decision::DnsOutcome outcome, Duration elapsed);
   // A check's liveness probe finished. ProbeOutcome::not_run is not a probe and is ignored.
