@@ -620,9 +620,13 @@ def group_logs(cli, opts):
         want = {"msg": "user container is not alive", "event": "not-alive", "label": "jack", "host": "jupyter-jack",
                 "reason": "dns-error", "previous": "none"}
         expect(all(change.get(k) == v for k, v in want.items()), "state change %r, want %r" % (change, want))
-        expect(messages == ["director-agent started", "user container is not alive",
+        # One line per connection HAProxy closed (spop_route says goodbye), never one per request.
+        goodbye = "HAProxy closed the SPOP connection (HAPROXY-DISCONNECT)"
+        expect(messages == ["director-agent started", "user container is not alive", goodbye,
                             "stopping: finishing in-flight work and disconnecting", "stopped"],
                "lines: %r (nothing per request at the default level)" % messages)
+        closed = next(p for p in parsed if p["msg"] == goodbye)
+        expect(closed.get("status") == "0" and closed.get("message") == "normal", "goodbye line %r" % closed)
 
     @check
     def sighup_is_logged_and_ignored():

@@ -132,6 +132,13 @@ Metrics::Metrics(std::string_view version, std::chrono::system_clock::time_point
   for (std::size_t i = 0; i < error_status_count; ++i) {
     protocol_errors_[i] = &errors.Add({{"status", std::string(error_status_names[i])}});
   }
+  acks_without_decision_ =
+      &prometheus::BuildCounter()
+           .Name("director_spop_acks_without_decision_total")
+           .Help("Route requests whose ACK did not fit in the negotiated max-frame-size and went out with a "
+                 "placeholder instead of the decision (not in director_decisions_total)")
+           .Register(registry_)
+           .Add({});
 
   prometheus::BuildGauge()
       .Name("director_build_info")
@@ -202,6 +209,8 @@ void Metrics::protocol_error(spop::Status status) {
   if (status == spop::Status::normal) return;
   protocol_errors_[error_index(status)]->Increment();
 }
+
+void Metrics::ack_actions_dropped() { acks_without_decision_->Increment(); }
 
 std::uint64_t Metrics::decisions() const {
   double total = 0;

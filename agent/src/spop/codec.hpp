@@ -165,12 +165,7 @@ Result<void> append_messages(Bytes& out, std::span<const Message> messages);
 Result<std::vector<Action>> decode_actions(std::span<const std::uint8_t> payload);
 void append_actions(Bytes& out, std::span<const Action> actions);
 
-// A DISCONNECT payload. The status code is kept raw: agents may define their own codes.
-struct DisconnectInfo {
-  std::uint32_t status_code = 0;
-  std::string message;
-  bool operator==(const DisconnectInfo&) const = default;
-};
+// A DISCONNECT payload (DisconnectInfo, types.hpp).
 // Requires "status-code" (UINT32) and "message" (STRING).
 Result<DisconnectInfo> decode_disconnect(std::span<const std::uint8_t> payload);
 
