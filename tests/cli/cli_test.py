@@ -12,7 +12,7 @@ the source of every value; the logs must be one line per event, one JSON object 
     cli_test.py --agent build/default/agent/director-agent [--doc docs/configuration.md] [GROUP ...]
     cli_test.py --agent ... --doc docs/configuration.md --update-doc   # rewrite the generated table
 
-Groups: values arguments files consistency bind check-config logs docs (default: all).
+Groups: values arguments files consistency bind check-config logs docs health (default: all).
 Prints one PASS/FAIL line per check; exits 1 when any check fails.
 """
 
@@ -735,6 +735,72 @@ def group_docs(cli, opts):
     return checks
 
 
+def group_health(cli, opts):
+    """--health, the container health check (agent/Dockerfile HEALTHCHECK): GET /readyz of the agent
+    running with the same configuration; exit 0 when ready, 1 with the reason on stderr."""
+    checks, check = check_list()
+
+    def health(http_listen, env=None):
+        result = cli.run(["--health", "--http-listen", http_listen], env)
+        expect(result.stdout == "", "stdout is not empty: %s" % result)
+        return result
+
+    def refused_health(result, *expected):
+        expect(result.code == 1, "want exit 1: %s" % result)
+        lines = result.stderr.splitlines()
+        expect(len(lines) == 1 and lines[0].startswith("director-agent: not healthy: "),
+               "want one 'director-agent: not healthy: ' line: %s" % result)
+        for text in expected:
+            expect(text in lines[0], "message %r lacks %r" % (lines[0], text))
+
+    @check
+    def ready_agent_exits_0():
+        agent = Running(cli, [])
+        try:
+            agent.wait_for(lambda line: "director-agent started" in line)
+            for listen in ("127.0.0.1:%d" % agent.http_port, "0.0.0.0:%d" % agent.http_port):
+                result = health(listen)
+                expect(result.code == 0 and result.stderr == "", "%s: %s" % (listen, result))
+            # As the image runs it: the configuration from the environment only.
+            result = cli.run(["--health"], {"DIRECTOR_HTTP_LISTEN": "127.0.0.1:%d" % agent.http_port})
+            expect(result.code == 0 and result.stderr == "", "from the environment: %s" % result)
+        finally:
+            agent.kill()
+
+    @check
+    def nothing_listening_exits_1_at_once():
+        port = free_tcp_port()
+        result = health("127.0.0.1:%d" % port)
+        refused_health(result, "cannot connect to http://127.0.0.1:%d/readyz" % port, "refused")
+        expect(result.elapsed < PROMPT, "took %.2fs: %s" % (result.elapsed, result))
+
+    @check
+    def listener_that_never_answers_exits_1_within_the_timeout():
+        with socket.socket() as silent:
+            silent.bind(("127.0.0.1", 0))
+            silent.listen(4)  # the kernel completes the handshake; nobody ever reads or answers
+            port = silent.getsockname()[1]
+            result = health("127.0.0.1:%d" % port)
+        refused_health(result, "no answer from http://127.0.0.1:%d/readyz within 1000 ms" % port)
+        expect(result.elapsed < 3, "took %.2fs: %s" % (result.elapsed, result))
+
+    @check
+    def not_ready_agent_exits_1_with_its_problems():
+        # A DNS server that never answers: after a check, /readyz answers 503 (DNS is failing).
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as dns:
+            dns.bind(("127.0.0.1", 0))
+            agent = Running(cli, ["--dns-server", "127.0.0.1:%d" % dns.getsockname()[1], "--dns-timeout", "10ms",
+                                  "--dns-tries", "1"])
+            try:
+                agent.wait_for(lambda line: "director-agent started" in line)
+                spop_route(agent.spop_port, ["jack"])
+                result = health("127.0.0.1:%d" % agent.http_port)
+            finally:
+                agent.kill()
+        refused_health(result, "not ready: http://127.0.0.1:%d/readyz answered 503: DNS is failing" % agent.http_port)
+    return checks
+
+
 GROUPS = {
     "values": group_values,
     "arguments": group_arguments,
@@ -744,6 +810,7 @@ GROUPS = {
     "check-config": group_check_config,
     "logs": group_logs,
     "docs": group_docs,
+    "health": group_health,
 }
 
 

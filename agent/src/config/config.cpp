@@ -636,7 +636,7 @@ Failure check_consistency(const Config& c) {
 }
 
 // The commands, which take no value.
-constexpr std::string_view command_flags[] = {"--help", "--help-markdown", "--version", "--check-config"};
+constexpr std::string_view command_flags[] = {"--help", "--help-markdown", "--version", "--check-config", "--health"};
 
 // A hint for an unknown argument (`name` is the part before any '='): the flag it was probably
 // meant to be, spelled as a flag, a variable, a key, or close to one.
@@ -732,6 +732,7 @@ std::variant<Invocation, std::string> parse(std::span<const std::string_view> ar
     if (argument == "--help-markdown") { invocation.command = Command::help_markdown; continue; }
     if (argument == "--version") { invocation.command = Command::version; continue; }
     if (argument == "--check-config") { invocation.command = Command::check_config; continue; }
+    if (argument == "--health") { invocation.command = Command::health; continue; }
     // --flag VALUE or --flag=VALUE
     const auto equals = argument.find('=');
     const auto name = argument.substr(0, equals);
@@ -795,7 +796,10 @@ void print_help(std::ostream& out) {
          "  --help-markdown    print the option reference as a Markdown table and exit\n"
          "  --version          print the version and exit\n"
          "  --check-config     validate the configuration, print it as JSON (with the source of\n"
-         "                     each value) and exit\n\n";
+         "                     each value) and exit\n"
+         "  --health           ask the agent running with this configuration for GET /readyz on\n"
+         "                     http_listen (loopback when it is 0.0.0.0 or ::); exit 0 when it is\n"
+         "                     ready, 1 otherwise with the reason on stderr (container health checks)\n\n";
   for (const auto& option : options()) {
     out << "  " << std::left << std::setw(30) << (std::string(option.flag) + " VALUE ") << std::setw(28)
         << option.environment;

@@ -96,8 +96,9 @@ struct Config {
 };
 
 // What the command line asks for.
-// help_markdown prints the option reference as Markdown (print_markdown).
-enum class Command : std::uint8_t { run, help, help_markdown, version, check_config };
+// help_markdown prints the option reference as Markdown (print_markdown). health asks the agent
+// running with this configuration for its GET /readyz on http_listen (exit 0 when ready).
+enum class Command : std::uint8_t { run, help, help_markdown, version, check_config, health };
 
 struct Invocation {
   Command command = Command::run;
