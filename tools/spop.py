@@ -3,10 +3,10 @@ codec of both sides, for the fake agent (tools/fake_agent.py), the agent-level e
 tests (tests/e2e/agent_harness.py), the CLI tests and the fuzz seeds. The conformance suite
 keeps its own, written independently on purpose (tests/conformance/spop_wire.py).
 
-Frames and encodings as HAProxy's SPOE specification (doc/SPOE.txt, section 3) describes
-them: 4-byte length, type, 4-byte flags, varint stream-id and frame-id, payload. Typed data
-decode to Python values: None (NULL), bool, int (UInt32 for UINT32), ipaddress objects,
-bytes (STRING and BINARY).
+Frames and encodings as described in the SPOE specification (/usr/share/doc/haproxy/SPOE.txt.gz,
+sections 3.1 data types and 3.2 frames): 4-byte length, type, 4-byte flags, varint stream-id and
+frame-id, payload. Typed data decode to Python values: None (NULL), bool, int (UInt32 for
+UINT32), ipaddress objects, bytes (STRING and BINARY).
 """
 
 import ipaddress

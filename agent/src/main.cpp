@@ -3,6 +3,7 @@
 #include "config/config.hpp"
 #include "metrics/metrics.hpp"
 #include "server/checker.hpp"
+#include "server/health_probe.hpp"
 #include "server/http_server.hpp"
 #include "log/log.hpp"
 #include "server/resolver.hpp"
@@ -28,6 +29,23 @@ using director::log;
 constexpr auto stop_grace = std::chrono::milliseconds(2000);
 constexpr auto stop_deadline = std::chrono::milliseconds(5000);
 
+// --health: whether the agent running with `config` is ready (its GET /readyz), for container
+// health checks. Exit 0 when ready, 1 with the reason on stderr otherwise.
+int health(const director::config::Config& config) {
+  constexpr auto health_timeout = std::chrono::milliseconds(1000);  // within the HEALTHCHECK's 2 s
+  if (config.http_listen.port() == 0) {
+    std::cerr << "director-agent: not healthy: http_listen has port 0, so the port the agent bound is unknown; "
+                 "give --health the agent's actual DIRECTOR_HTTP_LISTEN\n";
+    return 1;
+  }
+  const auto target = director::server::health_target(config.http_listen);
+  if (const auto problem = director::server::readiness_problem(target, health_timeout)) {
+    std::cerr << "director-agent: not healthy: " << *problem << '\n';
+    return 1;
+  }
+  return 0;
+}
+
 int run(const director::config::Config& config) {
   const auto threads = config.effective_threads();
   boost::asio::io_context context(static_cast<int>(threads));
@@ -36,8 +54,6 @@ int run(const director::config::Config& config) {
   resolver_options.servers = config.dns.servers;
   resolver_options.timeout = config.dns.timeout;
   resolver_options.tries = config.dns.tries;
-  resolver_options.max_cache_ttl = config.dns.max_cache_ttl;
-  resolver_options.cache_capacity = config.decision.capacity;
   director::server::Resolver resolver(context.get_executor(), resolver_options);
 
   director::metrics::Metrics metrics(director::config::version(), std::chrono::system_clock::now());
@@ -127,6 +143,8 @@ int main(int argc, char** argv) {
     case director::config::Command::check_config:
       std::cout << director::config::to_json(invocation.config) << '\n';
       return 0;
+    case director::config::Command::health:
+      return health(invocation.config);
     case director::config::Command::run:
       break;
   }

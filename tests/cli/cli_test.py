@@ -12,8 +12,8 @@ the source of every value; the logs must be one line per event, one JSON object 
     cli_test.py --agent build/default/agent/director-agent [--doc docs/configuration.md] [GROUP ...]
     cli_test.py --agent ... --doc docs/configuration.md --update-doc   # rewrite the generated table
 
-Groups: values arguments files consistency bind check-config logs docs (default: all), a test
-case class each. Exits 1 when a test fails.
+Groups: values arguments files consistency bind check-config logs docs health (default: all),
+a test case class each. Exits 1 when a test fails.
 """
 
 import argparse
@@ -66,7 +66,6 @@ BAD_VALUES = {
     "DIRECTOR_DNS_SERVER": "dns.example:53",
     "DIRECTOR_DNS_TIMEOUT": "31s",
     "DIRECTOR_DNS_TRIES": "11",
-    "DIRECTOR_DNS_MAX_CACHE_TTL": "1500ms",
     "DIRECTOR_MAX_FRAME_SIZE": "255",
     "DIRECTOR_HELLO_TIMEOUT": "99ms",
     "DIRECTOR_LOG_LEVEL": "verbose",
@@ -426,7 +425,7 @@ class CheckConfig(CliTest):
     def test_output_is_a_valid_configuration_file(self):
         changed = {"CONTAINER_HOST_PREFIX": "jupyter", "CONTAINER_DOMAIN": "users.example.org",
                    "DIRECTOR_DNS_SERVER": "127.0.0.1:5353,[::1]:53", "DIRECTOR_ALIVE_TTL": "2s",
-                   "DIRECTOR_DNS_MAX_CACHE_TTL": "1m", "DIRECTOR_PROBE_MODE": "http", "DIRECTOR_LOG_FORMAT": "json"}
+                   "DIRECTOR_DNS_TIMEOUT": "1s", "DIRECTOR_PROBE_MODE": "http", "DIRECTOR_LOG_FORMAT": "json"}
         printed = self.check_config([], changed)
         options = {k: v for k, v in printed.items() if k not in ("config", "effective_threads", "version", "sources")}
         with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
@@ -437,8 +436,8 @@ class CheckConfig(CliTest):
         self.assertTrue(all(again["sources"][k] == "file" for k in options), "sources: %r" % again["sources"])
 
 
-class Logs(CliTest):
-    """The agent's log lines, from start to stop (tools/agent.py starts it, on port 0)."""
+class RunningAgentTest(CliTest):
+    """Tests of a running agent: tools/agent.py starts it, on port 0."""
 
     def start(self, args, env=None, **options):
         agent = AgentProcess(["--threads", "2"] + args, binary=OPTIONS.agent, env=clean_environment(env),
@@ -478,6 +477,10 @@ class Logs(CliTest):
                 acks.append(ack)
             sock.sendall(spop.disconnect_frame())
             return acks
+
+
+class Logs(RunningAgentTest):
+    """The agent's log lines, from start to stop."""
 
     def test_json_lines_startup_state_change_and_stop(self):
         # A DNS server that never answers: a check ends in dns-error after --dns-timeout.
@@ -524,10 +527,14 @@ class Logs(CliTest):
         want = {"msg": "user container is not alive", "event": "not-alive", "label": "jack", "host": "jupyter-jack",
                 "reason": "dns-error", "previous": "none"}
         self.assertEqual({k: changes[0].get(k) for k in want}, want)
+        # One line per connection HAProxy closed (spop_route says goodbye), never one per request.
+        goodbye = "HAProxy closed the SPOP connection (HAPROXY-DISCONNECT)"
         self.assertEqual([p["msg"] for p in parsed],
-                         ["director-agent started", "user container is not alive",
+                         ["director-agent started", "user container is not alive", goodbye,
                           "stopping: finishing in-flight work and disconnecting", "stopped"],
                          "nothing per request at the default level")
+        closed = next(p for p in parsed if p["msg"] == goodbye)
+        self.assertEqual((closed.get("status"), closed.get("message")), ("0", "normal"), closed)
 
     def test_sighup_is_logged_and_ignored(self):
         agent = self.start([])
@@ -602,6 +609,60 @@ class Docs(CliTest):
         self.assertTrue("--check-config" in prose and "--config" in prose, "the prose does not explain --config/--check-config")
 
 
+class Health(RunningAgentTest):
+    """--health, the container health check (agent/Dockerfile HEALTHCHECK): GET /readyz of the agent
+    running with the same configuration; exit 0 when ready, 1 with the reason on stderr."""
+
+    def health(self, http_listen, env=None):
+        result = run_agent(["--health", "--http-listen", http_listen], env)
+        self.assertEqual(result.stdout, "", result)
+        return result
+
+    def assert_not_healthy(self, result, *expected):
+        self.assertEqual(result.code, 1, result)
+        lines = result.stderr.splitlines()
+        self.assertTrue(len(lines) == 1 and lines[0].startswith("director-agent: not healthy: "),
+                        "want one 'director-agent: not healthy: ' line: %s" % result)
+        for text in expected:
+            self.assertIn(text, lines[0])
+
+    def test_ready_agent_exits_0(self):
+        agent = self.start([])
+        port = agent.http[1]
+        for listen in ("127.0.0.1:%d" % port, "0.0.0.0:%d" % port):
+            result = self.health(listen)
+            self.assertTrue(result.code == 0 and result.stderr == "", "%s: %s" % (listen, result))
+        # As the image runs it: the configuration from the environment only.
+        result = run_agent(["--health"], {"DIRECTOR_HTTP_LISTEN": "127.0.0.1:%d" % port})
+        self.assertTrue(result.code == 0 and result.stderr == "", "from the environment: %s" % result)
+
+    def test_nothing_listening_exits_1_at_once(self):
+        port = free_port()
+        result = self.health("127.0.0.1:%d" % port)
+        self.assert_not_healthy(result, "cannot connect to http://127.0.0.1:%d/readyz" % port, "refused")
+        self.assertLess(result.elapsed, PROMPT, result)
+
+    def test_listener_that_never_answers_exits_1_within_the_timeout(self):
+        with socket.socket() as silent:
+            silent.bind(("127.0.0.1", 0))
+            silent.listen(4)  # the kernel completes the handshake; nobody ever reads or answers
+            port = silent.getsockname()[1]
+            result = self.health("127.0.0.1:%d" % port)
+        self.assert_not_healthy(result, "no answer from http://127.0.0.1:%d/readyz within 1000 ms" % port)
+        self.assertLess(result.elapsed, 3, result)
+
+    def test_not_ready_agent_exits_1_with_its_problems(self):
+        # A DNS server that never answers: after a check, /readyz answers 503 (DNS is failing).
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as dns:
+            dns.bind(("127.0.0.1", 0))
+            agent = self.start(["--dns-server", "127.0.0.1:%d" % dns.getsockname()[1], "--dns-timeout", "10ms",
+                                "--dns-tries", "1"])
+            self.spop_route(agent.spop, ["jack"])
+            result = self.health("127.0.0.1:%d" % agent.http[1])
+        self.assert_not_healthy(result, "not ready: http://127.0.0.1:%d/readyz answered 503: DNS is failing"
+                                % agent.http[1])
+
+
 GROUPS = {
     "values": Values,
     "arguments": Arguments,
@@ -611,6 +672,7 @@ GROUPS = {
     "check-config": CheckConfig,
     "logs": Logs,
     "docs": Docs,
+    "health": Health,
 }
 
 

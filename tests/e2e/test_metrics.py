@@ -50,6 +50,7 @@ AGENT_METRICS = {
     "director_checks_in_flight", "director_dns_lookups_in_flight", "director_probes_in_flight",
     "director_spop_connections", "director_spop_frames_received_total",
     "director_spop_frames_sent_total", "director_spop_protocol_errors_total",
+    "director_spop_acks_without_decision_total",
     "director_users_cached", "director_active_users", "director_build_info",
     "director_start_time_seconds",
 }

@@ -2,7 +2,8 @@
 //
 // Input: a HAPROXY-HELLO payload (the KV list after the frame header; seeds: the captured ones).
 // The target frames it, feeds it to a fresh Session and checks the answer against the contract
-// in docs/architecture.md and /work/shared/DESIGN-NOTES.md section 2, computed independently here:
+// in docs/architecture.md and the SPOE specification (/usr/share/doc/haproxy/SPOE.txt.gz,
+// sections 3.2.4 HAPROXY-HELLO, 3.2.5 AGENT-HELLO and 3.5 errors), computed independently here:
 // - a payload that is not a KV list: AGENT-DISCONNECT invalid-frame;
 // - otherwise an AGENT-HELLO exactly when supported-versions has a 2.x item, max-frame-size is
 //   an integer >= 256 and capabilities is a string (healthcheck, when present, a boolean);

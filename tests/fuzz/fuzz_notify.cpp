@@ -53,7 +53,7 @@ void check_ack(const Session& session, const Bytes& ack, std::uint64_t stream_id
 void answer(const Session& session, const Notify& notify) {
   const auto request = server::find_route_request(notify);
   if (!request) {
-    check_ack(session, session.encode_ack(notify.stream_id, notify.frame_id, {}), notify.stream_id,
+    check_ack(session, session.encode_ack(notify.stream_id, notify.frame_id, {}).frame, notify.stream_id,
               notify.frame_id, {});
     return;
   }
@@ -74,7 +74,7 @@ void answer(const Session& session, const Notify& notify) {
       }
     }
     const auto actions = server::to_actions(result);
-    check_ack(session, session.encode_ack(notify.stream_id, notify.frame_id, actions), notify.stream_id,
+    check_ack(session, session.encode_ack(notify.stream_id, notify.frame_id, actions).frame, notify.stream_id,
               notify.frame_id, actions);
   }
 }

@@ -104,7 +104,7 @@ void answer(const Session& session, const Notify& notify) {
       SetVar{Scope::transaction, "reason", std::string("ok")},
   };
   for (const auto count : {std::size_t{0}, std::size_t{2}}) {
-    const Bytes ack = session.encode_ack(notify.stream_id, notify.frame_id, std::span(actions, count));
+    const Bytes ack = session.encode_ack(notify.stream_id, notify.frame_id, std::span(actions, count)).frame;
     auto frame = decode_whole_frame(ack);
     FUZZ_CHECK(frame && frame->header.type == FrameType::ack && frame->header.flags == flag_fin);
     FUZZ_CHECK(frame->header.stream_id == notify.stream_id && frame->header.frame_id == notify.frame_id);

@@ -1,6 +1,9 @@
 // Resolver against a real dnsmasq on 127.0.0.1 (tests/server/dns_fixture.hpp): answers, errors,
-// caching observed in dnsmasq's query log, sharing of in-flight lookups, threads and shutdown.
+// every lookup asking DNS afresh (observed in dnsmasq's query log), sharing of in-flight lookups,
+// threads and shutdown.
 #include "server/resolver.hpp"
+
+#include "config/config.hpp"
 
 #include <atomic>
 #include <boost/asio/as_tuple.hpp>
@@ -15,7 +18,10 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <memory>
+#include <optional>
+#include <string_view>
 #include <thread>
+#include <variant>
 
 #include "asio_test_support.hpp"
 #include "dns_fixture.hpp"
@@ -23,7 +29,6 @@
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
 using director::decision::DnsOutcome;
-using director::server::DnsServer;
 using director::server::Resolver;
 using director::server::ResolveResult;
 using director::server::ResolverOptions;
@@ -54,10 +59,9 @@ asio::ip::address ip(const char* text) {
   return asio::ip::make_address(text);
 }
 
-ResolverOptions options_for(const std::string& server, std::chrono::seconds max_cache_ttl = 5s) {
+ResolverOptions options_for(const std::string& server) {
   ResolverOptions options;
   options.servers = {server};
-  options.max_cache_ttl = max_cache_ttl;
   return options;
 }
 
@@ -88,24 +92,25 @@ asio::awaitable<ResolveResult> resolve_in_order(Resolver& resolver, std::string 
 
 }  // namespace
 
-TEST_CASE("a server string is ip or ip:port", "[resolver]") {
-  const auto v4 = Resolver::parse_server("127.0.0.1");
-  REQUIRE(v4);
-  CHECK(v4->address == ip("127.0.0.1"));
-  CHECK(v4->port == 53);
-  CHECK(Resolver::parse_server("10.1.2.3:5353")->port == 5353);
-  CHECK(Resolver::parse_server("::1")->address == ip("::1"));
-  CHECK(Resolver::parse_server("[::1]")->port == 53);
-  const auto v6 = Resolver::parse_server("[fd00::53]:5353");
-  REQUIRE(v6);
-  CHECK(v6->address == ip("fd00::53"));
-  CHECK(v6->port == 5353);
-
-  for (const char* bad : {"", "localhost", "dns.example:53", "127.0.0.1:", "127.0.0.1:0",
-                          "127.0.0.1:65536", "127.0.0.1:53x", "127.0.0.1:-1", "1.2.3.4:5:6",
-                          "[127.0.0.1]:53", "[::1", "[::1]x", "[::1]:", " 127.0.0.1"}) {
-    INFO("server string '" << bad << "'");
-    CHECK_FALSE(Resolver::parse_server(bad));
+TEST_CASE("the resolver takes exactly the DNS servers --check-config accepts", "[resolver]") {
+  // One grammar, one parser (config::parse_dns_server): "[127.0.0.1]:53" passed --check-config
+  // and then stopped the agent at startup, "[::1]" the other way round.
+  asio::io_context io;
+  for (const char* text : {"127.0.0.1", "127.0.0.1:5353", "::1", "[::1]", "[::1]:5353", "[127.0.0.1]:53",
+                           "[127.0.0.1]", "::1:53", "127.0.0.1:0", "dns.example:53", "[::1]x"}) {
+    INFO("server '" << text << "'");
+    const std::string_view arguments[] = {"--check-config", "--dns-server", text};
+    const auto checked =
+        director::config::parse(arguments, [](std::string_view) { return std::optional<std::string>(); });
+    const bool config_accepts = std::holds_alternative<director::config::Invocation>(checked);
+    ResolverOptions options;
+    options.servers = {text};
+    CHECK(config_accepts == !Resolver::validate(options).has_value());
+    if (config_accepts) {
+      CHECK_NOTHROW(Resolver(io.get_executor(), options));
+    } else {
+      CHECK_THROWS_WITH(Resolver(io.get_executor(), options), Catch::Contains(text));
+    }
   }
 }
 
@@ -189,113 +194,31 @@ TEST_CASE("a server that refuses is an error, not no_such_host", "[resolver]") {
   CHECK(run_until_complete(io, resolver.resolve("vscode-nobody")).outcome == DnsOutcome::error);
 }
 
-TEST_CASE("hosts file changes are seen when the cache is off or bypassed", "[resolver]") {
-  Dnsmasq dns({.local_ttl = 60, .hosts = "127.0.1.5 vscode-jack\n"});
+TEST_CASE("every lookup asks DNS: changes are seen at once, whatever the answer's TTL", "[resolver]") {
+  Dnsmasq dns({.local_ttl = 600, .hosts = "127.0.1.5 vscode-jack\n"});
   asio::io_context io;
+  Resolver resolver(io.get_executor(), options_for(dns.server()));
 
-  SECTION("cache disabled") {
-    Resolver resolver(io.get_executor(), options_for(dns.server(), 0s));
-    CHECK(run_until_complete(io, resolver.resolve("vscode-jack")).addresses ==
-          std::vector{ip("127.0.1.5")});
-    dns.set_hosts("127.0.1.6 vscode-jack\n");
-    CHECK(run_until_complete(io, resolver.resolve("vscode-jack")).addresses ==
-          std::vector{ip("127.0.1.6")});
-    dns.set_hosts("");
-    CHECK(run_until_complete(io, resolver.resolve("vscode-jack")).outcome ==
-          DnsOutcome::no_such_host);
-  }
-
-  SECTION("bypass skips the cache and refreshes it") {
-    Resolver resolver(io.get_executor(), options_for(dns.server(), 60s));
-    CHECK(run_until_complete(io, resolver.resolve("vscode-jack")).addresses ==
-          std::vector{ip("127.0.1.5")});
-    dns.set_hosts("127.0.1.6 vscode-jack\n");
-    CHECK(run_until_complete(io, resolver.resolve("vscode-jack")).addresses ==
-          std::vector{ip("127.0.1.5")});  // cached
-    CHECK(run_until_complete(io, resolver.resolve("vscode-jack", true)).addresses ==
-          std::vector{ip("127.0.1.6")});
-    CHECK(run_until_complete(io, resolver.resolve("vscode-jack")).addresses ==
-          std::vector{ip("127.0.1.6")});  // the bypass refreshed the cache
-    CHECK(dns.wait_for_queries("vscode-jack", 2) == 2);
-
-    dns.set_hosts("");
-    CHECK(run_until_complete(io, resolver.resolve("vscode-jack", true)).outcome ==
-          DnsOutcome::no_such_host);
-    // A name that is gone is not served from the cache any more.
-    CHECK(run_until_complete(io, resolver.resolve("vscode-jack")).outcome ==
-          DnsOutcome::no_such_host);
-  }
-}
-
-TEST_CASE("answers are cached for min(answer TTL, max_cache_ttl)", "[resolver]") {
-  asio::io_context io;
-
-  SECTION("the answer's TTL is the shorter") {
-    Dnsmasq dns({.local_ttl = 2, .hosts = "127.0.1.5 vscode-jack\n"});
-    Resolver resolver(io.get_executor(), options_for(dns.server(), 30s));
-    CHECK(run_until_complete(io, resolver.resolve("vscode-jack")).outcome == DnsOutcome::ok);
-    REQUIRE(dns.wait_for_queries("vscode-jack", 1) == 1);
-
-    const ResolveResult cached = run_until_complete(io, resolver.resolve("VSCODE-Jack"));
-    CHECK(cached.outcome == DnsOutcome::ok);
-    CHECK(cached.addresses == std::vector{ip("127.0.1.5")});
-    CHECK(cached.ttl <= 2s);
-    CHECK(dns.queries("vscode-jack") + dns.queries("VSCODE-Jack") == 1);
-
-    std::this_thread::sleep_for(2100ms);
-    CHECK(run_until_complete(io, resolver.resolve("vscode-jack")).outcome == DnsOutcome::ok);
-    CHECK(dns.wait_for_queries("vscode-jack", 2) == 2);
-  }
-
-  SECTION("max_cache_ttl is the shorter") {
-    Dnsmasq dns({.local_ttl = 600, .hosts = "127.0.1.5 vscode-jack\n"});
-    Resolver resolver(io.get_executor(), options_for(dns.server(), 1s));
-    CHECK(run_until_complete(io, resolver.resolve("vscode-jack")).ttl == 600s);
-    const ResolveResult cached = run_until_complete(io, resolver.resolve("vscode-jack"));
-    CHECK(cached.ttl >= 599s);  // what DNS allows, not how long we keep it
-    CHECK(dns.wait_for_queries("vscode-jack", 1) == 1);
-
-    std::this_thread::sleep_for(1100ms);
-    CHECK(run_until_complete(io, resolver.resolve("vscode-jack")).outcome == DnsOutcome::ok);
-    CHECK(dns.wait_for_queries("vscode-jack", 2) == 2);
-  }
-}
-
-TEST_CASE("negative answers are not cached", "[resolver]") {
-  Dnsmasq dns({.local_ttl = 60, .hosts = ""});
-  asio::io_context io;
-  Resolver resolver(io.get_executor(), options_for(dns.server(), 60s));
-
-  CHECK(run_until_complete(io, resolver.resolve("vscode-jack")).outcome ==
-        DnsOutcome::no_such_host);
-  dns.set_hosts("127.0.1.5 vscode-jack\n");
-  CHECK(run_until_complete(io, resolver.resolve("vscode-jack")).outcome == DnsOutcome::ok);
-}
-
-TEST_CASE("the cache keeps at most cache_capacity hosts, dropping the oldest", "[resolver]") {
-  Dnsmasq dns(
-      {.local_ttl = 60, .hosts = "127.0.1.1 vscode-a\n127.0.1.2 vscode-b\n127.0.1.3 vscode-c\n"});
-  asio::io_context io;
-  ResolverOptions options = options_for(dns.server(), 60s);
-  options.cache_capacity = 2;
-  Resolver resolver(io.get_executor(), options);
-
-  for (const char* host : {"vscode-a", "vscode-b", "vscode-c", "vscode-b", "vscode-c"}) {
-    CHECK(run_until_complete(io, resolver.resolve(host)).outcome == DnsOutcome::ok);
-  }
-  CHECK(dns.wait_for_queries("vscode-c", 1) == 1);
-  CHECK(dns.queries("vscode-b") == 1);  // b and c were still cached
-  CHECK(run_until_complete(io, resolver.resolve("vscode-a")).outcome == DnsOutcome::ok);
-  CHECK(dns.wait_for_queries("vscode-a", 2) == 2);  // a was dropped for c
+  const ResolveResult first = run_until_complete(io, resolver.resolve("vscode-jack"));
+  CHECK(first.addresses == std::vector{ip("127.0.1.5")});
+  CHECK(first.ttl == 600s);  // reported, never used to reuse the answer
+  CHECK(dns.wait_for_queries("vscode-jack", 1) == 1);
+  dns.set_hosts("127.0.1.6 vscode-jack\n");  // the address went to another container
+  CHECK(run_until_complete(io, resolver.resolve("vscode-jack")).addresses == std::vector{ip("127.0.1.6")});
+  dns.set_hosts("");
+  CHECK(run_until_complete(io, resolver.resolve("vscode-jack")).outcome == DnsOutcome::no_such_host);
+  dns.set_hosts("127.0.1.7 vscode-jack\n");
+  CHECK(run_until_complete(io, resolver.resolve("vscode-jack")).addresses == std::vector{ip("127.0.1.7")});
+  CHECK(dns.wait_for_queries("vscode-jack", 4) == 4);
 }
 
 TEST_CASE("concurrent lookups of one host share one query", "[resolver]") {
   Dnsmasq dns({.hosts = "127.0.1.5 vscode-jack\n"});
   asio::io_context io;
-  Resolver resolver(io.get_executor(), options_for(dns.server(), 0s));  // no cache: only sharing
+  Resolver resolver(io.get_executor(), options_for(dns.server()));
 
   std::vector<asio::awaitable<ResolveResult>> lookups;
-  for (int i = 0; i < 50; ++i) lookups.push_back(resolver.resolve("vscode-jack", i % 2 == 0));
+  for (int i = 0; i < 50; ++i) lookups.push_back(resolver.resolve("vscode-jack"));
   const auto results = run_until_complete(io, gather(std::move(lookups)));
   for (const auto& result : results) {
     CHECK(result.outcome == DnsOutcome::ok);
@@ -313,7 +236,7 @@ TEST_CASE("200 concurrent lookups of different hosts all complete", "[resolver]"
   }
   Dnsmasq dns({.hosts = hosts});
   asio::io_context io;
-  Resolver resolver(io.get_executor(), options_for(dns.server(), 0s));
+  Resolver resolver(io.get_executor(), options_for(dns.server()));
 
   std::vector<asio::awaitable<ResolveResult>> lookups;
   for (int i = 0; i < 200; ++i)
@@ -370,9 +293,7 @@ TEST_CASE("a server that went away is an error", "[resolver]") {
   Resolver resolver(io.get_executor(), options);
   CHECK(run_until_complete(io, resolver.resolve("vscode-jack")).outcome == DnsOutcome::ok);
   dns.stop();
-  CHECK(run_until_complete(io, resolver.resolve("vscode-jack", true)).outcome == DnsOutcome::error);
-  // What was cached stays usable.
-  CHECK(run_until_complete(io, resolver.resolve("vscode-jack")).outcome == DnsOutcome::ok);
+  CHECK(run_until_complete(io, resolver.resolve("vscode-jack")).outcome == DnsOutcome::error);
 }
 
 TEST_CASE("shutdown completes pending lookups with error", "[resolver]") {
@@ -455,7 +376,7 @@ TEST_CASE("lookups from other threads complete on the caller's executor", "[reso
   asio::io_context dns_io;
   auto dns_work = asio::make_work_guard(dns_io);
   std::thread dns_thread([&] { dns_io.run(); });
-  ResolverOptions options = options_for(dns.server(), 1s);
+  ResolverOptions options = options_for(dns.server());
   auto resolver = std::make_unique<Resolver>(dns_io.get_executor(), options);
 
   // Callers: 4 threads, each coroutine on its own strand.
@@ -469,7 +390,7 @@ TEST_CASE("lookups from other threads complete on the caller's executor", "[reso
         strand,
         [&, strand, i]() -> asio::awaitable<void> {
           const auto result =
-              co_await resolver->resolve(i % 2 == 0 ? "vscode-jack" : "vscode-jill", i % 5 == 0);
+              co_await resolver->resolve(i % 2 == 0 ? "vscode-jack" : "vscode-jill");
           if (strand.running_in_this_thread()) ++on_own_strand;
           if (result.outcome == DnsOutcome::ok) ++ok;
         },

@@ -79,25 +79,47 @@ bool is_dns_label(std::string_view label) {
   return std::all_of(label.begin(), label.end(), [&](char c) { return alnum(c) || c == '-'; });
 }
 
-// "ip:port", "[ipv6]:port", with a port from `lowest_port` to 65535. Listen addresses take
-// port 0 (the kernel picks a free port; the started log line names the one bound).
-std::optional<boost::asio::ip::tcp::endpoint> parse_endpoint(std::string_view text, std::uint16_t lowest_port = 1) {
-  const auto colon = text.rfind(':');
-  if (colon == std::string_view::npos) return std::nullopt;
-  auto host = text.substr(0, colon);
-  const auto port = parse_integer<std::uint16_t>(text.substr(colon + 1), lowest_port, 65535);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+// An IP address and the port text written after it, if any.
+struct AddressAndPort {
+  boost::asio::ip::address address;
+  std::optional<std::string_view> port;  // the digits after ':', unchecked
+};
+
+// The one address grammar of every address option (listen, http_listen, dns_servers):
+// "ipv4", "ipv4:port", "ipv6", "[ipv6]" or "[ipv6]:port". Brackets hold IPv6 only; an IPv6
+// address without brackets has no port (its last group would be ambiguous).
+std::optional<AddressAndPort> split_address_and_port(std::string_view text) {
+  std::string_view address_text = text;
+  std::optional<std::string_view> port;
+  const bool bracketed = text.starts_with('[');
+  if (bracketed) {
+    const auto close = text.find(']');
+    if (close == std::string_view::npos) return std::nullopt;
+    address_text = text.substr(1, close - 1);
+    const auto rest = text.substr(close + 1);
+    if (!rest.empty()) {
+      if (!rest.starts_with(':')) return std::nullopt;
+      port = rest.substr(1);
+    }
+  } else if (std::count(text.begin(), text.end(), ':') == 1) {
+    const auto colon = text.find(':');
+    address_text = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
   boost::system::error_code error;
-  const auto address = boost::asio::ip::make_address(std::string(host), error);
-  if (error || !port) return std::nullopt;
-  return boost::asio::ip::tcp::endpoint(address, *port);
+  const auto address = boost::asio::ip::make_address(std::string(address_text), error);
+  if (error || (bracketed && !address.is_v6()) || (!bracketed && port && !address.is_v4())) return std::nullopt;
+  return AddressAndPort{address, port};
 }
 
-// "ip" or "ip:port" (IPv6 with a port as "[ip]:port").
-bool is_dns_server(std::string_view text) {
-  boost::system::error_code error;
-  boost::asio::ip::make_address(std::string(text), error);
-  return !error || parse_endpoint(text).has_value();
+// "ipv4:port", "[ipv6]:port", with a port from `lowest_port` to 65535. Listen addresses take
+// port 0 (the kernel picks a free port; the started log line names the one bound).
+std::optional<boost::asio::ip::tcp::endpoint> parse_endpoint(std::string_view text, std::uint16_t lowest_port = 1) {
+  const auto parsed = split_address_and_port(text);
+  if (!parsed || !parsed->port) return std::nullopt;
+  const auto port = parse_integer<std::uint16_t>(*parsed->port, lowest_port, 65535);
+  if (!port) return std::nullopt;
+  return boost::asio::ip::tcp::endpoint(parsed->address, *port);
 }
 
 // One option. Every source hands `apply` text: a configuration file's JSON value is converted
@@ -281,16 +303,17 @@ const std::vector<Option>& options() {
        },
        [](const Config& c) -> nlohmann::ordered_json { return format_duration(c.probe.timeout); }},
       {"dns_servers", "DIRECTOR_DNS_SERVER", "--dns-server",
-       "Comma-separated DNS servers, IP or IP:PORT ([IPv6]:PORT). Default: the system's resolv.conf",
+       "Comma-separated DNS servers: IP, IPv4:PORT, [IPv6] or [IPv6]:PORT (port 53 when absent). Every check asks them afresh (nothing is cached). Default: the system's resolv.conf",
        [](Config& c, std::string_view v) -> Failure {
          std::vector<std::string> servers;
          std::string_view rest = v;
          while (!rest.empty()) {
            const auto comma = rest.find(',');
            const auto server = rest.substr(0, comma);
-           if (!is_dns_server(server))
-             return "IP or IP:PORT entries ([IPv6]:PORT) separated by commas, e.g. 127.0.0.1:5353,[::1]:53 (in the "
-                    "file: an array of strings), or empty for the system's resolv.conf";
+           if (!parse_dns_server(server))
+             return "entries of " + std::string(dns_server_grammar) +
+                    " separated by commas, e.g. 127.0.0.1:5353,[::1]:53 (in the file: an array of strings), or empty "
+                    "for the system's resolv.conf";
            servers.emplace_back(server);
            rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
          }
@@ -311,16 +334,6 @@ const std::vector<Option>& options() {
          return accepted;
        },
        [](const Config& c) -> nlohmann::ordered_json { return c.dns.tries; }},
-      {"dns_max_cache_ttl", "DIRECTOR_DNS_MAX_CACHE_TTL", "--dns-max-cache-ttl",
-       "Longest time a DNS answer is reused (bounded by its TTL). Above 0s, a container address reused by another user's container within that time can receive this user's requests. Default 0s",
-       [](Config& c, std::string_view v) -> Failure {
-         std::chrono::milliseconds value{};
-         const auto refused = set_duration(value, v, milliseconds(0), std::chrono::hours(1));
-         if (refused || value.count() % 1000 != 0) return "whole seconds from 0s to 60m (units s, m; e.g. 5s)";
-         c.dns.max_cache_ttl = std::chrono::duration_cast<seconds>(value);
-         return accepted;
-       },
-       [](const Config& c) -> nlohmann::ordered_json { return format_duration(c.dns.max_cache_ttl); }},
       {"max_frame_size", "DIRECTOR_MAX_FRAME_SIZE", "--max-frame-size",
        "Largest SPOP frame accepted, in bytes. Default 16380",
        [](Config& c, std::string_view v) -> Failure {
@@ -625,7 +638,7 @@ Failure check_consistency(const Config& c) {
 }
 
 // The commands, which take no value.
-constexpr std::string_view command_flags[] = {"--help", "--help-markdown", "--version", "--check-config"};
+constexpr std::string_view command_flags[] = {"--help", "--help-markdown", "--version", "--check-config", "--health"};
 
 // A hint for an unknown argument (`name` is the part before any '='): the flag it was probably
 // meant to be, spelled as a flag, a variable, a key, or close to one.
@@ -721,6 +734,7 @@ std::variant<Invocation, std::string> parse(std::span<const std::string_view> ar
     if (argument == "--help-markdown") { invocation.command = Command::help_markdown; continue; }
     if (argument == "--version") { invocation.command = Command::version; continue; }
     if (argument == "--check-config") { invocation.command = Command::check_config; continue; }
+    if (argument == "--health") { invocation.command = Command::health; continue; }
     // --flag VALUE or --flag=VALUE
     const auto equals = argument.find('=');
     const auto name = argument.substr(0, equals);
@@ -784,7 +798,10 @@ void print_help(std::ostream& out) {
          "  --help-markdown    print the option reference as a Markdown table and exit\n"
          "  --version          print the version and exit\n"
          "  --check-config     validate the configuration, print it as JSON (with the source of\n"
-         "                     each value) and exit\n\n";
+         "                     each value) and exit\n"
+         "  --health           ask the agent running with this configuration for GET /readyz on\n"
+         "                     http_listen (loopback when it is 0.0.0.0 or ::); exit 0 when it is\n"
+         "                     ready, 1 otherwise with the reason on stderr (container health checks)\n\n";
   for (const auto& option : options()) {
     out << "  " << std::left << std::setw(30) << (std::string(option.flag) + " VALUE ") << std::setw(28)
         << option.environment;
@@ -825,5 +842,17 @@ std::string to_json(const Config& config) {
 }
 
 std::string_view version() noexcept { return DIRECTOR_VERSION; }
+
+std::optional<DnsServer> parse_dns_server(std::string_view text) {
+  const auto parsed = split_address_and_port(text);
+  if (!parsed) return std::nullopt;
+  DnsServer server{parsed->address, 53};
+  if (parsed->port) {
+    const auto port = parse_integer<std::uint16_t>(*parsed->port, 1, 65535);
+    if (!port) return std::nullopt;
+    server.port = *port;
+  }
+  return server;
+}
 
 }  // namespace director::config

@@ -38,21 +38,41 @@ inline constexpr std::size_t max_config_file_size = 1024 * 1024;
 // Defaults keep a whole check within HAProxy's 1 s `timeout processing`: a dead DNS server
 // costs dns timeout * 3 (two tries, c-ares doubles the second), a hanging container the probe
 // timeout.
+// The default_* constants are the one default of each setting: the server layer's option
+// structs (ProbeOptions, ResolverOptions) take theirs from here.
 struct ProbeSettings {
+  static constexpr std::chrono::milliseconds default_timeout{250};
   ProbeMode mode = ProbeMode::tcp;
-  std::chrono::milliseconds timeout{250};
+  std::chrono::milliseconds timeout = default_timeout;
   std::string http_path = "/";  // used when mode == http
 };
 
+// Every check resolves afresh: there is no DNS cache. A cached answer would let a check probe
+// an address the user's container released and another user's container took: the probe
+// succeeds and the user is routed into the other user's container
+// (tests/e2e/test_address_reuse.py).
 struct DnsSettings {
-  std::vector<std::string> servers;  // "ip" or "ip:port"; empty = the system's resolv.conf
-  std::chrono::milliseconds timeout{250};
-  int tries = 2;
-  // 0: every check resolves afresh. A cached answer would let a check probe an address the
-  // user's container released and another user's container took: the probe succeeds and the
-  // user is routed into the other user's container (tests/e2e/test_address_reuse.py).
-  std::chrono::seconds max_cache_ttl{0};
+  static constexpr std::chrono::milliseconds default_timeout{250};
+  static constexpr int default_tries = 2;
+  std::vector<std::string> servers;  // each as parse_dns_server reads it; empty = the system's resolv.conf
+  std::chrono::milliseconds timeout = default_timeout;
+  int tries = default_tries;
 };
+
+// One DNS server: where --dns-server entries and the resolver's servers point.
+struct DnsServer {
+  boost::asio::ip::address address;
+  std::uint16_t port = 53;
+};
+
+// The one grammar of a DNS server entry, as messages name it.
+inline constexpr std::string_view dns_server_grammar = "IP, IPv4:PORT, [IPv6] or [IPv6]:PORT (port 1 to 65535, default 53)";
+
+// Parses one DNS server entry: "ipv4", "ipv4:port", "ipv6", "[ipv6]" or "[ipv6]:port", port 1
+// to 65535 (53 when absent). std::nullopt for anything else (host names, "[ipv4]", an IPv6
+// address with a port but without brackets). The one parser of this grammar: --dns-server's
+// validation and the resolver both use it.
+std::optional<DnsServer> parse_dns_server(std::string_view text);
 
 struct Config {
   boost::asio::ip::tcp::endpoint listen{boost::asio::ip::address_v4::loopback(), 12345};
@@ -76,8 +96,9 @@ struct Config {
 };
 
 // What the command line asks for.
-// help_markdown prints the option reference as Markdown (print_markdown).
-enum class Command : std::uint8_t { run, help, help_markdown, version, check_config };
+// help_markdown prints the option reference as Markdown (print_markdown). health asks the agent
+// running with this configuration for its GET /readyz on http_listen (exit 0 when ready).
+enum class Command : std::uint8_t { run, help, help_markdown, version, check_config, health };
 
 struct Invocation {
   Command command = Command::run;

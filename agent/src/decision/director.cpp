@@ -119,7 +119,8 @@ DecideResult Director::decide(std::optional<std::string_view> username, WaiterId
 
 Completion Director::complete(std::string_view label, const CheckResult& result, TimePoint now) {
   const Outcome outcome = classify(result);
-  if (outcome.alive && result.dns == DnsOutcome::error) {
+  // Every probe of a last known address counts, whatever its outcome (docs/metrics.md).
+  if (result.dns == DnsOutcome::error && result.probe != ProbeOutcome::not_run) {
     ++stats_.stale_dns;
   }
 

@@ -115,7 +115,7 @@ struct Stats {
   std::uint64_t hits = 0;         // answered from a fresh cache entry
   std::uint64_t misses = 0;       // had to wait for a check
   std::uint64_t evictions = 0;    // entries dropped by the LRU bound
-  std::uint64_t stale_dns = 0;    // DNS failed and the last known address was used
+  std::uint64_t stale_dns = 0;    // DNS failed and the last known address was probed (any outcome)
   std::uint64_t missing_usernames = 0;  // answered missing_username
   std::uint64_t invalid_usernames = 0;  // answered invalid_username
   std::uint64_t checks_started = 0;     // start_check returned (misses and background refreshes)

@@ -13,7 +13,7 @@ using prometheus::Histogram;
 // for requests that wait for a check.
 const Histogram::BucketBoundaries decision_buckets = {5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3,
                                                       2.5e-3, 1e-2, 5e-2, 0.1, 0.25, 0.5, 1};
-// DNS lookups: ~100 us from the resolver's cache, milliseconds on the wire, seconds on timeouts.
+// DNS lookups: ~100 us for a numeric host, milliseconds on the wire, seconds on timeouts.
 const Histogram::BucketBoundaries dns_buckets = {1e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2,
                                                  5e-2, 0.1, 0.25, 0.5, 1, 2.5};
 // Probes: a loopback connect takes ~100 us; the probe timeout is at most 30 s (250 ms default).
@@ -132,6 +132,13 @@ Metrics::Metrics(std::string_view version, std::chrono::system_clock::time_point
   for (std::size_t i = 0; i < error_status_count; ++i) {
     protocol_errors_[i] = &errors.Add({{"status", std::string(error_status_names[i])}});
   }
+  acks_without_decision_ =
+      &prometheus::BuildCounter()
+           .Name("director_spop_acks_without_decision_total")
+           .Help("Route requests whose ACK did not fit in the negotiated max-frame-size and went out with a "
+                 "placeholder instead of the decision (not in director_decisions_total)")
+           .Register(registry_)
+           .Add({});
 
   prometheus::BuildGauge()
       .Name("director_build_info")
@@ -203,6 +210,8 @@ void Metrics::protocol_error(spop::Status status) {
   protocol_errors_[error_index(status)]->Increment();
 }
 
+void Metrics::ack_actions_dropped() { acks_without_decision_->Increment(); }
+
 std::uint64_t Metrics::decisions() const {
   double total = 0;
   for (const auto* counter : decisions_by_reason_) total += counter->Value();
@@ -225,7 +234,7 @@ std::vector<prometheus::MetricFamily> Metrics::collect(const StateSample& sample
                                     "Cache entries dropped by the capacity bound (least recently used first)",
                                     MetricType::Counter, static_cast<double>(stats.evictions)));
   families.push_back(sampled_family("director_stale_dns_answers_total",
-                                    "Checks whose DNS lookup failed and that probed the last known address instead",
+                                    "Checks whose DNS lookup failed and that probed the last known address instead, whatever the probe's outcome",
                                     MetricType::Counter, static_cast<double>(stats.stale_dns)));
   families.push_back(sampled_family("director_users_cached", "Users in the decision cache", MetricType::Gauge,
                                     static_cast<double>(sample.users_cached)));

@@ -61,7 +61,7 @@ class Metrics {
   // core answers alive exactly when the reason is ok).
   void decision_answered(decision::Reason reason, Duration elapsed);
 
-  // A check's DNS lookup finished (answers from the resolver's own short cache included), after
+  // A check's DNS lookup finished (every check asks DNS: the resolver caches nothing), after
   // that check's check_started().
   void dns_lookup_finished(decision::DnsOutcome outcome, Duration elapsed);
   // A check's liveness probe finished. ProbeOutcome::not_run is not a probe and is ignored.
@@ -83,6 +83,10 @@ class Metrics {
   // A session ended with AGENT-DISCONNECT for a protocol error. Status::normal is not an error
   // and is ignored.
   void protocol_error(spop::Status status);
+  // A route request's ACK did not fit in the negotiated max-frame-size: it went out with the
+  // placeholder instead of the decision (spop::EncodedAck::actions_dropped), and is not counted
+  // by decision_answered.
+  void ack_actions_dropped();
 
   // --- reading --------------------------------------------------------------------------------
 
@@ -117,6 +121,7 @@ class Metrics {
   std::array<prometheus::Counter*, received_type_count> frames_received_{};
   std::array<prometheus::Counter*, sent_type_count> frames_sent_{};
   std::array<prometheus::Counter*, error_status_count> protocol_errors_{};
+  prometheus::Counter* acks_without_decision_ = nullptr;
 };
 
 }  // namespace director::metrics

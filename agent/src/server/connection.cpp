@@ -18,6 +18,8 @@
 #include <cstring>
 #include <limits>
 #include <span>
+#include <sstream>
+#include <string>
 #include <vector>
 
 namespace director::server {
@@ -30,6 +32,9 @@ namespace {
 // KiB instead of max-frame-size, which matters with thousands of them (a reload burst, or a
 // peer opening connections on purpose: tests/e2e/test_spop_faults.py).
 constexpr std::size_t initial_read_buffer = 4096;
+
+// HAProxy's DISCONNECT message is logged up to this many bytes: it comes from the network.
+constexpr std::size_t max_logged_message = 256;
 
 // The type byte of a whole frame (length prefix included), as the session encoded it.
 spop::FrameType type_of(const spop::Bytes& frame) {
@@ -151,16 +156,24 @@ boost::asio::awaitable<void> Connection::read_loop() {
 void Connection::handle(spop::FeedResult& result, std::chrono::steady_clock::time_point arrived) {
   for (auto& frame : result.writes) enqueue(std::move(frame));
   if (result.close) {
-    // A protocol error ends the session: the AGENT-DISCONNECT is the last frame, and NOTIFYs
-    // decoded before the bad frame are not answered.
-    if (const auto status = session_.error_status()) metrics_.protocol_error(*status);
+    // A protocol error or HAProxy's goodbye ends the session: the AGENT-DISCONNECT is the last
+    // frame, and NOTIFYs decoded before it are not answered.
+    if (const auto& error = result.error) {
+      metrics_.protocol_error(error->status);
+      log_protocol_error(*error);
+    } else if (const auto& goodbye = result.haproxy_disconnect) {
+      log(LogLevel::info, "HAProxy closed the SPOP connection (HAPROXY-DISCONNECT)",
+          {{"peer", peer_name()},
+           {"status", std::to_string(goodbye->status_code)},
+           {"message", std::string_view(goodbye->message).substr(0, max_logged_message)}});
+    }
     close_after_writes();
     return;
   }
   for (auto& notify : result.notifies) {
     const auto request = find_route_request(notify);
     if (!request) {
-      enqueue(session_.encode_ack(notify.stream_id, notify.frame_id, {}));
+      enqueue(session_.encode_ack(notify.stream_id, notify.frame_id, {}).frame);
       continue;
     }
     const auto stream_id = notify.stream_id;
@@ -185,8 +198,43 @@ void Connection::answer(std::uint64_t stream_id, std::uint64_t frame_id, const d
                         std::chrono::steady_clock::time_point arrived) {
   if (closed_ || closing_) return;
   const auto actions = to_actions(answer);
-  enqueue(session_.encode_ack(stream_id, frame_id, actions));
-  metrics_.decision_answered(answer.reason, std::chrono::steady_clock::now() - arrived);
+  auto ack = session_.encode_ack(stream_id, frame_id, actions);
+  if (ack.actions_dropped) {
+    // HAProxy gets the placeholder, not this decision: not counted as one.
+    metrics_.ack_actions_dropped();
+    log(LogLevel::warn, "ACK too large for the negotiated max-frame-size: sent without the decision",
+        {{"peer", peer_name()},
+         {"stream_id", std::to_string(stream_id)},
+         {"frame_id", std::to_string(frame_id)},
+         {"max_frame_size", std::to_string(session_.max_frame_size())},
+         {"label", answer.label},
+         {"reason", decision::to_string(answer.reason)}});
+  } else {
+    metrics_.decision_answered(answer.reason, std::chrono::steady_clock::now() - arrived);
+  }
+  enqueue(std::move(ack.frame));
+}
+
+void Connection::log_protocol_error(const spop::ProtocolError& error) {
+  const auto frame_type = error.frame_type ? spop::to_string(*error.frame_type) : std::string_view("-");
+  log(LogLevel::warn, "SPOP protocol error: AGENT-DISCONNECT sent, closing the connection",
+      {{"peer", peer_name()},
+       {"status", std::to_string(static_cast<std::uint32_t>(error.status))},
+       {"error", spop::describe(error.status)},
+       {"detail", error.detail},
+       {"frame", std::to_string(error.frame_number)},
+       {"frame_type", frame_type},
+       {"stream_id", std::to_string(error.stream_id)},
+       {"frame_id", std::to_string(error.frame_id)}});
+}
+
+std::string Connection::peer_name() const {
+  boost::system::error_code error;
+  const auto peer = socket_.remote_endpoint(error);
+  if (error) return "-";
+  std::ostringstream out;
+  out << peer;
+  return out.str();
 }
 
 void Connection::enqueue(spop::Bytes frame) {

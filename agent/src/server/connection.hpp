@@ -17,6 +17,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <string>
 
 namespace director::server {
 
@@ -52,6 +53,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void answer(std::uint64_t stream_id, std::uint64_t frame_id, const decision::Answer& answer,
               std::chrono::steady_clock::time_point arrived);
   void enqueue(spop::Bytes frame);
+  void log_protocol_error(const spop::ProtocolError& error);
+  // "ip:port" of HAProxy's end, for logs; "-" once the socket is closed.
+  std::string peer_name() const;
   void close_after_writes();
   void close_now();
 

@@ -9,13 +9,14 @@
 #include <optional>
 #include <string>
 
+#include "config/config.hpp"
 #include "decision/director.hpp"
 
 namespace director::server {
 
 struct ProbeOptions {
-  // Bound on the whole probe: connect, request and status line.
-  std::chrono::milliseconds timeout{300};
+  // Bound on the whole probe: connect, request and status line. The configuration's default.
+  std::chrono::milliseconds timeout = config::ProbeSettings::default_timeout;
   // Empty: the probe is a TCP connect only. Otherwise the request target of a GET, starting
   // with '/', printable ASCII without spaces (see validate()).
   std::string http_path;

@@ -22,11 +22,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <charconv>
 #include <cstring>
 #include <limits>
-#include <map>
-#include <set>
 #include <stdexcept>
 #include <unordered_map>
 #include <utility>
@@ -51,7 +48,7 @@ void initialize_cares_library() {
   }
 }
 
-// DNS names are case-insensitive: lookups and cache entries are keyed by the lowercase name.
+// DNS names are case-insensitive: lookups are keyed by the lowercase name.
 std::string host_key(std::string_view host) {
   std::string key(host);
   std::transform(key.begin(), key.end(), key.begin(), [](char c) {
@@ -107,71 +104,6 @@ ResolveResult to_result(int status, const ares_addrinfo* info) {
   return result;
 }
 
-// Positive answers by host key, bounded by `capacity`: when full, expired entries go first, then
-// the oldest. Not thread-safe (used on the resolver's strand only).
-class AddressCache {
- public:
-  explicit AddressCache(std::size_t capacity) : capacity_(capacity) {}
-
-  // The unexpired answer for `key`, its ttl reduced by the time spent here.
-  std::optional<ResolveResult> find(const std::string& key, Clock::time_point now) {
-    const auto found = entries_.find(key);
-    if (found == entries_.end()) return std::nullopt;
-    const Entry& entry = found->second;
-    if (entry.expires_at <= now) {
-      erase(key);
-      return std::nullopt;
-    }
-    const auto age = std::chrono::duration_cast<std::chrono::seconds>(now - entry.stored_at);
-    return ResolveResult{DnsOutcome::ok, entry.addresses,
-                         std::max(entry.answer_ttl - age, std::chrono::seconds{0})};
-  }
-
-  // Keeps `answer` (outcome ok) for `lifetime`, replacing what was known about `key`.
-  void store(const std::string& key, const ResolveResult& answer, Clock::duration lifetime,
-             Clock::time_point now) {
-    erase(key);
-    if (capacity_ == 0 || lifetime <= Clock::duration::zero()) return;
-    make_room(now);
-    const std::uint64_t sequence = next_sequence_++;
-    const auto expires_at = now + lifetime;
-    entries_.emplace(key, Entry{answer.addresses, answer.ttl, now, expires_at, sequence});
-    by_age_.emplace(sequence, key);
-    by_expiry_.emplace(expires_at, sequence);
-  }
-
-  void erase(const std::string& key) {
-    const auto found = entries_.find(key);
-    if (found == entries_.end()) return;
-    by_age_.erase(found->second.sequence);
-    by_expiry_.erase({found->second.expires_at, found->second.sequence});
-    entries_.erase(found);
-  }
-
- private:
-  struct Entry {
-    std::vector<asio::ip::address> addresses;
-    std::chrono::seconds answer_ttl;  // the TTL DNS gave when stored
-    Clock::time_point stored_at;
-    Clock::time_point expires_at;  // stored_at + min(answer_ttl, max_cache_ttl)
-    std::uint64_t sequence;        // insertion order, the key of by_age_
-  };
-
-  void make_room(Clock::time_point now) {
-    while (entries_.size() >= capacity_) {
-      const auto soonest = by_expiry_.begin();
-      const std::uint64_t victim = soonest->first <= now ? soonest->second : by_age_.begin()->first;
-      erase(std::string(by_age_.at(victim)));
-    }
-  }
-
-  std::size_t capacity_;
-  std::uint64_t next_sequence_ = 0;
-  std::unordered_map<std::string, Entry> entries_;
-  std::map<std::uint64_t, std::string> by_age_;                      // oldest first
-  std::set<std::pair<Clock::time_point, std::uint64_t>> by_expiry_;  // soonest first
-};
-
 struct AddrinfoDeleter {
   void operator()(ares_addrinfo* info) const noexcept { ares_freeaddrinfo(info); }
 };
@@ -184,10 +116,7 @@ struct AddrinfoDeleter {
 class Resolver::Engine : public std::enable_shared_from_this<Resolver::Engine> {
  public:
   Engine(asio::any_io_executor executor, const ResolverOptions& options)
-      : strand_(asio::make_strand(std::move(executor))),
-        timer_(strand_),
-        max_cache_ttl_(options.max_cache_ttl),
-        cache_(options.max_cache_ttl > std::chrono::seconds::zero() ? options.cache_capacity : 0) {
+      : strand_(asio::make_strand(std::move(executor))), timer_(strand_) {
     initialize_cares_library();
     if (auto problem = Resolver::validate(options))
       throw std::runtime_error("resolver: " + *problem);
@@ -215,7 +144,7 @@ class Resolver::Engine : public std::enable_shared_from_this<Resolver::Engine> {
     if (!options.servers.empty()) {
       std::vector<ares_addr_port_node> nodes(options.servers.size());
       for (std::size_t i = 0; i < nodes.size(); ++i) {
-        const DnsServer server = *Resolver::parse_server(options.servers[i]);
+        const config::DnsServer server = *config::parse_dns_server(options.servers[i]);
         ares_addr_port_node& node = nodes[i];
         node.next = i + 1 < nodes.size() ? &nodes[i + 1] : nullptr;
         node.udp_port = server.port;
@@ -252,8 +181,7 @@ class Resolver::Engine : public std::enable_shared_from_this<Resolver::Engine> {
 
   // Any thread: registers `handler` as waiting for `host` and moves the work to the strand.
   template <typename Handler>
-  static void submit(const std::shared_ptr<Engine>& engine, std::string host, bool bypass_cache,
-                     Handler&& handler) {
+  static void submit(const std::shared_ptr<Engine>& engine, std::string host, Handler&& handler) {
     const WaiterId id = engine->next_waiter_id_.fetch_add(1, std::memory_order_relaxed);
     // The caller's executor, kept busy (outstanding work) until the result is posted to it.
     asio::any_io_executor caller =
@@ -263,10 +191,10 @@ class Resolver::Engine : public std::enable_shared_from_this<Resolver::Engine> {
     // any_completion_handler has taken over the caller's cancellation slot and offers its own.
     auto slot = waiter.handler.get_cancellation_slot();
     if (slot.is_connected()) slot.template emplace<AbandonOnCancel>(engine, id);
-    asio::post(engine->strand_, [engine, id, host = std::move(host), bypass_cache,
-                                 waiter = std::move(waiter)]() mutable {
-      engine->start(id, host, bypass_cache, std::move(waiter));
-    });
+    asio::post(engine->strand_,
+               [engine, id, host = std::move(host), waiter = std::move(waiter)]() mutable {
+                 engine->start(id, host, std::move(waiter));
+               });
   }
 
   // Any thread: stops the engine on its strand.
@@ -329,18 +257,12 @@ class Resolver::Engine : public std::enable_shared_from_this<Resolver::Engine> {
     WaiterId id;
   };
 
-  void start(WaiterId id, const std::string& host, bool bypass_cache, Waiter waiter) {
+  void start(WaiterId id, const std::string& host, Waiter waiter) {
     if (stopped_) {
       deliver(std::move(waiter), failure(DnsOutcome::error));
       return;
     }
     std::string key = host_key(host);
-    if (!bypass_cache) {
-      if (auto cached = cache_.find(key, Clock::now())) {
-        deliver(std::move(waiter), std::move(*cached));
-        return;
-      }
-    }
     waiters_.emplace(id, std::move(waiter));
     auto [lookup, first] = lookups_.try_emplace(key);
     lookup->second.waiters.push_back(id);
@@ -361,18 +283,10 @@ class Resolver::Engine : public std::enable_shared_from_this<Resolver::Engine> {
     context->engine->finish(context->key, to_result(status, info));
   }
 
-  // The lookup for `key` is over: update the cache, answer everyone waiting for it.
+  // The lookup for `key` is over: answer everyone waiting for it.
   void finish(const std::string& key, const ResolveResult& result) {
     auto lookup = lookups_.extract(key);
     if (lookup.empty()) return;
-    if (!destroying_) {
-      if (result.outcome == DnsOutcome::ok) {
-        const Clock::duration lifetime = std::min(result.ttl, max_cache_ttl_);
-        cache_.store(key, result, lifetime, Clock::now());
-      } else if (result.outcome == DnsOutcome::no_such_host) {
-        cache_.erase(key);  // the name is gone: forget its old address now
-      }
-    }
     for (const WaiterId id : lookup.mapped().waiters) {
       auto waiter = waiters_.extract(id);
       if (!waiter.empty()) deliver(std::move(waiter.mapped()), result);
@@ -380,7 +294,7 @@ class Resolver::Engine : public std::enable_shared_from_this<Resolver::Engine> {
   }
 
   // The waiting coroutine was cancelled: answer it now; the query itself goes on for the others
-  // (c-ares 1.18 cannot cancel a single query) and its answer still fills the cache.
+  // (c-ares 1.18 cannot cancel a single query).
   void abandon(WaiterId id) {
     auto waiter = waiters_.extract(id);
     if (!waiter.empty()) deliver(std::move(waiter.mapped()), failure(DnsOutcome::error));
@@ -501,8 +415,6 @@ class Resolver::Engine : public std::enable_shared_from_this<Resolver::Engine> {
   asio::steady_timer timer_;            // follows ares_timeout()
   std::uint64_t timer_generation_ = 0;  // the current wait; older completions ignored
   bool timer_armed_ = false;            // a current wait is pending
-  std::chrono::seconds max_cache_ttl_;
-  AddressCache cache_;
   std::unordered_map<std::string, Lookup> lookups_;  // by host key, one per query on the wire
   std::unordered_map<WaiterId, Waiter> waiters_;     // not yet answered
   std::unordered_map<ares_socket_t, std::unique_ptr<SocketWatch>> watches_;  // by fd
@@ -524,60 +436,18 @@ void Resolver::shutdown() {
   engine_->stop();
 }
 
-asio::awaitable<ResolveResult> Resolver::resolve(std::string host, bool bypass_cache) {
+asio::awaitable<ResolveResult> Resolver::resolve(std::string host) {
   // The initiation copies engine_ into the work it posts; the suspended coroutine holds no
   // reference to the engine, so destroying a pending waiter never keeps the engine alive.
   co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(ResolveResult)>(
-      [this](auto handler, std::string name, bool bypass) {
-        Engine::submit(engine_, std::move(name), bypass, std::move(handler));
-      },
-      asio::use_awaitable, std::move(host), bypass_cache);
-}
-
-std::optional<DnsServer> Resolver::parse_server(std::string_view text) {
-  std::string_view address_text = text;
-  std::string_view port_text;
-  if (text.starts_with('[')) {
-    const auto close = text.find(']');
-    if (close == std::string_view::npos) return std::nullopt;
-    address_text = text.substr(1, close - 1);
-    const std::string_view rest = text.substr(close + 1);
-    if (!rest.empty()) {
-      if (!rest.starts_with(':')) return std::nullopt;
-      port_text = rest.substr(1);
-      if (port_text.empty()) return std::nullopt;
-    }
-  } else if (std::count(text.begin(), text.end(), ':') == 1) {
-    const auto colon = text.find(':');
-    address_text = text.substr(0, colon);
-    port_text = text.substr(colon + 1);
-    if (port_text.empty()) return std::nullopt;
-  }
-
-  boost::system::error_code error;
-  const auto address = asio::ip::make_address(std::string(address_text), error);
-  if (error) return std::nullopt;
-  if (text.starts_with('[') && !address.is_v6()) return std::nullopt;
-  if (!text.starts_with('[') && !port_text.empty() && !address.is_v4()) return std::nullopt;
-
-  DnsServer server{address, 53};
-  if (!port_text.empty()) {
-    unsigned port = 0;
-    const auto [end, parse_error] =
-        std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-    if (parse_error != std::errc{} || end != port_text.data() + port_text.size() || port == 0 ||
-        port > 65535) {
-      return std::nullopt;
-    }
-    server.port = static_cast<std::uint16_t>(port);
-  }
-  return server;
+      [this](auto handler, std::string name) { Engine::submit(engine_, std::move(name), std::move(handler)); },
+      asio::use_awaitable, std::move(host));
 }
 
 std::optional<std::string> Resolver::validate(const ResolverOptions& options) {
   for (const auto& server : options.servers) {
-    if (!parse_server(server)) {
-      return "invalid DNS server '" + server + "': expected ip, ip:port, [ipv6] or [ipv6]:port";
+    if (!config::parse_dns_server(server)) {
+      return "invalid DNS server '" + server + "': expected " + std::string(config::dns_server_grammar);
     }
   }
   if (options.timeout <= std::chrono::milliseconds::zero() ||
@@ -586,10 +456,6 @@ std::optional<std::string> Resolver::validate(const ResolverOptions& options) {
   }
   if (options.tries < 1) {
     return "DNS tries must be at least 1, got " + std::to_string(options.tries);
-  }
-  if (options.max_cache_ttl < std::chrono::seconds::zero()) {
-    return "DNS max cache TTL must not be negative, got " +
-           std::to_string(options.max_cache_ttl.count()) + " s";
   }
   return std::nullopt;
 }

@@ -23,6 +23,7 @@ class CodecCategory final : public std::error_category {
       case CodecError::frame_too_big: return "frame exceeds max-frame-size";
       case CodecError::missing_key: return "mandatory item missing";
       case CodecError::wrong_value_type: return "item has a value of the wrong type";
+      case CodecError::too_many_arguments: return "more than 255 arguments in a message";
     }
     return "unknown SPOP codec error";
   }
@@ -36,6 +37,8 @@ constexpr std::uint8_t action_unset_var = 2;
 constexpr std::uint8_t set_var_argument_count = 3;
 constexpr std::uint8_t unset_var_argument_count = 2;
 constexpr std::uint8_t highest_scope = static_cast<std::uint8_t>(Scope::response);
+// NB-ARGS of a NOTIFY message is one byte (SPOE.txt 3.2, LIST-OF-MESSAGES).
+constexpr std::size_t max_message_arguments = 255;
 
 template <class... Ts>
 struct Overloaded : Ts... {
@@ -408,14 +411,17 @@ Result<std::vector<Message>> decode_messages(std::span<const std::uint8_t> paylo
   return messages;
 }
 
-void append_messages(Bytes& out, std::span<const Message> messages) {
+Result<void> append_messages(Bytes& out, std::span<const Message> messages) {
+  const bool fits = std::all_of(messages.begin(), messages.end(), [](const Message& message) {
+    return message.arguments.size() <= max_message_arguments;
+  });
+  if (!fits) return CodecError::too_many_arguments;
   for (const auto& message : messages) {
     append_string(out, message.name);
-    // The count is one byte on the wire: a message carries at most 255 arguments.
-    const auto count = std::min<std::size_t>(message.arguments.size(), 255);
-    append_u8(out, static_cast<std::uint8_t>(count));
-    append_kv_list(out, std::span(message.arguments).first(count));
+    append_u8(out, static_cast<std::uint8_t>(message.arguments.size()));
+    append_kv_list(out, message.arguments);
   }
+  return {};
 }
 
 Result<std::vector<Action>> decode_actions(std::span<const std::uint8_t> payload) {
@@ -492,10 +498,15 @@ void append_haproxy_disconnect(Bytes& out, Status status, std::string_view messa
   append_disconnect_frame(out, FrameType::haproxy_disconnect, status, message);
 }
 
-void append_notify(Bytes& out, std::uint64_t stream_id, std::uint64_t frame_id, std::span<const Message> messages) {
+Result<void> append_notify(Bytes& out, std::uint64_t stream_id, std::uint64_t frame_id,
+                           std::span<const Message> messages) {
   const auto start = begin_frame(out, FrameHeader{FrameType::notify, flag_fin, stream_id, frame_id});
-  append_messages(out, messages);
+  if (auto encoded = append_messages(out, messages); !encoded) {
+    out.resize(start);
+    return encoded;
+  }
   end_frame(out, start);
+  return {};
 }
 
 void append_agent_hello(Bytes& out, std::string_view version, std::uint32_t max_frame_size,

@@ -35,6 +35,7 @@ enum class CodecError {
   frame_too_big,          // a frame length above the allowed max-frame-size
   missing_key,            // a mandatory KV item is absent (see decode_disconnect)
   wrong_value_type,       // a KV item has a value of the wrong type
+  too_many_arguments,     // encoding a message of more than 255 arguments (NB-ARGS is one byte)
 };
 
 const std::error_category& codec_category() noexcept;
@@ -155,20 +156,16 @@ const Value* find_value(const KvList& items, std::string_view key) noexcept;
 void append_kv_list(Bytes& out, std::span<const Argument> items);
 
 // NOTIFY payload: messages, each a name, a one-byte argument count, named typed arguments.
-// The count being one byte, append_messages encodes at most 255 arguments per message.
+// The count being one byte, a message carries at most 255 arguments: append_messages fails with
+// too_many_arguments for a message with more, and then leaves `out` as it was.
 Result<std::vector<Message>> decode_messages(std::span<const std::uint8_t> payload);
-void append_messages(Bytes& out, std::span<const Message> messages);
+Result<void> append_messages(Bytes& out, std::span<const Message> messages);
 
 // ACK payload: set-var `01 03 <scope> <name> <value>`, unset-var `02 02 <scope> <name>`.
 Result<std::vector<Action>> decode_actions(std::span<const std::uint8_t> payload);
 void append_actions(Bytes& out, std::span<const Action> actions);
 
-// A DISCONNECT payload. The status code is kept raw: agents may define their own codes.
-struct DisconnectInfo {
-  std::uint32_t status_code = 0;
-  std::string message;
-  bool operator==(const DisconnectInfo&) const = default;
-};
+// A DISCONNECT payload (DisconnectInfo, types.hpp).
 // Requires "status-code" (UINT32) and "message" (STRING).
 Result<DisconnectInfo> decode_disconnect(std::span<const std::uint8_t> payload);
 
@@ -178,8 +175,9 @@ Result<DisconnectInfo> decode_disconnect(std::span<const std::uint8_t> payload);
 // HAProxy side: for conformance checkers and load generators.
 void append_haproxy_hello(Bytes& out, std::span<const Argument> items);
 void append_haproxy_disconnect(Bytes& out, Status status, std::string_view message);
-void append_notify(Bytes& out, std::uint64_t stream_id, std::uint64_t frame_id,
-                   std::span<const Message> messages);
+// Fails like append_messages (too_many_arguments), leaving `out` as it was.
+Result<void> append_notify(Bytes& out, std::uint64_t stream_id, std::uint64_t frame_id,
+                           std::span<const Message> messages);
 
 // Agent side. AGENT-HELLO items in this order: version, max-frame-size (UINT32), capabilities.
 void append_agent_hello(Bytes& out, std::string_view version, std::uint32_t max_frame_size,

@@ -69,12 +69,21 @@ Session::Session(SessionLimits limits)
 FeedResult Session::feed(std::span<const std::uint8_t> input) {
   FeedResult result;
   while (state_ != SessionState::closing) {
-    auto next = split_frame(input.subspan(result.consumed), max_frame_size_);
+    const auto rest = input.subspan(result.consumed);
+    auto next = split_frame(rest, max_frame_size_);
     if (!next) {
-      fail(result, Status::frame_too_big, describe(Status::frame_too_big));
+      ++frames_seen_;
+      current_header_.reset();
+      // split_frame fails only once it has read the 4-byte length.
+      const auto length = ByteReader(rest).read_u32_be();
+      fail(result, Status::frame_too_big,
+           std::string(describe(Status::frame_too_big)) + ": length " + std::to_string(length ? *length : 0) +
+               " above max-frame-size " + std::to_string(max_frame_size_));
       break;
     }
     if (!next->complete) break;
+    ++frames_seen_;
+    current_header_.reset();
     result.consumed += next->wire_size();
     handle_frame(next->body, result);
   }
@@ -83,8 +92,9 @@ FeedResult Session::feed(std::span<const std::uint8_t> input) {
 
 void Session::handle_frame(std::span<const std::uint8_t> body, FeedResult& result) {
   auto frame = decode_frame(body);
-  if (!frame) return fail(result, Status::invalid_frame, "malformed frame header");
+  if (!frame) return fail(result, Status::invalid_frame, "malformed frame header: " + frame.error().message());
   const FrameHeader& header = frame->header;
+  current_header_ = header;
   // This agent never announces fragmentation; ABORT alone is meaningless on whole frames.
   if (header.type == FrameType::fragment || (header.flags & flag_fin) == 0) {
     return fail(result, Status::fragmentation_not_supported, describe(Status::fragmentation_not_supported));
@@ -98,23 +108,29 @@ void Session::handle_frame(std::span<const std::uint8_t> body, FeedResult& resul
     case FrameType::notify: {
       if (state_ != SessionState::processing) return fail(result, Status::invalid_frame, "NOTIFY before HELLO");
       auto messages = decode_messages(frame->payload);
-      if (!messages) return fail(result, Status::invalid_frame, "malformed NOTIFY");
+      if (!messages) return fail(result, Status::invalid_frame, "malformed NOTIFY: " + messages.error().message());
       result.notifies.push_back(Notify{header.stream_id, header.frame_id, std::move(*messages)});
       return;
     }
 
-    case FrameType::haproxy_disconnect:
-      if (!decode_kv_list(frame->payload)) return fail(result, Status::invalid_frame, "malformed HAPROXY-DISCONNECT");
-      return fail(result, Status::normal, describe(Status::normal));
+    case FrameType::haproxy_disconnect: {
+      auto info = decode_disconnect(frame->payload);
+      if (!info) {
+        return fail(result, Status::invalid_frame, "malformed HAPROXY-DISCONNECT: " + info.error().message());
+      }
+      return end_on_haproxy_disconnect(result, std::move(*info));
+    }
 
     default:
-      return fail(result, Status::invalid_frame, "unexpected frame type");
+      return fail(result, Status::invalid_frame,
+                  "unexpected frame type " + std::to_string(static_cast<unsigned>(header.type)) + " (" +
+                      std::string(to_string(header.type)) + ")");
   }
 }
 
 void Session::handle_hello(std::span<const std::uint8_t> payload, FeedResult& result) {
   auto items = decode_kv_list(payload);
-  if (!items) return fail(result, Status::invalid_frame, "malformed HAPROXY-HELLO");
+  if (!items) return fail(result, Status::invalid_frame, "malformed HAPROXY-HELLO: " + items.error().message());
 
   const Value* versions = find_value(*items, "supported-versions");
   if (versions == nullptr) return fail(result, Status::no_version, describe(Status::no_version));
@@ -151,21 +167,35 @@ void Session::handle_hello(std::span<const std::uint8_t> payload, FeedResult& re
 }
 
 void Session::fail(FeedResult& result, Status status, std::string_view message) {
-  if (status != Status::normal) error_status_ = status;
+  error_status_ = status;
+  ProtocolError error{status, std::string(message), frames_seen_, std::nullopt, 0, 0};
+  if (current_header_) {
+    error.frame_type = current_header_->type;
+    error.stream_id = current_header_->stream_id;
+    error.frame_id = current_header_->frame_id;
+  }
+  result.error = std::move(error);
   result.writes.push_back(disconnect(status, message));
   result.close = true;
 }
 
-Bytes Session::encode_ack(std::uint64_t stream_id, std::uint64_t frame_id, std::span<const Action> actions) const {
-  Bytes ack;
-  ack.reserve(128);
+void Session::end_on_haproxy_disconnect(FeedResult& result, DisconnectInfo info) {
+  result.haproxy_disconnect = std::move(info);
+  result.writes.push_back(disconnect(Status::normal, describe(Status::normal)));
+  result.close = true;
+}
+
+EncodedAck Session::encode_ack(std::uint64_t stream_id, std::uint64_t frame_id, std::span<const Action> actions) const {
+  EncodedAck ack;
+  ack.frame.reserve(128);
   if (!actions.empty()) {
-    append_ack(ack, stream_id, frame_id, actions);
-    if (ack.size() - frame_length_size <= max_frame_size_) return ack;
-    ack.clear();
+    append_ack(ack.frame, stream_id, frame_id, actions);
+    if (ack.frame.size() - frame_length_size <= max_frame_size_) return ack;
+    ack.frame.clear();
+    ack.actions_dropped = true;
   }
   const Action placeholder[] = {SetVar{Scope::transaction, "unhandled", true}};
-  append_ack(ack, stream_id, frame_id, placeholder);
+  append_ack(ack.frame, stream_id, frame_id, placeholder);
   return ack;
 }
 

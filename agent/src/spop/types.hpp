@@ -88,4 +88,12 @@ struct UnsetVar {
 
 using Action = std::variant<SetVar, UnsetVar>;
 
+// What a DISCONNECT frame says (SPOE.txt 3.2.8, 3.2.9). The status code is kept raw: peers may
+// define their own codes.
+struct DisconnectInfo {
+  std::uint32_t status_code = 0;
+  std::string message;
+  bool operator==(const DisconnectInfo&) const = default;
+};
+
 }  // namespace director::spop

@@ -86,7 +86,6 @@ TEST_CASE("durations take a unit") {
   CHECK(parse({"--stale-if-error", "0s"}).config->decision.stale_if_error == std::chrono::seconds(0));
   CHECK(parse({"--hello-timeout", "30s"}).config->hello_timeout == std::chrono::seconds(30));
   CHECK(parse({"--dead-ttl", "2s"}).config->decision.dead_ttl == std::chrono::seconds(2));
-  CHECK(parse({"--dns-max-cache-ttl", "1m"}).config->dns.max_cache_ttl == std::chrono::seconds(60));
   CHECK_THAT(parse({"--probe-timeout", "250"}).error, Catch::Contains("expected a duration"));
 }
 
@@ -125,6 +124,52 @@ TEST_CASE("every invalid value names its source, the value and what is accepted"
     CHECK_FALSE(outcome.config);
     CHECK_THAT(outcome.error, Catch::Contains(c.expected));
   }
+}
+
+TEST_CASE("one grammar for DNS servers: what --dns-server accepts is what parse_dns_server reads") {
+  using director::config::parse_dns_server;
+  struct Good {
+    std::string_view text;
+    std::string_view address;
+    std::uint16_t port;
+  };
+  for (const Good& good : {Good{"127.0.0.1", "127.0.0.1", 53}, Good{"127.0.0.1:5353", "127.0.0.1", 5353},
+                           Good{"::1", "::1", 53}, Good{"[::1]", "::1", 53}, Good{"[fd00::53]:5353", "fd00::53", 5353},
+                           Good{"fd00::1:53", "fd00::1:53", 53}}) {
+    INFO("server '" << good.text << "'");
+    const auto server = parse_dns_server(good.text);
+    REQUIRE(server);
+    CHECK(server->address.to_string() == good.address);
+    CHECK(server->port == good.port);
+    const auto outcome = parse({"--dns-server", good.text});
+    INFO(outcome.error);
+    CHECK(outcome.config);
+  }
+  // "[127.0.0.1]:53" was accepted by --check-config and refused by the resolver at startup;
+  // "[::1]" the other way round.
+  for (const std::string_view bad : {"", "localhost", "dns.example:53", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:65536",
+                                     "127.0.0.1:53x", "127.0.0.1:-1", "1.2.3.4:5:6", "[127.0.0.1]:53", "[127.0.0.1]",
+                                     "[::1", "[::1]x", "[::1]:", "[::1]:0", " 127.0.0.1", "127.0.0.1 "}) {
+    INFO("server '" << bad << "'");
+    CHECK_FALSE(parse_dns_server(bad));
+    if (!bad.empty()) CHECK_THAT(parse({"--dns-server", bad}).error, Catch::Contains("for --dns-server"));
+  }
+}
+
+TEST_CASE("the listen options share the address grammar, with a port required") {
+  CHECK(parse({"--listen", "[::1]:9000"}).config->listen ==
+        boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("::1"), 9000));
+  CHECK(parse({"--http-listen", "0.0.0.0:9103"}).config->http_listen.port() == 9103);
+  for (const std::string_view bad : {"[127.0.0.1]:9000", "::1:9000", "[::1]", "127.0.0.1", "localhost:9000"}) {
+    INFO("listen '" << bad << "'");
+    CHECK_THAT(parse({"--listen", bad}).error, Catch::Contains("for --listen"));
+    CHECK_THAT(parse({"--http-listen", bad}).error, Catch::Contains("for --http-listen"));
+  }
+}
+
+TEST_CASE("the DNS cache option is gone: every check resolves afresh") {
+  CHECK_THAT(parse({"--dns-max-cache-ttl", "0s"}).error, Catch::Contains("unknown argument '--dns-max-cache-ttl'"));
+  CHECK(parse({}, {{"DIRECTOR_DNS_MAX_CACHE_TTL", "5s"}}).config);  // an unknown variable is not read
 }
 
 TEST_CASE("help, version and check-config are commands, not runs") {
@@ -206,7 +251,6 @@ TEST_CASE("a configuration file sets options with their JSON types") {
     "container_domain": "users.example.org",
     "alive_ttl": "2s",
     "dns_servers": ["127.0.0.1:5353", "[::1]:53"],
-    "dns_max_cache_ttl": "1m",
     "log_format": "json"
   })");
   const auto outcome = parse({"--config", path});
@@ -221,7 +265,6 @@ TEST_CASE("a configuration file sets options with their JSON types") {
   CHECK(config.decision.domain_suffix == "users.example.org");
   CHECK(config.decision.alive_ttl == std::chrono::seconds(2));
   CHECK(config.dns.servers == std::vector<std::string>{"127.0.0.1:5353", "[::1]:53"});
-  CHECK(config.dns.max_cache_ttl == std::chrono::seconds(60));
   CHECK(config.log_format == director::config::LogFormat::json);
   CHECK(config.sources.at("container_port") == Source::file);
   CHECK(config.sources.at("config") == Source::flag);
@@ -474,11 +517,9 @@ TEST_CASE("every option's invalid value names the variable, flag or key and the 
        "a path starting with / of printable ASCII without spaces, at most 1024 characters"},
       {"DIRECTOR_PROBE_TIMEOUT", "--probe-timeout", "probe_timeout", "0ms", R"("0ms")", "a duration from 1ms to 30s"},
       {"DIRECTOR_DNS_SERVER", "--dns-server", "dns_servers", "dns.example:53", R"(["dns.example:53"])",
-       "IP or IP:PORT entries ([IPv6]:PORT) separated by commas"},
+       "entries of IP, IPv4:PORT, [IPv6] or [IPv6]:PORT (port 1 to 65535, default 53) separated by commas"},
       {"DIRECTOR_DNS_TIMEOUT", "--dns-timeout", "dns_timeout", "31s", R"("31s")", "a duration from 10ms to 30s"},
       {"DIRECTOR_DNS_TRIES", "--dns-tries", "dns_tries", "11", "11", "an integer from 1 to 10"},
-      {"DIRECTOR_DNS_MAX_CACHE_TTL", "--dns-max-cache-ttl", "dns_max_cache_ttl", "1500ms", R"("1500ms")",
-       "whole seconds from 0s to 60m"},
       {"DIRECTOR_MAX_FRAME_SIZE", "--max-frame-size", "max_frame_size", "1048577", "1048577",
        "an integer from 256 to 1048576"},
       {"DIRECTOR_HELLO_TIMEOUT", "--hello-timeout", "hello_timeout", "50ms", R"("50ms")",
@@ -639,13 +680,12 @@ TEST_CASE("the Markdown reference has one well-formed row per option") {
     CHECK(line.find('<') == std::string::npos);  // no HTML: "<label>" is written &lt;label&gt;
     ++rows;
   }
-  CHECK(rows == 2 + 24);
+  CHECK(rows == 2 + 23);
   CHECK_THAT(table, Catch::Contains("| `container_port` | `CONTAINER_PORT` | `--container-port` | integer | `8080` | "
                                     "an integer from 1 to 65535 |"));
   CHECK_THAT(table, Catch::Contains("| (not in the file) | `DIRECTOR_CONFIG` | `--config` |"));
   CHECK_THAT(table, Catch::Contains("PREFIX-&lt;label&gt;"));
-  CHECK_THAT(table, Catch::Contains("| `dns_max_cache_ttl` | `DIRECTOR_DNS_MAX_CACHE_TTL` | `--dns-max-cache-ttl` | "
-                                    "string | `\"0s\"` |"));
+  CHECK_THAT(table, Catch::Contains("| `dns_tries` | `DIRECTOR_DNS_TRIES` | `--dns-tries` | integer | `2` |"));
 }
 
 TEST_CASE("the help text lists the commands and every option") {

@@ -422,11 +422,26 @@ TEST_CASE("director: DNS failure whose fallback does not answer", "[director]") 
       "alice", dns_failed_fallback_probed(ip("10.0.0.5"), ProbeOutcome::refused), at(810ms));
   CHECK_FALSE(completion.answer.alive);
   CHECK(completion.answer.reason == Reason::refused);
-  CHECK(director.stats().stale_dns == 0);
+  CHECK(director.stats().stale_dns == 1);  // the last known address was probed
 
   const DecideResult next = director.decide("alice", 3, at(1310ms));
   REQUIRE(next.start_check);
   CHECK_FALSE(next.start_check->fallback);
+}
+
+TEST_CASE("director: stale_dns counts every probe of a last known address, whatever its outcome",
+          "[director]") {
+  // director_stale_dns_answers_total (docs/metrics.md): checks whose DNS lookup failed and that
+  // probed the last known address instead.
+  const ProbeOutcome outcome =
+      GENERATE(ProbeOutcome::ok, ProbeOutcome::refused, ProbeOutcome::timeout, ProbeOutcome::failed);
+  Director director(test_settings());
+  check_once(director, "alice", reached(ip("10.0.0.5")), at(0ms));
+  const DecideResult stale = director.decide("alice", 2, at(800ms));
+  REQUIRE(stale.start_check);
+  REQUIRE(stale.start_check->fallback == ip("10.0.0.5"));
+  director.complete("alice", dns_failed_fallback_probed(ip("10.0.0.5"), outcome), at(810ms));
+  CHECK(director.stats().stale_dns == 1);
 }
 
 TEST_CASE("director: DNS failure without any address", "[director]") {

@@ -211,6 +211,13 @@ TEST_CASE("protocol errors count by status name; normal is not an error", "[metr
   CHECK(f.moved_by([&] { f.metrics.protocol_error(Status::normal); }).empty());
 }
 
+TEST_CASE("an ACK sent without its decision is counted as such, not as a decision", "[metrics]") {
+  Fixture f;
+  CHECK(f.moved_by([&] { f.metrics.ack_actions_dropped(); }) ==
+        Samples{{"director_spop_acks_without_decision_total", 1}});
+  CHECK(f.metrics.decisions() == 0);
+}
+
 TEST_CASE("sampled state is reported as given, counters from the decision core as is", "[metrics]") {
   Fixture f;
   f.sample.decisions.hits = 40;
@@ -246,7 +253,7 @@ TEST_CASE("every family has HELP and TYPE, counters end in _total, all names sha
     CHECK(names.insert(family.name).second);
     CHECK((family.type == prometheus::MetricType::Counter) == family.name.ends_with("_total"));
   }
-  CHECK(names.size() == 21);
+  CHECK(names.size() == 22);
 }
 
 TEST_CASE("cardinality: the series and their label values never depend on traffic", "[metrics][cardinality]") {
@@ -263,6 +270,7 @@ TEST_CASE("cardinality: the series and their label values never depend on traffi
     f.metrics.frame_received(static_cast<FrameType>(user % 256));
     f.metrics.frame_sent(static_cast<FrameType>(user % 256));
     f.metrics.protocol_error(static_cast<Status>(user % 100));
+    f.metrics.ack_actions_dropped();
   }
   f.sample.users_cached = 1000;
   f.sample.active_users_5m = 1000;

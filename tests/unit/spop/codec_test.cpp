@@ -332,14 +332,26 @@ TEST_CASE("messages: decode and encode NOTIFY payloads", "[codec][messages]") {
     CHECK(decode_messages(from_hex("016d02" "016100")).error() == CodecError::truncated);
     CHECK(decode_messages(from_hex("016d")).error() == CodecError::truncated);
   }
-  SECTION("255 arguments at most") {
+  SECTION("255 arguments at most: more is an error, never a silent truncation") {
     Message big{"big", {}};
-    for (int i = 0; i < 300; ++i) big.arguments.push_back(Argument{"", Null{}});
+    for (int i = 0; i < 255; ++i) big.arguments.push_back(Argument{"", Null{}});
     Bytes payload;
-    append_messages(payload, std::span(&big, 1));
+    REQUIRE(append_messages(payload, std::span(&big, 1)).has_value());
     const auto decoded = decode_messages(payload);
     REQUIRE(decoded.has_value());
     CHECK(decoded->at(0).arguments.size() == 255);
+
+    big.arguments.push_back(Argument{"", Null{}});  // 256
+    const std::vector<Message> messages = {Message{"first", {}}, big};
+    Bytes untouched = {0xAB};
+    const auto refused = append_messages(untouched, messages);
+    REQUIRE_FALSE(refused.has_value());
+    CHECK(refused.error() == CodecError::too_many_arguments);
+    CHECK(untouched == Bytes{0xAB});  // nothing appended, not even the first message
+    const auto notify = append_notify(untouched, 1, 1, messages);
+    REQUIRE_FALSE(notify.has_value());
+    CHECK(notify.error() == CodecError::too_many_arguments);
+    CHECK(untouched == Bytes{0xAB});  // no half-written frame either
   }
 }
 

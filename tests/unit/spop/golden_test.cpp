@@ -250,7 +250,7 @@ TEST_CASE("captures: a Session answers every connection as the reference agent d
       for (const auto& notify : result.notifies) {
         const auto actions = reference_actions.find({notify.stream_id, notify.frame_id});
         REQUIRE(actions != reference_actions.end());
-        ours.push_back(to_hex(session.encode_ack(notify.stream_id, notify.frame_id, actions->second)));
+        ours.push_back(to_hex(session.encode_ack(notify.stream_id, notify.frame_id, actions->second).frame));
       }
       saw_disconnect = captured.type == "HAPROXY-DISCONNECT";
       CHECK(result.close == saw_disconnect);

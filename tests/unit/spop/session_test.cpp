@@ -90,6 +90,11 @@ void require_disconnect(Session& session, const Bytes& input, Status status) {
   REQUIRE(result.writes.size() == 1);
   CHECK(disconnect_status(result.writes.back()) == static_cast<std::uint32_t>(status));
   CHECK(session.error_status() == std::optional<Status>(status));
+  REQUIRE(result.error);
+  CHECK(result.error->status == status);
+  CHECK_FALSE(result.error->detail.empty());
+  CHECK(result.error->frame_number >= 1);
+  CHECK_FALSE(result.haproxy_disconnect);
   CHECK(result.notifies.empty());
   CHECK(session.state() == SessionState::closing);
   // Once closing, nothing more is consumed or produced.
@@ -336,6 +341,67 @@ TEST_CASE("errors: each protocol violation yields its DISCONNECT status", "[sess
   }
 }
 
+TEST_CASE("errors: the result says what the decoder found wrong, and at which frame", "[session][errors]") {
+  SECTION("a truncated NOTIFY, the third frame of the connection") {
+    auto session = session_after_hello();  // frame 1
+    const auto good = notify_frame(7, 1, route_messages("jack"));  // frame 2
+    // "route", 4 arguments announced, one present.
+    Bytes truncated;
+    append_frame(truncated, FrameHeader{FrameType::notify, flag_fin, 9, 3}, from_hex("05726f75746504" "04757365720004"));
+    const auto result = session.feed(concat({good, truncated}));
+    CHECK(result.notifies.size() == 1);
+    REQUIRE(result.error);
+    CHECK(result.error->status == Status::invalid_frame);
+    CHECK(result.error->detail == "malformed NOTIFY: field runs past the end of its frame");
+    CHECK(result.error->frame_number == 3);
+    CHECK(result.error->frame_type == std::optional<FrameType>(FrameType::notify));
+    CHECK(result.error->stream_id == 9);
+    CHECK(result.error->frame_id == 3);
+  }
+  SECTION("an unknown data type in a HELLO") {
+    Session session;
+    const auto result = session.feed(raw_frame(FrameType::haproxy_hello, flag_fin, 0, 0, from_hex("01610c")));
+    REQUIRE(result.error);
+    CHECK(result.error->detail == "malformed HAPROXY-HELLO: unknown typed-data type");
+    CHECK(result.error->frame_number == 1);
+    CHECK(result.error->frame_type == std::optional<FrameType>(FrameType::haproxy_hello));
+  }
+  SECTION("a length above max-frame-size: no header to report") {
+    auto session = session_after_hello(1000);
+    const auto result = session.feed(from_hex("000003e9"));
+    REQUIRE(result.error);
+    CHECK(result.error->status == Status::frame_too_big);
+    CHECK(result.error->detail == "frame is too big: length 1001 above max-frame-size 1000");
+    CHECK(result.error->frame_number == 2);
+    CHECK_FALSE(result.error->frame_type);
+  }
+  SECTION("a header that does not decode") {
+    auto session = session_after_hello();
+    const auto result =
+        session.feed(from_hex("00000010" "0300000001" "fff0fefefefefefefe0f" "01"));  // stream id > 2^64
+    REQUIRE(result.error);
+    CHECK(result.error->detail == "malformed frame header: varint does not fit in 64 bits");
+    CHECK_FALSE(result.error->frame_type);
+  }
+  SECTION("an unexpected frame type is named") {
+    auto session = session_after_hello();
+    Bytes ack;
+    append_ack(ack, 4, 2, {});
+    const auto result = session.feed(ack);
+    REQUIRE(result.error);
+    CHECK(result.error->detail == "unexpected frame type 103 (ACK)");
+    CHECK(result.error->frame_type == std::optional<FrameType>(FrameType::ack));
+    CHECK(result.error->stream_id == 4);
+  }
+  SECTION("a HELLO refused for its content keeps the spec's description") {
+    Session session;
+    const auto result = session.feed(hello_frame(hello_items_with("supported-versions", Value{std::string("3.0")})));
+    REQUIRE(result.error);
+    CHECK(result.error->status == Status::bad_version);
+    CHECK(result.error->detail == "unsupported version");
+  }
+}
+
 TEST_CASE("errors: frames decoded before the bad one are still reported", "[session][errors]") {
   auto session = session_after_hello();
   const auto good = notify_frame(7, 1, route_messages("jack"));
@@ -386,7 +452,8 @@ TEST_CASE("flow: NOTIFYs carry their ids and messages and the session keeps no r
       const std::vector<Action> actions = {SetVar{Scope::transaction, "label", notify->messages[0].arguments[0].value},
                                            UnsetVar{Scope::request, "old"}};
       const auto ack = session.encode_ack(notify->stream_id, notify->frame_id, actions);
-      const auto frame = spop_test::decode_whole(ack);
+      CHECK_FALSE(ack.actions_dropped);
+      const auto frame = spop_test::decode_whole(ack.frame);
       CHECK(frame.header == FrameHeader{FrameType::ack, flag_fin, notify->stream_id, notify->frame_id});
       CHECK(spop_test::value_of(decode_actions(frame.payload)) == actions);
     }
@@ -441,6 +508,8 @@ TEST_CASE("flow: HAPROXY-DISCONNECT is answered with AGENT-DISCONNECT normal, th
     CHECK(result.consumed == stream.size() - notify_frame(3, 1, {}).size());
     CHECK(session.state() == SessionState::closing);
     CHECK_FALSE(session.error_status());  // HAProxy said goodbye: not a protocol error
+    CHECK_FALSE(result.error);
+    CHECK(result.haproxy_disconnect == std::optional<DisconnectInfo>(DisconnectInfo{0, "normal"}));
   }
   SECTION("before HELLO, and whatever status HAProxy gives") {
     Bytes error_disconnect;
@@ -451,6 +520,23 @@ TEST_CASE("flow: HAPROXY-DISCONNECT is answered with AGENT-DISCONNECT normal, th
     CHECK(to_hex(result.writes[0]) == to_hex(captured_agent_disconnect));
     CHECK(result.close);
     CHECK_FALSE(session.error_status());  // HAProxy's status is its own, not our protocol error
+    CHECK_FALSE(result.error);
+    // ... and is kept, with its message, for the connection to log.
+    CHECK(result.haproxy_disconnect ==
+          std::optional<DisconnectInfo>(DisconnectInfo{8, "unsupported version"}));
+  }
+  SECTION("without its mandatory status-code and message: a protocol error") {
+    auto session = session_after_hello();
+    Bytes payload;
+    const Argument only_message[] = {Argument{"message", std::string("bye")}};
+    append_kv_list(payload, only_message);
+    Bytes frame;
+    append_frame(frame, FrameHeader{FrameType::haproxy_disconnect, flag_fin, 0, 0}, payload);
+    const auto result = session.feed(frame);
+    REQUIRE(result.error);
+    CHECK(result.error->status == Status::invalid_frame);
+    CHECK(result.error->detail == "malformed HAPROXY-DISCONNECT: mandatory item missing");
+    CHECK_FALSE(result.haproxy_disconnect);
   }
 }
 
@@ -460,7 +546,8 @@ TEST_CASE("ACK encoding: FIN, at least one action, within the frame size", "[ses
   SECTION("no actions: the placeholder") {
     Session session;
     const auto ack = session.encode_ack(5, 1, {});
-    CHECK(to_hex(ack) == "00000015" "67" "00000001" "05" "01" + placeholder_payload);
+    CHECK(to_hex(ack.frame) == "00000015" "67" "00000001" "05" "01" + placeholder_payload);
+    CHECK_FALSE(ack.actions_dropped);  // there were none to drop
   }
   SECTION("too big for the negotiated frame size: the placeholder; a frame that fits exactly is kept") {
     auto session = session_after_hello(256);
@@ -478,18 +565,20 @@ TEST_CASE("ACK encoding: FIN, at least one action, within the frame size", "[ses
     std::size_t fitting = 200;
     while (unchecked_size(fitting + 1) <= 4 + 256) ++fitting;
     const auto exact = ack_of(fitting);
-    CHECK(exact.size() == 4 + 256);
-    CHECK(spop_test::value_of(decode_actions(spop_test::decode_whole(exact).payload)) ==
+    CHECK(exact.frame.size() == 4 + 256);
+    CHECK_FALSE(exact.actions_dropped);
+    CHECK(spop_test::value_of(decode_actions(spop_test::decode_whole(exact.frame).payload)) ==
           std::vector<Action>{SetVar{Scope::transaction, "v", std::string(fitting, 'x')}});
     const auto too_big = ack_of(fitting + 1);
-    const auto frame = spop_test::decode_whole(too_big);
+    CHECK(too_big.actions_dropped);  // reported, so that it is not counted as the decision
+    const auto frame = spop_test::decode_whole(too_big.frame);
     CHECK(frame.header == FrameHeader{FrameType::ack, flag_fin, max_u64, max_u64});
     CHECK(to_hex(frame.payload) == placeholder_payload);
   }
   SECTION("the captured reference ACK") {
     Session session;
     const std::vector<Action> actions = {SetVar{Scope::session, "ip_score", std::uint32_t{72}}};
-    CHECK(to_hex(session.encode_ack(0, 1, actions)) == "00000015670000000100010103010869705f73636f72650348");
+    CHECK(to_hex(session.encode_ack(0, 1, actions).frame) == "00000015670000000100010103010869705f73636f72650348");
   }
 }
 
