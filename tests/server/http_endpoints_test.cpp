@@ -6,11 +6,11 @@
 
 #include "config/config.hpp"
 #include "metrics/metrics.hpp"
+#include "net/awaitable.hpp"
 #include "server/checker.hpp"
 #include "server/resolver.hpp"
 #include "server/server.hpp"
 
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ip/udp.hpp>
@@ -53,7 +53,7 @@ struct Reply {
 
 asio::awaitable<void> sleep_for(std::chrono::milliseconds duration) {
   asio::steady_timer timer(co_await asio::this_coro::executor, duration);
-  co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+  co_await timer.async_wait(director::net::nothrow_awaitable);
 }
 
 // Series name with labels -> value, from /metrics.

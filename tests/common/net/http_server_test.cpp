@@ -2,7 +2,9 @@
 // trivial handlers: the contract every server of the project gets. Requests are raw bytes.
 #include "net/http_server.hpp"
 
-#include <boost/asio/as_tuple.hpp>
+#include "net/awaitable.hpp"
+
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -17,6 +19,7 @@
 #include <chrono>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "../../server/asio_test_support.hpp"
@@ -31,12 +34,11 @@ using director::net::http::Request;
 using director::net::http::Response;
 using director::net::http::Router;
 using director::net::http::Status;
+using director::net::nothrow_awaitable;
 using director::test::run_until_complete;
 using Json = nlohmann::json;
 
 namespace {
-
-constexpr auto nothrow_awaitable = asio::as_tuple(asio::use_awaitable);
 
 struct Reply {
   int status = 0;  // 0: closed without an answer
@@ -289,4 +291,37 @@ TEST_CASE("http: the listener refuses an address it cannot bind, naming it", "[h
   CHECK_THROWS_WITH(HttpServer(served.io, served.http.local_endpoint(), "HTTP", Router{}),
                     Catch::Contains("cannot listen for HTTP on 127.0.0.1:") &&
                         Catch::Contains("Address already in use"));
+}
+
+TEST_CASE("http: concurrent exchanges on a multi-threaded io_context", "[http][threads]") {
+  // The server's io_context runs on four threads, as the agent's does (each exchange on its
+  // strand); a client on its own io_context sends 64 requests at once. Meant for TSan too.
+  asio::io_context server_io;
+  std::atomic<int> handled{0};
+  Router router;
+  router.get("/count", [&](const Request&) {
+    ++handled;
+    return director::net::http::make_response(Status::ok, "text/plain", "counted\n");
+  });
+  HttpLimits limits;
+  limits.max_connections = 128;
+  HttpServer http(server_io, tcp::endpoint(asio::ip::address_v4::loopback(), 0), "HTTP", std::move(router), limits);
+  http.start();
+  auto work = asio::make_work_guard(server_io);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) threads.emplace_back([&] { server_io.run(); });
+
+  asio::io_context client_io;
+  std::vector<asio::awaitable<Reply>> requests;
+  for (int i = 0; i < 64; ++i) requests.push_back(get(http.local_endpoint(), "/count"));
+  const auto replies = run_until_complete(client_io, director::test::gather(std::move(requests)));
+
+  http.stop();
+  work.reset();
+  server_io.stop();
+  for (auto& thread : threads) thread.join();
+  int ok = 0;
+  for (const auto& reply : replies) ok += reply.status == 200 && reply.body == "counted\n" ? 1 : 0;
+  CHECK(ok == 64);
+  CHECK(handled.load() == 64);
 }

@@ -2,7 +2,8 @@
 // the error naming the address, stop, and accepting again after running out of descriptors.
 #include "net/listener.hpp"
 
-#include <boost/asio/as_tuple.hpp>
+#include "net/awaitable.hpp"
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -25,11 +26,10 @@ namespace asio = boost::asio;
 using asio::ip::tcp;
 using namespace std::chrono_literals;
 using director::net::Listener;
+using director::net::nothrow_awaitable;
 using director::test::run_until_complete;
 
 namespace {
-
-constexpr auto nothrow_awaitable = asio::as_tuple(asio::use_awaitable);
 
 const tcp::endpoint any_loopback_port(asio::ip::address_v4::loopback(), 0);
 
