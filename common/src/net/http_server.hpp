@@ -5,8 +5,9 @@
 // The contract, the same for every handler:
 // - HTTP/1.0 and HTTP/1.1, one request per connection: every response carries
 //   `Connection: close`, `Content-Length` and `Cache-Control: no-store`, and after it the server
-//   shuts its side down and reads (and drops) what the client still sends for up to 1 s and
-//   64 KiB before it closes, so that the close does not reset the connection under the answer.
+//   shuts its side down and reads (and drops) what the client still sends for up to 1 s (at
+//   most exchange_timeout) and 64 KiB before it closes, so that the close does not reset the
+//   connection under the answer.
 // - The request head (request line, headers, the empty line) is at most
 //   HttpLimits::header_limit bytes: beyond it 414 when the request line did not end within the
 //   limit, else 431. A body is at most HttpLimits::body_limit bytes (beyond: 413).
@@ -18,6 +19,7 @@
 //   request target that is not a path (origin form: it starts with '/') are 400.
 // - The Router: an unknown path is 404; a known path asked with a method it has no handler for
 //   is 405 with `Allow` listing the methods it has.
+// - A handler that throws is answered 500, and the exception is logged (`HTTP handler failed`).
 // - Errors the layer answers itself are JSON: {"error": "<message>"}.
 #pragma once
 
