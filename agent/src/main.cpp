@@ -4,7 +4,7 @@
 #include "metrics/metrics.hpp"
 #include "server/checker.hpp"
 #include "server/health_probe.hpp"
-#include "server/http_server.hpp"
+#include "server/http_endpoints.hpp"
 #include "log/log.hpp"
 #include "server/resolver.hpp"
 #include "server/server.hpp"
@@ -62,7 +62,8 @@ int run(const director::config::Config& config) {
   limits.max_frame_size = config.max_frame_size;
   limits.hello_timeout = config.hello_timeout;
   director::server::Server server(context, config.listen, checker, metrics, limits);
-  director::server::HttpServer http(context, config.http_listen, {config, metrics, checker, server});
+  director::net::http::HttpServer http(context, config.http_listen, "HTTP",
+                                      director::server::http_endpoints({config, metrics, checker, server}));
   server.start();
   http.start();
 

@@ -10,7 +10,7 @@
 
 #include "decision/director.hpp"
 #include "metrics/metrics.hpp"
-#include "server/route_handler.hpp"
+#include "route/route_handler.hpp"
 #include "spop/codec.hpp"
 #include "spop/session.hpp"
 
@@ -146,7 +146,7 @@ int main(int argc, char** argv) {
   answer.address = boost::asio::ip::make_address("127.0.3.7");
   answer.port = 8080;
   const auto encode = time_it(n, [&](std::uint64_t i) {
-    const auto actions = server::to_actions(answer);
+    const auto actions = route::to_actions(answer);
     auto ack = session.encode_ack(i, 1, actions);
     keep(ack);
   });
@@ -168,9 +168,9 @@ int main(int argc, char** argv) {
   auto decide_one = [&](std::uint64_t) {
     auto result = session.feed(notify);
     for (auto& request_notify : result.notifies) {
-      const auto request = server::find_route_request(request_notify);
+      const auto request = route::find_route_request(request_notify);
       auto decided = director.decide(request->username, 1, now);
-      const auto actions = server::to_actions(*decided.answer);
+      const auto actions = route::to_actions(*decided.answer);
       auto ack = session.encode_ack(request_notify.stream_id, request_notify.frame_id, actions);
       metrics.decision_answered(decided.answer->reason, std::chrono::microseconds(1));
       answered += decided.answer->alive ? 1U : 0U;
@@ -187,7 +187,7 @@ int main(int argc, char** argv) {
         }),
         "allocs");
   print("allocations per ACK encode", allocations_per_op(quick ? 1'000 : 100'000, [&](std::uint64_t i) {
-          const auto actions = server::to_actions(answer);
+          const auto actions = route::to_actions(answer);
           auto ack = session.encode_ack(i, 1, actions);
           keep(ack);
         }),

@@ -5,14 +5,14 @@
 // Checks, after a captured HELLO:
 // - the Session yields exactly the messages decode_messages decodes, with the ids echoed, or
 //   AGENT-DISCONNECT (invalid-frame; frame-too-big beyond the negotiated size) and nothing else;
-// - the server's path for it (server/route_handler: find_route_request, the username scheme in
+// - the server's path for it (route/route_handler: find_route_request, the username scheme in
 //   both modes, to_actions, Session::encode_ack) yields one ACK that decodes, echoes the ids,
 //   fits the negotiated max-frame-size and carries the actions (or the placeholder action when
 //   they do not fit).
 #include "fuzz_support.hpp"
 
 #include "decision/username.hpp"
-#include "server/route_handler.hpp"
+#include "route/route_handler.hpp"
 #include "spop/codec.hpp"
 #include "spop/session.hpp"
 
@@ -24,7 +24,7 @@
 
 using namespace director::spop;
 namespace decision = director::decision;
-namespace server = director::server;
+namespace route = director::route;
 
 namespace {
 
@@ -51,7 +51,7 @@ void check_ack(const Session& session, const Bytes& ack, std::uint64_t stream_id
 // What connection.cpp does with a decoded NOTIFY, the I/O and the cache left out: the answer
 // is the one a check would produce for the mapped username.
 void answer(const Session& session, const Notify& notify) {
-  const auto request = server::find_route_request(notify);
+  const auto request = route::find_route_request(notify);
   if (!request) {
     check_ack(session, session.encode_ack(notify.stream_id, notify.frame_id, {}).frame, notify.stream_id,
               notify.frame_id, {});
@@ -73,7 +73,7 @@ void answer(const Session& session, const Notify& notify) {
         result.reason = decision::Reason::invalid_username;
       }
     }
-    const auto actions = server::to_actions(result);
+    const auto actions = route::to_actions(result);
     check_ack(session, session.encode_ack(notify.stream_id, notify.frame_id, actions).frame, notify.stream_id,
               notify.frame_id, actions);
   }

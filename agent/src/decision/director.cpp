@@ -109,7 +109,6 @@ DecideResult Director::decide(std::optional<std::string_view> username, WaiterId
 
   ++stats_.misses;
   entry.waiters.push_back(waiter);
-  waiting_[waiter] = &entry;
   if (!entry.checking) {
     decision.start_check = plan_for(entry, now);
   }
@@ -158,24 +157,9 @@ Completion Director::complete(std::string_view label, const CheckResult& result,
 
   completion.waiters = std::move(entry.waiters);
   entry.waiters.clear();
-  for (const WaiterId waiter : completion.waiters) {
-    const auto queued = waiting_.find(waiter);
-    if (queued != waiting_.end() && queued->second == &entry) {
-      waiting_.erase(queued);
-    }
-  }
   completion.answer = answer_for(entry, entry.label, Duration::zero());
   evict_beyond_capacity();  // may drop `entry`, which is no longer pinned
   return completion;
-}
-
-void Director::cancel(WaiterId waiter) {
-  const auto queued = waiting_.find(waiter);
-  if (queued == waiting_.end()) {
-    return;
-  }
-  std::erase(queued->second->waiters, waiter);
-  waiting_.erase(queued);
 }
 
 std::size_t Director::size() const noexcept { return entries_.size(); }

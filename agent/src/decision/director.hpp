@@ -153,10 +153,6 @@ class Director {
   // A label that is not cached gets its Answer but nothing is recorded.
   Completion complete(std::string_view label, const CheckResult& result, TimePoint now);
 
-  // Forgets the waiters of a connection that went away (they will not be in any Completion).
-  // WaiterIds must be unique among queued waiters.
-  void cancel(WaiterId waiter);
-
   // Cached users; exceeds settings().capacity only by entries with a check in flight.
   std::size_t size() const noexcept;
   const Stats& stats() const noexcept;
@@ -192,7 +188,6 @@ class Director {
   Settings settings_;
   Entries entries_;
   std::unordered_map<std::string_view, Entries::iterator> index_;  // label -> entry
-  std::unordered_map<WaiterId, Entry*> waiting_;  // queued waiter -> its entry, for cancel()
   Stats stats_;
 };
 

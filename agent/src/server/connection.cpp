@@ -2,7 +2,7 @@
 
 #include "log/log.hpp"
 #include "net/awaitable.hpp"
-#include "server/route_handler.hpp"
+#include "route/route_handler.hpp"
 #include "spop/codec.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -171,7 +171,7 @@ void Connection::handle(spop::FeedResult& result, std::chrono::steady_clock::tim
     return;
   }
   for (auto& notify : result.notifies) {
-    const auto request = find_route_request(notify);
+    const auto request = route::find_route_request(notify);
     if (!request) {
       enqueue(session_.encode_ack(notify.stream_id, notify.frame_id, {}).frame);
       continue;
@@ -197,7 +197,7 @@ void Connection::handle(spop::FeedResult& result, std::chrono::steady_clock::tim
 void Connection::answer(std::uint64_t stream_id, std::uint64_t frame_id, const decision::Answer& answer,
                         std::chrono::steady_clock::time_point arrived) {
   if (closed_ || closing_) return;
-  const auto actions = to_actions(answer);
+  const auto actions = route::to_actions(answer);
   auto ack = session_.encode_ack(stream_id, frame_id, actions);
   if (ack.actions_dropped) {
     // HAProxy gets the placeholder, not this decision: not counted as one.

@@ -1,65 +1,27 @@
 #include "server/server.hpp"
 
-#include "log/log.hpp"
-#include "net/awaitable.hpp"
-
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
-#include <boost/asio/strand.hpp>
-#include <boost/asio/use_awaitable.hpp>
-
-#include <sstream>
-#include <stdexcept>
+#include <utility>
 #include <vector>
 
 namespace director::server {
 
-using net::nothrow_awaitable;
-
 Server::Server(boost::asio::io_context& context, const boost::asio::ip::tcp::endpoint& listen, Checker& checker,
                metrics::Metrics& metrics, ConnectionLimits limits)
-    : context_(context),
-      acceptor_(boost::asio::make_strand(context)),
-      checker_(checker),
-      metrics_(metrics),
-      limits_(limits) {
-  boost::system::error_code error;
-  acceptor_.open(listen.protocol(), error);
-  if (!error) acceptor_.set_option(boost::asio::socket_base::reuse_address(true), error);
-  if (!error) acceptor_.bind(listen, error);
-  if (!error) acceptor_.listen(boost::asio::socket_base::max_listen_connections, error);
-  if (error) {
-    std::ostringstream message;
-    message << "cannot listen on " << listen << ": " << error.message();
-    throw std::runtime_error(message.str());
-  }
-}
+    : listener_(context, listen, ""), checker_(checker), metrics_(metrics), limits_(limits) {}
 
 void Server::start() {
-  boost::asio::co_spawn(acceptor_.get_executor(), accept_loop(), boost::asio::detached);
+  listener_.start([this](boost::asio::ip::tcp::socket socket) { accept(std::move(socket)); });
 }
 
-boost::asio::awaitable<void> Server::accept_loop() {
-  for (;;) {
-    auto [error, socket] = co_await acceptor_.async_accept(boost::asio::make_strand(context_), nothrow_awaitable);
-    if (error == boost::asio::error::operation_aborted || !acceptor_.is_open()) co_return;
-    if (error) {
-      // Out of descriptors and the like: report, breathe, go on accepting.
-      log(config::LogLevel::error, "accept failed: " + error.message());
-      boost::asio::steady_timer pause(acceptor_.get_executor(), std::chrono::milliseconds(50));
-      co_await pause.async_wait(nothrow_awaitable);
-      continue;
-    }
-    auto connection = std::make_shared<Connection>(std::move(socket), checker_, metrics_, limits_,
-                                                   [this](Connection& closed) { forget(closed); });
-    {
-      const std::lock_guard lock(mutex_);
-      if (stopping_) continue;  // the socket closes with the connection
-      connections_.emplace(connection.get(), connection);
-    }
-    connection->start();
+void Server::accept(boost::asio::ip::tcp::socket socket) {
+  auto connection = std::make_shared<Connection>(std::move(socket), checker_, metrics_, limits_,
+                                                 [this](Connection& closed) { forget(closed); });
+  {
+    const std::lock_guard lock(mutex_);
+    if (stopping_) return;  // the socket closes with the connection
+    connections_.emplace(connection.get(), connection);
   }
+  connection->start();
 }
 
 void Server::forget(Connection& connection) {
@@ -80,21 +42,16 @@ void Server::stop(std::chrono::milliseconds grace, std::function<void()> on_drai
     for (auto& [raw, weak] : connections_) {
       if (auto connection = weak.lock()) open.push_back(std::move(connection));
     }
-    if (connections_.empty()) {
-      on_drained_ = nullptr;
-    } else {
-      on_drained_ = std::move(on_drained);
-    }
+    // Either forget() runs on_drained_ when the last connection closes, or nothing is open and
+    // it runs below; never both, never neither.
+    if (!connections_.empty()) on_drained_ = std::move(on_drained);
   }
-  boost::asio::post(acceptor_.get_executor(), [this] {
-    boost::system::error_code ignored;
-    acceptor_.close(ignored);
-  });
+  listener_.stop();
   for (auto& connection : open) connection->stop(grace);
-  if (open.empty() && on_drained) on_drained();
+  if (on_drained) on_drained();  // still ours: no connection was open
 }
 
-boost::asio::ip::tcp::endpoint Server::local_endpoint() const { return acceptor_.local_endpoint(); }
+boost::asio::ip::tcp::endpoint Server::local_endpoint() const { return listener_.local_endpoint(); }
 
 std::size_t Server::connection_count() const {
   const std::lock_guard lock(mutex_);

@@ -2,6 +2,7 @@
 // finish in-flight work and say AGENT-DISCONNECT to each. Thread-safe.
 #pragma once
 
+#include "net/listener.hpp"
 #include "server/checker.hpp"
 #include "server/connection.hpp"
 
@@ -24,7 +25,8 @@ class Server {
 
   void start();
   // Stops accepting; each connection answers what is pending (for at most `grace`), sends
-  // AGENT-DISCONNECT and closes. `on_drained` runs once every connection is closed.
+  // AGENT-DISCONNECT and closes. `on_drained` runs once every connection is closed: at once
+  // (in this call) when none is open.
   void stop(std::chrono::milliseconds grace, std::function<void()> on_drained);
 
   boost::asio::ip::tcp::endpoint local_endpoint() const;
@@ -33,11 +35,10 @@ class Server {
   bool is_listening() const;
 
  private:
-  boost::asio::awaitable<void> accept_loop();
+  void accept(boost::asio::ip::tcp::socket socket);
   void forget(Connection& connection);
 
-  boost::asio::io_context& context_;
-  boost::asio::ip::tcp::acceptor acceptor_;
+  net::Listener listener_;
   Checker& checker_;
   metrics::Metrics& metrics_;
   ConnectionLimits limits_;

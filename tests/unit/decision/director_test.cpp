@@ -574,35 +574,11 @@ TEST_CASE("director: capacity holds under many users", "[director]") {
   CHECK_FALSE(director.find_user("user989"));
 }
 
-TEST_CASE("director: cancelled waiters are not released", "[director]") {
-  Director director(test_settings());
-  director.decide("alice", 1, at(0ms));
-  director.decide("alice", 2, at(0ms));
-  director.decide("alice", 3, at(0ms));
-  director.decide("bob", 4, at(0ms));
-
-  director.cancel(2);
-  director.cancel(99);  // unknown: nothing happens
-  CHECK(director.find_user("alice")->waiters == 2);
-  CHECK(director.find_user("bob")->waiters == 1);
-
-  const Completion alice = director.complete("alice", reached(ip("10.0.0.5")), at(10ms));
-  CHECK(alice.waiters == std::vector<WaiterId>{1, 3});
-  director.cancel(1);  // already released: nothing happens
-
-  director.cancel(4);
-  const Completion bob = director.complete("bob", reached(ip("10.0.0.6")), at(10ms));
-  CHECK(bob.waiters.empty());
-  // The result is recorded even though nobody waits for it.
-  CHECK(director.find_user("bob")->last_checked == at(10ms));
-}
-
 TEST_CASE("director: a waiter id can be reused once released", "[director]") {
   Director director(test_settings());
   check_once(director, "alice", reached(ip("10.0.0.5")), at(0ms), 1);
   director.decide("bob", 1, at(1ms));
-  director.cancel(1);
-  CHECK(director.complete("bob", reached(ip("10.0.0.6")), at(2ms)).waiters.empty());
+  CHECK(director.complete("bob", reached(ip("10.0.0.6")), at(2ms)).waiters == std::vector<WaiterId>{1});
 }
 
 TEST_CASE("director: completing an unknown label is harmless", "[director]") {

@@ -1,11 +1,11 @@
-#include "server/route_handler.hpp"
+#include "route/route_handler.hpp"
 
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <string>
 
-namespace director::server {
+namespace director::route {
 
 std::optional<RouteRequest> find_route_request(const spop::Notify& notify) {
   for (const auto& message : notify.messages) {
@@ -46,4 +46,4 @@ std::vector<spop::Action> to_actions(const decision::Answer& answer) {
   return actions;
 }
 
-}  // namespace director::server
+}  // namespace director::route

@@ -1,22 +1,22 @@
-// The HTTP listener against a real loopback socket, with the real Checker, Resolver and SPOP
-// Server behind it: a dnsmasq fixture answers for the container hosts (NXDOMAIN for unknown
-// names), a listening socket stands for an alive container. Requests are raw bytes.
-#include "server/http_server.hpp"
+// The agent's HTTP endpoints as the plain functions of a request they are, routed by
+// http_endpoints(), with the real Checker, Resolver and SPOP Server behind them: a dnsmasq
+// fixture answers for the container hosts (NXDOMAIN for unknown names), a listening socket stands
+// for an alive container. The HTTP layer under them is tested in tests/common/net.
+#include "server/http_endpoints.hpp"
 
 #include "config/config.hpp"
 #include "metrics/metrics.hpp"
+#include "net/awaitable.hpp"
 #include "server/checker.hpp"
 #include "server/resolver.hpp"
 #include "server/server.hpp"
 
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ip/udp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/write.hpp>
+#include <boost/beast/http/field.hpp>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -35,72 +35,25 @@ using asio::ip::tcp;
 using namespace std::chrono_literals;
 using director::server::Checker;
 using director::server::evaluate_readiness;
-using director::server::HttpLimits;
-using director::server::HttpServer;
 using director::test::run_until_complete;
 using Json = nlohmann::json;
 
 namespace {
 
-constexpr auto nothrow_awaitable = asio::as_tuple(asio::use_awaitable);
 
+// An endpoint's response, read as a client would.
 struct Reply {
   int status = 0;
-  std::string head;  // status line and headers
   std::string body;
+  director::net::http::Response response;
 
-  // The value of header `name` (exact case as the server writes it), or empty.
-  std::string header(const std::string& name) const {
-    const auto at = head.find("\r\n" + name + ": ");
-    if (at == std::string::npos) return {};
-    const auto start = at + 4 + name.size();
-    return head.substr(start, head.find("\r\n", start) - start);
-  }
+  std::string header(std::string_view name) const { return std::string(response[name]); }
   Json json() const { return Json::parse(body); }
 };
 
 asio::awaitable<void> sleep_for(std::chrono::milliseconds duration) {
   asio::steady_timer timer(co_await asio::this_coro::executor, duration);
-  co_await timer.async_wait(nothrow_awaitable);
-}
-
-// Reads until the server closes (or 5 s pass) and splits the response.
-asio::awaitable<Reply> read_reply(tcp::socket& socket) {
-  std::string received;
-  std::array<char, 65536> chunk{};
-  asio::steady_timer guard(socket.get_executor(), 5s);
-  guard.async_wait([&](const boost::system::error_code& error) {
-    if (!error) socket.close();
-  });
-  for (;;) {
-    const auto [error, count] = co_await socket.async_read_some(asio::buffer(chunk), nothrow_awaitable);
-    received.append(chunk.data(), count);
-    if (error) break;
-  }
-  guard.cancel();
-  Reply reply;
-  const auto end = received.find("\r\n\r\n");
-  if (received.size() >= 12 && received.starts_with("HTTP/1.1 ")) reply.status = std::stoi(received.substr(9, 3));
-  reply.head = received.substr(0, end);
-  if (end != std::string::npos) reply.body = received.substr(end + 4);
-  co_return reply;
-}
-
-// Sends `request` (in pieces of `piece_size` bytes when set) and reads the reply.
-asio::awaitable<Reply> exchange(tcp::endpoint server, std::string request, std::size_t piece_size = 0) {
-  tcp::socket socket(co_await asio::this_coro::executor);
-  co_await socket.async_connect(server, asio::use_awaitable);
-  if (piece_size == 0) piece_size = request.size();
-  for (std::size_t at = 0; at < request.size(); at += piece_size) {
-    const auto piece = std::string_view(request).substr(at, piece_size);
-    co_await asio::async_write(socket, asio::buffer(piece.data(), piece.size()), nothrow_awaitable);
-    if (piece_size < request.size()) co_await sleep_for(1ms);
-  }
-  co_return co_await read_reply(socket);
-}
-
-asio::awaitable<Reply> get(tcp::endpoint server, std::string target) {
-  co_return co_await exchange(server, "GET " + target + " HTTP/1.1\r\nHost: localhost\r\n\r\n");
+  co_await timer.async_wait(director::net::nothrow_awaitable);
 }
 
 // Series name with labels -> value, from /metrics.
@@ -118,8 +71,7 @@ std::map<std::string, double> parse_metrics(const std::string& text) {
 
 // The agent's parts on one io_context, as main.cpp assembles them.
 struct Agent {
-  explicit Agent(std::vector<std::string> dns_servers, HttpLimits limits = {},
-                 std::chrono::milliseconds dns_timeout = 250ms)
+  explicit Agent(std::vector<std::string> dns_servers, std::chrono::milliseconds dns_timeout = 250ms)
       : container(io, tcp::endpoint(asio::ip::address_v4::loopback(), 0)) {
     config.listen = tcp::endpoint(asio::ip::address_v4::loopback(), 0);
     config.http_listen = tcp::endpoint(asio::ip::address_v4::loopback(), 0);
@@ -132,13 +84,9 @@ struct Agent {
     checker = std::make_unique<Checker>(io.get_executor(), config, *resolver, metrics);
     spop = std::make_unique<director::server::Server>(io, config.listen, *checker, metrics,
                                                       director::server::ConnectionLimits{});
-    http = std::make_unique<HttpServer>(io, config.http_listen,
-                                        director::server::HttpSources{config, metrics, *checker, *spop}, limits);
+    router = director::server::http_endpoints({config, metrics, *checker, *spop});
     spop->start();
-    http->start();
   }
-
-  tcp::endpoint endpoint() const { return http->local_endpoint(); }
 
   // Asks for `username` as a NOTIFY would (the answer, if deferred, is dropped).
   void decide(const std::string& username) {
@@ -152,7 +100,15 @@ struct Agent {
     }());
   }
 
-  Reply run_get(const std::string& target) { return run_until_complete(io, get(endpoint(), target)); }
+  // Runs the io_context for `duration`: checks in flight make progress.
+  void run_for(std::chrono::milliseconds duration) { run_until_complete(io, sleep_for(duration)); }
+
+  // GET `target`, answered by the router on the test's thread.
+  Reply run_get(const std::string& target) const {
+    const director::net::http::Request request(director::net::http::Method::get, target, 11);
+    auto response = router.route(request);
+    return Reply{static_cast<int>(response.result_int()), response.body(), std::move(response)};
+  }
 
   asio::io_context io;
   tcp::acceptor container;  // listens, never accepts: probes of it connect (alive)
@@ -161,7 +117,7 @@ struct Agent {
   std::unique_ptr<director::server::Resolver> resolver;
   std::unique_ptr<Checker> checker;
   std::unique_ptr<director::server::Server> spop;
-  std::unique_ptr<HttpServer> http;
+  director::net::http::Router router;
 };
 
 director::test::Dnsmasq& shared_dnsmasq() {
@@ -171,13 +127,11 @@ director::test::Dnsmasq& shared_dnsmasq() {
 
 }  // namespace
 
-TEST_CASE("/healthz: 200, JSON, one request per connection", "[http]") {
+TEST_CASE("/healthz: 200, JSON", "[http]") {
   Agent agent({shared_dnsmasq().server()});
   const auto reply = agent.run_get("/healthz");
   CHECK(reply.status == 200);
   CHECK(reply.header("Content-Type") == "application/json");
-  CHECK(reply.header("Connection") == "close");
-  CHECK(reply.header("Content-Length") == std::to_string(reply.body.size()));
   CHECK(reply.json() == Json{{"status", "ok"}});
 }
 
@@ -302,8 +256,9 @@ TEST_CASE("/users: paging and bad parameters", "[http][users]") {
 TEST_CASE("/users: a user whose first check is in flight is checking", "[http][users]") {
   asio::io_context scratch;
   asio::ip::udp::socket silent(scratch, asio::ip::udp::endpoint(asio::ip::address_v4::loopback(), 0));
-  Agent agent({"127.0.0.1:" + std::to_string(silent.local_endpoint().port())}, {}, 2000ms);
+  Agent agent({"127.0.0.1:" + std::to_string(silent.local_endpoint().port())}, 2000ms);
   agent.decide("slow");
+  agent.run_for(50ms);  // the check starts and waits for DNS
   const auto user = agent.run_get("/users").json().at("users").at(0);
   CHECK(user.at("state") == "checking");
   CHECK(user.at("reason").is_null());
@@ -319,7 +274,7 @@ TEST_CASE("/users: a user whose first check is in flight is checking", "[http][u
 TEST_CASE("/readyz: ready until DNS fails or the SPOP listener stops", "[http][readyz]") {
   asio::io_context scratch;
   asio::ip::udp::socket silent(scratch, asio::ip::udp::endpoint(asio::ip::address_v4::loopback(), 0));
-  Agent agent({"127.0.0.1:" + std::to_string(silent.local_endpoint().port())}, {}, 20ms);
+  Agent agent({"127.0.0.1:" + std::to_string(silent.local_endpoint().port())}, 20ms);
 
   SECTION("no lookup yet: ready") {
     const auto reply = agent.run_get("/readyz");
@@ -358,80 +313,17 @@ TEST_CASE("readiness rule: the most recent lookup within the window decides", "[
   CHECK(evaluate_readiness(false, only_failures, now, 60s).problems.size() == 2);
 }
 
-TEST_CASE("requests: GET only, paths known, request line well formed", "[http][requests]") {
+TEST_CASE("routes: GET of each endpoint, nothing else", "[http][requests]") {
   Agent agent({shared_dnsmasq().server()});
-  const auto send = [&](const std::string& request) { return run_until_complete(agent.io, exchange(agent.endpoint(), request)); };
-
-  const auto post = send("POST /metrics HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc");
-  CHECK(post.status == 405);
-  CHECK(post.header("Allow") == "GET");
-  CHECK(send("HEAD /healthz HTTP/1.1\r\n\r\n").status == 405);
-  CHECK(send("GET /nowhere HTTP/1.1\r\n\r\n").status == 404);
-  CHECK(send("GET /metrics/ HTTP/1.1\r\n\r\n").status == 404);
-  CHECK(send("GET /healthz HTTP/1.0\r\n\r\n").status == 200);
-  CHECK(send("GET /healthz?x=1 HTTP/1.1\r\n\r\n").status == 200);
-  CHECK(send("GET /healthz HTTP/2.0\r\n\r\n").status == 400);
-  CHECK(send("GET  /healthz HTTP/1.1\r\n\r\n").status == 400);
-  CHECK(send("GET http://x/healthz HTTP/1.1\r\n\r\n").status == 400);
-  CHECK(send("garbage\r\n\r\n").status == 400);
-  // Byte by byte: the end of the head is found across reads.
-  CHECK(run_until_complete(agent.io, exchange(agent.endpoint(), "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 1)).status ==
-        200);
-}
-
-TEST_CASE("requests: oversized heads are refused, 414 for the request line, 431 for headers", "[http][requests]") {
-  Agent agent({shared_dnsmasq().server()});
-  const auto send = [&](const std::string& request) { return run_until_complete(agent.io, exchange(agent.endpoint(), request)); };
-
-  const auto long_target = send("GET /users?" + std::string(9000, 'a') + " HTTP/1.1\r\n\r\n");
-  CHECK(long_target.status == 414);
-  const auto big_headers = send("GET /healthz HTTP/1.1\r\nX-Padding: " + std::string(9000, 'p') + "\r\n\r\n");
-  CHECK(big_headers.status == 431);
-  CHECK_FALSE(big_headers.json().at("error").get<std::string>().empty());
-  // Just within the limit: a head of exactly 8192 bytes.
-  const std::string prefix = "GET /healthz HTTP/1.1\r\nX-Padding: ";
-  const std::string suffix = "\r\n\r\n";
-  CHECK(send(prefix + std::string(8192 - prefix.size() - suffix.size(), 'p') + suffix).status == 200);
-  CHECK(send(prefix + std::string(8193 - prefix.size() - suffix.size(), 'p') + suffix).status == 431);
-}
-
-TEST_CASE("requests: a silent client is dropped at the deadline", "[http][requests]") {
-  HttpLimits limits;
-  limits.exchange_timeout = 200ms;
-  Agent agent({shared_dnsmasq().server()}, limits);
-  const auto started = std::chrono::steady_clock::now();
-  const auto reply = run_until_complete(agent.io, exchange(agent.endpoint(), "GET /healthz HTTP/1.1\r\n"));
-  const auto elapsed = std::chrono::steady_clock::now() - started;
-  CHECK(reply.status == 0);  // closed without an answer
-  CHECK(elapsed >= 180ms);
-  CHECK(elapsed < 3s);
-}
-
-TEST_CASE("requests: connections beyond the cap get 503, and the cap frees up", "[http][requests]") {
-  HttpLimits limits;
-  limits.max_connections = 2;
-  limits.exchange_timeout = 300ms;
-  Agent agent({shared_dnsmasq().server()}, limits);
-  const auto replies = run_until_complete(agent.io, [&]() -> asio::awaitable<std::vector<Reply>> {
-    const auto executor = co_await asio::this_coro::executor;
-    tcp::socket idle_1(executor);
-    tcp::socket idle_2(executor);
-    co_await idle_1.async_connect(agent.endpoint(), asio::use_awaitable);
-    co_await idle_2.async_connect(agent.endpoint(), asio::use_awaitable);
-    co_await sleep_for(50ms);  // both accepted and waiting for their request
-    std::vector<Reply> out;
-    out.push_back(co_await get(agent.endpoint(), "/healthz"));
-    co_await sleep_for(500ms);  // the idle ones hit their deadline
-    out.push_back(co_await get(agent.endpoint(), "/healthz"));
-    co_return out;
-  }());
-  CHECK(replies.at(0).status == 503);
-  CHECK(replies.at(1).status == 200);
-}
-
-TEST_CASE("the listener refuses an address it cannot bind", "[http]") {
-  Agent agent({shared_dnsmasq().server()});
-  CHECK_THROWS_WITH(HttpServer(agent.io, agent.endpoint(),
-                               director::server::HttpSources{agent.config, agent.metrics, *agent.checker, *agent.spop}),
-                    Catch::Contains("cannot listen for HTTP on 127.0.0.1:"));
+  for (const std::string path : {"/metrics", "/healthz", "/readyz", "/status", "/users"}) {
+    CAPTURE(path);
+    CHECK(agent.run_get(path).status == 200);
+    director::net::http::Request post(director::net::http::Method::post, path, 11);
+    const auto refused = agent.router.route(post);
+    CHECK(refused.result_int() == 405);
+    CHECK(refused[boost::beast::http::field::allow] == "GET");
+  }
+  CHECK(agent.run_get("/healthz?x=1").status == 200);
+  CHECK(agent.run_get("/metrics/").status == 404);
+  CHECK(agent.run_get("/nowhere").status == 404);
 }

@@ -1,5 +1,5 @@
 // The variable contract with haproxy/ (docs/architecture.md, "The SPOE contract").
-#include "server/route_handler.hpp"
+#include "route/route_handler.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -27,23 +27,23 @@ const SetVar* find_var(const std::vector<Action>& actions, std::string_view name
 TEST_CASE("the route message's user argument is the username") {
   // The request views into the notify: keep it alive (a temporary made this a use after free).
   const auto notify = notify_with({{"route", {{"user", std::string("jack")}, {"host", std::string("x")}}}});
-  const auto request = director::server::find_route_request(notify);
+  const auto request = director::route::find_route_request(notify);
   REQUIRE(request);
   CHECK(request->username == std::optional<std::string_view>("jack"));
 }
 
 TEST_CASE("a NULL or non-string user is no username") {
-  CHECK_FALSE(director::server::find_route_request(notify_with({{"route", {{"user", Null{}}}}}))->username);
-  CHECK_FALSE(director::server::find_route_request(notify_with({{"route", {{"user", std::int32_t{5}}}}}))->username);
-  CHECK_FALSE(director::server::find_route_request(notify_with({{"route", {}}}))->username);
+  CHECK_FALSE(director::route::find_route_request(notify_with({{"route", {{"user", Null{}}}}}))->username);
+  CHECK_FALSE(director::route::find_route_request(notify_with({{"route", {{"user", std::int32_t{5}}}}}))->username);
+  CHECK_FALSE(director::route::find_route_request(notify_with({{"route", {}}}))->username);
 }
 
 TEST_CASE("names are matched in full") {
-  CHECK_FALSE(director::server::find_route_request(notify_with({{"router", {{"user", std::string("a")}}}})));
-  CHECK_FALSE(director::server::find_route_request(notify_with({{"rout", {{"user", std::string("a")}}}})));
+  CHECK_FALSE(director::route::find_route_request(notify_with({{"router", {{"user", std::string("a")}}}})));
+  CHECK_FALSE(director::route::find_route_request(notify_with({{"rout", {{"user", std::string("a")}}}})));
   const auto notify =
       notify_with({{"check-client-ip", {}}, {"route", {{"username", std::string("a")}, {"user", std::string("b")}}}});
-  const auto request = director::server::find_route_request(notify);
+  const auto request = director::route::find_route_request(notify);
   REQUIRE(request);
   CHECK(request->username == std::optional<std::string_view>("b"));
 }
@@ -57,7 +57,7 @@ TEST_CASE("an alive answer carries typed address and port") {
   answer.address = boost::asio::ip::make_address("127.0.1.5");
   answer.port = 8080;
   answer.age = std::chrono::milliseconds(420);
-  const auto actions = director::server::to_actions(answer);
+  const auto actions = director::route::to_actions(answer);
   REQUIRE(find_var(actions, "alive"));
   CHECK(find_var(actions, "alive")->value == Value{true});
   CHECK(find_var(actions, "alive")->scope == Scope::transaction);
@@ -69,10 +69,10 @@ TEST_CASE("an alive answer carries typed address and port") {
   CHECK(find_var(actions, "age")->value == Value{std::int32_t{420}});
 
   answer.age = std::chrono::hours(24 * 30);  // beyond INT32 milliseconds: clamped
-  CHECK(find_var(director::server::to_actions(answer), "age")->value == Value{std::int32_t{INT32_MAX}});
+  CHECK(find_var(director::route::to_actions(answer), "age")->value == Value{std::int32_t{INT32_MAX}});
 
   answer.address = boost::asio::ip::make_address("fd00::5");
-  const auto v6 = director::server::to_actions(answer);
+  const auto v6 = director::route::to_actions(answer);
   REQUIRE(std::holds_alternative<Ipv6>(find_var(v6, "addr")->value));
   CHECK(std::get<Ipv6>(find_var(v6, "addr")->value).bytes[0] == 0xfd);
 }
@@ -85,7 +85,7 @@ TEST_CASE("a not-alive answer never carries an address or port") {
   answer.host = "vscode-jack";
   answer.address = boost::asio::ip::make_address("127.0.1.5");
   answer.port = 8080;
-  const auto actions = director::server::to_actions(answer);
+  const auto actions = director::route::to_actions(answer);
   CHECK(find_var(actions, "alive")->value == Value{false});
   CHECK(find_var(actions, "reason")->value == Value{std::string("refused")});
   CHECK(find_var(actions, "host"));
@@ -97,7 +97,7 @@ TEST_CASE("a not-alive answer never carries an address or port") {
 TEST_CASE("an unmappable username carries neither label nor host") {
   Answer answer;
   answer.reason = Reason::invalid_username;
-  const auto actions = director::server::to_actions(answer);
+  const auto actions = director::route::to_actions(answer);
   CHECK(find_var(actions, "reason")->value == Value{std::string("invalid-username")});
   CHECK_FALSE(find_var(actions, "label"));
   CHECK_FALSE(find_var(actions, "host"));

@@ -9,7 +9,7 @@
 #include <string_view>
 #include <vector>
 
-namespace director::server {
+namespace director::route {
 
 // The username a NOTIFY asks to route, if it carries a `route` message.
 struct RouteRequest {
@@ -25,4 +25,4 @@ std::optional<RouteRequest> find_route_request(const spop::Notify& notify);
 // host when mapped, and for an alive answer addr, port and age (ms since its check, INT32).
 std::vector<spop::Action> to_actions(const decision::Answer& answer);
 
-}  // namespace director::server
+}  // namespace director::route

@@ -1,0 +1,263 @@
+#include "server/http_endpoints.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <charconv>
+#include <optional>
+#include <string_view>
+#include <utility>
+#include <variant>
+
+namespace director::server {
+
+namespace {
+
+using net::http::Request;
+using net::http::Response;
+using net::http::Status;
+using Json = nlohmann::ordered_json;
+
+constexpr std::string_view prometheus_type = "text/plain; version=0.0.4; charset=utf-8";
+
+constexpr std::size_t default_users_limit = 100;
+constexpr std::size_t max_users_limit = 1000;
+constexpr std::size_t max_users_offset = 999'999'999;
+
+Response json_response(Status status, const Json& body) {
+  return net::http::make_response(status, net::http::json_type, body.dump() + "\n");
+}
+
+// Seconds with millisecond resolution, for ages in JSON.
+double seconds_with_ms(decision::Duration duration) {
+  return static_cast<double>(std::chrono::duration_cast<std::chrono::milliseconds>(duration).count()) / 1000.0;
+}
+
+// Milliseconds with microsecond resolution.
+double milliseconds_with_us(decision::Duration duration) {
+  return static_cast<double>(std::chrono::duration_cast<std::chrono::microseconds>(duration).count()) / 1000.0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sampling the agent's state
+
+// Cached users whose last request is within 5 and 15 minutes of `now`. Director::users() lists
+// the most recently used first, and every request sets last_seen from the steady clock under the
+// Checker's lock, so the cache is ordered by last_seen: counting stops at the first user older
+// than 15 minutes. Pages grow fourfold, so a scrape costs O(users active in the last 15 minutes)
+// under the Checker's lock, and never more than O(cached users).
+struct ActiveUsers {
+  std::size_t within_5m = 0;
+  std::size_t within_15m = 0;
+};
+
+ActiveUsers count_active_users(const decision::Director& director, decision::TimePoint now) {
+  const auto cutoff_5m = now - std::chrono::minutes(5);
+  const auto cutoff_15m = now - std::chrono::minutes(15);
+  ActiveUsers active;
+  std::size_t page_size = 256;
+  for (;;) {
+    const auto page = director.users(0, page_size);
+    active = {};
+    bool reached_older = false;
+    for (const auto& user : page) {
+      if (user.last_seen < cutoff_15m) {
+        reached_older = true;
+        break;
+      }
+      ++active.within_15m;
+      if (user.last_seen >= cutoff_5m) ++active.within_5m;
+    }
+    if (reached_older || page.size() < page_size) return active;
+    page_size *= 4;
+  }
+}
+
+metrics::StateSample sample_state(const HttpSources& sources) {
+  metrics::StateSample sample;
+  sources.checker.inspect([&](const decision::Director& director) {
+    sample.decisions = director.stats();
+    sample.users_cached = director.size();
+    const auto active = count_active_users(director, decision::Clock::now());
+    sample.active_users_5m = active.within_5m;
+    sample.active_users_15m = active.within_15m;
+  });
+  sample.spop_connections = sources.spop_server.connection_count();
+  return sample;
+}
+
+struct UsersQuery {
+  std::size_t offset = 0;
+  std::size_t limit = default_users_limit;
+};
+
+std::optional<std::size_t> parse_count(std::string_view text, std::size_t high) {
+  if (text.empty() || text.size() > 9) return std::nullopt;
+  std::size_t value = 0;
+  const auto* end = text.data() + text.size();
+  const auto [stop, error] = std::from_chars(text.data(), end, value);
+  if (error != std::errc{} || stop != end || value > high) return std::nullopt;
+  return value;
+}
+
+// `offset=N&limit=M`, both optional, each at most once; anything else is an error message.
+std::variant<UsersQuery, std::string> parse_users_query(std::string_view query) {
+  UsersQuery parsed;
+  bool offset_seen = false;
+  bool limit_seen = false;
+  while (!query.empty()) {
+    const auto ampersand = query.find('&');
+    const auto parameter = query.substr(0, ampersand);
+    query = ampersand == std::string_view::npos ? std::string_view{} : query.substr(ampersand + 1);
+    if (parameter.empty()) continue;
+    const auto equals = parameter.find('=');
+    const auto name = parameter.substr(0, equals);
+    const auto value = equals == std::string_view::npos ? std::string_view{} : parameter.substr(equals + 1);
+    if (name == "offset") {
+      if (offset_seen) return std::string("offset given twice");
+      offset_seen = true;
+      const auto offset = parse_count(value, max_users_offset);
+      if (!offset) return std::string("offset must be an integer from 0 to 999999999");
+      parsed.offset = *offset;
+    } else if (name == "limit") {
+      if (limit_seen) return std::string("limit given twice");
+      limit_seen = true;
+      const auto limit = parse_count(value, max_users_limit);
+      if (!limit) return std::string("limit must be an integer from 0 to 1000");
+      parsed.limit = *limit;
+    } else {
+      return "unknown parameter '" + std::string(name.substr(0, 64)) + "' (accepted: offset, limit)";
+    }
+  }
+  return parsed;
+}
+
+// One user, copied out of the Director under its lock.
+struct UserRow {
+  std::string label;
+  std::string host;
+  std::optional<decision::Address> address;
+  bool alive = false;
+  decision::Reason reason = decision::Reason::ok;
+  std::optional<decision::TimePoint> last_checked;
+  decision::Duration last_probe_latency{};
+  decision::TimePoint last_seen{};
+  bool checking = false;
+};
+
+Json user_json(const UserRow& user, decision::TimePoint now) {
+  Json row;
+  row["label"] = user.label;
+  row["host"] = user.host;
+  row["address"] = user.address ? Json(user.address->to_string()) : Json(nullptr);
+  if (user.last_checked) {
+    row["state"] = user.alive ? "alive" : "not_alive";
+  } else {
+    row["state"] = user.checking ? "checking" : "unknown";
+  }
+  row["reason"] = user.last_checked ? Json(decision::to_string(user.reason)) : Json(nullptr);
+  row["last_seen_seconds_ago"] = seconds_with_ms(now - user.last_seen);
+  row["last_checked_seconds_ago"] = user.last_checked ? Json(seconds_with_ms(now - *user.last_checked)) : Json(nullptr);
+  // A check probes only when DNS gave an address (or a fallback): not after no-such-host or
+  // dns-error.
+  const bool probed = user.last_checked && user.reason != decision::Reason::no_such_host &&
+                      user.reason != decision::Reason::dns_error;
+  row["last_probe_ms"] = probed ? Json(milliseconds_with_us(user.last_probe_latency)) : Json(nullptr);
+  return row;
+}
+
+}  // namespace
+
+Readiness evaluate_readiness(bool spop_listening, const Checker::DnsHealth& dns, decision::TimePoint now,
+                             std::chrono::seconds dns_failure_window) {
+  Readiness readiness;
+  if (!spop_listening) readiness.problems.emplace_back("the SPOP listener is not accepting connections");
+  if (dns.last_failure && now - *dns.last_failure <= dns_failure_window &&
+      (!dns.last_answer || *dns.last_answer < *dns.last_failure)) {
+    const auto ago = std::chrono::duration_cast<std::chrono::seconds>(now - *dns.last_failure).count();
+    readiness.problems.push_back("DNS is failing: the last lookup, " + std::to_string(ago) +
+                                 " s ago, ended in error (timeout or server failure)");
+  }
+  return readiness;
+}
+
+Response metrics_endpoint(const HttpSources& sources, const Request& /*request*/) {
+  return net::http::make_response(Status::ok, prometheus_type, sources.metrics.serialize(sample_state(sources)));
+}
+
+Response healthz_endpoint(const HttpSources& /*sources*/, const Request& /*request*/) {
+  Json body;
+  body["status"] = "ok";
+  return json_response(Status::ok, body);
+}
+
+Response readyz_endpoint(const HttpSources& sources, const Request& /*request*/) {
+  const auto readiness = evaluate_readiness(sources.spop_server.is_listening(), sources.checker.dns_health(),
+                                            decision::Clock::now(), sources.dns_failure_window);
+  Json body;
+  if (readiness.ready()) {
+    body["status"] = "ready";
+    return json_response(Status::ok, body);
+  }
+  body["status"] = "not_ready";
+  body["problems"] = readiness.problems;
+  return json_response(Status::service_unavailable, body);
+}
+
+Response status_endpoint(const HttpSources& sources, const Request& /*request*/) {
+  std::size_t users_cached = 0;
+  sources.checker.inspect([&](const decision::Director& director) { users_cached = director.size(); });
+  Json body;
+  body["version"] = config::version();
+  body["uptime_seconds"] = seconds_with_ms(decision::Clock::now() - sources.started);
+  body["configuration"] = Json::parse(config::to_json(sources.config));
+  Json counts;
+  counts["users_cached"] = users_cached;
+  counts["spop_connections"] = sources.spop_server.connection_count();
+  counts["checks_in_flight"] = sources.metrics.checks_in_flight();
+  counts["decisions"] = sources.metrics.decisions();
+  body["counts"] = std::move(counts);
+  return json_response(Status::ok, body);
+}
+
+Response users_endpoint(const HttpSources& sources, const Request& request) {
+  const auto parsed = parse_users_query(net::http::split_target(request.target()).query);
+  if (const auto* problem = std::get_if<std::string>(&parsed)) {
+    return net::http::error_response(Status::bad_request, *problem);
+  }
+  const auto& query = std::get<UsersQuery>(parsed);
+
+  std::size_t total = 0;
+  std::vector<UserRow> rows;
+  sources.checker.inspect([&](const decision::Director& director) {
+    total = director.size();
+    const auto page = director.users(query.offset, query.limit);
+    rows.reserve(page.size());
+    for (const auto& view : page) {
+      rows.push_back(UserRow{std::string(view.label), std::string(view.host), view.address, view.alive, view.reason,
+                             view.last_checked, view.last_probe_latency, view.last_seen, view.checking});
+    }
+  });
+  const auto now = decision::Clock::now();  // after the lock: no age is negative
+  Json users = Json::array();
+  for (const auto& row : rows) users.push_back(user_json(row, now));
+  Json body;
+  body["total"] = total;
+  body["offset"] = query.offset;
+  body["users"] = std::move(users);
+  return json_response(Status::ok, body);
+}
+
+net::http::Router http_endpoints(HttpSources sources) {
+  net::http::Router router;
+  const auto serve = [sources](Response (*endpoint)(const HttpSources&, const Request&)) {
+    return [sources, endpoint](const Request& request) { return endpoint(sources, request); };
+  };
+  router.get("/metrics", serve(metrics_endpoint));
+  router.get("/healthz", serve(healthz_endpoint));
+  router.get("/readyz", serve(readyz_endpoint));
+  router.get("/status", serve(status_endpoint));
+  router.get("/users", serve(users_endpoint));
+  return router;
+}
+
+}  // namespace director::server

@@ -1,0 +1,230 @@
+#include "net/http_server.hpp"
+
+#include "log/log.hpp"
+#include "net/awaitable.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <exception>
+#include <optional>
+#include <tuple>
+#include <utility>
+
+namespace director::net::http {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using asio::ip::tcp;
+
+namespace {
+
+// After the response: how long, and how many bytes, to read what the client still sends (so
+// that closing does not reset the connection before the client read the response).
+constexpr auto linger_time = std::chrono::seconds(1);
+constexpr std::size_t linger_bytes = 64 * 1024;
+
+// The headers every response carries (the contract in http_server.hpp).
+void add_common_headers(Response& response) {
+  response.keep_alive(false);
+  if (response.find(beast::http::field::cache_control) == response.end()) {
+    response.set(beast::http::field::cache_control, "no-store");
+  }
+  response.prepare_payload();
+}
+
+// The answer to a request head over the limit: 414 when its request line did not end within
+// the limit, else 431.
+Response head_too_large(bool request_line_ended) {
+  if (!request_line_ended) return error_response(Status::uri_too_long, "request line too long");
+  return error_response(Status::request_header_fields_too_large, "request headers too large");
+}
+
+// The answer to a request the parser refused, or std::nullopt when the client is to be closed
+// without one (it went away, or was too slow).
+std::optional<Response> answer_read_error(const boost::system::error_code& error, bool request_line_ended) {
+  if (error == beast::http::error::header_limit) return head_too_large(request_line_ended);
+  if (error == beast::http::error::body_limit) {
+    return error_response(Status::payload_too_large, "request body too large");
+  }
+  if (error == beast::http::error::end_of_stream || error == beast::http::error::partial_message) {
+    return std::nullopt;
+  }
+  if (error.category() == make_error_code(beast::http::error::bad_target).category()) {
+    return error_response(Status::bad_request, "malformed request");  // Beast's parser refused it
+  }
+  return std::nullopt;  // timeout, reset, ...
+}
+
+// The router's answer; 400 for a version other than 1.0 and 1.1, 500 when the handler threw.
+Response respond(const Router& router, const Request& request) {
+  if (request.version() != 10 && request.version() != 11) {
+    return error_response(Status::bad_request, "HTTP/1.0 or HTTP/1.1 only");
+  }
+  const auto target = std::string_view(request.target()).substr(0, 256);
+  try {
+    return router.route(request);
+  } catch (const std::exception& error) {
+    log(LogLevel::error, "HTTP handler failed", {{"target", target}, {"error", error.what()}});
+  } catch (...) {
+    log(LogLevel::error, "HTTP handler failed", {{"target", target}, {"error", "unknown exception"}});
+  }
+  return error_response(Status::internal_server_error, "internal error");
+}
+
+// Writes `response` (within the stream's deadline), then lingers at most `linger_limit` and
+// closes.
+asio::awaitable<void> answer_and_close(beast::tcp_stream& stream, Response response,
+                                       std::chrono::milliseconds linger_limit) {
+  add_common_headers(response);
+  const auto [write_error, written] = co_await beast::http::async_write(stream, response, nothrow_awaitable);
+  if (write_error) co_return;  // the stream closes with the coroutine
+
+  // Say we are done, then read (and drop) what the client still sends until it closes.
+  boost::system::error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  stream.expires_after(std::min<std::chrono::steady_clock::duration>(linger_time, linger_limit));
+  std::array<char, 4096> sink{};
+  std::size_t drained = 0;
+  while (drained < linger_bytes) {
+    const auto [error, received] = co_await stream.async_read_some(asio::buffer(sink), nothrow_awaitable);
+    if (error) break;
+    drained += received;
+  }
+  stream.close();
+}
+
+}  // namespace
+
+Response make_response(Status status, std::string_view content_type, std::string body) {
+  Response response(status, 11);
+  response.set(beast::http::field::content_type, content_type);
+  response.body() = std::move(body);
+  return response;
+}
+
+Response error_response(Status status, std::string_view message) {
+  nlohmann::ordered_json body;
+  body["error"] = message;
+  return make_response(status, json_type, body.dump() + "\n");
+}
+
+Target split_target(std::string_view target) {
+  const auto question = target.find('?');
+  if (question == std::string_view::npos) return Target{target, {}};
+  return Target{target.substr(0, question), target.substr(question + 1)};
+}
+
+Router& Router::add(Method method, std::string path, Handler handler) {
+  routes_.push_back(Route{method, std::move(path), std::move(handler)});
+  return *this;
+}
+
+Response Router::route(const Request& request) const {
+  const std::string_view target = request.target();
+  if (target.empty() || target.front() != '/') {
+    return error_response(Status::bad_request, "the request target must be a path");
+  }
+  const auto path = split_target(target).path;
+  std::string allow;
+  for (const auto& route : routes_) {
+    if (route.path != path) continue;
+    if (route.method == request.method()) return route.handler(request);
+    if (!allow.empty()) allow += ", ";
+    allow += beast::http::to_string(route.method);
+  }
+  if (allow.empty()) {
+    std::string paths;
+    for (const auto& route : routes_) {
+      if (paths.find(route.path) != std::string::npos) continue;  // listed already
+      paths += paths.empty() ? route.path : ", " + route.path;
+    }
+    return error_response(Status::not_found, "not found (paths: " + paths + ")");
+  }
+  auto response = error_response(Status::method_not_allowed, "method not allowed (allowed: " + allow + ")");
+  response.set(beast::http::field::allow, allow);
+  return response;
+}
+
+HttpServer::HttpServer(asio::io_context& context, const tcp::endpoint& endpoint, std::string what, Router router,
+                       HttpLimits limits)
+    : listener_(context, endpoint, std::move(what)), shared_(new Shared{std::move(router), limits}) {}
+
+HttpServer::~HttpServer() = default;
+
+void HttpServer::start() {
+  listener_.start([this](tcp::socket socket) { accept(std::move(socket)); });
+}
+
+void HttpServer::stop() { listener_.stop(); }
+
+tcp::endpoint HttpServer::local_endpoint() const { return listener_.local_endpoint(); }
+
+void HttpServer::accept(tcp::socket socket) {
+  bool refuse = false;
+  if (shared_->active.load() >= shared_->limits.max_connections) {
+    // Refusals are exchanges too (answered, then drained so that the close does not reset the
+    // connection under the answer), with a cap of their own; beyond both caps: closed at once.
+    if (shared_->refusing.load() >= shared_->limits.max_connections) return;  // the socket closes
+    refuse = true;
+  }
+  ++(refuse ? shared_->refusing : shared_->active);  // released by exchange()
+  const auto executor = socket.get_executor();
+  asio::co_spawn(executor, exchange(std::move(socket), shared_, refuse), log_if_thrown("HTTP exchange"));
+}
+
+asio::awaitable<void> HttpServer::exchange(tcp::socket socket, std::shared_ptr<Shared> shared, bool refuse) {
+  struct Release {
+    std::atomic<std::size_t>& counter;
+    ~Release() { --counter; }
+  } release{refuse ? shared->refusing : shared->active};
+  const auto& limits = shared->limits;
+  beast::tcp_stream stream(std::move(socket));
+  stream.expires_after(limits.exchange_timeout);  // one deadline to read the request and write the answer
+
+  if (refuse) {
+    co_await answer_and_close(stream, error_response(Status::service_unavailable, "too many connections"),
+                              limits.exchange_timeout);
+    co_return;
+  }
+  beast::flat_buffer buffer;
+  beast::http::request_parser<beast::http::string_body> parser;
+  // Beast bounds the request line and the header fields each by its header_limit; the bytes the
+  // head took, checked below, bound the whole head.
+  parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(limits.header_limit, UINT32_MAX)));
+  parser.body_limit(limits.body_limit);
+  auto [error, head_bytes] = co_await beast::http::async_read_header(stream, buffer, parser, nothrow_awaitable);
+  std::optional<Response> response;
+  if (!error && head_bytes > limits.header_limit) {
+    response = head_too_large(true);  // the request line was parsed: it ended
+  } else {
+    if (!error) {
+      std::tie(error, std::ignore) = co_await beast::http::async_read(stream, buffer, parser, nothrow_awaitable);
+    }
+    if (!error) {
+      response = respond(shared->router, parser.get());
+    } else {
+      // The request line ended when the parser has it, or (Beast waits for the whole head
+      // before parsing when it arrives in pieces) when the bytes received so far hold its CRLF.
+      const auto unparsed = buffer.cdata();
+      const auto received = std::string_view(static_cast<const char*>(unparsed.data()), unparsed.size());
+      const bool request_line_ended = !parser.get().target().empty() ||
+                                      received.substr(0, limits.header_limit).find("\r\n") != std::string_view::npos;
+      response = answer_read_error(error, request_line_ended);
+      if (!response) co_return;  // gone or too slow: closed without an answer
+    }
+  }
+  co_await answer_and_close(stream, std::move(*response), limits.exchange_timeout);
+}
+
+}  // namespace director::net::http
