@@ -9,7 +9,6 @@
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -73,16 +72,25 @@ Connection::Connection(boost::asio::ip::tcp::socket socket, Checker& checker, me
       hello_deadline_(socket_.get_executor(), limits.hello_timeout),
       write_watch_(socket_.get_executor(), std::chrono::steady_clock::time_point::max()) {}
 
+auto Connection::close_if_thrown(std::string_view coroutine) {
+  return [self = shared_from_this(), log_thrown = net::log_if_thrown(coroutine)](const std::exception_ptr& thrown) {
+    if (!thrown) return;
+    log_thrown(thrown);
+    self->close_now();
+  };
+}
+
 void Connection::start() {
   boost::system::error_code ignored;
   socket_.set_option(boost::asio::ip::tcp::no_delay(true), ignored);
   auto self = shared_from_this();
-  boost::asio::co_spawn(socket_.get_executor(), [self]() { return self->read_loop(); }, boost::asio::detached);
-  boost::asio::co_spawn(socket_.get_executor(), [self]() { return self->write_loop(); }, boost::asio::detached);
-  boost::asio::co_spawn(socket_.get_executor(), [self]() { return self->enforce_hello_timeout(); },
-                        boost::asio::detached);
-  boost::asio::co_spawn(socket_.get_executor(), [self]() { return self->enforce_closing_write_timeout(); },
-                        boost::asio::detached);
+  const auto executor = socket_.get_executor();
+  boost::asio::co_spawn(executor, [self]() { return self->read_loop(); }, close_if_thrown("spop read loop"));
+  boost::asio::co_spawn(executor, [self]() { return self->write_loop(); }, close_if_thrown("spop write loop"));
+  boost::asio::co_spawn(executor, [self]() { return self->enforce_hello_timeout(); },
+                        close_if_thrown("spop hello timeout"));
+  boost::asio::co_spawn(executor, [self]() { return self->enforce_closing_write_timeout(); },
+                        close_if_thrown("spop closing write timeout"));
 }
 
 boost::asio::awaitable<void> Connection::enforce_hello_timeout() {

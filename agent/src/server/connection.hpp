@@ -20,6 +20,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace director::server {
 
@@ -56,6 +57,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   boost::asio::awaitable<void> wait_until_readable();
   boost::asio::awaitable<void> enforce_hello_timeout();
   boost::asio::awaitable<void> enforce_closing_write_timeout();
+  // The completion of the connection's coroutines: an exception is logged as `coroutine` and
+  // closes the connection.
+  auto close_if_thrown(std::string_view coroutine);
   // `arrived`: when the bytes holding result's NOTIFYs were read.
   void handle(spop::FeedResult& result, std::chrono::steady_clock::time_point arrived);
   // Queues the ACK of a route request whose NOTIFY arrived at `arrived`.
