@@ -373,11 +373,15 @@ TEST_CASE("reading pauses at max_queued_bytes while the peer does not read, and 
   REQUIRE(whole_notifies > 0);
 
   // Now the peer reads: the agent resumes and answers every whole NOTIFY, in order.
+  std::uint64_t answered_in_order = 0;  // counted, not asserted one by one: there are many
   for (std::uint64_t stream_id = 1; stream_id <= whole_notifies; ++stream_id) {
     const auto ack = fixture.peer().read_frame(patience);
-    REQUIRE(ack);
-    REQUIRE(spop_test::decode_whole(*ack).header.stream_id == stream_id);
+    if (!ack) break;
+    const auto view = director::spop::decode_whole_frame(*ack);
+    if (!view || view->header.type != FrameType::ack || view->header.stream_id != stream_id) break;
+    ++answered_in_order;
   }
+  REQUIRE(answered_in_order == whole_notifies);
   // The rest of the last one: answered too once it is whole.
   fixture.peer().send_all(std::span(current).subspan(current_sent));
   const auto last = fixture.peer().read_frame(patience);
