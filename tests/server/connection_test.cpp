@@ -166,6 +166,45 @@ Bytes notify_other(std::uint64_t stream_id) {
   return spop_test::notify_frame(stream_id, 1, {director::spop::Message{"something-else", {}}});
 }
 
+// What flood_until_the_agent_stops_reading() sent.
+struct Flood {
+  std::uint64_t whole_notifies = 0;  // NOTIFYs sent completely, stream ids 1 to whole_notifies
+  Bytes unsent;                      // the rest of the next one, whose start was sent
+};
+
+// Sends NOTIFYs that are answered at once (stream ids 1, 2, ...) without reading an ACK, until
+// the agent stops reading: the peer's sends block for a while. An agent that kept reading would
+// queue without end: 64 MiB of NOTIFYs is far beyond every socket buffer on the way.
+Flood flood_until_the_agent_stops_reading(Peer& peer) {
+  constexpr std::size_t give_up_after = 64 * 1024 * 1024;
+  Flood flood;
+  Bytes current = notify_other(1);
+  std::size_t current_sent = 0;
+  std::size_t sent = 0;
+  std::optional<Clock::time_point> blocked_since;
+  while (sent < give_up_after) {
+    const auto count = peer.send_some(std::span(current).subspan(current_sent));
+    if (count > 0) {
+      sent += count;
+      current_sent += count;
+      if (current_sent == current.size()) {
+        current = notify_other(++flood.whole_notifies + 1);
+        current_sent = 0;
+      }
+      blocked_since.reset();
+      continue;
+    }
+    if (!blocked_since) blocked_since = Clock::now();
+    if (Clock::now() - *blocked_since > settle) break;
+    std::this_thread::sleep_for(5ms);
+  }
+  INFO("bytes of NOTIFYs sent before the agent stopped reading: " << sent);
+  REQUIRE(sent < give_up_after);
+  REQUIRE(flood.whole_notifies > 0);
+  flood.unsent.assign(current.begin() + static_cast<std::ptrdiff_t>(current_sent), current.end());
+  return flood;
+}
+
 // One Connection accepted from a Peer, on two I/O threads.
 class Fixture {
  public:
@@ -343,49 +382,38 @@ TEST_CASE("reading pauses at max_queued_bytes while the peer does not read, and 
   Fixture fixture(limits, 4096);
   fixture.hello();
 
-  // NOTIFYs, each answered at once, sent without reading an ACK until the agent stops reading
-  // (the peer's sends block for a while). An agent that kept reading would queue without end:
-  // 64 MiB of NOTIFYs is far beyond every socket buffer on the way.
-  constexpr std::size_t give_up_after = 64 * 1024 * 1024;
-  std::uint64_t whole_notifies = 0;  // sent completely
-  Bytes current = notify_other(1);
-  std::size_t current_sent = 0;
-  std::size_t sent = 0;
-  std::optional<Clock::time_point> blocked_since;
-  while (sent < give_up_after) {
-    const auto count = fixture.peer().send_some(std::span(current).subspan(current_sent));
-    if (count > 0) {
-      sent += count;
-      current_sent += count;
-      if (current_sent == current.size()) {
-        current = notify_other(++whole_notifies + 1);
-        current_sent = 0;
-      }
-      blocked_since.reset();
-      continue;
-    }
-    if (!blocked_since) blocked_since = Clock::now();
-    if (Clock::now() - *blocked_since > settle) break;
-    std::this_thread::sleep_for(5ms);
-  }
-  INFO("bytes of NOTIFYs sent before the agent stopped reading: " << sent);
-  REQUIRE(sent < give_up_after);
-  REQUIRE(whole_notifies > 0);
+  auto flood = flood_until_the_agent_stops_reading(fixture.peer());
 
   // Now the peer reads: the agent resumes and answers every whole NOTIFY, in order.
   std::uint64_t answered_in_order = 0;  // counted, not asserted one by one: there are many
-  for (std::uint64_t stream_id = 1; stream_id <= whole_notifies; ++stream_id) {
+  for (std::uint64_t stream_id = 1; stream_id <= flood.whole_notifies; ++stream_id) {
     const auto ack = fixture.peer().read_frame(patience);
     if (!ack) break;
     const auto view = director::spop::decode_whole_frame(*ack);
     if (!view || view->header.type != FrameType::ack || view->header.stream_id != stream_id) break;
     ++answered_in_order;
   }
-  REQUIRE(answered_in_order == whole_notifies);
+  REQUIRE(answered_in_order == flood.whole_notifies);
   // The rest of the last one: answered too once it is whole.
-  fixture.peer().send_all(std::span(current).subspan(current_sent));
+  fixture.peer().send_all(flood.unsent);
   const auto last = fixture.peer().read_frame(patience);
   REQUIRE(last);
-  CHECK(spop_test::decode_whole(*last).header.stream_id == whole_notifies + 1);
+  CHECK(spop_test::decode_whole(*last).header.stream_id == flood.whole_notifies + 1);
   CHECK_FALSE(fixture.closed());
+}
+
+TEST_CASE("a stop with a peer that never reads closes after closing_write_timeout", "[connection]") {
+  ConnectionLimits limits;
+  limits.max_queued_bytes = 4096;
+  limits.closing_write_timeout = 300ms;
+  Fixture fixture(limits, 4096);
+  fixture.hello();
+  flood_until_the_agent_stops_reading(fixture.peer());
+
+  const auto stopped = Clock::now();
+  fixture.connection().stop(5s);
+  REQUIRE(fixture.closed_within(patience));
+  const auto took = Clock::now() - stopped;
+  CHECK(took >= limits.closing_write_timeout);
+  CHECK(took < limits.closing_write_timeout + 1s);  // not the 5 s grace
 }
