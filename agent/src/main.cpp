@@ -13,6 +13,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <atomic>
 #include <csignal>
 #include <exception>
 #include <functional>
@@ -45,6 +46,52 @@ int health(const director::config::Config& config) {
   }
   return 0;
 }
+
+// The graceful stop that SIGTERM or SIGINT begins: both listeners close, each SPOP connection
+// answers what is pending (for at most stop_grace), says AGENT-DISCONNECT and closes (a peer
+// that stops reading meanwhile is closed after ConnectionLimits::closing_write_timeout), then
+// the I/O threads end. At stop_deadline they end anyway. Lives as long as run(): the handlers
+// it leaves pending refer to it.
+class StopSequence {
+ public:
+  StopSequence(boost::asio::io_context& context, director::server::Resolver& resolver,
+               director::net::http::HttpServer& http, director::server::Server& server,
+               boost::asio::signal_set& hangups)
+      : context_(context), resolver_(resolver), http_(http), server_(server), hangups_(hangups),
+        deadline_(context) {}
+
+  // Called once, from the signal handler.
+  void begin(int signal) {
+    log(LogLevel::info, "stopping: finishing in-flight work and disconnecting", {{"signal", std::to_string(signal)}});
+    http_.stop();
+    hangups_.cancel();
+    server_.stop(stop_grace, [this] { finish(); });
+    deadline_.expires_after(stop_deadline);
+    deadline_.async_wait([this](const boost::system::error_code& cancelled) {
+      if (cancelled) return;
+      log(LogLevel::warn, "connections still open at the stop deadline; exiting anyway");
+      finish();
+    });
+  }
+
+ private:
+  // Ends the I/O threads; the first call (drained or deadline, from any thread) does it.
+  void finish() {
+    if (finished_.exchange(true)) return;
+    boost::asio::post(context_, [this] {
+      resolver_.shutdown();
+      context_.stop();
+    });
+  }
+
+  boost::asio::io_context& context_;
+  director::server::Resolver& resolver_;
+  director::net::http::HttpServer& http_;
+  director::server::Server& server_;
+  boost::asio::signal_set& hangups_;
+  boost::asio::steady_timer deadline_;
+  std::atomic<bool> finished_{false};
+};
 
 int run(const director::config::Config& config) {
   const auto threads = config.effective_threads();
@@ -89,26 +136,10 @@ int run(const director::config::Config& config) {
       };
   hangups.async_wait(on_hangup);
 
+  StopSequence stop(context, resolver, http, server, hangups);
   boost::asio::signal_set signals(context, SIGTERM, SIGINT);
-  boost::asio::steady_timer deadline(context);
-  signals.async_wait([&](const boost::system::error_code& error, int signal) {
-    if (error) return;
-    log(LogLevel::info, "stopping: finishing in-flight work and disconnecting", {{"signal", std::to_string(signal)}});
-    auto finish = [&] {
-      boost::asio::post(context, [&] {
-        resolver.shutdown();
-        context.stop();
-      });
-    };
-    http.stop();
-    hangups.cancel();
-    server.stop(stop_grace, finish);
-    deadline.expires_after(stop_deadline);
-    deadline.async_wait([&](const boost::system::error_code& cancelled) {
-      if (cancelled) return;
-      log(LogLevel::warn, "connections still open at the stop deadline; exiting anyway");
-      finish();
-    });
+  signals.async_wait([&stop](const boost::system::error_code& error, int signal) {
+    if (!error) stop.begin(signal);
   });
 
   std::vector<std::thread> workers;

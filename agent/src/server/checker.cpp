@@ -1,9 +1,10 @@
 #include "server/checker.hpp"
 
 #include "log/log.hpp"
+#include "net/awaitable.hpp"
 
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
+#include <boost/asio/strand.hpp>
 
 #include <string>
 #include <vector>
@@ -12,7 +13,12 @@ namespace director::server {
 
 Checker::Checker(boost::asio::any_io_executor executor, const config::Config& config, Resolver& resolver,
                  metrics::Metrics& metrics)
-    : executor_(std::move(executor)), resolver_(resolver), metrics_(metrics), director_(config.decision) {
+    : Checker(std::move(executor), config, [&resolver](std::string host) { return resolver.resolve(std::move(host)); },
+              metrics) {}
+
+Checker::Checker(boost::asio::any_io_executor executor, const config::Config& config, Lookup lookup,
+                 metrics::Metrics& metrics)
+    : executor_(std::move(executor)), lookup_(std::move(lookup)), metrics_(metrics), director_(config.decision) {
   probe_options_.timeout = config.probe.timeout;
   if (config.probe.mode == config::ProbeMode::http) probe_options_.http_path = config.probe.http_path;
 }
@@ -57,28 +63,20 @@ void log_change(const decision::CheckPlan& plan, const decision::Completion& com
 }  // namespace
 
 void Checker::start(decision::CheckPlan plan) {
-  boost::asio::co_spawn(executor_, run(std::move(plan)), boost::asio::detached);
+  // A strand per check: probe() races a connect against a timer with Asio's awaitable
+  // operators, which must not run on several threads at once.
+  boost::asio::co_spawn(boost::asio::make_strand(executor_), run(std::move(plan)), net::log_if_thrown("check"));
 }
 
 boost::asio::awaitable<void> Checker::run(decision::CheckPlan plan) {
   metrics_.check_started();
   decision::CheckResult result;
-  const auto lookup_started = decision::Clock::now();
-  const auto resolved = co_await resolver_.resolve(plan.host);
-  record_lookup(resolved.outcome, lookup_started, decision::Clock::now());
-  result.dns = resolved.outcome;
-  if (resolved.outcome == decision::DnsOutcome::ok && !resolved.addresses.empty()) {
-    result.address = resolved.addresses.front();
-  } else if (resolved.outcome == decision::DnsOutcome::error) {
-    result.address = plan.fallback;
-  }
-  if (result.address) {
-    auto options = probe_options_;
-    options.http_host = plan.host;
-    const auto probed = co_await probe({*result.address, plan.port}, options);
-    result.probe = probed.outcome;
-    result.probe_latency = probed.latency;
-    metrics_.probe_finished(probed.outcome, probed.latency);
+  try {
+    result = co_await observe(plan);
+  } catch (...) {
+    // Failed, not lost: the user would stay "checking" and every later request wait for it.
+    net::log_if_thrown("check of " + plan.host)(std::current_exception());
+    result = {};  // no address: not alive, dns-error
   }
 
   decision::Completion completion;
@@ -99,6 +97,28 @@ boost::asio::awaitable<void> Checker::run(decision::CheckPlan plan) {
     log_change(plan, completion);
   }
   for (auto& deliver : deliveries) deliver(completion.answer);
+}
+
+boost::asio::awaitable<decision::CheckResult> Checker::observe(const decision::CheckPlan& plan) {
+  decision::CheckResult result;
+  const auto lookup_started = decision::Clock::now();
+  const auto resolved = co_await lookup_(plan.host);
+  record_lookup(resolved.outcome, lookup_started, decision::Clock::now());
+  result.dns = resolved.outcome;
+  if (resolved.outcome == decision::DnsOutcome::ok && !resolved.addresses.empty()) {
+    result.address = resolved.addresses.front();
+  } else if (resolved.outcome == decision::DnsOutcome::error) {
+    result.address = plan.fallback;
+  }
+  if (result.address) {
+    auto options = probe_options_;
+    options.http_host = plan.host;
+    const auto probed = co_await probe({*result.address, plan.port}, options);
+    result.probe = probed.outcome;
+    result.probe_latency = probed.latency;
+    metrics_.probe_finished(probed.outcome, probed.latency);
+  }
+  co_return result;
 }
 
 }  // namespace director::server

@@ -1,6 +1,6 @@
 // Runs the decision core against the real world: serializes access to decision::Director, and
-// carries out the checks it asks for (resolve, then probe) as coroutines on the I/O executor.
-// Thread-safe: decide() may be called from any connection's strand.
+// carries out the checks it asks for (resolve, then probe) as coroutines, each on a strand of
+// its own on the I/O executor. Thread-safe: decide() may be called from any connection's strand.
 #pragma once
 
 #include "config/config.hpp"
@@ -10,11 +10,13 @@
 #include "server/resolver.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
 
 #include <atomic>
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <unordered_map>
 
@@ -25,8 +27,15 @@ class Checker {
   // Receives a deferred answer exactly once, on the thread that completed the check.
   using Deliver = std::function<void(const decision::Answer&)>;
 
+  // How a check looks a container host up: Resolver::resolve in the agent.
+  using Lookup = std::function<boost::asio::awaitable<ResolveResult>(std::string host)>;
+
   // Reports DNS lookups, probes and checks in flight to `metrics`, which must outlive it.
   Checker(boost::asio::any_io_executor executor, const config::Config& config, Resolver& resolver,
+          metrics::Metrics& metrics);
+  // The same with another lookup, for tests (e.g. one that throws). A check whose lookup or
+  // probe throws fails: it is logged, and its waiters get a not-alive answer (dns-error).
+  Checker(boost::asio::any_io_executor executor, const config::Config& config, Lookup lookup,
           metrics::Metrics& metrics);
 
   // Returns the answer when it is known now. Otherwise calls make_deliver() once to obtain the
@@ -64,11 +73,13 @@ class Checker {
  private:
   void start(decision::CheckPlan plan);
   boost::asio::awaitable<void> run(decision::CheckPlan plan);
+  // Resolves the plan's host and probes the address: what the check found.
+  boost::asio::awaitable<decision::CheckResult> observe(const decision::CheckPlan& plan);
 
   void record_lookup(decision::DnsOutcome outcome, decision::TimePoint started, decision::TimePoint finished);
 
   boost::asio::any_io_executor executor_;
-  Resolver& resolver_;
+  Lookup lookup_;
   metrics::Metrics& metrics_;
   ProbeOptions probe_options_;
   mutable std::mutex mutex_;

@@ -9,7 +9,6 @@
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -17,6 +16,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <span>
 #include <sstream>
 #include <string>
@@ -35,6 +35,9 @@ constexpr std::size_t initial_read_buffer = 4096;
 
 // HAProxy's DISCONNECT message is logged up to this many bytes: it comes from the network.
 constexpr std::size_t max_logged_message = 256;
+
+// The most one write system call is asked to take (Asio's transfer_all uses the same).
+constexpr std::size_t max_write_size = 65536;
 
 // The type byte of a whole frame (length prefix included), as the session encoded it.
 spop::FrameType type_of(const spop::Bytes& frame) {
@@ -66,16 +69,28 @@ Connection::Connection(boost::asio::ip::tcp::socket socket, Checker& checker, me
       session_(spop::SessionLimits{limits.max_frame_size}),
       writer_wake_(socket_.get_executor(), std::chrono::steady_clock::time_point::max()),
       reader_wake_(socket_.get_executor(), std::chrono::steady_clock::time_point::max()),
-      hello_deadline_(socket_.get_executor(), limits.hello_timeout) {}
+      hello_deadline_(socket_.get_executor(), limits.hello_timeout),
+      write_watch_(socket_.get_executor(), std::chrono::steady_clock::time_point::max()) {}
+
+auto Connection::close_if_thrown(std::string_view coroutine) {
+  return [self = shared_from_this(), log_thrown = net::log_if_thrown(coroutine)](const std::exception_ptr& thrown) {
+    if (!thrown) return;
+    log_thrown(thrown);
+    self->close_now();
+  };
+}
 
 void Connection::start() {
   boost::system::error_code ignored;
   socket_.set_option(boost::asio::ip::tcp::no_delay(true), ignored);
   auto self = shared_from_this();
-  boost::asio::co_spawn(socket_.get_executor(), [self]() { return self->read_loop(); }, boost::asio::detached);
-  boost::asio::co_spawn(socket_.get_executor(), [self]() { return self->write_loop(); }, boost::asio::detached);
-  boost::asio::co_spawn(socket_.get_executor(), [self]() { return self->enforce_hello_timeout(); },
-                        boost::asio::detached);
+  const auto executor = socket_.get_executor();
+  boost::asio::co_spawn(executor, [self]() { return self->read_loop(); }, close_if_thrown("spop read loop"));
+  boost::asio::co_spawn(executor, [self]() { return self->write_loop(); }, close_if_thrown("spop write loop"));
+  boost::asio::co_spawn(executor, [self]() { return self->enforce_hello_timeout(); },
+                        close_if_thrown("spop hello timeout"));
+  boost::asio::co_spawn(executor, [self]() { return self->enforce_closing_write_timeout(); },
+                        close_if_thrown("spop closing write timeout"));
 }
 
 boost::asio::awaitable<void> Connection::enforce_hello_timeout() {
@@ -87,6 +102,29 @@ boost::asio::awaitable<void> Connection::enforce_hello_timeout() {
   close_after_writes();
 }
 
+boost::asio::awaitable<void> Connection::enforce_closing_write_timeout() {
+  using Clock = std::chrono::steady_clock;
+  std::optional<Clock::time_point> winding_down_since;
+  while (!closed_) {
+    if ((closing_ || stopping_) && !winding_down_since) winding_down_since = Clock::now();
+    auto deadline = Clock::time_point::max();
+    if (winding_down_since && writing_) {
+      deadline = std::max(*winding_down_since, last_write_progress_) + limits_.closing_write_timeout;
+    }
+    if (Clock::now() >= deadline) {
+      log(LogLevel::warn, "closing an SPOP connection whose peer stopped reading",
+          {{"peer", peer_name()},
+           {"unwritten_bytes", std::to_string(queued_bytes_)},
+           {"closing_write_timeout_ms", std::to_string(limits_.closing_write_timeout.count())}});
+      close_now();
+      co_return;
+    }
+    // Woken early (cancelled) whenever the connection starts winding down or a write starts.
+    write_watch_.expires_at(deadline);
+    co_await write_watch_.async_wait(nothrow_awaitable);
+  }
+}
+
 void Connection::stop(std::chrono::milliseconds grace) {
   boost::asio::post(socket_.get_executor(), [self = shared_from_this(), grace] {
     if (self->stopping_ || self->closing_) return;
@@ -94,6 +132,7 @@ void Connection::stop(std::chrono::milliseconds grace) {
     self->stop_deadline_ = std::chrono::steady_clock::now() + grace;
     self->read_cancel_.emit(boost::asio::cancellation_type::terminal);
     self->reader_wake_.cancel();
+    self->write_watch_.cancel();
   });
 }
 
@@ -121,6 +160,7 @@ boost::asio::awaitable<void> Connection::read_loop() {
       if (!stopping_ && !closing_) close_now();
       break;
     }
+    if (stopping_ || closing_) break;  // read as the stop came: too late to start work
     filled += received;
     if (session_.state() == spop::SessionState::closing) {
       filled = 0;  // after a health check's AGENT-HELLO: nothing more to parse, wait for the close
@@ -248,20 +288,23 @@ void Connection::close_after_writes() {
   closing_ = true;
   read_cancel_.emit(boost::asio::cancellation_type::terminal);
   writer_wake_.cancel();
+  write_watch_.cancel();
 }
 
 void Connection::close_now() {
   if (closed_) return;
   closed_ = true;
   closing_ = true;
+  // A write in flight still holds its bytes: write_loop() subtracts them when it completes.
+  for (const auto& frame : write_queue_) queued_bytes_ -= frame.size();
   write_queue_.clear();
-  queued_bytes_ = 0;
   boost::system::error_code ignored;
   socket_.shutdown(boost::asio::ip::tcp::socket::shutdown_both, ignored);
   socket_.close(ignored);
   writer_wake_.cancel();
   reader_wake_.cancel();
   hello_deadline_.cancel();
+  write_watch_.cancel();
   if (on_closed_) on_closed_(*this);
 }
 
@@ -278,7 +321,9 @@ boost::asio::awaitable<void> Connection::write_loop() {
     // Everything queued goes out in one gathered write: frames stay whole and in order.
     batch.clear();
     buffers.clear();
+    std::size_t batch_bytes = 0;
     while (!write_queue_.empty()) {
+      batch_bytes += write_queue_.front().size();
       batch.push_back(std::move(write_queue_.front()));
       write_queue_.pop_front();
     }
@@ -288,8 +333,20 @@ boost::asio::awaitable<void> Connection::write_loop() {
       buffers.emplace_back(boost::asio::buffer(frame));
       metrics_.frame_sent(type_of(frame));
     }
-    const auto [error, written] = co_await boost::asio::async_write(socket_, buffers, nothrow_awaitable);
-    queued_bytes_ -= written;
+    writing_ = true;
+    write_watch_.cancel();
+    // The completion condition sees every partial write: it records the progress that
+    // enforce_closing_write_timeout() measures, and asks for everything (transfer_all).
+    const auto [error, written] = co_await boost::asio::async_write(
+        socket_, buffers,
+        [this](const boost::system::error_code& failed, std::size_t) -> std::size_t {
+          last_write_progress_ = std::chrono::steady_clock::now();
+          return failed ? 0 : max_write_size;
+        },
+        nothrow_awaitable);
+    writing_ = false;
+    // The whole batch, written or not: on an error the connection closes and the rest is dropped.
+    queued_bytes_ -= batch_bytes;
     reader_wake_.cancel();
     if (error) break;
   }

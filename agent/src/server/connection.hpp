@@ -1,7 +1,9 @@
 // One SPOP connection from HAProxy: a reader and a writer coroutine on the connection's strand
 // around a spop::Session (which does all protocol work). Frames are queued whole and written in
 // order, never interleaved. Memory is bounded: one frame of read buffer, and reading pauses
-// while too many answers are pending or too many bytes wait to be written.
+// while too many answers are pending or too many bytes wait to be written. Time is bounded
+// too: a peer that does not say HELLO, or that stops reading while the connection winds down,
+// is closed.
 #pragma once
 
 #include "metrics/metrics.hpp"
@@ -18,6 +20,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace director::server {
 
@@ -28,6 +31,12 @@ struct ConnectionLimits {
   // A peer that has not completed HAPROXY-HELLO this long after the accept gets
   // AGENT-DISCONNECT (status timeout) and is closed. HAProxy sends its HELLO at once.
   std::chrono::milliseconds hello_timeout{5000};
+  // While the connection winds down (stop, HELLO timeout, protocol error: nothing more is
+  // read, the last frames are written), a write that makes no progress for this long, counted
+  // from the start of the wind-down or the write's last progress, means the peer has stopped
+  // reading: the connection is closed without its last frames, and a warning says so. Before
+  // that, a peer that does not read is only held by backpressure (reading pauses).
+  std::chrono::milliseconds closing_write_timeout{1000};
 };
 
 class Connection : public std::enable_shared_from_this<Connection> {
@@ -47,6 +56,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   boost::asio::awaitable<void> write_loop();
   boost::asio::awaitable<void> wait_until_readable();
   boost::asio::awaitable<void> enforce_hello_timeout();
+  boost::asio::awaitable<void> enforce_closing_write_timeout();
+  // The completion of the connection's coroutines: an exception is logged as `coroutine` and
+  // closes the connection.
+  auto close_if_thrown(std::string_view coroutine);
   // `arrived`: when the bytes holding result's NOTIFYs were read.
   void handle(spop::FeedResult& result, std::chrono::steady_clock::time_point arrived);
   // Queues the ACK of a route request whose NOTIFY arrived at `arrived`.
@@ -68,7 +81,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // All below is touched only on the strand.
   std::deque<spop::Bytes> write_queue_;
-  std::size_t queued_bytes_ = 0;
+  std::size_t queued_bytes_ = 0;  // of the frames in write_queue_ and those being written
+  bool writing_ = false;          // a write is in flight
+  std::chrono::steady_clock::time_point last_write_progress_{};
   std::size_t pending_answers_ = 0;
   bool closing_ = false;   // no more reads; close once the queue is written
   bool closed_ = false;
@@ -77,6 +92,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   boost::asio::steady_timer writer_wake_;
   boost::asio::steady_timer reader_wake_;
   boost::asio::steady_timer hello_deadline_;
+  boost::asio::steady_timer write_watch_;  // wakes enforce_closing_write_timeout()
   boost::asio::cancellation_signal read_cancel_;
 };
 
