@@ -2,7 +2,7 @@
 // user's container is alive (route there) or not (route to the spawner).
 #include "config/config.hpp"
 #include "metrics/metrics.hpp"
-#include "server/checker.hpp"
+#include "server/decision_service.hpp"
 #include "server/health_probe.hpp"
 #include "server/http_endpoints.hpp"
 #include "log/log.hpp"
@@ -104,13 +104,13 @@ int run(const director::config::Config& config) {
   director::server::Resolver resolver(context.get_executor(), resolver_options);
 
   director::metrics::Metrics metrics(director::config::version(), std::chrono::system_clock::now());
-  director::server::Checker checker(context.get_executor(), config, resolver, metrics);
+  director::server::DecisionService decision_service(context.get_executor(), config, resolver, metrics);
   director::server::ConnectionLimits limits;
   limits.max_frame_size = config.max_frame_size;
   limits.hello_timeout = config.hello_timeout;
-  director::server::Server server(context, config.listen, checker, metrics, limits);
+  director::server::Server server(context, config.listen, decision_service, metrics, limits);
   director::net::http::HttpServer http(context, config.http_listen, "HTTP",
-                                      director::server::http_endpoints({config, metrics, checker, server}));
+                                      director::server::http_endpoints({config, metrics, decision_service, server}));
   server.start();
   http.start();
 

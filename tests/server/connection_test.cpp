@@ -1,4 +1,4 @@
-// Connection over a real loopback socket pair, with the real Checker and Resolver behind it.
+// Connection over a real loopback socket pair, with the real DecisionService and Resolver behind it.
 // The agent side runs on two I/O threads (the connection on its strand, as Server accepts it);
 // the test is HAProxy's side: a plain blocking POSIX socket driven from the test thread.
 // Container hosts are looked up at a UDP port where nothing ever answers, so each check waits
@@ -7,7 +7,7 @@
 
 #include "config/config.hpp"
 #include "metrics/metrics.hpp"
-#include "server/checker.hpp"
+#include "server/decision_service.hpp"
 #include "server/resolver.hpp"
 #include "spop/codec.hpp"
 
@@ -38,7 +38,7 @@
 namespace asio = boost::asio;
 using asio::ip::tcp;
 using namespace std::chrono_literals;
-using director::server::Checker;
+using director::server::DecisionService;
 using director::server::Connection;
 using director::server::ConnectionLimits;
 using director::spop::Bytes;
@@ -212,11 +212,11 @@ class Fixture {
       : silent_dns_(io_, asio::ip::udp::endpoint(asio::ip::address_v4::loopback(), 0)),
         metrics_("test", std::chrono::system_clock::now()),
         resolver_(io_.get_executor(), resolver_options()),
-        checker_(io_.get_executor(), config(), resolver_, metrics_),
+        decision_service_(io_.get_executor(), config(), resolver_, metrics_),
         acceptor_(io_, tcp::endpoint(asio::ip::address_v4::loopback(), 0)) {
     peer_.emplace(acceptor_.local_endpoint(), peer_receive_buffer);
     auto socket = acceptor_.accept(asio::make_strand(io_));
-    connection_ = std::make_shared<Connection>(std::move(socket), checker_, metrics_, limits,
+    connection_ = std::make_shared<Connection>(std::move(socket), decision_service_, metrics_, limits,
                                                [this](Connection&) { closed_ = true; });
     connection_->start();
     for (int i = 0; i < 2; ++i) threads_.emplace_back([this] { io_.run(); });
@@ -251,7 +251,7 @@ class Fixture {
   // Waits until `count` requests wait on checks (the connection has read their NOTIFYs).
   void wait_for_waiters(std::size_t count) {
     const auto deadline = Clock::now() + patience;
-    while (checker_.stats().checks_started < count || waiters() < count) {
+    while (decision_service_.stats().checks_started < count || waiters() < count) {
       REQUIRE(Clock::now() < deadline);
       std::this_thread::sleep_for(5ms);
     }
@@ -260,7 +260,7 @@ class Fixture {
  private:
   std::size_t waiters() const {
     std::size_t total = 0;
-    checker_.inspect([&](const director::decision::Director& director) {
+    decision_service_.inspect([&](const director::decision::Director& director) {
       for (const auto& user : director.users(0, 100)) total += user.waiters;
     });
     return total;
@@ -285,7 +285,7 @@ class Fixture {
   asio::ip::udp::socket silent_dns_;  // receives lookups, never answers
   director::metrics::Metrics metrics_;
   director::server::Resolver resolver_;
-  Checker checker_;
+  DecisionService decision_service_;
   tcp::acceptor acceptor_;
   std::optional<Peer> peer_;
   std::shared_ptr<Connection> connection_;

@@ -1,5 +1,5 @@
 // The agent's HTTP endpoints as the plain functions of a request they are, routed by
-// http_endpoints(), with the real Checker, Resolver and SPOP Server behind them: a dnsmasq
+// http_endpoints(), with the real DecisionService, Resolver and SPOP Server behind them: a dnsmasq
 // fixture answers for the container hosts (NXDOMAIN for unknown names), a listening socket stands
 // for an alive container. The HTTP layer under them is tested in tests/common/net.
 #include "server/http_endpoints.hpp"
@@ -7,7 +7,7 @@
 #include "config/config.hpp"
 #include "metrics/metrics.hpp"
 #include "net/awaitable.hpp"
-#include "server/checker.hpp"
+#include "server/decision_service.hpp"
 #include "server/resolver.hpp"
 #include "server/server.hpp"
 
@@ -33,7 +33,7 @@
 namespace asio = boost::asio;
 using asio::ip::tcp;
 using namespace std::chrono_literals;
-using director::server::Checker;
+using director::server::DecisionService;
 using director::server::evaluate_readiness;
 using director::test::run_until_complete;
 using Json = nlohmann::json;
@@ -81,16 +81,16 @@ struct Agent {
     resolver_options.timeout = dns_timeout;
     resolver_options.tries = 1;
     resolver = std::make_unique<director::server::Resolver>(io.get_executor(), resolver_options);
-    checker = std::make_unique<Checker>(io.get_executor(), config, *resolver, metrics);
-    spop = std::make_unique<director::server::Server>(io, config.listen, *checker, metrics,
+    decision_service = std::make_unique<DecisionService>(io.get_executor(), config, *resolver, metrics);
+    spop = std::make_unique<director::server::Server>(io, config.listen, *decision_service, metrics,
                                                       director::server::ConnectionLimits{});
-    router = director::server::http_endpoints({config, metrics, *checker, *spop});
+    router = director::server::http_endpoints({config, metrics, *decision_service, *spop});
     spop->start();
   }
 
   // Asks for `username` as a NOTIFY would (the answer, if deferred, is dropped).
   void decide(const std::string& username) {
-    checker->decide(username, [] { return [](const director::decision::Answer&) {}; });
+    decision_service->decide(username, [] { return [](const director::decision::Answer&) {}; });
   }
 
   // Runs the io_context until no check is in flight.
@@ -115,7 +115,7 @@ struct Agent {
   director::config::Config config;
   director::metrics::Metrics metrics{"9.9.9", std::chrono::system_clock::now()};
   std::unique_ptr<director::server::Resolver> resolver;
-  std::unique_ptr<Checker> checker;
+  std::unique_ptr<DecisionService> decision_service;
   std::unique_ptr<director::server::Server> spop;
   director::net::http::Router router;
 };
@@ -299,11 +299,11 @@ TEST_CASE("/readyz: ready until DNS fails or the SPOP listener stops", "[http][r
 
 TEST_CASE("readiness rule: the most recent lookup within the window decides", "[readyz]") {
   const auto now = director::decision::Clock::now();
-  const Checker::DnsHealth never{};
-  const Checker::DnsHealth failed_recently{now - 5s, now - 1s};
-  const Checker::DnsHealth failed_then_answered{now - 1s, now - 5s};
-  const Checker::DnsHealth failed_long_ago{std::nullopt, now - 61s};
-  const Checker::DnsHealth only_failures{std::nullopt, now - 10s};
+  const DecisionService::DnsHealth never{};
+  const DecisionService::DnsHealth failed_recently{now - 5s, now - 1s};
+  const DecisionService::DnsHealth failed_then_answered{now - 1s, now - 5s};
+  const DecisionService::DnsHealth failed_long_ago{std::nullopt, now - 61s};
+  const DecisionService::DnsHealth only_failures{std::nullopt, now - 10s};
   CHECK(evaluate_readiness(true, never, now, 60s).ready());
   CHECK_FALSE(evaluate_readiness(true, failed_recently, now, 60s).ready());
   CHECK(evaluate_readiness(true, failed_then_answered, now, 60s).ready());

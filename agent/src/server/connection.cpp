@@ -59,10 +59,10 @@ void count_received_frames(std::span<const std::uint8_t> consumed, metrics::Metr
 
 }  // namespace
 
-Connection::Connection(boost::asio::ip::tcp::socket socket, Checker& checker, metrics::Metrics& metrics,
-                       ConnectionLimits limits, std::function<void(Connection&)> on_closed)
+Connection::Connection(boost::asio::ip::tcp::socket socket, DecisionService& decision_service,
+                       metrics::Metrics& metrics, ConnectionLimits limits, std::function<void(Connection&)> on_closed)
     : socket_(std::move(socket)),
-      checker_(checker),
+      decision_service_(decision_service),
       metrics_(metrics),
       limits_(limits),
       on_closed_(std::move(on_closed)),
@@ -218,7 +218,7 @@ void Connection::handle(spop::FeedResult& result, std::chrono::steady_clock::tim
     }
     const auto stream_id = notify.stream_id;
     const auto frame_id = notify.frame_id;
-    auto answer = checker_.decide(request->username, [&] {
+    auto answer = decision_service_.decide(request->username, [&] {
       ++pending_answers_;
       return [weak = weak_from_this(), stream_id, frame_id, arrived](const decision::Answer& late) {
         if (auto self = weak.lock()) {

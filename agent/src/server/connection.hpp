@@ -7,7 +7,7 @@
 #pragma once
 
 #include "metrics/metrics.hpp"
-#include "server/checker.hpp"
+#include "server/decision_service.hpp"
 #include "spop/session.hpp"
 
 #include <boost/asio/awaitable.hpp>
@@ -43,7 +43,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
  public:
   // `on_closed` runs once, on the connection's strand, after the socket is closed. Frames,
   // protocol errors and decisions (route requests answered) are reported to `metrics`.
-  Connection(boost::asio::ip::tcp::socket socket, Checker& checker, metrics::Metrics& metrics,
+  Connection(boost::asio::ip::tcp::socket socket, DecisionService& decision_service, metrics::Metrics& metrics,
              ConnectionLimits limits, std::function<void(Connection&)> on_closed);
 
   void start();
@@ -73,7 +73,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void close_now();
 
   boost::asio::ip::tcp::socket socket_;
-  Checker& checker_;
+  DecisionService& decision_service_;
   metrics::Metrics& metrics_;
   ConnectionLimits limits_;
   std::function<void(Connection&)> on_closed_;

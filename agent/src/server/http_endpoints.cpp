@@ -42,9 +42,9 @@ double milliseconds_with_us(decision::Duration duration) {
 
 // Cached users whose last request is within 5 and 15 minutes of `now`. Director::users() lists
 // the most recently used first, and every request sets last_seen from the steady clock under the
-// Checker's lock, so the cache is ordered by last_seen: counting stops at the first user older
+// DecisionService's lock, so the cache is ordered by last_seen: counting stops at the first user older
 // than 15 minutes. Pages grow fourfold, so a scrape costs O(users active in the last 15 minutes)
-// under the Checker's lock, and never more than O(cached users).
+// under the DecisionService's lock, and never more than O(cached users).
 struct ActiveUsers {
   std::size_t within_5m = 0;
   std::size_t within_15m = 0;
@@ -74,7 +74,7 @@ ActiveUsers count_active_users(const decision::Director& director, decision::Tim
 
 metrics::StateSample sample_state(const HttpSources& sources) {
   metrics::StateSample sample;
-  sources.checker.inspect([&](const decision::Director& director) {
+  sources.decision_service.inspect([&](const decision::Director& director) {
     sample.decisions = director.stats();
     sample.users_cached = director.size();
     const auto active = count_active_users(director, decision::Clock::now());
@@ -167,7 +167,7 @@ Json user_json(const UserRow& user, decision::TimePoint now) {
 
 }  // namespace
 
-Readiness evaluate_readiness(bool spop_listening, const Checker::DnsHealth& dns, decision::TimePoint now,
+Readiness evaluate_readiness(bool spop_listening, const DecisionService::DnsHealth& dns, decision::TimePoint now,
                              std::chrono::seconds dns_failure_window) {
   Readiness readiness;
   if (!spop_listening) readiness.problems.emplace_back("the SPOP listener is not accepting connections");
@@ -191,7 +191,7 @@ Response healthz_endpoint(const HttpSources& /*sources*/, const Request& /*reque
 }
 
 Response readyz_endpoint(const HttpSources& sources, const Request& /*request*/) {
-  const auto readiness = evaluate_readiness(sources.spop_server.is_listening(), sources.checker.dns_health(),
+  const auto readiness = evaluate_readiness(sources.spop_server.is_listening(), sources.decision_service.dns_health(),
                                             decision::Clock::now(), sources.dns_failure_window);
   Json body;
   if (readiness.ready()) {
@@ -205,7 +205,7 @@ Response readyz_endpoint(const HttpSources& sources, const Request& /*request*/)
 
 Response status_endpoint(const HttpSources& sources, const Request& /*request*/) {
   std::size_t users_cached = 0;
-  sources.checker.inspect([&](const decision::Director& director) { users_cached = director.size(); });
+  sources.decision_service.inspect([&](const decision::Director& director) { users_cached = director.size(); });
   Json body;
   body["version"] = config::version();
   body["uptime_seconds"] = seconds_with_ms(decision::Clock::now() - sources.started);
@@ -228,7 +228,7 @@ Response users_endpoint(const HttpSources& sources, const Request& request) {
 
   std::size_t total = 0;
   std::vector<UserRow> rows;
-  sources.checker.inspect([&](const decision::Director& director) {
+  sources.decision_service.inspect([&](const decision::Director& director) {
     total = director.size();
     const auto page = director.users(query.offset, query.limit);
     rows.reserve(page.size());

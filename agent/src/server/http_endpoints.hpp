@@ -2,13 +2,13 @@
 // /status and /users (docs/metrics.md, "HTTP endpoints", is the contract). Each is a plain
 // function of a request returning a response; net::http::HttpServer (common/src/net) serves them
 // and owns the HTTP contract (limits, deadline, errors). They only read the agent's state: the
-// Checker under its lock, the SPOP server's counts, the metrics.
+// DecisionService under its lock, the SPOP server's counts, the metrics.
 #pragma once
 
 #include "config/config.hpp"
 #include "metrics/metrics.hpp"
 #include "net/http_server.hpp"
-#include "server/checker.hpp"
+#include "server/decision_service.hpp"
 #include "server/server.hpp"
 
 #include <chrono>
@@ -21,7 +21,7 @@ namespace director::server {
 struct HttpSources {
   const config::Config& config;
   const metrics::Metrics& metrics;
-  const Checker& checker;
+  const DecisionService& decision_service;
   const Server& spop_server;
   decision::TimePoint started = decision::Clock::now();  // for /status's uptime
   // Readiness: DNS counts as failing while the most recent lookup failed and is at most this old.
@@ -38,7 +38,7 @@ struct Readiness {
 // not failing: DNS fails while the most recent lookup of any check ended in error and is at most
 // `dns_failure_window` old. No lookups at all is no evidence of failure: ready. Cheap: it reads
 // what the checks recorded and sends no query of its own.
-Readiness evaluate_readiness(bool spop_listening, const Checker::DnsHealth& dns, decision::TimePoint now,
+Readiness evaluate_readiness(bool spop_listening, const DecisionService::DnsHealth& dns, decision::TimePoint now,
                              std::chrono::seconds dns_failure_window);
 
 net::http::Response metrics_endpoint(const HttpSources& sources, const net::http::Request& request);

@@ -1,7 +1,7 @@
 // Liveness probe of one container endpoint: a TCP connect, optionally followed by one HTTP GET
 // whose status line decides. Runs on the awaiting coroutine's executor, which must be a strand
 // when several threads run its context (it races the connect against its deadline with Asio's
-// awaitable operators; Checker runs each check on a strand of its own). Any number of probes
+// awaitable operators; DecisionService runs each check on a strand of its own). Any number of probes
 // may run concurrently (each has its own socket and deadline).
 #pragma once
 

@@ -5,16 +5,16 @@
 
 namespace director::server {
 
-Server::Server(boost::asio::io_context& context, const boost::asio::ip::tcp::endpoint& listen, Checker& checker,
-               metrics::Metrics& metrics, ConnectionLimits limits)
-    : listener_(context, listen, ""), checker_(checker), metrics_(metrics), limits_(limits) {}
+Server::Server(boost::asio::io_context& context, const boost::asio::ip::tcp::endpoint& listen,
+               DecisionService& decision_service, metrics::Metrics& metrics, ConnectionLimits limits)
+    : listener_(context, listen, ""), decision_service_(decision_service), metrics_(metrics), limits_(limits) {}
 
 void Server::start() {
   listener_.start([this](boost::asio::ip::tcp::socket socket) { accept(std::move(socket)); });
 }
 
 void Server::accept(boost::asio::ip::tcp::socket socket) {
-  auto connection = std::make_shared<Connection>(std::move(socket), checker_, metrics_, limits_,
+  auto connection = std::make_shared<Connection>(std::move(socket), decision_service_, metrics_, limits_,
                                                  [this](Connection& closed) { forget(closed); });
   {
     const std::lock_guard lock(mutex_);

@@ -3,7 +3,7 @@
 #pragma once
 
 #include "net/listener.hpp"
-#include "server/checker.hpp"
+#include "server/decision_service.hpp"
 #include "server/connection.hpp"
 
 #include <boost/asio/awaitable.hpp>
@@ -20,8 +20,8 @@ class Server {
  public:
   // Binds and listens at once (throws with a clear message if the address cannot be used).
   // Connections report to `metrics`, which must outlive the server.
-  Server(boost::asio::io_context& context, const boost::asio::ip::tcp::endpoint& listen, Checker& checker,
-         metrics::Metrics& metrics, ConnectionLimits limits);
+  Server(boost::asio::io_context& context, const boost::asio::ip::tcp::endpoint& listen,
+         DecisionService& decision_service, metrics::Metrics& metrics, ConnectionLimits limits);
 
   void start();
   // Stops accepting; each connection answers what is pending (for at most `grace`), sends
@@ -39,7 +39,7 @@ class Server {
   void forget(Connection& connection);
 
   net::Listener listener_;
-  Checker& checker_;
+  DecisionService& decision_service_;
   metrics::Metrics& metrics_;
   ConnectionLimits limits_;
   mutable std::mutex mutex_;

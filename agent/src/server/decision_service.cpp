@@ -1,4 +1,4 @@
-#include "server/checker.hpp"
+#include "server/decision_service.hpp"
 
 #include "log/log.hpp"
 #include "net/awaitable.hpp"
@@ -11,24 +11,25 @@
 
 namespace director::server {
 
-Checker::Checker(boost::asio::any_io_executor executor, const config::Config& config, Resolver& resolver,
-                 metrics::Metrics& metrics)
-    : Checker(std::move(executor), config, [&resolver](std::string host) { return resolver.resolve(std::move(host)); },
-              metrics) {}
+DecisionService::DecisionService(boost::asio::any_io_executor executor, const config::Config& config,
+                                 Resolver& resolver, metrics::Metrics& metrics)
+    : DecisionService(
+          std::move(executor), config, [&resolver](std::string host) { return resolver.resolve(std::move(host)); },
+          metrics) {}
 
-Checker::Checker(boost::asio::any_io_executor executor, const config::Config& config, Lookup lookup,
-                 metrics::Metrics& metrics)
+DecisionService::DecisionService(boost::asio::any_io_executor executor, const config::Config& config,
+                                 Lookup lookup, metrics::Metrics& metrics)
     : executor_(std::move(executor)), lookup_(std::move(lookup)), metrics_(metrics), director_(config.decision) {
   probe_options_.timeout = config.probe.timeout;
   if (config.probe.mode == config::ProbeMode::http) probe_options_.http_path = config.probe.http_path;
 }
 
-decision::Stats Checker::stats() const {
+decision::Stats DecisionService::stats() const {
   const std::lock_guard lock(mutex_);
   return director_.stats();
 }
 
-Checker::DnsHealth Checker::dns_health() const {
+DecisionService::DnsHealth DecisionService::dns_health() const {
   const auto as_time = [](decision::Duration::rep ticks) -> std::optional<decision::TimePoint> {
     if (ticks == 0) return std::nullopt;
     return decision::TimePoint(decision::Duration(ticks));
@@ -37,7 +38,7 @@ Checker::DnsHealth Checker::dns_health() const {
           as_time(last_dns_failure_.load(std::memory_order_relaxed))};
 }
 
-void Checker::record_lookup(decision::DnsOutcome outcome, decision::TimePoint started,
+void DecisionService::record_lookup(decision::DnsOutcome outcome, decision::TimePoint started,
                             decision::TimePoint finished) {
   metrics_.dns_lookup_finished(outcome, finished - started);
   auto& last = outcome == decision::DnsOutcome::error ? last_dns_failure_ : last_dns_answer_;
@@ -62,13 +63,13 @@ void log_change(const decision::CheckPlan& plan, const decision::Completion& com
 
 }  // namespace
 
-void Checker::start(decision::CheckPlan plan) {
+void DecisionService::start(decision::CheckPlan plan) {
   // A strand per check: probe() races a connect against a timer with Asio's awaitable
   // operators, which must not run on several threads at once.
   boost::asio::co_spawn(boost::asio::make_strand(executor_), run(std::move(plan)), net::log_if_thrown("check"));
 }
 
-boost::asio::awaitable<void> Checker::run(decision::CheckPlan plan) {
+boost::asio::awaitable<void> DecisionService::run(decision::CheckPlan plan) {
   metrics_.check_started();
   decision::CheckResult result;
   try {
@@ -99,7 +100,7 @@ boost::asio::awaitable<void> Checker::run(decision::CheckPlan plan) {
   for (auto& deliver : deliveries) deliver(completion.answer);
 }
 
-boost::asio::awaitable<decision::CheckResult> Checker::observe(const decision::CheckPlan& plan) {
+boost::asio::awaitable<decision::CheckResult> DecisionService::observe(const decision::CheckPlan& plan) {
   decision::CheckResult result;
   const auto lookup_started = decision::Clock::now();
   const auto resolved = co_await lookup_(plan.host);

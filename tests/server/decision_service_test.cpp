@@ -1,7 +1,7 @@
-// Checker with its lookup replaced (Checker::Lookup) and real probes of loopback listeners: a
+// DecisionService with its lookup replaced (DecisionService::Lookup) and real probes of loopback listeners: a
 // check that throws, and many checks at once on several threads (run it under TSan:
-// `ctest --preset tsan-server -R checker`).
-#include "server/checker.hpp"
+// `ctest --preset tsan-server -R decision_service`).
+#include "server/decision_service.hpp"
 
 #include "config/config.hpp"
 #include "metrics/metrics.hpp"
@@ -27,7 +27,7 @@ using namespace std::chrono_literals;
 using director::decision::Answer;
 using director::decision::DnsOutcome;
 using director::decision::Reason;
-using director::server::Checker;
+using director::server::DecisionService;
 using director::server::ResolveResult;
 
 namespace {
@@ -44,13 +44,13 @@ tcp::acceptor listening(asio::io_context& io) {
 }  // namespace
 
 TEST_CASE("a check that throws fails: its waiter is answered and the next request checks again",
-          "[checker]") {
+          "[decision_service]") {
   asio::io_context io;
   director::metrics::Metrics metrics("test", std::chrono::system_clock::now());
   director::config::Config config;
   config.decision.dead_ttl = 0ms;  // every request after a not-alive answer starts a new check
   int lookups = 0;
-  Checker checker(
+  DecisionService decision_service(
       io.get_executor(), config,
       [&lookups](std::string) -> asio::awaitable<ResolveResult> {
         if (++lookups == 1) throw std::runtime_error("lookup failed unexpectedly");
@@ -59,19 +59,19 @@ TEST_CASE("a check that throws fails: its waiter is answered and the next reques
       metrics);
 
   std::optional<Answer> first;
-  CHECK_FALSE(checker.decide("alice", [&] { return [&](const Answer& answer) { first = answer; }; }));
+  CHECK_FALSE(decision_service.decide("alice", [&] { return [&](const Answer& answer) { first = answer; }; }));
   io.run();
   REQUIRE(first);
   CHECK_FALSE(first->alive);
   CHECK(first->reason == Reason::dns_error);
-  checker.inspect([](const director::decision::Director& director) {
+  decision_service.inspect([](const director::decision::Director& director) {
     const auto user = director.find_user("alice");
     REQUIRE(user);
     CHECK_FALSE(user->checking);
   });
 
   std::optional<Answer> second;
-  CHECK_FALSE(checker.decide("alice", [&] { return [&](const Answer& answer) { second = answer; }; }));
+  CHECK_FALSE(decision_service.decide("alice", [&] { return [&](const Answer& answer) { second = answer; }; }));
   io.restart();
   io.run();
   CHECK(lookups == 2);
@@ -79,7 +79,7 @@ TEST_CASE("a check that throws fails: its waiter is answered and the next reques
   CHECK(second->reason == Reason::no_such_host);
 }
 
-TEST_CASE("many checks at once on several threads", "[checker]") {
+TEST_CASE("many checks at once on several threads", "[decision_service]") {
   constexpr int users = 400;
   constexpr int threads = 4;
   asio::io_context io(threads);
@@ -90,7 +90,7 @@ TEST_CASE("many checks at once on several threads", "[checker]") {
   config.decision.container_port = container.local_endpoint().port();
   // About as long as a loopback connect: the connect and the deadline of each probe race.
   config.probe.timeout = 1ms;
-  Checker checker(
+  DecisionService decision_service(
       io.get_executor(), config,
       [](std::string) -> asio::awaitable<ResolveResult> {
         co_return ResolveResult{DnsOutcome::ok, {asio::ip::address_v4::loopback()}, 0s};
@@ -102,7 +102,7 @@ TEST_CASE("many checks at once on several threads", "[checker]") {
   std::atomic<int> answered{0};
   std::atomic<int> unexpected{0};
   for (int i = 0; i < users; ++i) {
-    const auto answer = checker.decide("user" + std::to_string(i), [&] {
+    const auto answer = decision_service.decide("user" + std::to_string(i), [&] {
       return [&](const Answer& late) {
         if (late.reason != Reason::ok && late.reason != Reason::timeout) ++unexpected;
         ++answered;

@@ -22,7 +22,7 @@
 
 namespace director::server {
 
-class Checker {
+class DecisionService {
  public:
   // Receives a deferred answer exactly once, on the thread that completed the check.
   using Deliver = std::function<void(const decision::Answer&)>;
@@ -31,12 +31,12 @@ class Checker {
   using Lookup = std::function<boost::asio::awaitable<ResolveResult>(std::string host)>;
 
   // Reports DNS lookups, probes and checks in flight to `metrics`, which must outlive it.
-  Checker(boost::asio::any_io_executor executor, const config::Config& config, Resolver& resolver,
-          metrics::Metrics& metrics);
+  DecisionService(boost::asio::any_io_executor executor, const config::Config& config, Resolver& resolver,
+                  metrics::Metrics& metrics);
   // The same with another lookup, for tests (e.g. one that throws). A check whose lookup or
   // probe throws fails: it is logged, and its waiters get a not-alive answer (dns-error).
-  Checker(boost::asio::any_io_executor executor, const config::Config& config, Lookup lookup,
-          metrics::Metrics& metrics);
+  DecisionService(boost::asio::any_io_executor executor, const config::Config& config, Lookup lookup,
+                  metrics::Metrics& metrics);
 
   // Returns the answer when it is known now. Otherwise calls make_deliver() once to obtain the
   // callback that will receive the answer when the check completes, and returns std::nullopt.
