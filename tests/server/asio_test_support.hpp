@@ -1,6 +1,8 @@
 // Running coroutines to completion in tests.
 #pragma once
 
+#include "net/awaitable.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -59,7 +61,7 @@ boost::asio::awaitable<std::vector<T>> gather(std::vector<boost::asio::awaitable
     });
   }
   if (remaining > 0)
-    co_await all_done.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+    co_await all_done.async_wait(director::net::nothrow_awaitable);
   co_return results;
 }
 

@@ -2,6 +2,8 @@
 // drops SYNs, and small HTTP servers that answer, fail, babble, hang up or never answer.
 #include "server/prober.hpp"
 
+#include "net/awaitable.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -53,7 +55,7 @@ struct StringMaker<ProbeOutcome> {
 
 namespace {
 
-constexpr auto use_awaitable_values = asio::as_tuple(asio::use_awaitable);
+using director::net::nothrow_awaitable;
 
 const tcp::endpoint any_loopback_port{asio::ip::address_v4::loopback(), 0};
 
@@ -82,7 +84,7 @@ class AcceptingListener {
  private:
   asio::awaitable<void> accept_forever() {
     for (;;) {
-      auto [error, socket] = co_await acceptor_.async_accept(use_awaitable_values);
+      auto [error, socket] = co_await acceptor_.async_accept(nothrow_awaitable);
       if (error) co_return;
       accepted_.push_back(std::move(socket));
     }
@@ -114,7 +116,7 @@ class FullListener {
   asio::awaitable<void> fill() {
     const auto executor = co_await asio::this_coro::executor;
     auto& first = fillers_.emplace_back(executor);
-    co_await first.async_connect(endpoint(), use_awaitable_values);
+    co_await first.async_connect(endpoint(), nothrow_awaitable);
     for (int i = 0; i < 2; ++i) {
       fillers_.emplace_back(executor).async_connect(endpoint(), [](boost::system::error_code) {});
     }
@@ -145,7 +147,7 @@ class HttpStub {
  private:
   asio::awaitable<void> accept_forever() {
     for (;;) {
-      auto [error, socket] = co_await acceptor_.async_accept(use_awaitable_values);
+      auto [error, socket] = co_await acceptor_.async_accept(nothrow_awaitable);
       if (error) co_return;
       asio::co_spawn(acceptor_.get_executor(), serve(std::move(socket)), asio::detached);
     }
@@ -154,7 +156,7 @@ class HttpStub {
   asio::awaitable<void> serve(tcp::socket socket) {
     asio::streambuf head;
     auto [error, size] =
-        co_await asio::async_read_until(socket, head, "\r\n\r\n", use_awaitable_values);
+        co_await asio::async_read_until(socket, head, "\r\n\r\n", nothrow_awaitable);
     if (error) co_return;
     requests_.emplace_back(asio::buffers_begin(head.data()),
                            asio::buffers_begin(head.data()) + static_cast<std::ptrdiff_t>(size));
@@ -164,9 +166,9 @@ class HttpStub {
         for (std::size_t i = 0; i < chunks_.size(); ++i) {
           if (i > 0) {
             pause.expires_after(20ms);
-            co_await pause.async_wait(use_awaitable_values);
+            co_await pause.async_wait(nothrow_awaitable);
           }
-          co_await asio::async_write(socket, asio::buffer(chunks_[i]), use_awaitable_values);
+          co_await asio::async_write(socket, asio::buffer(chunks_[i]), nothrow_awaitable);
         }
         break;
       }
@@ -176,7 +178,7 @@ class HttpStub {
         std::array<char, 64> ignored{};
         for (;;) {
           auto [read_error, count] =
-              co_await socket.async_read_some(asio::buffer(ignored), use_awaitable_values);
+              co_await socket.async_read_some(asio::buffer(ignored), nothrow_awaitable);
           if (read_error) break;
         }
         ++closed_by_client_;  // only the client can end this connection
@@ -198,7 +200,7 @@ ProbeResult run_probe(asio::io_context& io, tcp::endpoint endpoint, ProbeOptions
 
 asio::awaitable<void> sleep_for(std::chrono::milliseconds duration) {
   asio::steady_timer timer(co_await asio::this_coro::executor, duration);
-  co_await timer.async_wait(use_awaitable_values);
+  co_await timer.async_wait(nothrow_awaitable);
 }
 
 }  // namespace

@@ -36,6 +36,7 @@ void Server::forget(Connection& connection) {
 
 void Server::stop(std::chrono::milliseconds grace, std::function<void()> on_drained) {
   std::vector<std::shared_ptr<Connection>> open;
+  bool drained_now = false;
   {
     const std::lock_guard lock(mutex_);
     stopping_ = true;
@@ -44,11 +45,12 @@ void Server::stop(std::chrono::milliseconds grace, std::function<void()> on_drai
     }
     // Either forget() runs on_drained_ when the last connection closes, or nothing is open and
     // it runs below; never both, never neither.
-    if (!connections_.empty()) on_drained_ = std::move(on_drained);
+    drained_now = connections_.empty();
+    if (!drained_now) on_drained_ = std::move(on_drained);
   }
   listener_.stop();
   for (auto& connection : open) connection->stop(grace);
-  if (on_drained) on_drained();  // still ours: no connection was open
+  if (drained_now && on_drained) on_drained();
 }
 
 boost::asio::ip::tcp::endpoint Server::local_endpoint() const { return listener_.local_endpoint(); }

@@ -84,9 +84,12 @@ Response respond(const Router& router, const Request& request) {
 
 // Writes `response` (within the stream's deadline), then lingers at most `linger_limit` and
 // closes.
+// `head_only`: the request was HEAD, so the response carries the headers (Content-Length
+// included) without the body (RFC 9110, 9.3.2).
 asio::awaitable<void> answer_and_close(beast::tcp_stream& stream, Response response,
-                                       std::chrono::milliseconds linger_limit) {
+                                       std::chrono::milliseconds linger_limit, bool head_only = false) {
   add_common_headers(response);
+  if (head_only) response.body().clear();
   const auto [write_error, written] = co_await beast::http::async_write(stream, response, nothrow_awaitable);
   if (write_error) co_return;  // the stream closes with the coroutine
 
@@ -224,7 +227,8 @@ asio::awaitable<void> HttpServer::exchange(tcp::socket socket, std::shared_ptr<S
       if (!response) co_return;  // gone or too slow: closed without an answer
     }
   }
-  co_await answer_and_close(stream, std::move(*response), limits.exchange_timeout);
+  const bool head_only = !error && parser.get().method() == beast::http::verb::head;
+  co_await answer_and_close(stream, std::move(*response), limits.exchange_timeout, head_only);
 }
 
 }  // namespace director::net::http

@@ -164,7 +164,10 @@ TEST_CASE("http: routing, methods and malformed requests", "[http][requests]") {
   CHECK(post.status == 405);
   CHECK(post.header("Allow") == "GET");
   CHECK_FALSE(post.json().at("error").get<std::string>().empty());
-  CHECK(served.send("HEAD /hello HTTP/1.1\r\n\r\n").status == 405);
+  const auto head = served.send("HEAD /hello HTTP/1.1\r\n\r\n");
+  CHECK(head.status == 405);
+  CHECK(head.body.empty());  // a response to HEAD has no body
+  CHECK(head.header("Content-Length") != "0");
   CHECK(served.send("DELETE /echo HTTP/1.1\r\n\r\n").header("Allow") == "GET, POST");
   const auto nowhere = served.send("GET /nowhere HTTP/1.1\r\n\r\n");
   CHECK(nowhere.status == 404);

@@ -1,5 +1,5 @@
-// Codec tests: varints, typed data, frames and payloads, against hand-checked bytes (the values
-// of DESIGN-NOTES and SPOE.txt) rather than against our own encoder only.
+// Codec tests: varints, typed data, frames and payloads, against hand-checked bytes (the encoding
+// in SPOE.txt, section 3.1, and HAProxy's encoder) rather than against our own encoder only.
 #include "spop_test_support.hpp"
 
 #include <catch2/catch.hpp>
@@ -45,7 +45,7 @@ std::string encode_value_hex(const Value& value) {
 
 }  // namespace
 
-TEST_CASE("varint: DESIGN-NOTES table, both ways", "[codec][varint]") {
+TEST_CASE("varint: hand-checked values, both ways", "[codec][varint]") {
   const auto [value, hex] = GENERATE(table<std::uint64_t, std::string>({
       {0, "00"},
       {1, "01"},
