@@ -51,6 +51,12 @@ def endpoint(value):
     return host, port or free_port()
 
 
+def haproxy_binary():
+    """The HAProxy the stack runs: DIRECTOR_HAPROXY_BIN (the e2e-haproxy3.2/ tests set it to
+    HAProxy 3.2), else haproxy on PATH."""
+    return os.environ.get("DIRECTOR_HAPROXY_BIN") or "haproxy"
+
+
 def wait_for(what, check, timeout=15.0, interval=0.05):
     deadline = time.monotonic() + timeout
     while True:
@@ -312,7 +318,7 @@ class Stack:
             DIRECTOR_DNS_SERVER=f"{self.dns[0]}:{self.dns[1]}", **self.haproxy_extra_env)
 
     def start_haproxy(self):
-        self._start("haproxy", ["haproxy", "-W", "-S", self.run_dir / "master.sock",
+        self._start("haproxy", [haproxy_binary(), "-W", "-S", self.run_dir / "master.sock",
                                 "-f", self.haproxy_cfg], self.haproxy_env())
         wait_for("HAProxy's worker", self.haproxy_workers)
         wait_for("HAProxy to listen", lambda: self.components["haproxy"].running()
