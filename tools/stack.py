@@ -342,6 +342,11 @@ class Stack:
         self._start("haproxy", [haproxy_binary(), "-W", "-S", self.run_dir / "master.sock",
                                 "-f", self.haproxy_cfg], self.haproxy_env())
         wait_for("HAProxy's worker", lambda: self._haproxy_alive() and self.haproxy_workers())
+        # Listed is not started: 3.x lists a worker before it has bound anything, and one that
+        # cannot bind exits. A worker that answers on its stats socket has bound every
+        # listener, so the next check cannot be answered by someone else's listener.
+        wait_for("HAProxy's worker to serve", lambda: self._haproxy_alive()
+                 and "Name: HAProxy" in self.haproxy_cli("show info"))
         wait_for("HAProxy to listen", lambda: self._haproxy_alive()
                  and socket.create_connection(self.http, 0.5).close() is None)
         if self.components["agent"].running():
