@@ -341,6 +341,11 @@ class Stack:
     def start_haproxy(self):
         self._start("haproxy", [haproxy_binary(), "-W", "-S", self.run_dir / "master.sock",
                                 "-f", self.haproxy_cfg], self.haproxy_env())
+        self.wait_haproxy_started()
+
+    def wait_haproxy_started(self):
+        """Waits until the HAProxy just started serves (and its agent is checked, if it runs);
+        raises HAProxyExited at once if it exits instead."""
         wait_for("HAProxy's worker", lambda: self._haproxy_alive() and self.haproxy_workers())
         # Listed is not started: 3.x lists a worker before it has bound anything, and one that
         # cannot bind exits. A worker that answers on its stats socket has bound every
