@@ -40,7 +40,7 @@ REPO = TOOLS.parent
 sys.path.insert(0, str(TOOLS))
 from agent import DEFAULT_AGENT, AgentProcess, agent_binary, parse_address  # noqa: E402
 from containers import Containers, claim_subnet  # noqa: E402
-from loopback import free_port, http_get, parse_metrics  # noqa: E402
+from loopback import free_port, http_get, parse_metrics, reserve_port  # noqa: E402
 
 IDENTITY = "X-Forwarded-Preferred-Username"
 
@@ -49,6 +49,16 @@ def endpoint(value):
     """"127.0.0.1:0" -> ("127.0.0.1", <a free port>)."""
     host, port = parse_address(value)
     return host, port or free_port()
+
+
+def haproxy_binary():
+    """The HAProxy the stack runs: DIRECTOR_HAPROXY_BIN (the e2e-haproxy3.2/ tests set it to
+    HAProxy 3.2), else haproxy on PATH."""
+    return os.environ.get("DIRECTOR_HAPROXY_BIN") or "haproxy"
+
+
+class HAProxyExited(RuntimeError):
+    """HAProxy's master exited while the stack waited for it."""
 
 
 def wait_for(what, check, timeout=15.0, interval=0.05):
@@ -140,7 +150,10 @@ class Stack:
         self.agent_bin = agent_binary(agent_bin)
         self.temporary = run_dir is None
         self.run_dir = Path(run_dir or tempfile.mkdtemp(prefix="director-stack-"))
-        self.http, self.metrics = endpoint(http), endpoint(metrics)
+        # HAProxy's listeners: reserved for the stack's lifetime (loopback.reserve_port), so
+        # that no one else binds them before HAProxy does, nor while it restarts.
+        self._haproxy_reservations = []
+        self.http, self.metrics = self._reserve_for_haproxy(http), self._reserve_for_haproxy(metrics)
         # The agent's SPOP and HTTP (/metrics, /healthz, /status, /users) addresses. The real
         # agent binds port 0 itself and its first start fixes the ports (HAProxy is told the
         # SPOP one); the fake agent is given a free port.
@@ -181,6 +194,7 @@ class Stack:
         for name in ("haproxy", "spawner", "agent", "dnsmasq"):
             if name in self.components:
                 self.components[name].stop()
+        self._release_haproxy_reservations()
         if self.containers is not None:
             self.containers.stop_all()
         if self._subnet_lock is not None:
@@ -311,14 +325,46 @@ class Stack:
             DIRECTOR_HAPROXY_DIR=str(self.haproxy_cfg.parent),
             DIRECTOR_DNS_SERVER=f"{self.dns[0]}:{self.dns[1]}", **self.haproxy_extra_env)
 
+    def _reserve_for_haproxy(self, value):
+        """endpoint(value), but a port picked here stays reserved until stop()."""
+        if not value.endswith(":0"):
+            return endpoint(value)
+        reservation = reserve_port(parse_address(value)[0])
+        self._haproxy_reservations.append(reservation)
+        return reservation.getsockname()[:2]
+
+    def _release_haproxy_reservations(self):
+        for reservation in self._haproxy_reservations:
+            reservation.close()
+        self._haproxy_reservations = []
+
     def start_haproxy(self):
-        self._start("haproxy", ["haproxy", "-W", "-S", self.run_dir / "master.sock",
+        self._start("haproxy", [haproxy_binary(), "-W", "-S", self.run_dir / "master.sock",
                                 "-f", self.haproxy_cfg], self.haproxy_env())
-        wait_for("HAProxy's worker", self.haproxy_workers)
-        wait_for("HAProxy to listen", lambda: self.components["haproxy"].running()
+        self.wait_haproxy_started()
+
+    def wait_haproxy_started(self):
+        """Waits until the HAProxy just started serves (and its agent is checked, if it runs);
+        raises HAProxyExited at once if it exits instead."""
+        wait_for("HAProxy's worker", lambda: self._haproxy_alive() and self.haproxy_workers())
+        # Listed is not started: 3.x lists a worker before it has bound anything, and one that
+        # cannot bind exits. A worker that answers on its stats socket has bound every
+        # listener, so the next check cannot be answered by someone else's listener.
+        wait_for("HAProxy's worker to serve", lambda: self._haproxy_alive()
+                 and "Name: HAProxy" in self.haproxy_cli("show info"))
+        wait_for("HAProxy to listen", lambda: self._haproxy_alive()
                  and socket.create_connection(self.http, 0.5).close() is None)
         if self.components["agent"].running():
             self.wait_agent_checked()
+
+    def _haproxy_alive(self):
+        """True while HAProxy's master runs; raises at once, with HAProxy's reason, once it has
+        exited (e.g. a port it cannot bind): nothing is left to wait for."""
+        component = self.components["haproxy"]
+        if component.running():
+            return True
+        raise HAProxyExited(f"HAProxy exited (status {component.proc.returncode}):\n"
+                            f"{component.log_tail(10)}")
 
     def haproxy_cli(self, command, master=False):
         """Runs a runtime API command on the worker's stats socket (or the master CLI)."""

@@ -44,7 +44,7 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "tools"))
 from containers import claim_subnet  # noqa: E402
 from loopback import free_port, http_get  # noqa: E402
-from stack import IDENTITY, Component, Stack, wait_for  # noqa: E402
+from stack import IDENTITY, Component, Stack, haproxy_binary, wait_for  # noqa: E402
 
 SKIP = 77
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -161,7 +161,7 @@ resolvers dns
 
 class BenchStack(Stack):
     """tools/stack.py's stack with the bench's differences: the spawner is the origin's fixed
-    answer, HAProxy runs one thread (a second global section) with the fast path TTL given,
+    answer, HAProxy runs one thread (a global section of its own) with the fast path TTL given,
     and HAProxy's per-request log goes to /dev/null unless asked for."""
 
     def __init__(self, *, spawner_port, fast_path_ttl, keep_haproxy_log, **kwargs):
@@ -180,18 +180,15 @@ class BenchStack(Stack):
     def start_haproxy(self):
         extra = self.run_dir / "bench-global.cfg"
         extra.write_text("global\n    nbthread 1\n")
-        component = Component("haproxy", ["haproxy", "-W", "-S", self.run_dir / "master.sock",
-                                           "-f", self.haproxy_cfg, "-f", extra],
-                              self.haproxy_env(), self.run_dir)
+        # The extra file first: 3.x takes nbthread only in the first global section.
+        argv = [haproxy_binary(), "-W", "-S", self.run_dir / "master.sock",
+                "-f", extra, "-f", self.haproxy_cfg]
+        component = Component("haproxy", argv, self.haproxy_env(), self.run_dir)
         if not self.keep_haproxy_log:
             component.log_path = Path(os.devnull)
         self.components["haproxy"] = component
         component.start()
-        wait_for("HAProxy's worker", self.haproxy_workers)
-        wait_for("HAProxy to listen", lambda: component.running()
-                 and socket.create_connection(self.http, 0.5).close() is None)
-        if self.components["agent"].running():
-            self.wait_agent_checked()
+        self.wait_haproxy_started()
 
     def restart_haproxy(self, fast_path_ttl):
         self.components["haproxy"].stop()
@@ -246,7 +243,7 @@ class Bench:
         self.spawner_port = free_port()
         self.run_dir = Path(tempfile.mkdtemp(prefix="director-bench-"))
         binds = ",".join(f"{self.origin_subnet}.{i}:{self.container_port}" for i in range(1, 255))
-        self.start_process("origin", ["haproxy", "-f", self.write_cfg("origin.cfg", ORIGIN_CFG.format(
+        self.start_process("origin", [haproxy_binary(), "-f", self.write_cfg("origin.cfg", ORIGIN_CFG.format(
             binds=binds, spawner_port=self.spawner_port))], port=("127.0.0.1", self.spawner_port))
 
         self.stack = BenchStack(spawner_port=self.spawner_port, fast_path_ttl=a.fast_path_ttl,
@@ -270,10 +267,10 @@ class Bench:
 
         self.static_port, self.resolve_port = free_port(), free_port()
         self.sockets = {"static": self.run_dir / "static.sock", "resolve": self.run_dir / "resolve.sock"}
-        self.start_process("static", ["haproxy", "-f", self.write_cfg("static.cfg", STATIC_CFG.format(
+        self.start_process("static", [haproxy_binary(), "-f", self.write_cfg("static.cfg", STATIC_CFG.format(
             stats_socket=self.sockets["static"], port=self.static_port, origin_addr=self.origin_addr(0),
             container_port=self.container_port))], port=("127.0.0.1", self.static_port), log=False)
-        self.start_process("resolve", ["haproxy", "-f", self.write_cfg("resolve.cfg", RESOLVE_CFG.format(
+        self.start_process("resolve", [haproxy_binary(), "-f", self.write_cfg("resolve.cfg", RESOLVE_CFG.format(
             stats_socket=self.sockets["resolve"], port=self.resolve_port,
             container_port=self.container_port,
             spawner_port=self.spawner_port, dns=f"{self.stack.dns[0]}:{self.stack.dns[1]}"))],
@@ -295,7 +292,7 @@ class Bench:
     def write_cfg(self, name, text):
         path = self.run_dir / name
         path.write_text(text)
-        check = subprocess.run(["haproxy", "-c", "-q", "-f", str(path)], capture_output=True, text=True)
+        check = subprocess.run([haproxy_binary(), "-c", "-q", "-f", str(path)], capture_output=True, text=True)
         if check.returncode != 0:
             raise RuntimeError(f"{name} is invalid:\n{check.stdout}{check.stderr}")
         return path
@@ -659,7 +656,7 @@ def main():
 
     bench = Bench(args)
     machine = {"cores": os.cpu_count(), "load_before": os.getloadavg(),
-               "haproxy": subprocess.run(["haproxy", "-v"], capture_output=True,
+               "haproxy": subprocess.run([haproxy_binary(), "-v"], capture_output=True,
                                          text=True).stdout.splitlines()[0],
                "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     bench.results["machine"] = machine

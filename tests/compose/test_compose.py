@@ -82,6 +82,15 @@ class Compose(unittest.TestCase):
                             for m in mounts), mounts)
         self.assertIn(env["DIRECTOR_HAPROXY_DIR"] + "/haproxy.cfg", director["command"])
 
+    def test_haproxy_is_a_tested_version_in_master_worker_mode(self):
+        """HAProxy 3.2, which tests/e2e runs (e2e-haproxy3.2/), started with -W: haproxy.cfg
+        does not say master-worker (3.5 refuses the keyword), yet reloads rely on it."""
+        director = self.config["services"]["director"]
+        self.assertEqual(director["image"], "haproxy:3.2")
+        self.assertIn("-W", director["command"])
+        cfg = (REPO / "haproxy" / "haproxy.cfg").read_text()
+        self.assertNotRegex(cfg, r"(?m)^\s*master-worker")
+
     def test_agent_accepts_its_environment(self):
         agent = os.environ.get("DIRECTOR_AGENT_BIN")
         if not agent:
