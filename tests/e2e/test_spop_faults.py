@@ -278,6 +278,9 @@ class HelloTimeout(AgentTest):
         good.close()
         after = agent.metrics().get('director_spop_protocol_errors_total{status="timeout"}', 0)
         self.assertEqual(after - before, 2)
+        timed_out = [line for line in agent.lines()
+                     if "SPOP protocol error" in line and "no HAPROXY-HELLO within 1000 ms" in line]
+        self.assertEqual(len(timed_out), 2, "one warn line per peer timed out")
         wait_for(f"agent descriptors back to {baseline_fds}",
                  lambda: agent.fd_count() <= baseline_fds, 10, 0.1)
 

@@ -98,6 +98,10 @@ boost::asio::awaitable<void> Connection::enforce_hello_timeout() {
   if (cancelled || closed_ || closing_ || stopping_) co_return;
   if (session_.state() != spop::SessionState::awaiting_hello) co_return;
   metrics_.protocol_error(spop::Status::timeout);
+  spop::ProtocolError error;  // frame_number 0: no frame was refused, none came in time
+  error.status = spop::Status::timeout;
+  error.detail = "no HAPROXY-HELLO within " + std::to_string(limits_.hello_timeout.count()) + " ms";
+  log_protocol_error(error);
   enqueue(session_.disconnect(spop::Status::timeout, "no HAPROXY-HELLO in time"));
   close_after_writes();
 }
