@@ -1,0 +1,166 @@
+// The per-user container lifecycle, as a state machine that does no I/O (like the agent's
+// Director returning a CheckPlan): every input returns the runtime commands to run, and their
+// results come back as inputs. The I/O layer (server/spawn_service) runs the commands against
+// a runtime::Runtime and feeds back what happened; the page and the event feed read views.
+//
+// Per user (by label), at most one operation is in flight however many requests arrive: a wake
+// while one runs returns no command. Each command carries the operation's number; a result of
+// an operation that is no longer current (the user's state was reset by a runtime event or a
+// snapshot meanwhile) is ignored.
+//
+// An operation: inspect the container by name, then
+//   absent                -> create (pull first when the image is missing and pulling is on) -> start -> await ready
+//   exists, stopped       -> start -> await ready
+//   exists, running       -> await ready
+//   exists, not managed   -> failed (name_taken): never touched
+// Not thread-safe: the I/O layer keeps it on one strand.
+#pragma once
+
+#include "core/container.hpp"
+#include "core/container_template.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace director::spawner::core {
+
+// Where a user's container is on its way to serving: the loading page and /status show it.
+enum class Phase : std::uint8_t {
+  absent,             // nothing in flight, no running container known
+  inspecting,         // asking the runtime what exists under the user's name
+  pulling,            // pulling the image
+  creating,           // creating the container (and its volume)
+  starting,           // starting it
+  waiting_for_ready,  // started: waiting for its health check, or its port when it has none
+  ready,              // serving: the director will route the user to it
+  failed,             // the last operation failed: see Failure
+};
+std::string_view to_string(Phase phase) noexcept;
+
+// Why an operation failed: each has its own page and log reason (to_string is that reason).
+enum class FailureKind : std::uint8_t {
+  runtime_unavailable,  // the runtime API did not answer, or answered 5xx
+  image_missing,        // the image is not there and pulling is off or failed
+  name_taken,           // a container of that name exists that this project did not create
+  limits_refused,       // the runtime refused to create or start it (4xx: limits, bad template)
+  exited,               // it stopped before it was ready
+  unhealthy,            // its health check says unhealthy
+  not_ready,            // running, but not ready within ready_timeout
+};
+std::string_view to_string(FailureKind kind) noexcept;
+
+struct Failure {
+  FailureKind kind = FailureKind::runtime_unavailable;
+  std::string detail;               // the runtime's message, for the page and the log
+  std::optional<ContainerStatus> container;  // what the runtime last said about the container
+};
+
+// How readiness is decided: the container's own health check when it has one, else its port.
+enum class Readiness : std::uint8_t { health_check, port };
+
+// --- Commands: what the I/O layer must do. Each result goes back through on_result. ---
+struct InspectContainer { std::string name; };
+struct PullImage { std::string image; };
+struct CreateContainer { ContainerSpec spec; };
+struct StartContainer { std::string id; };
+// Wait until the container is ready (Readiness), has exited, or the deadline passes; the
+// I/O layer polls the runtime (health) or connects to <container host>:<port> (port).
+struct AwaitReady {
+  std::string id;
+  Readiness readiness = Readiness::port;
+  TimePoint deadline;
+};
+using Action = std::variant<InspectContainer, PullImage, CreateContainer, StartContainer, AwaitReady>;
+
+struct Command {
+  std::string label;
+  std::uint64_t operation = 0;  // echo it back in the Result
+  Action action;
+};
+
+// --- Results of commands. ---
+// A runtime call that failed, classified by the runtime client (runtime/runtime.hpp maps its
+// errors onto these).
+enum class CallError : std::uint8_t { unavailable, not_found, conflict, refused, image_missing };
+struct CallFailure {
+  CallError error = CallError::unavailable;
+  std::string message;
+};
+
+struct Inspected { std::optional<ContainerStatus> container; };  // nullopt: no such container
+struct Pulled {};
+struct Created { std::string id; };
+struct Started {};  // also when it was already running
+enum class ReadyOutcome : std::uint8_t { ready, exited, unhealthy, timed_out };
+struct ReadyResult {
+  ReadyOutcome outcome = ReadyOutcome::ready;
+  std::optional<ContainerStatus> container;  // the last inspect, for the failure page
+};
+using ResultValue = std::variant<CallFailure, Inspected, Pulled, Created, Started, ReadyResult>;
+
+struct Result {
+  std::string label;
+  std::uint64_t operation = 0;
+  ResultValue value;
+};
+
+struct LifecycleSettings {
+  ContainerTemplate container_template;
+  bool pull_missing_images = true;              // else: image_missing at once
+  std::chrono::milliseconds ready_timeout{120'000};
+  // A navigation this soon after a failure shows the failure again instead of retrying.
+  std::chrono::milliseconds retry_after{2000};
+};
+
+// What the page, /status and the event feed see of one user.
+struct UserView {
+  std::string label;
+  std::string username;
+  Phase phase = Phase::absent;
+  TimePoint phase_since{};
+  std::optional<Failure> failure;   // set when phase == failed
+  std::optional<ContainerStatus> container;  // the runtime's last word on the user's container
+  bool in_flight = false;
+};
+
+class Lifecycle {
+ public:
+  explicit Lifecycle(LifecycleSettings settings);
+
+  // A page navigation from `user` (the wake policy allowed it). Starts an operation unless one
+  // is in flight, the container is ready, or it failed less than retry_after ago.
+  std::vector<Command> wake(const UserIdentity& user, TimePoint now);
+
+  // The result of a command this Lifecycle returned. Returns the next commands.
+  std::vector<Command> on_result(const Result& result, TimePoint now);
+
+  // A runtime event for a managed container. A container that stops or dies is no longer ready
+  // (the next wake starts it again); one that starts outside an operation is awaited no further
+  // (the director finds it). Returns commands when an operation in flight must react.
+  std::vector<Command> on_event(const ContainerEvent& event, TimePoint now);
+
+  // The full list of managed containers (at startup and after the event stream reconnects):
+  // replaces what is known about containers; operations in flight go on.
+  void on_snapshot(const std::vector<ContainerStatus>& containers, TimePoint now);
+
+  // The user's view; phase absent for a label never seen.
+  UserView view(std::string_view label) const;
+  // Every known user, by label.
+  std::vector<UserView> views() const;
+  // Users by phase, for the metrics gauge.
+  std::map<Phase, std::size_t> count_by_phase() const;
+
+  const LifecycleSettings& settings() const noexcept { return settings_; }
+
+ private:
+  LifecycleSettings settings_;
+  // The per-user records: the implementation's choice.
+};
+
+}  // namespace director::spawner::core
