@@ -5,6 +5,7 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <stdexcept>
 
 namespace director::spawner::core {
@@ -110,7 +111,9 @@ ShowTable parse_show_table(std::string_view text) {
       ++table.skipped_lines;
       continue;
     }
-    table.connections[std::move(key)] += conn_cur;  // one key per table; summed if repeated
+    // One line per key in a table; a repeated key is summed (saturating).
+    auto& sum = table.connections[std::move(key)];
+    sum = conn_cur > UINT64_MAX - sum ? UINT64_MAX : sum + conn_cur;
   }
   return table;
 }
