@@ -21,6 +21,9 @@ namespace director::spawner::core {
 //   # table: user_connections, type: string, size:102400, used:2
 //   0x55d0c8a7b0a0: key=alice use=0 exp=86395000 shard=0 conn_cur=1 http_req_cnt=4
 // (2.6 prints no shard=; fields other than key= and conn_cur= are ignored, whatever they are).
+// With `http-request track-sc1`, conn_cur counts the user's streams in progress: an open
+// WebSocket tunnel stays counted for its whole life, a finished request on a keep-alive
+// connection does not (checked on both versions).
 // HAProxy escapes the key: "\ " (space), "\=", "\\", "\t", "\n", "\r" and "\xHH" for other
 // bytes outside 0x21-0x7e; they are unescaped here. A `type string len 64` table keeps only the
 // first 64 bytes of a longer username: such users share one entry, and open_connections_by_label
