@@ -61,6 +61,15 @@ void Lifecycle::enter(Record& record, Phase phase, TimePoint now) {
 
 void Lifecycle::end_operation(Record& record) { record.step = Step::none; }
 
+void Lifecycle::settle(Record& record, TimePoint now) {
+  if (record.step != Step::none) return;
+  if (record.container && is_ready(*record.container)) {
+    enter(record, Phase::ready, now);
+  } else if (record.phase == Phase::ready) {
+    enter(record, Phase::absent, now);
+  }
+}
+
 void Lifecycle::fail(Record& record, FailureKind kind, std::string detail, TimePoint now) {
   end_operation(record);
   enter(record, Phase::failed, now);
@@ -276,7 +285,7 @@ std::vector<Command> Lifecycle::on_event(const ContainerEvent& event, TimePoint 
       break;
     case EventKind::started:
       record.container->state = ContainerState::running;
-      if (record.step == Step::none && record.phase != Phase::ready) enter(record, Phase::ready, now);
+      if (record.container->health != Health::none) record.container->health = Health::starting;
       break;
     case EventKind::stopped:
     case EventKind::died:
@@ -284,8 +293,6 @@ std::vector<Command> Lifecycle::on_event(const ContainerEvent& event, TimePoint 
       if (event.exit_code) record.container->exit_code = *event.exit_code;
       if (record.step == Step::await_ready) {
         fail(record, FailureKind::exited, exit_detail(record.container, "it exited before it was ready"), now);
-      } else if (record.step == Step::none && record.phase == Phase::ready) {
-        enter(record, Phase::absent, now);
       }
       break;
     case EventKind::health:
@@ -294,9 +301,10 @@ std::vector<Command> Lifecycle::on_event(const ContainerEvent& event, TimePoint 
     case EventKind::destroyed:
       record.container.reset();
       if (record.step == Step::start || record.step == Step::await_ready) end_operation(record);
-      if (record.step == Step::none) enter(record, Phase::absent, now);
+      if (record.step == Step::none && record.phase != Phase::failed) enter(record, Phase::absent, now);
       break;
   }
+  settle(record, now);
   forget_if_empty(found);
   return {};
 }
@@ -323,13 +331,7 @@ void Lifecycle::on_snapshot(const std::vector<ContainerStatus>& containers, Time
     } else {
       record.container = *known->second;
     }
-    if (record.step == Step::none) {
-      if (record.container && is_ready(*record.container)) {
-        enter(record, Phase::ready, now);
-      } else if (record.phase == Phase::ready) {
-        enter(record, Phase::absent, now);
-      }
-    }
+    settle(record, now);
     const auto next = std::next(at);
     forget_if_empty(at);
     at = next;

@@ -28,11 +28,17 @@
 //   ReadyOutcome ready -> ready; exited -> failed(exited); unhealthy -> failed(unhealthy);
 //   timed_out -> failed(not_ready).
 // - unavailable anywhere: failed(runtime_unavailable).
-// Runtime events (on_event) of the user's current container: died or stopped while ready ->
-// absent; while waiting_for_ready -> failed(exited, the event's exit code) and the pending
-// AwaitReady result is ignored; health unhealthy while waiting: nothing (AwaitReady reports
-// it, once); destroyed -> absent (an operation in flight past creation ends); started outside
-// an operation -> ready (the director finds it). Events of another container id are ignored.
+// Runtime events (on_event) of the user's current container: died or stopped while
+// waiting_for_ready -> failed(exited, the event's exit code) and the pending AwaitReady result
+// is ignored; health unhealthy while waiting: nothing (AwaitReady reports it, once); destroyed
+// -> absent (an operation in flight past creation ends). Events of another container id are
+// ignored, except created/started (a new container under the user's name).
+// Outside an operation, events and snapshots keep one rule: a user whose container is running
+// with health none or healthy is ready (started by anyone: the director finds it); a ready
+// user whose container is not (stopped, died, gone, or its health check turned unhealthy) is
+// absent, so the next wake inspects it again and awaits it or shows why it fails. A start
+// resets a known health to starting (as the runtime does). A failed user stays failed until
+// its container serves.
 // Not thread-safe: the I/O layer keeps it on one strand.
 #pragma once
 
@@ -217,6 +223,8 @@ class Lifecycle {
   std::vector<Command> await_ready(const std::string& label, Record& record, Readiness readiness, TimePoint now);
   std::vector<Command> on_call_failure(const std::string& label, Record& record, const CallFailure& failure,
                                        TimePoint now);
+  // Outside an operation: the phase that the container's state implies (the rule above).
+  static void settle(Record& record, TimePoint now);
   static UserView view_of(const std::string& label, const Record& record);
   void forget_if_empty(Records::iterator at);
 

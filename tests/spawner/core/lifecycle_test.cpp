@@ -458,10 +458,20 @@ TEST_CASE("runtime events", "[lifecycle][events]") {
   SECTION("once ready") {
     lifecycle.on_result(result_of(commands, ReadyResult{ReadyOutcome::ready, std::nullopt}), t0 + 1s);
     REQUIRE(lifecycle.view("alice").phase == Phase::ready);
-    SECTION("unhealthy keeps it ready (the director decides routing), health recorded") {
+    SECTION("unhealthy: absent, so that a wake awaits it again; healthy again: ready") {
       lifecycle.on_event(ContainerEvent{EventKind::health, "c1", "alice", Health::unhealthy, {}}, t0 + 2s);
-      CHECK(lifecycle.view("alice").phase == Phase::ready);
+      CHECK(lifecycle.view("alice").phase == Phase::absent);
       CHECK(lifecycle.view("alice").container->health == Health::unhealthy);
+      lifecycle.on_event(ContainerEvent{EventKind::health, "c1", "alice", Health::healthy, {}}, t0 + 3s);
+      CHECK(lifecycle.view("alice").phase == Phase::ready);
+      CHECK(lifecycle.view("alice").phase_since == t0 + 3s);
+    }
+    SECTION("unhealthy, then a wake: inspect, and the health check is what is awaited") {
+      lifecycle.on_event(ContainerEvent{EventKind::health, "c1", "alice", Health::unhealthy, {}}, t0 + 2s);
+      auto again = lifecycle.wake(alice, t0 + 3s);
+      again = lifecycle.on_result(
+          result_of(again, Inspected{managed_container("c1", ContainerState::running, Health::unhealthy)}), t0 + 3s);
+      CHECK(only<AwaitReady>(again).readiness == Readiness::health_check);
     }
     SECTION("died: absent, and the next wake starts it") {
       lifecycle.on_event(ContainerEvent{EventKind::died, "c1", "alice", Health::none, 0}, t0 + 2s);
@@ -499,6 +509,32 @@ TEST_CASE("events while no operation knows the user", "[lifecycle][events]") {
     REQUIRE(view.container);
     CHECK(view.container->id == "c7");
     CHECK(view.container->name == "vscode-carol");
+  }
+  SECTION("started elsewhere with a health check: ready once healthy") {
+    lifecycle.on_snapshot({managed_container("c1", ContainerState::exited, Health::unhealthy)}, t0);
+    CHECK(lifecycle.view("alice").phase == Phase::absent);
+    lifecycle.on_event(ContainerEvent{EventKind::started, "c1", "alice", Health::none, {}}, t0 + 1s);
+    CHECK(lifecycle.view("alice").phase == Phase::absent);
+    CHECK(lifecycle.view("alice").container->health == Health::starting);
+    lifecycle.on_event(ContainerEvent{EventKind::health, "c1", "alice", Health::healthy, {}}, t0 + 2s);
+    CHECK(lifecycle.view("alice").phase == Phase::ready);
+  }
+  SECTION("a new container under the name replaces the old one's knowledge") {
+    lifecycle.on_snapshot({managed_container("old", ContainerState::running)}, t0);
+    CHECK(lifecycle.view("alice").phase == Phase::ready);
+    lifecycle.on_event(ContainerEvent{EventKind::created, "new", "alice", Health::none, {}}, t0 + 1s);
+    CHECK(lifecycle.view("alice").container->id == "new");
+    CHECK(lifecycle.view("alice").phase == Phase::absent);
+  }
+  SECTION("a destroyed container leaves a failed user failed") {
+    auto commands = lifecycle.wake(alice, t0);
+    commands = lifecycle.on_result(result_of(commands, Inspected{managed_container("c1", ContainerState::dead)}), t0);
+    REQUIRE(lifecycle.view("alice").phase == Phase::failed);
+    lifecycle.on_event(ContainerEvent{EventKind::destroyed, "c1", "alice", Health::none, {}}, t0 + 1s);
+    CHECK(lifecycle.view("alice").phase == Phase::failed);
+    CHECK_FALSE(lifecycle.view("alice").container);
+    REQUIRE(lifecycle.view("alice").failure);
+    CHECK(lifecycle.view("alice").failure->container->id == "c1");
   }
   SECTION("a death of an unknown container records nothing") {
     lifecycle.on_event(ContainerEvent{EventKind::died, "c7", "carol", Health::none, 1}, t0);
