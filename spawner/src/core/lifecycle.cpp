@@ -203,7 +203,9 @@ std::vector<Command> Lifecycle::on_result(const Result& result, TimePoint now) {
   }
   switch (record.step) {
     case Step::inspect:
-      if (const auto* inspected = std::get_if<Inspected>(&result.value)) return after_inspect(label, record, *inspected, now);
+      if (const auto* inspected = std::get_if<Inspected>(&result.value)) {
+        return after_inspect(label, record, *inspected, now);
+      }
       break;
     case Step::pull:
       if (std::holds_alternative<Pulled>(result.value)) return create(label, record, now);

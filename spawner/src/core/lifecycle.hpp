@@ -14,7 +14,7 @@
 //   exists, running       -> await ready
 //   exists, not managed   -> failed (name_taken): never touched
 // In detail:
-// - inspect: not_found is "absent"; any other CallFailure fails the operation. A container
+// - inspect: not_found is "absent"; any other CallFailure fails it (runtime_unavailable). A container
 //   that is created/exited/unknown is started; running or restarting is awaited; paused, dead
 //   or being removed fails it (exited: the runtime says why).
 // - create: conflict (another spawner created it meanwhile) -> inspect once more, then as
@@ -24,7 +24,7 @@
 // - start: refused or conflict: limits_refused; not_found (removed meanwhile): exited.
 // - await ready: Readiness::health_check when the template has a check, the image has one
 //   (LifecycleSettings::image_has_health_check) or the inspected container reports a Health
-//   other than none; else Readiness::port. Deadline: the result's time + ready_timeout.
+//   other than none; else Readiness::port. Deadline: `now` of the input that issues it + ready_timeout.
 //   ReadyOutcome ready -> ready; exited -> failed(exited); unhealthy -> failed(unhealthy);
 //   timed_out -> failed(not_ready).
 // - unavailable anywhere: failed(runtime_unavailable).
@@ -174,9 +174,9 @@ class Lifecycle {
   // The result of a command this Lifecycle returned. Returns the next commands.
   std::vector<Command> on_result(const Result& result, TimePoint now);
 
-  // A runtime event for a managed container. A container that stops or dies is no longer ready
-  // (the next wake starts it again); one that starts outside an operation is awaited no further
-  // (the director finds it). Returns commands when an operation in flight must react.
+  // A runtime event for a managed container (the rules in the comment at the top). Returns
+  // commands when an operation in flight must react: none does today (an operation the event
+  // ends simply ignores its pending result), but the I/O layer runs whatever comes back.
   std::vector<Command> on_event(const ContainerEvent& event, TimePoint now);
 
   // The full list of managed containers (at startup and after the event stream reconnects):

@@ -116,7 +116,9 @@ TEST_CASE("agent /users: bodies that are not a page are errors", "[activity][age
   CHECK(empty->last_request.empty());
   // Brackets inside strings do not count as nesting.
   const auto nested_text = parse_agent_users(
-      R"({"total":1,"offset":0,"users":[{"label":"a","reason":")" + std::string(100, '[') + R"(\"","last_seen_seconds_ago":1}]})", t0);
+      R"({"total":1,"offset":0,"users":[{"label":"a","reason":")" + std::string(100, '[') +
+          R"(\"","last_seen_seconds_ago":1}]})",
+      t0);
   REQUIRE(nested_text.has_value());
   CHECK(nested_text->last_request.size() == 1);
 }

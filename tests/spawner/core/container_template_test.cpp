@@ -13,7 +13,8 @@ ContainerTemplate code_server() {
   t.host_prefix = "vscode";
   t.image = "codercom/code-server:latest";
   t.command = {"--bind-addr", "0.0.0.0:8080", "--user-data-dir=/home/{label}", "{username}{label}{unknown}{{label}}"};
-  t.environment = {"USER_NAME={username}", "HOME=/home/{label}", "PLAIN", "EQUALS=a=b={label}", "{label}=name-is-not-substituted"};
+  t.environment = {"USER_NAME={username}", "HOME=/home/{label}", "PLAIN", "EQUALS=a=b={label}",
+                   "{label}=name-is-not-substituted"};
   t.network = "director-users";
   t.volume_mount = "/home/coder";
   t.volume_prefix = "director-home";
@@ -43,7 +44,7 @@ TEST_CASE("render names, labels and substitutes", "[template]") {
   CHECK(spec.image == "codercom/code-server:latest");
   CHECK(spec.command == std::vector<std::string>{"--bind-addr", "0.0.0.0:8080",
                                                  "--user-data-dir=/home/alice-smith-example-org-0123456789abcdef",
-                                                 "Alice Smith@example.orgalice-smith-example-org-0123456789abcdef{unknown}{alice-smith-example-org-0123456789abcdef}"});
+                                                 "Alice Smith@example.org" + alice.label + "{unknown}{" + alice.label + "}"});
   CHECK(spec.environment == std::vector<std::string>{"USER_NAME=Alice Smith@example.org",
                                                      "HOME=/home/alice-smith-example-org-0123456789abcdef", "PLAIN",
                                                      "EQUALS=a=b=alice-smith-example-org-0123456789abcdef",

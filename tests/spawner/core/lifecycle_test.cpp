@@ -93,7 +93,8 @@ TEST_CASE("an absent container is inspected, created, started and awaited, then 
   CHECK(lifecycle.view("alice").phase == Phase::waiting_for_ready);
   CHECK(lifecycle.view("alice").readiness == Readiness::port);
 
-  commands = lifecycle.on_result(result_of(commands, ReadyResult{ReadyOutcome::ready, managed_container("c1", ContainerState::running)}), t0 + 40ms);
+  const ReadyResult ready{ReadyOutcome::ready, managed_container("c1", ContainerState::running)};
+  commands = lifecycle.on_result(result_of(commands, ready), t0 + 40ms);
   CHECK(commands.empty());
   const auto view = lifecycle.view("alice");
   CHECK(view.phase == Phase::ready);
