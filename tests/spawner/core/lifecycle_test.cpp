@@ -430,6 +430,29 @@ TEST_CASE("an AwaitReady result after the container died is ignored", "[lifecycl
   CHECK(lifecycle.view("alice").phase == Phase::failed);
 }
 
+TEST_CASE("events while starting", "[lifecycle][events][stale]") {
+  Lifecycle lifecycle(test_settings());
+  auto commands = lifecycle.wake(alice, t0);
+  commands = lifecycle.on_result(result_of(commands, Inspected{}), t0);
+  commands = lifecycle.on_result(result_of(commands, Created{"c1"}), t0);
+  REQUIRE(lifecycle.view("alice").phase == Phase::starting);
+  SECTION("died before the start call returned: the operation goes on, AwaitReady finds out") {
+    lifecycle.on_event(ContainerEvent{EventKind::died, "c1", "alice", Health::none, 1}, t0);
+    CHECK(lifecycle.view("alice").phase == Phase::starting);
+    commands = lifecycle.on_result(result_of(commands, Started{}), t0);
+    only<AwaitReady>(commands);
+    lifecycle.on_result(result_of(commands, ReadyResult{ReadyOutcome::exited, std::nullopt}), t0);
+    REQUIRE(lifecycle.view("alice").failure);
+    CHECK(lifecycle.view("alice").failure->kind == FailureKind::exited);
+  }
+  SECTION("destroyed: absent, and the start's result is stale") {
+    lifecycle.on_event(ContainerEvent{EventKind::destroyed, "c1", "alice", Health::none, {}}, t0);
+    CHECK(lifecycle.view("alice").phase == Phase::absent);
+    CHECK(lifecycle.on_result(result_of(commands, Started{}), t0).empty());
+    CHECK(lifecycle.view("alice").phase == Phase::absent);
+  }
+}
+
 TEST_CASE("runtime events", "[lifecycle][events]") {
   Lifecycle lifecycle(test_settings());
   auto commands = wake_to_await(lifecycle, t0);
@@ -585,6 +608,16 @@ TEST_CASE("snapshots replace what is known about containers", "[lifecycle][snaps
   CHECK(lifecycle.view("bob").phase == Phase::absent);
   CHECK_FALSE(lifecycle.view("bob").container);
   CHECK(lifecycle.views().size() == 3);
+}
+
+TEST_CASE("a snapshot with two containers for one label takes the running one", "[lifecycle][snapshot]") {
+  Lifecycle lifecycle(test_settings());
+  lifecycle.on_snapshot({managed_container("gone", ContainerState::removing), managed_container("live", ContainerState::running),
+                         managed_container("old", ContainerState::exited)},
+                        t0);
+  REQUIRE(lifecycle.view("alice").container);
+  CHECK(lifecycle.view("alice").container->id == "live");
+  CHECK(lifecycle.view("alice").phase == Phase::ready);
 }
 
 TEST_CASE("a snapshot during an operation updates the container but not the operation", "[lifecycle][snapshot]") {
