@@ -1,12 +1,10 @@
 #include "config/config.hpp"
 
+#include "temp_config_file.hpp"
+
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
-#include <unistd.h>
-
-#include <filesystem>
-#include <fstream>
 #include <map>
 #include <sstream>
 #include <string>
@@ -44,23 +42,7 @@ Outcome parse(std::vector<std::string_view> arguments, std::map<std::string, std
   return outcome;
 }
 
-// A configuration file in a temporary directory, removed at the end of the test.
-class TempFile {
- public:
-  explicit TempFile(const std::string& text)
-      : path_(std::filesystem::temp_directory_path() /
-              ("spawner-config-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++) + ".json")) {
-    std::ofstream(path_) << text;
-  }
-  ~TempFile() { std::filesystem::remove(path_); }
-  TempFile(const TempFile&) = delete;
-  TempFile& operator=(const TempFile&) = delete;
-  std::string path() const { return path_.string(); }
-
- private:
-  static inline int counter_ = 0;
-  std::filesystem::path path_;
-};
+using TempFile = director::test::TempConfigFile;
 
 }  // namespace
 
