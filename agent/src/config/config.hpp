@@ -6,6 +6,7 @@
 
 #include "decision/director.hpp"
 #include "log/log.hpp"
+#include "net/probe_types.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
 
@@ -35,13 +36,10 @@ std::string_view to_string(Source source) noexcept;
 // The largest configuration file read, in bytes.
 inline constexpr std::size_t max_config_file_size = 1024 * 1024;
 
-// Defaults keep a whole check within HAProxy's 1 s `timeout processing`: a dead DNS server
-// costs dns timeout * 3 (two tries, c-ares doubles the second), a hanging container the probe
-// timeout.
-// The default_* constants are the one default of each setting: the server layer's option
-// structs (ProbeOptions, ResolverOptions) take theirs from here.
+// The default_* constants are the one default of each setting, defined with the Resolver and the
+// probe (net/probe_types.hpp: why these values).
 struct ProbeSettings {
-  static constexpr std::chrono::milliseconds default_timeout{250};
+  static constexpr std::chrono::milliseconds default_timeout = net::default_probe_timeout;
   ProbeMode mode = ProbeMode::tcp;
   std::chrono::milliseconds timeout = default_timeout;
   std::string http_path = "/";  // used when mode == http
@@ -52,8 +50,8 @@ struct ProbeSettings {
 // succeeds and the user is routed into the other user's container
 // (tests/e2e/test_address_reuse.py).
 struct DnsSettings {
-  static constexpr std::chrono::milliseconds default_timeout{250};
-  static constexpr int default_tries = 2;
+  static constexpr std::chrono::milliseconds default_timeout = net::default_dns_timeout;
+  static constexpr int default_tries = net::default_dns_tries;
   std::vector<std::string> servers;  // each as parse_dns_server reads it; empty = the system's resolv.conf
   std::chrono::milliseconds timeout = default_timeout;
   int tries = default_tries;
