@@ -133,6 +133,11 @@ Router& Router::add(Method method, std::string path, Handler handler) {
   return *this;
 }
 
+Router& Router::fallback(Handler handler) {
+  fallback_ = std::move(handler);
+  return *this;
+}
+
 Response Router::route(const Request& request) const {
   const std::string_view target = request.target();
   if (target.empty() || target.front() != '/') {
@@ -146,6 +151,7 @@ Response Router::route(const Request& request) const {
     if (!allow.empty()) allow += ", ";
     allow += beast::http::to_string(route.method);
   }
+  if (allow.empty() && fallback_) return fallback_(request);
   if (allow.empty()) {
     std::string paths;
     for (const auto& route : routes_) {
