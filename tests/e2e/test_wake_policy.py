@@ -24,9 +24,14 @@ NAVIGATIONS = {
                           ("Sec-Fetch-Site", "none"), ("Accept", "*/*")],
     "navigate iframe": [("Sec-Fetch-Mode", "navigate"), ("Sec-Fetch-Dest", "iframe")],
     "navigate without dest": [("Sec-Fetch-Mode", "navigate")],
+    "fetch metadata in any case": [("Sec-Fetch-Mode", "Navigate"), ("Sec-Fetch-Dest", "DOCUMENT")],
+    "html with a quality": [("Accept", "text/html;q=0.1;level=1")],
 }
 REFUSED = {  # name: (headers, method, body kind)
     "no accept": ([("Accept", "")], "GET", "html"),
+    "html not acceptable": ([("Accept", "text/html;q=0, */*")], "GET", "html"),
+    "html not acceptable, json is": ([("Accept", "text/html; q=0.000, application/json")], "GET", "json"),
+    "json not acceptable": ([("Accept", "application/json;q=0")], "GET", "html"),
     "any type only": ([("Accept", "*/*")], "GET", "html"),
     "text/htmlx is not html": ([("Accept", "text/htmlx")], "GET", "html"),
     "fetch() for json": ([("Accept", "application/json"), ("Sec-Fetch-Mode", "cors"),
