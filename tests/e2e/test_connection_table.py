@@ -8,7 +8,9 @@ reads with `show table` to retire no container whose user still has a connection
 - one keep-alive client connection carrying several users' requests, as the sign-in proxy's
   pool does, counts per request (per stream), never for the whole client connection: between
   requests each user's count is 0, and a long response of one user counts for that user only;
-- requests that reach the spawner (no container) create no entry."""
+- requests that reach the spawner (no container) create no entry;
+- after a reload the new worker's table is empty: a WebSocket the old worker still carries is
+  counted in the old worker's table, which the master CLI reaches (`@!<pid> show table`)."""
 
 import http.client
 import re
@@ -26,10 +28,13 @@ class ConnectionTable(StackTest):
         super().setUpClass()
         cls.stack.add_containers(["alice", "bob", "carol"])
 
-    def table(self):
-        """{username: (conn_cur, http_req_cnt)} from `show table user_connections`."""
+    def table(self, worker=None):
+        """{username: (conn_cur, http_req_cnt)} from `show table user_connections` on the
+        current worker's stats socket, or on `worker` (a PID) through the master CLI."""
         rows = {}
-        for line in self.stack.haproxy_cli("show table user_connections").splitlines():
+        output = (self.stack.haproxy_cli(f"@!{worker} show table user_connections", master=True)
+                  if worker else self.stack.haproxy_cli("show table user_connections"))
+        for line in output.splitlines():
             if (match := ENTRY.search(line)):
                 rows[match[1]] = (int(match[2]), int(match[3]))
         return rows
@@ -89,6 +94,20 @@ class ConnectionTable(StackTest):
             self.wait_open("carol", 0)
         finally:
             conn.close()
+
+    def test_reload_leaves_open_connections_with_the_old_worker(self):
+        old_workers = self.stack.haproxy_workers()
+        ws = WebSocket(self.stack, "alice")
+        try:
+            self.assertTrue(ws.accepted)
+            self.wait_open("alice", 1)
+            self.stack.reload_haproxy()
+            self.assertEqual(self.open_connections("alice"), 0)  # the new worker's table
+            self.assertEqual([self.table(pid).get("alice", (0, 0))[0] for pid in old_workers], [1])
+            ws.send("after the reload")  # still open, through the old worker
+            self.assertEqual(ws.receive(), (1, "after the reload"))
+        finally:
+            ws.close()
 
     def test_spawner_requests_are_not_counted(self):
         status, headers, _ = self.stack.request("nobody-yet-" + str(int(time.time())))
