@@ -609,3 +609,53 @@ TEST_CASE("http stream: the cap on streams holds, and streams leave exchanges fr
   CHECK(replies.at(1).status == 200);
   CHECK(handled == 3);  // the refused stream's handler did not run
 }
+
+TEST_CASE("http stream: streams on a multi-threaded io_context, stopped from another thread", "[http][stream][threads]") {
+  // Four server threads, streams writing every few milliseconds, stop() from the test's thread
+  // while they write. Meant for TSan too.
+  asio::io_context server_io;
+  std::atomic<int> ended{0};
+  Router router;
+  router.stream("/feed", [&](const Request&) {
+    return ndjson_stream([&](StreamWriter& writer) -> asio::awaitable<void> {
+      struct Ended {
+        std::atomic<int>& count;
+        ~Ended() { ++count; }
+      } counted{ended};
+      while (co_await writer.write("{\"type\":\"heartbeat\"}\n")) co_await sleep_for(5ms);
+    });
+  });
+  HttpServer http(server_io, tcp::endpoint(asio::ip::address_v4::loopback(), 0), "HTTP", std::move(router), {});
+  http.start();
+  auto work = asio::make_work_guard(server_io);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) threads.emplace_back([&] { server_io.run(); });
+
+  asio::io_context client_io;
+  const auto endpoint = http.local_endpoint();
+  const auto closed_in_time = run_until_complete(client_io, [&]() -> asio::awaitable<int> {
+    std::vector<tcp::socket> clients;
+    for (int i = 0; i < 8; ++i) {
+      clients.push_back(co_await open_get(endpoint, "/feed"));
+      std::string received;
+      CHECK(co_await read_until_seen(clients.back(), received, "heartbeat"));
+    }
+    const auto stop_at = std::chrono::steady_clock::now();
+    http.stop();
+    int closed = 0;
+    for (auto& client : clients) {
+      std::string received;
+      if (!co_await read_until_seen(client, received, "never sent") &&
+          std::chrono::steady_clock::now() - stop_at < 1s) {
+        ++closed;
+      }
+    }
+    co_return closed;
+  }());
+  CHECK(closed_in_time == 8);
+  for (int i = 0; i < 100 && ended.load() < 8; ++i) std::this_thread::sleep_for(10ms);
+  CHECK(ended.load() == 8);
+  work.reset();
+  server_io.stop();
+  for (auto& thread : threads) thread.join();
+}
