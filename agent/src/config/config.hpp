@@ -4,8 +4,11 @@
 // sources, validation, --help, the Markdown reference and the effective-configuration print.
 #pragma once
 
+#include "config/option_types.hpp"
+#include "config/values.hpp"
 #include "decision/director.hpp"
 #include "log/log.hpp"
+#include "net/probe_types.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
 
@@ -28,20 +31,16 @@ enum class ProbeMode : std::uint8_t { tcp, http };
 using LogLevel = director::LogLevel;
 using LogFormat = director::LogFormat;
 
-// Where an option's value came from. Later sources win: default < file < environment < flag.
-enum class Source : std::uint8_t { default_value, file, environment, flag };
-std::string_view to_string(Source source) noexcept;
+// Where an option's value came from, and the largest configuration file read: the option-table
+// machinery's (common/src/config), which the spawner shares.
+using config_table::Source;
+using config_table::to_string;
+using config_table::max_config_file_size;
 
-// The largest configuration file read, in bytes.
-inline constexpr std::size_t max_config_file_size = 1024 * 1024;
-
-// Defaults keep a whole check within HAProxy's 1 s `timeout processing`: a dead DNS server
-// costs dns timeout * 3 (two tries, c-ares doubles the second), a hanging container the probe
-// timeout.
-// The default_* constants are the one default of each setting: the server layer's option
-// structs (ProbeOptions, ResolverOptions) take theirs from here.
+// The default_* constants are the one default of each setting, defined with the Resolver and the
+// probe (net/probe_types.hpp: why these values).
 struct ProbeSettings {
-  static constexpr std::chrono::milliseconds default_timeout{250};
+  static constexpr std::chrono::milliseconds default_timeout = net::default_probe_timeout;
   ProbeMode mode = ProbeMode::tcp;
   std::chrono::milliseconds timeout = default_timeout;
   std::string http_path = "/";  // used when mode == http
@@ -52,27 +51,18 @@ struct ProbeSettings {
 // succeeds and the user is routed into the other user's container
 // (tests/e2e/test_address_reuse.py).
 struct DnsSettings {
-  static constexpr std::chrono::milliseconds default_timeout{250};
-  static constexpr int default_tries = 2;
+  static constexpr std::chrono::milliseconds default_timeout = net::default_dns_timeout;
+  static constexpr int default_tries = net::default_dns_tries;
   std::vector<std::string> servers;  // each as parse_dns_server reads it; empty = the system's resolv.conf
   std::chrono::milliseconds timeout = default_timeout;
   int tries = default_tries;
 };
 
-// One DNS server: where --dns-server entries and the resolver's servers point.
-struct DnsServer {
-  boost::asio::ip::address address;
-  std::uint16_t port = 53;
-};
-
-// The one grammar of a DNS server entry, as messages name it.
-inline constexpr std::string_view dns_server_grammar = "IP, IPv4:PORT, [IPv6] or [IPv6]:PORT (port 1 to 65535, default 53)";
-
-// Parses one DNS server entry: "ipv4", "ipv4:port", "ipv6", "[ipv6]" or "[ipv6]:port", port 1
-// to 65535 (53 when absent). std::nullopt for anything else (host names, "[ipv4]", an IPv6
-// address with a port but without brackets). The one parser of this grammar: --dns-server's
+// One DNS server, its grammar and its one parser (common/src/config/values.hpp): --dns-server's
 // validation and the resolver both use it.
-std::optional<DnsServer> parse_dns_server(std::string_view text);
+using config_table::DnsServer;
+using config_table::dns_server_grammar;
+using config_table::parse_dns_server;
 
 struct Config {
   boost::asio::ip::tcp::endpoint listen{boost::asio::ip::address_v4::loopback(), 12345};
@@ -89,7 +79,7 @@ struct Config {
   LogFormat log_format = LogFormat::text;
   std::string config_file;  // the JSON file read (--config, DIRECTOR_CONFIG); empty = none
   // Where each value came from, by option key; an option absent here has its default.
-  std::map<std::string, Source, std::less<>> sources;
+  config_table::Sources sources;
 
   // The number of I/O threads to run (threads, or the core count when 0).
   unsigned effective_threads() const noexcept;
@@ -98,16 +88,12 @@ struct Config {
 // What the command line asks for.
 // help_markdown prints the option reference as Markdown (print_markdown). health asks the agent
 // running with this configuration for its GET /readyz on http_listen (exit 0 when ready).
-enum class Command : std::uint8_t { run, help, help_markdown, version, check_config, health };
-
-struct Invocation {
-  Command command = Command::run;
-  Config config;
-};
+using Command = config_table::Command;
+using Invocation = config_table::Invocation<Config>;
 
 // Looks up an environment variable; std::nullopt when unset.
-using EnvironmentLookup = std::function<std::optional<std::string>(std::string_view name)>;
-EnvironmentLookup process_environment();
+using config_table::EnvironmentLookup;
+using config_table::process_environment;
 
 // Parses arguments (without argv[0]), the environment and the configuration file they name. On
 // failure, the message names the offending flag, variable or file key, the value, and what is

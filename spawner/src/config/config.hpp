@@ -4,6 +4,7 @@
 // described once, in the table in config.cpp.
 #pragma once
 
+#include "config/option_types.hpp"
 #include "core/container_template.hpp"
 #include "core/idle.hpp"
 #include "log/log.hpp"
@@ -12,7 +13,11 @@
 
 #include <chrono>
 #include <cstdint>
+#include <ostream>
+#include <span>
 #include <string>
+#include <string_view>
+#include <variant>
 #include <vector>
 
 namespace director::spawner::config {
@@ -24,6 +29,9 @@ struct RuntimeEndpoint {
   std::string host;                           // kind == tcp
   std::uint16_t port = 0;                     // kind == tcp
 };
+
+// The image used when SPAWNER_IMAGE is not set: the original director's code-server.
+inline constexpr std::string_view default_image = "codercom/code-server:latest";
 
 struct Config {
   // Pages for HAProxy's spawner backend: must be reachable only by HAProxy (loopback in HAProxy's
@@ -44,7 +52,14 @@ struct Config {
   std::chrono::milliseconds runtime_timeout{10'000};  // one runtime API call (not pulls, not the event stream)
   std::chrono::milliseconds pull_timeout{600'000};
 
-  core::ContainerTemplate container_template;  // host_prefix mirrors container_host_prefix
+  // Defaults: image codercom/code-server:latest (the original director's), no command (the
+  // image's own), no limits, restart no, volume prefix director-home; host_prefix mirrors
+  // container_host_prefix.
+  core::ContainerTemplate container_template = [] {
+    core::ContainerTemplate defaults;
+    defaults.image = default_image;
+    return defaults;
+  }();
   bool pull_missing_images = true;
   std::chrono::milliseconds ready_timeout{120'000};
   std::chrono::milliseconds stop_grace{10'000};
@@ -62,7 +77,34 @@ struct Config {
 
   LogLevel log_level = LogLevel::info;
   LogFormat log_format = LogFormat::text;
-  std::string config_file;
+  std::string config_file;  // the JSON file read (--config, SPAWNER_CONFIG); empty = none
+  // Where each value came from, by option key; an option absent here has its default.
+  config_table::Sources sources;
+
+  // The number of I/O threads to run (threads, or the core count when 0).
+  unsigned effective_threads() const noexcept;
 };
+
+using config_table::Command;
+using Invocation = config_table::Invocation<Config>;
+using config_table::EnvironmentLookup;
+using config_table::process_environment;
+
+// Parses arguments (without argv[0]), the environment and the configuration file they name, as
+// the agent's configuration does (common/src/config). On failure, the message names the
+// offending flag, variable or file key, the value, and what is accepted. Commands: --help,
+// --help-markdown, --version, --check-config, and --health (ask the spawner running with this
+// configuration for GET /readyz on http_listen; main.cpp runs it).
+std::variant<Invocation, std::string> parse(std::span<const std::string_view> arguments,
+                                            const EnvironmentLookup& environment);
+
+void print_help(std::ostream& out);
+// The option reference as a Markdown table (docs/spawner.md embeds it).
+void print_markdown(std::ostream& out);
+// The effective configuration as JSON: one key per option, then effective_threads, version and
+// sources. Without "config", "effective_threads", "version" and "sources" it is a valid
+// configuration file.
+std::string to_json(const Config& config);
+std::string_view version() noexcept;
 
 }  // namespace director::spawner::config

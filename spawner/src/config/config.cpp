@@ -1,0 +1,623 @@
+#include "config/config.hpp"
+
+#include "config/option_table.hpp"
+#include "config/values.hpp"
+
+#include <algorithm>
+#include <array>
+#include <utility>
+
+namespace director::spawner::config {
+namespace {
+
+using config_table::accepted;
+using config_table::Failure;
+using config_table::format_duration;
+using config_table::parse_integer;
+using config_table::set_duration;
+using Json = nlohmann::ordered_json;
+using Option = config_table::Option<Config>;
+using Table = config_table::OptionTable<Config>;
+using std::chrono::milliseconds;
+using std::chrono::minutes;
+using std::chrono::seconds;
+
+constexpr std::string_view config_key = "config";
+
+// The words an enumerated option accepts and the value each stands for, in the order messages
+// list them.
+template <typename Value>
+using Names = std::span<const std::pair<std::string_view, Value>>;
+
+template <typename Value>
+std::string_view name_of(Names<Value> names, Value value) {
+  for (const auto& [name, candidate] : names)
+    if (candidate == value) return name;
+  return names.front().first;
+}
+
+// "a, b or c".
+template <typename Value>
+std::string listed(Names<Value> names) {
+  std::string out;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    if (i > 0) out += i + 1 == names.size() ? " or " : ", ";
+    out += names[i].first;
+  }
+  return out;
+}
+
+template <typename Value>
+Failure set_named(Value& target, std::string_view text, Names<Value> names) {
+  for (const auto& [name, value] : names) {
+    if (name == text) {
+      target = value;
+      return accepted;
+    }
+  }
+  return listed(names);
+}
+
+// Docker's restart policy names (core::to_string(RestartPolicy) writes the same to the API).
+constexpr std::array<std::pair<std::string_view, core::RestartPolicy>, 4> restart_names{{
+    {"no", core::RestartPolicy::no},
+    {"on-failure", core::RestartPolicy::on_failure},
+    {"unless-stopped", core::RestartPolicy::unless_stopped},
+    {"always", core::RestartPolicy::always},
+}};
+constexpr std::array<std::pair<std::string_view, core::IdleAction>, 2> idle_action_names{{
+    {"stop", core::IdleAction::stop},
+    {"remove", core::IdleAction::remove},
+}};
+constexpr std::array<std::pair<std::string_view, bool>, 2> pull_names{{{"missing", true}, {"never", false}}};
+
+// --- the runtime's address ------------------------------------------------------------------------
+
+// The longest unix socket path (sun_path holds 108 bytes with the terminating NUL).
+constexpr std::size_t longest_socket_path = 107;
+
+bool is_socket_path(std::string_view path) {
+  return path.starts_with('/') && config_table::is_plain_text(path, longest_socket_path) &&
+         path.find(',') == std::string_view::npos;
+}
+
+Failure set_runtime(RuntimeEndpoint& target, std::string_view text) {
+  constexpr std::string_view expected =
+      "unix:///ABSOLUTE/PATH (at most 107 characters) or tcp://IP:PORT ([IPv6]:PORT), e.g. "
+      "unix:///var/run/docker.sock or tcp://127.0.0.1:2375";
+  constexpr std::string_view unix_scheme = "unix://";
+  constexpr std::string_view tcp_scheme = "tcp://";
+  if (text.starts_with(unix_scheme) && is_socket_path(text.substr(unix_scheme.size()))) {
+    target = RuntimeEndpoint{};
+    target.path = text.substr(unix_scheme.size());
+    return accepted;
+  }
+  if (text.starts_with(tcp_scheme)) {
+    if (const auto endpoint = config_table::parse_endpoint(text.substr(tcp_scheme.size()))) {
+      target = RuntimeEndpoint{};
+      target.kind = RuntimeEndpoint::Kind::tcp;
+      target.path.clear();
+      target.host = endpoint->address().to_string();
+      target.port = endpoint->port();
+      return accepted;
+    }
+  }
+  return std::string(expected);
+}
+
+std::string format_runtime(const RuntimeEndpoint& runtime) {
+  if (runtime.kind == RuntimeEndpoint::Kind::unix_socket) return "unix://" + runtime.path;
+  const bool v6 = runtime.host.find(':') != std::string::npos;
+  return "tcp://" + (v6 ? "[" + runtime.host + "]" : runtime.host) + ":" + std::to_string(runtime.port);
+}
+
+// --- the container template -----------------------------------------------------------------------
+
+// An image reference as Docker writes it: [REGISTRY[:PORT]/]NAME[:TAG][@DIGEST].
+Failure set_image(std::string& target, std::string_view text) {
+  const auto allowed = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+           c == '-' || c == '/' || c == ':' || c == '@';
+  };
+  const auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); };
+  if (text.empty() || text.size() > 255 || !std::all_of(text.begin(), text.end(), allowed) || !alnum(text.front()) ||
+      !alnum(text.back()))
+    return "an image reference of at most 255 characters, [REGISTRY/]NAME[:TAG][@DIGEST] of letters, digits and . _ "
+           "- / : @, starting and ending with a letter or digit, e.g. codercom/code-server:latest";
+  target = text;
+  return accepted;
+}
+
+// A JSON array of strings, as text: the environment's and the command line's spelling of a
+// command. std::nullopt when it is not one.
+std::optional<std::vector<std::string>> parse_string_array(std::string_view text) {
+  const auto document = Json::parse(text, nullptr, false);
+  if (document.is_discarded() || !document.is_array()) return std::nullopt;
+  std::vector<std::string> strings;
+  for (const auto& element : document) {
+    if (!element.is_string()) return std::nullopt;
+    strings.push_back(element.get<std::string>());
+  }
+  return strings;
+}
+
+bool has_nul(std::string_view text) { return text.find('\0') != std::string_view::npos; }
+
+constexpr std::size_t longest_command = 64 * 1024;
+
+Failure set_command(std::vector<std::string>& target, std::string_view text) {
+  constexpr std::string_view expected =
+      "a JSON array of strings (at most 65536 characters), e.g. [\"code-server\",\"--bind-addr\",\"0.0.0.0:8080\"], "
+      "or empty for the image's own command";
+  if (text.empty()) {
+    target.clear();
+    return accepted;
+  }
+  auto command = text.size() <= longest_command ? parse_string_array(text) : std::nullopt;
+  if (!command || command->empty() ||
+      std::any_of(command->begin(), command->end(), [](const std::string& s) { return has_nul(s); }))
+    return std::string(expected);
+  target = std::move(*command);
+  return accepted;
+}
+
+// A health check command: a JSON array of strings (run as CMD), or any other text as one shell
+// command (CMD-SHELL); empty for none.
+Failure set_health_command(std::vector<std::string>& target, std::string_view text) {
+  constexpr std::string_view expected =
+      "a JSON array of strings run as is (e.g. [\"curl\",\"-f\",\"http://localhost:8080/\"]), a shell command "
+      "(text not starting with [, e.g. curl -f http://localhost:8080/), at most 65536 characters, or empty for "
+      "none";
+  if (text.size() > longest_command || has_nul(text)) return std::string(expected);
+  if (text.empty()) {
+    target.clear();
+    return accepted;
+  }
+  if (!text.starts_with('[')) {
+    target = {std::string(text)};
+    return accepted;
+  }
+  auto command = parse_string_array(text);
+  if (!command || command->empty()) return std::string(expected);
+  target = std::move(*command);
+  return accepted;
+}
+
+// A health command as the file and --check-config spell it: one string for a shell command.
+Json show_health_command(const std::vector<std::string>& command) {
+  if (command.size() == 1) return command.front();
+  return command;
+}
+
+bool is_environment_name(std::string_view name) {
+  const auto start = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; };
+  const auto rest = [&](char c) { return start(c) || (c >= '0' && c <= '9'); };
+  return !name.empty() && name.size() <= 255 && start(name.front()) && std::all_of(name.begin(), name.end(), rest);
+}
+
+// NAME=VALUE entries: comma-separated, or a JSON array of strings (values may then hold commas).
+Failure set_environment(std::vector<std::string>& target, std::string_view text) {
+  constexpr std::string_view expected =
+      "NAME=VALUE entries (NAME of [A-Za-z0-9_], not starting with a digit) separated by commas, e.g. "
+      "TZ=UTC,HOME_USER={username}, or a JSON array of such strings for values with commas (in the file: an array "
+      "of strings), at most 65536 characters, or empty for none";
+  if (text.size() > longest_command || has_nul(text)) return std::string(expected);
+  std::vector<std::string> entries;
+  if (text.starts_with('[')) {
+    auto parsed = parse_string_array(text);
+    if (!parsed) return std::string(expected);
+    entries = std::move(*parsed);
+  } else {
+    for (const auto entry : config_table::split_list(text)) entries.emplace_back(entry);
+  }
+  for (const auto& entry : entries) {
+    const auto equals = entry.find('=');
+    if (equals == std::string::npos || !is_environment_name(std::string_view(entry).substr(0, equals)) || has_nul(entry))
+      return std::string(expected);
+  }
+  target = std::move(entries);
+  return accepted;
+}
+
+// A Docker object name (network, volume prefix): [a-zA-Z0-9][a-zA-Z0-9_.-]*.
+bool is_object_name(std::string_view text, std::size_t longest) {
+  const auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); };
+  return !text.empty() && text.size() <= longest && alnum(text.front()) &&
+         std::all_of(text.begin(), text.end(), [&](char c) { return alnum(c) || c == '_' || c == '.' || c == '-'; });
+}
+
+Failure set_network(std::string& target, std::string_view text) {
+  if (!text.empty() && !is_object_name(text, 64))
+    return "a network name of 1 to 64 characters of [a-zA-Z0-9_.-] starting with a letter or digit (e.g. "
+           "director, host or none), or empty for the runtime's default";
+  target = text;
+  return accepted;
+}
+
+Failure set_volume_mount(std::string& target, std::string_view text) {
+  const bool valid = text.starts_with('/') && config_table::is_plain_text(text, 4096) &&
+                     text.find(':') == std::string_view::npos && text.find(',') == std::string_view::npos;
+  if (!text.empty() && !valid)
+    return "an absolute path in the container without : or , (at most 4096 characters), e.g. /home/coder, or "
+           "empty for no volume";
+  target = text;
+  return accepted;
+}
+
+Failure set_volume_prefix(std::string& target, std::string_view text) {
+  if (!is_object_name(text, 64))
+    return "1 to 64 characters of [a-zA-Z0-9_.-] starting with a letter or digit (the volume is PREFIX-<label>)";
+  target = text;
+  return accepted;
+}
+
+// Memory: a number of bytes with an optional unit b, k, m or g (1024-based, as Docker's
+// --memory); 0 for no limit, else at least 6m (Docker's minimum).
+constexpr std::array<std::pair<char, std::uint64_t>, 4> memory_units{{
+    {'g', 1ULL << 30}, {'m', 1ULL << 20}, {'k', 1ULL << 10}, {'b', 1}}};
+
+Failure set_memory(std::uint64_t& target, std::string_view text) {
+  constexpr std::string_view expected =
+      "0 for no limit, or from 6m to 1024g: an integer with an optional unit b, k, m or g (1024-based), e.g. 2g or "
+      "512m";
+  std::string_view digits = text;
+  std::uint64_t unit = 1;
+  if (!text.empty()) {
+    const auto last = static_cast<char>(std::tolower(static_cast<unsigned char>(text.back())));
+    for (const auto& [name, size] : memory_units) {
+      if (last == name) {
+        unit = size;
+        digits.remove_suffix(1);
+      }
+    }
+  }
+  const auto count = parse_integer<std::uint64_t>(digits, 0, (1024ULL << 30) / unit);
+  if (!count) return std::string(expected);
+  const auto bytes = *count * unit;
+  if (bytes != 0 && bytes < (6ULL << 20)) return std::string(expected);
+  target = bytes;
+  return accepted;
+}
+
+// The largest unit that shows the value exactly: "2g", "512m", "0".
+std::string format_memory(std::uint64_t bytes) {
+  if (bytes == 0) return "0";
+  for (const auto& [name, size] : memory_units)
+    if (bytes % size == 0) return std::to_string(bytes / size) + (name == 'b' ? std::string() : std::string(1, name));
+  return std::to_string(bytes);
+}
+
+constexpr std::uint64_t nanos_per_cpu = 1'000'000'000;
+
+// CPUs: a decimal number with at most 9 decimals, 0 for no limit, else from 0.01 to 1024.
+Failure set_cpus(std::uint64_t& target, std::string_view text) {
+  constexpr std::string_view expected = "0 for no limit, or a number of CPUs from 0.01 to 1024 with at most 9 decimals, e.g. 1.5";
+  const auto dot = text.find('.');
+  const auto whole_text = text.substr(0, dot);
+  const auto fraction_text = dot == std::string_view::npos ? std::string_view{} : text.substr(dot + 1);
+  const auto whole = parse_integer<std::uint64_t>(whole_text, 0, 1024);
+  if (!whole || (dot != std::string_view::npos && (fraction_text.empty() || fraction_text.size() > 9)))
+    return std::string(expected);
+  std::uint64_t fraction = 0;
+  if (!fraction_text.empty()) {
+    const auto digits = parse_integer<std::uint64_t>(fraction_text, 0, 999'999'999);
+    if (!digits) return std::string(expected);
+    fraction = *digits;
+    for (auto i = fraction_text.size(); i < 9; ++i) fraction *= 10;
+  }
+  const auto nanos = *whole * nanos_per_cpu + fraction;
+  if (nanos != 0 && (nanos < nanos_per_cpu / 100 || nanos > 1024 * nanos_per_cpu)) return std::string(expected);
+  target = nanos;
+  return accepted;
+}
+
+// "1.5", "2", "0".
+std::string format_cpus(std::uint64_t nano_cpus) {
+  auto text = std::to_string(nano_cpus / nanos_per_cpu);
+  if (const auto fraction = nano_cpus % nanos_per_cpu; fraction != 0) {
+    auto digits = std::to_string(fraction);
+    digits.insert(0, 9 - digits.size(), '0');
+    digits.erase(digits.find_last_not_of('0') + 1);
+    text += "." + digits;
+  }
+  return text;
+}
+
+// --- idle retirement inputs -----------------------------------------------------------------------
+
+// http://IP:PORT ([IPv6]:PORT): an agent's HTTP listener.
+bool is_agent_url(std::string_view text) {
+  constexpr std::string_view scheme = "http://";
+  return text.starts_with(scheme) && config_table::parse_endpoint(text.substr(scheme.size())).has_value();
+}
+
+// An HAProxy stats socket: an absolute unix path, or IP:PORT ([IPv6]:PORT).
+bool is_haproxy_socket(std::string_view text) {
+  return is_socket_path(text) || config_table::parse_endpoint(text).has_value();
+}
+
+Failure set_list(std::vector<std::string>& target, std::string_view text, bool (*valid)(std::string_view),
+                 std::string_view expected) {
+  std::vector<std::string> entries;
+  for (const auto entry : config_table::split_list(text)) {
+    if (!valid(entry)) return std::string(expected);
+    entries.emplace_back(entry);
+  }
+  target = std::move(entries);
+  return accepted;
+}
+
+Failure set_table_name(std::string& target, std::string_view text) {
+  const auto allowed = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+           c == '-' || c == ':';
+  };
+  if (text.empty() || text.size() > 64 || !std::all_of(text.begin(), text.end(), allowed))
+    return "an HAProxy table (backend) name of 1 to 64 characters of [a-zA-Z0-9_.:-]";
+  target = text;
+  return accepted;
+}
+
+// The longest idle timeout: 30 days.
+constexpr milliseconds longest_idle_timeout = std::chrono::hours(24 * 30);
+
+Failure set_idle_timeout(milliseconds& target, std::string_view text) {
+  if (config_table::parse_duration(text) == milliseconds(0)) {
+    target = milliseconds(0);
+    return accepted;
+  }
+  if (set_duration(target, text, minutes(1), longest_idle_timeout))
+    return "0s for never, or " + config_table::duration_accepted(minutes(1), longest_idle_timeout);
+  return accepted;
+}
+
+// refresh_interval is whole seconds: the page's <meta http-equiv="refresh" content="N">.
+Failure set_refresh_interval(seconds& target, std::string_view text) {
+  constexpr std::string_view expected = "whole seconds from 1s to 60s, e.g. 2s";
+  milliseconds value{};
+  if (set_duration(value, text, seconds(1), seconds(60)) || value.count() % 1000 != 0) return std::string(expected);
+  target = std::chrono::duration_cast<seconds>(value);
+  return accepted;
+}
+
+Json duration(milliseconds value) { return format_duration(value); }
+
+std::vector<Option> options() {
+  return {
+      {"config", "SPAWNER_CONFIG", "--config",
+       "JSON file of options (keys as printed by --check-config); the environment and flags override it. Default none",
+       [](Config& c, std::string_view v) { return config_table::set_config_path(c.config_file, v); },
+       [](const Config& c) -> Json { return c.config_file; }},
+      {"listen", "SPAWNER_LISTEN", "--listen",
+       "Listen address of the pages (the loading and error pages, /.container-director/status) for HAProxy's spawner "
+       "backend, IP:PORT ([IPv6]:PORT); only HAProxy should reach it. Default 127.0.0.1:9180",
+       [](Config& c, std::string_view v) { return config_table::set_listen_address(c.listen, v, "127.0.0.1:9180"); },
+       [](const Config& c) -> Json { return config_table::format_endpoint(c.listen); }},
+      {"http_listen", "SPAWNER_HTTP_LISTEN", "--http-listen",
+       "HTTP listen address for /metrics, /healthz, /readyz, /status and /events (the agents' feed), IP:PORT "
+       "([IPv6]:PORT). Default 127.0.0.1:9181",
+       [](Config& c, std::string_view v) { return config_table::set_listen_address(c.http_listen, v, "127.0.0.1:9181"); },
+       [](const Config& c) -> Json { return config_table::format_endpoint(c.http_listen); }},
+      {"threads", "SPAWNER_THREADS", "--threads", "I/O threads; 0 = one per core. Default 0",
+       [](Config& c, std::string_view v) { return config_table::set_threads(c.threads, v); },
+       [](const Config& c) -> Json { return c.threads; }},
+      {"container_host_prefix", "CONTAINER_HOST_PREFIX", "--container-host-prefix",
+       "Container name and host = PREFIX-<label>, as the agent and HAProxy name it. Default vscode",
+       [](Config& c, std::string_view v) {
+         auto failure = config_table::set_container_host_prefix(c.container_host_prefix, v);
+         if (!failure) c.container_template.host_prefix = c.container_host_prefix;
+         return failure;
+       },
+       [](const Config& c) -> Json { return c.container_host_prefix; }},
+      {"container_port", "CONTAINER_PORT", "--container-port",
+       "Port the user containers listen on (readiness waits for it). Default 8080",
+       [](Config& c, std::string_view v) { return config_table::set_port(c.container_port, v); },
+       [](const Config& c) -> Json { return c.container_port; }},
+      {"container_domain", "CONTAINER_DOMAIN", "--container-domain",
+       "Optional domain of the container host (PREFIX-<label>.DOMAIN), as the agent's. Default none",
+       [](Config& c, std::string_view v) { return config_table::set_container_domain(c.container_domain, v); },
+       [](const Config& c) -> Json { return c.container_domain; }},
+      {"dns_servers", "SPAWNER_DNS_SERVER", "--dns-server",
+       "Comma-separated DNS servers for the readiness check: IP, IPv4:PORT, [IPv6] or [IPv6]:PORT (port 53 when "
+       "absent). Default: the system's resolv.conf",
+       [](Config& c, std::string_view v) { return config_table::set_dns_servers(c.dns_servers, v); },
+       [](const Config& c) -> Json { return c.dns_servers; }},
+      {"runtime", "SPAWNER_RUNTIME", "--runtime",
+       "The container runtime's Docker Engine API (Docker or Podman): unix:///PATH or tcp://IP:PORT. Default "
+       "unix:///var/run/docker.sock",
+       [](Config& c, std::string_view v) { return set_runtime(c.runtime, v); },
+       [](const Config& c) -> Json { return format_runtime(c.runtime); }},
+      {"runtime_timeout", "SPAWNER_RUNTIME_TIMEOUT", "--runtime-timeout",
+       "Timeout of one runtime API call (not pulls, not the event stream). Default 10s",
+       [](Config& c, std::string_view v) { return set_duration(c.runtime_timeout, v, milliseconds(100), minutes(10)); },
+       [](const Config& c) -> Json { return duration(c.runtime_timeout); }},
+      {"pull_timeout", "SPAWNER_PULL_TIMEOUT", "--pull-timeout", "Timeout of an image pull. Default 10m",
+       [](Config& c, std::string_view v) { return set_duration(c.pull_timeout, v, seconds(1), minutes(120)); },
+       [](const Config& c) -> Json { return duration(c.pull_timeout); }},
+      {"image", "SPAWNER_IMAGE", "--image", "Image of every user's container. Default codercom/code-server:latest",
+       [](Config& c, std::string_view v) { return set_image(c.container_template.image, v); },
+       [](const Config& c) -> Json { return c.container_template.image; }},
+      {"command", "SPAWNER_COMMAND", "--command",
+       "Command of the container, a JSON array; {username} and {label} in an entry are replaced by the user's. "
+       "Default: the image's own",
+       [](Config& c, std::string_view v) { return set_command(c.container_template.command, v); },
+       [](const Config& c) -> Json { return c.container_template.command; }, false, true},
+      {"environment", "SPAWNER_ENV", "--env",
+       "Environment of the container, NAME=VALUE entries; {username} and {label} in a VALUE are replaced by the "
+       "user's. Default none",
+       [](Config& c, std::string_view v) { return set_environment(c.container_template.environment, v); },
+       [](const Config& c) -> Json { return c.container_template.environment; }, false, true},
+      {"network", "SPAWNER_NETWORK", "--network",
+       "Network the container joins, with the alias PREFIX-<label> (the agent's DNS must resolve it there). "
+       "Default: the runtime's",
+       [](Config& c, std::string_view v) { return set_network(c.container_template.network, v); },
+       [](const Config& c) -> Json { return c.container_template.network; }},
+      {"volume_mount", "SPAWNER_VOLUME_MOUNT", "--volume-mount",
+       "Where each user's own volume (PREFIX-<label> of volume_prefix) is mounted in their container. Default: no "
+       "volume",
+       [](Config& c, std::string_view v) { return set_volume_mount(c.container_template.volume_mount, v); },
+       [](const Config& c) -> Json { return c.container_template.volume_mount; }},
+      {"volume_prefix", "SPAWNER_VOLUME_PREFIX", "--volume-prefix",
+       "Name of each user's volume = PREFIX-<label>. Default director-home",
+       [](Config& c, std::string_view v) { return set_volume_prefix(c.container_template.volume_prefix, v); },
+       [](const Config& c) -> Json { return c.container_template.volume_prefix; }},
+      {"memory", "SPAWNER_MEMORY", "--memory", "Memory limit of each container, e.g. 2g. Default 0 (no limit)",
+       [](Config& c, std::string_view v) { return set_memory(c.container_template.memory_bytes, v); },
+       [](const Config& c) -> Json { return format_memory(c.container_template.memory_bytes); }},
+      {"cpus", "SPAWNER_CPUS", "--cpus", "CPU limit of each container, e.g. 1.5. Default 0 (no limit)",
+       [](Config& c, std::string_view v) { return set_cpus(c.container_template.nano_cpus, v); },
+       [](const Config& c) -> Json { return format_cpus(c.container_template.nano_cpus); }},
+      {"pids_limit", "SPAWNER_PIDS_LIMIT", "--pids-limit",
+       "Process limit of each container. Default 0 (no limit)",
+       [](Config& c, std::string_view v) -> Failure {
+         const auto value = parse_integer<std::int64_t>(v, 0, 4'194'304);
+         if (!value) return "an integer from 0 (no limit) to 4194304";
+         c.container_template.pids_limit = *value;
+         return accepted;
+       },
+       [](const Config& c) -> Json { return c.container_template.pids_limit; }},
+      {"restart", "SPAWNER_RESTART", "--restart", "Restart policy of each container. Default no",
+       [](Config& c, std::string_view v) {
+         return set_named<core::RestartPolicy>(c.container_template.restart, v, restart_names);
+       },
+       [](const Config& c) -> Json { return name_of<core::RestartPolicy>(restart_names, c.container_template.restart); }},
+      {"health_command", "SPAWNER_HEALTH_CMD", "--health-cmd",
+       "Health check run in each container (the spawner waits for healthy); a JSON array runs as is, other text "
+       "with the shell. Default none (the image's own check, if any; else the spawner waits for the port)",
+       [](Config& c, std::string_view v) { return set_health_command(c.container_template.health_check.command, v); },
+       [](const Config& c) -> Json { return show_health_command(c.container_template.health_check.command); }, false,
+       true},
+      {"health_interval", "SPAWNER_HEALTH_INTERVAL", "--health-interval", "Time between health checks. Default 5s",
+       [](Config& c, std::string_view v) {
+         return set_duration(c.container_template.health_check.interval, v, seconds(1), minutes(10));
+       },
+       [](const Config& c) -> Json { return duration(c.container_template.health_check.interval); }},
+      {"health_timeout", "SPAWNER_HEALTH_TIMEOUT", "--health-timeout", "Timeout of one health check. Default 3s",
+       [](Config& c, std::string_view v) {
+         return set_duration(c.container_template.health_check.timeout, v, seconds(1), minutes(10));
+       },
+       [](const Config& c) -> Json { return duration(c.container_template.health_check.timeout); }},
+      {"health_retries", "SPAWNER_HEALTH_RETRIES", "--health-retries",
+       "Consecutive failed health checks that make a container unhealthy. Default 3",
+       [](Config& c, std::string_view v) -> Failure {
+         const auto value = parse_integer<int>(v, 1, 100);
+         if (!value) return "an integer from 1 to 100";
+         c.container_template.health_check.retries = *value;
+         return accepted;
+       },
+       [](const Config& c) -> Json { return c.container_template.health_check.retries; }},
+      {"health_start_period", "SPAWNER_HEALTH_START_PERIOD", "--health-start-period",
+       "Time after start during which failed health checks do not count. Default 0s",
+       [](Config& c, std::string_view v) {
+         return set_duration(c.container_template.health_check.start_period, v, milliseconds(0), minutes(60));
+       },
+       [](const Config& c) -> Json { return duration(c.container_template.health_check.start_period); }},
+      {"pull", "SPAWNER_PULL", "--pull",
+       "missing (pull the image when the runtime does not have it) or never. Default missing",
+       [](Config& c, std::string_view v) { return set_named<bool>(c.pull_missing_images, v, pull_names); },
+       [](const Config& c) -> Json { return name_of<bool>(pull_names, c.pull_missing_images); }},
+      {"ready_timeout", "SPAWNER_READY_TIMEOUT", "--ready-timeout",
+       "How long a started container may take to listen (or become healthy) before its page says it failed. "
+       "Default 2m",
+       [](Config& c, std::string_view v) { return set_duration(c.ready_timeout, v, seconds(1), minutes(60)); },
+       [](const Config& c) -> Json { return duration(c.ready_timeout); }},
+      {"stop_grace", "SPAWNER_STOP_GRACE", "--stop-grace",
+       "Time between SIGTERM and SIGKILL when a container is stopped. Default 10s",
+       [](Config& c, std::string_view v) { return set_duration(c.stop_grace, v, milliseconds(0), minutes(10)); },
+       [](const Config& c) -> Json { return duration(c.stop_grace); }},
+      {"refresh_interval", "SPAWNER_REFRESH_INTERVAL", "--refresh-interval",
+       "The loading page's refresh interval (for browsers without JavaScript). Default 2s",
+       [](Config& c, std::string_view v) { return set_refresh_interval(c.refresh_interval, v); },
+       [](const Config& c) -> Json { return duration(c.refresh_interval); }},
+      {"log_lines", "SPAWNER_LOG_LINES", "--log-lines",
+       "Last lines of the container's log shown on its error page (0: none). Default 20",
+       [](Config& c, std::string_view v) -> Failure {
+         const auto value = parse_integer<unsigned>(v, 0, 1000);
+         if (!value) return "an integer from 0 to 1000";
+         c.log_lines = *value;
+         return accepted;
+       },
+       [](const Config& c) -> Json { return c.log_lines; }},
+      {"idle_timeout", "SPAWNER_IDLE_TIMEOUT", "--idle-timeout",
+       "A container whose user sent no request for this long and has no open connection is retired; 0s: never. "
+       "Default 60m",
+       [](Config& c, std::string_view v) { return set_idle_timeout(c.idle.timeout, v); },
+       [](const Config& c) -> Json { return duration(c.idle.timeout); }},
+      {"idle_action", "SPAWNER_IDLE_ACTION", "--idle-action",
+       "stop (keep the container for a fast restart) or remove an idle container (its volume stays). Default stop",
+       [](Config& c, std::string_view v) { return set_named<core::IdleAction>(c.idle.action, v, idle_action_names); },
+       [](const Config& c) -> Json { return name_of<core::IdleAction>(idle_action_names, c.idle.action); }},
+      {"idle_check_interval", "SPAWNER_IDLE_CHECK_INTERVAL", "--idle-check-interval",
+       "Time between idle checks. Default 1m",
+       [](Config& c, std::string_view v) { return set_duration(c.idle_check_interval, v, seconds(1), minutes(60)); },
+       [](const Config& c) -> Json { return duration(c.idle_check_interval); }},
+      {"agents", "SPAWNER_AGENTS", "--agents",
+       "Comma-separated HTTP listeners of every agent, http://IP:PORT, read for who was seen when (GET /users). "
+       "Default none",
+       [](Config& c, std::string_view v) {
+         return set_list(c.agent_urls, v, is_agent_url,
+                         "entries of http://IP:PORT (http://[IPv6]:PORT) separated by commas, e.g. "
+                         "http://127.0.0.1:9102 (in the file: an array of strings), or empty for none");
+       },
+       [](const Config& c) -> Json { return c.agent_urls; }},
+      {"haproxy_sockets", "SPAWNER_HAPROXY_SOCKETS", "--haproxy-sockets",
+       "Comma-separated stats sockets of every HAProxy, read for open connections per user (show table). Default none",
+       [](Config& c, std::string_view v) {
+         return set_list(c.haproxy_sockets, v, is_haproxy_socket,
+                         "entries separated by commas, each an absolute unix socket path (at most 107 characters) or "
+                         "IP:PORT ([IPv6]:PORT), e.g. /run/haproxy/admin.sock (in the file: an array of strings), or "
+                         "empty for none");
+       },
+       [](const Config& c) -> Json { return c.haproxy_sockets; }},
+      {"connections_table", "SPAWNER_CONNECTIONS_TABLE", "--connections-table",
+       "HAProxy stick table counting each user's open connections. Default user_connections",
+       [](Config& c, std::string_view v) { return set_table_name(c.connections_table, v); },
+       [](const Config& c) -> Json { return c.connections_table; }},
+      {"log_level", "SPAWNER_LOG_LEVEL", "--log-level", "error, warn, info or debug. Default info",
+       [](Config& c, std::string_view v) { return config_table::set_log_level(c.log_level, v); },
+       [](const Config& c) -> Json { return to_string(c.log_level); }},
+      {"log_format", "SPAWNER_LOG_FORMAT", "--log-format",
+       "text (timestamp level message key=value...) or json (one JSON object per line). Default text",
+       [](Config& c, std::string_view v) { return config_table::set_log_format(c.log_format, v); },
+       [](const Config& c) -> Json { return to_string(c.log_format); }},
+  };
+}
+
+const Table& table() {
+  static const Table table(config_table::Program{.name = "director-spawner",
+                                                 .description = "Creates, starts and retires each user's container through the Docker Engine API (Docker or\n"
+                         "Podman), and serves the loading and error pages while a container is not ready.",
+                                                 .commands = config_table::standard_commands("spawner"),
+                                                 .config_key = config_key},
+                           options());
+  return table;
+}
+
+// Checks that hold between options.
+Failure check_consistency(const Config& c) {
+  if (auto conflict = table().check_bindable(c, "listen", c.listen, "http_listen", c.http_listen)) return conflict;
+  const auto& health = c.container_template.health_check;
+  if (!health.command.empty() && health.timeout > health.interval)
+    return "inconsistent options: " + table().described(c, "health_timeout") + ", " +
+           table().described(c, "health_interval") + "; health_timeout must not be longer than health_interval";
+  return accepted;
+}
+
+}  // namespace
+
+unsigned Config::effective_threads() const noexcept { return config_table::effective_threads(threads); }
+
+std::variant<Invocation, std::string> parse(std::span<const std::string_view> arguments,
+                                            const EnvironmentLookup& environment) {
+  return table().parse(arguments, environment, check_consistency);
+}
+
+void print_help(std::ostream& out) { table().print_help(out); }
+
+void print_markdown(std::ostream& out) { table().print_markdown(out); }
+
+std::string to_json(const Config& config) { return table().to_json(config, version()); }
+
+std::string_view version() noexcept { return DIRECTOR_VERSION; }
+
+}  // namespace director::spawner::config
