@@ -166,14 +166,15 @@ Failure set_command(std::vector<std::string>& target, std::string_view text) {
 Failure set_health_command(std::vector<std::string>& target, std::string_view text) {
   constexpr std::string_view expected =
       "a JSON array of strings run as is (e.g. [\"curl\",\"-f\",\"http://localhost:8080/\"]), a shell command "
-      "(text not starting with [, e.g. curl -f http://localhost:8080/), at most 65536 characters, or empty for "
-      "none";
+      "(text not starting with [, without control characters, e.g. curl -f http://localhost:8080/), at most 65536 "
+      "characters, or empty for none";
   if (text.size() > longest_command || has_nul(text)) return std::string(expected);
   if (text.empty()) {
     target.clear();
     return accepted;
   }
   if (!text.starts_with('[')) {
+    if (!config_table::is_plain_text(text, longest_command)) return std::string(expected);
     target = {std::string(text)};
     return accepted;
   }
