@@ -326,16 +326,8 @@ std::string format_cpus(std::uint64_t nano_cpus) {
 
 // --- idle retirement inputs -----------------------------------------------------------------------
 
-// http://IP:PORT ([IPv6]:PORT): an agent's HTTP listener.
-bool is_agent_url(std::string_view text) {
-  constexpr std::string_view scheme = "http://";
-  return text.starts_with(scheme) && config_table::parse_endpoint(text.substr(scheme.size())).has_value();
-}
-
-// An HAProxy stats socket: an absolute unix path, or IP:PORT ([IPv6]:PORT).
-bool is_haproxy_socket(std::string_view text) {
-  return is_socket_path(text) || config_table::parse_endpoint(text).has_value();
-}
+bool is_agent_url(std::string_view text) { return parse_agent_url(text).has_value(); }
+bool is_stats_socket(std::string_view text) { return parse_stats_socket(text).has_value(); }
 
 Failure set_list(std::vector<std::string>& target, std::string_view text, bool (*valid)(std::string_view),
                  std::string_view expected) {
@@ -564,7 +556,7 @@ std::vector<Option> options() {
       {"haproxy_sockets", "SPAWNER_HAPROXY_SOCKETS", "--haproxy-sockets",
        "Comma-separated stats sockets of every HAProxy, read for open connections per user (show table). Default none",
        [](Config& c, std::string_view v) {
-         return set_list(c.haproxy_sockets, v, is_haproxy_socket,
+         return set_list(c.haproxy_sockets, v, is_stats_socket,
                          "entries separated by commas, each an absolute unix socket path (at most 107 characters) or "
                          "IP:PORT ([IPv6]:PORT), e.g. /run/haproxy/admin.sock (in the file: an array of strings), or "
                          "empty for none");
@@ -605,6 +597,18 @@ Failure check_consistency(const Config& c) {
 }
 
 }  // namespace
+
+std::optional<boost::asio::ip::tcp::endpoint> parse_agent_url(std::string_view url) {
+  constexpr std::string_view scheme = "http://";
+  if (!url.starts_with(scheme)) return std::nullopt;
+  return config_table::parse_endpoint(url.substr(scheme.size()));
+}
+
+std::optional<StatsSocket> parse_stats_socket(std::string_view text) {
+  if (is_socket_path(text)) return StatsSocket(std::string(text));
+  if (const auto endpoint = config_table::parse_endpoint(text)) return StatsSocket(*endpoint);
+  return std::nullopt;
+}
 
 unsigned Config::effective_threads() const noexcept { return config_table::effective_threads(threads); }
 

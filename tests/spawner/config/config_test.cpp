@@ -478,3 +478,23 @@ TEST_CASE("docs/configuration.md holds the spawner's Markdown reference as gener
          "table is in " << generated.string());
   }
 }
+
+TEST_CASE("agent URLs and stats sockets: the parsers the server uses read what the options accept") {
+  const auto agent = config::parse_agent_url("http://127.0.0.1:9102");
+  REQUIRE(agent);
+  CHECK(agent->port() == 9102);
+  CHECK(config::parse_agent_url("http://[::1]:1")->address().to_string() == "::1");
+  for (const auto* bad : {"127.0.0.1:9102", "http://127.0.0.1", "http://127.0.0.1:9102/", "http://agent:9102"}) {
+    INFO(bad);
+    CHECK_FALSE(config::parse_agent_url(bad));
+  }
+  const auto unix_socket = config::parse_stats_socket("/run/haproxy/admin.sock");
+  REQUIRE(unix_socket);
+  CHECK(std::get<std::string>(*unix_socket) == "/run/haproxy/admin.sock");
+  const auto tcp_socket = config::parse_stats_socket("127.0.0.1:9999");
+  REQUIRE(tcp_socket);
+  CHECK(std::get<boost::asio::ip::tcp::endpoint>(*tcp_socket).port() == 9999);
+  CHECK_FALSE(config::parse_stats_socket("/" + std::string(107, 'a')));
+  CHECK_FALSE(config::parse_stats_socket("relative.sock"));
+  CHECK_FALSE(config::parse_stats_socket("haproxy:9999"));
+}
