@@ -54,7 +54,7 @@ int health(const director::config::Config& config) {
 // it leaves pending refer to it.
 class StopSequence {
  public:
-  StopSequence(boost::asio::io_context& context, director::server::Resolver& resolver,
+  StopSequence(boost::asio::io_context& context, director::net::Resolver& resolver,
                director::net::http::HttpServer& http, director::server::Server& server,
                boost::asio::signal_set& hangups)
       : context_(context), resolver_(resolver), http_(http), server_(server), hangups_(hangups),
@@ -85,7 +85,7 @@ class StopSequence {
   }
 
   boost::asio::io_context& context_;
-  director::server::Resolver& resolver_;
+  director::net::Resolver& resolver_;
   director::net::http::HttpServer& http_;
   director::server::Server& server_;
   boost::asio::signal_set& hangups_;
@@ -97,11 +97,7 @@ int run(const director::config::Config& config) {
   const auto threads = config.effective_threads();
   boost::asio::io_context context(static_cast<int>(threads));
 
-  director::server::ResolverOptions resolver_options;
-  resolver_options.servers = config.dns.servers;
-  resolver_options.timeout = config.dns.timeout;
-  resolver_options.tries = config.dns.tries;
-  director::server::Resolver resolver(context.get_executor(), resolver_options);
+  director::net::Resolver resolver(context.get_executor(), director::server::resolver_options(config.dns));
 
   director::metrics::Metrics metrics(director::config::version(), std::chrono::system_clock::now());
   director::server::DecisionService decision_service(context.get_executor(), config, resolver, metrics);

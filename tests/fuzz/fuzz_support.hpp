@@ -1,25 +1,14 @@
-// Shared by the libFuzzer targets in this directory (docs/fuzzing.md): an invariant check that
-// survives NDEBUG, and small helpers to build frames around fuzzed payloads.
+// Shared by the SPOP libFuzzer targets in this directory (docs/fuzzing.md): FUZZ_CHECK (an
+// invariant check that survives NDEBUG), and small helpers to build frames around fuzzed payloads.
 #pragma once
 
+#include "fuzz_check.hpp"
 #include "spop/codec.hpp"
 #include "spop/session.hpp"
 
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <span>
 #include <string_view>
-
-// Aborts (libFuzzer records the input as a crash) when an invariant does not hold. Unlike
-// assert(), it stays active in the RelWithDebInfo builds the fuzz preset uses.
-#define FUZZ_CHECK(condition)                                                                  \
-  do {                                                                                         \
-    if (!(condition)) {                                                                        \
-      std::fprintf(stderr, "%s:%d: invariant violated: %s\n", __FILE__, __LINE__, #condition); \
-      std::abort();                                                                            \
-    }                                                                                          \
-  } while (false)
 
 namespace fuzz {
 

@@ -7,6 +7,8 @@ Writes one directory per target under --out (docs/fuzzing.md describes each inpu
   notify/    one control byte + NOTIFY payloads
   session/   one control byte + everything HAProxy sent on one connection
   username/  one control byte + usernames: those in the captures and hostile ones
+  activity/  one control byte + `show table` outputs of HAProxy 2.6 and 3.2 (even) or agent
+             /users pages (odd), written here
 Standard library and tools/spop.py only; deterministic file names (content hashes), so reruns change nothing.
 """
 import argparse
@@ -23,6 +25,26 @@ HOSTILE_USERNAMES = [
     "0x7f.1", "[::1]", "xn--80akhbyknj4f", "jack\r\nX-Evil: 1", "jack\x00root", "a b\tc",
     "%6a%61%63%6b", "../../etc/passwd", "j" * 64, "jack-0123456789abcdef", "ＪＡＣＫ",
     "jаck",  # Cyrillic a
+]
+
+# `show table user_connections` as HAProxy 2.6.12 and 3.2.0 print it (keys escaped), and an
+# agent's /users page (docs/metrics.md).
+SHOW_TABLE_SEEDS = [
+    "# table: user_connections, type: string, size:102400, used:3\n"
+    "0x55c3431aacb8: key=a\\=b\\tc\"d\\\\e use=0 exp=86399794 conn_cur=0 http_req_cnt=1\n"
+    "0x7f9aec042818: key=bob\\ smith use=0 exp=86399794 conn_cur=1 http_req_cnt=1\n"
+    "0x7f9aec046bf8: key=caf\\xC3\\xA9 use=0 exp=86399794 conn_cur=2 http_req_cnt=1\n\n",
+    "# table: user_connections, type: string, size:102400, used:1\n"
+    "0x563e93fc71f8: key=alice use=0 exp=86399796 shard=0 conn_cur=1 http_req_cnt=2\n\n",
+    "Unknown table name.\n",
+]
+AGENT_USERS_SEEDS = [
+    '{"total": 2, "offset": 0, "users": ['
+    '{"label": "bob", "host": "vscode-bob", "address": null, "state": "not_alive", "reason": "no-such-host", '
+    '"last_seen_seconds_ago": 0.027, "last_checked_seconds_ago": 0.027, "last_probe_ms": null}, '
+    '{"label": "alice", "host": "vscode-alice", "address": "127.0.89.1", "state": "alive", "reason": "ok", '
+    '"last_seen_seconds_ago": 0.047, "last_checked_seconds_ago": 0.045, "last_probe_ms": 0.381}]}',
+    '{"total":0,"offset":1000,"users":[]}',
 ]
 
 
@@ -87,6 +109,10 @@ def main():
             write(args.out / "session", bytes([control]) + stream)
     for name in usernames:
         write(args.out / "username", b"\x00" + name)
+    for text in SHOW_TABLE_SEEDS:
+        write(args.out / "activity", b"\x00" + text.encode())
+    for text in AGENT_USERS_SEEDS:
+        write(args.out / "activity", b"\x01" + text.encode())
     print(f"fuzz seeds: {len(frames)} captured frames, {len(streams)} connections, "
           f"{len(set(usernames))} usernames -> {args.out}")
 

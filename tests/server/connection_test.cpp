@@ -8,7 +8,7 @@
 #include "config/config.hpp"
 #include "metrics/metrics.hpp"
 #include "server/decision_service.hpp"
-#include "server/resolver.hpp"
+#include "net/resolver.hpp"
 #include "spop/codec.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -266,9 +266,9 @@ class Fixture {
     return total;
   }
 
-  director::server::ResolverOptions resolver_options() const {
-    director::server::ResolverOptions options;
-    options.servers = {"127.0.0.1:" + std::to_string(silent_dns_.local_endpoint().port())};
+  director::net::ResolverOptions resolver_options() const {
+    director::net::ResolverOptions options;
+    options.servers = {silent_dns_.local_endpoint()};
     options.timeout = dns_timeout;
     options.tries = 1;
     return options;
@@ -284,7 +284,7 @@ class Fixture {
   asio::executor_work_guard<asio::io_context::executor_type> work_ = asio::make_work_guard(io_);
   asio::ip::udp::socket silent_dns_;  // receives lookups, never answers
   director::metrics::Metrics metrics_;
-  director::server::Resolver resolver_;
+  director::net::Resolver resolver_;
   DecisionService decision_service_;
   tcp::acceptor acceptor_;
   std::optional<Peer> peer_;

@@ -28,7 +28,7 @@ using director::decision::Answer;
 using director::decision::DnsOutcome;
 using director::decision::Reason;
 using director::server::DecisionService;
-using director::server::ResolveResult;
+using director::net::ResolveResult;
 
 namespace {
 

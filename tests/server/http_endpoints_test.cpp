@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "asio_test_support.hpp"
-#include "dns_fixture.hpp"
+#include "../common/net/dns_fixture.hpp"
 
 namespace asio = boost::asio;
 using asio::ip::tcp;
@@ -76,11 +76,11 @@ struct Agent {
     config.listen = tcp::endpoint(asio::ip::address_v4::loopback(), 0);
     config.http_listen = tcp::endpoint(asio::ip::address_v4::loopback(), 0);
     config.decision.container_port = container.local_endpoint().port();
-    director::server::ResolverOptions resolver_options;
-    resolver_options.servers = std::move(dns_servers);
-    resolver_options.timeout = dns_timeout;
-    resolver_options.tries = 1;
-    resolver = std::make_unique<director::server::Resolver>(io.get_executor(), resolver_options);
+    config.dns.servers = std::move(dns_servers);
+    config.dns.timeout = dns_timeout;
+    config.dns.tries = 1;
+    resolver = std::make_unique<director::net::Resolver>(io.get_executor(),
+                                                         director::server::resolver_options(config.dns));
     decision_service = std::make_unique<DecisionService>(io.get_executor(), config, *resolver, metrics);
     spop = std::make_unique<director::server::Server>(io, config.listen, *decision_service, metrics,
                                                       director::server::ConnectionLimits{});
@@ -114,7 +114,7 @@ struct Agent {
   tcp::acceptor container;  // listens, never accepts: probes of it connect (alive)
   director::config::Config config;
   director::metrics::Metrics metrics{"9.9.9", std::chrono::system_clock::now()};
-  std::unique_ptr<director::server::Resolver> resolver;
+  std::unique_ptr<director::net::Resolver> resolver;
   std::unique_ptr<DecisionService> decision_service;
   std::unique_ptr<director::server::Server> spop;
   director::net::http::Router router;

@@ -8,6 +8,7 @@
 #include "config/values.hpp"
 #include "decision/director.hpp"
 #include "log/log.hpp"
+#include "net/probe_types.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
 
@@ -36,13 +37,10 @@ using config_table::Source;
 using config_table::to_string;
 using config_table::max_config_file_size;
 
-// Defaults keep a whole check within HAProxy's 1 s `timeout processing`: a dead DNS server
-// costs dns timeout * 3 (two tries, c-ares doubles the second), a hanging container the probe
-// timeout.
-// The default_* constants are the one default of each setting: the server layer's option
-// structs (ProbeOptions, ResolverOptions) take theirs from here.
+// The default_* constants are the one default of each setting, defined with the Resolver and the
+// probe (net/probe_types.hpp: why these values).
 struct ProbeSettings {
-  static constexpr std::chrono::milliseconds default_timeout{250};
+  static constexpr std::chrono::milliseconds default_timeout = net::default_probe_timeout;
   ProbeMode mode = ProbeMode::tcp;
   std::chrono::milliseconds timeout = default_timeout;
   std::string http_path = "/";  // used when mode == http
@@ -53,8 +51,8 @@ struct ProbeSettings {
 // succeeds and the user is routed into the other user's container
 // (tests/e2e/test_address_reuse.py).
 struct DnsSettings {
-  static constexpr std::chrono::milliseconds default_timeout{250};
-  static constexpr int default_tries = 2;
+  static constexpr std::chrono::milliseconds default_timeout = net::default_dns_timeout;
+  static constexpr int default_tries = net::default_dns_tries;
   std::vector<std::string> servers;  // each as parse_dns_server reads it; empty = the system's resolv.conf
   std::chrono::milliseconds timeout = default_timeout;
   int tries = default_tries;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "decision/username.hpp"
+#include "net/probe_types.hpp"
 
 #include <boost/asio/ip/address.hpp>
 
@@ -78,8 +79,9 @@ struct CheckPlan {
   std::optional<Address> fallback;
 };
 
-enum class DnsOutcome : std::uint8_t { ok, no_such_host, error };
-enum class ProbeOutcome : std::uint8_t { ok, refused, timeout, failed, not_run };
+// What the server layer's Resolver and probe concluded (common/src/net/probe_types.hpp).
+using DnsOutcome = net::DnsOutcome;
+using ProbeOutcome = net::ProbeOutcome;
 
 struct CheckResult {
   DnsOutcome dns = DnsOutcome::error;

@@ -12,7 +12,7 @@
 namespace director::server {
 
 DecisionService::DecisionService(boost::asio::any_io_executor executor, const config::Config& config,
-                                 Resolver& resolver, metrics::Metrics& metrics)
+                                 net::Resolver& resolver, metrics::Metrics& metrics)
     : DecisionService(
           std::move(executor), config, [&resolver](std::string host) { return resolver.resolve(std::move(host)); },
           metrics) {}
@@ -114,7 +114,7 @@ boost::asio::awaitable<decision::CheckResult> DecisionService::observe(const dec
   if (result.address) {
     auto options = probe_options_;
     options.http_host = plan.host;
-    const auto probed = co_await probe({*result.address, plan.port}, options);
+    const auto probed = co_await net::probe({*result.address, plan.port}, options);
     result.probe = probed.outcome;
     result.probe_latency = probed.latency;
     metrics_.probe_finished(probed.outcome, probed.latency);

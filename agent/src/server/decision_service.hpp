@@ -6,8 +6,8 @@
 #include "config/config.hpp"
 #include "decision/director.hpp"
 #include "metrics/metrics.hpp"
-#include "server/prober.hpp"
-#include "server/resolver.hpp"
+#include "net/prober.hpp"
+#include "net/resolver.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -28,10 +28,10 @@ class DecisionService {
   using Deliver = std::function<void(const decision::Answer&)>;
 
   // How a check looks a container host up: Resolver::resolve in the agent.
-  using Lookup = std::function<boost::asio::awaitable<ResolveResult>(std::string host)>;
+  using Lookup = std::function<boost::asio::awaitable<net::ResolveResult>(std::string host)>;
 
   // Reports DNS lookups, probes and checks in flight to `metrics`, which must outlive it.
-  DecisionService(boost::asio::any_io_executor executor, const config::Config& config, Resolver& resolver,
+  DecisionService(boost::asio::any_io_executor executor, const config::Config& config, net::Resolver& resolver,
                   metrics::Metrics& metrics);
   // The same with another lookup, for tests (e.g. one that throws). A check whose lookup or
   // probe throws fails: it is logged, and its waiters get a not-alive answer (dns-error).
@@ -81,7 +81,7 @@ class DecisionService {
   boost::asio::any_io_executor executor_;
   Lookup lookup_;
   metrics::Metrics& metrics_;
-  ProbeOptions probe_options_;
+  net::ProbeOptions probe_options_;
   mutable std::mutex mutex_;
   decision::Director director_;                            // guarded by mutex_
   std::unordered_map<decision::WaiterId, Deliver> waiting_;  // guarded by mutex_

@@ -36,7 +36,7 @@ struct ContainerTemplate {
   std::string host_prefix = "vscode";  // container name and network alias: <prefix>-<label>
   std::string image;
   // "{username}" and "{label}" in a command entry or an environment VALUE are replaced by the
-  // user's (no other substitution; "{{" is not special).
+  // user's (no other substitution; "{{" is not special; substituted text is not scanned again).
   std::vector<std::string> command;     // empty: the image's own
   std::vector<std::string> environment; // "NAME=VALUE" entries
   std::string network;                  // joined with the alias <prefix>-<label>; empty: runtime default
@@ -57,7 +57,9 @@ struct ContainerSpec {
   std::vector<std::string> environment; // substituted
   std::map<std::string, std::string> labels;  // managed_label, user_label, label_label
   std::string network;
-  std::vector<std::string> network_aliases;   // {name} when network is set
+  // {name} on a user-defined network; none on no network, "host", "none", "bridge", "default"
+  // or "container:<id>" (Docker gives aliases only on user-defined networks).
+  std::vector<std::string> network_aliases;
   std::string volume_name;              // empty: no volume
   std::string volume_mount;
   std::uint64_t memory_bytes = 0;

@@ -13,6 +13,32 @@
 //   exists, stopped       -> start -> await ready
 //   exists, running       -> await ready
 //   exists, not managed   -> failed (name_taken): never touched
+// In detail:
+// - inspect: not_found is "absent"; any other CallFailure fails it (runtime_unavailable). A container
+//   that is created/exited/unknown is started; running or restarting is awaited; paused, dead
+//   or being removed fails it (exited: the runtime says why).
+// - create: conflict (another spawner created it meanwhile) -> inspect once more, then as
+//   above (a second conflict: limits_refused); image_missing -> pull when pulling is on, then
+//   create once more (pull fails: image_missing, the runtime's message); refused or not_found
+//   (e.g. a network the template names does not exist): limits_refused.
+// - start: refused or conflict: limits_refused; not_found (removed meanwhile): exited.
+// - await ready: Readiness::health_check when the template has a check, the image has one
+//   (LifecycleSettings::image_has_health_check) or the inspected container reports a Health
+//   other than none; else Readiness::port. Deadline: `now` of the input that issues it + ready_timeout.
+//   ReadyOutcome ready -> ready; exited -> failed(exited); unhealthy -> failed(unhealthy);
+//   timed_out -> failed(not_ready).
+// - unavailable anywhere: failed(runtime_unavailable).
+// Runtime events (on_event) of the user's current container: died or stopped while
+// waiting_for_ready -> failed(exited, the event's exit code) and the pending AwaitReady result
+// is ignored; health unhealthy while waiting: nothing (AwaitReady reports it, once); destroyed
+// -> absent (an operation in flight past creation ends). Events of another container id are
+// ignored, except created/started (a new container under the user's name).
+// Outside an operation, events and snapshots keep one rule: a user whose container is running
+// with health none or healthy is ready (started by anyone: the director finds it); a ready
+// user whose container is not (stopped, died, gone, or its health check turned unhealthy) is
+// absent, so the next wake inspects it again and awaits it or shows why it fails. A start
+// resets a known health to starting (as the runtime does). A failed user stays failed until
+// its container serves.
 // Not thread-safe: the I/O layer keeps it on one strand.
 #pragma once
 
@@ -116,6 +142,9 @@ struct LifecycleSettings {
   std::chrono::milliseconds ready_timeout{120'000};
   // A navigation this soon after a failure shows the failure again instead of retrying.
   std::chrono::milliseconds retry_after{2000};
+  // Whether the template's image has a health check of its own (Runtime::image_has_health_check,
+  // asked by the I/O layer): a container created from it is then awaited by its health check.
+  bool image_has_health_check = false;
 };
 
 // What the page, /status and the event feed see of one user.
@@ -127,6 +156,11 @@ struct UserView {
   std::optional<Failure> failure;   // set when phase == failed
   std::optional<ContainerStatus> container;  // the runtime's last word on the user's container
   bool in_flight = false;
+  // When the current (or last) operation started: the wake that began it. Time to ready is
+  // measured from here. Epoch (TimePoint{}) when no operation ever ran.
+  TimePoint operation_started{};
+  // How readiness is awaited; set while phase == waiting_for_ready.
+  std::optional<Readiness> readiness;
 };
 
 class Lifecycle {
@@ -140,9 +174,9 @@ class Lifecycle {
   // The result of a command this Lifecycle returned. Returns the next commands.
   std::vector<Command> on_result(const Result& result, TimePoint now);
 
-  // A runtime event for a managed container. A container that stops or dies is no longer ready
-  // (the next wake starts it again); one that starts outside an operation is awaited no further
-  // (the director finds it). Returns commands when an operation in flight must react.
+  // A runtime event for a managed container (the rules in the comment at the top). Returns
+  // commands when an operation in flight must react: none does today (an operation the event
+  // ends simply ignores its pending result), but the I/O layer runs whatever comes back.
   std::vector<Command> on_event(const ContainerEvent& event, TimePoint now);
 
   // The full list of managed containers (at startup and after the event stream reconnects):
@@ -153,14 +187,50 @@ class Lifecycle {
   UserView view(std::string_view label) const;
   // Every known user, by label.
   std::vector<UserView> views() const;
-  // Users by phase, for the metrics gauge.
+  // Users by phase, for the metrics gauge: every phase, zero included. Users without an
+  // operation, failure or known container are not kept, so `absent` counts only those whose
+  // container is known (e.g. stopped).
   std::map<Phase, std::size_t> count_by_phase() const;
 
   const LifecycleSettings& settings() const noexcept { return settings_; }
 
  private:
+  // What an operation waits for: the result type that may come back.
+  enum class Step : std::uint8_t { none, inspect, pull, create, start, await_ready };
+  struct Record {
+    std::string username;
+    Phase phase = Phase::absent;
+    TimePoint phase_since{};
+    std::optional<Failure> failure;
+    std::optional<ContainerStatus> container;
+    std::uint64_t operation = 0;  // the current operation; 0 or ended: results are stale
+    Step step = Step::none;       // none: no operation in flight
+    TimePoint operation_started{};
+    bool inspected_after_conflict = false;
+    bool pulled = false;
+    std::optional<Readiness> readiness;
+  };
+  using Records = std::map<std::string, Record, std::less<>>;
+
+  static void enter(Record& record, Phase phase, TimePoint now);
+  void fail(Record& record, FailureKind kind, std::string detail, TimePoint now);
+  static void end_operation(Record& record);
+  std::vector<Command> issue(const std::string& label, Record& record, Phase phase, Step step, Action action,
+                             TimePoint now);
+  std::vector<Command> after_inspect(const std::string& label, Record& record, const Inspected& inspected,
+                                     TimePoint now);
+  std::vector<Command> create(const std::string& label, Record& record, TimePoint now);
+  std::vector<Command> await_ready(const std::string& label, Record& record, Readiness readiness, TimePoint now);
+  std::vector<Command> on_call_failure(const std::string& label, Record& record, const CallFailure& failure,
+                                       TimePoint now);
+  // Outside an operation: the phase that the container's state implies (the rule above).
+  static void settle(Record& record, TimePoint now);
+  static UserView view_of(const std::string& label, const Record& record);
+  void forget_if_empty(Records::iterator at);
+
   LifecycleSettings settings_;
-  // The per-user records: the implementation's choice.
+  Records records_;  // by label
+  std::uint64_t last_operation_ = 0;
 };
 
 }  // namespace director::spawner::core

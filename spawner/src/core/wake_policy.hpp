@@ -25,14 +25,15 @@ enum class WakeVerdict : std::uint8_t {
   refuse,  // anything else: 503 + Retry-After, nothing created or started
 };
 
-// GET or HEAD, no Upgrade, and either Sec-Fetch-Mode: navigate with Sec-Fetch-Dest document or
-// iframe (or no Sec-Fetch-Dest), or, when no Sec-Fetch-* header is present at all, an Accept
-// that includes text/html (media ranges compared case-insensitively, parameters ignored;
-// "*/*" alone is not a page load).
+// GET or HEAD (methods are case-sensitive), no Upgrade, and either Sec-Fetch-Mode: navigate
+// with Sec-Fetch-Dest document or iframe (or no Sec-Fetch-Dest), or, when no Sec-Fetch-* header
+// is present at all, an Accept that includes text/html (media ranges compared
+// case-insensitively, parameters ignored except q=0, which excludes the range; "*/*" and
+// "text/*" are not page loads). Sec-Fetch-Dest without Sec-Fetch-Mode is refused.
 WakeVerdict decide_wake(const RequestSignals& request) noexcept;
 
 // Whether a refused request's body should be JSON: its Accept names application/json (or any
-// +json type) and not text/html.
+// +json type) and not text/html (the same media-range reading as decide_wake).
 bool prefers_json(std::optional<std::string_view> accept) noexcept;
 
 }  // namespace director::spawner::core

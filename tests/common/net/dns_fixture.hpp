@@ -23,6 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <boost/asio/ip/udp.hpp>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -79,7 +80,10 @@ class Dnsmasq {
   Dnsmasq& operator=(const Dnsmasq&) = delete;
 
   std::uint16_t port() const { return port_; }
-  std::string server() const { return "127.0.0.1:" + std::to_string(port_); }
+  std::string server() const { return "127.0.0.1:" + std::to_string(port_); }  // --dns-server's grammar
+  boost::asio::ip::udp::endpoint endpoint() const {
+    return {boost::asio::ip::address_v4::loopback(), port_};
+  }
 
   // Replaces the hosts file atomically and returns once dnsmasq has read the new one.
   void set_hosts(std::string_view content) {

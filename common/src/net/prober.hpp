@@ -1,8 +1,10 @@
 // Liveness probe of one container endpoint: a TCP connect, optionally followed by one HTTP GET
 // whose status line decides. Runs on the awaiting coroutine's executor, which must be a strand
 // when several threads run its context (it races the connect against its deadline with Asio's
-// awaitable operators; DecisionService runs each check on a strand of its own). Any number of probes
-// may run concurrently (each has its own socket and deadline).
+// awaitable operators; the agent's DecisionService runs each check on a strand of its own, the
+// spawner's readiness wait runs on its strand). Any number of probes may run concurrently (each
+// has its own socket and deadline). Shared by the agent (liveness) and the spawner ("the port
+// accepts").
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
@@ -11,14 +13,13 @@
 #include <optional>
 #include <string>
 
-#include "config/config.hpp"
-#include "decision/director.hpp"
+#include "net/probe_types.hpp"
 
-namespace director::server {
+namespace director::net {
 
 struct ProbeOptions {
-  // Bound on the whole probe: connect, request and status line. The configuration's default.
-  std::chrono::milliseconds timeout = config::ProbeSettings::default_timeout;
+  // Bound on the whole probe: connect, request and status line.
+  std::chrono::milliseconds timeout = default_probe_timeout;
   // Empty: the probe is a TCP connect only. Otherwise the request target of a GET, starting
   // with '/', printable ASCII without spaces (see validate()).
   std::string http_path;
@@ -27,7 +28,7 @@ struct ProbeOptions {
 };
 
 struct ProbeResult {
-  decision::ProbeOutcome outcome = decision::ProbeOutcome::not_run;
+  ProbeOutcome outcome = ProbeOutcome::not_run;
   std::chrono::steady_clock::duration latency{};  // from the start to the outcome
 };
 
@@ -46,4 +47,4 @@ std::optional<std::string> validate(const ProbeOptions& options);
 boost::asio::awaitable<ProbeResult> probe(boost::asio::ip::tcp::endpoint endpoint,
                                           ProbeOptions options);
 
-}  // namespace director::server
+}  // namespace director::net

@@ -1,6 +1,6 @@
 // probe() against real listeners on 127.0.0.1 only: accepting, closed, a full accept queue that
 // drops SYNs, and small HTTP servers that answer, fail, babble, hang up or never answer.
-#include "server/prober.hpp"
+#include "net/prober.hpp"
 
 #include "net/awaitable.hpp"
 
@@ -20,15 +20,15 @@
 #include <string>
 #include <vector>
 
-#include "asio_test_support.hpp"
+#include "../../server/asio_test_support.hpp"
 
 namespace asio = boost::asio;
 using asio::ip::tcp;
 using namespace std::chrono_literals;
-using director::decision::ProbeOutcome;
-using director::server::probe;
-using director::server::ProbeOptions;
-using director::server::ProbeResult;
+using director::net::probe;
+using director::net::ProbeOptions;
+using director::net::ProbeOutcome;
+using director::net::ProbeResult;
 using director::test::gather;
 using director::test::run_until_complete;
 
@@ -308,11 +308,11 @@ TEST_CASE("invalid options fail without connecting", "[prober]") {
   injected_host.http_host = "x\r\nX-Evil: 1";
   ProbeOptions zero_timeout = tcp_only(0ms);
   for (const ProbeOptions& options : {no_slash, space, injected_host, zero_timeout}) {
-    CHECK(director::server::validate(options));
+    CHECK(director::net::validate(options));
     CHECK(run_probe(io, listener.endpoint(), options).outcome == ProbeOutcome::failed);
   }
-  CHECK_FALSE(director::server::validate(http("/healthz?x=1")));
-  CHECK_FALSE(director::server::validate(tcp_only()));
+  CHECK_FALSE(director::net::validate(http("/healthz?x=1")));
+  CHECK_FALSE(director::net::validate(tcp_only()));
 }
 
 TEST_CASE("hanging probes do not hold up a healthy one", "[prober]") {

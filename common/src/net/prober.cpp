@@ -1,4 +1,4 @@
-#include "server/prober.hpp"
+#include "net/prober.hpp"
 
 #include "net/awaitable.hpp"
 
@@ -13,13 +13,10 @@
 #include <boost/asio/write.hpp>
 #include <variant>
 
-namespace director::server {
-
-using net::nothrow_awaitable;
+namespace director::net {
 
 namespace asio = boost::asio;
 using asio::ip::tcp;
-using decision::ProbeOutcome;
 
 namespace {
 
@@ -135,4 +132,4 @@ asio::awaitable<ProbeResult> probe(tcp::endpoint endpoint, ProbeOptions options)
   co_return ProbeResult{outcome, std::chrono::steady_clock::now() - started};
 }
 
-}  // namespace director::server
+}  // namespace director::net
