@@ -9,6 +9,7 @@ packages=(
   haproxy dnsmasq-base python3 curl iproute2 procps
   wrk prometheus clang libclang-rt-14-dev
   docker-compose
+  podman busybox-static runc uidmap
 )
 
 missing=()

@@ -1,15 +1,9 @@
 #include "server/health_probe.hpp"
 
-#include <boost/asio/connect.hpp>
+#include "net/http_client.hpp"
+
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http/empty_body.hpp>
-#include <boost/beast/http/message.hpp>
-#include <boost/beast/http/parser.hpp>
-#include <boost/beast/http/read.hpp>
-#include <boost/beast/http/string_body.hpp>
-#include <boost/beast/http/write.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -19,12 +13,9 @@ namespace director::server {
 namespace {
 
 namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
 // /readyz answers a small JSON object; anything larger is not the agent.
-constexpr std::size_t max_response_header = 8 * 1024;
 constexpr std::size_t max_response_body = 64 * 1024;
 constexpr std::size_t max_shown_body = 300;
 
@@ -54,6 +45,25 @@ std::string describe_refusal(unsigned status, const std::string& body) {
   return shown.empty() ? why : why + ": " + shown;
 }
 
+// Why the exchange failed, in the words --health has always used.
+std::string describe_failure(const net::http::ClientError& error, const tcp::endpoint& target,
+                             std::chrono::milliseconds timeout) {
+  switch (error.kind) {
+    case net::http::ClientErrorKind::timeout:
+      return "no answer from " + url_of(target) + " within " + std::to_string(timeout.count()) + " ms";
+    case net::http::ClientErrorKind::connect: {
+      // The client's message is "cannot connect to <address>: <reason>"; name the URL instead.
+      const auto reason = error.message.find(": ");
+      return "cannot connect to " + url_of(target) +
+             (reason == std::string::npos ? ": " + error.message : error.message.substr(reason));
+    }
+    case net::http::ClientErrorKind::protocol:
+    case net::http::ClientErrorKind::too_large:
+      break;
+  }
+  return "no valid answer from " + url_of(target) + ": " + error.message;
+}
+
 }  // namespace
 
 tcp::endpoint health_target(const tcp::endpoint& listen) {
@@ -63,42 +73,26 @@ tcp::endpoint health_target(const tcp::endpoint& listen) {
 }
 
 std::optional<std::string> readiness_problem(const tcp::endpoint& target, std::chrono::milliseconds timeout) {
-  asio::io_context context;
-  beast::tcp_stream stream(context);
-  beast::flat_buffer buffer(max_response_header + max_response_body);
-  http::response_parser<http::string_body> parser;
-  parser.header_limit(static_cast<std::uint32_t>(max_response_header));
-  parser.body_limit(max_response_body);
-  http::request<http::empty_body> request(http::verb::get, "/readyz", 11);
+  net::http::ClientRequest request(boost::beast::http::verb::get, "/readyz", 11);
   std::ostringstream host;
   host << target;
-  request.set(http::field::host, host.str());
-  request.set(http::field::connection, "close");
-  request.set(http::field::user_agent, "director-agent --health");
+  request.set(boost::beast::http::field::host, host.str());
+  request.set(boost::beast::http::field::user_agent, "director-agent --health");
+  const net::http::TcpEndpoint endpoint{target.address().to_string(), target.port()};
 
+  asio::io_context context;
   std::optional<std::string> problem;
-  const auto failed = [&](std::string_view step, const boost::system::error_code& error) {
-    if (error == beast::error::timeout) {
-      problem = "no answer from " + url_of(target) + " within " + std::to_string(timeout.count()) + " ms";
-    } else {
-      problem = std::string(step) + " " + url_of(target) + ": " + error.message();
-    }
-  };
-  // One deadline for the whole exchange: tcp_stream's expiry covers every operation after it.
-  stream.expires_after(timeout);
-  stream.async_connect(target, [&](const boost::system::error_code& connect_error) {
-    if (connect_error) return failed("cannot connect to", connect_error);
-    http::async_write(stream, request, [&](const boost::system::error_code& write_error, std::size_t) {
-      if (write_error) return failed("cannot send the request to", write_error);
-      http::async_read(stream, buffer, parser, [&](const boost::system::error_code& read_error, std::size_t) {
-        if (read_error) return failed("no valid answer from", read_error);
-        const auto& response = parser.get();
-        if (response.result_int() != 200) {
-          problem = "not ready: " + url_of(target) + " " + describe_refusal(response.result_int(), response.body());
+  asio::co_spawn(
+      context, net::http::request(endpoint, std::move(request), {.timeout = timeout, .body_limit = max_response_body}),
+      [&](const std::exception_ptr& thrown, const net::http::ClientResult<net::http::ClientResponse>& response) {
+        if (thrown) {
+          problem = "cannot ask " + url_of(target);
+        } else if (!response) {
+          problem = describe_failure(response.error(), target, timeout);
+        } else if (response->result_int() != 200) {
+          problem = "not ready: " + url_of(target) + " " + describe_refusal(response->result_int(), response->body());
         }
       });
-    });
-  });
   context.run();
   return problem;
 }

@@ -49,7 +49,9 @@ enum class ClientErrorKind : std::uint8_t {
 
 struct ClientError {
   ClientErrorKind kind = ClientErrorKind::connect;
-  std::string message;  // names the endpoint and the reason, for logs and pages
+  // For logs and pages: "<what failed> <endpoint>: <the system's reason>", e.g. "cannot connect
+  // to unix:///run/docker.sock: No such file or directory".
+  std::string message;
 };
 [[noreturn]] void throw_exception_from_error(const ClientError& error, const boost::source_location& location);
 

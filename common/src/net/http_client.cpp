@@ -1,0 +1,234 @@
+#include "net/http_client.hpp"
+
+#include "net/awaitable.hpp"
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/beast/core/basic_stream.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include <array>
+#include <stdexcept>
+#include <utility>
+
+namespace director::net::http {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = beast::http;
+using boost::system::error_code;
+
+using UnixStream = beast::basic_stream<asio::local::stream_protocol>;
+using TcpStream = beast::tcp_stream;
+using Deadline = std::chrono::steady_clock::time_point;
+
+// The response head: status line and headers, with the empty line.
+constexpr std::uint32_t head_limit = 16 * 1024;
+// How much of a streamed body one read hands to on_data at most.
+constexpr std::size_t stream_piece = 16 * 1024;
+
+ClientError failure(ClientErrorKind kind, std::string message) { return ClientError{kind, std::move(message)}; }
+
+// Classifies a failed step of the exchange with `where` (the endpoint) in the message.
+ClientError step_failure(std::string_view step, const std::string& where, const error_code& error,
+                         const ClientLimits& limits) {
+  if (error == beast::error::timeout) {
+    return failure(ClientErrorKind::timeout,
+                   "no answer from " + where + " within " + std::to_string(limits.timeout.count()) + " ms");
+  }
+  if (error == bhttp::error::header_limit) {
+    return failure(ClientErrorKind::too_large, "the response head from " + where + " is larger than " +
+                                                   std::to_string(head_limit) + " bytes");
+  }
+  if (error == bhttp::error::body_limit) {
+    return failure(ClientErrorKind::too_large, "the response body from " + where + " is larger than " +
+                                                   std::to_string(limits.body_limit) + " bytes");
+  }
+  return failure(ClientErrorKind::protocol, std::string(step) + " " + where + ": " + error.message());
+}
+
+// A request as sent: the caller's, with Host (default "localhost"), Connection: close and a
+// body length.
+void complete(ClientRequest& request) {
+  if (request.find(bhttp::field::host) == request.end()) request.set(bhttp::field::host, "localhost");
+  request.set(bhttp::field::connection, "close");
+  if (request.find(bhttp::field::content_length) == request.end() &&
+      request.find(bhttp::field::transfer_encoding) == request.end()) {
+    const auto method = request.method();
+    if (!request.body().empty() || method == bhttp::verb::post || method == bhttp::verb::put ||
+        method == bhttp::verb::patch) {
+      request.content_length(request.body().size());
+    }
+  }
+}
+
+// Beast's streams and headers construct from anything, so a result of one names its alternative.
+template <typename Value>
+ClientResult<Value> failed(ClientError error) {
+  return ClientResult<Value>(boost::system::in_place_error, std::move(error));
+}
+
+asio::awaitable<ClientResult<UnixStream>> connect(const UnixEndpoint& endpoint, Deadline deadline,
+                                                  const ClientLimits& limits) {
+  UnixStream stream(co_await asio::this_coro::executor);
+  stream.expires_at(deadline);
+  auto [error] = co_await stream.async_connect(asio::local::stream_protocol::endpoint(endpoint.path), nothrow_awaitable);
+  if (error == beast::error::timeout) co_return failed<UnixStream>(step_failure("", to_string(endpoint), error, limits));
+  if (error) {
+    co_return failed<UnixStream>(
+        failure(ClientErrorKind::connect, "cannot connect to " + to_string(endpoint) + ": " + error.message()));
+  }
+  co_return ClientResult<UnixStream>(boost::system::in_place_value, std::move(stream));
+}
+
+asio::awaitable<ClientResult<TcpStream>> connect(const TcpEndpoint& endpoint, Deadline deadline,
+                                                 const ClientLimits& limits) {
+  const auto executor = co_await asio::this_coro::executor;
+  // The resolver has no deadline of its own: a timer cancels it.
+  asio::ip::tcp::resolver resolver(executor);
+  asio::steady_timer timer(executor, deadline);
+  bool timed_out = false;
+  timer.async_wait([&resolver, &timed_out](const error_code& error) {
+    if (error) return;  // cancelled: the resolver finished first (and may be gone)
+    timed_out = true;
+    resolver.cancel();
+  });
+  auto [resolve_error, results] =
+      co_await resolver.async_resolve(endpoint.host, std::to_string(endpoint.port), nothrow_awaitable);
+  timer.cancel();
+  if (timed_out) co_return failed<TcpStream>(step_failure("", to_string(endpoint), beast::error::timeout, limits));
+  if (resolve_error) {
+    co_return failed<TcpStream>(failure(
+        ClientErrorKind::connect, "cannot resolve " + endpoint.host + " for " + to_string(endpoint) + ": " + resolve_error.message()));
+  }
+  TcpStream stream(executor);
+  stream.expires_at(deadline);
+  auto [connect_error, connected] = co_await stream.async_connect(results, nothrow_awaitable);
+  if (connect_error == beast::error::timeout) {
+    co_return failed<TcpStream>(step_failure("", to_string(endpoint), connect_error, limits));
+  }
+  if (connect_error) {
+    co_return failed<TcpStream>(
+        failure(ClientErrorKind::connect, "cannot connect to " + to_string(endpoint) + ": " + connect_error.message()));
+  }
+  co_return ClientResult<TcpStream>(boost::system::in_place_value, std::move(stream));
+}
+
+template <typename Stream>
+asio::awaitable<ClientResult<ClientResponse>> exchange(Stream& stream, ClientRequest& request,
+                                                       const ClientLimits& limits, const std::string& where) {
+  auto [write_error, written] = co_await bhttp::async_write(stream, request, nothrow_awaitable);
+  if (write_error) co_return failed<ClientResponse>(step_failure("cannot send the request to", where, write_error, limits));
+  beast::flat_buffer buffer;
+  bhttp::response_parser<bhttp::string_body> parser;
+  parser.header_limit(head_limit);
+  parser.body_limit(limits.body_limit);
+  if (request.method() == bhttp::verb::head) parser.skip(true);
+  auto [read_error, read] = co_await bhttp::async_read(stream, buffer, parser, nothrow_awaitable);
+  if (read_error) co_return failed<ClientResponse>(step_failure("no valid answer from", where, read_error, limits));
+  co_return parser.release();
+}
+
+template <typename Stream>
+asio::awaitable<ClientResult<StreamHead>> stream_exchange(Stream& stream, ClientRequest& request,
+                                                          const std::function<void(const StreamHead&)>& on_head,
+                                                          const OnData& on_data, const ClientLimits& limits,
+                                                          const std::string& where) {
+  auto [write_error, written] = co_await bhttp::async_write(stream, request, nothrow_awaitable);
+  if (write_error) co_return failed<StreamHead>(step_failure("cannot send the request to", where, write_error, limits));
+  beast::flat_buffer buffer;
+  bhttp::response_parser<bhttp::buffer_body> parser;
+  parser.header_limit(head_limit);
+  parser.body_limit(boost::none);  // endless by design; a refusal's body is bounded below
+  auto [head_error, head_read] = co_await bhttp::async_read_header(stream, buffer, parser, nothrow_awaitable);
+  if (head_error) co_return failed<StreamHead>(step_failure("no valid answer from", where, head_error, limits));
+  StreamHead head = parser.get().base();
+  const bool accepted = head.result_int() / 100 == 2;
+  // An accepted stream has no deadline; a refusal's body is read within a fresh one.
+  if (accepted) {
+    stream.expires_never();
+  } else {
+    stream.expires_after(limits.timeout);
+  }
+  if (on_head) on_head(head);
+
+  std::array<char, stream_piece> piece{};
+  std::size_t refusal_bytes = 0;
+  while (!parser.is_done()) {
+    parser.get().body().data = piece.data();
+    parser.get().body().size = piece.size();
+    // read_some: hands over what arrived, where read would wait for the piece to fill up.
+    auto [read_error, read] = co_await bhttp::async_read_some(stream, buffer, parser, nothrow_awaitable);
+    if (read_error == bhttp::error::need_buffer) read_error = {};
+    const std::size_t got = piece.size() - parser.get().body().size;
+    if (got > 0) {
+      if (!accepted) {
+        refusal_bytes += got;
+        if (refusal_bytes > limits.body_limit) {
+          co_return failed<StreamHead>(step_failure("", where, bhttp::error::body_limit, limits));
+        }
+      }
+      if (!on_data(std::string_view(piece.data(), got))) co_return head;
+    }
+    if (read_error) co_return failed<StreamHead>(step_failure("the stream broke from", where, read_error, limits));
+  }
+  co_return head;
+}
+
+// Connects to `endpoint` within the deadline and runs `work(stream)` on the connection.
+template <typename Value, typename Work>
+asio::awaitable<ClientResult<Value>> with_connection(const ClientEndpoint& endpoint, const ClientLimits& limits,
+                                                     Work work) {
+  const Deadline deadline = std::chrono::steady_clock::now() + limits.timeout;
+  if (const auto* unix_endpoint = std::get_if<UnixEndpoint>(&endpoint)) {
+    auto stream = co_await connect(*unix_endpoint, deadline, limits);
+    if (!stream) co_return failed<Value>(stream.error());
+    co_return co_await work(*stream);
+  }
+  auto stream = co_await connect(std::get<TcpEndpoint>(endpoint), deadline, limits);
+  if (!stream) co_return failed<Value>(stream.error());
+  co_return co_await work(*stream);
+}
+
+}  // namespace
+
+std::string to_string(const ClientEndpoint& endpoint) {
+  if (const auto* unix_endpoint = std::get_if<UnixEndpoint>(&endpoint)) return "unix://" + unix_endpoint->path;
+  const auto& tcp = std::get<TcpEndpoint>(endpoint);
+  const bool v6 = tcp.host.find(':') != std::string::npos;
+  return (v6 ? "[" + tcp.host + "]" : tcp.host) + ":" + std::to_string(tcp.port);
+}
+
+void throw_exception_from_error(const ClientError& error, const boost::source_location&) {
+  throw std::runtime_error(error.message);
+}
+
+asio::awaitable<ClientResult<ClientResponse>> request(ClientEndpoint endpoint, ClientRequest request,
+                                                      ClientLimits limits) {
+  complete(request);
+  const std::string where = to_string(endpoint);
+  co_return co_await with_connection<ClientResponse>(
+      endpoint, limits, [&](auto& stream) { return exchange(stream, request, limits, where); });
+}
+
+asio::awaitable<ClientResult<StreamHead>> stream(ClientEndpoint endpoint, ClientRequest request,
+                                                 std::function<void(const StreamHead&)> on_head, OnData on_data,
+                                                 ClientLimits limits) {
+  complete(request);
+  const std::string where = to_string(endpoint);
+  co_return co_await with_connection<StreamHead>(endpoint, limits, [&](auto& stream) {
+    return stream_exchange(stream, request, on_head, on_data, limits, where);
+  });
+}
+
+}  // namespace director::net::http
