@@ -5,7 +5,7 @@
 #include "config/values.hpp"
 #include "log/log.hpp"
 #include "metrics/metrics.hpp"
-#include "net/awaitable.hpp"
+#include "net/health_probe.hpp"
 #include "net/http_client.hpp"
 #include "net/http_server.hpp"
 #include "net/resolver.hpp"
@@ -16,12 +16,10 @@
 #include "server/idle_retirer.hpp"
 #include "server/spawn_service.hpp"
 
-#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
-#include <boost/beast/http/field.hpp>
 
 #include <atomic>
 #include <csignal>
@@ -70,40 +68,15 @@ director::net::ResolverOptions resolver_options(const std::vector<std::string>& 
 // --health: whether the spawner running with `configuration` is ready (its GET /readyz), for
 // container health checks. Exit 0 when ready, 1 with the reason on stderr otherwise.
 int health(const config::Config& configuration) {
+  constexpr auto health_timeout = std::chrono::milliseconds(1000);  // within a HEALTHCHECK's 2 s
   if (configuration.http_listen.port() == 0) {
-    std::cerr << "director-spawner: not healthy: http_listen has port 0, so the port the spawner bound is unknown\n";
+    std::cerr << "director-spawner: not healthy: http_listen has port 0, so the port the spawner bound is unknown; "
+                 "give --health the spawner's actual SPAWNER_HTTP_LISTEN\n";
     return 1;
   }
-  auto address = configuration.http_listen.address();
-  if (address.is_unspecified()) {
-    address = address.is_v4() ? boost::asio::ip::address(boost::asio::ip::address_v4::loopback())
-                               : boost::asio::ip::address(boost::asio::ip::address_v6::loopback());
-  }
-  boost::asio::io_context context;
-  director::net::http::ClientRequest request(boost::beast::http::verb::get, "/readyz", 11);
-  director::net::http::ClientLimits limits;
-  limits.timeout = std::chrono::milliseconds(1000);
-  limits.body_limit = 64 * 1024;
-  std::string problem = "no answer";
-  boost::asio::co_spawn(
-      context,
-      [&]() -> boost::asio::awaitable<void> {
-        // A named endpoint: GCC 12 destroys a temporary coroutine argument in co_await twice.
-        director::net::http::ClientEndpoint endpoint =
-            director::net::http::TcpEndpoint{address.to_string(), configuration.http_listen.port()};
-        auto response = co_await director::net::http::request(std::move(endpoint), std::move(request), limits);
-        if (!response) {
-          problem = response.error().message;
-        } else if (response->result() != boost::beast::http::status::ok) {
-          problem = "GET /readyz answered " + std::to_string(response->result_int()) + ": " + response->body();
-        } else {
-          problem.clear();
-        }
-      },
-      director::net::log_if_thrown("health check"));
-  context.run();
-  if (!problem.empty()) {
-    std::cerr << "director-spawner: not healthy: " << problem << '\n';
+  const auto target = director::net::health_target(configuration.http_listen);
+  if (const auto problem = director::net::readiness_problem(target, health_timeout, "director-spawner --health")) {
+    std::cerr << "director-spawner: not healthy: " << *problem << '\n';
     return 1;
   }
   return 0;
