@@ -42,6 +42,8 @@ using director::log;
 constexpr auto stop_grace = std::chrono::milliseconds(5000);
 constexpr auto stop_deadline = std::chrono::milliseconds(8000);
 constexpr auto stop_poll = std::chrono::milliseconds(50);
+constexpr std::size_t pages_max_connections = 1024;
+constexpr std::size_t feed_max_subscribers = 64;
 
 std::string endpoint_text(const boost::asio::ip::tcp::endpoint& endpoint) {
   std::ostringstream text;
@@ -145,7 +147,7 @@ int run(const config::Config& configuration) {
   spawn_settings.log_lines = configuration.log_lines;
   server::SpawnService service(runtime_strand, lifecycle, spawn_settings, runtime, resolver, metrics);
 
-  server::EventFeed feed;
+  server::EventFeed feed(server::FeedLimits{feed_max_subscribers});
   server::EventWatcher watcher(runtime_strand, runtime, service, feed, metrics);
 
   server::RetirerSettings retirer_settings;
@@ -157,11 +159,20 @@ int run(const config::Config& configuration) {
   retirer_settings.stop_grace = configuration.stop_grace;
   server::IdleRetirer retirer(runtime_strand, retirer_settings, runtime, metrics);
 
+  // Every first visit of a crowd comes at once (HAProxy holds one connection per waiting
+  // request): the pages listener takes far more than the layer's default 32, each exchange
+  // being a few kilobytes answered at once.
+  director::net::http::HttpLimits page_limits;
+  page_limits.max_connections = pages_max_connections;
   director::net::http::HttpServer pages(context, configuration.listen, "pages",
-                                        server::page_endpoints({configuration, service, metrics}));
+                                        server::page_endpoints({configuration, service, metrics}), page_limits);
+  // One /events stream per agent.
+  director::net::http::HttpLimits operator_limits;
+  operator_limits.max_streams = feed_max_subscribers;
   director::net::http::HttpServer operators(
       context, configuration.http_listen, "HTTP",
-      server::operator_endpoints({configuration, std::string(config::version()), service, watcher, feed, metrics}));
+      server::operator_endpoints({configuration, std::string(config::version()), service, watcher, feed, metrics}),
+      operator_limits);
   pages.start();
   operators.start();
   watcher.start();
