@@ -5,6 +5,7 @@
 #include "config/values.hpp"
 #include "log/log.hpp"
 #include "metrics/metrics.hpp"
+#include "net/awaitable.hpp"
 #include "net/health_probe.hpp"
 #include "net/http_client.hpp"
 #include "net/http_server.hpp"
@@ -16,6 +17,7 @@
 #include "server/idle_retirer.hpp"
 #include "server/spawn_service.hpp"
 
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -26,6 +28,7 @@
 #include <exception>
 #include <functional>
 #include <iostream>
+#include <optional>
 #include <stdexcept>
 #include <sstream>
 #include <thread>
@@ -43,6 +46,7 @@ constexpr auto stop_grace = std::chrono::milliseconds(5000);
 constexpr auto stop_deadline = std::chrono::milliseconds(8000);
 constexpr auto stop_poll = std::chrono::milliseconds(50);
 constexpr std::size_t pages_max_connections = 1024;
+constexpr auto startup_probe_time = std::chrono::milliseconds(3000);
 constexpr std::size_t feed_max_subscribers = 64;
 
 std::string endpoint_text(const boost::asio::ip::tcp::endpoint& endpoint) {
@@ -65,6 +69,38 @@ director::net::ResolverOptions resolver_options(const std::vector<std::string>& 
     options.servers.emplace_back(server->address, server->port);
   }
   return options;
+}
+
+// Whether `image` has a health check of its own (its containers are then awaited by it, not by
+// their port), asked once at startup within startup_probe_time. A runtime that is down or an
+// image not there yet counts as "no": port readiness, logged.
+bool image_has_health_check(director::spawner::runtime::Runtime& runtime, const std::string& image) {
+  boost::asio::io_context context;
+  std::optional<bool> answer;
+  std::string problem = "no answer within " + std::to_string(startup_probe_time.count()) + " ms";
+  boost::asio::co_spawn(
+      context,
+      [&]() -> boost::asio::awaitable<void> {
+        const auto pinged = co_await runtime.ping();
+        if (!pinged) {
+          problem = pinged.error().message;
+          co_return;
+        }
+        const auto has = co_await runtime.image_has_health_check(image);
+        if (!has) {
+          problem = has.error().message;
+          co_return;
+        }
+        answer = *has;
+      },
+      director::net::log_if_thrown("image health check"));
+  context.run_for(startup_probe_time);
+  if (!answer) {
+    log(LogLevel::warn, "cannot tell whether the image has a health check: its containers are awaited by their port unless SPAWNER_HEALTH_CMD sets one",
+        {{"image", image}, {"message", problem}});
+    return false;
+  }
+  return *answer;
 }
 
 // --health: whether the spawner running with `configuration` is ready (its GET /readyz), for
@@ -141,6 +177,7 @@ int run(const config::Config& configuration) {
   lifecycle.container_template = configuration.container_template;
   lifecycle.pull_missing_images = configuration.pull_missing_images;
   lifecycle.ready_timeout = configuration.ready_timeout;
+  lifecycle.image_has_health_check = image_has_health_check(runtime, configuration.container_template.image);
   server::SpawnSettings spawn_settings;
   spawn_settings.container_domain = configuration.container_domain;
   spawn_settings.container_port = configuration.container_port;
