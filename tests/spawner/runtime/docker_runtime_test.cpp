@@ -9,6 +9,9 @@
 #include "net/http_client.hpp"
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -20,6 +23,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -125,6 +129,59 @@ TEST_CASE("a runtime that does not listen is unavailable, naming where it looked
   const auto listed = run_until_complete(io, runtime.list_managed());
   REQUIRE(listed.has_error());
   CHECK(listed.error().error == core::CallError::unavailable);
+}
+
+namespace {
+
+// A loopback "daemon" answering every connection's request with `answer` (for versions no
+// runtime here reports).
+asio::awaitable<void> answer_each(std::shared_ptr<asio::ip::tcp::acceptor> acceptor, std::string answer) {
+  for (;;) {
+    auto [error, socket] = co_await acceptor->async_accept(director::net::nothrow_awaitable);
+    if (error) co_return;
+    std::string request;
+    co_await asio::async_read_until(socket, asio::dynamic_buffer(request, 65536), "\r\n\r\n",
+                                    director::net::nothrow_awaitable);
+    co_await asio::async_write(socket, asio::buffer(answer), director::net::nothrow_awaitable);
+  }
+}
+
+http::TcpEndpoint daemon_answering(asio::io_context& io, std::string answer) {
+  auto acceptor = std::make_shared<asio::ip::tcp::acceptor>(
+      io, asio::ip::tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+  asio::co_spawn(io, answer_each(acceptor, std::move(answer)), director::net::log_if_thrown("test daemon"));
+  return {"127.0.0.1", acceptor->local_endpoint().port()};
+}
+
+std::string ping_answer(std::string_view version_header) {
+  return "HTTP/1.1 200 OK\r\n" + std::string(version_header) + "Content-Length: 2\r\n\r\nOK";
+}
+
+}  // namespace
+
+TEST_CASE("ping takes 1.44 from a newer daemon, and refuses one older than 1.41 or without a version") {
+  asio::io_context io;
+  SECTION("Docker 29 (1.52)") {
+    DockerRuntime runtime({.endpoint = daemon_answering(io, ping_answer("Api-Version: 1.52\r\n")), .timeout = 2s});
+    const auto info = run_until_complete(io, runtime.ping());
+    REQUIRE(info.has_value());
+    CHECK(info->api_version == "1.44");
+    CHECK(info->name == "Docker Engine API 1.52");
+  }
+  SECTION("1.40") {
+    DockerRuntime runtime({.endpoint = daemon_answering(io, ping_answer("Api-Version: 1.40\r\n")), .timeout = 2s});
+    const auto info = run_until_complete(io, runtime.ping());
+    REQUIRE(info.has_error());
+    CHECK(info.error().error == core::CallError::refused);
+    CHECK(info.error().message.find("speaks Docker API 1.40; director-spawner needs 1.41 or later") != std::string::npos);
+    CHECK(runtime.api_version().empty());
+  }
+  SECTION("no Api-Version header") {
+    DockerRuntime runtime({.endpoint = daemon_answering(io, ping_answer("")), .timeout = 2s});
+    const auto info = run_until_complete(io, runtime.ping());
+    REQUIRE(info.has_error());
+    CHECK(info.error().message.find("(no Api-Version header)") != std::string::npos);
+  }
 }
 
 TEST_CASE("ping negotiates Podman 4.3's API version 1.41") {
