@@ -502,13 +502,17 @@ class Stack:
     def request(self, user=None, path="/", headers=(), method="GET", timeout=10, source=None):
         """One request on a new connection: (status, {lower-case header: value}, body).
         `user` is sent as the identity header; `headers` are extra (name, value) pairs,
-        values may be bytes. `source` is the client's own address (e.g. "127.0.0.9")."""
+        values may be bytes. `source` is the client's own address (e.g. "127.0.0.9").
+        Without an Accept header in `headers`, it sends a browser's page load's,
+        "Accept: text/html", so that the spawner backend's wake policy lets it through."""
         conn = http.client.HTTPConnection(*self.http, timeout=timeout,
                                           source_address=(source, 0) if source else None)
         try:
             conn.putrequest(method, path)
             if user is not None:
                 conn.putheader(IDENTITY, user)
+            if not any(name.lower() == "accept" for name, _ in headers):
+                conn.putheader("Accept", "text/html")
             for name, value in headers:
                 conn.putheader(name, value)
             conn.endheaders()
@@ -558,8 +562,9 @@ spawner {stack.spawner[0]}:{stack.spawner[1]}   containers {stack.subnet}.x:{sta
   curl -si -H '{identity}: alice' {url}/
 
 (b) bob has no container: the spawner answers a loading page and starts one; 2 s later
-    bob reaches his own container:
-  curl -si -H '{identity}: bob' {url}/
+    bob reaches his own container. Only a page load (here: Accept: text/html) wakes it;
+    without it HAProxy answers 503 "not-a-navigation":
+  curl -si -H '{identity}: bob' -H 'Accept: text/html' {url}/
   sleep 2; curl -si -H '{identity}: bob' {url}/
 
 (c) metrics: HAProxy's exporter, then the agent's decisions and who was active:

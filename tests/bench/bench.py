@@ -212,10 +212,11 @@ def run_wrk(url, users, prefix, seconds, connections, offset=0):
 
 
 def request(endpoint, user, timeout=5):
-    """One request on a new connection: (status, X-Served-By)."""
+    """One page load (Accept: text/html, which the spawner backend's wake policy lets through)
+    on a new connection: (status, X-Served-By)."""
     with socket.create_connection(endpoint, timeout=timeout) as s:
         s.sendall(f"GET / HTTP/1.1\r\nHost: bench\r\n{IDENTITY}: {user}\r\n"
-                  "Connection: close\r\n\r\n".encode())
+                  "Accept: text/html\r\nConnection: close\r\n\r\n".encode())
         data = b""
         while chunk := s.recv(65536):
             data += chunk

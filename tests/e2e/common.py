@@ -152,7 +152,7 @@ class RecordingSpawner:
     no container, so that users stay without one for the whole test.
 
         spawner = RecordingSpawner(stack)   # stops the stack's demo spawner
-        spawner.requests  # [{"container_host", "reason", "user", "time"}, ...]
+        spawner.requests  # [{"container_host", "reason", "user", "label", "time"}, ...]
     """
 
     def __init__(self, stack):
@@ -167,6 +167,7 @@ class RecordingSpawner:
                 entry = {"container_host": self.headers.get("X-Director-Container-Host"),
                          "reason": self.headers.get("X-Director-Reason"),
                          "user": self.headers.get_all("X-Forwarded-Preferred-Username"),
+                         "label": self.headers.get_all("X-Director-Label"),
                          "path": self.path, "time": time.monotonic()}
                 with recorder.lock:
                     recorder.requests.append(entry)

@@ -60,9 +60,10 @@ def hostile_rows():
 
 
 def raw_request(stack, header_lines, timeout=10):
-    """A request whose header lines are sent byte for byte: (status, headers, body)."""
+    """A request whose header lines are sent byte for byte: (status, headers, body). A page
+    load (Accept: text/html), so that HAProxy's wake policy lets it reach the spawner."""
     with socket.create_connection(stack.http, timeout=timeout) as sock:
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: director\r\n" + b"".join(
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: director\r\nAccept: text/html\r\n" + b"".join(
             line + b"\r\n" for line in header_lines) + b"Connection: close\r\n\r\n")
         response = http.client.HTTPResponse(sock)
         response.begin()

@@ -25,12 +25,17 @@ class WebSockets(StackTest):
                 ws.close()
 
     def test_user_without_container_gets_no_upgrade(self):
+        """HAProxy's wake policy answers: a WebSocket never wakes the spawner."""
         ws = WebSocket(self.stack, "nobody-here")
         try:
             self.assertFalse(ws.accepted)
-            self.assertEqual((ws.status, ws.headers.get("x-served-by")), (202, "spawner"))
+            self.assertEqual((ws.status, ws.headers.get("x-director-reason")),
+                             (503, "not-a-navigation"))
+            self.assertEqual(ws.headers.get("retry-after"), "5")
         finally:
             ws.close()
+        self.assertEqual(self.stack.spawner_requests(), [])
+        self.assertIsNone(self.stack.container("nobody-here"))
 
 
 if __name__ == "__main__":

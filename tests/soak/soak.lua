@@ -17,7 +17,9 @@ function init(args)
   local prefix = args[2] or "soak"
   pause = tonumber(args[3]) or 0
   for k = 0, n - 1 do
-    requests[k + 1] = wrk.format("GET", "/", {["X-Forwarded-Preferred-Username"] = prefix .. k})
+    -- A page load (Accept: text/html): HAProxy's wake policy lets only those reach the spawner.
+    requests[k + 1] = wrk.format("GET", "/", {["X-Forwarded-Preferred-Username"] = prefix .. k,
+                                              ["Accept"] = "text/html"})
   end
   count = n
 end

@@ -24,52 +24,42 @@ using std::chrono::seconds;
 
 constexpr std::string_view config_key = "config";
 
-// The words an enumerated option accepts and the value each stands for, in the order messages
-// list them.
-template <typename Value>
-using Names = std::span<const std::pair<std::string_view, Value>>;
+// An enumerated option: the values it takes, in the order messages list them, each named by
+// `name` (for the core's types, the core's own to_string: Docker's restart policy names).
+template <typename Value, std::size_t count>
+struct OneOf {
+  std::array<Value, count> values;
+  std::string_view (*name)(Value) noexcept;
 
-template <typename Value>
-std::string_view name_of(Names<Value> names, Value value) {
-  for (const auto& [name, candidate] : names)
-    if (candidate == value) return name;
-  return names.front().first;
-}
-
-// "a, b or c".
-template <typename Value>
-std::string listed(Names<Value> names) {
-  std::string out;
-  for (std::size_t i = 0; i < names.size(); ++i) {
-    if (i > 0) out += i + 1 == names.size() ? " or " : ", ";
-    out += names[i].first;
-  }
-  return out;
-}
-
-template <typename Value>
-Failure set_named(Value& target, std::string_view text, Names<Value> names) {
-  for (const auto& [name, value] : names) {
-    if (name == text) {
-      target = value;
-      return accepted;
+  // "a, b or c".
+  std::string listed() const {
+    std::string out;
+    for (std::size_t i = 0; i < count; ++i) {
+      if (i > 0) out += i + 1 == count ? " or " : ", ";
+      out += name(values[i]);
     }
+    return out;
   }
-  return listed(names);
-}
 
-// Docker's restart policy names (core::to_string(RestartPolicy) writes the same to the API).
-constexpr std::array<std::pair<std::string_view, core::RestartPolicy>, 4> restart_names{{
-    {"no", core::RestartPolicy::no},
-    {"on-failure", core::RestartPolicy::on_failure},
-    {"unless-stopped", core::RestartPolicy::unless_stopped},
-    {"always", core::RestartPolicy::always},
-}};
-constexpr std::array<std::pair<std::string_view, core::IdleAction>, 2> idle_action_names{{
-    {"stop", core::IdleAction::stop},
-    {"remove", core::IdleAction::remove},
-}};
-constexpr std::array<std::pair<std::string_view, bool>, 2> pull_names{{{"missing", true}, {"never", false}}};
+  Failure set(Value& target, std::string_view text) const {
+    for (const auto value : values) {
+      if (name(value) == text) {
+        target = value;
+        return accepted;
+      }
+    }
+    return listed();
+  }
+};
+
+constexpr OneOf<core::RestartPolicy, 4> restart_policies{
+    {core::RestartPolicy::no, core::RestartPolicy::on_failure, core::RestartPolicy::unless_stopped,
+     core::RestartPolicy::always},
+    core::to_string};
+constexpr OneOf<core::IdleAction, 2> idle_actions{{core::IdleAction::stop, core::IdleAction::remove}, core::to_string};
+// pull_missing_images: true is "missing" (pull what the runtime does not have), false "never".
+std::string_view pull_name(bool pull_missing) noexcept { return pull_missing ? "missing" : "never"; }
+constexpr OneOf<bool, 2> pull_policies{{true, false}, pull_name};
 
 // --- the runtime's address ------------------------------------------------------------------------
 
@@ -166,14 +156,15 @@ Failure set_command(std::vector<std::string>& target, std::string_view text) {
 Failure set_health_command(std::vector<std::string>& target, std::string_view text) {
   constexpr std::string_view expected =
       "a JSON array of strings run as is (e.g. [\"curl\",\"-f\",\"http://localhost:8080/\"]), a shell command "
-      "(text not starting with [, e.g. curl -f http://localhost:8080/), at most 65536 characters, or empty for "
-      "none";
+      "(text not starting with [, without control characters, e.g. curl -f http://localhost:8080/), at most 65536 "
+      "characters, or empty for none";
   if (text.size() > longest_command || has_nul(text)) return std::string(expected);
   if (text.empty()) {
     target.clear();
     return accepted;
   }
   if (!text.starts_with('[')) {
+    if (!config_table::is_plain_text(text, longest_command)) return std::string(expected);
     target = {std::string(text)};
     return accepted;
   }
@@ -325,16 +316,8 @@ std::string format_cpus(std::uint64_t nano_cpus) {
 
 // --- idle retirement inputs -----------------------------------------------------------------------
 
-// http://IP:PORT ([IPv6]:PORT): an agent's HTTP listener.
-bool is_agent_url(std::string_view text) {
-  constexpr std::string_view scheme = "http://";
-  return text.starts_with(scheme) && config_table::parse_endpoint(text.substr(scheme.size())).has_value();
-}
-
-// An HAProxy stats socket: an absolute unix path, or IP:PORT ([IPv6]:PORT).
-bool is_haproxy_socket(std::string_view text) {
-  return is_socket_path(text) || config_table::parse_endpoint(text).has_value();
-}
+bool is_agent_url(std::string_view text) { return parse_agent_url(text).has_value(); }
+bool is_stats_socket(std::string_view text) { return parse_stats_socket(text).has_value(); }
 
 Failure set_list(std::vector<std::string>& target, std::string_view text, bool (*valid)(std::string_view),
                  std::string_view expected) {
@@ -394,7 +377,7 @@ std::vector<Option> options() {
        [](Config& c, std::string_view v) { return config_table::set_listen_address(c.listen, v, "127.0.0.1:9180"); },
        [](const Config& c) -> Json { return config_table::format_endpoint(c.listen); }},
       {"http_listen", "SPAWNER_HTTP_LISTEN", "--http-listen",
-       "HTTP listen address for /metrics, /healthz, /readyz, /status and /events (the agents' feed), IP:PORT "
+       "HTTP listen address for /metrics, /healthz, /readyz, /status, /users and /events (the agents' feed), IP:PORT "
        "([IPv6]:PORT). Default 127.0.0.1:9181",
        [](Config& c, std::string_view v) { return config_table::set_listen_address(c.http_listen, v, "127.0.0.1:9181"); },
        [](const Config& c) -> Json { return config_table::format_endpoint(c.http_listen); }},
@@ -478,9 +461,9 @@ std::vector<Option> options() {
        [](const Config& c) -> Json { return c.container_template.pids_limit; }},
       {"restart", "SPAWNER_RESTART", "--restart", "Restart policy of each container. Default no",
        [](Config& c, std::string_view v) {
-         return set_named<core::RestartPolicy>(c.container_template.restart, v, restart_names);
+         return restart_policies.set(c.container_template.restart, v);
        },
-       [](const Config& c) -> Json { return name_of<core::RestartPolicy>(restart_names, c.container_template.restart); }},
+       [](const Config& c) -> Json { return core::to_string(c.container_template.restart); }},
       {"health_command", "SPAWNER_HEALTH_CMD", "--health-cmd",
        "Health check run in each container (the spawner waits for healthy); a JSON array runs as is, other text "
        "with the shell. Default none (the image's own check, if any; else the spawner waits for the port)",
@@ -514,8 +497,8 @@ std::vector<Option> options() {
        [](const Config& c) -> Json { return duration(c.container_template.health_check.start_period); }},
       {"pull", "SPAWNER_PULL", "--pull",
        "missing (pull the image when the runtime does not have it) or never. Default missing",
-       [](Config& c, std::string_view v) { return set_named<bool>(c.pull_missing_images, v, pull_names); },
-       [](const Config& c) -> Json { return name_of<bool>(pull_names, c.pull_missing_images); }},
+       [](Config& c, std::string_view v) { return pull_policies.set(c.pull_missing_images, v); },
+       [](const Config& c) -> Json { return pull_name(c.pull_missing_images); }},
       {"ready_timeout", "SPAWNER_READY_TIMEOUT", "--ready-timeout",
        "How long a started container may take to listen (or become healthy) before its page says it failed. "
        "Default 2m",
@@ -545,8 +528,8 @@ std::vector<Option> options() {
        [](const Config& c) -> Json { return duration(c.idle.timeout); }},
       {"idle_action", "SPAWNER_IDLE_ACTION", "--idle-action",
        "stop (keep the container for a fast restart) or remove an idle container (its volume stays). Default stop",
-       [](Config& c, std::string_view v) { return set_named<core::IdleAction>(c.idle.action, v, idle_action_names); },
-       [](const Config& c) -> Json { return name_of<core::IdleAction>(idle_action_names, c.idle.action); }},
+       [](Config& c, std::string_view v) { return idle_actions.set(c.idle.action, v); },
+       [](const Config& c) -> Json { return core::to_string(c.idle.action); }},
       {"idle_check_interval", "SPAWNER_IDLE_CHECK_INTERVAL", "--idle-check-interval",
        "Time between idle checks. Default 1m",
        [](Config& c, std::string_view v) { return set_duration(c.idle_check_interval, v, seconds(1), minutes(60)); },
@@ -563,7 +546,7 @@ std::vector<Option> options() {
       {"haproxy_sockets", "SPAWNER_HAPROXY_SOCKETS", "--haproxy-sockets",
        "Comma-separated stats sockets of every HAProxy, read for open connections per user (show table). Default none",
        [](Config& c, std::string_view v) {
-         return set_list(c.haproxy_sockets, v, is_haproxy_socket,
+         return set_list(c.haproxy_sockets, v, is_stats_socket,
                          "entries separated by commas, each an absolute unix socket path (at most 107 characters) or "
                          "IP:PORT ([IPv6]:PORT), e.g. /run/haproxy/admin.sock (in the file: an array of strings), or "
                          "empty for none");
@@ -604,6 +587,18 @@ Failure check_consistency(const Config& c) {
 }
 
 }  // namespace
+
+std::optional<boost::asio::ip::tcp::endpoint> parse_agent_url(std::string_view url) {
+  constexpr std::string_view scheme = "http://";
+  if (!url.starts_with(scheme)) return std::nullopt;
+  return config_table::parse_endpoint(url.substr(scheme.size()));
+}
+
+std::optional<StatsSocket> parse_stats_socket(std::string_view text) {
+  if (is_socket_path(text)) return StatsSocket(std::string(text));
+  if (const auto endpoint = config_table::parse_endpoint(text)) return StatsSocket(*endpoint);
+  return std::nullopt;
+}
 
 unsigned Config::effective_threads() const noexcept { return config_table::effective_threads(threads); }
 

@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <ostream>
 #include <span>
 #include <string>
@@ -22,7 +23,8 @@
 
 namespace director::spawner::config {
 
-// Where the container runtime's API is: DOCKER_HOST's grammar, "unix:///path" or "tcp://host:port".
+// Where the container runtime's API is: DOCKER_HOST's grammar, "unix:///path" or "tcp://IP:PORT"
+// (an address, not a host name: `host` is its text, IPv6 without brackets).
 struct RuntimeEndpoint {
   enum class Kind : std::uint8_t { unix_socket, tcp } kind = Kind::unix_socket;
   std::string path = "/var/run/docker.sock";  // kind == unix_socket
@@ -71,8 +73,10 @@ struct Config {
   // Idle retirement.
   core::IdleSettings idle;
   std::chrono::milliseconds idle_check_interval{60'000};
-  std::vector<std::string> agent_urls;        // http://host:port of each agent's HTTP listener (for /users)
-  std::vector<std::string> haproxy_sockets;   // HAProxy stats sockets (unix paths, or ipv4:port) for `show table`
+  // http://IP:PORT of each agent's HTTP listener (for /users), each as parse_agent_url reads it.
+  std::vector<std::string> agent_urls;
+  // HAProxy stats sockets for `show table`, each as parse_stats_socket reads it.
+  std::vector<std::string> haproxy_sockets;
   std::string connections_table = "user_connections";  // the stick table counting conn_cur per username
 
   LogLevel log_level = LogLevel::info;
@@ -84,6 +88,16 @@ struct Config {
   // The number of I/O threads to run (threads, or the core count when 0).
   unsigned effective_threads() const noexcept;
 };
+
+// The one parser of an agent_urls entry: "http://IP:PORT" ("http://[IPv6]:PORT"), no path; the
+// agent's HTTP listener. std::nullopt for anything else (the option refuses it).
+std::optional<boost::asio::ip::tcp::endpoint> parse_agent_url(std::string_view url);
+
+// An HAProxy stats socket: a unix socket path, or a TCP address.
+using StatsSocket = std::variant<std::string, boost::asio::ip::tcp::endpoint>;
+// The one parser of a haproxy_sockets entry: an absolute unix socket path (at most 107 bytes,
+// no control characters, no comma), or IP:PORT ([IPv6]:PORT). std::nullopt for anything else.
+std::optional<StatsSocket> parse_stats_socket(std::string_view text);
 
 using config_table::Command;
 using Invocation = config_table::Invocation<Config>;

@@ -78,6 +78,7 @@ WakeVerdict decide_wake(const RequestSignals& request) noexcept {
     return equals_ignoring_case(dest, "document") || equals_ignoring_case(dest, "iframe") ? WakeVerdict::wake
                                                                                            : WakeVerdict::refuse;
   }
+  if (request.other_sec_fetch) return WakeVerdict::refuse;
   return request.accept && accepts_html(*request.accept) ? WakeVerdict::wake : WakeVerdict::refuse;
 }
 

@@ -18,6 +18,9 @@ struct RequestSignals {
   std::optional<std::string_view> sec_fetch_dest;
   std::optional<std::string_view> accept;
   bool upgrade = false;                          // an Upgrade header (WebSocket) is present
+  // Any other Sec-Fetch-* header (Site, User, ...) is present: the client sends fetch metadata,
+  // so Accept alone does not make a navigation (the same rule as haproxy.cfg's fetch_metadata).
+  bool other_sec_fetch = false;
 };
 
 enum class WakeVerdict : std::uint8_t {

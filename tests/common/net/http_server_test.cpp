@@ -15,6 +15,8 @@
 #include <nlohmann/json.hpp>
 
 #include <array>
+#include <functional>
+#include <optional>
 #include <atomic>
 #include <chrono>
 #include <stdexcept>
@@ -327,4 +329,333 @@ TEST_CASE("http: concurrent exchanges on a multi-threaded io_context", "[http][t
   for (const auto& reply : replies) ok += reply.status == 200 && reply.body == "counted\n" ? 1 : 0;
   CHECK(ok == 64);
   CHECK(handled.load() == 64);
+}
+
+// Streams (Router::stream).
+namespace {
+
+using director::net::http::StreamResponse;
+using director::net::http::StreamWriter;
+
+// The body of a chunked message, decoded; std::nullopt when it is not well-formed chunked
+// encoding. `complete` tells whether the last chunk was there.
+struct Chunked {
+  std::vector<std::string> chunks;
+  bool complete = false;
+};
+std::optional<Chunked> decode_chunked(std::string_view body) {
+  Chunked decoded;
+  for (;;) {
+    const auto line_end = body.find("\r\n");
+    if (line_end == std::string_view::npos) return body.empty() ? std::optional(decoded) : std::nullopt;
+    std::size_t size = 0;
+    try {
+      size = std::stoul(std::string(body.substr(0, line_end)), nullptr, 16);
+    } catch (const std::exception&) {
+      return std::nullopt;
+    }
+    body.remove_prefix(line_end + 2);
+    if (size == 0) {
+      decoded.complete = body == "\r\n";
+      return decoded.complete ? std::optional(decoded) : std::nullopt;
+    }
+    if (body.size() < size + 2 || body.substr(size, 2) != "\r\n") return std::nullopt;
+    decoded.chunks.emplace_back(body.substr(0, size));
+    body.remove_prefix(size + 2);
+  }
+}
+
+StreamResponse ndjson_stream(std::function<asio::awaitable<void>(StreamWriter&)> body) {
+  return StreamResponse{director::net::http::make_response(Status::ok, "application/x-ndjson", ""), std::move(body)};
+}
+
+// What a stream body saw, for the test to check.
+struct BodyLog {
+  int writes_ok = 0;
+  bool write_failed = false;  // a write returned false
+  bool cancelled = false;     // an await of its was cancelled
+  bool returned = false;
+};
+
+// An HttpServer with one stream route, /feed, run by the test's calls.
+struct StreamServed {
+  StreamServed(director::net::http::StreamHandler feed, HttpLimits limits)
+      : http(io, tcp::endpoint(asio::ip::address_v4::loopback(), 0), "HTTP",
+             test_router().stream("/feed", std::move(feed)), limits) {
+    http.start();
+  }
+  asio::io_context io;
+  HttpServer http;
+};
+
+// Connects and sends GET `target`; the reply is left to read.
+asio::awaitable<tcp::socket> open_get(tcp::endpoint server, std::string target) {
+  tcp::socket socket(co_await asio::this_coro::executor);
+  co_await socket.async_connect(server, asio::use_awaitable);
+  const std::string request = "GET " + target + " HTTP/1.1\r\nHost: localhost\r\n\r\n";
+  co_await asio::async_write(socket, asio::buffer(request), asio::use_awaitable);
+  co_return socket;
+}
+
+// Reads until `received` holds `text` (true) or the connection ends or 5 s pass (false).
+asio::awaitable<bool> read_until_seen(tcp::socket& socket, std::string& received, std::string_view text) {
+  std::array<char, 4096> chunk{};
+  asio::steady_timer guard(socket.get_executor(), 5s);
+  bool timed_out = false;
+  guard.async_wait([&](const boost::system::error_code& error) {
+    if (!error) {
+      timed_out = true;
+      socket.cancel();
+    }
+  });
+  while (received.find(text) == std::string::npos) {
+    const auto [error, count] = co_await socket.async_read_some(asio::buffer(chunk), nothrow_awaitable);
+    received.append(chunk.data(), count);
+    if (error) break;
+  }
+  guard.cancel();
+  co_return !timed_out && received.find(text) != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("http stream: a client reads several chunks, then the last chunk", "[http][stream]") {
+  BodyLog log;
+  StreamServed served(
+      [&](const Request&) {
+        return ndjson_stream([&](StreamWriter& writer) -> asio::awaitable<void> {
+          for (const char* line : {"{\"n\":1}\n", "{\"n\":2}\n", "{\"n\":3}\n"}) {
+            if (!co_await writer.write(line)) co_return;
+            ++log.writes_ok;
+            co_await sleep_for(20ms);
+          }
+          CHECK(co_await writer.write(""));  // sends nothing
+        });
+      },
+      HttpLimits{});
+  const auto reply = run_until_complete(served.io, get(served.http.local_endpoint(), "/feed"));
+  CHECK(reply.status == 200);
+  CHECK(reply.header("Transfer-Encoding") == "chunked");
+  CHECK(reply.header("Content-Length").empty());
+  CHECK(reply.header("Content-Type") == "application/x-ndjson");
+  CHECK(reply.header("Cache-Control") == "no-store");
+  CHECK(reply.header("Connection") == "close");
+  const auto body = decode_chunked(reply.body);
+  REQUIRE(body);
+  CHECK(body->complete);
+  CHECK(body->chunks == std::vector<std::string>{"{\"n\":1}\n", "{\"n\":2}\n", "{\"n\":3}\n"});
+  CHECK(log.writes_ok == 3);
+}
+
+TEST_CASE("http stream: a refusing head is an ordinary response; other methods are 405", "[http][stream]") {
+  StreamServed served(
+      [](const Request&) {
+        auto head = director::net::http::error_response(Status::service_unavailable, "feed full");
+        head.set(boost::beast::http::field::retry_after, "5");
+        return StreamResponse{std::move(head), {}};
+      },
+      HttpLimits{});
+  const auto refused = run_until_complete(served.io, get(served.http.local_endpoint(), "/feed"));
+  CHECK(refused.status == 503);
+  CHECK(refused.header("Retry-After") == "5");
+  CHECK(refused.header("Transfer-Encoding").empty());
+  CHECK(refused.json()["error"] == "feed full");
+  CHECK(refused.header("Content-Length") == std::to_string(refused.body.size()));
+
+  const auto post = run_until_complete(
+      served.io, exchange(served.http.local_endpoint(), "POST /feed HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"));
+  CHECK(post.status == 405);
+  CHECK(post.header("Allow") == "GET");
+}
+
+TEST_CASE("http stream: Router::route gives a stream's head without running its body", "[http][stream]") {
+  bool body_ran = false;
+  Router router;
+  router.stream("/feed", [&](const Request&) {
+    return ndjson_stream([&](StreamWriter&) -> asio::awaitable<void> {
+      body_ran = true;
+      co_return;
+    });
+  });
+  Request request(Method::get, "/feed?x=1", 11);
+  const auto head = router.route(request);
+  CHECK(head.result() == Status::ok);
+  CHECK(head[boost::beast::http::field::content_type] == "application/x-ndjson");
+  CHECK_FALSE(body_ran);
+}
+
+TEST_CASE("http stream: a client that stops reading is dropped at the write deadline", "[http][stream]") {
+  HttpLimits limits;
+  limits.stream_write_timeout = 200ms;
+  limits.max_streams = 1;
+  BodyLog log;
+  std::chrono::steady_clock::time_point returned_at;
+  StreamServed served(
+      [&](const Request&) {
+        return ndjson_stream([&](StreamWriter& writer) -> asio::awaitable<void> {
+          while (co_await writer.write(std::string(1024 * 1024, 'x'))) ++log.writes_ok;
+          log.write_failed = !writer.open();
+          CHECK_FALSE(co_await writer.write("more"));  // false at once from then on
+          log.returned = true;
+          returned_at = std::chrono::steady_clock::now();
+        });
+      },
+      limits);
+  const auto endpoint = served.http.local_endpoint();
+  const auto started = std::chrono::steady_clock::now();
+  const bool next_stream_served = run_until_complete(served.io, [&]() -> asio::awaitable<bool> {
+    auto reader = co_await open_get(endpoint, "/feed");  // never reads
+    for (int i = 0; i < 100 && !log.returned; ++i) co_await sleep_for(50ms);
+    // The dropped stream's place is free again.
+    auto next = co_await open_get(endpoint, "/feed");
+    std::string received;
+    co_return co_await read_until_seen(next, received, "HTTP/1.1 200 OK");
+  }());
+  REQUIRE(log.returned);
+  CHECK(log.write_failed);
+  CHECK(returned_at - started < 4s);
+  // Bounded: what the kernel's socket buffers took, then one chunk that did not go.
+  CHECK(log.writes_ok < 64);
+  CHECK(next_stream_served);
+}
+
+TEST_CASE("http stream: stop() ends every stream at once, mid-wait", "[http][stream]") {
+  HttpLimits limits;
+  limits.max_streams = 4;
+  std::vector<BodyLog> logs(2);
+  std::size_t next_log = 0;
+  StreamServed served(
+      [&](const Request&) {
+        return ndjson_stream([&log = logs.at(next_log++)](StreamWriter& writer) -> asio::awaitable<void> {
+          // After stop(), the body sees write() return false or an await of its throw
+          // operation_aborted (then it ends by the exception, which the server does not log).
+          struct Ended {
+            BodyLog& log;
+            ~Ended() { log.returned = true; }
+          } ended{log};
+          try {
+            if (co_await writer.write("{\"type\":\"snapshot\"}\n")) ++log.writes_ok;
+            // Waits like a feed between heartbeats; stop() cancels the wait.
+            asio::steady_timer heartbeat(co_await asio::this_coro::executor, 60s);
+            const auto [error] = co_await heartbeat.async_wait(nothrow_awaitable);
+            log.cancelled = error == asio::error::operation_aborted;
+            log.write_failed = !co_await writer.write("{\"type\":\"heartbeat\"}\n");
+          } catch (const boost::system::system_error& error) {
+            log.cancelled = error.code() == asio::error::operation_aborted;
+            throw;
+          }
+        });
+      },
+      limits);
+  const auto endpoint = served.http.local_endpoint();
+  const auto ended = run_until_complete(served.io, [&]() -> asio::awaitable<std::vector<std::string>> {
+    std::vector<tcp::socket> clients;
+    std::vector<std::string> received(2);
+    for (std::size_t i = 0; i < 2; ++i) {
+      clients.push_back(co_await open_get(endpoint, "/feed"));
+      CHECK(co_await read_until_seen(clients[i], received[i], "snapshot"));
+    }
+    const auto stop_at = std::chrono::steady_clock::now();
+    served.http.stop();
+    for (std::size_t i = 0; i < 2; ++i) {
+      const bool closed = !co_await read_until_seen(clients[i], received[i], "never sent");
+      CHECK(closed);
+    }
+    CHECK(std::chrono::steady_clock::now() - stop_at < 1s);
+    co_return received;
+  }());
+  for (std::size_t i = 0; i < 2; ++i) {
+    INFO("stream " << i);
+    CHECK(logs[i].cancelled);
+    CHECK(logs[i].returned);  // the body ended
+    CHECK(ended[i].find("heartbeat") == std::string::npos);
+    CHECK_FALSE(ended[i].ends_with("0\r\n\r\n"));  // truncated: no last chunk
+  }
+}
+
+TEST_CASE("http stream: the cap on streams holds, and streams leave exchanges free", "[http][stream]") {
+  HttpLimits limits;
+  limits.max_streams = 2;
+  limits.max_connections = 1;
+  int handled = 0;
+  StreamServed served(
+      [&](const Request&) {
+        ++handled;
+        return ndjson_stream([](StreamWriter& writer) -> asio::awaitable<void> {
+          while (co_await writer.write("{\"type\":\"heartbeat\"}\n")) co_await sleep_for(20ms);
+        });
+      },
+      limits);
+  const auto endpoint = served.http.local_endpoint();
+  const auto replies = run_until_complete(served.io, [&]() -> asio::awaitable<std::vector<Reply>> {
+    std::vector<tcp::socket> streams;
+    for (int i = 0; i < 2; ++i) {
+      streams.push_back(co_await open_get(endpoint, "/feed"));
+      std::string received;
+      CHECK(co_await read_until_seen(streams.back(), received, "heartbeat"));
+    }
+    std::vector<Reply> out;
+    out.push_back(co_await get(endpoint, "/feed"));   // a third stream: refused
+    out.push_back(co_await get(endpoint, "/hello"));  // an exchange: the streams do not hold it
+    streams.front().close();                          // its next write fails: the place frees up
+    co_await sleep_for(200ms);
+    auto again = co_await open_get(endpoint, "/feed");
+    std::string received;
+    CHECK(co_await read_until_seen(again, received, "heartbeat"));
+    co_return out;
+  }());
+  CHECK(replies.at(0).status == 503);
+  CHECK(replies.at(0).json()["error"] == "too many streams");
+  CHECK(replies.at(1).status == 200);
+  CHECK(handled == 3);  // the refused stream's handler did not run
+}
+
+TEST_CASE("http stream: streams on a multi-threaded io_context, stopped from another thread", "[http][stream][threads]") {
+  // Four server threads, streams writing every few milliseconds, stop() from the test's thread
+  // while they write. Meant for TSan too.
+  asio::io_context server_io;
+  std::atomic<int> ended{0};
+  Router router;
+  router.stream("/feed", [&](const Request&) {
+    return ndjson_stream([&](StreamWriter& writer) -> asio::awaitable<void> {
+      struct Ended {
+        std::atomic<int>& count;
+        ~Ended() { ++count; }
+      } counted{ended};
+      while (co_await writer.write("{\"type\":\"heartbeat\"}\n")) co_await sleep_for(5ms);
+    });
+  });
+  HttpServer http(server_io, tcp::endpoint(asio::ip::address_v4::loopback(), 0), "HTTP", std::move(router), {});
+  http.start();
+  auto work = asio::make_work_guard(server_io);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) threads.emplace_back([&] { server_io.run(); });
+
+  asio::io_context client_io;
+  const auto endpoint = http.local_endpoint();
+  const auto closed_in_time = run_until_complete(client_io, [&]() -> asio::awaitable<int> {
+    std::vector<tcp::socket> clients;
+    for (int i = 0; i < 8; ++i) {
+      clients.push_back(co_await open_get(endpoint, "/feed"));
+      std::string received;
+      CHECK(co_await read_until_seen(clients.back(), received, "heartbeat"));
+    }
+    const auto stop_at = std::chrono::steady_clock::now();
+    http.stop();
+    int closed = 0;
+    for (auto& client : clients) {
+      std::string received;
+      if (!co_await read_until_seen(client, received, "never sent") &&
+          std::chrono::steady_clock::now() - stop_at < 1s) {
+        ++closed;
+      }
+    }
+    co_return closed;
+  }());
+  CHECK(closed_in_time == 8);
+  for (int i = 0; i < 100 && ended.load() < 8; ++i) std::this_thread::sleep_for(10ms);
+  CHECK(ended.load() == 8);
+  work.reset();
+  server_io.stop();
+  for (auto& thread : threads) thread.join();
 }

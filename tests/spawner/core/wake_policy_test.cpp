@@ -63,6 +63,8 @@ TEST_CASE("only page navigations wake: real browser and client header sets", "[w
       {"lower-case method is another method", {"get", none, none, "text/html", false}, WakeVerdict::refuse},
       {"empty Accept", {"GET", none, none, "", false}, WakeVerdict::refuse},
       {"Accept of commas", {"GET", none, none, ",,;,", false}, WakeVerdict::refuse},
+      {"only Sec-Fetch-Site, with an HTML Accept (HAProxy refuses it too)",
+       {"GET", none, none, "text/html", false, true}, WakeVerdict::refuse},
   };
   for (const auto& c : cases) {
     CAPTURE(c.what);
