@@ -7,6 +7,10 @@ the socket. Nothing touches the machine's global store or /etc/containers. An im
 registry: a busybox-static rootfs (/bin/busybox and one symlink per applet: sh, httpd, sleep,
 cat, ...) is imported as `localhost/director-test-busybox:latest`.
 
+Measured here (Podman 4.3.1, 2 cores): the service answers /_ping 0.1 s after it starts, the
+image import takes 0.5-0.7 s. A pull of an image that is not stored fails after about 3 s
+(registries.conf lists none; a "localhost/..." name makes Podman try https://localhost:443).
+
 From Python (tests/e2e):
     with PodmanService() as podman:
         podman.socket   # path of the API socket
