@@ -377,7 +377,7 @@ std::vector<Option> options() {
        [](Config& c, std::string_view v) { return config_table::set_listen_address(c.listen, v, "127.0.0.1:9180"); },
        [](const Config& c) -> Json { return config_table::format_endpoint(c.listen); }},
       {"http_listen", "SPAWNER_HTTP_LISTEN", "--http-listen",
-       "HTTP listen address for /metrics, /healthz, /readyz, /status and /events (the agents' feed), IP:PORT "
+       "HTTP listen address for /metrics, /healthz, /readyz, /status, /users and /events (the agents' feed), IP:PORT "
        "([IPv6]:PORT). Default 127.0.0.1:9181",
        [](Config& c, std::string_view v) { return config_table::set_listen_address(c.http_listen, v, "127.0.0.1:9181"); },
        [](const Config& c) -> Json { return config_table::format_endpoint(c.http_listen); }},

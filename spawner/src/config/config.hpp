@@ -23,7 +23,8 @@
 
 namespace director::spawner::config {
 
-// Where the container runtime's API is: DOCKER_HOST's grammar, "unix:///path" or "tcp://host:port".
+// Where the container runtime's API is: DOCKER_HOST's grammar, "unix:///path" or "tcp://IP:PORT"
+// (an address, not a host name: `host` is its text, IPv6 without brackets).
 struct RuntimeEndpoint {
   enum class Kind : std::uint8_t { unix_socket, tcp } kind = Kind::unix_socket;
   std::string path = "/var/run/docker.sock";  // kind == unix_socket
