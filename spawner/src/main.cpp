@@ -96,7 +96,9 @@ bool image_has_health_check(director::spawner::runtime::Runtime& runtime, const 
       director::net::log_if_thrown("image health check"));
   context.run_for(startup_probe_time);
   if (!answer) {
-    log(LogLevel::warn, "cannot tell whether the image has a health check: its containers are awaited by their port unless SPAWNER_HEALTH_CMD sets one",
+    log(LogLevel::warn,
+        "cannot tell whether the image has a health check: its containers are awaited by their port "
+        "unless SPAWNER_HEALTH_CMD sets one",
         {{"image", image}, {"message", problem}});
     return false;
   }
