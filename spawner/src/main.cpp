@@ -2,7 +2,6 @@
 // sends it the users whose container is not alive; it shows them the loading page while it
 // creates and starts their container through the Docker Engine API (Docker or Podman).
 #include "config/config.hpp"
-#include "config/values.hpp"
 #include "log/log.hpp"
 #include "metrics/metrics.hpp"
 #include "net/awaitable.hpp"
@@ -29,7 +28,6 @@
 #include <functional>
 #include <iostream>
 #include <optional>
-#include <stdexcept>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -58,17 +56,6 @@ std::string endpoint_text(const boost::asio::ip::tcp::endpoint& endpoint) {
 director::net::http::ClientEndpoint runtime_endpoint(const config::RuntimeEndpoint& runtime) {
   if (runtime.kind == config::RuntimeEndpoint::Kind::unix_socket) return director::net::http::UnixEndpoint{runtime.path};
   return director::net::http::TcpEndpoint{runtime.host, runtime.port};
-}
-
-// The resolver's servers: the configuration checked each with the one parser of the grammar.
-director::net::ResolverOptions resolver_options(const std::vector<std::string>& servers) {
-  director::net::ResolverOptions options;
-  for (const auto& text : servers) {
-    const auto server = director::config_table::parse_dns_server(text);
-    if (!server) throw std::invalid_argument("invalid DNS server '" + text + "'");
-    options.servers.emplace_back(server->address, server->port);
-  }
-  return options;
 }
 
 // Whether `image` has a health check of its own (its containers are then awaited by it, not by
@@ -167,7 +154,9 @@ int run(const config::Config& configuration) {
   const auto threads = configuration.effective_threads();
   boost::asio::io_context context(static_cast<int>(threads));
 
-  director::net::Resolver resolver(context.get_executor(), resolver_options(configuration.dns_servers));
+  director::net::ResolverOptions resolver_options;
+  resolver_options.servers = director::net::dns_server_endpoints(configuration.dns_servers);
+  director::net::Resolver resolver(context.get_executor(), resolver_options);
 
   director::spawner::metrics::Metrics metrics(config::version());
   director::spawner::runtime::DockerRuntime runtime(director::spawner::runtime::DockerRuntimeSettings{
