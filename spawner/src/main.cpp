@@ -46,7 +46,6 @@ constexpr auto stop_grace = std::chrono::milliseconds(5000);
 constexpr auto stop_poll = std::chrono::milliseconds(50);
 constexpr std::size_t pages_max_connections = 1024;
 constexpr auto startup_probe_time = std::chrono::milliseconds(3000);
-constexpr std::size_t feed_max_subscribers = 64;
 
 std::string endpoint_text(const boost::asio::ip::tcp::endpoint& endpoint) {
   std::ostringstream text;
@@ -176,7 +175,8 @@ int run(const config::Config& configuration) {
   spawn_settings.log_lines = configuration.log_lines;
   server::SpawnService service(runtime_strand, lifecycle, spawn_settings, runtime, resolver, metrics);
 
-  server::EventFeed feed(server::FeedLimits{feed_max_subscribers});
+  const server::FeedLimits feed_limits;
+  server::EventFeed feed(feed_limits);
   server::EventWatcher watcher(runtime_strand, runtime, service, feed, metrics);
 
   server::RetirerSettings retirer_settings;
@@ -197,7 +197,7 @@ int run(const config::Config& configuration) {
                                         server::page_endpoints({configuration, service, metrics}), page_limits);
   // One /events stream per agent.
   director::net::http::HttpLimits operator_limits;
-  operator_limits.max_streams = feed_max_subscribers;
+  operator_limits.max_streams = feed_limits.max_subscribers;
   director::net::http::HttpServer operators(
       context, configuration.http_listen, "HTTP",
       server::operator_endpoints({configuration, std::string(config::version()), service, watcher, feed, metrics}),

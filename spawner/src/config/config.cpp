@@ -387,11 +387,9 @@ std::vector<Option> options() {
       {"container_host_prefix", "CONTAINER_HOST_PREFIX", "--container-host-prefix",
        "Container name and host = PREFIX-<label>, as the agent and HAProxy name it. Default vscode",
        [](Config& c, std::string_view v) {
-         auto failure = config_table::set_container_host_prefix(c.container_host_prefix, v);
-         if (!failure) c.container_template.host_prefix = c.container_host_prefix;
-         return failure;
+         return config_table::set_container_host_prefix(c.container_template.host_prefix, v);
        },
-       [](const Config& c) -> Json { return c.container_host_prefix; }},
+       [](const Config& c) -> Json { return c.container_template.host_prefix; }},
       {"container_port", "CONTAINER_PORT", "--container-port",
        "Port the user containers listen on (readiness waits for it). Default 8080",
        [](Config& c, std::string_view v) { return config_table::set_port(c.container_port, v); },

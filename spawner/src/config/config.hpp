@@ -44,7 +44,7 @@ struct Config {
   unsigned threads = 0;  // 0 = one per core
 
   // The director's naming, the same values as the agent's and HAProxy's.
-  std::string container_host_prefix = "vscode";   // CONTAINER_HOST_PREFIX
+  // CONTAINER_HOST_PREFIX is container_template.host_prefix (one value, one default).
   std::uint16_t container_port = 8080;             // CONTAINER_PORT
   std::string container_domain;                    // CONTAINER_DOMAIN; empty: none
   // DNS servers for the port readiness check (same grammar as the agent's); empty: resolv.conf.
@@ -55,8 +55,8 @@ struct Config {
   std::chrono::milliseconds pull_timeout{600'000};
 
   // Defaults: image codercom/code-server:latest (the original director's), no command (the
-  // image's own), no limits, restart no, volume prefix director-home; host_prefix mirrors
-  // container_host_prefix.
+  // image's own), no limits, restart no, volume prefix director-home, host prefix vscode
+  // (CONTAINER_HOST_PREFIX).
   core::ContainerTemplate container_template = [] {
     core::ContainerTemplate defaults;
     defaults.image = default_image;

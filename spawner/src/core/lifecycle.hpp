@@ -138,10 +138,11 @@ struct Result {
   ResultValue value;
 };
 
+// The configured members come from config::Config (main.cpp) and have no defaults of their own.
 struct LifecycleSettings {
   ContainerTemplate container_template;
-  bool pull_missing_images = true;              // else: image_missing at once
-  std::chrono::milliseconds ready_timeout{120'000};
+  bool pull_missing_images = false;             // else: image_missing at once
+  std::chrono::milliseconds ready_timeout{};
   // A navigation this soon after a failure shows the failure again instead of retrying.
   std::chrono::milliseconds retry_after{2000};
   // How long a passed readiness check (an AwaitReady that ended ready) stands: a wake from a

@@ -19,10 +19,11 @@
 
 namespace director::spawner::runtime {
 
+// Built from config::Config (main.cpp): no defaults of its own.
 struct DockerRuntimeSettings {
-  net::http::ClientEndpoint endpoint = net::http::UnixEndpoint{"/var/run/docker.sock"};
-  std::chrono::milliseconds timeout{10'000};        // each call (a stop adds its grace period)
-  std::chrono::milliseconds pull_timeout{600'000};  // a whole pull, progress stream included
+  net::http::ClientEndpoint endpoint;       // SPAWNER_RUNTIME
+  std::chrono::milliseconds timeout{};      // each call (a stop adds its grace period)
+  std::chrono::milliseconds pull_timeout{}; // a whole pull, progress stream included
 };
 
 class DockerRuntime final : public Runtime {

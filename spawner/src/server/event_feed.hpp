@@ -34,7 +34,7 @@
 namespace director::spawner::server {
 
 struct FeedLimits {
-  std::size_t max_subscribers = 64;
+  std::size_t max_subscribers = 64;  // one stream per agent; main.cpp caps the /events listener by it
   std::size_t max_queued = 4096;
   std::chrono::milliseconds heartbeat{15'000};
 };

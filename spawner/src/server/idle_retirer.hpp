@@ -27,13 +27,15 @@
 
 namespace director::spawner::server {
 
+// The configured members come from config::Config (main.cpp) and have no defaults of their own;
+// the limits below are this layer's.
 struct RetirerSettings {
   core::IdleSettings idle;
-  std::chrono::milliseconds check_interval{60'000};
+  std::chrono::milliseconds check_interval{};
   std::vector<std::string> agent_urls;       // each as config::parse_agent_url reads it
   std::vector<std::string> haproxy_sockets;  // each as config::parse_stats_socket reads it
-  std::string connections_table = "user_connections";
-  std::chrono::milliseconds stop_grace{10'000};
+  std::string connections_table;
+  std::chrono::milliseconds stop_grace{};
   std::chrono::milliseconds read_timeout{5'000};     // one agent page, or one whole `show table`
   std::size_t max_table_bytes = 64 * 1024 * 1024;    // one `show table` answer
   std::size_t max_page_bytes = 8 * 1024 * 1024;      // one /users page

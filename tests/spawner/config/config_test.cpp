@@ -56,7 +56,6 @@ TEST_CASE("defaults are the documented ones") {
   CHECK(c.listen.address().to_string() == "127.0.0.1");
   CHECK(c.listen.port() == 9180);
   CHECK(c.http_listen.port() == 9181);
-  CHECK(c.container_host_prefix == "vscode");
   CHECK(c.container_template.host_prefix == "vscode");
   CHECK(c.container_port == 8080);
   CHECK(c.container_domain.empty());
@@ -133,7 +132,6 @@ TEST_CASE("every option is read from its environment variable") {
   CHECK(c.listen.address().to_string() == "127.0.0.2");
   CHECK(c.http_listen.address().to_string() == "::1");
   CHECK(c.threads == 3);
-  CHECK(c.container_host_prefix == "jupyter");
   CHECK(t.host_prefix == "jupyter");
   CHECK(c.container_port == 8888);
   CHECK(c.container_domain == "users.example");
@@ -372,7 +370,6 @@ TEST_CASE("the template's host prefix is the director's container host prefix, f
   const auto outcome = parse({"--config", file.path()});
   REQUIRE(outcome.config);
   CHECK(outcome.config->container_template.host_prefix == "desk");
-  CHECK(outcome.config->container_host_prefix == "desk");
 }
 
 TEST_CASE("the file is checked like the agent's: unknown keys with a hint, types, duplicates") {

@@ -19,6 +19,7 @@ LifecycleSettings test_settings() {
   settings.container_template.image = "localhost/busybox:test";
   settings.ready_timeout = 30s;
   settings.retry_after = 2s;
+  settings.pull_missing_images = true;
   return settings;
 }
 

@@ -98,6 +98,9 @@ struct Fixture {
   Fixture() {
     for (const auto* label : {"idle", "websocket", "recent", "unknown"}) runtime.containers["vscode-" + std::string(label)] = managed_running(label);
     settings.idle.timeout = std::chrono::milliseconds(3'600'000);
+    settings.check_interval = std::chrono::milliseconds(60'000);
+    settings.connections_table = "user_connections";
+    settings.stop_grace = std::chrono::milliseconds(10'000);
     settings.read_timeout = std::chrono::milliseconds(1000);
   }
 

@@ -32,6 +32,7 @@ struct ServiceFixture {
     lifecycle.ready_timeout = std::chrono::milliseconds(3000);
     lifecycle.retry_after = std::chrono::milliseconds(0);
     settings.container_port = container.local_endpoint().port();
+    settings.log_lines = 20;
     settings.poll_interval = std::chrono::milliseconds(20);
     settings.inspect_interval = std::chrono::milliseconds(50);
   }
