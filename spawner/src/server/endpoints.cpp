@@ -288,6 +288,22 @@ Response users_endpoint(const OperatorSources& sources, const Request& request) 
   return json_response(Status::ok, body);
 }
 
+net::http::StreamResponse events_endpoint(const OperatorSources& sources, const Request& /*request*/) {
+  auto subscription = sources.feed.subscribe();
+  if (!subscription) {
+    return {net::http::error_response(Status::service_unavailable, "too many event feed subscribers"), {}};
+  }
+  net::http::StreamResponse response;
+  response.head = net::http::make_response(Status::ok, "application/x-ndjson", std::string());
+  response.head.set(field::field::cache_control, "no-store");
+  response.body = [subscription](net::http::StreamWriter& writer) -> boost::asio::awaitable<void> {
+    while (auto line = co_await subscription->next()) {
+      if (!co_await writer.write(std::move(*line))) break;
+    }
+  };
+  return response;
+}
+
 net::http::Router operator_endpoints(OperatorSources sources) {
   net::http::Router router;
   const auto serve_with = [sources](Response (*endpoint)(const OperatorSources&, const Request&)) {
@@ -298,6 +314,7 @@ net::http::Router operator_endpoints(OperatorSources sources) {
   router.get("/readyz", serve_with(readyz_endpoint));
   router.get("/status", serve_with(status_endpoint));
   router.get("/users", serve_with(users_endpoint));
+  router.stream("/events", [sources](const Request& request) { return events_endpoint(sources, request); });
   return router;
 }
 

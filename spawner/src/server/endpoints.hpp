@@ -74,6 +74,8 @@ net::http::Response status_endpoint(const OperatorSources& sources, const net::h
 // `offset=N&limit=M`, both optional (default 0 and 100, limit at most 1000).
 net::http::Response users_endpoint(const OperatorSources& sources, const net::http::Request& request);
 
+net::http::StreamResponse events_endpoint(const OperatorSources& sources, const net::http::Request& request);
+
 net::http::Router operator_endpoints(OperatorSources sources);
 
 }  // namespace director::spawner::server

@@ -1,5 +1,6 @@
 #include "server/idle_retirer.hpp"
 
+#include "config/config.hpp"
 #include "log/log.hpp"
 #include "net/awaitable.hpp"
 #include "net/http_client.hpp"
@@ -14,7 +15,6 @@
 #include <boost/beast/http/field.hpp>
 
 #include <array>
-#include <charconv>
 #include <utility>
 
 namespace director::spawner::server {
@@ -55,50 +55,22 @@ boost::asio::awaitable<std::pair<std::string, std::string>> exchange(Socket sock
   co_return std::pair{std::string(), std::move(answer)};
 }
 
-// A stats socket: an absolute unix socket path, or ipv4:port (the configuration checked it).
+// A stats socket as config::parse_stats_socket reads it: a unix socket path, or IP:PORT.
 boost::asio::awaitable<std::pair<std::string, std::string>> stats_command(const std::string& socket,
                                                                           std::string command,
                                                                           std::size_t max_bytes) {
   const auto executor = co_await boost::asio::this_coro::executor;
-  if (socket.starts_with('/')) {
+  const auto parsed = config::parse_stats_socket(socket);
+  if (!parsed) co_return std::pair{std::string("not a unix socket path or IP:PORT"), std::string()};
+  if (const auto* path = std::get_if<std::string>(&*parsed)) {
     co_return co_await exchange(boost::asio::local::stream_protocol::socket(executor),
-                                boost::asio::local::stream_protocol::endpoint(socket), std::move(command), max_bytes);
+                                boost::asio::local::stream_protocol::endpoint(*path), std::move(command), max_bytes);
   }
-  const auto colon = socket.rfind(':');
-  boost::system::error_code bad;
-  const auto address = boost::asio::ip::make_address(socket.substr(0, colon == std::string::npos ? 0 : colon), bad);
-  unsigned port = 0;
-  const auto* digits = socket.data() + (colon == std::string::npos ? socket.size() : colon + 1);
-  const auto [end, error] = std::from_chars(digits, socket.data() + socket.size(), port);
-  if (colon == std::string::npos || bad || error != std::errc{} || end != socket.data() + socket.size() || port == 0 ||
-      port > 65535) {
-    co_return std::pair{std::string("not a unix socket path or ipv4:port"), std::string()};
-  }
-  co_return co_await exchange(boost::asio::ip::tcp::socket(executor),
-                              boost::asio::ip::tcp::endpoint(address, static_cast<std::uint16_t>(port)),
+  co_return co_await exchange(boost::asio::ip::tcp::socket(executor), std::get<boost::asio::ip::tcp::endpoint>(*parsed),
                               std::move(command), max_bytes);
 }
 
 }  // namespace
-
-std::optional<AgentAddress> parse_agent_url(std::string_view url) {
-  constexpr std::string_view scheme = "http://";
-  if (!url.starts_with(scheme)) return std::nullopt;
-  auto rest = url.substr(scheme.size());
-  if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
-  const auto colon = rest.rfind(':');
-  if (colon == std::string_view::npos || colon == 0) return std::nullopt;
-  auto host = rest.substr(0, colon);
-  if (host.starts_with('[') && host.ends_with(']')) host = host.substr(1, host.size() - 2);
-  const auto digits = rest.substr(colon + 1);
-  unsigned port = 0;
-  const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
-  if (digits.empty() || error != std::errc{} || end != digits.data() + digits.size() || port == 0 || port > 65535 ||
-      host.empty()) {
-    return std::nullopt;
-  }
-  return AgentAddress{std::string(host), static_cast<std::uint16_t>(port)};
-}
 
 IdleRetirer::IdleRetirer(boost::asio::any_io_executor executor, RetirerSettings settings, runtime::Runtime& runtime,
                          metrics::Metrics& metrics)
@@ -214,24 +186,25 @@ boost::asio::awaitable<RetirementRound> IdleRetirer::run_once() {
 
 boost::asio::awaitable<std::optional<LastRequests>> IdleRetirer::read_agent(const std::string& url,
                                                                              core::TimePoint now) {
-  const auto address = parse_agent_url(url);
+  const auto address = config::parse_agent_url(url);
   if (!address) {
-    log(LogLevel::warn, "idle check: not an agent URL (http://host:port)", {{"agent", url}});
+    log(LogLevel::warn, "idle check: not an agent URL (http://IP:PORT)", {{"agent", url}});
     co_return std::nullopt;
   }
+  const auto host = address->address().to_string();
   LastRequests last_requests;
   std::uint64_t offset = 0;
   for (std::size_t page = 0; page < settings_.max_agent_pages; ++page) {
     net::http::ClientRequest request(boost::beast::http::verb::get,
                                      "/users?offset=" + std::to_string(offset) + "&limit=" + std::to_string(agent_page_limit), 11);
-    request.set(boost::beast::http::field::host, address->host + ":" + std::to_string(address->port));
+    request.set(boost::beast::http::field::host, url.substr(std::string_view("http://").size()));
     request.set(boost::beast::http::field::accept, "application/json");
     net::http::ClientLimits limits;
     limits.timeout = settings_.read_timeout;
     limits.body_limit = settings_.max_page_bytes;
     // A named endpoint, not a temporary: GCC 12 destroys a temporary argument of a coroutine
     // called in a co_await expression twice.
-    net::http::ClientEndpoint endpoint = net::http::TcpEndpoint{address->host, address->port};
+    net::http::ClientEndpoint endpoint = net::http::TcpEndpoint{host, address->port()};
     auto response = co_await net::http::request(std::move(endpoint), std::move(request), limits);
     if (!response) {
       log(LogLevel::warn, "idle check: cannot read an agent's users", {{"agent", url}, {"message", response.error().message}});

@@ -30,8 +30,8 @@ namespace director::spawner::server {
 struct RetirerSettings {
   core::IdleSettings idle;
   std::chrono::milliseconds check_interval{60'000};
-  std::vector<std::string> agent_urls;       // http://host:port
-  std::vector<std::string> haproxy_sockets;  // absolute unix socket paths, or ipv4:port
+  std::vector<std::string> agent_urls;       // each as config::parse_agent_url reads it
+  std::vector<std::string> haproxy_sockets;  // each as config::parse_stats_socket reads it
   std::string connections_table = "user_connections";
   std::chrono::milliseconds stop_grace{10'000};
   std::chrono::milliseconds read_timeout{5'000};     // one agent page, or one whole `show table`
@@ -39,14 +39,6 @@ struct RetirerSettings {
   std::size_t max_page_bytes = 8 * 1024 * 1024;      // one /users page
   std::size_t max_agent_pages = 1000;                // of 1000 users each
 };
-
-// Where an agent's HTTP listener is, from "http://host:port" (the configuration checked the
-// shape); nullopt when it is not that shape.
-struct AgentAddress {
-  std::string host;
-  std::uint16_t port = 0;
-};
-std::optional<AgentAddress> parse_agent_url(std::string_view url);
 
 // What one round found and did.
 struct RetirementRound {

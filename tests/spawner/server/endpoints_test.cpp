@@ -5,9 +5,14 @@
 #include "run_until.hpp"
 #include "service_fixture.hpp"
 
+#include <boost/asio/co_spawn.hpp>
 #include <boost/beast/http/field.hpp>
+#include "net/http_client.hpp"
+#include "net/awaitable.hpp"
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
+
+#include <algorithm>
 
 namespace {
 
@@ -243,4 +248,44 @@ TEST_CASE("the operator endpoints: readiness follows the watcher, users and metr
   const auto status = Json::parse(fixture.operators.route(Request{Method::get, "/status", 11}).body());
   CHECK(status["runtime"]["api_version"] == "1.41");
   CHECK(status["counts"]["users_by_phase"]["ready"] == 1);
+}
+
+TEST_CASE("GET /events streams NDJSON: the snapshot first, then the events") {
+  Fixture fixture;
+  fixture.runtime.containers["vscode-alice"] = test::managed_running("alice");
+  fixture.watcher->start();
+  REQUIRE(run_until(fixture.io, [&] { return fixture.watcher->stream_connected(); }));
+  director::net::http::HttpServer http(fixture.io, {boost::asio::ip::address_v4::loopback(), 0}, "HTTP",
+                                       std::move(fixture.operators));
+  http.start();
+
+  std::string received;
+  std::string content_type;
+  bool done = false;
+  boost::asio::co_spawn(
+      fixture.io,
+      [&]() -> boost::asio::awaitable<void> {
+        director::net::http::ClientEndpoint endpoint =
+            director::net::http::TcpEndpoint{"127.0.0.1", http.local_endpoint().port()};
+        director::net::http::ClientRequest request{http::verb::get, "/events", 11};
+        co_await director::net::http::stream(
+            std::move(endpoint), std::move(request),
+            [&](const director::net::http::StreamHead& head) { content_type = std::string(head[http::field::content_type]); },
+            [&](std::string_view data) {
+              received += data;
+              return std::count(received.begin(), received.end(), '\n') < 2;
+            });
+        done = true;
+      },
+      director::net::log_if_thrown("test client"));
+  REQUIRE(run_until(fixture.io, [&] { return received.find('\n') != std::string::npos; }));
+  fixture.feed.on_event(core::ContainerEvent{core::EventKind::died, "id-alice", "alice", core::Health::none, 137});
+  REQUIRE(run_until(fixture.io, [&] { return done; }));
+  CHECK(content_type == "application/x-ndjson");
+  const auto first = Json::parse(received.substr(0, received.find('\n')));
+  CHECK(first["type"] == "snapshot");
+  CHECK(first["containers"][0]["label"] == "alice");
+  const auto second = Json::parse(received.substr(received.find('\n') + 1));
+  CHECK(second == Json{{"type", "died"}, {"label", "alice"}, {"id", "id-alice"}, {"exit_code", 137}});
+  http.stop();
 }

@@ -208,12 +208,3 @@ TEST_CASE("an unreadable source retires nobody that round") {
   }
 }
 
-TEST_CASE("agent URLs are http://host:port") {
-  CHECK(server::parse_agent_url("http://127.0.0.1:9102")->port == 9102);
-  CHECK(server::parse_agent_url("http://[::1]:9102")->host == "::1");
-  CHECK(server::parse_agent_url("http://127.0.0.1:9102/")->host == "127.0.0.1");
-  CHECK_FALSE(server::parse_agent_url("https://127.0.0.1:9102"));
-  CHECK_FALSE(server::parse_agent_url("http://127.0.0.1"));
-  CHECK_FALSE(server::parse_agent_url("http://127.0.0.1:0"));
-  CHECK_FALSE(server::parse_agent_url("http://127.0.0.1:99999"));
-}
