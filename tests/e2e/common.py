@@ -104,7 +104,7 @@ class WebSocket:
         while (line := self.stream.readline().decode().strip()):
             name, value = line.split(":", 1)
             self.headers[name.strip().lower()] = value.strip()
-        expected = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC11D65")
+        expected = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")
                                                  .encode()).digest()).decode()
         self.accepted = self.status == 101 and self.headers.get("sec-websocket-accept") == expected
 
