@@ -6,6 +6,7 @@ volume kept; a user just as quiet but with a WebSocket open through HAProxy to t
 is spared. The next visit starts the stopped container again."""
 
 import base64
+import hashlib
 import json
 import os
 import socket
@@ -17,11 +18,12 @@ from podman import api as podman_api
 
 IDLE_TIMEOUT = 60  # seconds: SPAWNER_IDLE_TIMEOUT's minimum
 CHECK_INTERVAL = 1
+WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
 
 
 def open_websocket(stack, user):
     """A WebSocket through HAProxy to `user`'s container (its /cgi-bin/ws holds it open):
-    the connected socket, once the 101 came with the right Sec-WebSocket-Accept."""
+    (the connected socket, the response head, the Sec-WebSocket-Accept it must carry)."""
     key = base64.b64encode(os.urandom(16)).decode()
     sock = socket.create_connection(stack.http, timeout=10)
     sock.sendall((f"GET /cgi-bin/ws?{key} HTTP/1.1\r\nHost: director\r\nUpgrade: websocket\r\n"
@@ -33,7 +35,8 @@ def open_websocket(stack, user):
         if not chunk:
             raise AssertionError(f"closed during the handshake: {head!r}")
         head += chunk
-    return sock, head.decode(errors="replace")
+    accept = base64.b64encode(hashlib.sha1((key + WEBSOCKET_GUID).encode()).digest()).decode()
+    return sock, head.decode(errors="replace"), accept
 
 
 def open_connections(stack):
@@ -63,9 +66,12 @@ class SpawnerIdle(SpawnerStackTest):
             self.stack.wait_routed(user)
         ivan_seen = time.monotonic()  # ivan's last request
         ivan_id = self.state("ivan")["Id"]
-        sock, head = open_websocket(self.stack, "wendy")
+        sock, head, accept = open_websocket(self.stack, "wendy")
         try:
             self.assertTrue(head.startswith("HTTP/1.1 101"), head)
+            fields = dict(line.split(": ", 1) for line in head.split("\r\n")[1:] if ": " in line)
+            self.assertEqual({k.lower(): v for k, v in fields.items()}.get("sec-websocket-accept"),
+                             accept, head)
             self.assertEqual(open_connections(self.stack).get("wendy"), 1)
 
             # ivan: stopped once idle for the timeout (not before), within a few checks.
