@@ -7,6 +7,10 @@ the socket. Nothing touches the machine's global store or /etc/containers. An im
 registry: a busybox-static rootfs (/bin/busybox and one symlink per applet: sh, httpd, sleep,
 cat, ...) is imported as `localhost/director-test-busybox:latest`.
 
+Measured here (Podman 4.3.1, 2 cores): the service answers /_ping 0.1 s after it starts, the
+image import takes 0.5-0.7 s. A pull of an image that is not stored fails after about 3 s
+(registries.conf lists none; a "localhost/..." name makes Podman try https://localhost:443).
+
 From Python (tests/e2e):
     with PodmanService() as podman:
         podman.socket   # path of the API socket
@@ -19,6 +23,7 @@ From the command line (ctest fixtures, by hand):
 """
 
 import argparse
+import hashlib
 import http.client
 import json
 import os
@@ -84,6 +89,9 @@ class PodmanService:
         self.dir = Path(directory or tempfile.mkdtemp(prefix="director-podman-")).resolve()
         self.socket = str(self.dir / "podman.sock")
         self.pidfile = self.dir / "service.pid"
+        # Podman refuses a runroot longer than 50 characters: a short one in /tmp, named after
+        # the directory, removed with it.
+        self.runroot = Path("/tmp") / ("director-podman-run-" + hashlib.sha1(str(self.dir).encode()).hexdigest()[:10])
         self.timings = {}
 
     # --- the podman command line on the same store and configuration ---
@@ -96,7 +104,7 @@ class PodmanService:
         return env
 
     def global_flags(self):
-        return ["--root", str(self.dir / "root"), "--runroot", str(self.dir / "runroot"),
+        return ["--root", str(self.dir / "root"), "--runroot", str(self.runroot),
                 "--tmpdir", str(self.dir / "tmp")]
 
     def cli(self, *args, check=True, timeout=120):
@@ -105,14 +113,15 @@ class PodmanService:
 
     # --- lifecycle ---
     def write_configuration(self):
-        for sub in ("root", "runroot", "tmp", "xdg"):
+        for sub in ("root", "tmp", "xdg"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        self.runroot.mkdir(parents=True, exist_ok=True)
         (self.dir / "containers.conf").write_text(CONTAINERS_CONF.format(events=self.dir / "tmp" / "events.log"))
         # vfs: works on any filesystem (no overlay inside a container sandbox); the test image
         # is one small layer.
         (self.dir / "storage.conf").write_text(
             '[storage]\ndriver = "vfs"\nrunroot = "%s"\ngraphroot = "%s"\n'
-            % (self.dir / "runroot", self.dir / "root"))
+            % (self.runroot, self.dir / "root"))
         # No registry at all: a pull of anything not stored here fails at once.
         (self.dir / "registries.conf").write_text('unqualified-search-registries = []\n')
 
@@ -189,7 +198,7 @@ class PodmanService:
         """Stops and deletes the directory (the store included)."""
         self.stop()
         # The vfs store can hold read-only directories; podman's own unshare is not needed as root.
-        subprocess.run(["rm", "-rf", str(self.dir)], check=False)
+        subprocess.run(["rm", "-rf", str(self.dir), str(self.runroot)], check=False)
 
     def __enter__(self):
         return self.start()

@@ -1,8 +1,9 @@
 #include "server/http_endpoints.hpp"
 
+#include "net/page_query.hpp"
+
 #include <nlohmann/json.hpp>
 
-#include <charconv>
 #include <optional>
 #include <string_view>
 #include <utility>
@@ -18,10 +19,6 @@ using net::http::Status;
 using Json = nlohmann::ordered_json;
 
 constexpr std::string_view prometheus_type = "text/plain; version=0.0.4; charset=utf-8";
-
-constexpr std::size_t default_users_limit = 100;
-constexpr std::size_t max_users_limit = 1000;
-constexpr std::size_t max_users_offset = 999'999'999;
 
 Response json_response(Status status, const Json& body) {
   return net::http::make_response(status, net::http::json_type, body.dump() + "\n");
@@ -83,52 +80,6 @@ metrics::StateSample sample_state(const HttpSources& sources) {
   });
   sample.spop_connections = sources.spop_server.connection_count();
   return sample;
-}
-
-struct UsersQuery {
-  std::size_t offset = 0;
-  std::size_t limit = default_users_limit;
-};
-
-std::optional<std::size_t> parse_count(std::string_view text, std::size_t high) {
-  if (text.empty() || text.size() > 9) return std::nullopt;
-  std::size_t value = 0;
-  const auto* end = text.data() + text.size();
-  const auto [stop, error] = std::from_chars(text.data(), end, value);
-  if (error != std::errc{} || stop != end || value > high) return std::nullopt;
-  return value;
-}
-
-// `offset=N&limit=M`, both optional, each at most once; anything else is an error message.
-std::variant<UsersQuery, std::string> parse_users_query(std::string_view query) {
-  UsersQuery parsed;
-  bool offset_seen = false;
-  bool limit_seen = false;
-  while (!query.empty()) {
-    const auto ampersand = query.find('&');
-    const auto parameter = query.substr(0, ampersand);
-    query = ampersand == std::string_view::npos ? std::string_view{} : query.substr(ampersand + 1);
-    if (parameter.empty()) continue;
-    const auto equals = parameter.find('=');
-    const auto name = parameter.substr(0, equals);
-    const auto value = equals == std::string_view::npos ? std::string_view{} : parameter.substr(equals + 1);
-    if (name == "offset") {
-      if (offset_seen) return std::string("offset given twice");
-      offset_seen = true;
-      const auto offset = parse_count(value, max_users_offset);
-      if (!offset) return std::string("offset must be an integer from 0 to 999999999");
-      parsed.offset = *offset;
-    } else if (name == "limit") {
-      if (limit_seen) return std::string("limit given twice");
-      limit_seen = true;
-      const auto limit = parse_count(value, max_users_limit);
-      if (!limit) return std::string("limit must be an integer from 0 to 1000");
-      parsed.limit = *limit;
-    } else {
-      return "unknown parameter '" + std::string(name.substr(0, 64)) + "' (accepted: offset, limit)";
-    }
-  }
-  return parsed;
 }
 
 // One user, copied out of the Director under its lock.
@@ -220,11 +171,11 @@ Response status_endpoint(const HttpSources& sources, const Request& /*request*/)
 }
 
 Response users_endpoint(const HttpSources& sources, const Request& request) {
-  const auto parsed = parse_users_query(net::http::split_target(request.target()).query);
+  const auto parsed = net::http::parse_page_query(net::http::split_target(request.target()).query);
   if (const auto* problem = std::get_if<std::string>(&parsed)) {
     return net::http::error_response(Status::bad_request, *problem);
   }
-  const auto& query = std::get<UsersQuery>(parsed);
+  const auto& query = std::get<net::http::PageQuery>(parsed);
 
   std::size_t total = 0;
   std::vector<UserRow> rows;

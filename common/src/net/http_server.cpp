@@ -197,6 +197,11 @@ Router& Router::stream(std::string path, StreamHandler handler) {
   return *this;
 }
 
+Router& Router::fallback(Handler handler) {
+  fallback_ = std::move(handler);
+  return *this;
+}
+
 Response Router::route(const Request& request) const {
   auto selected = select(request);
   if (auto* response = std::get_if<Response>(&selected)) return std::move(*response);
@@ -219,6 +224,7 @@ std::variant<Response, const StreamHandler*> Router::select(const Request& reque
     if (!allow.empty()) allow += ", ";
     allow += beast::http::to_string(route.method);
   }
+  if (allow.empty() && fallback_) return fallback_(request);
   if (allow.empty()) {
     std::string paths;
     for (const auto& route : routes_) {

@@ -17,8 +17,9 @@
 //   503 without reading its request (and closed at once beyond twice that).
 // - Malformed requests (Beast's parser refuses them), a version other than 1.0 or 1.1, and a
 //   request target that is not a path (origin form: it starts with '/') are 400.
-// - The Router: an unknown path is 404; a known path asked with a method it has no handler for
-//   is 405 with `Allow` listing the methods it has.
+// - The Router: an unknown path is 404 (or goes to the fallback handler, when one is set); a
+//   known path asked with a method it has no handler for is 405 with `Allow` listing the methods
+//   it has.
 // - A handler that throws is answered 500, and the exception is logged (`HTTP handler failed`).
 // - Errors the layer answers itself are JSON: {"error": "<message>"}.
 //
@@ -139,6 +140,9 @@ class Router {
   Router& get(std::string path, Handler handler) { return add(Method::get, std::move(path), std::move(handler)); }
   // GET requests for exactly `path` are answered by a stream (the contract above).
   Router& stream(std::string path, StreamHandler handler);
+  // Requests for any path no route names, whatever their method, go to `handler` instead of 404
+  // (the spawner's pages answer on every path of the user's origin).
+  Router& fallback(Handler handler);
 
   // The handler's response; 404 for an unknown path, 405 with `Allow` for a method the path has
   // no handler for, 400 for a target that is not a path. For a stream route: the head its
@@ -157,6 +161,7 @@ class Router {
     StreamHandler stream_handler;  // set for stream routes
   };
   std::vector<Route> routes_;
+  Handler fallback_;  // empty: 404
 };
 
 struct HttpLimits {

@@ -45,10 +45,14 @@ class DockerRuntime final : public Runtime {
   boost::asio::awaitable<RuntimeResult<void>> remove(std::string id) override;
   boost::asio::awaitable<RuntimeResult<std::string>> logs(std::string id, unsigned lines, std::size_t max_bytes) override;
   boost::asio::awaitable<RuntimeResult<std::vector<core::ContainerStatus>>> list_managed() override;
-  // GET /events filtered to managed containers by the runtime (a label filter naming key and
-  // value, which Podman 4.3 honours; a key alone matches nothing there, podman#26702), and
-  // again here: only events parse_event accepts reach on_event. Podman's health events carry
-  // the status before the check (docker_api.hpp): inspect on a health event.
+  // GET /events?filters={"type":["container"],"label":["io.container-director.managed=true"]}
+  // (URL-encoded), filtered by the runtime and again here: only events parse_event accepts
+  // reach on_event. Why a `filters` query once "returned nothing" on Podman 4.3 (checked
+  // here, 2026-11): a label filter naming the key alone matches nothing there (podman#26702:
+  // key=value is required); key=value works, in the array form and in the older map form,
+  // with or without the /v1.41 prefix; the query must be URL-encoded. (`curl` writing the
+  // stream to a file without -N also shows nothing for a while: it buffers.) Podman's health
+  // events carry the status before the check (docker_api.hpp): inspect on a health event.
   boost::asio::awaitable<RuntimeResult<void>> watch(std::function<void()> on_subscribed,
                                                     EventHandler on_event) override;
 

@@ -107,7 +107,7 @@ TEST_CASE("a minimal spec leaves the image's command, limits and network alone")
   CHECK(body["HostConfig"] == Json{{"RestartPolicy", {{"Name", "no"}}}});
 }
 
-TEST_CASE("network host or none is a NetworkMode without aliases; a check of several words is CMD") {
+TEST_CASE("network host or none is a NetworkMode without aliases, and a check of several words is CMD") {
   auto spec = alice_spec();
   spec.network = "host";
   spec.network_aliases.clear();  // what core::render gives for host and none
@@ -279,7 +279,7 @@ TEST_CASE("a pull's progress stream reports its first error (Podman 4.3)") {
   CHECK_FALSE(docker::pull_error("garbage\n\n"));
 }
 
-TEST_CASE("the logs' frames are undone; a TTY's raw output is kept") {
+TEST_CASE("the logs' frames are undone, and a TTY's raw output is kept") {
   using namespace std::string_literals;
   const std::string framed = "\x01\0\0\0\0\0\0\x06hello\n"s + "\x02\0\0\0\0\0\0\x04"s + "err\n";
   CHECK(docker::demultiplex_logs(framed) == "hello\nerr\n");

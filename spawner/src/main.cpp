@@ -1,0 +1,270 @@
+// director-spawner: creates, wakes and retires each user's container (docs/spawner.md). HAProxy
+// sends it the users whose container is not alive; it shows them the loading page while it
+// creates and starts their container through the Docker Engine API (Docker or Podman).
+#include "config/config.hpp"
+#include "config/values.hpp"
+#include "log/log.hpp"
+#include "metrics/metrics.hpp"
+#include "net/awaitable.hpp"
+#include "net/http_client.hpp"
+#include "net/http_server.hpp"
+#include "net/resolver.hpp"
+#include "runtime/docker_runtime.hpp"
+#include "server/endpoints.hpp"
+#include "server/event_feed.hpp"
+#include "server/event_watcher.hpp"
+#include "server/idle_retirer.hpp"
+#include "server/spawn_service.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/http/field.hpp>
+
+#include <atomic>
+#include <csignal>
+#include <exception>
+#include <functional>
+#include <iostream>
+#include <stdexcept>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+namespace {
+
+namespace config = director::spawner::config;
+namespace server = director::spawner::server;
+using director::LogLevel;
+using director::log;
+
+// In-flight operations get this long to finish after SIGTERM; the process exits at stop_deadline anyway.
+constexpr auto stop_grace = std::chrono::milliseconds(5000);
+constexpr auto stop_deadline = std::chrono::milliseconds(8000);
+constexpr auto stop_poll = std::chrono::milliseconds(50);
+
+std::string endpoint_text(const boost::asio::ip::tcp::endpoint& endpoint) {
+  std::ostringstream text;
+  text << endpoint;
+  return text.str();
+}
+
+director::net::http::ClientEndpoint runtime_endpoint(const config::RuntimeEndpoint& runtime) {
+  if (runtime.kind == config::RuntimeEndpoint::Kind::unix_socket) return director::net::http::UnixEndpoint{runtime.path};
+  return director::net::http::TcpEndpoint{runtime.host, runtime.port};
+}
+
+// The resolver's servers: the configuration checked each with the one parser of the grammar.
+director::net::ResolverOptions resolver_options(const std::vector<std::string>& servers) {
+  director::net::ResolverOptions options;
+  for (const auto& text : servers) {
+    const auto server = director::config_table::parse_dns_server(text);
+    if (!server) throw std::invalid_argument("invalid DNS server '" + text + "'");
+    options.servers.emplace_back(server->address, server->port);
+  }
+  return options;
+}
+
+// --health: whether the spawner running with `configuration` is ready (its GET /readyz), for
+// container health checks. Exit 0 when ready, 1 with the reason on stderr otherwise.
+int health(const config::Config& configuration) {
+  if (configuration.http_listen.port() == 0) {
+    std::cerr << "director-spawner: not healthy: http_listen has port 0, so the port the spawner bound is unknown\n";
+    return 1;
+  }
+  auto address = configuration.http_listen.address();
+  if (address.is_unspecified()) {
+    address = address.is_v4() ? boost::asio::ip::address(boost::asio::ip::address_v4::loopback())
+                               : boost::asio::ip::address(boost::asio::ip::address_v6::loopback());
+  }
+  boost::asio::io_context context;
+  director::net::http::ClientRequest request(boost::beast::http::verb::get, "/readyz", 11);
+  director::net::http::ClientLimits limits;
+  limits.timeout = std::chrono::milliseconds(1000);
+  limits.body_limit = 64 * 1024;
+  std::string problem = "no answer";
+  boost::asio::co_spawn(
+      context,
+      [&]() -> boost::asio::awaitable<void> {
+        // A named endpoint: GCC 12 destroys a temporary coroutine argument in co_await twice.
+        director::net::http::ClientEndpoint endpoint =
+            director::net::http::TcpEndpoint{address.to_string(), configuration.http_listen.port()};
+        auto response = co_await director::net::http::request(std::move(endpoint), std::move(request), limits);
+        if (!response) {
+          problem = response.error().message;
+        } else if (response->result() != boost::beast::http::status::ok) {
+          problem = "GET /readyz answered " + std::to_string(response->result_int()) + ": " + response->body();
+        } else {
+          problem.clear();
+        }
+      },
+      director::net::log_if_thrown("health check"));
+  context.run();
+  if (!problem.empty()) {
+    std::cerr << "director-spawner: not healthy: " << problem << '\n';
+    return 1;
+  }
+  return 0;
+}
+
+// SIGTERM or SIGINT: both listeners close, the watcher and the retirer stop, the operations in
+// flight finish (for at most stop_grace), then the I/O threads end; at stop_deadline anyway.
+class StopSequence {
+ public:
+  StopSequence(boost::asio::io_context& context, std::vector<std::function<void()>> stoppers,
+               server::SpawnService& service, director::net::Resolver& resolver)
+      : context_(context), stoppers_(std::move(stoppers)), service_(service), resolver_(resolver), timer_(context) {}
+
+  void begin(int signal) {
+    log(LogLevel::info, "stopping: finishing in-flight operations", {{"signal", std::to_string(signal)}});
+    for (const auto& stop : stoppers_) stop();
+    began_ = std::chrono::steady_clock::now();
+    wait();
+  }
+
+ private:
+  void wait() {
+    const auto elapsed = std::chrono::steady_clock::now() - began_;
+    if (service_.operations_in_flight() == 0 || elapsed >= stop_grace) {
+      if (service_.operations_in_flight() != 0) {
+        log(LogLevel::warn, "operations still in flight at the stop deadline; exiting anyway",
+            {{"operations", std::to_string(service_.operations_in_flight())}});
+      }
+      resolver_.shutdown();
+      context_.stop();
+      return;
+    }
+    timer_.expires_after(stop_poll);
+    timer_.async_wait([this](const boost::system::error_code& error) {
+      if (!error) wait();
+    });
+  }
+
+  boost::asio::io_context& context_;
+  std::vector<std::function<void()>> stoppers_;
+  server::SpawnService& service_;
+  director::net::Resolver& resolver_;
+  boost::asio::steady_timer timer_;
+  std::chrono::steady_clock::time_point began_;
+};
+
+int run(const config::Config& configuration) {
+  const auto threads = configuration.effective_threads();
+  boost::asio::io_context context(static_cast<int>(threads));
+
+  director::net::Resolver resolver(context.get_executor(), resolver_options(configuration.dns_servers));
+
+  director::spawner::metrics::Metrics metrics(config::version());
+  director::spawner::runtime::DockerRuntime runtime(director::spawner::runtime::DockerRuntimeSettings{
+      runtime_endpoint(configuration.runtime), configuration.runtime_timeout, configuration.pull_timeout});
+  // DockerRuntime is awaited from one strand: the service, the watcher and the retirer share it.
+  const boost::asio::any_io_executor runtime_strand = boost::asio::make_strand(context);
+
+  director::spawner::core::LifecycleSettings lifecycle;
+  lifecycle.container_template = configuration.container_template;
+  lifecycle.pull_missing_images = configuration.pull_missing_images;
+  lifecycle.ready_timeout = configuration.ready_timeout;
+  server::SpawnSettings spawn_settings;
+  spawn_settings.container_domain = configuration.container_domain;
+  spawn_settings.container_port = configuration.container_port;
+  spawn_settings.log_lines = configuration.log_lines;
+  server::SpawnService service(runtime_strand, lifecycle, spawn_settings, runtime, resolver, metrics);
+
+  server::EventFeed feed;
+  server::EventWatcher watcher(runtime_strand, runtime, service, feed, metrics);
+
+  server::RetirerSettings retirer_settings;
+  retirer_settings.idle = configuration.idle;
+  retirer_settings.check_interval = configuration.idle_check_interval;
+  retirer_settings.agent_urls = configuration.agent_urls;
+  retirer_settings.haproxy_sockets = configuration.haproxy_sockets;
+  retirer_settings.connections_table = configuration.connections_table;
+  retirer_settings.stop_grace = configuration.stop_grace;
+  server::IdleRetirer retirer(runtime_strand, retirer_settings, runtime, metrics);
+
+  director::net::http::HttpServer pages(context, configuration.listen, "pages",
+                                        server::page_endpoints({configuration, service, metrics}));
+  director::net::http::HttpServer operators(
+      context, configuration.http_listen, "HTTP",
+      server::operator_endpoints({configuration, std::string(config::version()), service, watcher, feed, metrics}));
+  pages.start();
+  operators.start();
+  watcher.start();
+  retirer.start();
+
+  log(LogLevel::info, "director-spawner started",
+      {{"version", config::version()},
+       {"listen", endpoint_text(pages.local_endpoint())},
+       {"http_listen", endpoint_text(operators.local_endpoint())},
+       {"runtime", director::net::http::to_string(runtime_endpoint(configuration.runtime))},
+       {"threads", std::to_string(threads)},
+       {"config", config::to_json(configuration)}});
+
+  boost::asio::signal_set hangups(context, SIGHUP);
+  std::function<void(const boost::system::error_code&, int)> on_hangup = [&](const boost::system::error_code& error,
+                                                                             int) {
+    if (error) return;
+    log(LogLevel::warn, "SIGHUP ignored: restart the spawner to change its configuration");
+    hangups.async_wait(on_hangup);
+  };
+  hangups.async_wait(on_hangup);
+
+  StopSequence stop(context,
+                    {[&] { pages.stop(); }, [&] { operators.stop(); }, [&] { hangups.cancel(); },
+                     [&] { watcher.stop(); }, [&] { retirer.stop(); }, [&] { feed.close_all(); },
+                     [&] { service.stop(); }},
+                    service, resolver);
+  boost::asio::signal_set signals(context, SIGTERM, SIGINT);
+  signals.async_wait([&stop](const boost::system::error_code& error, int signal) {
+    if (!error) stop.begin(signal);
+  });
+
+  std::vector<std::thread> workers;
+  workers.reserve(threads - 1);
+  for (unsigned i = 1; i < threads; ++i) workers.emplace_back([&] { context.run(); });
+  context.run();
+  for (auto& worker : workers) worker.join();
+  log(LogLevel::info, "stopped");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::signal(SIGPIPE, SIG_IGN);
+  std::vector<std::string_view> arguments(argv + 1, argv + argc);
+  const auto parsed = config::parse(arguments, config::process_environment());
+  if (const auto* error = std::get_if<std::string>(&parsed)) {
+    std::cerr << "director-spawner: " << *error << '\n';
+    return 2;
+  }
+  const auto& invocation = std::get<config::Invocation>(parsed);
+  switch (invocation.command) {
+    case config::Command::help:
+      config::print_help(std::cout);
+      return 0;
+    case config::Command::help_markdown:
+      config::print_markdown(std::cout);
+      return 0;
+    case config::Command::version:
+      std::cout << "director-spawner " << config::version() << '\n';
+      return 0;
+    case config::Command::check_config:
+      std::cout << config::to_json(invocation.config) << '\n';
+      return 0;
+    case config::Command::health:
+      return health(invocation.config);
+    case config::Command::run:
+      break;
+  }
+  director::set_log_level(invocation.config.log_level);
+  director::set_log_format(invocation.config.log_format);
+  try {
+    return run(invocation.config);
+  } catch (const std::exception& error) {
+    log(LogLevel::error, "director-spawner failed", {{"error", error.what()}});
+    return 1;
+  }
+}

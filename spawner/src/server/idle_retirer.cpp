@@ -1,0 +1,258 @@
+#include "server/idle_retirer.hpp"
+
+#include "config/config.hpp"
+#include "log/log.hpp"
+#include "net/awaitable.hpp"
+#include "net/http_client.hpp"
+#include "server/metered.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/http/field.hpp>
+
+#include <array>
+#include <utility>
+
+namespace director::spawner::server {
+namespace {
+
+using metrics::RuntimeCall;
+using LastRequests = std::map<std::string, core::TimePoint, std::less<>>;
+using Connections = std::map<std::string, std::uint64_t, std::less<>>;
+
+constexpr std::size_t agent_page_limit = 1000;
+
+std::string milliseconds_text(std::chrono::milliseconds duration) { return std::to_string(duration.count()) + "ms"; }
+
+// Sends `command` on a connected stream socket and reads the answer until the peer closes,
+// at most `max_bytes`. The error message, or the answer.
+template <typename Socket, typename Endpoint>
+boost::asio::awaitable<std::pair<std::string, std::string>> exchange(Socket socket, Endpoint endpoint,
+                                                                     std::string command, std::size_t max_bytes) {
+  if (const auto [connected] = co_await socket.async_connect(endpoint, net::nothrow_awaitable); connected) {
+    co_return std::pair{"cannot connect: " + connected.message(), std::string()};
+  }
+  if (const auto [written, size] = co_await boost::asio::async_write(socket, boost::asio::buffer(command),
+                                                                    net::nothrow_awaitable);
+      written) {
+    co_return std::pair{"cannot send the command: " + written.message(), std::string()};
+  }
+  std::string answer;
+  std::array<char, 16 * 1024> buffer{};
+  for (;;) {
+    const auto [read, size] = co_await socket.async_read_some(boost::asio::buffer(buffer), net::nothrow_awaitable);
+    answer.append(buffer.data(), size);
+    if (answer.size() > max_bytes) {
+      co_return std::pair{"the answer exceeds " + std::to_string(max_bytes) + " bytes", std::string()};
+    }
+    if (read == boost::asio::error::eof) break;
+    if (read) co_return std::pair{"reading the answer failed: " + read.message(), std::string()};
+  }
+  co_return std::pair{std::string(), std::move(answer)};
+}
+
+// A stats socket as config::parse_stats_socket reads it: a unix socket path, or IP:PORT.
+boost::asio::awaitable<std::pair<std::string, std::string>> stats_command(const std::string& socket,
+                                                                          std::string command,
+                                                                          std::size_t max_bytes) {
+  const auto executor = co_await boost::asio::this_coro::executor;
+  const auto parsed = config::parse_stats_socket(socket);
+  if (!parsed) co_return std::pair{std::string("not a unix socket path or IP:PORT"), std::string()};
+  if (const auto* path = std::get_if<std::string>(&*parsed)) {
+    co_return co_await exchange(boost::asio::local::stream_protocol::socket(executor),
+                                boost::asio::local::stream_protocol::endpoint(*path), std::move(command), max_bytes);
+  }
+  co_return co_await exchange(boost::asio::ip::tcp::socket(executor), std::get<boost::asio::ip::tcp::endpoint>(*parsed),
+                              std::move(command), max_bytes);
+}
+
+}  // namespace
+
+IdleRetirer::IdleRetirer(boost::asio::any_io_executor executor, RetirerSettings settings, runtime::Runtime& runtime,
+                         metrics::Metrics& metrics)
+    : strand_(boost::asio::make_strand(std::move(executor))),
+      settings_(std::move(settings)),
+      runtime_(runtime),
+      metrics_(metrics),
+      watching_since_(core::Clock::now()),
+      timer_(strand_) {}
+
+bool IdleRetirer::enabled() const noexcept {
+  return settings_.idle.timeout.count() > 0 && !settings_.agent_urls.empty();
+}
+
+void IdleRetirer::start() {
+  if (settings_.idle.timeout.count() == 0) {
+    log(LogLevel::info, "idle retirement off: the idle timeout is 0");
+    return;
+  }
+  if (settings_.agent_urls.empty()) {
+    log(LogLevel::warn, "idle retirement off: no agent to ask who is active (SPAWNER_AGENTS)");
+    return;
+  }
+  if (settings_.haproxy_sockets.empty()) {
+    log(LogLevel::warn, "idle retirement sees no open connections: no HAProxy stats socket (SPAWNER_HAPROXY_SOCKETS); "
+                        "a user working over one long WebSocket counts as idle");
+  }
+  boost::asio::co_spawn(strand_, run(), net::log_if_thrown("idle retirer"));
+}
+
+void IdleRetirer::stop() {
+  stopping_ = true;
+  boost::asio::post(strand_, [this] { timer_.cancel(); });
+}
+
+boost::asio::awaitable<void> IdleRetirer::run() {
+  while (!stopping_) {
+    timer_.expires_after(settings_.check_interval);
+    co_await timer_.async_wait(net::nothrow_awaitable);
+    if (stopping_) break;
+    co_await run_once();
+  }
+}
+
+boost::asio::awaitable<RetirementRound> IdleRetirer::run_once() {
+  RetirementRound round;
+  auto listed = co_await metered(metrics_, RuntimeCall::list_managed, runtime_.list_managed());
+  if (!listed) {
+    log(LogLevel::warn, "idle check skipped: cannot list the managed containers", {{"message", listed.error().message}});
+    co_return round;
+  }
+  core::IdleInputs inputs;
+  for (auto& container : *listed) {
+    if (container.managed && container.state == core::ContainerState::running && !container.label.empty()) {
+      inputs.running.push_back(std::move(container));
+    }
+  }
+  round.running = inputs.running.size();
+  if (inputs.running.empty()) {
+    round.complete = true;
+    co_return round;
+  }
+  inputs.now = core::Clock::now();
+  inputs.watching_since = watching_since_;
+  for (const auto& url : settings_.agent_urls) {
+    auto last_requests = co_await read_agent(url, inputs.now);
+    if (!last_requests) {
+      inputs.complete = false;
+      continue;
+    }
+    core::merge_last_request(inputs.last_request, *last_requests);
+  }
+  Connections by_username;
+  for (const auto& socket : settings_.haproxy_sockets) {
+    const auto table = co_await read_table(socket);
+    if (!table) {
+      inputs.complete = false;
+      continue;
+    }
+    for (const auto& [username, count] : *table) by_username[username] += count;
+  }
+  inputs.open_connections = core::open_connections_by_label(inputs.running, by_username);
+  round.complete = inputs.complete;
+  if (!inputs.complete) {
+    log(LogLevel::warn, "idle check incomplete: nobody is retired this round",
+        {{"running", std::to_string(inputs.running.size())}});
+    co_return round;
+  }
+  const auto grace = std::chrono::duration_cast<std::chrono::seconds>(settings_.stop_grace);
+  for (const auto& retirement : core::plan_retirements(settings_.idle, inputs)) {
+    if (stopping_) break;
+    const bool remove = retirement.action == core::IdleAction::remove;
+    std::optional<runtime::RuntimeError> failed;
+    auto stopped = co_await metered(metrics_, RuntimeCall::stop, runtime_.stop(retirement.id, grace));
+    if (!stopped) failed = stopped.error();
+    if (!failed && remove) {
+      auto removed = co_await metered(metrics_, RuntimeCall::remove, runtime_.remove(retirement.id));
+      if (!removed) failed = removed.error();
+    }
+    const auto idle_seconds = std::to_string(std::chrono::duration_cast<std::chrono::seconds>(retirement.idle_for).count());
+    if (failed) {
+      log(LogLevel::warn, "cannot retire an idle container",
+          {{"label", retirement.label}, {"action", core::to_string(retirement.action)}, {"message", failed->message}});
+      continue;
+    }
+    metrics_.retired(retirement.action);
+    log(LogLevel::info, "idle container retired",
+        {{"label", retirement.label}, {"action", core::to_string(retirement.action)}, {"idle_seconds", idle_seconds}});
+    round.retired.push_back(retirement);
+  }
+  co_return round;
+}
+
+boost::asio::awaitable<std::optional<LastRequests>> IdleRetirer::read_agent(const std::string& url,
+                                                                             core::TimePoint now) {
+  const auto address = config::parse_agent_url(url);
+  if (!address) {
+    log(LogLevel::warn, "idle check: not an agent URL (http://IP:PORT)", {{"agent", url}});
+    co_return std::nullopt;
+  }
+  const auto host = address->address().to_string();
+  LastRequests last_requests;
+  std::uint64_t offset = 0;
+  for (std::size_t page = 0; page < settings_.max_agent_pages; ++page) {
+    net::http::ClientRequest request(boost::beast::http::verb::get,
+                                     "/users?offset=" + std::to_string(offset) + "&limit=" + std::to_string(agent_page_limit), 11);
+    request.set(boost::beast::http::field::host, url.substr(std::string_view("http://").size()));
+    request.set(boost::beast::http::field::accept, "application/json");
+    net::http::ClientLimits limits;
+    limits.timeout = settings_.read_timeout;
+    limits.body_limit = settings_.max_page_bytes;
+    // A named endpoint, not a temporary: GCC 12 destroys a temporary argument of a coroutine
+    // called in a co_await expression twice.
+    net::http::ClientEndpoint endpoint = net::http::TcpEndpoint{host, address->port()};
+    auto response = co_await net::http::request(std::move(endpoint), std::move(request), limits);
+    if (!response) {
+      log(LogLevel::warn, "idle check: cannot read an agent's users", {{"agent", url}, {"message", response.error().message}});
+      co_return std::nullopt;
+    }
+    if (response->result() != boost::beast::http::status::ok) {
+      log(LogLevel::warn, "idle check: an agent refused its users",
+          {{"agent", url}, {"status", std::to_string(response->result_int())}});
+      co_return std::nullopt;
+    }
+    auto parsed = core::parse_agent_users(response->body(), now);
+    if (!parsed) {
+      log(LogLevel::warn, "idle check: an agent's users are not readable", {{"agent", url}, {"message", parsed.error().message}});
+      co_return std::nullopt;
+    }
+    core::merge_last_request(last_requests, parsed->last_request);
+    offset += parsed->rows;
+    if (parsed->rows == 0 || offset >= parsed->total) co_return last_requests;
+  }
+  log(LogLevel::warn, "idle check: an agent has more users than read", {{"agent", url}, {"read", std::to_string(offset)}});
+  co_return std::nullopt;
+}
+
+boost::asio::awaitable<std::optional<Connections>> IdleRetirer::read_table(const std::string& socket) {
+  using namespace boost::asio::experimental::awaitable_operators;
+  const auto executor = co_await boost::asio::this_coro::executor;
+  boost::asio::steady_timer deadline(executor, settings_.read_timeout);
+  auto outcome = co_await (stats_command(socket, "show table " + settings_.connections_table + "\n",
+                                         settings_.max_table_bytes) ||
+                           deadline.async_wait(net::nothrow_awaitable));
+  if (outcome.index() == 1) {
+    log(LogLevel::warn, "idle check: HAProxy's stats socket did not answer in time",
+        {{"socket", socket}, {"timeout", milliseconds_text(settings_.read_timeout)}});
+    co_return std::nullopt;
+  }
+  auto [error, answer] = std::get<0>(std::move(outcome));
+  if (!error.empty()) {
+    log(LogLevel::warn, "idle check: cannot read HAProxy's table", {{"socket", socket}, {"message", error}});
+    co_return std::nullopt;
+  }
+  auto table = core::parse_show_table(answer);
+  if (!table.header_seen) {
+    // An unknown table (or an error message): HAProxy prints no "# table:" line.
+    log(LogLevel::warn, "idle check: HAProxy has no such table",
+        {{"socket", socket}, {"table", settings_.connections_table}, {"answer", answer.substr(0, 200)}});
+    co_return std::nullopt;
+  }
+  co_return std::move(table.connections);
+}
+
+}  // namespace director::spawner::server

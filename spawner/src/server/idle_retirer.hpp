@@ -1,0 +1,81 @@
+// The idle retirer's I/O (the planner is core/idle.hpp): every check_interval it lists the
+// running managed containers, reads every agent's GET /users (all pages) and every HAProxy
+// stats socket's `show table <connections_table>`, and stops (or removes) the containers of
+// users idle for longer than the idle timeout. A source that cannot be read makes the round
+// incomplete: nobody is retired that round (logged). Off when the timeout is 0 or no agent is
+// configured (without the agents nobody's activity is known).
+#pragma once
+
+#include "core/activity.hpp"
+#include "core/idle.hpp"
+#include "metrics/metrics.hpp"
+#include "runtime/runtime.hpp"
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace director::spawner::server {
+
+struct RetirerSettings {
+  core::IdleSettings idle;
+  std::chrono::milliseconds check_interval{60'000};
+  std::vector<std::string> agent_urls;       // each as config::parse_agent_url reads it
+  std::vector<std::string> haproxy_sockets;  // each as config::parse_stats_socket reads it
+  std::string connections_table = "user_connections";
+  std::chrono::milliseconds stop_grace{10'000};
+  std::chrono::milliseconds read_timeout{5'000};     // one agent page, or one whole `show table`
+  std::size_t max_table_bytes = 64 * 1024 * 1024;    // one `show table` answer
+  std::size_t max_page_bytes = 8 * 1024 * 1024;      // one /users page
+  std::size_t max_agent_pages = 1000;                // of 1000 users each
+};
+
+// What one round found and did.
+struct RetirementRound {
+  bool complete = false;
+  std::size_t running = 0;
+  std::vector<core::Retirement> retired;  // the ones the runtime stopped or removed
+};
+
+class IdleRetirer {
+ public:
+  IdleRetirer(boost::asio::any_io_executor executor, RetirerSettings settings, runtime::Runtime& runtime,
+              metrics::Metrics& metrics);
+
+  bool enabled() const noexcept;
+  // Runs a round every check_interval (when enabled) until stop().
+  void start();
+  void stop();
+
+  // One round, now.
+  boost::asio::awaitable<RetirementRound> run_once();
+
+ private:
+  boost::asio::awaitable<void> run();
+  // Last request per label over all pages of one agent; nullopt (logged) when unreadable.
+  boost::asio::awaitable<std::optional<std::map<std::string, core::TimePoint, std::less<>>>> read_agent(
+      const std::string& url, core::TimePoint now);
+  // conn_cur per username from one stats socket; nullopt (logged) when unreadable.
+  boost::asio::awaitable<std::optional<std::map<std::string, std::uint64_t, std::less<>>>> read_table(
+      const std::string& socket);
+
+  boost::asio::strand<boost::asio::any_io_executor> strand_;
+  RetirerSettings settings_;
+  runtime::Runtime& runtime_;
+  metrics::Metrics& metrics_;
+  core::TimePoint watching_since_;
+  boost::asio::steady_timer timer_;
+  std::atomic<bool> stopping_{false};
+};
+
+}  // namespace director::spawner::server

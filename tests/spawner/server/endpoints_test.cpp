@@ -1,0 +1,291 @@
+// The endpoints as functions of a request, with SpawnService over a fake runtime (a fake is fine
+// for a unit test of one class; end to end through HAProxy and Podman is tests/e2e's).
+#include "server/endpoints.hpp"
+
+#include "run_until.hpp"
+#include "service_fixture.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/beast/http/field.hpp>
+#include "net/http_client.hpp"
+#include "net/awaitable.hpp"
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+
+namespace {
+
+using namespace director::spawner;
+using director::net::http::Method;
+using director::net::http::Request;
+using director::net::http::Status;
+using director::spawner::test::run_until;
+using Json = nlohmann::json;
+namespace http = boost::beast::http;
+
+struct Fixture : test::ServiceFixture {
+  config::Config configuration;
+  server::EventFeed feed;
+  std::unique_ptr<server::EventWatcher> watcher;
+  director::net::http::Router pages;
+  director::net::http::Router operators;
+
+  explicit Fixture(std::chrono::milliseconds retry_after = std::chrono::milliseconds(0)) {
+    configuration.container_port = settings.container_port;
+    configuration.container_template = lifecycle.container_template;
+    lifecycle.retry_after = retry_after;
+    lifecycle.ready_timeout = std::chrono::milliseconds(2000);
+    make_service();
+    watcher = std::make_unique<server::EventWatcher>(io.get_executor(), runtime, *service, feed, metrics);
+    pages = server::page_endpoints({configuration, *service, metrics, std::chrono::milliseconds(0)});
+    operators = server::operator_endpoints({configuration, "test", *service, *watcher, feed, metrics});
+  }
+  ~Fixture() {
+    watcher->stop();
+    service->stop();
+    test::run_for(io, std::chrono::milliseconds(20));
+  }
+
+  core::Phase phase() const { return service->view("alice").phase; }
+};
+
+// A request as HAProxy forwards a navigation of alice's.
+Request navigation(std::string target = "/") {
+  Request request{Method::get, target, 11};
+  request.set("X-Forwarded-Preferred-Username", "alice");
+  request.set("X-Director-Label", "alice");
+  request.set("X-Director-Container-Host", "vscode-alice");
+  request.set(http::field::accept, "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8");
+  return request;
+}
+
+Request fetch(std::string target = "/api/data") {
+  auto request = navigation(std::move(target));
+  request.set(http::field::accept, "application/json");
+  request.set("Sec-Fetch-Mode", "cors");
+  request.set("Sec-Fetch-Dest", "empty");
+  return request;
+}
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+std::string metric_line(const metrics::Metrics& metrics, const std::string& series) {
+  const auto text = metrics.serialize({});
+  const auto at = text.find(series + " ");
+  return at == std::string::npos ? std::string() : text.substr(at, text.find('\n', at) - at);
+}
+
+}  // namespace
+
+TEST_CASE("a navigation wakes the container and gets the loading page, the next lands in it") {
+  Fixture fixture;
+  const auto response = fixture.pages.route(navigation("/projects/x"));
+  CHECK(response.result() == Status::ok);
+  CHECK(contains(response.body(), "Starting your container"));
+  CHECK(response[http::field::cache_control] == "no-store");
+  REQUIRE(run_until(fixture.io, [&] { return fixture.phase() == core::Phase::ready; }));
+  CHECK(fixture.runtime.creates == 1);
+  CHECK(metric_line(fixture.metrics, "director_spawner_pages_total{page=\"loading\"}") ==
+        "director_spawner_pages_total{page=\"loading\"} 1");
+}
+
+TEST_CASE("requests without the director's headers are refused and wake nothing") {
+  Fixture fixture;
+  Request bare{Method::get, "/", 11};
+  bare.set(http::field::accept, "text/html");
+  CHECK(fixture.pages.route(bare).result() == Status::forbidden);
+
+  auto two_names = navigation();
+  two_names.insert("X-Forwarded-Preferred-Username", "mallory");
+  CHECK(fixture.pages.route(two_names).result() == Status::forbidden);
+
+  auto other_host = navigation();
+  other_host.set("X-Director-Container-Host", "vscode-bob");
+  CHECK(fixture.pages.route(other_host).result() == Status::forbidden);
+
+  auto bad_label = navigation();
+  bad_label.set("X-Director-Label", "../alice");
+  bad_label.set("X-Director-Container-Host", "vscode-../alice");
+  CHECK(fixture.pages.route(bad_label).result() == Status::forbidden);
+
+  auto no_host = navigation();
+  no_host.erase("X-Director-Container-Host");
+  const auto refused = fixture.pages.route(no_host);
+  CHECK(refused.result() == Status::forbidden);
+  CHECK(refused["X-Director-Reason"] == "not-through-the-director");
+
+  test::run_for(fixture.io, std::chrono::milliseconds(50));
+  CHECK(fixture.runtime.inspects == 0);
+  CHECK(metric_line(fixture.metrics, "director_spawner_wake_refused_total{kind=\"missing_identity\"}") ==
+        "director_spawner_wake_refused_total{kind=\"missing_identity\"} 5");
+}
+
+TEST_CASE("without a label the director cannot place the user: 503, Retry-After, no wake") {
+  Fixture fixture;
+  auto request = navigation();
+  request.erase("X-Director-Label");
+  const auto response = fixture.pages.route(request);
+  CHECK(response.result() == Status::service_unavailable);
+  CHECK(response[http::field::retry_after] == "5");
+  CHECK(response["X-Director-Reason"] == "no-label");
+  test::run_for(fixture.io, std::chrono::milliseconds(50));
+  CHECK(fixture.runtime.inspects == 0);
+}
+
+TEST_CASE("the wake policy refuses fetch, WebSocket and assets with 503 and wakes nothing") {
+  Fixture fixture;
+  const auto json = fixture.pages.route(fetch());
+  CHECK(json.result() == Status::service_unavailable);
+  CHECK(json[http::field::retry_after] == "5");
+  CHECK(json["X-Director-Reason"] == "not-a-navigation");
+  CHECK(Json::parse(json.body())["retry_after"] == 5);
+
+  auto websocket = navigation("/socket");
+  websocket.set(http::field::upgrade, "websocket");
+  websocket.set(http::field::connection, "Upgrade");
+  CHECK(fixture.pages.route(websocket).result() == Status::service_unavailable);
+
+  auto script = navigation("/static/app.js");
+  script.set(http::field::accept, "*/*");
+  script.set("Sec-Fetch-Mode", "no-cors");
+  script.set("Sec-Fetch-Dest", "script");
+  const auto asset = fixture.pages.route(script);
+  CHECK(asset.result() == Status::service_unavailable);
+  CHECK(asset[http::field::content_type] == "text/html; charset=utf-8");
+
+  auto favicon = navigation("/favicon.ico");
+  favicon.set(http::field::accept, "image/avif,image/webp,*/*");
+  CHECK(fixture.pages.route(favicon).result() == Status::service_unavailable);
+
+  auto monitor = navigation("/");
+  monitor.set(http::field::accept, "*/*");
+  CHECK(fixture.pages.route(monitor).result() == Status::service_unavailable);
+
+  test::run_for(fixture.io, std::chrono::milliseconds(50));
+  CHECK(fixture.runtime.inspects == 0);
+  CHECK(fixture.runtime.creates == 0);
+  CHECK(metric_line(fixture.metrics, "director_spawner_wake_refused_total{kind=\"xhr\"}").ends_with(" 1"));
+  CHECK(metric_line(fixture.metrics, "director_spawner_wake_refused_total{kind=\"websocket\"}").ends_with(" 1"));
+  CHECK(metric_line(fixture.metrics, "director_spawner_wake_refused_total{kind=\"asset\"}").ends_with(" 2"));
+  CHECK(metric_line(fixture.metrics, "director_spawner_wake_refused_total{kind=\"not_navigation\"}").ends_with(" 1"));
+}
+
+TEST_CASE("the status endpoint reports the phase and never wakes") {
+  Fixture fixture;
+  const auto before = fixture.pages.route(fetch("/.container-director/status"));
+  CHECK(before.result() == Status::ok);
+  CHECK(Json::parse(before.body())["phase"] == "absent");
+  test::run_for(fixture.io, std::chrono::milliseconds(50));
+  CHECK(fixture.runtime.inspects == 0);
+
+  fixture.pages.route(navigation());
+  REQUIRE(run_until(fixture.io, [&] { return fixture.phase() == core::Phase::ready; }));
+  const auto after = Json::parse(fixture.pages.route(fetch("/.container-director/status")).body());
+  CHECK(after["phase"] == "ready");
+  CHECK(after["message"].is_string());
+
+  CHECK(fixture.pages.route(navigation("/.container-director/other")).result() == Status::not_found);
+}
+
+TEST_CASE("a failed user gets the failure page of its kind, and a retry after retry_after") {
+  Fixture fixture(std::chrono::milliseconds(300));
+  fixture.runtime.create_error = runtime::RuntimeError{core::CallError::refused, 400, "invalid memory limit <1>"};
+  fixture.pages.route(navigation());
+  REQUIRE(run_until(fixture.io, [&] { return fixture.phase() == core::Phase::failed; }));
+  const auto response = fixture.pages.route(navigation());
+  CHECK(response.result() == Status::bad_gateway);
+  CHECK(response["X-Director-Reason"] == "limits_refused");
+  CHECK(contains(response.body(), "invalid memory limit &lt;1&gt;"));
+  CHECK(metric_line(fixture.metrics, "director_spawner_spawns_total{outcome=\"limits_refused\"}").ends_with(" 1"));
+
+  fixture.runtime.create_error.reset();
+  test::run_for(fixture.io, std::chrono::milliseconds(350));
+  CHECK(fixture.pages.route(navigation()).result() == Status::ok);
+  REQUIRE(run_until(fixture.io, [&] { return fixture.phase() == core::Phase::ready; }));
+}
+
+TEST_CASE("a user whose container is ready yet who is sent here gets the not reachable page") {
+  Fixture fixture;
+  fixture.pages.route(navigation());
+  REQUIRE(run_until(fixture.io, [&] { return fixture.phase() == core::Phase::ready; }));
+  auto request = navigation();
+  request.set("X-Director-Reason", "connect_refused");
+  const auto response = fixture.pages.route(request);
+  CHECK(response.result() == Status::bad_gateway);
+  CHECK(response["X-Director-Reason"] == "container_unreachable");
+  CHECK(contains(response.body(), "connect_refused"));
+  // Its logs are fetched for the next load.
+  REQUIRE(run_until(fixture.io, [&] { return fixture.runtime.log_reads == 1; }));
+  const auto again = fixture.pages.route(request);
+  CHECK(contains(again.body(), "&lt;script&gt;alert(1)&lt;/script&gt;"));
+  CHECK(fixture.runtime.creates == 1);
+}
+
+TEST_CASE("the operator endpoints: readiness follows the watcher, users and metrics") {
+  Fixture fixture;
+  const auto not_ready = fixture.operators.route(Request{Method::get, "/readyz", 11});
+  CHECK(not_ready.result() == Status::service_unavailable);
+  CHECK(Json::parse(not_ready.body())["problems"].size() == 2);
+  fixture.watcher->start();
+  REQUIRE(run_until(fixture.io, [&] { return fixture.watcher->stream_connected(); }));
+  CHECK(fixture.operators.route(Request{Method::get, "/readyz", 11}).result() == Status::ok);
+  CHECK(fixture.operators.route(Request{Method::get, "/healthz", 11}).result() == Status::ok);
+
+  fixture.pages.route(navigation());
+  REQUIRE(run_until(fixture.io, [&] { return fixture.phase() == core::Phase::ready; }));
+  const auto users = Json::parse(fixture.operators.route(Request{Method::get, "/users?limit=10", 11}).body());
+  CHECK(users["total"] == 1);
+  CHECK(users["users"][0]["label"] == "alice");
+  CHECK(users["users"][0]["phase"] == "ready");
+  CHECK(fixture.operators.route(Request{Method::get, "/users?limit=x", 11}).result() == Status::bad_request);
+
+  const auto metrics = fixture.operators.route(Request{Method::get, "/metrics", 11}).body();
+  CHECK(contains(metrics, "director_spawner_users{phase=\"ready\"} 1"));
+  CHECK(contains(metrics, "director_spawner_containers{state=\"running\"} 1"));
+  CHECK(contains(metrics, "director_spawner_runtime_requests_total{call=\"create\",outcome=\"ok\"} 1"));
+
+  const auto status = Json::parse(fixture.operators.route(Request{Method::get, "/status", 11}).body());
+  CHECK(status["runtime"]["api_version"] == "1.41");
+  CHECK(status["counts"]["users_by_phase"]["ready"] == 1);
+}
+
+TEST_CASE("GET /events streams NDJSON: the snapshot first, then the events") {
+  Fixture fixture;
+  fixture.runtime.containers["vscode-alice"] = test::managed_running("alice");
+  fixture.watcher->start();
+  REQUIRE(run_until(fixture.io, [&] { return fixture.watcher->stream_connected(); }));
+  director::net::http::HttpServer http(fixture.io, {boost::asio::ip::address_v4::loopback(), 0}, "HTTP",
+                                       std::move(fixture.operators));
+  http.start();
+
+  std::string received;
+  std::string content_type;
+  bool done = false;
+  boost::asio::co_spawn(
+      fixture.io,
+      [&]() -> boost::asio::awaitable<void> {
+        director::net::http::ClientEndpoint endpoint =
+            director::net::http::TcpEndpoint{"127.0.0.1", http.local_endpoint().port()};
+        director::net::http::ClientRequest request{http::verb::get, "/events", 11};
+        co_await director::net::http::stream(
+            std::move(endpoint), std::move(request),
+            [&](const director::net::http::StreamHead& head) { content_type = std::string(head[http::field::content_type]); },
+            [&](std::string_view data) {
+              received += data;
+              return std::count(received.begin(), received.end(), '\n') < 2;
+            });
+        done = true;
+      },
+      director::net::log_if_thrown("test client"));
+  REQUIRE(run_until(fixture.io, [&] { return received.find('\n') != std::string::npos; }));
+  fixture.feed.on_event(core::ContainerEvent{core::EventKind::died, "id-alice", "alice", core::Health::none, 137});
+  REQUIRE(run_until(fixture.io, [&] { return done; }));
+  CHECK(content_type == "application/x-ndjson");
+  const auto first = Json::parse(received.substr(0, received.find('\n')));
+  CHECK(first["type"] == "snapshot");
+  CHECK(first["containers"][0]["label"] == "alice");
+  const auto second = Json::parse(received.substr(received.find('\n') + 1));
+  CHECK(second == Json{{"type", "died"}, {"label", "alice"}, {"id", "id-alice"}, {"exit_code", 137}});
+  http.stop();
+}

@@ -1,0 +1,129 @@
+// SpawnService with a fake runtime (a fake is fine for a unit test of one class: the real
+// runtime is DockerRuntime, tested against Podman in tests/spawner/runtime), a real dnsmasq and
+// a real loopback listener standing in for the container's port.
+#include "server/spawn_service.hpp"
+
+#include "run_until.hpp"
+#include "service_fixture.hpp"
+
+#include <catch2/catch.hpp>
+
+namespace {
+
+using namespace director::spawner;
+using director::spawner::test::run_until;
+
+using Fixture = director::spawner::test::ServiceFixture;
+
+const core::UserIdentity alice{"alice", "alice"};
+
+}  // namespace
+
+TEST_CASE("a wake answers at once and the container becomes ready when its port accepts") {
+  Fixture fixture;
+  auto& service = fixture.make_service();
+  const auto view = service.wake(alice);
+  CHECK(view.in_flight);
+  CHECK(view.phase == core::Phase::inspecting);
+  REQUIRE(run_until(fixture.io, [&] { return fixture.phase("alice") == core::Phase::ready; }));
+  CHECK(fixture.runtime.creates == 1);
+  CHECK(fixture.runtime.starts == 1);
+  CHECK(fixture.runtime.containers.at("vscode-alice").state == core::ContainerState::running);
+  CHECK(fixture.metrics.serialize({}).find("director_spawner_spawns_total{outcome=\"ready\"} 1") != std::string::npos);
+  CHECK(service.operations_in_flight() == 0);
+}
+
+TEST_CASE("200 concurrent wakes create one container") {
+  Fixture fixture;
+  fixture.runtime.call_delay = std::chrono::milliseconds(20);
+  auto& service = fixture.make_service();
+  for (int i = 0; i < 200; ++i) service.wake(alice);
+  REQUIRE(run_until(fixture.io, [&] { return fixture.phase("alice") == core::Phase::ready; }));
+  for (int i = 0; i < 200; ++i) CHECK(service.wake(alice).phase == core::Phase::ready);
+  CHECK(fixture.runtime.creates == 1);
+  CHECK(fixture.runtime.starts == 1);
+}
+
+TEST_CASE("a container whose port never accepts fails as not ready, with its logs") {
+  Fixture fixture;
+  fixture.container.close();
+  fixture.lifecycle.ready_timeout = std::chrono::milliseconds(300);
+  auto& service = fixture.make_service();
+  service.wake(alice);
+  REQUIRE(run_until(fixture.io, [&] { return fixture.phase("alice") == core::Phase::failed; }));
+  const auto view = service.view("alice");
+  REQUIRE(view.failure);
+  CHECK(view.failure->kind == core::FailureKind::not_ready);
+  REQUIRE(run_until(fixture.io, [&] { return !service.logs("alice").empty(); }));
+  CHECK(service.logs("alice") == fixture.runtime.logs_text);
+}
+
+TEST_CASE("a container that exits before it is ready fails as exited") {
+  Fixture fixture;
+  fixture.container.close();
+  fixture.runtime.start_exits = true;
+  auto& service = fixture.make_service();
+  service.wake(alice);
+  REQUIRE(run_until(fixture.io, [&] { return fixture.phase("alice") == core::Phase::failed; }));
+  CHECK(service.view("alice").failure->kind == core::FailureKind::exited);
+}
+
+TEST_CASE("health readiness waits for the health check") {
+  Fixture fixture;
+  fixture.container.close();  // the port plays no part
+  fixture.lifecycle.container_template.health_check.command = {"true"};
+  fixture.runtime.health_after_start = core::Health::starting;
+  fixture.runtime.inspects_until_healthy = 3;
+  auto& service = fixture.make_service();
+  service.wake(alice);
+  REQUIRE(run_until(fixture.io, [&] { return fixture.phase("alice") == core::Phase::ready; }));
+  CHECK(fixture.runtime.containers.at("vscode-alice").health == core::Health::healthy);
+}
+
+TEST_CASE("an unhealthy container fails as unhealthy") {
+  Fixture fixture;
+  fixture.lifecycle.container_template.health_check.command = {"true"};
+  fixture.runtime.health_after_start = core::Health::unhealthy;
+  auto& service = fixture.make_service();
+  service.wake(alice);
+  REQUIRE(run_until(fixture.io, [&] { return fixture.phase("alice") == core::Phase::failed; }));
+  CHECK(service.view("alice").failure->kind == core::FailureKind::unhealthy);
+}
+
+TEST_CASE("a runtime that is down fails the wake, the next wake after it is back succeeds") {
+  Fixture fixture;
+  fixture.runtime.available = false;
+  auto& service = fixture.make_service();
+  service.wake(alice);
+  REQUIRE(run_until(fixture.io, [&] { return fixture.phase("alice") == core::Phase::failed; }));
+  CHECK(service.view("alice").failure->kind == core::FailureKind::runtime_unavailable);
+  fixture.runtime.available = true;
+  service.wake(alice);
+  REQUIRE(run_until(fixture.io, [&] { return fixture.phase("alice") == core::Phase::ready; }));
+  CHECK(fixture.runtime.creates == 1);
+}
+
+TEST_CASE("a container that dies once ready is started again by the next wake") {
+  Fixture fixture;
+  auto& service = fixture.make_service();
+  service.wake(alice);
+  REQUIRE(run_until(fixture.io, [&] { return fixture.phase("alice") == core::Phase::ready; }));
+  auto& container = fixture.runtime.containers.at("vscode-alice");
+  container.state = core::ContainerState::exited;
+  service.on_event(core::ContainerEvent{core::EventKind::died, container.id, "alice", core::Health::none, 137});
+  CHECK(fixture.phase("alice") == core::Phase::absent);
+  service.wake(alice);
+  REQUIRE(run_until(fixture.io, [&] { return fixture.phase("alice") == core::Phase::ready; }));
+  CHECK(fixture.runtime.creates == 1);
+  CHECK(fixture.runtime.starts == 2);
+}
+
+TEST_CASE("a stop ends readiness waits and starts no command") {
+  Fixture fixture;
+  fixture.container.close();
+  auto& service = fixture.make_service();
+  service.wake(alice);
+  REQUIRE(run_until(fixture.io, [&] { return fixture.phase("alice") == core::Phase::waiting_for_ready; }));
+  service.stop();
+  REQUIRE(run_until(fixture.io, [&] { return service.operations_in_flight() == 0; }, std::chrono::milliseconds(2000)));
+}
