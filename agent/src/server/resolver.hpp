@@ -7,9 +7,9 @@
 
 namespace director::server {
 
-// The Resolver options of `dns`: each --dns-server entry read by config::parse_dns_server, the
-// one parser of that grammar. Throws std::invalid_argument naming an entry it cannot read (the
-// configuration validated them already: startup only).
+// The Resolver options of `dns`: its servers read by net::dns_server_endpoints (the one parser of
+// the --dns-server grammar), which throws std::invalid_argument naming an entry it cannot read
+// (the configuration validated them already: startup only).
 net::ResolverOptions resolver_options(const config::DnsSettings& dns);
 
 }  // namespace director::server

@@ -5,6 +5,8 @@
 // without any socket activity. Everything that touches the channel runs on one strand.
 #include "net/resolver.hpp"
 
+#include "config/values.hpp"
+
 #include <ares.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -441,6 +443,19 @@ asio::awaitable<ResolveResult> Resolver::resolve(std::string host) {
   co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(ResolveResult)>(
       [this](auto handler, std::string name) { Engine::submit(engine_, std::move(name), std::move(handler)); },
       asio::use_awaitable, std::move(host));
+}
+
+std::vector<asio::ip::udp::endpoint> dns_server_endpoints(const std::vector<std::string>& entries) {
+  std::vector<asio::ip::udp::endpoint> servers;
+  for (const auto& entry : entries) {
+    const auto server = config_table::parse_dns_server(entry);
+    if (!server) {
+      throw std::invalid_argument("invalid DNS server '" + entry + "': expected " +
+                                  std::string(config_table::dns_server_grammar));
+    }
+    servers.emplace_back(server->address, server->port);
+  }
+  return servers;
 }
 
 std::optional<std::string> Resolver::validate(const ResolverOptions& options) {

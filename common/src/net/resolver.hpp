@@ -29,9 +29,8 @@
 namespace director::net {
 
 struct ResolverOptions {
-  // DNS servers: address and port (the same port for UDP and TCP), already parsed (the agent's
-  // and the spawner's configuration read them with the one parser of the --dns-server grammar,
-  // config::parse_dns_server). Empty: the system's /etc/resolv.conf (servers, search domains,
+  // DNS servers: address and port (the same port for UDP and TCP), already parsed (the
+  // configuration's entries: dns_server_endpoints). Empty: the system's /etc/resolv.conf (servers, search domains,
   // ndots; read once, at construction) and /etc/hosts (which c-ares 1.18 reads on every lookup,
   // on the strand). Non-empty: only these servers, names are queried exactly as given (no search
   // domains, no /etc/hosts).
@@ -52,6 +51,12 @@ struct ResolveResult {
   // not ok. For information only: nothing here reuses an answer.
   std::chrono::seconds ttl{0};
 };
+
+// The servers of DNS server entries in the --dns-server grammar (the agent's --dns-server, the
+// spawner's SPAWNER_DNS_SERVER), each read by config_table::parse_dns_server, the one parser of
+// that grammar. Throws std::invalid_argument naming an entry it cannot read (for startup: the
+// configuration has validated them already).
+std::vector<boost::asio::ip::udp::endpoint> dns_server_endpoints(const std::vector<std::string>& entries);
 
 class Resolver {
  public:

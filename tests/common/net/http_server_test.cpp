@@ -187,6 +187,23 @@ TEST_CASE("http: routing, methods and malformed requests", "[http][requests]") {
   CHECK(served.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", 1).status == 200);
 }
 
+TEST_CASE("http: the fallback answers every path no route names, whatever the method", "[http][requests]") {
+  Router router = test_router();
+  router.fallback([](const Request& request) {
+    return director::net::http::make_response(Status::ok, "text/plain",
+                                              std::string(request.method_string()) + " " + std::string(request.target()));
+  });
+  const auto routed = [&](Method method, const char* target) {
+    Request request(method, target, 11);
+    return router.route(request);
+  };
+  CHECK(routed(Method::get, "/nowhere?x=1").body() == "GET /nowhere?x=1");
+  CHECK(routed(Method::post, "/a/b").body() == "POST /a/b");
+  CHECK(routed(Method::get, "/hello").body() == "hello\n");     // a route still wins
+  CHECK(routed(Method::post, "/hello").result() == Status::method_not_allowed);  // its path is known
+  CHECK(routed(Method::get, "*").result() == Status::bad_request);               // not a path
+}
+
 TEST_CASE("http: a handler that throws is answered 500, and the server goes on", "[http]") {
   Served served;
   CHECK(served.run_get("/throws").status == 500);

@@ -17,9 +17,11 @@
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string_view>
 #include <thread>
 #include <variant>
+#include <vector>
 
 #include "../../server/asio_test_support.hpp"
 #include "dns_fixture.hpp"
@@ -88,6 +90,20 @@ asio::awaitable<ResolveResult> resolve_in_order(Resolver& resolver, std::string 
 }
 
 }  // namespace
+
+TEST_CASE("DNS server entries become endpoints through the one parser of their grammar", "[resolver]") {
+  using director::net::dns_server_endpoints;
+  CHECK(dns_server_endpoints({}).empty());
+  CHECK(dns_server_endpoints({"127.0.0.2", "127.0.0.1:5353", "::1", "[::1]", "[::1]:5353", "::1:53"}) ==
+        std::vector<Endpoint>{Endpoint(ip("127.0.0.2"), 53), Endpoint(ip("127.0.0.1"), 5353), Endpoint(ip("::1"), 53),
+                              Endpoint(ip("::1"), 53), Endpoint(ip("::1"), 5353),
+                              Endpoint(ip("::1:53"), 53)});  // an IPv6 address, not ::1 port 53
+  for (const char* entry : {"[127.0.0.1]:53", "[127.0.0.1]", "127.0.0.1:0", "dns.example:53", "[::1]x", ""}) {
+    INFO("entry '" << entry << "'");
+    CHECK_THROWS_AS(dns_server_endpoints({"127.0.0.1", entry}), std::invalid_argument);
+    if (*entry != '\0') CHECK_THROWS_WITH(dns_server_endpoints({entry}), Catch::Contains(entry));
+  }
+}
 
 TEST_CASE("bad options are rejected at startup with a message naming them", "[resolver]") {
   asio::io_context io;
