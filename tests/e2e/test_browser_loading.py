@@ -216,12 +216,21 @@ class BrowserLoading(unittest.TestCase):
         except DevToolsError:
             return None
 
+    def loaded(self, url):
+        """Whether the tab shows a parsed document from `url` (not about:blank, not mid-load)."""
+        try:
+            return self.browser.evaluate("location.href + ' ' + document.readyState") in (
+                f"{url} interactive", f"{url} complete")
+        except DevToolsError:
+            return False
+
     def open_as_new_user(self, user):
         """Navigates the tab to the director as `user` (the only navigation a test makes) and
         checks that the first document is the spawner's loading page, readable as it is."""
-        self.browser.call("Page.navigate", url=self.standins[user].url + "/")
+        url = self.standins[user].url + "/"
+        self.browser.call("Page.navigate", url=url)
         deadline = time.monotonic() + 10
-        while not self.browser.documents() or self.page_text() is None:
+        while not (self.browser.documents() and self.loaded(url)):
             self.assertLess(time.monotonic(), deadline, "no document within 10 s")
             time.sleep(0.05)
         status, _, headers = self.browser.documents()[0]
