@@ -3,9 +3,9 @@
 #include "config/config.hpp"
 #include "metrics/metrics.hpp"
 #include "server/decision_service.hpp"
-#include "server/health_probe.hpp"
 #include "server/http_endpoints.hpp"
 #include "log/log.hpp"
+#include "net/health_probe.hpp"
 #include "server/resolver.hpp"
 #include "server/server.hpp"
 
@@ -39,8 +39,8 @@ int health(const director::config::Config& config) {
                  "give --health the agent's actual DIRECTOR_HTTP_LISTEN\n";
     return 1;
   }
-  const auto target = director::server::health_target(config.http_listen);
-  if (const auto problem = director::server::readiness_problem(target, health_timeout)) {
+  const auto target = director::net::health_target(config.http_listen);
+  if (const auto problem = director::net::readiness_problem(target, health_timeout, "director-agent --health")) {
     std::cerr << "director-agent: not healthy: " << *problem << '\n';
     return 1;
   }

@@ -2,10 +2,10 @@
 // sends it the users whose container is not alive; it shows them the loading page while it
 // creates and starts their container through the Docker Engine API (Docker or Podman).
 #include "config/config.hpp"
-#include "config/values.hpp"
 #include "log/log.hpp"
 #include "metrics/metrics.hpp"
 #include "net/awaitable.hpp"
+#include "net/health_probe.hpp"
 #include "net/http_client.hpp"
 #include "net/http_server.hpp"
 #include "net/resolver.hpp"
@@ -21,14 +21,13 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
-#include <boost/beast/http/field.hpp>
 
 #include <atomic>
 #include <csignal>
 #include <exception>
 #include <functional>
 #include <iostream>
-#include <stdexcept>
+#include <optional>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -44,6 +43,9 @@ using director::log;
 constexpr auto stop_grace = std::chrono::milliseconds(5000);
 constexpr auto stop_deadline = std::chrono::milliseconds(8000);
 constexpr auto stop_poll = std::chrono::milliseconds(50);
+constexpr std::size_t pages_max_connections = 1024;
+constexpr auto startup_probe_time = std::chrono::milliseconds(3000);
+constexpr std::size_t feed_max_subscribers = 64;
 
 std::string endpoint_text(const boost::asio::ip::tcp::endpoint& endpoint) {
   std::ostringstream text;
@@ -56,54 +58,52 @@ director::net::http::ClientEndpoint runtime_endpoint(const config::RuntimeEndpoi
   return director::net::http::TcpEndpoint{runtime.host, runtime.port};
 }
 
-// The resolver's servers: the configuration checked each with the one parser of the grammar.
-director::net::ResolverOptions resolver_options(const std::vector<std::string>& servers) {
-  director::net::ResolverOptions options;
-  for (const auto& text : servers) {
-    const auto server = director::config_table::parse_dns_server(text);
-    if (!server) throw std::invalid_argument("invalid DNS server '" + text + "'");
-    options.servers.emplace_back(server->address, server->port);
+// Whether `image` has a health check of its own (its containers are then awaited by it, not by
+// their port), asked once at startup within startup_probe_time. A runtime that is down or an
+// image not there yet counts as "no": port readiness, logged.
+bool image_has_health_check(director::spawner::runtime::Runtime& runtime, const std::string& image) {
+  boost::asio::io_context context;
+  std::optional<bool> answer;
+  std::string problem = "no answer within " + std::to_string(startup_probe_time.count()) + " ms";
+  boost::asio::co_spawn(
+      context,
+      [&]() -> boost::asio::awaitable<void> {
+        const auto pinged = co_await runtime.ping();
+        if (!pinged) {
+          problem = pinged.error().message;
+          co_return;
+        }
+        const auto has = co_await runtime.image_has_health_check(image);
+        if (!has) {
+          problem = has.error().message;
+          co_return;
+        }
+        answer = *has;
+      },
+      director::net::log_if_thrown("image health check"));
+  context.run_for(startup_probe_time);
+  if (!answer) {
+    log(LogLevel::warn,
+        "cannot tell whether the image has a health check: its containers are awaited by their port "
+        "unless SPAWNER_HEALTH_CMD sets one",
+        {{"image", image}, {"message", problem}});
+    return false;
   }
-  return options;
+  return *answer;
 }
 
 // --health: whether the spawner running with `configuration` is ready (its GET /readyz), for
 // container health checks. Exit 0 when ready, 1 with the reason on stderr otherwise.
 int health(const config::Config& configuration) {
+  constexpr auto health_timeout = std::chrono::milliseconds(1000);  // within a HEALTHCHECK's 2 s
   if (configuration.http_listen.port() == 0) {
-    std::cerr << "director-spawner: not healthy: http_listen has port 0, so the port the spawner bound is unknown\n";
+    std::cerr << "director-spawner: not healthy: http_listen has port 0, so the port the spawner bound is unknown; "
+                 "give --health the spawner's actual SPAWNER_HTTP_LISTEN\n";
     return 1;
   }
-  auto address = configuration.http_listen.address();
-  if (address.is_unspecified()) {
-    address = address.is_v4() ? boost::asio::ip::address(boost::asio::ip::address_v4::loopback())
-                               : boost::asio::ip::address(boost::asio::ip::address_v6::loopback());
-  }
-  boost::asio::io_context context;
-  director::net::http::ClientRequest request(boost::beast::http::verb::get, "/readyz", 11);
-  director::net::http::ClientLimits limits;
-  limits.timeout = std::chrono::milliseconds(1000);
-  limits.body_limit = 64 * 1024;
-  std::string problem = "no answer";
-  boost::asio::co_spawn(
-      context,
-      [&]() -> boost::asio::awaitable<void> {
-        // A named endpoint: GCC 12 destroys a temporary coroutine argument in co_await twice.
-        director::net::http::ClientEndpoint endpoint =
-            director::net::http::TcpEndpoint{address.to_string(), configuration.http_listen.port()};
-        auto response = co_await director::net::http::request(std::move(endpoint), std::move(request), limits);
-        if (!response) {
-          problem = response.error().message;
-        } else if (response->result() != boost::beast::http::status::ok) {
-          problem = "GET /readyz answered " + std::to_string(response->result_int()) + ": " + response->body();
-        } else {
-          problem.clear();
-        }
-      },
-      director::net::log_if_thrown("health check"));
-  context.run();
-  if (!problem.empty()) {
-    std::cerr << "director-spawner: not healthy: " << problem << '\n';
+  const auto target = director::net::health_target(configuration.http_listen);
+  if (const auto problem = director::net::readiness_problem(target, health_timeout, "director-spawner --health")) {
+    std::cerr << "director-spawner: not healthy: " << *problem << '\n';
     return 1;
   }
   return 0;
@@ -154,7 +154,9 @@ int run(const config::Config& configuration) {
   const auto threads = configuration.effective_threads();
   boost::asio::io_context context(static_cast<int>(threads));
 
-  director::net::Resolver resolver(context.get_executor(), resolver_options(configuration.dns_servers));
+  director::net::ResolverOptions resolver_options;
+  resolver_options.servers = director::net::dns_server_endpoints(configuration.dns_servers);
+  director::net::Resolver resolver(context.get_executor(), resolver_options);
 
   director::spawner::metrics::Metrics metrics(config::version());
   director::spawner::runtime::DockerRuntime runtime(director::spawner::runtime::DockerRuntimeSettings{
@@ -166,13 +168,14 @@ int run(const config::Config& configuration) {
   lifecycle.container_template = configuration.container_template;
   lifecycle.pull_missing_images = configuration.pull_missing_images;
   lifecycle.ready_timeout = configuration.ready_timeout;
+  lifecycle.image_has_health_check = image_has_health_check(runtime, configuration.container_template.image);
   server::SpawnSettings spawn_settings;
   spawn_settings.container_domain = configuration.container_domain;
   spawn_settings.container_port = configuration.container_port;
   spawn_settings.log_lines = configuration.log_lines;
   server::SpawnService service(runtime_strand, lifecycle, spawn_settings, runtime, resolver, metrics);
 
-  server::EventFeed feed;
+  server::EventFeed feed(server::FeedLimits{feed_max_subscribers});
   server::EventWatcher watcher(runtime_strand, runtime, service, feed, metrics);
 
   server::RetirerSettings retirer_settings;
@@ -184,11 +187,20 @@ int run(const config::Config& configuration) {
   retirer_settings.stop_grace = configuration.stop_grace;
   server::IdleRetirer retirer(runtime_strand, retirer_settings, runtime, metrics);
 
+  // Every first visit of a crowd comes at once (HAProxy holds one connection per waiting
+  // request): the pages listener takes far more than the layer's default 32, each exchange
+  // being a few kilobytes answered at once.
+  director::net::http::HttpLimits page_limits;
+  page_limits.max_connections = pages_max_connections;
   director::net::http::HttpServer pages(context, configuration.listen, "pages",
-                                        server::page_endpoints({configuration, service, metrics}));
+                                        server::page_endpoints({configuration, service, metrics}), page_limits);
+  // One /events stream per agent.
+  director::net::http::HttpLimits operator_limits;
+  operator_limits.max_streams = feed_max_subscribers;
   director::net::http::HttpServer operators(
       context, configuration.http_listen, "HTTP",
-      server::operator_endpoints({configuration, std::string(config::version()), service, watcher, feed, metrics}));
+      server::operator_endpoints({configuration, std::string(config::version()), service, watcher, feed, metrics}),
+      operator_limits);
   pages.start();
   operators.start();
   watcher.start();

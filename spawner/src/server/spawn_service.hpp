@@ -34,7 +34,7 @@ struct SpawnSettings {
   std::string container_domain;        // CONTAINER_DOMAIN; empty: none
   std::uint16_t container_port = 8080;  // CONTAINER_PORT: what port readiness connects to
   unsigned log_lines = 20;              // container log lines kept for the error pages
-  std::size_t log_bytes = 64 * 1024;    // at most this much of them
+  std::size_t log_bytes = 16 * 1024;    // at most this much of them (kept for up to 1000 users)
   std::chrono::milliseconds poll_interval{250};      // readiness: between two attempts
   std::chrono::milliseconds inspect_interval{1000};  // port readiness: inspect this often to notice an exit
   std::chrono::milliseconds probe_timeout{1000};     // one connect attempt

@@ -6,7 +6,12 @@
 #include "run_until.hpp"
 #include "service_fixture.hpp"
 
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/strand.hpp>
 #include <catch2/catch.hpp>
+
+#include <thread>
+#include <vector>
 
 namespace {
 
@@ -126,4 +131,34 @@ TEST_CASE("a stop ends readiness waits and starts no command") {
   REQUIRE(run_until(fixture.io, [&] { return fixture.phase("alice") == core::Phase::waiting_for_ready; }));
   service.stop();
   REQUIRE(run_until(fixture.io, [&] { return service.operations_in_flight() == 0; }, std::chrono::milliseconds(2000)));
+}
+
+TEST_CASE("200 wakes from four threads on a four-thread context create one container") {
+  Fixture fixture;
+  fixture.runtime.call_delay = std::chrono::milliseconds(5);
+  // The runtime is awaited from one strand (DockerRuntime's rule), as main.cpp does.
+  fixture.service = std::make_unique<server::SpawnService>(boost::asio::make_strand(fixture.io), fixture.lifecycle,
+                                                           fixture.settings, fixture.runtime, fixture.resolver,
+                                                           fixture.metrics);
+  auto work = boost::asio::make_work_guard(fixture.io);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) threads.emplace_back([&] { fixture.io.run(); });
+  std::vector<std::thread> wakers;
+  for (int t = 0; t < 4; ++t) {
+    wakers.emplace_back([&] {
+      for (int i = 0; i < 50; ++i) fixture.service->wake(alice);
+    });
+  }
+  for (auto& waker : wakers) waker.join();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (fixture.phase("alice") != core::Phase::ready && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  const auto phase = fixture.phase("alice");
+  work.reset();
+  fixture.service->stop();
+  fixture.io.stop();
+  for (auto& thread : threads) thread.join();
+  CHECK(phase == core::Phase::ready);
+  CHECK(fixture.runtime.creates == 1);
 }

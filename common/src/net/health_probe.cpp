@@ -1,4 +1,4 @@
-#include "server/health_probe.hpp"
+#include "net/health_probe.hpp"
 
 #include "net/http_client.hpp"
 
@@ -9,13 +9,13 @@
 
 #include <sstream>
 
-namespace director::server {
+namespace director::net {
 namespace {
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
-// /readyz answers a small JSON object; anything larger is not the agent.
+// /readyz answers a small JSON object; anything larger is not one of ours.
 constexpr std::size_t max_response_body = 64 * 1024;
 constexpr std::size_t max_shown_body = 300;
 
@@ -25,7 +25,7 @@ std::string url_of(const tcp::endpoint& target) {
   return out.str();
 }
 
-// Why a 503 (or any other status) is not ready, from the agent's JSON body when it has one.
+// Why a 503 (or any other status) is not ready, from the server's JSON body when it has one.
 std::string describe_refusal(unsigned status, const std::string& body) {
   std::string why = "answered " + std::to_string(status);
   const auto json = nlohmann::json::parse(body, nullptr, false);
@@ -46,19 +46,19 @@ std::string describe_refusal(unsigned status, const std::string& body) {
 }
 
 // Why the exchange failed, in the words --health has always used.
-std::string describe_failure(const net::http::ClientError& error, const tcp::endpoint& target,
+std::string describe_failure(const http::ClientError& error, const tcp::endpoint& target,
                              std::chrono::milliseconds timeout) {
   switch (error.kind) {
-    case net::http::ClientErrorKind::timeout:
+    case http::ClientErrorKind::timeout:
       return "no answer from " + url_of(target) + " within " + std::to_string(timeout.count()) + " ms";
-    case net::http::ClientErrorKind::connect: {
+    case http::ClientErrorKind::connect: {
       // The client's message is "cannot connect to <address>: <reason>"; name the URL instead.
       const auto reason = error.message.find(": ");
       return "cannot connect to " + url_of(target) +
              (reason == std::string::npos ? ": " + error.message : error.message.substr(reason));
     }
-    case net::http::ClientErrorKind::protocol:
-    case net::http::ClientErrorKind::too_large:
+    case http::ClientErrorKind::protocol:
+    case http::ClientErrorKind::too_large:
       break;
   }
   return "no valid answer from " + url_of(target) + ": " + error.message;
@@ -72,19 +72,20 @@ tcp::endpoint health_target(const tcp::endpoint& listen) {
   return {asio::ip::address_v4::loopback(), listen.port()};
 }
 
-std::optional<std::string> readiness_problem(const tcp::endpoint& target, std::chrono::milliseconds timeout) {
-  net::http::ClientRequest request(boost::beast::http::verb::get, "/readyz", 11);
+std::optional<std::string> readiness_problem(const tcp::endpoint& target, std::chrono::milliseconds timeout,
+                                             std::string_view user_agent) {
+  http::ClientRequest request(boost::beast::http::verb::get, "/readyz", 11);
   std::ostringstream host;
   host << target;
   request.set(boost::beast::http::field::host, host.str());
-  request.set(boost::beast::http::field::user_agent, "director-agent --health");
-  const net::http::TcpEndpoint endpoint{target.address().to_string(), target.port()};
+  request.set(boost::beast::http::field::user_agent, user_agent);
+  const http::TcpEndpoint endpoint{target.address().to_string(), target.port()};
 
   asio::io_context context;
   std::optional<std::string> problem;
   asio::co_spawn(
-      context, net::http::request(endpoint, std::move(request), {.timeout = timeout, .body_limit = max_response_body}),
-      [&](const std::exception_ptr& thrown, const net::http::ClientResult<net::http::ClientResponse>& response) {
+      context, http::request(endpoint, std::move(request), {.timeout = timeout, .body_limit = max_response_body}),
+      [&](const std::exception_ptr& thrown, const http::ClientResult<http::ClientResponse>& response) {
         if (thrown) {
           problem = "cannot ask " + url_of(target);
         } else if (!response) {
@@ -97,4 +98,4 @@ std::optional<std::string> readiness_problem(const tcp::endpoint& target, std::c
   return problem;
 }
 
-}  // namespace director::server
+}  // namespace director::net
