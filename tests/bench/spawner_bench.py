@@ -319,9 +319,7 @@ def main():
     parser.add_argument("--smoke", action="store_true", help="a few seconds, tiny sizes")
     parser.add_argument("--duration", type=float, default=10, help="seconds measured per row")
     parser.add_argument("--warmup", type=float, default=2, help="seconds of warm-up per row")
-    parser.add_argument("--connections", type=int, default=16,
-                        help="wrk connections (default %(default)s: director-spawner's pages "
-                             "listener answers at most 32 exchanges at once, 503 beyond)")
+    parser.add_argument("--connections", type=int, default=50, help="wrk connections")
     parser.add_argument("--rounds", type=int, default=5, help="rounds of (c)")
     parser.add_argument("--known-users", type=int, default=10_000, help="users of (d)")
     parser.add_argument("--known-runtime", choices=("podman-missing-image", "runtime-down"),
