@@ -231,7 +231,8 @@ class BrowserLoading(unittest.TestCase):
         self.browser.call("Page.navigate", url=url)
         deadline = time.monotonic() + 10
         while not (self.browser.documents() and self.loaded(url)):
-            self.assertLess(time.monotonic(), deadline, "no document within 10 s")
+            self.assertLess(time.monotonic(), deadline, f"no document from {url} within 10 s: "
+                            f"documents {self.browser.documents()}, page {self.page_text()}")
             time.sleep(0.05)
         status, _, headers = self.browser.documents()[0]
         title, role_status, _ = self.page_text()
