@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 from common import SKIP, main, metric  # noqa: E402
 from demo_backend import read_ws_frame  # noqa: E402
 from signin_standin import SignInStandIn  # noqa: E402
-from stack import Stack  # noqa: E402
+from stack import SERVE_SCRIPT, Stack  # noqa: E402
 
 CHROMIUM = os.environ.get("DIRECTOR_CHROMIUM_BIN") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -175,6 +175,9 @@ class Chromium:
 # --- the test -----------------------------------------------------------------------------------
 
 LOADING_TITLE = "Starting your container"  # spawner/src/server/pages.cpp, the loading page
+# Each container listens this many seconds after it starts: the page's fetch() is then surely
+# made before the container is ready (a container ready at once could be routed to first).
+LISTEN_AFTER = 4
 READY_TIMEOUT = 60.0  # seconds for the tab to land in the container (SPAWNER_READY_TIMEOUT is 2m)
 
 
@@ -184,7 +187,8 @@ class BrowserLoading(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.stack = Stack(spawner="director", users=["alice", "bob", "carol"]).start()
+        cls.stack = Stack(spawner="director", users=["alice", "bob", "carol"],
+                          container_script=f"sleep {LISTEN_AFTER}\n" + SERVE_SCRIPT).start()
         cls.standins = {user: SignInStandIn(cls.stack.http, user) for user in ("alice", "bob", "carol")}
 
     @classmethod
