@@ -5,21 +5,17 @@
 #include "server/decision_service.hpp"
 #include "server/http_endpoints.hpp"
 #include "log/log.hpp"
+#include "process/run_loop.hpp"
 #include "net/health_probe.hpp"
 #include "server/resolver.hpp"
 #include "server/server.hpp"
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/signal_set.hpp>
-#include <boost/asio/steady_timer.hpp>
 
-#include <atomic>
 #include <csignal>
 #include <exception>
-#include <functional>
 #include <iostream>
 #include <sstream>
-#include <thread>
 #include <vector>
 
 namespace {
@@ -50,48 +46,14 @@ int health(const director::config::Config& config) {
 // The graceful stop that SIGTERM or SIGINT begins: both listeners close, each SPOP connection
 // answers what is pending (for at most stop_grace), says AGENT-DISCONNECT and closes (a peer
 // that stops reading meanwhile is closed after ConnectionLimits::closing_write_timeout), then
-// the I/O threads end. At stop_deadline they end anyway. Lives as long as run(): the handlers
-// it leaves pending refer to it.
-class StopSequence {
- public:
-  StopSequence(boost::asio::io_context& context, director::net::Resolver& resolver,
-               director::net::http::HttpServer& http, director::server::Server& server,
-               boost::asio::signal_set& hangups)
-      : context_(context), resolver_(resolver), http_(http), server_(server), hangups_(hangups),
-        deadline_(context) {}
-
-  // Called once, from the signal handler.
-  void begin(int signal) {
-    log(LogLevel::info, "stopping: finishing in-flight work and disconnecting", {{"signal", std::to_string(signal)}});
-    http_.stop();
-    hangups_.cancel();
-    server_.stop(stop_grace, [this] { finish(); });
-    deadline_.expires_after(stop_deadline);
-    deadline_.async_wait([this](const boost::system::error_code& cancelled) {
-      if (cancelled) return;
-      log(LogLevel::warn, "connections still open at the stop deadline; exiting anyway");
-      finish();
-    });
-  }
-
- private:
-  // Ends the I/O threads; the first call (drained or deadline, from any thread) does it.
-  void finish() {
-    if (finished_.exchange(true)) return;
-    boost::asio::post(context_, [this] {
-      resolver_.shutdown();
-      context_.stop();
-    });
-  }
-
-  boost::asio::io_context& context_;
-  director::net::Resolver& resolver_;
-  director::net::http::HttpServer& http_;
-  director::server::Server& server_;
-  boost::asio::signal_set& hangups_;
-  boost::asio::steady_timer deadline_;
-  std::atomic<bool> finished_{false};
-};
+// the I/O threads end. At stop_deadline they end anyway.
+void begin_stop(int signal, director::net::http::HttpServer& http, director::server::Server& server,
+                director::process::StopOnce& stop) {
+  log(LogLevel::info, "stopping: finishing in-flight work and disconnecting", {{"signal", std::to_string(signal)}});
+  http.stop();
+  server.stop(stop_grace, [&stop] { stop.finish(); });
+  stop.arm(stop_deadline, "connections still open at the stop deadline; exiting anyway");
+}
 
 int run(const director::config::Config& config) {
   const auto threads = config.effective_threads();
@@ -121,28 +83,9 @@ int run(const director::config::Config& config) {
        {"threads", std::to_string(threads)},
        {"config", director::config::to_json(config)}});
 
-  // SIGHUP would end the process by default; there is nothing to reload (the configuration is
-  // read once), so it is logged and otherwise ignored.
-  boost::asio::signal_set hangups(context, SIGHUP);
-  std::function<void(const boost::system::error_code&, int)> on_hangup =
-      [&](const boost::system::error_code& error, int) {
-        if (error) return;
-        log(LogLevel::warn, "SIGHUP ignored: restart the agent to change its configuration");
-        hangups.async_wait(on_hangup);
-      };
-  hangups.async_wait(on_hangup);
-
-  StopSequence stop(context, resolver, http, server, hangups);
-  boost::asio::signal_set signals(context, SIGTERM, SIGINT);
-  signals.async_wait([&stop](const boost::system::error_code& error, int signal) {
-    if (!error) stop.begin(signal);
-  });
-
-  std::vector<std::thread> workers;
-  workers.reserve(threads - 1);
-  for (unsigned i = 1; i < threads; ++i) workers.emplace_back([&] { context.run(); });
-  context.run();
-  for (auto& worker : workers) worker.join();
+  director::process::StopOnce stop(context, [&resolver] { resolver.shutdown(); });
+  director::process::run_until_stopped(context, threads, "agent",
+                                       [&](int signal) { begin_stop(signal, http, server, stop); });
   log(LogLevel::info, "stopped");
   return 0;
 }
