@@ -39,9 +39,10 @@ namespace server = director::spawner::server;
 using director::LogLevel;
 using director::log;
 
-// In-flight operations get this long to finish after SIGTERM; the process exits at stop_deadline anyway.
+// In-flight operations get this long to finish after SIGTERM; then the I/O threads end and the
+// coroutines still suspended are destroyed with the io_context (SpawnService's running count is
+// shared with them, so that is safe).
 constexpr auto stop_grace = std::chrono::milliseconds(5000);
-constexpr auto stop_deadline = std::chrono::milliseconds(8000);
 constexpr auto stop_poll = std::chrono::milliseconds(50);
 constexpr std::size_t pages_max_connections = 1024;
 constexpr auto startup_probe_time = std::chrono::milliseconds(3000);
@@ -110,7 +111,7 @@ int health(const config::Config& configuration) {
 }
 
 // SIGTERM or SIGINT: both listeners close, the watcher and the retirer stop, the operations in
-// flight finish (for at most stop_grace), then the I/O threads end; at stop_deadline anyway.
+// flight finish (for at most stop_grace), then the I/O threads end.
 class StopSequence {
  public:
   StopSequence(boost::asio::io_context& context, std::vector<std::function<void()>> stoppers,
