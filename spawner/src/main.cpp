@@ -9,6 +9,7 @@
 #include "net/http_client.hpp"
 #include "net/http_server.hpp"
 #include "net/resolver.hpp"
+#include "process/run_loop.hpp"
 #include "runtime/docker_runtime.hpp"
 #include "server/endpoints.hpp"
 #include "server/event_feed.hpp"
@@ -18,18 +19,15 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 
-#include <atomic>
 #include <csignal>
 #include <exception>
 #include <functional>
 #include <iostream>
 #include <optional>
 #include <sstream>
-#include <thread>
 #include <vector>
 
 namespace {
@@ -116,39 +114,36 @@ class StopSequence {
  public:
   StopSequence(boost::asio::io_context& context, std::vector<std::function<void()>> stoppers,
                server::SpawnService& service, director::net::Resolver& resolver)
-      : context_(context), stoppers_(std::move(stoppers)), service_(service), resolver_(resolver), timer_(context) {}
+      : stoppers_(std::move(stoppers)),
+        service_(service),
+        stop_(context, [&resolver] { resolver.shutdown(); }),
+        poll_(context) {}
 
+  // Called once, from the signal handler.
   void begin(int signal) {
     log(LogLevel::info, "stopping: finishing in-flight operations", {{"signal", std::to_string(signal)}});
     for (const auto& stop : stoppers_) stop();
-    began_ = std::chrono::steady_clock::now();
+    stop_.arm(stop_grace, "operations still in flight at the end of the stop grace; exiting anyway");
     wait();
   }
 
  private:
+  // Finishes as soon as no operation is in flight.
   void wait() {
-    const auto elapsed = std::chrono::steady_clock::now() - began_;
-    if (service_.operations_in_flight() == 0 || elapsed >= stop_grace) {
-      if (service_.operations_in_flight() != 0) {
-        log(LogLevel::warn, "operations still in flight at the stop deadline; exiting anyway",
-            {{"operations", std::to_string(service_.operations_in_flight())}});
-      }
-      resolver_.shutdown();
-      context_.stop();
+    if (service_.operations_in_flight() == 0) {
+      stop_.finish();
       return;
     }
-    timer_.expires_after(stop_poll);
-    timer_.async_wait([this](const boost::system::error_code& error) {
+    poll_.expires_after(stop_poll);
+    poll_.async_wait([this](const boost::system::error_code& error) {
       if (!error) wait();
     });
   }
 
-  boost::asio::io_context& context_;
   std::vector<std::function<void()>> stoppers_;
   server::SpawnService& service_;
-  director::net::Resolver& resolver_;
-  boost::asio::steady_timer timer_;
-  std::chrono::steady_clock::time_point began_;
+  director::process::StopOnce stop_;
+  boost::asio::steady_timer poll_;
 };
 
 int run(const config::Config& configuration) {
@@ -215,30 +210,12 @@ int run(const config::Config& configuration) {
        {"threads", std::to_string(threads)},
        {"config", config::to_json(configuration)}});
 
-  boost::asio::signal_set hangups(context, SIGHUP);
-  std::function<void(const boost::system::error_code&, int)> on_hangup = [&](const boost::system::error_code& error,
-                                                                             int) {
-    if (error) return;
-    log(LogLevel::warn, "SIGHUP ignored: restart the spawner to change its configuration");
-    hangups.async_wait(on_hangup);
-  };
-  hangups.async_wait(on_hangup);
-
   StopSequence stop(context,
-                    {[&] { pages.stop(); }, [&] { operators.stop(); }, [&] { hangups.cancel(); },
+                    {[&] { pages.stop(); }, [&] { operators.stop(); },
                      [&] { watcher.stop(); }, [&] { retirer.stop(); }, [&] { feed.close_all(); },
                      [&] { service.stop(); }},
                     service, resolver);
-  boost::asio::signal_set signals(context, SIGTERM, SIGINT);
-  signals.async_wait([&stop](const boost::system::error_code& error, int signal) {
-    if (!error) stop.begin(signal);
-  });
-
-  std::vector<std::thread> workers;
-  workers.reserve(threads - 1);
-  for (unsigned i = 1; i < threads; ++i) workers.emplace_back([&] { context.run(); });
-  context.run();
-  for (auto& worker : workers) worker.join();
+  director::process::run_until_stopped(context, threads, "spawner", [&stop](int signal) { stop.begin(signal); });
   log(LogLevel::info, "stopped");
   return 0;
 }
