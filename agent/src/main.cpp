@@ -5,16 +5,13 @@
 #include "server/decision_service.hpp"
 #include "server/http_endpoints.hpp"
 #include "log/log.hpp"
+#include "process/program.hpp"
 #include "process/run_loop.hpp"
-#include "net/health_probe.hpp"
 #include "server/resolver.hpp"
 #include "server/server.hpp"
 
 #include <boost/asio/io_context.hpp>
 
-#include <csignal>
-#include <exception>
-#include <iostream>
 #include <sstream>
 #include <vector>
 
@@ -25,23 +22,6 @@ using director::log;
 
 constexpr auto stop_grace = std::chrono::milliseconds(2000);
 constexpr auto stop_deadline = std::chrono::milliseconds(5000);
-
-// --health: whether the agent running with `config` is ready (its GET /readyz), for container
-// health checks. Exit 0 when ready, 1 with the reason on stderr otherwise.
-int health(const director::config::Config& config) {
-  constexpr auto health_timeout = std::chrono::milliseconds(1000);  // within the HEALTHCHECK's 2 s
-  if (config.http_listen.port() == 0) {
-    std::cerr << "director-agent: not healthy: http_listen has port 0, so the port the agent bound is unknown; "
-                 "give --health the agent's actual DIRECTOR_HTTP_LISTEN\n";
-    return 1;
-  }
-  const auto target = director::net::health_target(config.http_listen);
-  if (const auto problem = director::net::readiness_problem(target, health_timeout, "director-agent --health")) {
-    std::cerr << "director-agent: not healthy: " << *problem << '\n';
-    return 1;
-  }
-  return 0;
-}
 
 // The graceful stop that SIGTERM or SIGINT begins: both listeners close, each SPOP connection
 // answers what is pending (for at most stop_grace), says AGENT-DISCONNECT and closes (a peer
@@ -93,38 +73,9 @@ int run(const director::config::Config& config) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::signal(SIGPIPE, SIG_IGN);
-  std::vector<std::string_view> arguments(argv + 1, argv + argc);
-  const auto parsed = director::config::parse(arguments, director::config::process_environment());
-  if (const auto* error = std::get_if<std::string>(&parsed)) {
-    std::cerr << "director-agent: " << *error << '\n';
-    return 2;
-  }
-  const auto& invocation = std::get<director::config::Invocation>(parsed);
-  switch (invocation.command) {
-    case director::config::Command::help:
-      director::config::print_help(std::cout);
-      return 0;
-    case director::config::Command::help_markdown:
-      director::config::print_markdown(std::cout);
-      return 0;
-    case director::config::Command::version:
-      std::cout << "director-agent " << director::config::version() << '\n';
-      return 0;
-    case director::config::Command::check_config:
-      std::cout << director::config::to_json(invocation.config) << '\n';
-      return 0;
-    case director::config::Command::health:
-      return health(invocation.config);
-    case director::config::Command::run:
-      break;
-  }
-  director::set_log_level(invocation.config.log_level);
-  director::set_log_format(invocation.config.log_format);
-  try {
-    return run(invocation.config);
-  } catch (const std::exception& error) {
-    log(LogLevel::error, "director-agent failed", {{"error", error.what()}});
-    return 1;
-  }
+  namespace config = director::config;
+  const director::process::Program<config::Config> program{
+      "director-agent", "DIRECTOR_HTTP_LISTEN", config::parse, config::print_help, config::print_markdown, config::to_json,
+      config::version, run};
+  return director::process::main(program, argc, argv);
 }

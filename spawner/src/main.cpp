@@ -5,10 +5,10 @@
 #include "log/log.hpp"
 #include "metrics/metrics.hpp"
 #include "net/awaitable.hpp"
-#include "net/health_probe.hpp"
 #include "net/http_client.hpp"
 #include "net/http_server.hpp"
 #include "net/resolver.hpp"
+#include "process/program.hpp"
 #include "process/run_loop.hpp"
 #include "runtime/docker_runtime.hpp"
 #include "server/endpoints.hpp"
@@ -22,10 +22,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 
-#include <csignal>
-#include <exception>
 #include <functional>
-#include <iostream>
 #include <optional>
 #include <sstream>
 #include <vector>
@@ -89,23 +86,6 @@ bool image_has_health_check(director::spawner::runtime::Runtime& runtime, const 
     return false;
   }
   return *answer;
-}
-
-// --health: whether the spawner running with `configuration` is ready (its GET /readyz), for
-// container health checks. Exit 0 when ready, 1 with the reason on stderr otherwise.
-int health(const config::Config& configuration) {
-  constexpr auto health_timeout = std::chrono::milliseconds(1000);  // within a HEALTHCHECK's 2 s
-  if (configuration.http_listen.port() == 0) {
-    std::cerr << "director-spawner: not healthy: http_listen has port 0, so the port the spawner bound is unknown; "
-                 "give --health the spawner's actual SPAWNER_HTTP_LISTEN\n";
-    return 1;
-  }
-  const auto target = director::net::health_target(configuration.http_listen);
-  if (const auto problem = director::net::readiness_problem(target, health_timeout, "director-spawner --health")) {
-    std::cerr << "director-spawner: not healthy: " << *problem << '\n';
-    return 1;
-  }
-  return 0;
 }
 
 // SIGTERM or SIGINT: both listeners close, the watcher and the retirer stop, the operations in
@@ -223,38 +203,8 @@ int run(const config::Config& configuration) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::signal(SIGPIPE, SIG_IGN);
-  std::vector<std::string_view> arguments(argv + 1, argv + argc);
-  const auto parsed = config::parse(arguments, config::process_environment());
-  if (const auto* error = std::get_if<std::string>(&parsed)) {
-    std::cerr << "director-spawner: " << *error << '\n';
-    return 2;
-  }
-  const auto& invocation = std::get<config::Invocation>(parsed);
-  switch (invocation.command) {
-    case config::Command::help:
-      config::print_help(std::cout);
-      return 0;
-    case config::Command::help_markdown:
-      config::print_markdown(std::cout);
-      return 0;
-    case config::Command::version:
-      std::cout << "director-spawner " << config::version() << '\n';
-      return 0;
-    case config::Command::check_config:
-      std::cout << config::to_json(invocation.config) << '\n';
-      return 0;
-    case config::Command::health:
-      return health(invocation.config);
-    case config::Command::run:
-      break;
-  }
-  director::set_log_level(invocation.config.log_level);
-  director::set_log_format(invocation.config.log_format);
-  try {
-    return run(invocation.config);
-  } catch (const std::exception& error) {
-    log(LogLevel::error, "director-spawner failed", {{"error", error.what()}});
-    return 1;
-  }
+  const director::process::Program<config::Config> program{
+      "director-spawner", "SPAWNER_HTTP_LISTEN", config::parse, config::print_help, config::print_markdown, config::to_json,
+      config::version, run};
+  return director::process::main(program, argc, argv);
 }
