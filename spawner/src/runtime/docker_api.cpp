@@ -140,11 +140,11 @@ std::string create_body(const core::ContainerSpec& spec) {
     }
   }
   body["HostConfig"] = std::move(host);
-  return body.dump();
+  return body.dump(-1, ' ', false, Json::error_handler_t::replace);  // a non-UTF-8 username never throws
 }
 
 std::string volume_create_body(const core::ContainerSpec& spec) {
-  return Json{{"Name", spec.volume_name}, {"Labels", spec.labels}}.dump();
+  return Json{{"Name", spec.volume_name}, {"Labels", spec.labels}}.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
 std::string parse_created_id(std::string_view json) { return string_at(parse(json), "Id"); }

@@ -9,6 +9,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <algorithm>
+#include <memory>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -32,10 +33,11 @@ std::string seconds_text(core::Clock::duration elapsed) {
          std::to_string(ms % 10);
 }
 
-// Decrements the running count when a command coroutine ends, however it ends.
+// Decrements the running count when a command coroutine ends, however it ends. It shares the
+// count: a frame left suspended at shutdown is destroyed with the io_context, after the service.
 struct RunningGuard {
-  std::atomic<std::size_t>& running;
-  ~RunningGuard() { --running; }
+  std::shared_ptr<std::atomic<std::size_t>> running;
+  ~RunningGuard() { --*running; }
 };
 
 }  // namespace
@@ -84,7 +86,7 @@ void SpawnService::apply(std::string_view label, Change change) {
       }
     }
   }
-  if (fetch) start_log_fetch(fetch->first, fetch->second);
+  if (fetch) start_log_fetch(fetch->first, fetch->second, LogFetch::always);
   dispatch(std::move(commands));
 }
 
@@ -135,15 +137,7 @@ std::string SpawnService::logs(std::string_view label) const {
 
 void SpawnService::refresh_logs(const core::UserView& view) {
   if (!view.container || !view.container->managed || view.container->id.empty()) return;
-  {
-    const std::scoped_lock lock(mutex_);
-    const auto found = logs_.find(view.label);
-    if (found != logs_.end() &&
-        (found->second.fetching || core::Clock::now() - found->second.fetched < settings_.logs_refresh)) {
-      return;
-    }
-  }
-  start_log_fetch(view.label, view.container->id);
+  start_log_fetch(view.label, view.container->id, LogFetch::when_stale);
 }
 
 std::string SpawnService::container_host(std::string_view label) const {
@@ -157,19 +151,27 @@ void SpawnService::stop() { stopping_ = true; }
 void SpawnService::dispatch(std::vector<core::Command> commands) {
   for (auto& command : commands) {
     if (stopping_) return;
-    ++running_;
+    ++*running_;
     boost::asio::co_spawn(strand_, execute(std::move(command)), net::log_if_thrown("spawner command"));
   }
 }
 
-void SpawnService::start_log_fetch(const std::string& label, const std::string& id) {
+void SpawnService::start_log_fetch(const std::string& label, const std::string& id, LogFetch when) {
   {
+    // Checked and marked under one lock: one fetch however many pages ask at once.
     const std::scoped_lock lock(mutex_);
-    if (logs_.size() >= max_log_entries && !logs_.contains(label)) logs_.clear();  // bounded; refetched on demand
-    logs_[label].fetching = true;
+    const auto found = logs_.find(label);
+    if (when == LogFetch::when_stale && found != logs_.end() && found->second.container_id == id &&
+        (found->second.fetching || core::Clock::now() - found->second.fetched < settings_.logs_refresh)) {
+      return;
+    }
+    if (logs_.size() >= max_log_entries && found == logs_.end()) logs_.clear();  // bounded; refetched on demand
+    auto& entry = logs_[label];
+    if (entry.container_id != id) entry = LogEntry{.container_id = id};  // never another container's lines
+    entry.fetching = true;
   }
   if (stopping_) return;
-  ++running_;
+  ++*running_;
   boost::asio::co_spawn(strand_, fetch_logs(label, id), net::log_if_thrown("spawner log fetch"));
 }
 
@@ -177,7 +179,9 @@ boost::asio::awaitable<void> SpawnService::fetch_logs(std::string label, std::st
   const RunningGuard guard{running_};
   auto result = co_await metered(metrics_, RuntimeCall::logs, runtime_.logs(id, settings_.log_lines, settings_.log_bytes));
   const std::scoped_lock lock(mutex_);
-  auto& entry = logs_[label];
+  const auto found = logs_.find(label);
+  if (found == logs_.end() || found->second.container_id != id) co_return;  // a newer container's fetch took over
+  auto& entry = found->second;
   entry.fetching = false;
   entry.fetched = core::Clock::now();
   if (result) {
@@ -190,24 +194,44 @@ boost::asio::awaitable<void> SpawnService::fetch_logs(std::string label, std::st
 boost::asio::awaitable<void> SpawnService::execute(core::Command command) {
   const RunningGuard guard{running_};
   core::ResultValue value = core::CallFailure{core::CallError::unavailable, "not run"};
-  if (const auto* inspect = std::get_if<core::InspectContainer>(&command.action)) {
-    auto result = co_await metered(metrics_, RuntimeCall::inspect, runtime_.inspect(inspect->name));
-    if (result) value = core::Inspected{std::move(*result)}; else value = call_failure(result.error());
-  } else if (const auto* pull = std::get_if<core::PullImage>(&command.action)) {
-    auto result = co_await metered(metrics_, RuntimeCall::pull, runtime_.pull(pull->image));
-    if (result) value = core::Pulled{}; else value = call_failure(result.error());
-  } else if (auto* create = std::get_if<core::CreateContainer>(&command.action)) {
-    auto result = co_await metered(metrics_, RuntimeCall::create, runtime_.create(std::move(create->spec)));
-    if (result) value = core::Created{std::move(*result)}; else value = call_failure(result.error());
-  } else if (const auto* start = std::get_if<core::StartContainer>(&command.action)) {
-    auto result = co_await metered(metrics_, RuntimeCall::start, runtime_.start(start->id));
-    if (result) value = core::Started{}; else value = call_failure(result.error());
-  } else if (const auto* wait = std::get_if<core::AwaitReady>(&command.action)) {
-    value = co_await await_ready(command.label, *wait);
+  // Whatever a command throws becomes its failure: the lifecycle must hear every command's end,
+  // or the user's operation never ends and every later wake returns nothing.
+  try {
+    value = co_await run(command);
+  } catch (const std::exception& error) {
+    log(LogLevel::error, "a runtime command threw", {{"label", command.label}, {"message", error.what()}});
+    value = core::CallFailure{core::CallError::unavailable, error.what()};
   }
   if (stopping_) co_return;
   const core::Result result{command.label, command.operation, std::move(value)};
   apply(command.label, [&](core::Lifecycle& lifecycle, core::TimePoint now) { return lifecycle.on_result(result, now); });
+}
+
+boost::asio::awaitable<core::ResultValue> SpawnService::run(core::Command& command) {
+  if (const auto* inspect = std::get_if<core::InspectContainer>(&command.action)) {
+    auto result = co_await metered(metrics_, RuntimeCall::inspect, runtime_.inspect(inspect->name));
+    if (result) co_return core::Inspected{std::move(*result)};
+    co_return call_failure(result.error());
+  }
+  if (const auto* pull = std::get_if<core::PullImage>(&command.action)) {
+    auto result = co_await metered(metrics_, RuntimeCall::pull, runtime_.pull(pull->image));
+    if (result) co_return core::Pulled{};
+    co_return call_failure(result.error());
+  }
+  if (auto* create = std::get_if<core::CreateContainer>(&command.action)) {
+    auto result = co_await metered(metrics_, RuntimeCall::create, runtime_.create(std::move(create->spec)));
+    if (result) co_return core::Created{std::move(*result)};
+    co_return call_failure(result.error());
+  }
+  if (const auto* start = std::get_if<core::StartContainer>(&command.action)) {
+    auto result = co_await metered(metrics_, RuntimeCall::start, runtime_.start(start->id));
+    if (result) co_return core::Started{};
+    co_return call_failure(result.error());
+  }
+  if (const auto* wait = std::get_if<core::AwaitReady>(&command.action)) {
+    co_return co_await await_ready(command.label, *wait);
+  }
+  co_return core::CallFailure{core::CallError::unavailable, "not run"};
 }
 
 boost::asio::awaitable<core::ReadyResult> SpawnService::await_ready(const std::string& label, core::AwaitReady wait) {
@@ -215,8 +239,8 @@ boost::asio::awaitable<core::ReadyResult> SpawnService::await_ready(const std::s
   boost::asio::steady_timer pause(executor);
   const auto host = container_host(label);
   std::optional<core::ContainerStatus> last;
-  auto next_inspect = core::Clock::now() + settings_.inspect_interval;
-  const bool by_health = wait.readiness == core::Readiness::health_check;
+  auto next_inspect = core::Clock::now();  // inspect first: the container may have a health check
+  bool by_health = wait.readiness == core::Readiness::health_check;
   for (;;) {
     if (stopping_) co_return core::ReadyResult{core::ReadyOutcome::timed_out, last};
     auto now = core::Clock::now();
@@ -227,6 +251,9 @@ boost::asio::awaitable<core::ReadyResult> SpawnService::await_ready(const std::s
         if (!*inspected) co_return core::ReadyResult{core::ReadyOutcome::exited, last};  // removed meanwhile
         last = **inspected;
         if (has_exited(*last)) co_return core::ReadyResult{core::ReadyOutcome::exited, last};
+        // The container has a health check after all (the image's, unknown when the spawner
+        // started): its check decides, not the port.
+        if (!by_health && last->health != core::Health::none) by_health = true;
         if (by_health && last->health == core::Health::healthy) co_return core::ReadyResult{core::ReadyOutcome::ready, last};
         if (by_health && last->health == core::Health::unhealthy) {
           co_return core::ReadyResult{core::ReadyOutcome::unhealthy, last};

@@ -23,6 +23,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -72,12 +73,13 @@ class SpawnService {
   std::string container_host(std::string_view label) const;
 
   // Commands (and log fetches) running now.
-  std::size_t operations_in_flight() const noexcept { return running_.load(); }
+  std::size_t operations_in_flight() const noexcept { return running_->load(); }
   // No command starts after this; readiness waits end at their next poll. Safe from any thread.
   void stop();
 
  private:
   struct LogEntry {
+    std::string container_id;  // whose lines `text` holds
     std::string text;
     core::TimePoint fetched{};
     bool fetching = false;
@@ -88,10 +90,14 @@ class SpawnService {
   void apply(std::string_view label, Change change);
   void dispatch(std::vector<core::Command> commands);
   boost::asio::awaitable<void> execute(core::Command command);
+  // The command run against the runtime; its outcome as the lifecycle hears it.
+  boost::asio::awaitable<core::ResultValue> run(core::Command& command);
   boost::asio::awaitable<core::ReadyResult> await_ready(const std::string& label, core::AwaitReady wait);
   boost::asio::awaitable<bool> port_accepts(const std::string& host, core::TimePoint deadline);
   boost::asio::awaitable<void> fetch_logs(std::string label, std::string id);
-  void start_log_fetch(const std::string& label, const std::string& id);
+  enum class LogFetch : std::uint8_t { always, when_stale };  // when_stale: not within logs_refresh
+  // Fetches container `id`'s lines for `label` in the background (dropping another container's).
+  void start_log_fetch(const std::string& label, const std::string& id, LogFetch when);
 
   boost::asio::strand<boost::asio::any_io_executor> strand_;
   SpawnSettings settings_;
@@ -102,7 +108,9 @@ class SpawnService {
   mutable std::mutex mutex_;
   core::Lifecycle lifecycle_;                                            // guarded by mutex_
   std::map<std::string, LogEntry, std::less<>> logs_;                     // guarded by mutex_
-  std::atomic<std::size_t> running_{0};
+  // Shared with each running command's guard: a coroutine frame destroyed after the service (by
+  // the io_context, at shutdown) still decrements a live count.
+  std::shared_ptr<std::atomic<std::size_t>> running_ = std::make_shared<std::atomic<std::size_t>>(0);
   std::atomic<bool> stopping_{false};
 };
 

@@ -118,6 +118,15 @@ TEST_CASE("network host or none is a NetworkMode without aliases, and a check of
   CHECK(body["Healthcheck"]["Test"] == Json{"CMD", "wget", "-q", "http://127.0.0.1:8080/"});
 }
 
+TEST_CASE("a username that is not UTF-8 is replaced in the bodies, never thrown on") {
+  auto spec = alice_spec();
+  spec.labels["io.container-director.user"] = "al\xffice";
+  spec.environment.push_back("DIRECTOR_USER=al\xffice");
+  const Json body = Json::parse(docker::create_body(spec));
+  CHECK(body["Labels"]["io.container-director.user"] == "al\xef\xbf\xbdice");  // U+FFFD
+  CHECK(Json::parse(docker::volume_create_body(spec))["Labels"]["io.container-director.user"] == "al\xef\xbf\xbdice");
+}
+
 TEST_CASE("the volume is created with the container's labels") {
   const Json body = Json::parse(docker::volume_create_body(alice_spec()));
   CHECK(body["Name"] == "director-home-alice");

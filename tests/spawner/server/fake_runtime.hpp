@@ -15,6 +15,7 @@
 #include <deque>
 #include <map>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,7 @@ class FakeRuntime : public runtime::Runtime {
   bool available = true;                     // false: every call fails as unavailable
   std::chrono::milliseconds call_delay{0};   // every call but watch waits this long first
   std::optional<Error> create_error;         // create fails with it
+  bool create_throws = false;                // create throws std::runtime_error (a bug below the runtime)
   std::optional<Error> start_error;
   bool start_exits = false;                  // a started container exits at once (exit code 3)
   core::Health health_after_start = core::Health::none;  // starting, healthy, unhealthy
@@ -94,6 +96,7 @@ class FakeRuntime : public runtime::Runtime {
     co_await delay();
     if (!available) co_return unavailable();
     if (create_error) co_return *create_error;
+    if (create_throws) throw std::runtime_error("the fake runtime threw");
     if (containers.contains(spec.name)) co_return Error{core::CallError::conflict, 409, "name in use"};
     core::ContainerStatus container;
     container.id = "id-" + spec.name;

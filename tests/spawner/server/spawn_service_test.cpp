@@ -38,6 +38,33 @@ TEST_CASE("a wake answers at once and the container becomes ready when its port 
   CHECK(service.operations_in_flight() == 0);
 }
 
+TEST_CASE("a runtime command that throws ends the operation as failed; the next wake retries") {
+  Fixture fixture;
+  fixture.runtime.create_throws = true;
+  auto& service = fixture.make_service();
+  service.wake(alice);
+  REQUIRE(run_until(fixture.io, [&] { return fixture.phase("alice") == core::Phase::failed; }));
+  CHECK_FALSE(service.view("alice").in_flight);
+  CHECK(service.operations_in_flight() == 0);
+  fixture.runtime.create_throws = false;
+  service.wake(alice);
+  REQUIRE(run_until(fixture.io, [&] { return fixture.phase("alice") == core::Phase::ready; }));
+  CHECK(fixture.runtime.creates == 2);
+}
+
+TEST_CASE("a command left suspended at shutdown may be destroyed after the service") {
+  Fixture fixture;
+  fixture.runtime.call_delay = std::chrono::hours(1);
+  auto& service = fixture.make_service();
+  service.wake(alice);
+  fixture.io.poll();
+  CHECK(service.operations_in_flight() == 1);
+  service.stop();
+  fixture.service.reset();  // as main's run() does: the service goes before the io_context
+  // The io_context (declared first) destroys the suspended frame last; ASan catches a write into
+  // the destroyed service.
+}
+
 TEST_CASE("200 concurrent wakes create one container") {
   Fixture fixture;
   fixture.runtime.call_delay = std::chrono::milliseconds(20);
@@ -63,6 +90,32 @@ TEST_CASE("a container whose port never accepts fails as not ready, with its log
   CHECK(service.logs("alice") == fixture.runtime.logs_text);
 }
 
+TEST_CASE("the log lines shown are the current container's, fetched once however often asked") {
+  Fixture fixture;
+  auto& service = fixture.make_service();
+  core::UserView view;
+  view.label = "alice";
+  view.container = director::spawner::test::managed_running("alice");
+  view.container->id = "first";
+  fixture.runtime.logs_text = "the first container's line\n";
+  service.refresh_logs(view);
+  service.refresh_logs(view);
+  REQUIRE(run_until(fixture.io, [&] { return !service.logs("alice").empty(); }));
+  CHECK(fixture.runtime.log_reads == 1);
+  service.refresh_logs(view);  // within logs_refresh: not again
+  director::spawner::test::run_for(fixture.io, std::chrono::milliseconds(20));
+  CHECK(fixture.runtime.log_reads == 1);
+
+  // A new container under the same label: its lines, never the previous one's.
+  view.container->id = "second";
+  fixture.runtime.logs_text = "the second container's line\n";
+  service.refresh_logs(view);
+  CHECK(service.logs("alice").empty());
+  REQUIRE(run_until(fixture.io, [&] { return !service.logs("alice").empty(); }));
+  CHECK(service.logs("alice") == "the second container's line\n");
+  CHECK(fixture.runtime.log_reads == 2);
+}
+
 TEST_CASE("a container that exits before it is ready fails as exited") {
   Fixture fixture;
   fixture.container.close();
@@ -83,6 +136,15 @@ TEST_CASE("health readiness waits for the health check") {
   service.wake(alice);
   REQUIRE(run_until(fixture.io, [&] { return fixture.phase("alice") == core::Phase::ready; }));
   CHECK(fixture.runtime.containers.at("vscode-alice").health == core::Health::healthy);
+}
+
+TEST_CASE("a health check unknown at startup decides once an inspect shows it, not the port") {
+  Fixture fixture;  // the port accepts; neither the template nor (as far as startup knew) the image has a check
+  fixture.runtime.health_after_start = core::Health::unhealthy;
+  auto& service = fixture.make_service();
+  service.wake(alice);
+  REQUIRE(run_until(fixture.io, [&] { return fixture.phase("alice") == core::Phase::failed; }));
+  CHECK(service.view("alice").failure->kind == core::FailureKind::unhealthy);
 }
 
 TEST_CASE("an unhealthy container fails as unhealthy") {
