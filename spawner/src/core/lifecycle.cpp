@@ -57,6 +57,7 @@ void Lifecycle::enter(Record& record, Phase phase, TimePoint now) {
   if (record.phase != phase) record.phase_since = now;
   record.phase = phase;
   if (phase != Phase::failed) record.failure.reset();
+  if (phase != Phase::ready) record.ready_checked.reset();
 }
 
 void Lifecycle::end_operation(Record& record) { record.step = Step::none; }
@@ -89,7 +90,11 @@ std::vector<Command> Lifecycle::wake(const UserIdentity& user, TimePoint now) {
   if (user.label.empty()) return {};
   auto& record = records_[user.label];
   if (!user.username.empty()) record.username = user.username;
-  if (record.step != Step::none || record.phase == Phase::ready) return {};
+  if (record.step != Step::none) return {};
+  if (record.phase == Phase::ready && record.ready_checked &&
+      now - *record.ready_checked < settings_.ready_check_valid_for) {
+    return {};
+  }
   if (record.phase == Phase::failed && now - record.phase_since < settings_.retry_after) return {};
   record.operation = ++last_operation_;
   record.operation_started = now;
@@ -239,6 +244,7 @@ std::vector<Command> Lifecycle::on_result(const Result& result, TimePoint now) {
           case ReadyOutcome::ready:
             end_operation(record);
             enter(record, Phase::ready, now);
+            record.ready_checked = now;
             return {};
           case ReadyOutcome::exited:
             fail(record, FailureKind::exited, exit_detail(record.container, "it exited before it was ready"), now);
@@ -287,6 +293,7 @@ std::vector<Command> Lifecycle::on_event(const ContainerEvent& event, TimePoint 
       break;
     case EventKind::started:
       record.container->state = ContainerState::running;
+      record.ready_checked.reset();  // a new start: no check has seen this run ready
       if (record.container->health != Health::none) record.container->health = Health::starting;
       break;
     case EventKind::stopped:
@@ -358,6 +365,7 @@ UserView Lifecycle::view_of(const std::string& label, const Record& record) {
   view.in_flight = record.step != Step::none;
   view.operation_started = record.operation_started;
   if (record.phase == Phase::waiting_for_ready) view.readiness = record.readiness;
+  view.ready_checked = record.ready_checked;
   return view;
 }
 

@@ -38,7 +38,9 @@
 // user whose container is not (stopped, died, gone, or its health check turned unhealthy) is
 // absent, so the next wake inspects it again and awaits it or shows why it fails. A start
 // resets a known health to starting (as the runtime does). A failed user stays failed until
-// its container serves.
+// its container serves. Such a ready user is not checked: a wake of theirs (HAProxy sent them
+// here, so the container is not alive for the director) starts an operation, as does one later
+// than ready_check_valid_for after the last passed check.
 // Not thread-safe: the I/O layer keeps it on one strand.
 #pragma once
 
@@ -142,6 +144,11 @@ struct LifecycleSettings {
   std::chrono::milliseconds ready_timeout{120'000};
   // A navigation this soon after a failure shows the failure again instead of retrying.
   std::chrono::milliseconds retry_after{2000};
+  // How long a passed readiness check (an AwaitReady that ended ready) stands: a wake from a
+  // ready user later than this, or whose readiness no check confirmed (a container found
+  // running through an event or a snapshot), starts an operation (inspect, await ready) -
+  // HAProxy sending the user here is evidence the container is not alive.
+  std::chrono::milliseconds ready_check_valid_for{30'000};
   // Whether the template's image has a health check of its own (Runtime::image_has_health_check,
   // asked by the I/O layer): a container created from it is then awaited by its health check.
   bool image_has_health_check = false;
@@ -161,6 +168,9 @@ struct UserView {
   TimePoint operation_started{};
   // How readiness is awaited; set while phase == waiting_for_ready.
   std::optional<Readiness> readiness;
+  // When a readiness check last passed (an AwaitReady ended ready); unset when none did since
+  // the container last changed (a ready phase from an event or a snapshot only).
+  std::optional<TimePoint> ready_checked;
 };
 
 class Lifecycle {
@@ -168,7 +178,8 @@ class Lifecycle {
   explicit Lifecycle(LifecycleSettings settings);
 
   // A page navigation from `user` (the wake policy allowed it). Starts an operation unless one
-  // is in flight, the container is ready, or it failed less than retry_after ago.
+  // is in flight, a readiness check passed less than ready_check_valid_for ago (the user is
+  // ready), or it failed less than retry_after ago.
   std::vector<Command> wake(const UserIdentity& user, TimePoint now);
 
   // The result of a command this Lifecycle returned. Returns the next commands.
@@ -209,6 +220,7 @@ class Lifecycle {
     bool inspected_after_conflict = false;
     bool pulled = false;
     std::optional<Readiness> readiness;
+    std::optional<TimePoint> ready_checked;
   };
   using Records = std::map<std::string, Record, std::less<>>;
 

@@ -81,18 +81,21 @@ Identity read_identity(const PageSources& sources, const Request& request) {
     ++usernames;
     identity.user.username = std::string(entry->value());
   }
-  const auto host = header(request, container_host_header);
   if (usernames != 1 || identity.user.username.empty()) {
     identity.problem = "it does not carry exactly one non-empty " + std::string(username_header);
     return identity;
   }
-  if (!host || host->empty()) {
-    identity.problem = "it does not carry " + std::string(container_host_header);
-    return identity;
-  }
+  // HAProxy sets the label and the container host together or not at all (both absent when the
+  // agent is down and the username is not a DNS label): no label is the 503 "cannot place you",
+  // and the host is required only with a label.
   const auto label = header(request, label_header);
   if (!label || label->empty()) {
     identity.no_label = true;
+    return identity;
+  }
+  const auto host = header(request, container_host_header);
+  if (!host || host->empty()) {
+    identity.problem = "it does not carry " + std::string(container_host_header);
     return identity;
   }
   if (!label_shaped(*label)) {
@@ -122,6 +125,12 @@ core::RequestSignals request_signals(const Request& request) {
   signals.sec_fetch_dest = header(request, "Sec-Fetch-Dest");
   signals.accept = header(request, field::field::accept);
   signals.upgrade = request.find(field::field::upgrade) != request.end();
+  constexpr std::string_view sec_fetch_prefix = "sec-fetch-";
+  signals.other_sec_fetch = std::any_of(request.begin(), request.end(), [&](const auto& entry) {
+    const std::string_view name(entry.name_string().data(), entry.name_string().size());
+    return name.size() >= sec_fetch_prefix.size() && ieq(name.substr(0, sec_fetch_prefix.size()), sec_fetch_prefix) &&
+           !ieq(name, "Sec-Fetch-Mode") && !ieq(name, "Sec-Fetch-Dest");
+  });
   return signals;
 }
 
@@ -181,7 +190,10 @@ Response page_endpoint(const PageSources& sources, const Request& request) {
   if (view.phase == core::Phase::failed) {
     return serve(sources, failure_page(view, sources.service.logs(view.label), context));
   }
-  if (view.phase == core::Phase::ready && core::Clock::now() - view.phase_since > sources.unreachable_grace) {
+  // Unreachable only when a readiness check passed (the wake starts one otherwise), the
+  // director had unreachable_grace to notice, and still sent the user here.
+  if (view.phase == core::Phase::ready && view.ready_checked &&
+      core::Clock::now() - *view.ready_checked >= sources.unreachable_grace) {
     sources.service.refresh_logs(view);
     return serve(sources, unreachable_page(view, sources.service.logs(view.label), context));
   }

@@ -10,8 +10,9 @@
 //   - any other /.container-director/ path: 404.
 //   - anything else: the wake policy (core::decide_wake); refused -> 503 + Retry-After (JSON or
 //     HTML by Accept); a navigation wakes the user's container and gets the loading page, the
-//     failure page, or the "running but not reachable" page (ready for longer than
-//     unreachable_grace, yet the director sent the user here).
+//     failure page, or the "running but not reachable" page (a readiness check passed more than
+//     unreachable_grace ago, yet the director sent the user here; a ready user whose readiness
+//     no recent check confirmed is checked again: core::LifecycleSettings::ready_check_valid_for).
 // Operator listener (http_listen): GET /metrics, /healthz, /readyz, /status, /users (paged like
 // the agent's), and /events (the agents' feed, server/event_feed.hpp; 503 at its subscriber cap).
 #pragma once

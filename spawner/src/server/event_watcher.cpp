@@ -149,6 +149,29 @@ void EventWatcher::deliver(const core::ContainerEvent& event) {
     pending_.push_back(event);
     return;
   }
+  if (event.kind == core::EventKind::health && !event.id.empty()) {
+    boost::asio::co_spawn(strand_, publish_inspected_health(event), net::log_if_thrown("health event inspect"));
+    return;
+  }
+  publish(event);
+}
+
+boost::asio::awaitable<void> EventWatcher::publish_inspected_health(core::ContainerEvent event) {
+  // Podman 4.3's health event carries the status before the check that emitted it
+  // (runtime/docker_api.hpp): it says "look again", and the inspected health is the news.
+  auto inspected = co_await metered(metrics_, RuntimeCall::inspect, runtime_.inspect(event.id));
+  if (stopping_) co_return;
+  if (!inspected) {
+    log(LogLevel::warn, "cannot inspect a container after its health event",
+        {{"label", event.label}, {"message", inspected.error().message}});
+    co_return;
+  }
+  if (!*inspected) co_return;  // removed meanwhile: its remove event tells
+  event.health = (*inspected)->health;
+  publish(event);
+}
+
+void EventWatcher::publish(const core::ContainerEvent& event) {
   service_.on_event(event);
   feed_.on_event(event);
 }

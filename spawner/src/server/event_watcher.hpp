@@ -58,7 +58,12 @@ class EventWatcher {
   boost::asio::awaitable<std::optional<runtime::RuntimeError>> watch_once();
   boost::asio::awaitable<void> relist(std::uint64_t subscription);
   boost::asio::awaitable<void> pause(std::chrono::milliseconds duration);
+  // Applies an event (a health event through publish_inspected_health), or holds it while listing.
   void deliver(const core::ContainerEvent& event);
+  // A health event, with the health an inspect of the container reports now.
+  boost::asio::awaitable<void> publish_inspected_health(core::ContainerEvent event);
+  // To the service and the feed.
+  void publish(const core::ContainerEvent& event);
 
   boost::asio::strand<boost::asio::any_io_executor> strand_;
   runtime::Runtime& runtime_;

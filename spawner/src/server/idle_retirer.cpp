@@ -130,6 +130,7 @@ boost::asio::awaitable<RetirementRound> IdleRetirer::run_once() {
   }
   round.running = inputs.running.size();
   if (inputs.running.empty()) {
+    unknown_since_.clear();
     round.complete = true;
     co_return round;
   }
@@ -152,6 +153,8 @@ boost::asio::awaitable<RetirementRound> IdleRetirer::run_once() {
     }
     for (const auto& [username, count] : *table) by_username[username] += count;
   }
+  inputs.unknown_since = core::track_unknown(inputs, unknown_since_);
+  unknown_since_ = inputs.unknown_since;
   inputs.open_connections = core::open_connections_by_label(inputs.running, by_username);
   round.complete = inputs.complete;
   if (!inputs.complete) {

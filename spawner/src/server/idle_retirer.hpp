@@ -74,6 +74,7 @@ class IdleRetirer {
   runtime::Runtime& runtime_;
   metrics::Metrics& metrics_;
   core::TimePoint watching_since_;
+  core::UnknownSince unknown_since_;  // across rounds: see core::track_unknown (on the strand)
   boost::asio::steady_timer timer_;
   std::atomic<bool> stopping_{false};
 };

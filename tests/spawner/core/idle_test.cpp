@@ -58,6 +58,40 @@ TEST_CASE("a user no agent knows is not idle before a timeout since watching beg
   CHECK(plan[0].action == IdleAction::remove);
 }
 
+TEST_CASE("a user an agent forgot a minute ago is not idle, however long the spawner has watched", "[idle]") {
+  IdleSettings settings{1h, IdleAction::stop};
+  // Round 1, spawner up for 2 h: an agent saw alice 5 min ago.
+  auto first = inputs_at(t0 + 2h - 1min);
+  first.running = {running("alice")};
+  first.last_request["alice"] = t0 + 2h - 6min;
+  first.unknown_since = track_unknown(first, {});
+  CHECK(first.unknown_since.empty());
+  CHECK(plan_retirements(settings, first).empty());
+  // Round 2, a minute later: the agent restarted and forgot her.
+  auto second = inputs_at(t0 + 2h);
+  second.running = {running("alice")};
+  second.unknown_since = track_unknown(second, first.unknown_since);
+  REQUIRE(second.unknown_since.contains("alice"));
+  CHECK(second.unknown_since.at("alice") == t0 + 2h);
+  CHECK(plan_retirements(settings, second).empty());
+  // Still unknown an hour later (the first unknown round kept): retired.
+  auto later = inputs_at(t0 + 3h);
+  later.running = {running("alice")};
+  later.unknown_since = track_unknown(later, second.unknown_since);
+  CHECK(later.unknown_since.at("alice") == t0 + 2h);
+  const auto plan = plan_retirements(settings, later);
+  REQUIRE(plan.size() == 1);
+  CHECK(plan[0].idle_for == 1h);
+}
+
+TEST_CASE("track_unknown drops labels known again or whose container is gone", "[idle]") {
+  auto inputs = inputs_at(t0 + 2h);
+  inputs.running = {running("alice")};
+  inputs.last_request["alice"] = t0 + 2h;
+  const UnknownSince previous{{"alice", t0 + 1h}, {"gone", t0 + 1h}};
+  CHECK(track_unknown(inputs, previous).empty());
+}
+
 TEST_CASE("missing data or a zero timeout retires nobody", "[idle]") {
   auto inputs = inputs_at(t0 + 10h);
   inputs.running = {running("alice")};

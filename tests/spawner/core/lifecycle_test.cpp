@@ -524,6 +524,39 @@ TEST_CASE("runtime events", "[lifecycle][events]") {
   }
 }
 
+TEST_CASE("a ready user sent here is checked again unless a check passed recently", "[lifecycle]") {
+  auto settings = test_settings();
+  settings.ready_check_valid_for = 30s;
+  Lifecycle lifecycle(settings);
+  SECTION("ready from a snapshot only: the first wake inspects and awaits it") {
+    lifecycle.on_snapshot({managed_container("c1", ContainerState::running)}, t0);
+    REQUIRE(lifecycle.view("alice").phase == Phase::ready);
+    CHECK_FALSE(lifecycle.view("alice").ready_checked);
+    auto commands = lifecycle.wake(alice, t0 + 1s);
+    only<InspectContainer>(commands);
+    CHECK(lifecycle.view("alice").phase == Phase::inspecting);
+    commands = lifecycle.on_result(result_of(commands, Inspected{managed_container("c1", ContainerState::running)}),
+                                   t0 + 1s);
+    only<AwaitReady>(commands);
+    lifecycle.on_result(result_of(commands, ReadyResult{ReadyOutcome::ready, std::nullopt}), t0 + 2s);
+    CHECK(lifecycle.view("alice").ready_checked == t0 + 2s);
+    CHECK(lifecycle.wake(alice, t0 + 3s).empty());
+  }
+  SECTION("a passed check stands for ready_check_valid_for") {
+    auto commands = wake_to_await(lifecycle, t0);
+    lifecycle.on_result(result_of(commands, ReadyResult{ReadyOutcome::ready, std::nullopt}), t0 + 1s);
+    CHECK(lifecycle.wake(alice, t0 + 30s).empty());
+    only<InspectContainer>(lifecycle.wake(alice, t0 + 31s));
+  }
+  SECTION("a restart outside an operation voids the passed check") {
+    auto commands = wake_to_await(lifecycle, t0);
+    lifecycle.on_result(result_of(commands, ReadyResult{ReadyOutcome::ready, std::nullopt}), t0 + 1s);
+    lifecycle.on_event(ContainerEvent{EventKind::started, "c1", "alice", Health::none, {}}, t0 + 2s);
+    CHECK(lifecycle.view("alice").phase == Phase::ready);
+    only<InspectContainer>(lifecycle.wake(alice, t0 + 3s));
+  }
+}
+
 TEST_CASE("events while no operation knows the user", "[lifecycle][events]") {
   Lifecycle lifecycle(test_settings());
   SECTION("started elsewhere: ready, the director finds it") {

@@ -123,8 +123,11 @@ TEST_CASE("requests without the director's headers are refused and wake nothing"
 
 TEST_CASE("without a label the director cannot place the user: 503, Retry-After, no wake") {
   Fixture fixture;
+  // What HAProxy sends when the agent is down and the username is not a DNS label: neither the
+  // label nor the container host (it sets both or none).
   auto request = navigation();
   request.erase("X-Director-Label");
+  request.erase("X-Director-Container-Host");
   const auto response = fixture.pages.route(request);
   CHECK(response.result() == Status::service_unavailable);
   CHECK(response[http::field::retry_after] == "5");
@@ -169,6 +172,25 @@ TEST_CASE("the wake policy refuses fetch, WebSocket and assets with 503 and wake
   CHECK(metric_line(fixture.metrics, "director_spawner_wake_refused_total{kind=\"websocket\"}").ends_with(" 1"));
   CHECK(metric_line(fixture.metrics, "director_spawner_wake_refused_total{kind=\"asset\"}").ends_with(" 2"));
   CHECK(metric_line(fixture.metrics, "director_spawner_wake_refused_total{kind=\"not_navigation\"}").ends_with(" 1"));
+}
+
+TEST_CASE("fetch metadata other than Mode and Dest makes Accept alone not a navigation, as in HAProxy") {
+  auto site_only = navigation();
+  site_only.set("sec-fetch-site", "same-origin");
+  CHECK(server::request_signals(site_only).other_sec_fetch);
+  CHECK_FALSE(server::request_signals(navigation()).other_sec_fetch);
+  auto mode_and_dest = navigation();
+  mode_and_dest.set("Sec-Fetch-Mode", "navigate");
+  mode_and_dest.set("Sec-Fetch-Dest", "document");
+  CHECK_FALSE(server::request_signals(mode_and_dest).other_sec_fetch);
+  auto bare_prefix = navigation();
+  bare_prefix.set("Sec-Fetch-", "x");
+  CHECK(server::request_signals(bare_prefix).other_sec_fetch);  // haproxy.cfg: (^|;)sec-fetch-
+
+  Fixture fixture;
+  CHECK(fixture.pages.route(site_only).result() == Status::service_unavailable);
+  test::run_for(fixture.io, std::chrono::milliseconds(50));
+  CHECK(fixture.runtime.inspects == 0);
 }
 
 TEST_CASE("the status endpoint reports the phase and never wakes") {
@@ -220,6 +242,20 @@ TEST_CASE("a user whose container is ready yet who is sent here gets the not rea
   const auto again = fixture.pages.route(request);
   CHECK(contains(again.body(), "&lt;script&gt;alert(1)&lt;/script&gt;"));
   CHECK(fixture.runtime.creates == 1);
+}
+
+TEST_CASE("a container found running without a check gets a readiness check, not the unreachable page") {
+  Fixture fixture;
+  fixture.runtime.containers["vscode-alice"] = test::managed_running("alice");
+  fixture.service->on_snapshot({test::managed_running("alice")});
+  REQUIRE(fixture.phase() == core::Phase::ready);
+  const auto response = fixture.pages.route(navigation());
+  CHECK(response.result() == Status::ok);  // the loading page while the check runs
+  REQUIRE(run_until(fixture.io, [&] { return fixture.service->view("alice").ready_checked.has_value(); }));
+  CHECK(fixture.runtime.inspects >= 1);
+  CHECK(fixture.runtime.creates == 0);
+  // The check passed, yet the director sends the user here: the container is unreachable.
+  CHECK(fixture.pages.route(navigation()).result() == Status::bad_gateway);
 }
 
 TEST_CASE("the operator endpoints: readiness follows the watcher, users and metrics") {

@@ -40,6 +40,16 @@ struct Fixture {
   }
 };
 
+// The first line a new feed subscriber reads: the snapshot of what the watcher published.
+nlohmann::json first_feed_line(Fixture& fixture) {
+  auto subscription = fixture.feed.subscribe();
+  std::optional<std::string> first;
+  boost::asio::co_spawn(fixture.io, [&]() -> boost::asio::awaitable<void> { first = co_await subscription->next(); },
+                        director::net::log_if_thrown("test reader"));
+  REQUIRE(run_until(fixture.io, [&] { return first.has_value(); }));
+  return nlohmann::json::parse(*first);
+}
+
 }  // namespace
 
 TEST_CASE("the watcher lists, then follows the events, the feed's first line is the snapshot") {
@@ -53,17 +63,29 @@ TEST_CASE("the watcher lists, then follows the events, the feed's first line is 
   CHECK(watcher.runtime_info()->api_version == "1.41");
   CHECK(fixture.runtime.lists == 1);
 
-  auto subscription = fixture.feed.subscribe();
-  std::optional<std::string> first;
-  boost::asio::co_spawn(fixture.io, [&]() -> boost::asio::awaitable<void> { first = co_await subscription->next(); },
-                        director::net::log_if_thrown("test reader"));
-  REQUIRE(run_until(fixture.io, [&] { return first.has_value(); }));
-  const auto line = nlohmann::json::parse(*first);
+  const auto line = first_feed_line(fixture);
   CHECK(line["type"] == "snapshot");
   REQUIRE(line["containers"].size() == 1);
   CHECK(line["containers"][0]["label"] == "alice");
   // The died event came while the listing was pending: applied after the snapshot.
   CHECK(line["containers"][0]["state"] == "exited");
+}
+
+TEST_CASE("a health event publishes the inspected health, not the event's (Podman's is the one before)") {
+  Fixture fixture;
+  auto alice = managed_running("alice");
+  alice.health = core::Health::healthy;
+  fixture.runtime.containers["vscode-alice"] = alice;
+  fixture.runtime.events = {core::ContainerEvent{core::EventKind::health, "id-alice", "alice", core::Health::starting, {}}};
+  auto& watcher = fixture.start();
+  REQUIRE(run_until(fixture.io, [&] { return watcher.stream_connected() && fixture.runtime.inspects >= 1; }));
+  test::run_for(fixture.io, std::chrono::milliseconds(20));
+  REQUIRE(fixture.service.view("alice").container);
+  CHECK(fixture.service.view("alice").container->health == core::Health::healthy);
+  // The feed's snapshot for a new subscriber carries what it published.
+  const auto line = first_feed_line(fixture);
+  REQUIRE(line["containers"].size() == 1);
+  CHECK(line["containers"][0]["health"] == "healthy");
 }
 
 TEST_CASE("the watcher subscribes again after the stream breaks, and lists again") {
