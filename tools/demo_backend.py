@@ -21,7 +21,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC11D65"  # RFC 6455 section 1.3
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
 
 
 class Handler(BaseHTTPRequestHandler):

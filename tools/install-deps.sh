@@ -10,6 +10,7 @@ packages=(
   wrk prometheus clang libclang-rt-14-dev
   docker-compose
   podman busybox-static runc uidmap
+  chromium  # tests/e2e/test_browser_loading.py: the loading page in a real browser
 )
 
 missing=()

@@ -93,6 +93,7 @@ class PodmanService:
         # the directory, removed with it.
         self.runroot = Path("/tmp") / ("director-podman-run-" + hashlib.sha1(str(self.dir).encode()).hexdigest()[:10])
         self.timings = {}
+        self.process = None  # the service, when this object started it
 
     # --- the podman command line on the same store and configuration ---
     def env(self):
@@ -130,11 +131,12 @@ class PodmanService:
             raise RuntimeError(available())
         began = time.monotonic()
         self.write_configuration()
-        log = open(self.dir / "service.log", "w")
-        process = subprocess.Popen(
-            ["podman", *self.global_flags(), "system", "service", "--time=0", "unix://" + self.socket],
-            env=self.env(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
+        with open(self.dir / "service.log", "w") as log:  # the service keeps its own descriptor
+            process = subprocess.Popen(
+                ["podman", *self.global_flags(), "system", "service", "--time=0", "unix://" + self.socket],
+                env=self.env(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True)
+        self.process = process  # reaped by stop()
         self.pidfile.write_text(str(process.pid))
         deadline = time.monotonic() + timeout
         while True:
@@ -187,12 +189,20 @@ class PodmanService:
             try:
                 os.killpg(pid, signal.SIGTERM)
                 for _ in range(100):
-                    os.kill(pid, 0)
+                    if self.process is not None:  # our child: gone once reaped, not a zombie
+                        if self.process.poll() is not None:
+                            break
+                    else:
+                        os.kill(pid, 0)
                     time.sleep(0.05)
-                os.killpg(pid, signal.SIGKILL)
+                else:
+                    os.killpg(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
             self.pidfile.unlink()
+        if self.process is not None:
+            self.process.wait()
+            self.process = None
 
     def remove(self):
         """Stops and deletes the directory (the store included)."""

@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
-"""The whole director on loopback, without Docker: dnsmasq, director-agent, HAProxy (with
-haproxy/haproxy.cfg) and the demo spawner, plus demo user containers on 127.0.<n>.x.
+"""The whole director on loopback: dnsmasq, director-agent, HAProxy (with haproxy/haproxy.cfg)
+and a spawner, plus user containers on 127.0.<n>.x. The spawner is either the demo spawner
+(tools/demo_spawner.py, the default: no container runtime needed, its "containers" are
+demo_backend.py processes) or director-spawner with a private Podman API service
+(spawner="director", below).
 
 Used by tools/run-stack (the quick start) and by every end-to-end test:
 
@@ -10,6 +13,19 @@ Used by tools/run-stack (the quick start) and by every end-to-end test:
         stack.kill_agent(); stack.start_agent()
         stack.reload_haproxy()
         stack.stop_container("alice", signal.SIGKILL)
+
+With director-spawner (tools/podman.py's service, its busybox image, network host):
+
+    with Stack(spawner="director", users=["alice"]) as stack:
+        stack.expect_user("bob")            # an address and a DNS name for bob's container
+        stack.request("alice")              # the loading page; the spawner creates her container
+        seconds, answer = stack.wait_routed("alice")   # (status, headers, body) of her container
+        stack.spawner_metrics(); stack.spawner_status(); stack.podman_containers()
+
+Each user's container is busybox on the host's network: its command picks the user's own
+address from the environment (ADDRESSES="alice=127.0.<n>.101 bob=...", the stack hands them out
+and publishes vscode-<label> in its dnsmasq) and runs `container_script` (default: busybox
+httpd serving a page "container <label> <address>" on CONTAINER_PORT).
 
 Each component runs in its own process group (stack.components[name].stop(sig) stops one),
 dies with the process that started the stack, and logs to <run dir>/<component>.log; HAProxy
@@ -41,6 +57,49 @@ sys.path.insert(0, str(TOOLS))
 from agent import DEFAULT_AGENT, AgentProcess, agent_binary, parse_address  # noqa: E402
 from containers import Containers, claim_subnet  # noqa: E402
 from loopback import free_port, http_get, parse_metrics, reserve_port  # noqa: E402
+from podman import TEST_IMAGE, PodmanService  # noqa: E402
+from podman import api as podman_api  # noqa: E402
+from podman import available as podman_unavailable  # noqa: E402
+
+DEFAULT_SPAWNER = REPO / "build" / "default" / "spawner" / "director-spawner"
+
+# What each user's container runs (sh -c) once $ADDR (the user's own loopback address, from
+# ADDRESSES) and $PORT (CONTAINER_PORT) are set: busybox httpd serving a page naming the user
+# (container_page), and /cgi-bin/ws?<Sec-WebSocket-Key>, a WebSocket the container accepts and
+# then holds open, silent, for 10 minutes: an open connection HAProxy counts in
+# user_connections (busybox httpd passes a CGI's own status line through).
+SERVE_SCRIPT = r"""mkdir -p /tmp/www/cgi-bin
+echo "container {label} $ADDR" > /tmp/www/index.html
+cat > /tmp/www/cgi-bin/ws <<'CGI'
+#!/bin/sh
+accept=$(printf '%s' "${QUERY_STRING}258EAFA5-E914-47DA-95CA-C5AB0DC85B11" | sha1sum | cut -c1-40 | xxd -r -p | base64)
+printf 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n' "$accept"
+exec sleep 600
+CGI
+chmod +x /tmp/www/cgi-bin/ws
+echo "serving {label} on $ADDR:$PORT"
+exec httpd -f -p "$ADDR:$PORT" -h /tmp/www"""
+
+# The prelude of every container command: $ADDR from ADDRESSES (exits, saying so, without one).
+ADDRESS_PRELUDE = r"""ADDR=
+for entry in $ADDRESSES; do
+  case "$entry" in "{label}="*) ADDR="${entry#*=}" ;; esac
+done
+PORT="$CONTAINER_PORT"
+if [ -z "$ADDR" ]; then echo "no address for {label} in ADDRESSES" >&2; exit 64; fi
+"""
+
+
+def spawner_binary(binary=None):
+    """`binary`, else $DIRECTOR_SPAWNER_BIN (ctest sets it), else the default build's."""
+    return str(binary or os.environ.get("DIRECTOR_SPAWNER_BIN") or DEFAULT_SPAWNER)
+
+
+def director_spawner_unavailable(binary=None):
+    """Why the stack cannot run director-spawner here (a reason), or None when it can."""
+    if not Path(spawner_binary(binary)).is_file():
+        return f"{spawner_binary(binary)} is not built"
+    return podman_unavailable()
 
 IDENTITY = "X-Forwarded-Preferred-Username"
 
@@ -141,9 +200,15 @@ class Stack:
     def __init__(self, *, run_dir=None, agent_bin=None, fake_agent=None, fake_rules=None,
                  http="127.0.0.1:0", metrics="127.0.0.1:0", agent="127.0.0.1:0",
                  agent_http="127.0.0.1:0",
-                 dns="127.0.0.1:0", spawner="127.0.0.1:0", container_port=0,
+                 dns="127.0.0.1:0", spawner_listen="127.0.0.1:0", container_port=0,
                  host_prefix="vscode", domain="", agent_args=(), subnet_preference=None,
-                 haproxy_cfg=REPO / "haproxy" / "haproxy.cfg", haproxy_extra_env=None):
+                 haproxy_cfg=REPO / "haproxy" / "haproxy.cfg", haproxy_extra_env=None,
+                 spawner="demo", spawner_bin=None, spawner_settings=None, users=(),
+                 container_script=SERVE_SCRIPT, spawner_http="127.0.0.1:0"):
+        """spawner: "demo" (tools/demo_spawner.py) or "director" (director-spawner with a
+        Podman API service of its own; spawner_settings are extra SPAWNER_* variables, e.g.
+        {"SPAWNER_IDLE_TIMEOUT": "3s"}; users: labels given an address up front, see
+        expect_user; container_script: what each container runs, see SERVE_SCRIPT)."""
         if fake_agent is None:
             fake_agent = os.environ.get("DIRECTOR_E2E_FAKE_AGENT") == "1"
         self.fake_agent, self.fake_rules = fake_agent, fake_rules
@@ -159,7 +224,7 @@ class Stack:
         # SPOP one); the fake agent is given a free port.
         self.agent = endpoint(agent) if fake_agent else parse_address(agent)
         self.agent_http = parse_address(agent_http)
-        self.dns, self.spawner = endpoint(dns), endpoint(spawner)
+        self.dns, self.spawner = endpoint(dns), endpoint(spawner_listen)
         self.container_port = container_port or free_port()
         self.host_prefix, self.domain = host_prefix, domain
         self.agent_args, self.haproxy_cfg = list(agent_args), Path(haproxy_cfg)
@@ -170,6 +235,16 @@ class Stack:
         self.subnet, self._subnet_lock = claim_subnet(subnet_preference)
         self.components = {}
         self.containers = None
+        if spawner not in ("demo", "director"):
+            raise ValueError(f"spawner is demo or director, not {spawner!r}")
+        self.spawner_kind, self.spawner_bin = spawner, spawner_binary(spawner_bin)
+        self.spawner_settings = dict(spawner_settings or {})
+        self.container_script = container_script
+        self.spawner_http = endpoint(spawner_http)  # director-spawner's /metrics, /status...
+        self.podman = None
+        self.user_addresses = {}  # label -> its container's address (director-spawner)
+        for label in users:
+            self.expect_user(label)
 
     # --- the whole stack -------------------------------------------------------------------
 
@@ -182,6 +257,8 @@ class Stack:
         try:
             self.start_dns()
             self.start_agent()
+            if self.spawner_kind == "director":
+                self.start_podman()
             self.start_spawner()
             self.start_haproxy()
         except BaseException:
@@ -197,6 +274,12 @@ class Stack:
         self._release_haproxy_reservations()
         if self.containers is not None:
             self.containers.stop_all()
+        if self.podman is not None:
+            if os.environ.get("DIRECTOR_KEEP_RUN_DIR") == "1":
+                self.podman.stop()
+            else:
+                self.podman.remove()
+            self.podman = None
         if self._subnet_lock is not None:
             self._subnet_lock.close()
             self._subnet_lock = None
@@ -215,6 +298,10 @@ class Stack:
         out = [f"run directory: {self.run_dir}"]
         for name, component in self.components.items():
             out.append(f"--- {name}.log ---\n{component.log_tail(lines)}")
+        if self.podman is not None:
+            log = Path(self.podman.dir) / "service.log"
+            tail = log.read_text(errors="replace").splitlines()[-lines:] if log.exists() else []
+            out.append("--- podman service.log ---\n" + "\n".join(tail))
         return "\n".join(out)
 
     def _env(self, **extra):
@@ -301,6 +388,9 @@ class Stack:
     # --- the spawner -----------------------------------------------------------------------
 
     def start_spawner(self):
+        if self.spawner_kind == "director":
+            self.start_director_spawner()
+            return
         component = self._start("spawner", [
             sys.executable, TOOLS / "demo_spawner.py", "--listen",
             f"{self.spawner[0]}:{self.spawner[1]}", "--run-dir", self.run_dir,
@@ -312,6 +402,125 @@ class Stack:
     def spawner_requests(self):
         """What the spawner received, one dict per request (see demo_spawner.py)."""
         return _json_lines(self.run_dir / "spawner-requests.log")
+
+    # --- director-spawner and its Podman API service ---------------------------------------
+
+    def start_podman(self):
+        """The Podman API service of this stack (tools/podman.py), with its busybox image."""
+        self.podman = PodmanService(self.run_dir / "podman").start()
+
+    def expect_user(self, label):
+        """Gives `label`'s container its own address (127.0.<n>.101 up) and publishes
+        <prefix>-<label> in the stack's DNS: the name resolves before the container listens,
+        as with Docker's DNS once a container is created. Containers created later get the
+        address (the spawner's SPAWNER_ENV); after start(), restarts director-spawner so that
+        they do. Returns the address."""
+        if label in self.user_addresses:
+            return self.user_addresses[label]
+        if len(self.user_addresses) >= 150:
+            raise RuntimeError("at most 150 users per stack (127.0.<n>.101-250)")
+        addr = f"{self.subnet}.{101 + len(self.user_addresses)}"
+        self.user_addresses[label] = addr
+        if self.containers is not None:
+            self._publish_user(label)
+            if "spawner" in self.components and self.spawner_kind == "director":
+                self.components["spawner"].stop()
+                self.start_director_spawner()
+        return addr
+
+    def _publish_user(self, label):
+        host = self.host_for(label)
+        tmp = self.containers.hosts_dir / f".{host}.tmp"
+        tmp.write_text(f"{self.user_addresses[label]} {host}\n")
+        tmp.replace(self.containers.hosts_dir / host)
+        wait_for(f"{host} to resolve", lambda: self.resolve(host))
+
+    def container_page(self, label):
+        """The body SERVE_SCRIPT's container of `label` answers for /."""
+        return f"container {label} {self.user_addresses[label]}\n".encode()
+
+    def spawner_env(self):
+        addresses = " ".join(f"{label}={addr}" for label, addr in self.user_addresses.items())
+        env = self._env(
+            SPAWNER_LISTEN=f"{self.spawner[0]}:{self.spawner[1]}",
+            SPAWNER_HTTP_LISTEN=f"{self.spawner_http[0]}:{self.spawner_http[1]}",
+            SPAWNER_THREADS="2",
+            SPAWNER_DNS_SERVER=f"{self.dns[0]}:{self.dns[1]}",
+            SPAWNER_RUNTIME=f"unix://{self.podman.socket}" if self.podman else "unix:///nonexistent",
+            SPAWNER_IMAGE=TEST_IMAGE,
+            SPAWNER_NETWORK="host",
+            SPAWNER_COMMAND=json.dumps(["sh", "-c", ADDRESS_PRELUDE + self.container_script]),
+            SPAWNER_ENV=f"ADDRESSES={addresses},CONTAINER_PORT={self.container_port}",
+            SPAWNER_STOP_GRACE="1s",
+            SPAWNER_AGENTS=f"http://{self.agent_http[0]}:{self.agent_http[1]}",
+            SPAWNER_HAPROXY_SOCKETS=str(self.run_dir / "haproxy.sock"))
+        env.update(self.spawner_settings)
+        return env
+
+    def start_director_spawner(self):
+        for label in self.user_addresses:
+            self._publish_user(label)
+        env = self.spawner_env()
+        component = self._start("spawner", [self.spawner_bin], env)
+        wait_for("director-spawner", lambda: component.running()
+                 and socket.create_connection(self.spawner, 0.5).close() is None
+                 and http_get(self.spawner_http, "/healthz")[0] == 200)
+        if self.podman is not None and env["SPAWNER_RUNTIME"] == f"unix://{self.podman.socket}":
+            # Its runtime answers and its event stream runs: it knows what exists.
+            wait_for("director-spawner to be ready", lambda: component.running()
+                     and http_get(self.spawner_http, "/readyz")[0] == 200)
+
+    def spawner_metrics(self):
+        """director-spawner's /metrics as {series (name with labels): value}."""
+        return parse_metrics(http_get(self.spawner_http, "/metrics")[1])
+
+    def spawner_status(self):
+        """director-spawner's GET /status (JSON)."""
+        status, body = http_get(self.spawner_http, "/status")
+        if status != 200:
+            raise RuntimeError(f"GET /status answered {status}: {body}")
+        return json.loads(body)
+
+    def spawner_users(self):
+        """director-spawner's GET /users rows (label, phase, failure, container...)."""
+        status, body = http_get(self.spawner_http, "/users?offset=0&limit=1000")
+        if status != 200:
+            raise RuntimeError(f"GET /users answered {status}: {body}")
+        return json.loads(body)["users"]
+
+    def podman_containers(self):
+        """Every container of the stack's Podman service (GET /containers/json?all=true), as
+        the Docker API lists them (Names, State, Labels, ...)."""
+        status, _, body = podman_api(self.podman.socket, "GET", "/containers/json?all=true")
+        if status != 200:
+            raise RuntimeError(f"GET /containers/json answered {status}: {body[:200]!r}")
+        return json.loads(body)
+
+    def podman_stop(self, container_id, grace=1):
+        """Stops a container through the API as an operator would; returns the HTTP status
+        (204 stopped, 304 already stopped)."""
+        return podman_api(self.podman.socket, "POST", f"/containers/{container_id}/stop?t={grace}",
+                          timeout=grace + 30)[0]
+
+    def podman_container(self, label):
+        """The stack's container named <prefix>-<label> (the Docker API's list entry), or None."""
+        name = "/" + self.host_for(label)
+        return next((c for c in self.podman_containers()
+                     if name in c.get("Names", []) or name[1:] in c.get("Names", [])), None)
+
+    def wait_routed(self, user, label=None, timeout=30.0, interval=0.1, **kwargs):
+        """Requests for `user` until HAProxy routes them into their container (its page, see
+        container_page); returns (seconds waited, (status, headers, body) of that answer)."""
+        expected = self.container_page(label or user)
+        started = time.monotonic()
+        last = None
+        while time.monotonic() - started < timeout:
+            last = self.request(user, **kwargs)
+            if last[0] == 200 and last[2] == expected:
+                return time.monotonic() - started, last
+            time.sleep(interval)
+        raise TimeoutError(f"{user} not routed to their container after {timeout} s; "
+                           f"last answer: {last[0] if last else None} {last[2][:300] if last else ''}")
 
     # --- HAProxy ---------------------------------------------------------------------------
 
@@ -499,13 +708,15 @@ class Stack:
     def url(self):
         return f"http://{self.http[0]}:{self.http[1]}"
 
-    def request(self, user=None, path="/", headers=(), method="GET", timeout=10, source=None):
+    def request(self, user=None, path="/", headers=(), method="GET", timeout=10, source=None,
+                address=None):
         """One request on a new connection: (status, {lower-case header: value}, body).
         `user` is sent as the identity header; `headers` are extra (name, value) pairs,
         values may be bytes. `source` is the client's own address (e.g. "127.0.0.9").
         Without an Accept header in `headers`, it sends a browser's page load's,
-        "Accept: text/html", so that the spawner backend's wake policy lets it through."""
-        conn = http.client.HTTPConnection(*self.http, timeout=timeout,
+        "Accept: text/html", so that the spawner backend's wake policy lets it through.
+        `address`: another server than HAProxy (e.g. stack.spawner)."""
+        conn = http.client.HTTPConnection(*(address or self.http), timeout=timeout,
                                           source_address=(source, 0) if source else None)
         try:
             conn.putrequest(method, path)
@@ -551,29 +762,67 @@ def demo_text(stack):
     url, identity = stack.url, IDENTITY
     metrics = f"http://{stack.metrics[0]}:{stack.metrics[1]}"
     agent_http = f"http://{stack.agent_http[0]}:{stack.agent_http[1]}"
+    director = stack.spawner_kind == "director"
+    if director:
+        spawner_http = f"http://{stack.spawner_http[0]}:{stack.spawner_http[1]}"
+        users = ", ".join(stack.user_addresses)
+        spawner = (f"director-spawner (pages {stack.spawner[0]}:{stack.spawner[1]}, "
+                   f"{spawner_http}/metrics /status /users /events), Podman API "
+                   f"{stack.podman.socket}")
+        containers = (f"busybox httpd in a Podman container per user, on {stack.subnet}.x:"
+                      f"{stack.container_port}; users with an address: {users}")
+        new_user = f"""(b) bob has no container: director-spawner answers a loading page and creates his
+    container through Podman's API; the refresh after it listens reaches it. Only a page
+    load (here: Accept: text/html) wakes it; without it HAProxy answers 503 "not-a-navigation":
+  curl -si -H '{identity}: bob' -H 'Accept: text/html' {url}/
+  sleep 2; curl -si -H '{identity}: bob' {url}/
+  curl -s {spawner_http}/users
+  curl -s --unix-socket {stack.podman.socket} 'http://podman/containers/json?all=true'"""
+        more_metrics = f"\n  curl -s {spawner_http}/metrics | grep -E '^director_spawner_spawns_total'"
+    else:
+        spawner = f"the demo spawner {stack.spawner[0]}:{stack.spawner[1]}"
+        containers = f"demo backends on {stack.subnet}.x:{stack.container_port}"
+        new_user = f"""(b) bob has no container: the spawner answers a loading page and starts one; 2 s later
+    bob reaches his own container. Only a page load (here: Accept: text/html) wakes it;
+    without it HAProxy answers 503 "not-a-navigation":
+  curl -si -H '{identity}: bob' -H 'Accept: text/html' {url}/
+  sleep 2; curl -si -H '{identity}: bob' {url}/"""
+        more_metrics = ""
+    routed = ("alice's container runs: HAProxy routes her there (its page names her)" if director
+              else "alice's container runs: HAProxy routes her there (see X-Served-By)")
     return f"""
 container-director is running. Logs: {stack.run_dir}/*.log (HAProxy's has one line a request)
   HAProxy  {url}   metrics {metrics}/metrics   stats {metrics}/stats
   agent metrics {agent_http}/metrics   users {agent_http}/users   status {agent_http}/status
-  agent {stack.agent[0]}:{stack.agent[1]}   DNS {stack.dns[0]}:{stack.dns[1]}   \
-spawner {stack.spawner[0]}:{stack.spawner[1]}   containers {stack.subnet}.x:{stack.container_port}
+  agent {stack.agent[0]}:{stack.agent[1]}   DNS {stack.dns[0]}:{stack.dns[1]}
+  spawner: {spawner}
+  containers: {containers}
 
-(a) alice's container runs: HAProxy routes her there (see X-Served-By):
+(a) {routed}:
   curl -si -H '{identity}: alice' {url}/
 
-(b) bob has no container: the spawner answers a loading page and starts one; 2 s later
-    bob reaches his own container. Only a page load (here: Accept: text/html) wakes it;
-    without it HAProxy answers 503 "not-a-navigation":
-  curl -si -H '{identity}: bob' -H 'Accept: text/html' {url}/
-  sleep 2; curl -si -H '{identity}: bob' {url}/
+{new_user}
 
 (c) metrics: HAProxy's exporter, then the agent's decisions and who was active:
   curl -s {metrics}/metrics | grep -E '^haproxy_backend_http_responses_total.*(container|spawner)'
   curl -s {agent_http}/metrics | grep -E '^director_decisions_total'
-  curl -s {agent_http}/users
+  curl -s {agent_http}/users{more_metrics}
 
 Press Ctrl-C to stop.
 """
+
+
+def choose_spawner(choice, spawner_bin=None):
+    """("director" | "demo", why): `choice` auto picks director-spawner where it can run (root,
+    podman and busybox-static installed, director-spawner built), else the demo spawner."""
+    if choice != "auto":
+        return choice, f"asked for the {choice} spawner"
+    if os.getuid() != 0:
+        return "demo", "not root: tools/podman.py's service runs as root here"
+    reason = director_spawner_unavailable(spawner_bin)
+    if reason:
+        return "demo", reason
+    return "director", "podman and director-spawner are available"
 
 
 def main():
@@ -586,26 +835,50 @@ def main():
     parser.add_argument("--agent", default="127.0.0.1:12345")
     parser.add_argument("--agent-http", default="127.0.0.1:9102", help="the agent's HTTP listener")
     parser.add_argument("--dns", default="127.0.0.1:5353")
-    parser.add_argument("--spawner", default="127.0.0.1:8081")
+    parser.add_argument("--spawner", default="127.0.0.1:8081", help="the spawner's (pages) listener")
+    parser.add_argument("--spawner-http", default="127.0.0.1:9181",
+                        help="director-spawner's HTTP listener (/metrics, /status, /users, /events)")
+    parser.add_argument("--spawner-kind", choices=["auto", "director", "demo"], default="auto",
+                        help="director-spawner with a Podman API service of its own, or the demo "
+                             "spawner; auto (the default): director-spawner where it can run")
+    parser.add_argument("--spawner-bin", help=f"director-spawner (default {DEFAULT_SPAWNER})")
     parser.add_argument("--container-port", type=int, default=8080)
     parser.add_argument("--host-prefix", default="vscode")
     parser.add_argument("--domain", default="")
     parser.add_argument("--user", action="append", default=[],
                         help="start this user's container up front (repeatable)")
+    parser.add_argument("--expect", default="alice,bob,carol,dave,erin",
+                        help="with director-spawner: the users given an address (and so a "
+                             "working container), comma-separated; --user adds to them")
     args = parser.parse_args()
 
+    kind, why = choose_spawner(args.spawner_kind, args.spawner_bin)
+    print(f"spawner: {'director-spawner with Podman' if kind == 'director' else 'the demo spawner'}"
+          f" ({why})", file=sys.stderr, flush=True)
+    users = []
+    if kind == "director":
+        users = [u for u in args.expect.split(",") if u] + [u for u in args.user if u not in args.expect]
+        stale = Path(args.run_dir) / "podman"
+        if stale.exists():  # what a previous run left (e.g. killed): containers and store
+            PodmanService(stale).remove()
     stack = Stack(run_dir=args.run_dir, agent_bin=args.agent_bin, fake_agent=args.fake_agent,
                   http=args.http, metrics=args.metrics, agent=args.agent,
                   agent_http=args.agent_http, dns=args.dns,
-                  spawner=args.spawner, container_port=args.container_port,
-                  host_prefix=args.host_prefix, domain=args.domain, subnet_preference=1)
+                  spawner_listen=args.spawner, container_port=args.container_port,
+                  host_prefix=args.host_prefix, domain=args.domain, subnet_preference=1,
+                  spawner=kind, spawner_bin=args.spawner_bin, users=users,
+                  spawner_http=args.spawner_http)
     stopping = []
     for sig in (signal.SIGINT, signal.SIGTERM):  # SIGINT may arrive ignored (background job)
         signal.signal(sig, lambda *_: stopping.append(1))
     try:
         stack.start()
         for user in args.user:
-            stack.add_container(user)
+            if kind == "director":
+                stack.request(user)  # a page load wakes it
+                stack.wait_routed(user, timeout=60)
+            else:
+                stack.add_container(user)
         print(demo_text(stack), flush=True)
         while not stopping:
             time.sleep(0.2)

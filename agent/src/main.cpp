@@ -5,21 +5,14 @@
 #include "server/decision_service.hpp"
 #include "server/http_endpoints.hpp"
 #include "log/log.hpp"
-#include "net/health_probe.hpp"
+#include "process/program.hpp"
+#include "process/run_loop.hpp"
 #include "server/resolver.hpp"
 #include "server/server.hpp"
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/signal_set.hpp>
-#include <boost/asio/steady_timer.hpp>
 
-#include <atomic>
-#include <csignal>
-#include <exception>
-#include <functional>
-#include <iostream>
 #include <sstream>
-#include <thread>
 #include <vector>
 
 namespace {
@@ -30,68 +23,17 @@ using director::log;
 constexpr auto stop_grace = std::chrono::milliseconds(2000);
 constexpr auto stop_deadline = std::chrono::milliseconds(5000);
 
-// --health: whether the agent running with `config` is ready (its GET /readyz), for container
-// health checks. Exit 0 when ready, 1 with the reason on stderr otherwise.
-int health(const director::config::Config& config) {
-  constexpr auto health_timeout = std::chrono::milliseconds(1000);  // within the HEALTHCHECK's 2 s
-  if (config.http_listen.port() == 0) {
-    std::cerr << "director-agent: not healthy: http_listen has port 0, so the port the agent bound is unknown; "
-                 "give --health the agent's actual DIRECTOR_HTTP_LISTEN\n";
-    return 1;
-  }
-  const auto target = director::net::health_target(config.http_listen);
-  if (const auto problem = director::net::readiness_problem(target, health_timeout, "director-agent --health")) {
-    std::cerr << "director-agent: not healthy: " << *problem << '\n';
-    return 1;
-  }
-  return 0;
-}
-
 // The graceful stop that SIGTERM or SIGINT begins: both listeners close, each SPOP connection
 // answers what is pending (for at most stop_grace), says AGENT-DISCONNECT and closes (a peer
 // that stops reading meanwhile is closed after ConnectionLimits::closing_write_timeout), then
-// the I/O threads end. At stop_deadline they end anyway. Lives as long as run(): the handlers
-// it leaves pending refer to it.
-class StopSequence {
- public:
-  StopSequence(boost::asio::io_context& context, director::net::Resolver& resolver,
-               director::net::http::HttpServer& http, director::server::Server& server,
-               boost::asio::signal_set& hangups)
-      : context_(context), resolver_(resolver), http_(http), server_(server), hangups_(hangups),
-        deadline_(context) {}
-
-  // Called once, from the signal handler.
-  void begin(int signal) {
-    log(LogLevel::info, "stopping: finishing in-flight work and disconnecting", {{"signal", std::to_string(signal)}});
-    http_.stop();
-    hangups_.cancel();
-    server_.stop(stop_grace, [this] { finish(); });
-    deadline_.expires_after(stop_deadline);
-    deadline_.async_wait([this](const boost::system::error_code& cancelled) {
-      if (cancelled) return;
-      log(LogLevel::warn, "connections still open at the stop deadline; exiting anyway");
-      finish();
-    });
-  }
-
- private:
-  // Ends the I/O threads; the first call (drained or deadline, from any thread) does it.
-  void finish() {
-    if (finished_.exchange(true)) return;
-    boost::asio::post(context_, [this] {
-      resolver_.shutdown();
-      context_.stop();
-    });
-  }
-
-  boost::asio::io_context& context_;
-  director::net::Resolver& resolver_;
-  director::net::http::HttpServer& http_;
-  director::server::Server& server_;
-  boost::asio::signal_set& hangups_;
-  boost::asio::steady_timer deadline_;
-  std::atomic<bool> finished_{false};
-};
+// the I/O threads end. At stop_deadline they end anyway.
+void begin_stop(int signal, director::net::http::HttpServer& http, director::server::Server& server,
+                director::process::StopOnce& stop) {
+  log(LogLevel::info, "stopping: finishing in-flight work and disconnecting", {{"signal", std::to_string(signal)}});
+  http.stop();
+  server.stop(stop_grace, [&stop] { stop.finish(); });
+  stop.arm(stop_deadline, "connections still open at the stop deadline; exiting anyway");
+}
 
 int run(const director::config::Config& config) {
   const auto threads = config.effective_threads();
@@ -121,28 +63,9 @@ int run(const director::config::Config& config) {
        {"threads", std::to_string(threads)},
        {"config", director::config::to_json(config)}});
 
-  // SIGHUP would end the process by default; there is nothing to reload (the configuration is
-  // read once), so it is logged and otherwise ignored.
-  boost::asio::signal_set hangups(context, SIGHUP);
-  std::function<void(const boost::system::error_code&, int)> on_hangup =
-      [&](const boost::system::error_code& error, int) {
-        if (error) return;
-        log(LogLevel::warn, "SIGHUP ignored: restart the agent to change its configuration");
-        hangups.async_wait(on_hangup);
-      };
-  hangups.async_wait(on_hangup);
-
-  StopSequence stop(context, resolver, http, server, hangups);
-  boost::asio::signal_set signals(context, SIGTERM, SIGINT);
-  signals.async_wait([&stop](const boost::system::error_code& error, int signal) {
-    if (!error) stop.begin(signal);
-  });
-
-  std::vector<std::thread> workers;
-  workers.reserve(threads - 1);
-  for (unsigned i = 1; i < threads; ++i) workers.emplace_back([&] { context.run(); });
-  context.run();
-  for (auto& worker : workers) worker.join();
+  director::process::StopOnce stop(context, [&resolver] { resolver.shutdown(); });
+  director::process::run_until_stopped(context, threads, "agent",
+                                       [&](int signal) { begin_stop(signal, http, server, stop); });
   log(LogLevel::info, "stopped");
   return 0;
 }
@@ -150,38 +73,9 @@ int run(const director::config::Config& config) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::signal(SIGPIPE, SIG_IGN);
-  std::vector<std::string_view> arguments(argv + 1, argv + argc);
-  const auto parsed = director::config::parse(arguments, director::config::process_environment());
-  if (const auto* error = std::get_if<std::string>(&parsed)) {
-    std::cerr << "director-agent: " << *error << '\n';
-    return 2;
-  }
-  const auto& invocation = std::get<director::config::Invocation>(parsed);
-  switch (invocation.command) {
-    case director::config::Command::help:
-      director::config::print_help(std::cout);
-      return 0;
-    case director::config::Command::help_markdown:
-      director::config::print_markdown(std::cout);
-      return 0;
-    case director::config::Command::version:
-      std::cout << "director-agent " << director::config::version() << '\n';
-      return 0;
-    case director::config::Command::check_config:
-      std::cout << director::config::to_json(invocation.config) << '\n';
-      return 0;
-    case director::config::Command::health:
-      return health(invocation.config);
-    case director::config::Command::run:
-      break;
-  }
-  director::set_log_level(invocation.config.log_level);
-  director::set_log_format(invocation.config.log_format);
-  try {
-    return run(invocation.config);
-  } catch (const std::exception& error) {
-    log(LogLevel::error, "director-agent failed", {{"error", error.what()}});
-    return 1;
-  }
+  namespace config = director::config;
+  const director::process::Program<config::Config> program{
+      "director-agent", "DIRECTOR_HTTP_LISTEN", config::parse, config::print_help, config::print_markdown, config::to_json,
+      config::version, run};
+  return director::process::main(program, argc, argv);
 }

@@ -5,10 +5,11 @@
 #include "log/log.hpp"
 #include "metrics/metrics.hpp"
 #include "net/awaitable.hpp"
-#include "net/health_probe.hpp"
 #include "net/http_client.hpp"
 #include "net/http_server.hpp"
 #include "net/resolver.hpp"
+#include "process/program.hpp"
+#include "process/run_loop.hpp"
 #include "runtime/docker_runtime.hpp"
 #include "server/endpoints.hpp"
 #include "server/event_feed.hpp"
@@ -18,18 +19,12 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 
-#include <atomic>
-#include <csignal>
-#include <exception>
 #include <functional>
-#include <iostream>
 #include <optional>
 #include <sstream>
-#include <thread>
 #include <vector>
 
 namespace {
@@ -92,62 +87,42 @@ bool image_has_health_check(director::spawner::runtime::Runtime& runtime, const 
   return *answer;
 }
 
-// --health: whether the spawner running with `configuration` is ready (its GET /readyz), for
-// container health checks. Exit 0 when ready, 1 with the reason on stderr otherwise.
-int health(const config::Config& configuration) {
-  constexpr auto health_timeout = std::chrono::milliseconds(1000);  // within a HEALTHCHECK's 2 s
-  if (configuration.http_listen.port() == 0) {
-    std::cerr << "director-spawner: not healthy: http_listen has port 0, so the port the spawner bound is unknown; "
-                 "give --health the spawner's actual SPAWNER_HTTP_LISTEN\n";
-    return 1;
-  }
-  const auto target = director::net::health_target(configuration.http_listen);
-  if (const auto problem = director::net::readiness_problem(target, health_timeout, "director-spawner --health")) {
-    std::cerr << "director-spawner: not healthy: " << *problem << '\n';
-    return 1;
-  }
-  return 0;
-}
-
 // SIGTERM or SIGINT: both listeners close, the watcher and the retirer stop, the operations in
 // flight finish (for at most stop_grace), then the I/O threads end.
 class StopSequence {
  public:
   StopSequence(boost::asio::io_context& context, std::vector<std::function<void()>> stoppers,
                server::SpawnService& service, director::net::Resolver& resolver)
-      : context_(context), stoppers_(std::move(stoppers)), service_(service), resolver_(resolver), timer_(context) {}
+      : stoppers_(std::move(stoppers)),
+        service_(service),
+        stop_(context, [&resolver] { resolver.shutdown(); }),
+        poll_(context) {}
 
+  // Called once, from the signal handler.
   void begin(int signal) {
     log(LogLevel::info, "stopping: finishing in-flight operations", {{"signal", std::to_string(signal)}});
     for (const auto& stop : stoppers_) stop();
-    began_ = std::chrono::steady_clock::now();
+    stop_.arm(stop_grace, "operations still in flight at the end of the stop grace; exiting anyway");
     wait();
   }
 
  private:
+  // Finishes as soon as no operation is in flight.
   void wait() {
-    const auto elapsed = std::chrono::steady_clock::now() - began_;
-    if (service_.operations_in_flight() == 0 || elapsed >= stop_grace) {
-      if (service_.operations_in_flight() != 0) {
-        log(LogLevel::warn, "operations still in flight at the stop deadline; exiting anyway",
-            {{"operations", std::to_string(service_.operations_in_flight())}});
-      }
-      resolver_.shutdown();
-      context_.stop();
+    if (service_.operations_in_flight() == 0) {
+      stop_.finish();
       return;
     }
-    timer_.expires_after(stop_poll);
-    timer_.async_wait([this](const boost::system::error_code& error) {
+    poll_.expires_after(stop_poll);
+    poll_.async_wait([this](const boost::system::error_code& error) {
       if (!error) wait();
     });
   }
 
-  boost::asio::io_context& context_;
   std::vector<std::function<void()>> stoppers_;
   server::SpawnService& service_;
-  director::net::Resolver& resolver_;
-  boost::asio::steady_timer timer_;
-  std::chrono::steady_clock::time_point began_;
+  director::process::StopOnce stop_;
+  boost::asio::steady_timer poll_;
 };
 
 int run(const config::Config& configuration) {
@@ -215,30 +190,12 @@ int run(const config::Config& configuration) {
        {"threads", std::to_string(threads)},
        {"config", config::to_json(configuration)}});
 
-  boost::asio::signal_set hangups(context, SIGHUP);
-  std::function<void(const boost::system::error_code&, int)> on_hangup = [&](const boost::system::error_code& error,
-                                                                             int) {
-    if (error) return;
-    log(LogLevel::warn, "SIGHUP ignored: restart the spawner to change its configuration");
-    hangups.async_wait(on_hangup);
-  };
-  hangups.async_wait(on_hangup);
-
   StopSequence stop(context,
-                    {[&] { pages.stop(); }, [&] { operators.stop(); }, [&] { hangups.cancel(); },
+                    {[&] { pages.stop(); }, [&] { operators.stop(); },
                      [&] { watcher.stop(); }, [&] { retirer.stop(); }, [&] { feed.close_all(); },
                      [&] { service.stop(); }},
                     service, resolver);
-  boost::asio::signal_set signals(context, SIGTERM, SIGINT);
-  signals.async_wait([&stop](const boost::system::error_code& error, int signal) {
-    if (!error) stop.begin(signal);
-  });
-
-  std::vector<std::thread> workers;
-  workers.reserve(threads - 1);
-  for (unsigned i = 1; i < threads; ++i) workers.emplace_back([&] { context.run(); });
-  context.run();
-  for (auto& worker : workers) worker.join();
+  director::process::run_until_stopped(context, threads, "spawner", [&stop](int signal) { stop.begin(signal); });
   log(LogLevel::info, "stopped");
   return 0;
 }
@@ -246,38 +203,8 @@ int run(const config::Config& configuration) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::signal(SIGPIPE, SIG_IGN);
-  std::vector<std::string_view> arguments(argv + 1, argv + argc);
-  const auto parsed = config::parse(arguments, config::process_environment());
-  if (const auto* error = std::get_if<std::string>(&parsed)) {
-    std::cerr << "director-spawner: " << *error << '\n';
-    return 2;
-  }
-  const auto& invocation = std::get<config::Invocation>(parsed);
-  switch (invocation.command) {
-    case config::Command::help:
-      config::print_help(std::cout);
-      return 0;
-    case config::Command::help_markdown:
-      config::print_markdown(std::cout);
-      return 0;
-    case config::Command::version:
-      std::cout << "director-spawner " << config::version() << '\n';
-      return 0;
-    case config::Command::check_config:
-      std::cout << config::to_json(invocation.config) << '\n';
-      return 0;
-    case config::Command::health:
-      return health(invocation.config);
-    case config::Command::run:
-      break;
-  }
-  director::set_log_level(invocation.config.log_level);
-  director::set_log_format(invocation.config.log_format);
-  try {
-    return run(invocation.config);
-  } catch (const std::exception& error) {
-    log(LogLevel::error, "director-spawner failed", {{"error", error.what()}});
-    return 1;
-  }
+  const director::process::Program<config::Config> program{
+      "director-spawner", "SPAWNER_HTTP_LISTEN", config::parse, config::print_help, config::print_markdown, config::to_json,
+      config::version, run};
+  return director::process::main(program, argc, argv);
 }

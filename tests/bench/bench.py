@@ -165,7 +165,7 @@ class BenchStack(Stack):
     and HAProxy's per-request log goes to /dev/null unless asked for."""
 
     def __init__(self, *, spawner_port, fast_path_ttl, keep_haproxy_log, **kwargs):
-        super().__init__(spawner=f"127.0.0.1:{spawner_port}", **kwargs)
+        super().__init__(spawner_listen=f"127.0.0.1:{spawner_port}", **kwargs)
         self.fast_path_ttl = fast_path_ttl
         self.keep_haproxy_log = keep_haproxy_log
 

@@ -1,7 +1,8 @@
 """Shared pieces of the end-to-end tests: a test case owning one stack (tools/stack.py), polling
 with timing, and a minimal WebSocket client.
 
-Environment: DIRECTOR_AGENT_BIN (the agent under test; ctest sets it), DIRECTOR_E2E_FAKE_AGENT=1
+Environment: DIRECTOR_AGENT_BIN (the agent under test; ctest sets it), DIRECTOR_SPAWNER_BIN
+(director-spawner, for the spawner_* tests; ctest sets it), DIRECTOR_E2E_FAKE_AGENT=1
 (use tools/fake_agent.py instead, to test the HAProxy side alone), DIRECTOR_KEEP_RUN_DIR=1
 (keep the stack's run directory and logs).
 """
@@ -10,6 +11,7 @@ import base64
 import hashlib
 import http.client
 import os
+import re
 import shutil
 import socket
 import sys
@@ -21,16 +23,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 from demo_backend import read_ws_frame  # noqa: E402
-from stack import IDENTITY, Stack  # noqa: E402
+from stack import IDENTITY, Stack, director_spawner_unavailable  # noqa: E402
 
 SKIP = 77  # ctest SKIP_RETURN_CODE: the tools the stack runs are not installed
 
 
-def main():
+def main(director_spawner=False):
+    """Runs the test module's tests; exits SKIP when what they need is missing
+    (director_spawner: director-spawner built, podman and busybox-static installed)."""
     missing = [tool for tool in ("haproxy", "dnsmasq") if not shutil.which(tool)
                and not Path("/usr/sbin", tool).exists()]
     if missing:
         print(f"skipped: {', '.join(missing)} not installed (tools/install-deps.sh)")
+        sys.exit(SKIP)
+    if director_spawner and (reason := director_spawner_unavailable()):
+        print(f"skipped: {reason}")
         sys.exit(SKIP)
     os.environ["PATH"] += os.pathsep + "/usr/sbin"
     unittest.main(verbosity=2)
@@ -97,7 +104,7 @@ class WebSocket:
         while (line := self.stream.readline().decode().strip()):
             name, value = line.split(":", 1)
             self.headers[name.strip().lower()] = value.strip()
-        expected = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC11D65")
+        expected = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")
                                                  .encode()).digest()).decode()
         self.accepted = self.status == 101 and self.headers.get("sec-websocket-accept") == expected
 
@@ -241,3 +248,96 @@ def load(stack, users, stop, results, lock, timeout=5, pause=0.0, pages=None):
                 results.append((user, answer, time.monotonic() - started))
             if pause:
                 time.sleep(pause)
+
+
+# --- helpers for the tests of director-spawner (tests/e2e/test_spawner_*.py) --------------------
+
+class SpawnerStackTest(StackTest):
+    """A stack with director-spawner and a Podman API service (tools/stack.py, spawner="director").
+    `users` get an address and a DNS name up front; `spawner_settings` are extra SPAWNER_*."""
+
+    users = ()
+    spawner_settings = {}
+    container_script = None
+
+    @classmethod
+    def setUpClass(cls):
+        options = dict(cls.stack_options, spawner="director", users=cls.users,
+                       spawner_settings=cls.spawner_settings)
+        if cls.container_script is not None:
+            options["container_script"] = cls.container_script
+        cls.stack = Stack(**options).start()
+
+    def tearDown(self):
+        if not self._outcome.success:
+            print("\n" + self.stack.diagnostics(), file=sys.stderr)
+            try:
+                print(f"spawner /users: {self.stack.spawner_users()}", file=sys.stderr)
+            except (OSError, ValueError, RuntimeError) as error:
+                print(f"spawner /users: {error!r}", file=sys.stderr)
+
+    def visit(self, user, **kwargs):
+        """A page load: (what answered, status, headers, body), what being "container" (the
+        user's container's page), the X-Director-Reason of the page that answered ("spawning"
+        for the loading page, a failure kind, "not-a-navigation", ...), "page <name> <status>"
+        for one of HAProxy's own pages (haproxy/pages), else "raw <status>"."""
+        status, headers, body = self.stack.request(user, **kwargs)
+        if status == 200 and user in self.stack.user_addresses and body == self.stack.container_page(user):
+            return "container", status, headers, body
+        if "x-director-reason" in headers:
+            return headers["x-director-reason"], status, headers, body
+        return who_answered(status, headers, body), status, headers, body
+
+    def wait_for_page(self, user, reason, timeout=30, interval=0.5, also=()):
+        """Page loads every `interval` s until the page of `reason` answers; returns (status,
+        headers, body, the answers seen before). Fails on any answer but the loading page, the
+        user's container or those in `also` on the way."""
+        seen, deadline = [], time.monotonic() + timeout
+        while True:
+            answer, status, headers, body = self.visit(user)
+            if answer == reason:
+                return status, headers, body, seen
+            self.assertIn(answer, ("spawning", "container") + tuple(also), f"{user}: {status} {body[:800]}")
+            seen.append(answer)
+            self.assertLess(time.monotonic(), deadline, f"{user}: no {reason} page: {seen[-5:]}")
+            time.sleep(interval)
+
+    def assert_loading_page(self, status, headers, body):
+        self.assertEqual(status, 200, body[:500])
+        self.assertEqual(headers.get("x-director-reason"), "spawning")
+        self.assertEqual(headers.get("cache-control"), "no-store")
+        self.assertTrue(headers.get("content-type", "").startswith("text/html"), headers)
+        self.assertRegex(body, rb'<meta http-equiv="refresh" content="\d+">')
+        self.assertIn(b'role="status"', body)
+
+    def managed_containers(self, label):
+        """The stack's containers carrying `label`'s spawner labels."""
+        return [c for c in self.stack.podman_containers()
+                if (c.get("Labels") or {}).get("io.container-director.label") == label]
+
+
+def metric(series, name, **labels):
+    """The sum of the series of `name` (from parse_metrics) whose labels include `labels`."""
+    total = 0.0
+    for key, value in series.items():
+        match = re.fullmatch(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?", key)
+        if not match or match.group(1) != name:
+            continue
+        have = dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', match.group(2) or ""))
+        if all(have.get(k) == v for k, v in labels.items()):
+            total += value
+    return total
+
+
+def director_headers(stack, user, label=None):
+    """The headers HAProxy sends the spawner for `user` (to ask the spawner directly)."""
+    label = label or user
+    return [(IDENTITY, user), ("X-Director-Label", label),
+            ("X-Director-Container-Host", stack.host_for(label)), ("X-Director-Reason", "refused")]
+
+
+def spawner_request(stack, user, path="/", headers=(), method="GET", director=True, timeout=10):
+    """One request straight to the spawner's pages listener (not through HAProxy), with the
+    director's headers for `user` unless director=False: (status, headers, body)."""
+    ours = director_headers(stack, user) if director else []
+    return stack.request(None, path, ours + list(headers), method, timeout, address=stack.spawner)

@@ -15,6 +15,8 @@ class Guards(StackTest):
         cls.stack = Stack(fake_agent=True)
         cls.rules_path = cls.stack.run_dir / "agent-rules.json"
         cls.stack.fake_rules = cls.rules_path
+        # The spawner's HTTP listener is not started here: the guard refuses before connecting.
+        cls.stack.haproxy_extra_env["SPAWNER_HTTP_LISTEN"] = "127.0.0.1:9"
         cls.stack.start()
         alice = cls.stack.add_container("alice")
         s = cls.stack
@@ -27,6 +29,8 @@ class Guards(StackTest):
             "loop": {**alive, "addr": s.http[0], "port": s.http[1]},
             "metrics": {**alive, "addr": s.metrics[0], "port": s.metrics[1]},
             "agentport": {**alive, "addr": s.agent[0], "port": s.agent[1]},
+            "spawnerpages": {**alive, "addr": s.spawner[0], "port": s.spawner[1]},
+            "spawnerhttp": {**alive, "addr": "127.0.0.1", "port": 9},
             "noport": {**alive, "addr": alice["addr"]},
             "noaddr": {**alive, "port": alice["port"]},
             "notalive": {"alive": False, "reason": "refused", "addr": alice["addr"],
@@ -47,7 +51,8 @@ class Guards(StackTest):
         self.assertEqual(self.answer("mallory")[:2], (200, self.backend_of("alice")))
 
     def test_forbidden_addresses(self):
-        for user in ("metadata", "linklocal6", "unspecified", "loop", "metrics", "agentport"):
+        for user in ("metadata", "linklocal6", "unspecified", "loop", "metrics", "agentport", "spawnerpages",
+                     "spawnerhttp"):
             status, served_by, body = self.answer(user)
             self.assertEqual((status, served_by), (502, None), user)
             self.assertIn(b"never connects", body)

@@ -43,7 +43,7 @@ struct Option {
   std::string_view help;
   std::function<Failure(Config&, std::string_view)> apply;
   std::function<nlohmann::ordered_json(const Config&)> show;
-  bool secret = false;           // redacted by values() when set
+  bool secret = false;           // redacted by values() when set to a non-empty value
   // The value is a string or a JSON array spelled as JSON text in the environment and on the
   // command line ("[\"a\",\"b,c\"]"); in the file, a string is passed as is and an array as its
   // JSON text, so array entries may hold commas. `apply` parses the text.
@@ -252,12 +252,15 @@ class OptionTable {
     }
   }
 
-  // One key per option, in table order (secret options redacted when set).
+  // One key per option, in table order (secret options redacted when set, unless empty: an
+  // empty value hides nothing, and so reads back as itself).
   nlohmann::ordered_json values(const Config& config) const {
     nlohmann::ordered_json json = nlohmann::ordered_json::object();
     for (const auto& option : options_) {
       const bool set = config.sources.find(option.key) != config.sources.end();
-      json[std::string(option.key)] = option.secret && set ? nlohmann::ordered_json("(redacted)") : option.show(config);
+      auto shown_value = option.show(config);
+      const bool hidden = option.secret && set && !shown_value.empty() && shown_value != "";
+      json[std::string(option.key)] = hidden ? nlohmann::ordered_json("(redacted)") : std::move(shown_value);
     }
     return json;
   }

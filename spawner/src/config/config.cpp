@@ -425,9 +425,9 @@ std::vector<Option> options() {
        [](const Config& c) -> Json { return c.container_template.command; }, false, true},
       {"environment", "SPAWNER_ENV", "--env",
        "Environment of the container, NAME=VALUE entries; {username} and {label} in a VALUE are replaced by the "
-       "user's. Default none",
+       "user's. Shown as \"(redacted)\" once set (--check-config, the startup log, /status). Default none",
        [](Config& c, std::string_view v) { return set_environment(c.container_template.environment, v); },
-       [](const Config& c) -> Json { return c.container_template.environment; }, false, true},
+       [](const Config& c) -> Json { return c.container_template.environment; }, true, true},
       {"network", "SPAWNER_NETWORK", "--network",
        "Network the container joins, with the alias PREFIX-<label> (the agent's DNS must resolve it there). "
        "Default: the runtime's",

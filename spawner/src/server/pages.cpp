@@ -177,12 +177,14 @@ Page json_page(Status status, metrics::PageName name, std::string reason, std::o
   return Page{status, name, std::move(reason), retry_after, std::string(net::http::json_type), body.dump() + "\n"};
 }
 
-// A refusal: JSON {"error","retry_after"} or a short page saying what happened.
+// A refusal: JSON {"error": reason, "message": explanation, "retry_after"} (the shape of
+// haproxy/pages/not-a-navigation.json) or a short page saying what happened.
 Page refusal(Status status, metrics::PageName name, std::string reason, std::optional<unsigned> retry_after,
              bool json, std::string_view title, std::string_view explanation) {
   if (json) {
     Json body;
-    body["error"] = explanation;
+    body["error"] = reason;
+    body["message"] = explanation;
     if (retry_after) body["retry_after"] = *retry_after;
     return json_page(status, name, std::move(reason), retry_after, body);
   }

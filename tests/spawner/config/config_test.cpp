@@ -220,7 +220,6 @@ TEST_CASE("the file takes lists as arrays, and commands and the environment as a
 TEST_CASE("the effective configuration's JSON (--check-config), without its extra keys, is a configuration file giving the same configuration") {
   const auto first = parse({"--check-config"}, {{"SPAWNER_COMMAND", R"(["a","b,c"])"},
                                                 {"SPAWNER_HEALTH_CMD", "true"},
-                                                {"SPAWNER_ENV", R"(["X=1,2"])"},
                                                 {"SPAWNER_MEMORY", "1536m"},
                                                 {"SPAWNER_CPUS", "0.25"},
                                                 {"SPAWNER_AGENTS", "http://127.0.0.1:1"},
@@ -247,6 +246,24 @@ TEST_CASE("the effective configuration's JSON (--check-config), without its extr
   auto again = nlohmann::json::parse(config::to_json(*second.config));
   for (const auto* extra : {"config", "effective_threads", "version", "sources"}) again.erase(extra);
   CHECK(again == json);
+}
+
+TEST_CASE("the containers' environment is redacted in the effective configuration (startup log, /status)") {
+  // Its values are often secrets (tokens, passwords); the JSON names only that it was set.
+  const auto set = parse({}, {{"SPAWNER_ENV", R"(["PASSWORD=hunter2","TOKEN=abc"])"}});
+  REQUIRE(set.config);
+  CHECK(set.config->container_template.environment == std::vector<std::string>{"PASSWORD=hunter2", "TOKEN=abc"});
+  const auto text = config::to_json(*set.config);
+  CHECK(text.find("hunter2") == std::string::npos);
+  CHECK(text.find("abc") == std::string::npos);
+  const auto json = nlohmann::json::parse(text);
+  CHECK(json.at("environment") == "(redacted)");
+  CHECK(json.at("sources").at("environment") == "environment");
+  // Redacted, the output is refused as a configuration file rather than read as an environment.
+  TempFile file(R"json({"environment": "(redacted)"})json");
+  CHECK_FALSE(parse({"--config", file.path()}).error.empty());
+  // The default (none) is shown as it is.
+  CHECK(nlohmann::json::parse(config::to_json(*parse({}).config)).at("environment") == nlohmann::json::array());
 }
 
 TEST_CASE("every invalid value names its source, the value and what is accepted") {

@@ -156,7 +156,12 @@ TEST_CASE("refusals answer 503 with Retry-After, in JSON when the client prefers
   CHECK(json.reason == "not-a-navigation");
   const auto body = nlohmann::json::parse(json.body);
   CHECK(body["retry_after"] == 5);
-  CHECK(body["error"].is_string());
+  // The same shape as HAProxy's own answer (haproxy/pages/not-a-navigation.json).
+  CHECK(body["error"] == "not-a-navigation");
+  CHECK(body["message"].is_string());
+  const auto no_label = nlohmann::json::parse(server::no_label_page(true).body);
+  CHECK(no_label["error"] == "no-label");
+  CHECK(no_label["message"].is_string());
   const auto response = server::to_response(json);
   CHECK(response[boost::beast::http::field::retry_after] == "5");
   CHECK(response[boost::beast::http::field::content_type] == "application/json");
