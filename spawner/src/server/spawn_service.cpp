@@ -167,7 +167,10 @@ void SpawnService::start_log_fetch(const std::string& label, const std::string& 
     }
     if (logs_.size() >= max_log_entries && found == logs_.end()) logs_.clear();  // bounded; refetched on demand
     auto& entry = logs_[label];
-    if (entry.container_id != id) entry = LogEntry{.container_id = id};  // never another container's lines
+    if (entry.container_id != id) {  // never another container's lines
+      entry = LogEntry{};
+      entry.container_id = id;
+    }
     entry.fetching = true;
   }
   if (stopping_) return;
@@ -241,6 +244,7 @@ boost::asio::awaitable<core::ReadyResult> SpawnService::await_ready(const std::s
   std::optional<core::ContainerStatus> last;
   auto next_inspect = core::Clock::now();  // inspect first: the container may have a health check
   bool by_health = wait.readiness == core::Readiness::health_check;
+  auto poll_delay = std::min(settings_.first_poll_interval, settings_.poll_interval);
   for (;;) {
     if (stopping_) co_return core::ReadyResult{core::ReadyOutcome::timed_out, last};
     auto now = core::Clock::now();
@@ -268,7 +272,8 @@ boost::asio::awaitable<core::ReadyResult> SpawnService::await_ready(const std::s
     }
     now = core::Clock::now();
     if (now >= wait.deadline) co_return core::ReadyResult{core::ReadyOutcome::timed_out, last};
-    pause.expires_at(std::min(now + settings_.poll_interval, wait.deadline));
+    pause.expires_at(std::min(now + poll_delay, wait.deadline));
+    poll_delay = std::min(poll_delay * 2, settings_.poll_interval);
     co_await pause.async_wait(net::nothrow_awaitable);
   }
 }
