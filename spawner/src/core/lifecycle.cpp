@@ -278,6 +278,13 @@ std::vector<Command> Lifecycle::on_event(const ContainerEvent& event, TimePoint 
     if (event.kind != EventKind::created && event.kind != EventKind::started) return {};  // an older container
     record.container.reset();
   }
+  // A container id is created once: its create event, when the id is already known (the
+  // operation that created it is past that, the runtime's events come after the fact), is old
+  // news and must not roll the container back to "created" (that ended `ready`, and the next
+  // wake checked a container already checked).
+  if (event.kind == EventKind::created && record.container && !event.id.empty() && record.container->id == event.id) {
+    return {};
+  }
   if (!record.container && event.kind != EventKind::destroyed) {
     ContainerStatus container;
     container.id = event.id;
@@ -291,11 +298,20 @@ std::vector<Command> Lifecycle::on_event(const ContainerEvent& event, TimePoint 
     case EventKind::created:
       record.container->state = ContainerState::created;
       break;
-    case EventKind::started:
+    case EventKind::started: {
+      // The runtime announces a start after the fact: the start of an operation whose
+      // readiness check has already passed can arrive with the user ready and checked, and
+      // says nothing new then (seen with Podman: a container listening 20 ms after its start
+      // is checked before the event comes). Any other start is a run no check has seen: a
+      // restart comes after a stopped or died event, which ended `ready`.
+      const bool checked_run = record.phase == Phase::ready && record.ready_checked;
       record.container->state = ContainerState::running;
-      record.ready_checked.reset();  // a new start: no check has seen this run ready
-      if (record.container->health != Health::none) record.container->health = Health::starting;
+      if (!checked_run) {
+        record.ready_checked.reset();
+        if (record.container->health != Health::none) record.container->health = Health::starting;
+      }
       break;
+    }
     case EventKind::stopped:
     case EventKind::died:
       record.container->state = ContainerState::exited;

@@ -110,6 +110,29 @@ TEST_CASE("an absent container is inspected, created, started and awaited, then 
   CHECK(lifecycle.wake(alice, t0 + 1s).empty());
 }
 
+TEST_CASE("late create and start events of a run a check already saw ready change nothing", "[lifecycle]") {
+  Lifecycle lifecycle(test_settings());
+  auto commands = lifecycle.wake(alice, t0);
+  commands = lifecycle.on_result(result_of(commands, Inspected{}), t0 + 10ms);
+  commands = lifecycle.on_result(result_of(commands, Created{"c1"}), t0 + 20ms);
+  commands = lifecycle.on_result(result_of(commands, Started{}), t0 + 30ms);
+  const ReadyResult ready{ReadyOutcome::ready, managed_container("c1", ContainerState::running)};
+  commands = lifecycle.on_result(result_of(commands, ready), t0 + 50ms);
+  REQUIRE(lifecycle.view("alice").ready_checked == t0 + 50ms);
+
+  // The runtime's events for the create and the start above, late (Podman's come after the
+  // operation has seen the container listen).
+  CHECK(lifecycle.on_event(ContainerEvent{EventKind::created, "c1", "alice", Health::none, {}}, t0 + 70ms).empty());
+  CHECK(lifecycle.view("alice").phase == Phase::ready);
+  CHECK(lifecycle.on_event(ContainerEvent{EventKind::started, "c1", "alice", Health::none, {}}, t0 + 80ms).empty());
+  const auto view = lifecycle.view("alice");
+  CHECK(view.phase == Phase::ready);
+  CHECK(view.ready_checked == t0 + 50ms);
+  // Within ready_check_valid_for, a wake (the director still sends the user here) starts no
+  // second check: the page says the container is unreachable instead.
+  CHECK(lifecycle.wake(alice, t0 + 10s).empty());
+}
+
 TEST_CASE("inspect answering not_found is an absent container", "[lifecycle]") {
   Lifecycle lifecycle(test_settings());
   auto commands = lifecycle.wake(alice, t0);
@@ -552,6 +575,8 @@ TEST_CASE("a ready user sent here is checked again unless a check passed recentl
   SECTION("a restart outside an operation voids the passed check") {
     auto commands = wake_to_await(lifecycle, t0);
     lifecycle.on_result(result_of(commands, ReadyResult{ReadyOutcome::ready, std::nullopt}), t0 + 1s);
+    // A restart: the runtime reports the old run's end, then the new start.
+    lifecycle.on_event(ContainerEvent{EventKind::died, "c1", "alice", Health::none, 137}, t0 + 2s);
     lifecycle.on_event(ContainerEvent{EventKind::started, "c1", "alice", Health::none, {}}, t0 + 2s);
     CHECK(lifecycle.view("alice").phase == Phase::ready);
     only<InspectContainer>(lifecycle.wake(alice, t0 + 3s));
