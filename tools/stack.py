@@ -116,6 +116,18 @@ def haproxy_binary():
     return os.environ.get("DIRECTOR_HAPROXY_BIN") or "haproxy"
 
 
+def machine_facts():
+    """What a benchmark ran on, for its printout and its JSON: cores, the load average before,
+    the HAProxy version (haproxy_binary()) and the start time; and the line it prints."""
+    machine = {"cores": os.cpu_count(), "load_before": os.getloadavg(),
+               "haproxy": subprocess.run([haproxy_binary(), "-v"], capture_output=True,
+                                         text=True).stdout.splitlines()[0],
+               "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    line = (f"{machine['haproxy']}; {machine['cores']} cores; load average before: "
+            f"{' '.join(f'{x:.2f}' for x in machine['load_before'])}")
+    return machine, line
+
+
 class HAProxyExited(RuntimeError):
     """HAProxy's master exited while the stack waited for it."""
 

@@ -44,7 +44,7 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "tools"))
 from containers import claim_subnet  # noqa: E402
 from loopback import free_port, http_get  # noqa: E402
-from stack import IDENTITY, Component, Stack, haproxy_binary, wait_for  # noqa: E402
+from stack import IDENTITY, Component, Stack, haproxy_binary, machine_facts, wait_for  # noqa: E402
 
 SKIP = 77
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -656,13 +656,9 @@ def main():
     build(args)
 
     bench = Bench(args)
-    machine = {"cores": os.cpu_count(), "load_before": os.getloadavg(),
-               "haproxy": subprocess.run([haproxy_binary(), "-v"], capture_output=True,
-                                         text=True).stdout.splitlines()[0],
-               "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    machine, line = machine_facts()
     bench.results["machine"] = machine
-    print(f"{machine['haproxy']}; {machine['cores']} cores; load average before: "
-          f"{' '.join(f'{x:.2f}' for x in machine['load_before'])}", flush=True)
+    print(line, flush=True)
     ok = False
     try:
         bench.start()

@@ -43,7 +43,7 @@ from bench import rss_mib  # noqa: E402
 from common import metric, spawner_request  # noqa: E402
 from podman import TEST_IMAGE, UnixHTTPConnection  # noqa: E402
 from stack import (ADDRESS_PRELUDE, SERVE_SCRIPT, Stack,  # noqa: E402
-                   director_spawner_unavailable, haproxy_binary)
+                   director_spawner_unavailable, machine_facts)
 
 SKIP = 77
 # The user whose container never listens, so its loading page stays: wrk's script names users
@@ -345,13 +345,9 @@ def main():
         return SKIP
 
     bench = SpawnerBench(args)
-    machine = {"cores": os.cpu_count(), "load_before": os.getloadavg(),
-               "haproxy": subprocess.run([haproxy_binary(), "-v"], capture_output=True,
-                                         text=True).stdout.splitlines()[0],
-               "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    machine, line = machine_facts()
     bench.results["machine"] = machine
-    print(f"{machine['haproxy']}; {machine['cores']} cores; load average before: "
-          f"{' '.join(f'{x:.2f}' for x in machine['load_before'])}", flush=True)
+    print(line, flush=True)
     ok = False
     try:
         bench.start()
