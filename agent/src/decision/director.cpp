@@ -68,7 +68,8 @@ std::string_view to_string(Reason reason) noexcept {
 Director::Director(Settings settings) : settings_(std::move(settings)) {}
 
 DecideResult Director::decide(std::optional<std::string_view> username, WaiterId waiter,
-                              TimePoint now) {
+                              TimePoint now, bool retry) {
+  (void)retry;
   if (!username || username->empty()) {
     ++stats_.missing_usernames;
     return {refusal(Reason::missing_username), std::nullopt};
@@ -161,6 +162,20 @@ Completion Director::complete(std::string_view label, const CheckResult& result,
   evict_beyond_capacity();  // may drop `entry`, which is no longer pinned
   return completion;
 }
+
+Invalidation Director::feed_snapshot(FeedId, std::vector<std::pair<std::string, ContainerState>>, TimePoint) {
+  return {};
+}
+
+Invalidation Director::feed_event(FeedId, std::string_view, std::optional<ContainerState>, TimePoint) {
+  return {};
+}
+
+Invalidation Director::feed_lost(FeedId, TimePoint) { return {}; }
+
+void Director::set_haproxy_invalidation(bool available) noexcept { haproxy_invalidation_ = available; }
+
+std::size_t Director::covered_labels() const noexcept { return covered_labels_.size(); }
 
 std::size_t Director::size() const noexcept { return entries_.size(); }
 
