@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <utility>
 #include <optional>
@@ -46,6 +47,10 @@ enum class Reason : std::uint8_t {
   probe_failed,      // the probe connected but the HTTP check (if configured) failed
 };
 std::string_view to_string(Reason reason) noexcept;
+
+// Whether `name` may be a key of HAProxy's fast_path table: ^[A-Za-z0-9._@+-]{1,64}$, the names
+// haproxy.cfg's fast path stores. Keys go into HAProxy CLI commands: nothing else ever may.
+bool is_haproxy_key(std::string_view name) noexcept;
 
 struct Settings {
   std::string host_prefix = "vscode";   // CONTAINER_HOST_PREFIX
@@ -258,6 +263,27 @@ class Director {
   };
   using Entries = std::list<Entry>;  // most recently used first
 
+  // At most this many usernames other than the label are kept per entry (Entry::usernames).
+  static constexpr std::size_t kMaxUsernames = 4;
+
+  struct StringHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view text) const noexcept { return std::hash<std::string_view>{}(text); }
+  };
+  struct Feed {
+    bool connected = false;
+    std::unordered_map<std::string, ContainerState, StringHash, std::equal_to<>> containers;  // by label
+  };
+
+  Feed& feed_at(FeedId feed);
+  // Records that one feed's word on `label` went from `before` to `after` (nullptr: unknown or
+  // destroyed); `lost`: the feed is gone rather than saying the container is.
+  void apply_feed_change(std::string_view label, const ContainerState* before, const ContainerState* after,
+                         bool lost, Invalidation& out, TimePoint now);
+  static void remember_username(Entry& entry, std::string_view username);
+  static void append_haproxy_keys(const Entry& entry, std::vector<std::string>& keys);
+  static bool under_event_ttl(const Entry& entry) noexcept;
+  Duration hold_for(const Entry& entry, Duration age) const noexcept;
   std::string host_for(std::string_view label) const;
   Answer answer_for(const Entry& entry, std::string label, Duration age) const;
   CheckPlan plan_for(Entry& entry, TimePoint now);
@@ -269,13 +295,9 @@ class Director {
   std::unordered_map<std::string_view, Entries::iterator> index_;  // label -> entry
   Stats stats_;
 
-  struct Feed {
-    bool connected = false;
-    std::unordered_map<std::string, ContainerState> containers;  // label -> what the feed said
-  };
-  std::vector<Feed> feeds_;  // by FeedId
+  std::vector<Feed> feeds_;  // by FeedId; a feed that is not connected knows no label
   // Covered labels -> how many connected feeds say running && !unhealthy (> 0).
-  std::unordered_map<std::string, std::uint32_t> covered_labels_;
+  std::unordered_map<std::string, std::uint32_t, StringHash, std::equal_to<>> covered_labels_;
   bool haproxy_invalidation_ = false;
 };
 
