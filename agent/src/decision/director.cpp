@@ -205,25 +205,29 @@ Completion Director::complete(std::string_view label, const CheckResult& result,
 void Director::remember_username(Entry& entry, std::string_view username) {
   // The label is always a key; a name HAProxy's fast path does not store needs no clearing.
   if (username == entry.label || !is_haproxy_key(username)) return;
+  if (!entry.usernames) entry.usernames = std::make_unique<std::string>();
+  const std::string_view kept_names = *entry.usernames;
   std::size_t kept = 0;
-  for (std::size_t start = 0; start < entry.usernames.size(); ++kept) {
-    const std::size_t end = entry.usernames.find('\n', start);
-    if (std::string_view(entry.usernames).substr(start, end - start) == username) return;
+  for (std::size_t start = 0; start < kept_names.size(); ++kept) {
+    const std::size_t end = kept_names.find('\n', start);
+    if (kept_names.substr(start, end - start) == username) return;
     start = end + 1;
   }
   if (kept >= kMaxUsernames) {
     entry.untracked_username = true;  // HAProxy may hold an answer for it that nobody clears
     return;
   }
-  entry.usernames.append(username);
-  entry.usernames.push_back('\n');
+  entry.usernames->append(username);
+  entry.usernames->push_back('\n');
 }
 
 void Director::append_haproxy_keys(const Entry& entry, std::vector<std::string>& keys) {
   if (is_haproxy_key(entry.label)) keys.push_back(entry.label);
-  for (std::size_t start = 0; start < entry.usernames.size();) {
-    const std::size_t end = entry.usernames.find('\n', start);
-    keys.emplace_back(entry.usernames, start, end - start);
+  if (!entry.usernames) return;
+  const std::string_view kept_names = *entry.usernames;
+  for (std::size_t start = 0; start < kept_names.size();) {
+    const std::size_t end = kept_names.find('\n', start);
+    keys.emplace_back(kept_names.substr(start, end - start));
     start = end + 1;
   }
 }

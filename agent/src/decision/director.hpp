@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <functional>
 #include <list>
+#include <memory>
 #include <utility>
 #include <optional>
 #include <string>
@@ -244,10 +245,9 @@ class Director {
     std::string host;
     // Usernames seen for this label other than the label itself, that HAProxy's fast path may
     // store (HAProxy keys): at most kMaxUsernames, each followed by '\n' (not in the charset).
-    std::string usernames;
+    // Null until there is one (never in strict mode, where the username is the label).
+    std::unique_ptr<std::string> usernames;
     std::optional<TimePoint> checked_at;  // absent until the first check completes
-    bool alive = false;
-    Reason reason = Reason::ok;
     std::optional<Address> address;
     std::optional<TimePoint> resolved_at;  // when DNS last returned `address`
     Duration probe_latency{};
@@ -256,6 +256,9 @@ class Director {
     std::uint32_t generation = 0;          // feed changes of the label seen while cached
     std::uint32_t planned_generation = 0;  // generation when the check in flight was planned
     std::uint32_t checked_generation = 0;  // generation when the last completed check was planned
+    // The small fields last, together (no padding between them).
+    bool alive = false;
+    Reason reason = Reason::ok;
     bool checking = false;          // a check is in flight: pinned, not evictable
     bool covered = false;           // cache of "covered_labels_ has the label"
     bool invalidated = false;       // a feed change expired the last result: wait for a check
