@@ -139,11 +139,21 @@ DecideResult Director::decide(std::optional<std::string_view> username, WaiterId
   if (!entry.checking) {
     decision.start_check = plan_for(entry, now);
   }
-  evict_beyond_capacity();  // `entry` is checking, hence pinned
+  evict_beyond_capacity(now);  // `entry` is checking, hence pinned
   return decision;
 }
 
 Completion Director::complete(std::string_view label, const CheckResult& result, TimePoint now) {
+  Completion completion = record_check(label, result, now);
+  if (!evicted_keys_.empty()) {
+    completion.haproxy_keys.insert(completion.haproxy_keys.end(), std::make_move_iterator(evicted_keys_.begin()),
+                                   std::make_move_iterator(evicted_keys_.end()));
+    evicted_keys_.clear();
+  }
+  return completion;
+}
+
+Completion Director::record_check(std::string_view label, const CheckResult& result, TimePoint now) {
   const Outcome outcome = classify(result);
   // Every probe of a last known address counts, whatever its outcome (docs/metrics.md).
   if (result.dns == DnsOutcome::error && result.probe != ProbeOutcome::not_run) {
@@ -198,7 +208,7 @@ Completion Director::complete(std::string_view label, const CheckResult& result,
   completion.waiters = std::move(entry.waiters);
   entry.waiters.clear();
   completion.answer = answer_for(entry, entry.label, Duration::zero());
-  evict_beyond_capacity();  // may drop `entry`, which is no longer pinned
+  evict_beyond_capacity(now);  // may drop `entry`, which is no longer pinned
   return completion;
 }
 
@@ -223,6 +233,10 @@ void Director::remember_username(Entry& entry, std::string_view username) {
 
 void Director::append_haproxy_keys(const Entry& entry, std::vector<std::string>& keys) {
   if (is_haproxy_key(entry.label)) keys.push_back(entry.label);
+  append_usernames(entry, keys);
+}
+
+void Director::append_usernames(const Entry& entry, std::vector<std::string>& keys) {
   if (!entry.usernames) return;
   const std::string_view kept_names = *entry.usernames;
   for (std::size_t start = 0; start < kept_names.size();) {
@@ -429,13 +443,17 @@ UserView Director::view_of(const Entry& entry) {
 
 // Drops least recently used entries without a check in flight until the bound holds (or only
 // pinned entries remain).
-void Director::evict_beyond_capacity() {
+void Director::evict_beyond_capacity(TimePoint now) {
+  const Duration longest_hold = std::max(settings_.event_refresh_after(), settings_.fast_path_hold);
   auto candidate = entries_.end();
   while (entries_.size() > settings_.capacity && candidate != entries_.begin()) {
     --candidate;
     if (candidate->checking) {
       continue;
     }
+    // HAProxy may hold its last answer up to the longest hold past its last request. The label
+    // stays reachable (a feed change of an uncached label clears it); other names do not.
+    if (now - candidate->last_seen < longest_hold) append_usernames(*candidate, evicted_keys_);
     index_.erase(candidate->label);
     candidate = entries_.erase(candidate);
     ++stats_.evictions;

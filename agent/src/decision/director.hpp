@@ -136,7 +136,9 @@ struct Completion {
   // queued for the repeat.
   std::vector<WaiterId> waiters;
   std::optional<CheckPlan> start_check;  // set when the caller must start this check now
-  // HAProxy keys to clear in every HAProxy's fast_path table (the label went alive -> not alive).
+  // HAProxy keys to clear in every HAProxy's fast_path table: the label's when it went alive ->
+  // not alive, and the usernames of entries the LRU bound dropped while HAProxy may still hold
+  // their answers (a feed change could no longer reach those keys).
   std::vector<std::string> haproxy_keys;
   // For logging state changes. previous_reason is the reason of the check before this one,
   // absent for the user's first recorded check. alive_changed is true when alive differs from
@@ -284,14 +286,16 @@ class Director {
   void apply_feed_change(std::string_view label, const ContainerState* before, const ContainerState* after,
                          bool lost, Invalidation& out, TimePoint now);
   static void remember_username(Entry& entry, std::string_view username);
-  static void append_haproxy_keys(const Entry& entry, std::vector<std::string>& keys);
+  static void append_haproxy_keys(const Entry& entry, std::vector<std::string>& keys);  // label + usernames
+  static void append_usernames(const Entry& entry, std::vector<std::string>& keys);
   static bool under_event_ttl(const Entry& entry) noexcept;
   Duration hold_for(const Entry& entry, Duration age) const noexcept;
   std::string host_for(std::string_view label) const;
   Answer answer_for(const Entry& entry, std::string label, Duration age) const;
   CheckPlan plan_for(Entry& entry, TimePoint now);
   static UserView view_of(const Entry& entry);
-  void evict_beyond_capacity();
+  Completion record_check(std::string_view label, const CheckResult& result, TimePoint now);
+  void evict_beyond_capacity(TimePoint now);
 
   Settings settings_;
   Entries entries_;
@@ -302,6 +306,8 @@ class Director {
   // Covered labels -> how many connected feeds say running && !unhealthy (> 0).
   std::unordered_map<std::string, std::uint32_t, StringHash, std::equal_to<>> covered_labels_;
   bool haproxy_invalidation_ = false;
+  // Usernames of evicted entries that HAProxy may hold: cleared with the next Completion.
+  std::vector<std::string> evicted_keys_;
 };
 
 }  // namespace director::decision

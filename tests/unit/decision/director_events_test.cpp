@@ -509,3 +509,30 @@ TEST_CASE("events: a label is covered while any connected feed vouches for it", 
   director.complete("jack", alive_result(), after(2s + 1ms));
   CHECK_FALSE(event_covered(director, "jack"));
 }
+
+TEST_CASE("events: an evicted entry's usernames HAProxy may still hold are cleared", "[director][events]") {
+  Settings settings = event_settings();
+  settings.username_mode = UsernameMode::escape;
+  settings.capacity = 1;
+  Director director(settings);
+  director.set_haproxy_invalidation(true);
+  const std::string jack = check_now(director, "Jack", alive_result(), after(0ms)).answer.label;
+  director.feed_snapshot(0, Containers{{jack, running()}}, after(0ms));
+  check_now(director, "Jack", alive_result(), after(1s));
+  REQUIRE(hit(director, "Jack", after(2s)).hold == 44s);  // HAProxy holds "Jack" till 46 s
+
+  SECTION("evicted while the hold may be live: the next completion clears it") {
+    const auto jill = director.decide("Jill", 2, after(3s));  // evicts Jack's entry
+    REQUIRE(jill.start_check);
+    CHECK_FALSE(director.find_user(jack));
+    const Completion done = director.complete(jill.start_check->label, alive_result(), after(3s));
+    CHECK(done.haproxy_keys == std::vector<std::string>{"Jack"});
+    // Once.
+    CHECK(check_now(director, "Jill", alive_result(), after(4s)).haproxy_keys.empty());
+  }
+  SECTION("evicted after any hold ran out: nothing to clear") {
+    const auto jill = director.decide("Jill", 2, after(2s + 45s));
+    REQUIRE(jill.start_check);
+    CHECK(director.complete(jill.start_check->label, alive_result(), after(2s + 45s)).haproxy_keys.empty());
+  }
+}
