@@ -21,11 +21,11 @@
 #include <functional>
 #include <list>
 #include <memory>
-#include <utility>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace director::decision {
@@ -218,8 +218,10 @@ class Director {
   Completion complete(std::string_view label, const CheckResult& result, TimePoint now);
 
   // Feed messages. A snapshot replaces everything `feed` said (labels it no longer lists are
-  // gone) and marks it connected; an event changes one label (std::nullopt: destroyed); a lost
-  // feed (disconnected, silent too long) no longer covers anything.
+  // gone) and marks it connected; an event changes one label (std::nullopt: destroyed) and marks
+  // it connected too; a lost feed (disconnected, silent too long) no longer covers anything, and
+  // asks for clear_all when it was connected; every cached entry it covered is invalidated (one
+  // check each), even when another feed still covers it.
   Invalidation feed_snapshot(FeedId feed, std::vector<std::pair<std::string, ContainerState>> containers,
                              TimePoint now);
   Invalidation feed_event(FeedId feed, std::string_view label, std::optional<ContainerState> state,
