@@ -44,6 +44,7 @@ using Containers = std::vector<std::pair<std::string, ContainerState>>;
 // {"type":"snapshot","containers":[{"label","id","state","health"}, ...]}
 struct Snapshot {
   Containers containers;
+  friend bool operator==(const Snapshot&, const Snapshot&) = default;
 };
 
 enum class EventKind : std::uint8_t { created, started, stopped, died, health, destroyed };
@@ -55,10 +56,13 @@ struct Event {
   std::string label;      // never empty
   std::string id;         // empty when the line has none
   bool unhealthy = false;  // health events: health == "unhealthy"; false for every other kind
+  friend bool operator==(const Event&, const Event&) = default;
 };
 
 // {"type":"heartbeat"}
-struct Heartbeat {};
+struct Heartbeat {
+  friend bool operator==(const Heartbeat&, const Heartbeat&) = default;
+};
 
 using FeedMessage = std::variant<Snapshot, Event, Heartbeat>;
 
