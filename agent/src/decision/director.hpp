@@ -18,7 +18,9 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <list>
+#include <memory>
 #include <utility>
 #include <optional>
 #include <string>
@@ -46,6 +48,10 @@ enum class Reason : std::uint8_t {
   probe_failed,      // the probe connected but the HTTP check (if configured) failed
 };
 std::string_view to_string(Reason reason) noexcept;
+
+// Whether `name` may be a key of HAProxy's fast_path table: ^[A-Za-z0-9._@+-]{1,64}$, the names
+// haproxy.cfg's fast path stores. Keys go into HAProxy CLI commands: nothing else ever may.
+bool is_haproxy_key(std::string_view name) noexcept;
 
 struct Settings {
   std::string host_prefix = "vscode";   // CONTAINER_HOST_PREFIX
@@ -239,10 +245,9 @@ class Director {
     std::string host;
     // Usernames seen for this label other than the label itself, that HAProxy's fast path may
     // store (HAProxy keys): at most kMaxUsernames, each followed by '\n' (not in the charset).
-    std::string usernames;
+    // Null until there is one (never in strict mode, where the username is the label).
+    std::unique_ptr<std::string> usernames;
     std::optional<TimePoint> checked_at;  // absent until the first check completes
-    bool alive = false;
-    Reason reason = Reason::ok;
     std::optional<Address> address;
     std::optional<TimePoint> resolved_at;  // when DNS last returned `address`
     Duration probe_latency{};
@@ -251,6 +256,9 @@ class Director {
     std::uint32_t generation = 0;          // feed changes of the label seen while cached
     std::uint32_t planned_generation = 0;  // generation when the check in flight was planned
     std::uint32_t checked_generation = 0;  // generation when the last completed check was planned
+    // The small fields last, together (no padding between them).
+    bool alive = false;
+    Reason reason = Reason::ok;
     bool checking = false;          // a check is in flight: pinned, not evictable
     bool covered = false;           // cache of "covered_labels_ has the label"
     bool invalidated = false;       // a feed change expired the last result: wait for a check
@@ -258,6 +266,27 @@ class Director {
   };
   using Entries = std::list<Entry>;  // most recently used first
 
+  // At most this many usernames other than the label are kept per entry (Entry::usernames).
+  static constexpr std::size_t kMaxUsernames = 4;
+
+  struct StringHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view text) const noexcept { return std::hash<std::string_view>{}(text); }
+  };
+  struct Feed {
+    bool connected = false;
+    std::unordered_map<std::string, ContainerState, StringHash, std::equal_to<>> containers;  // by label
+  };
+
+  Feed& feed_at(FeedId feed);
+  // Records that one feed's word on `label` went from `before` to `after` (nullptr: unknown or
+  // destroyed); `lost`: the feed is gone rather than saying the container is.
+  void apply_feed_change(std::string_view label, const ContainerState* before, const ContainerState* after,
+                         bool lost, Invalidation& out, TimePoint now);
+  static void remember_username(Entry& entry, std::string_view username);
+  static void append_haproxy_keys(const Entry& entry, std::vector<std::string>& keys);
+  static bool under_event_ttl(const Entry& entry) noexcept;
+  Duration hold_for(const Entry& entry, Duration age) const noexcept;
   std::string host_for(std::string_view label) const;
   Answer answer_for(const Entry& entry, std::string label, Duration age) const;
   CheckPlan plan_for(Entry& entry, TimePoint now);
@@ -269,13 +298,9 @@ class Director {
   std::unordered_map<std::string_view, Entries::iterator> index_;  // label -> entry
   Stats stats_;
 
-  struct Feed {
-    bool connected = false;
-    std::unordered_map<std::string, ContainerState> containers;  // label -> what the feed said
-  };
-  std::vector<Feed> feeds_;  // by FeedId
+  std::vector<Feed> feeds_;  // by FeedId; a feed that is not connected knows no label
   // Covered labels -> how many connected feeds say running && !unhealthy (> 0).
-  std::unordered_map<std::string, std::uint32_t> covered_labels_;
+  std::unordered_map<std::string, std::uint32_t, StringHash, std::equal_to<>> covered_labels_;
   bool haproxy_invalidation_ = false;
 };
 
