@@ -174,8 +174,10 @@ resolvers dns
 # haproxy.cfg before issue 11 sets the fast path's TTL in HAProxy (DIRECTOR_FAST_PATH_TTL_MS);
 # after it, HAProxy only switches it on or off (DIRECTOR_FAST_PATH) and the agent says how long
 # each answer may be held (DIRECTOR_FAST_PATH_HOLD). The bench drives whichever it finds.
-HAPROXY_CFG_TEXT = (REPO / "haproxy" / "haproxy.cfg").read_text()
-FAST_PATH_IN_HAPROXY = re.search(r"presetenv\s+DIRECTOR_FAST_PATH_TTL_MS\s", HAPROXY_CFG_TEXT) is not None
+def fast_path_ttl_in(haproxy_cfg):
+    """The DIRECTOR_FAST_PATH_TTL_MS default of a haproxy.cfg from before issue 11, else None."""
+    found = re.search(r"presetenv\s+DIRECTOR_FAST_PATH_TTL_MS\s+(\d+)", Path(haproxy_cfg).read_text())
+    return int(found.group(1)) if found else None
 
 
 class BenchStack(Stack):
@@ -190,6 +192,7 @@ class BenchStack(Stack):
         self.nbthread = nbthread
         self.keep_haproxy_log = keep_haproxy_log
         self.agent_env = {}
+        self.fast_path_in_haproxy = fast_path_ttl_in(self.haproxy_cfg) is not None
 
     def start_spawner(self):
         pass  # the origin HAProxy answers for the spawner
@@ -202,7 +205,7 @@ class BenchStack(Stack):
 
     def haproxy_env(self):
         env = super().haproxy_env()
-        if FAST_PATH_IN_HAPROXY:
+        if self.fast_path_in_haproxy:
             env["DIRECTOR_FAST_PATH_TTL_MS"] = str(self.fast_path)
         else:
             env["DIRECTOR_FAST_PATH"] = "on" if self.fast_path else "off"
@@ -215,7 +218,7 @@ class BenchStack(Stack):
     def configure(self, *, fast_path, nbthread, agent_env):
         """Restarts what a change needs: HAProxy for another fast path or thread count, the agent
         (its cache emptied) for other settings of its own."""
-        if not FAST_PATH_IN_HAPROXY:
+        if not self.fast_path_in_haproxy:
             agent_env = dict(agent_env, DIRECTOR_FAST_PATH_HOLD=f"{fast_path or 500}ms")
         if agent_env != self.agent_env:
             self.agent_env = agent_env
@@ -282,7 +285,8 @@ def visit_every_user(url, users, prefix, connections, limit=300):
 
 def request(endpoint, user, timeout=5, cookie=None):
     """One page load (Accept: text/html, which the spawner backend's wake policy lets through)
-    on a new connection: (status, X-Served-By, {lowercase header: value})."""
+    on a new connection: (status, X-Served-By, {lowercase header: its first value}, [every
+    Set-Cookie value])."""
     extra = f"Cookie: {cookie}\r\n" if cookie else ""
     with socket.create_connection(endpoint, timeout=timeout) as s:
         s.sendall(f"GET / HTTP/1.1\r\nHost: bench\r\n{IDENTITY}: {user}\r\n{extra}"
@@ -291,11 +295,14 @@ def request(endpoint, user, timeout=5, cookie=None):
         while chunk := s.recv(65536):
             data += chunk
     head = data.split(b"\r\n\r\n", 1)[0].decode(errors="replace").split("\r\n")
-    headers = {}
+    headers, cookies = {}, []
     for h in head[1:]:
         name, _, value = h.partition(":")
-        headers.setdefault(name.strip().lower(), value.strip())
-    return int(head[0].split()[1]), headers.get("x-served-by"), headers
+        name, value = name.strip().lower(), value.strip()
+        headers.setdefault(name, value)
+        if name == "set-cookie":
+            cookies.append(value)
+    return int(head[0].split()[1]), headers.get("x-served-by"), headers, cookies
 
 
 def served_by(endpoint, user):
@@ -304,37 +311,16 @@ def served_by(endpoint, user):
 
 # --- the targets of issue 11 (events mode) -------------------------------------------------
 
-def ratio_target(users):
-    return 0.80 if users >= 100_000 else 0.90
+# Per row size (1, 100, 10,000, 100,000 users by default; smaller with --smoke): the least
+# ratio to static req/s, and the most p99 added over static (ms; None: no target).
+EVENT_TARGETS = {"one": (0.90, 0.2), "mid": (0.90, 0.2), "large": (0.90, 0.5), "scale": (0.80, None)}
 
-
-def p99_target_ms(users):
-    """p99 added over static, ms; None: no target at that size."""
-    if users <= 100:
-        return 0.2
-    if users <= 10_000:
-        return 0.5
-    return None
+# What HAProxy's retry page sets (haproxy/pages/container-unavailable.http, plan.md).
+RETRY_COOKIE = "container_director_retry"
 
 
 def verdict(ok):
     return "PASS" if ok else "MISS"
-
-
-# --- the event feed ------------------------------------------------------------------------
-
-class EventFeed:
-    """tools/feed_standin.py (a stand-in for director-spawner's GET /events: no runtime here can
-    run 100,000 containers), listing the bench's users as running."""
-
-    @staticmethod
-    def start(run_dir, labels):
-        """(the feed, None), or (None, why events mode cannot run)."""
-        try:
-            import feed_standin  # noqa: F401  (tools/feed_standin.py, issue 11)
-        except ImportError:
-            return None, "tools/feed_standin.py is not on this branch"
-        return None, "tools/feed_standin.py is not wired into the bench yet"
 
 
 # --- the bench ----------------------------------------------------------------------------
@@ -365,7 +351,7 @@ class Bench:
         self.stack = BenchStack(spawner_port=self.spawner_port, fast_path=a.fast_path,
                                 keep_haproxy_log=a.keep_logs, agent_bin=a.agent_bin,
                                 container_port=self.container_port,
-                                agent_args=["--threads", "1"],
+                                agent_args=["--threads", "1"], haproxy_cfg=Path(a.haproxy_cfg),
                                 run_dir=self.run_dir / "stack")
         self.stack.start()
         # Every bench user's name, spread over the origin's 254 addresses. dnsmasq reads the
@@ -452,7 +438,7 @@ class Bench:
                 fast_path=None, socket_path=None, mode=None):
         a = self.args
         url = f"http://{endpoint[0]}:{endpoint[1]}/"
-        status, served, _ = request(endpoint, f"{prefix}0")
+        status, served, *_ = request(endpoint, f"{prefix}0")
         if not expect(status, served):
             raise RuntimeError(f"{name}: unexpected answer {status} {served}")
         covered_in = visit_every_user(url, users, prefix, a.connections)  # first visits
@@ -566,8 +552,13 @@ class Bench:
         that it can hold answers long and clear them on events. None (and why, in
         events_unavailable) when events mode cannot run here."""
         if self.feed is None and self.events_unavailable is None:
-            labels = [f"bench{i}" for i in range(self.most_users)]
-            self.feed, self.events_unavailable = EventFeed.start(self.run_dir, labels)
+            try:
+                from feed_standin import FeedStandin  # tools/feed_standin.py (issue 11)
+            except ImportError:
+                self.events_unavailable = "tools/feed_standin.py is not on this branch"
+                return None
+            # A stand-in for director-spawner's feed: no runtime here runs 100,000 containers.
+            self.feed = FeedStandin(running=[f"bench{i}" for i in range(self.most_users)]).start()
         if self.feed is None:
             return None
         return {"DIRECTOR_EVENT_FEEDS": self.feed.url,
@@ -587,7 +578,7 @@ class Bench:
 
     def events_rows(self, nbthread):
         a = self.args
-        env = self.events_env()
+        env = None if self.events_unavailable else self.events_env()
         if env is None:
             print(f"  6. director, events mode: not measured ({self.events_unavailable})", flush=True)
             return
@@ -596,9 +587,11 @@ class Bench:
             self.events_unavailable = "the agent did not report director_liveness_mode 1"
             print(f"  6. director, events mode: not measured ({self.events_unavailable})", flush=True)
             return
-        for users in (1, a.users_mid, a.users_large, a.scale_users):
+        for size, users in (("one", 1), ("mid", a.users_mid), ("large", a.users_large),
+                            ("scale", a.scale_users)):
             row = self.measure("6. director, events", self.stack.http, self.haproxy_worker(), users,
                                "bench", self.alive, fast_path=a.fast_path, mode="events")
+            row["size"] = size
             row["covered_users"] = metric_sum(self.agent_metrics(), "director_covered_users")
             row["fast_path_table"] = self.fast_path_table()
         table = row["fast_path_table"]
@@ -687,10 +680,12 @@ class Bench:
             self.stack.configure(fast_path=hold, nbthread=nbthread, agent_env=ttl_mode)
             scale["convergence"][f"ttl, {fast_path_label(hold)}"] = self.convergence(
                 f"TTL mode, {fast_path_label(hold)}", f"t{hold}")
-        env = self.events_env()
+        env = None if self.events_unavailable else self.events_env()
         if env is not None:
             self.stack.configure(fast_path=a.fast_path, nbthread=nbthread, agent_env=env)
-            if self.wait_events_mode():
+            if not self.wait_events_mode():
+                self.events_unavailable = "the agent did not report director_liveness_mode 1"
+            else:
                 scale["convergence"]["events"] = self.convergence(
                     f"events mode, {fast_path_label(a.fast_path)}", "ev", events=True)
                 scale["refused"] = self.refused_connection()
@@ -778,7 +773,7 @@ class Bench:
                 time.sleep(0.01)
             stack.containers.start(host, user)
             if events:
-                self.feed.started(user)
+                self.feed.start_container(user)
             self.wait_served(user, "backend", time.monotonic())
             routed_at = time.time()
             ready_at = stack.containers.wait_ready(host)
@@ -789,7 +784,7 @@ class Bench:
                 if kind == "killed":
                     stack.add_container(user)
                     if events:
-                        self.feed.started(user)
+                        self.feed.start_container(user)
                     self.wait_served(user, "backend", time.monotonic(), 5)
                 for _ in range(20):  # steady traffic, so the fast path holds an answer
                     request(stack.http, user)
@@ -797,7 +792,7 @@ class Bench:
                 stopped_at = time.monotonic()
                 stack.stop_container(user, signal.SIGTERM if forget else signal.SIGKILL, forget=forget)
                 if events:
-                    self.feed.ended(user, removed=forget)
+                    self.container_ended(user, removed=forget)
                 out[kind].append(self.wait_served(user, "spawner", stopped_at))
                 if not forget:
                     stack.containers.forget_dead(host)
@@ -809,6 +804,15 @@ class Bench:
               flush=True)
         return out
 
+    def container_ended(self, user, removed):
+        """What director-spawner's feed says when a container ends: stopped then destroyed
+        (removed), or died (killed, exit code 137)."""
+        if removed:
+            self.feed.stop_container(user)
+            self.feed.destroy(user)
+        else:
+            self.feed.stop_container(user, died=True)
+
     def refused_connection(self):
         """Events mode: a container whose process dies without the feed saying so (the
         container runs on, connections are refused). The first request may still be routed
@@ -816,19 +820,19 @@ class Bench:
         retry cookie that page sets, must reach the spawner."""
         stack, user = self.stack, "refused0"
         stack.add_container(user)
-        self.feed.started(user)
+        self.feed.start_container(user)
         self.wait_served(user, "backend", time.monotonic(), 5)
         for _ in range(20):
             request(stack.http, user)
             time.sleep(0.01)
         stack.stop_container(user, signal.SIGKILL, forget=False)
         killed_at = time.monotonic()
-        first_status, first_served, headers = request(stack.http, user)
-        cookie = headers.get("set-cookie", "").split(";", 1)[0] or None
-        second_status, second_served, _ = request(stack.http, user, cookie=cookie)
+        first_status, first_served, _, cookies = request(stack.http, user)
+        cookie = next((c.split(";", 1)[0] for c in cookies if c.startswith(RETRY_COOKIE + "=")), None)
+        second_status, second_served, *_ = request(stack.http, user, cookie=cookie)
         seconds = time.monotonic() - killed_at
         stack.containers.forget_dead(stack.host_for(user))
-        self.feed.ended(user, removed=True)
+        self.container_ended(user, removed=True)
         ok = first_served == "spawner" or second_served == "spawner"
         out = {"first": [first_status, first_served, cookie], "second": [second_status, second_served],
                "seconds": seconds, "ok": ok}
@@ -866,9 +870,9 @@ class Bench:
                 r.update(static_rps=static, ratio=ratio, p99_added_ms=added)
                 targets = ""
                 if r["mode"] == "events":
-                    p99_target = p99_target_ms(r["users"])
-                    r["targets"] = {"ratio": [ratio_target(r["users"]), ratio >= ratio_target(r["users"])]}
-                    targets = f"ratio >= {ratio_target(r['users']):.2f} {verdict(ratio >= ratio_target(r['users']))}"
+                    ratio_target, p99_target = EVENT_TARGETS[r["size"]]
+                    r["targets"] = {"ratio": [ratio_target, ratio >= ratio_target]}
+                    targets = f"ratio >= {ratio_target:.2f} {verdict(ratio >= ratio_target)}"
                     if p99_target is not None:
                         r["targets"]["p99_added_ms"] = [p99_target, added <= p99_target]
                         targets += f", +p99 <= {p99_target} ms {verdict(added <= p99_target)}"
@@ -941,6 +945,9 @@ def main():
     parser.add_argument("--json", help="also write every figure to this file")
     parser.add_argument("--keep-logs", action="store_true",
                         help="keep the run directory and HAProxy's per-request logs")
+    parser.add_argument("--haproxy-cfg", default=str(REPO / "haproxy" / "haproxy.cfg"),
+                        help="the director's HAProxy configuration (its folder's pages and "
+                             "spoe.conf with it)")
     parser.add_argument("--build-dir", default=str(REPO / "build" / "bench"))
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--agent-bin")
@@ -958,8 +965,8 @@ def main():
         args.duration, args.warmup, args.users_mid = 1, 0, 10
         args.users_large, args.scale_users, args.convergence_rounds = 50, 500, 1
     if args.fast_path is None:
-        found = re.search(r"presetenv\s+DIRECTOR_FAST_PATH_TTL_MS\s+(\d+)", HAPROXY_CFG_TEXT)
-        args.fast_path = int(found.group(1)) if found else 500
+        ttl = fast_path_ttl_in(args.haproxy_cfg)
+        args.fast_path = 500 if ttl is None else ttl
     build(args)
 
     bench = Bench(args)
