@@ -565,13 +565,17 @@ class Bench:
                 "DIRECTOR_HAPROXY_SOCKETS": str(self.stack.haproxy_socket)}
 
     def wait_events_mode(self, timeout=30):
-        """True once the agent says events mode is in force (director_liveness_mode 1)."""
+        """True once the agent says events mode is in force: director_liveness_mode 1, or
+        /status's "liveness" mode "events"; False at once from an agent that has neither."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = self.agent_metrics()
             if re.search(r"^director_liveness_mode(?:\{[^}]*\})? 1(?:\.0*)?$", text, re.M):
                 return True
-            if "director_liveness_mode" not in text:
+            liveness = json.loads(http_get(self.stack.agent_http, "/status", timeout=10)[1]).get("liveness")
+            if isinstance(liveness, dict) and liveness.get("mode") == "events":
+                return True
+            if "director_liveness_mode" not in text and liveness is None:
                 return False
             time.sleep(0.1)
         return False
@@ -596,17 +600,18 @@ class Bench:
             row["fast_path_table"] = self.fast_path_table()
         table = row["fast_path_table"]
         print(f"  at {a.scale_users} users (events mode): agent RSS {row['agent_rss_mib']:.1f} MiB, "
-              f"HAProxy RSS {row['haproxy_rss_mib']:.1f} MiB, fast_path table {table['used']} "
-              f"used of {table['size']}", flush=True)
+              f"HAProxy RSS {row['haproxy_rss_mib']:.1f} MiB, fast_path table "
+              f"{table.get('used', '?')} used of {table.get('size', '?')}", flush=True)
         self.group["events_rss"] = {"users": a.scale_users, "agent_rss_mib": row["agent_rss_mib"],
                                     "haproxy_rss_mib": row["haproxy_rss_mib"], "fast_path_table": table}
 
     def fast_path_table(self):
         """HAProxy's fast_path stick table: {"size": entries it can hold, "used": held now}
-        (the header line of "show table": "# table: fast_path, type: string, size:N, used:M")."""
-        head = self.stack.haproxy_cli("show table fast_path").split("\n", 1)[0]
-        found = dict(re.findall(r"(size|used):(\d+)", head))
-        return {k: int(v) for k, v in found.items()}
+        ("show table" without a name lists one header line per table, not the entries:
+        "# table: fast_path, type: string, size:204800, used:100000")."""
+        head = next((line for line in self.stack.haproxy_cli("show table").splitlines()
+                     if "table: fast_path," in line), "")
+        return {k: int(v) for k, v in re.findall(r"(size|used):(\d+)", head)}
 
     def fast_path_settings(self):
         settings = [0] + [t for t in self.args.compare_ttl if t != 0]
