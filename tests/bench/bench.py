@@ -82,6 +82,12 @@ def metric_sum(text, name):
     return sum(float(v) for v in re.findall(rf"^{name}(?:\{{[^}}]*\}})? (\S+)$", text, re.M))
 
 
+def metric_value(text, name):
+    """The value of the unlabelled series `name`, or None when absent."""
+    found = re.search(rf"^{name} (\S+)$", text, re.M)
+    return float(found.group(1)) if found else None
+
+
 def backend_connects(socket_path):
     """Connections HAProxy opened to servers so far (show stat: "connect" of every server)."""
     with socket.socket(socket.AF_UNIX) as s:
@@ -223,6 +229,8 @@ class BenchStack(Stack):
         if agent_env != self.agent_env:
             self.agent_env = agent_env
             self.restart_agent()
+            # Answers the previous agent let HAProxy hold (up to the event backstop) go too.
+            self.haproxy_cli("clear table fast_path")
         if (fast_path, nbthread) != (self.fast_path, self.nbthread):
             self.fast_path, self.nbthread = fast_path, nbthread
             self.restart_haproxy()
@@ -465,8 +473,8 @@ class Bench:
                 "checks_per_s": (after["checks"] - before["checks"]) / (after["t"] - before["t"]),
                 "agent_rss_mib": rss_mib(self.agent_pid)})
         self.rows.append(row)
-        print(f"  {name:<34} {users:>6} users  {row['rps']:>8.0f} req/s  p99 {row['p99_ms']:.3f} ms",
-              flush=True)
+        print(f"  {name:<34} {users:>6} users  {row['rps']:>8.0f} req/s  p99 {row['p99_ms']:.3f} ms"
+              f"  (first visits {covered_in:.1f} s)", flush=True)
         return row
 
     def sample(self, haproxy_pid, director, socket_path):
@@ -565,18 +573,21 @@ class Bench:
                 "DIRECTOR_HAPROXY_SOCKETS": str(self.stack.haproxy_socket)}
 
     def wait_events_mode(self, timeout=30):
-        """True once the agent says events mode is in force: director_liveness_mode 1, or
-        /status's "liveness" mode "events"; False at once from an agent that has neither."""
+        """True once the agent says events mode is in force (director_liveness_mode 1, or
+        /status's "liveness" mode "events") and, when it reports it, that it reaches HAProxy's
+        runtime socket (director_haproxy_runtime_reachable 1: answers are held long only then);
+        False at once from an agent that knows neither."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = self.agent_metrics()
-            if re.search(r"^director_liveness_mode(?:\{[^}]*\})? 1(?:\.0*)?$", text, re.M):
-                return True
             liveness = json.loads(http_get(self.stack.agent_http, "/status", timeout=10)[1]).get("liveness")
-            if isinstance(liveness, dict) and liveness.get("mode") == "events":
-                return True
             if "director_liveness_mode" not in text and liveness is None:
                 return False
+            events = (metric_value(text, "director_liveness_mode") == 1
+                      or (isinstance(liveness, dict) and liveness.get("mode") == "events"))
+            reachable = metric_value(text, "director_haproxy_runtime_reachable") in (None, 1)
+            if events and reachable:
+                return True
             time.sleep(0.1)
         return False
 
