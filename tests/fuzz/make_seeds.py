@@ -9,6 +9,8 @@ Writes one directory per target under --out (docs/fuzzing.md describes each inpu
   username/  one control byte + usernames: those in the captures and hostile ones
   activity/  one control byte + `show table` outputs of HAProxy 2.6 and 3.2 (even) or agent
              /users pages (odd), written here
+  feed/      one control byte + an event feed as the spawner writes it (docs/spawner.md), or a
+             feed URL, written here
 Standard library and tools/spop.py only; deterministic file names (content hashes), so reruns change nothing.
 """
 import argparse
@@ -45,6 +47,23 @@ AGENT_USERS_SEEDS = [
     '{"label": "alice", "host": "vscode-alice", "address": "127.0.89.1", "state": "alive", "reason": "ok", '
     '"last_seen_seconds_ago": 0.047, "last_checked_seconds_ago": 0.045, "last_probe_ms": 0.381}]}',
     '{"total":0,"offset":1000,"users":[]}',
+]
+
+# The spawner's event feed (docs/spawner.md "The event feed"), and feed URLs (the same target
+# parses its input as a URL too).
+FEED_SEEDS = [
+    '{"type":"snapshot","containers":[{"label":"alice","id":"4f1c","state":"running","health":"healthy"},'
+    '{"label":"carol","id":"77aa","state":"exited","health":"none"}]}\n'
+    '{"type":"started","label":"bob","id":"9a2e"}\n'
+    '{"type":"health","label":"bob","id":"9a2e","health":"unhealthy"}\n'
+    '{"type":"died","label":"alice","id":"4f1c","exit_code":137}\n'
+    '{"type":"heartbeat"}\n',
+    '{"type":"snapshot","containers":[]}\r\n{"type":"created","label":"dave","id":"d1"}\n'
+    '{"type":"stopped","label":"dave","id":"d1"}\n{"type":"destroyed","label":"dave","id":"d1"}\n',
+    '{"type":"snapshot","containers":[{"label":"a","id":"x","state":"exited"},{"label":"a","id":"y","state":"running"}]}\n'
+    '{"type":"destroyed","label":"a","id":"x"}\n{"type":"paused","label":"a"}\n\n',
+    'http://127.0.0.1:9181/events',
+    'http://[::1]:9181/events?x=1',
 ]
 
 
@@ -113,6 +132,9 @@ def main():
         write(args.out / "activity", b"\x00" + text.encode())
     for text in AGENT_USERS_SEEDS:
         write(args.out / "activity", b"\x01" + text.encode())
+    for text in FEED_SEEDS:
+        for control in (0x00, 0x04, 0x0f):  # one byte at a time, 5-byte pieces, 4096-byte pieces with a 64-byte limit
+            write(args.out / "feed", bytes([control]) + text.encode())
     print(f"fuzz seeds: {len(frames)} captured frames, {len(streams)} connections, "
           f"{len(set(usernames))} usernames -> {args.out}")
 

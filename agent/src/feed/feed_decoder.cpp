@@ -1,0 +1,199 @@
+#include "feed/feed_decoder.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <array>
+#include <exception>
+
+namespace director::feed {
+namespace {
+
+using Json = nlohmann::json;
+using LineResult = boost::system::result<std::optional<FeedMessage>, FeedError>;
+
+LineResult wrong(std::string message) { return LineResult(boost::system::in_place_error, FeedError{std::move(message)}); }
+
+// A member that must be a string when present (null counts as absent): its value, "" when
+// absent, nullopt when it has another type.
+std::optional<std::string> optional_string(const Json& object, const char* key) {
+  const auto found = object.find(key);
+  if (found == object.end() || found->is_null()) return std::string();
+  if (!found->is_string()) return std::nullopt;
+  return found->get<std::string>();
+}
+
+// The label of a container or event: a non-empty string.
+std::optional<std::string> label_of(const Json& object) {
+  const auto found = object.find("label");
+  if (found == object.end() || !found->is_string()) return std::nullopt;
+  auto label = found->get<std::string>();
+  if (label.empty()) return std::nullopt;
+  return label;
+}
+
+LineResult snapshot_of(const Json& line) {
+  const auto list = line.find("containers");
+  if (list == line.end() || !list->is_array()) return wrong("a snapshot without a \"containers\" array");
+  Snapshot snapshot;
+  snapshot.containers.reserve(list->size());
+  std::size_t index = 0;
+  for (const auto& row : *list) {
+    const auto where = "snapshot container " + std::to_string(index++);
+    if (!row.is_object()) return wrong(where + " is not an object");
+    auto label = label_of(row);
+    if (!label) return wrong(where + " has no label (a non-empty string)");
+    auto id = optional_string(row, "id");
+    auto state = optional_string(row, "state");
+    auto health = optional_string(row, "health");
+    if (!id || !state || !health) return wrong(where + " (" + *label + "): id, state and health must be strings");
+    snapshot.containers.emplace_back(
+        std::move(*label), ContainerState{std::move(*id), *state == "running", *health == "unhealthy"});
+  }
+  return LineResult(boost::system::in_place_value, FeedMessage(std::move(snapshot)));
+}
+
+constexpr std::array event_kinds{EventKind::created, EventKind::started, EventKind::stopped,
+                                 EventKind::died,    EventKind::health,  EventKind::destroyed};
+
+LineResult event_of(EventKind kind, const Json& line) {
+  auto label = label_of(line);
+  if (!label) return wrong(std::string("a ") + std::string(to_string(kind)) + " event without a label (a non-empty string)");
+  auto id = optional_string(line, "id");
+  if (!id) return wrong("a " + std::string(to_string(kind)) + " event for " + *label + " whose id is not a string");
+  bool unhealthy = false;
+  if (kind == EventKind::health) {
+    const auto health = optional_string(line, "health");
+    if (!health) return wrong("a health event for " + *label + " whose health is not a string");
+    unhealthy = *health == "unhealthy";
+  }
+  return LineResult(boost::system::in_place_value, FeedMessage(Event{kind, std::move(*label), std::move(*id), unhealthy}));
+}
+
+}  // namespace
+
+std::string_view to_string(EventKind kind) noexcept {
+  switch (kind) {
+    case EventKind::created: return "created";
+    case EventKind::started: return "started";
+    case EventKind::stopped: return "stopped";
+    case EventKind::died: return "died";
+    case EventKind::health: return "health";
+    case EventKind::destroyed: return "destroyed";
+  }
+  return "unknown";
+}
+
+LineResult decode_line(std::string_view line) {
+  if (line.find_first_not_of(" \t\r") == std::string_view::npos) return std::optional<FeedMessage>();
+  try {
+    const Json json = Json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (json.is_discarded()) return wrong("not JSON");
+    if (!json.is_object()) return wrong("not a JSON object");
+    const auto type = json.find("type");
+    if (type == json.end() || !type->is_string()) return wrong("no \"type\" (a string)");
+    const auto& name = type->get_ref<const std::string&>();
+    if (name == "snapshot") return snapshot_of(json);
+    if (name == "heartbeat") return std::optional<FeedMessage>(Heartbeat{});
+    for (const auto kind : event_kinds) {
+      if (name == to_string(kind)) return event_of(kind, json);
+    }
+    return std::optional<FeedMessage>();  // a type of a later version: ignored
+  } catch (const std::exception& error) {  // allocation failures and the like: still a value
+    return wrong(std::string("cannot decode: ") + error.what());
+  }
+}
+
+FeedDecoder::FeedDecoder(std::size_t max_line) : max_line_(max_line) {}
+
+boost::system::result<std::vector<FeedMessage>, FeedError> FeedDecoder::decode(std::string_view bytes) {
+  if (failed_) return *failed_;
+  std::vector<FeedMessage> messages;
+  const auto fail = [&](std::string message) {
+    failed_ = FeedError{std::move(message)};
+    partial_.clear();
+    partial_.shrink_to_fit();
+    return *failed_;
+  };
+  const auto take = [&](std::string_view line) -> std::optional<FeedError> {
+    ++lines_;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    auto decoded = decode_line(line);
+    if (!decoded) return fail("line " + std::to_string(lines_) + ": " + decoded.error().message);
+    if (*decoded) messages.push_back(std::move(**decoded));
+    return std::nullopt;
+  };
+  const auto too_long = [&] {
+    return fail("line " + std::to_string(lines_ + 1) + " is longer than " + std::to_string(max_line_) + " bytes");
+  };
+  while (!bytes.empty()) {
+    const auto newline = bytes.find('\n');
+    const auto piece = bytes.substr(0, newline);
+    if (partial_.size() + piece.size() > max_line_) return too_long();
+    if (newline == std::string_view::npos) {
+      partial_.append(piece);
+      break;
+    }
+    bytes.remove_prefix(newline + 1);
+    if (partial_.empty()) {
+      if (auto error = take(piece)) return *error;
+    } else {
+      partial_.append(piece);
+      const std::string line = std::move(partial_);
+      partial_.clear();
+      if (auto error = take(line)) return *error;
+    }
+  }
+  return messages;
+}
+
+Containers FeedState::apply(const Snapshot& snapshot) {
+  labels_.clear();
+  Containers unique;
+  unique.reserve(snapshot.containers.size());
+  std::unordered_map<std::string_view, std::size_t> index;  // label -> position in unique
+  for (const auto& [label, state] : snapshot.containers) {
+    const auto [at, added] = index.try_emplace(label, unique.size());
+    if (added) {
+      unique.emplace_back(label, state);
+      continue;
+    }
+    auto& kept = unique[at->second].second;
+    if (state.running || !kept.running) kept = state;
+  }
+  for (const auto& [label, state] : unique) labels_.emplace(label, state);
+  return unique;
+}
+
+std::optional<FeedState::Change> FeedState::apply(const Event& event) {
+  const auto known = labels_.find(event.label);
+  if (event.kind == EventKind::destroyed) {
+    if (known == labels_.end()) return Change{event.label, std::nullopt};
+    if (!event.id.empty() && !known->second.id.empty() && known->second.id != event.id) return std::nullopt;
+    labels_.erase(known);
+    return Change{event.label, std::nullopt};
+  }
+  ContainerState state;
+  state.id = event.id;
+  switch (event.kind) {
+    case EventKind::started: state.running = true; break;
+    case EventKind::created:
+    case EventKind::stopped:
+    case EventKind::died: state.running = false; break;
+    case EventKind::health:
+      state.running = known != labels_.end() && known->second.running &&
+                      (event.id.empty() || known->second.id == event.id);
+      if (state.id.empty() && known != labels_.end()) state.id = known->second.id;
+      state.unhealthy = event.unhealthy;
+      break;
+    case EventKind::destroyed: break;  // above
+  }
+  labels_.insert_or_assign(event.label, state);
+  return Change{event.label, std::move(state)};
+}
+
+const ContainerState* FeedState::find(std::string_view label) const {
+  const auto found = labels_.find(std::string(label));
+  return found == labels_.end() ? nullptr : &found->second;
+}
+
+}  // namespace director::feed

@@ -1,0 +1,31 @@
+// Where an event feed is: `http://host:port/path`, nothing else (DIRECTOR_EVENT_FEEDS holds a
+// list of them; the config parses each with parse_feed_url at startup). Pure.
+//
+// Accepted: scheme `http` (any case); host a DNS name ([A-Za-z0-9.-], at most 253 bytes), an
+// IPv4 address or an IPv6 address in brackets; a port 1-65535, required; a path starting with
+// '/', required (the spawner's is /events), of visible ASCII without '#'. Refused with a
+// message that says what is wrong: https (no TLS client here), user info, a missing port or
+// path, a fragment, spaces or control characters.
+#pragma once
+
+#include <boost/system/result.hpp>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace director::feed {
+
+struct FeedUrl {
+  std::string host;  // as written, without the brackets of an IPv6 address
+  std::uint16_t port = 0;
+  std::string path;  // starts with '/'; a query stays part of it
+  friend bool operator==(const FeedUrl&, const FeedUrl&) = default;
+};
+
+// "http://host:port/path" (IPv6 hosts in brackets): what the URL was, for logs and /status.
+std::string to_string(const FeedUrl& url);
+
+boost::system::result<FeedUrl, std::string> parse_feed_url(std::string_view text);
+
+}  // namespace director::feed
