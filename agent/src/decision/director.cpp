@@ -278,8 +278,17 @@ void Director::apply_feed_change(std::string_view label, const ContainerState* b
       if (--count->second == 0) covered_labels_.erase(count);
     }
   }
+  if (lost) {
+    // The feed is gone, not the container: what it vouched for falls back to the TTLs (the age
+    // of the entry's last check decides), and feed_lost clears HAProxy's tables whole. No probe
+    // is started: a spawner restart must not probe every cached user at once.
+    if (const auto found = index_.find(label); found != index_.end()) {
+      found->second->covered = covered_labels_.contains(label);
+    }
+    return;
+  }
   // A first sighting as running only confirms what checks find: no burst of probes.
-  const bool invalidates = lost || before != nullptr || !is_covering;
+  const bool invalidates = before != nullptr || !is_covering;
 
   const auto found = index_.find(label);
   if (found == index_.end()) {

@@ -220,8 +220,9 @@ class Director {
   // Feed messages. A snapshot replaces everything `feed` said (labels it no longer lists are
   // gone) and marks it connected; an event changes one label (std::nullopt: destroyed) and marks
   // it connected too; a lost feed (disconnected, silent too long) no longer covers anything, and
-  // asks for clear_all when it was connected; every cached entry it covered is invalidated (one
-  // check each), even when another feed still covers it.
+  // asks for clear_all when it was connected. The entries only it covered fall back to the TTLs
+  // (the age of their last check decides); none is probed at once (a spawner restart must not
+  // probe every cached user), and none is listed in haproxy_keys (clear_all covers them).
   Invalidation feed_snapshot(FeedId feed, std::vector<std::pair<std::string, ContainerState>> containers,
                              TimePoint now);
   Invalidation feed_event(FeedId feed, std::string_view label, std::optional<ContainerState> state,
