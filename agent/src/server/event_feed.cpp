@@ -11,6 +11,7 @@
 #include <boost/beast/http/verb.hpp>
 
 #include <algorithm>
+#include <exception>
 #include <utility>
 #include <variant>
 
@@ -149,7 +150,13 @@ boost::asio::awaitable<std::string> EventFeed::follow(Feed& feed) {
       failure = "undecodable feed from " + feed.url_text + ": " + decoded.error().message;
       return false;
     }
-    deliver(feed, *decoded);
+    try {
+      deliver(feed, *decoded);
+    } catch (const std::exception& error) {  // a receiver's bug: logged, and the feed starts over
+      failure = std::string("an event feed callback failed: ") + error.what();
+      log(LogLevel::error, "event feed callback failed", {{"url", feed.url_text}, {"error", error.what()}});
+      return false;
+    }
     return !stopping_;
   };
 
@@ -169,6 +176,8 @@ boost::asio::awaitable<std::string> EventFeed::follow(Feed& feed) {
   co_return feed.url_text + " closed the feed";
 }
 
+// Returns when no line came for heartbeat_timeout, or on stop(). When the stream ends first, `||`
+// cancels it: its next wait throws (asio's throw_if_cancelled), which `||` discards.
 boost::asio::awaitable<void> EventFeed::watchdog(Feed& feed, const SteadyClock::time_point& last_line) {
   for (;;) {
     if (stopping_) co_return;

@@ -16,7 +16,8 @@
 //   max_backoff (5 s), each wait jittered to between half and all of it; back to
 //   initial_backoff after a snapshot.
 // - Callbacks run on the feed's strand (one at a time per feed; feeds run concurrently): the
-//   receiver takes its own lock. None starts after stop().
+//   receiver takes its own lock. None starts after stop(). One that throws is logged and
+//   treated as a broken connection (lost, reconnect): nothing is thrown unseen.
 // - status() is thread-safe. stop() is safe from any thread: every coroutine returns promptly
 //   (a name being resolved at that moment: within connect_timeout), nothing thrown unseen. The
 //   EventFeed must outlive its coroutines: stop(), then let the io_context run out (or destroy
@@ -108,7 +109,7 @@ class EventFeed {
   // One connection until it ends: why it ended.
   boost::asio::awaitable<std::string> follow(Feed& feed);
   boost::asio::awaitable<void> watchdog(Feed& feed, const std::chrono::steady_clock::time_point& last_line);
-  // Hands the messages to the callbacks; false once stopped.
+  // Hands the messages to the callbacks (none once stopping).
   void deliver(Feed& feed, std::vector<feed::FeedMessage>& messages);
   void set_status(const Feed& feed, const std::function<void(FeedStatus&)>& change);
 
