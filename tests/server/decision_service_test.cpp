@@ -59,7 +59,7 @@ TEST_CASE("a check that throws fails: its waiter is answered and the next reques
       metrics);
 
   std::optional<Answer> first;
-  CHECK_FALSE(decision_service.decide("alice", [&] { return [&](const Answer& answer) { first = answer; }; }));
+  CHECK_FALSE(decision_service.decide("alice", false, [&] { return [&](const Answer& answer) { first = answer; }; }));
   io.run();
   REQUIRE(first);
   CHECK_FALSE(first->alive);
@@ -71,7 +71,7 @@ TEST_CASE("a check that throws fails: its waiter is answered and the next reques
   });
 
   std::optional<Answer> second;
-  CHECK_FALSE(decision_service.decide("alice", [&] { return [&](const Answer& answer) { second = answer; }; }));
+  CHECK_FALSE(decision_service.decide("alice", false, [&] { return [&](const Answer& answer) { second = answer; }; }));
   io.restart();
   io.run();
   CHECK(lookups == 2);
@@ -102,7 +102,7 @@ TEST_CASE("many checks at once on several threads", "[decision_service]") {
   std::atomic<int> answered{0};
   std::atomic<int> unexpected{0};
   for (int i = 0; i < users; ++i) {
-    const auto answer = decision_service.decide("user" + std::to_string(i), [&] {
+    const auto answer = decision_service.decide("user" + std::to_string(i), false, [&] {
       return [&](const Answer& late) {
         if (late.reason != Reason::ok && late.reason != Reason::timeout) ++unexpected;
         ++answered;
@@ -118,3 +118,4 @@ TEST_CASE("many checks at once on several threads", "[decision_service]") {
   CHECK(answered == users);
   CHECK(unexpected == 0);
 }
+

@@ -90,7 +90,7 @@ struct Agent {
 
   // Asks for `username` as a NOTIFY would (the answer, if deferred, is dropped).
   void decide(const std::string& username) {
-    decision_service->decide(username, [] { return [](const director::decision::Answer&) {}; });
+    decision_service->decide(username, false, [] { return [](const director::decision::Answer&) {}; });
   }
 
   // Runs the io_context until no check is in flight.

@@ -21,6 +21,44 @@ std::string_view to_string(decision::UsernameMode mode) {
 }
 std::string_view to_string(ProbeMode mode) { return mode == ProbeMode::tcp ? "tcp" : "http"; }
 
+// Sets `target` to the entries of a list separated by spaces or commas (runs of separators count
+// as one; "" is no entry), each accepted by `valid`, or says what is accepted.
+Failure set_words(std::vector<std::string>& target, std::string_view text, bool (*valid)(std::string_view),
+                  std::string_view expected) {
+  std::vector<std::string> entries;
+  constexpr std::string_view separators = " ,";
+  for (auto start = text.find_first_not_of(separators); start != std::string_view::npos;
+       start = text.find_first_not_of(separators, start)) {
+    const auto end = std::min(text.find_first_of(separators, start), text.size());
+    const auto entry = text.substr(start, end - start);
+    if (!valid(entry)) return std::string(expected);
+    entries.emplace_back(entry);
+    start = end;
+  }
+  target = std::move(entries);
+  return accepted;
+}
+
+// Interim checks until the feed's parse_feed_url (agent/src/feed) and the shared
+// parse_stats_socket land: http://HOST:PORT/PATH, and an absolute unix path or IP:PORT.
+bool is_feed_url(std::string_view text) {
+  constexpr std::string_view scheme = "http://";
+  if (!text.starts_with(scheme) || !config_table::is_plain_text(text, 2048)) return false;
+  const auto rest = text.substr(scheme.size());
+  const auto slash = rest.find('/');
+  const auto authority = rest.substr(0, slash);
+  const auto path = slash == std::string_view::npos ? std::string_view("/") : rest.substr(slash);
+  if (path.find_first_of(" ,") != std::string_view::npos) return false;
+  if (config_table::parse_endpoint(authority)) return true;
+  const auto colon = authority.rfind(':');
+  return colon != std::string_view::npos && config_table::is_dns_name(authority.substr(0, colon)) &&
+         config_table::parse_integer<std::uint16_t>(authority.substr(colon + 1), 1, 65535).has_value();
+}
+bool is_stats_socket(std::string_view text) {
+  if (text.starts_with('/')) return config_table::is_plain_text(text, 107) && text.find_first_of(" ,") == std::string_view::npos;
+  return config_table::parse_endpoint(text).has_value();
+}
+
 std::vector<Option> options() {
   using std::chrono::milliseconds;
   using std::chrono::seconds;
@@ -100,6 +138,46 @@ std::vector<Option> options() {
          return accepted;
        },
        [](const Config& c) -> nlohmann::ordered_json { return c.decision.capacity; }},
+      {"event_feeds", "DIRECTOR_EVENT_FEEDS", "--event-feeds",
+       "The spawners' event feeds (GET /events), http://HOST:PORT/PATH, separated by spaces or commas. An alive "
+       "answer for a container a connected feed reports running and not unhealthy is served for "
+       "DIRECTOR_EVENT_BACKSTOP and replaced as soon as a feed reports a change. Default none: TTL mode only",
+       [](Config& c, std::string_view v) {
+         return set_words(c.event_feeds, v, is_feed_url,
+                          "entries of http://HOST:PORT/PATH separated by spaces or commas, e.g. "
+                          "http://127.0.0.1:9181/events (in the file: an array of strings), or empty for none");
+       },
+       [](const Config& c) -> nlohmann::ordered_json { return c.event_feeds; }},
+      {"event_backstop", "DIRECTOR_EVENT_BACKSTOP", "--event-backstop",
+       "How long an alive answer covered by an event feed is served without a new check (a request starts a "
+       "background re-check after three quarters of it). Default 1m",
+       [](Config& c, std::string_view v) -> Failure {
+         return set_duration(c.decision.event_alive_ttl, v, seconds(1), std::chrono::hours(1));
+       },
+       [](const Config& c) -> nlohmann::ordered_json {
+         return format_duration(std::chrono::duration_cast<milliseconds>(c.decision.event_alive_ttl));
+       }},
+      {"fast_path_hold", "DIRECTOR_FAST_PATH_HOLD", "--fast-path-hold",
+       "How long after a check HAProxy may reuse an alive answer without asking the agent, unless the answer is "
+       "covered by an event feed and every HAProxy socket is reachable; at most DIRECTOR_ALIVE_TTL, 0s: never. "
+       "Default 500ms",
+       [](Config& c, std::string_view v) -> Failure {
+         return set_duration(c.decision.fast_path_hold, v, milliseconds(0), seconds(60));
+       },
+       [](const Config& c) -> nlohmann::ordered_json {
+         return format_duration(std::chrono::duration_cast<milliseconds>(c.decision.fast_path_hold));
+       }},
+      {"haproxy_sockets", "DIRECTOR_HAPROXY_SOCKETS", "--haproxy-sockets",
+       "HAProxy runtime API sockets, separated by spaces or commas, whose fast_path tables the agent clears when "
+       "an answer is invalidated. While every one is reachable, HAProxy may hold an answer covered by an event "
+       "feed for up to three quarters of DIRECTOR_EVENT_BACKSTOP. Default none",
+       [](Config& c, std::string_view v) {
+         return set_words(c.haproxy_sockets, v, is_stats_socket,
+                          "entries separated by spaces or commas, each an absolute unix socket path (at most 107 "
+                          "characters) or IP:PORT ([IPv6]:PORT), e.g. /run/haproxy/admin.sock (in the file: an array "
+                          "of strings), or empty for none");
+       },
+       [](const Config& c) -> nlohmann::ordered_json { return c.haproxy_sockets; }},
       {"probe_mode", "DIRECTOR_PROBE_MODE", "--probe-mode",
        "tcp (connect) or http (GET DIRECTOR_PROBE_PATH, alive when status < 500). Default tcp",
        [](Config& c, std::string_view v) -> Failure {
@@ -184,6 +262,10 @@ Failure check_consistency(const Config& c) {
   if (c.decision.refresh_after >= c.decision.alive_ttl)
     return "inconsistent options: " + described(c, "refresh_after") + ", " + described(c, "alive_ttl") +
            "; refresh_after must be shorter than alive_ttl";
+  if (c.decision.fast_path_hold > c.decision.alive_ttl)
+    return "inconsistent options: " + described(c, "fast_path_hold") + ", " + described(c, "alive_ttl") +
+           "; fast_path_hold must not be longer than alive_ttl (HAProxy would reuse answers the agent no longer "
+           "serves)";
   return table().check_bindable(c, "listen", c.listen, "http_listen", c.http_listen);
 }
 

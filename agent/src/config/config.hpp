@@ -73,6 +73,12 @@ struct Config {
   // An SPOP peer that has not completed HAPROXY-HELLO this long after connecting is closed.
   std::chrono::milliseconds hello_timeout{5000};
   decision::Settings decision;
+  // The spawners' event feeds (GET /events), each http://HOST:PORT/PATH; empty = no feed: every
+  // answer keeps the TTL-mode timing (docs/architecture.md).
+  std::vector<std::string> event_feeds;
+  // HAProxy runtime API sockets whose fast_path tables the agent clears on invalidations, each as
+  // parse_stats_socket reads it; empty = no invalidation channel: holds stay TTL-mode.
+  std::vector<std::string> haproxy_sockets;
   ProbeSettings probe;
   DnsSettings dns;
   LogLevel log_level = LogLevel::info;

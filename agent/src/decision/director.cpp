@@ -34,6 +34,18 @@ Outcome classify(const CheckResult& result) noexcept {
   return {false, Reason::probe_failed};
 }
 
+// Whether a feed's word on a label makes it covered.
+bool covering(const ContainerState* state) noexcept {
+  return state != nullptr && state->running && !state->unhealthy;
+}
+
+bool same_state(const ContainerState* before, const ContainerState* after) noexcept {
+  if (before == nullptr || after == nullptr) return before == after;
+  return *before == *after;
+}
+
+Duration at_least_zero(Duration duration) noexcept { return std::max(duration, Duration::zero()); }
+
 Answer refusal(Reason reason) {
   Answer answer;
   answer.alive = false;
@@ -42,6 +54,14 @@ Answer refusal(Reason reason) {
 }
 
 }  // namespace
+
+bool is_haproxy_key(std::string_view name) noexcept {
+  if (name.empty() || name.size() > 64) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+           c == '@' || c == '+' || c == '-';
+  });
+}
 
 std::string_view to_string(Reason reason) noexcept {
   switch (reason) {
@@ -68,7 +88,7 @@ std::string_view to_string(Reason reason) noexcept {
 Director::Director(Settings settings) : settings_(std::move(settings)) {}
 
 DecideResult Director::decide(std::optional<std::string_view> username, WaiterId waiter,
-                              TimePoint now) {
+                              TimePoint now, bool retry) {
   if (!username || username->empty()) {
     ++stats_.missing_usernames;
     return {refusal(Reason::missing_username), std::nullopt};
@@ -85,6 +105,7 @@ DecideResult Director::decide(std::optional<std::string_view> username, WaiterId
     Entry fresh;
     fresh.label = label;
     fresh.host = host_for(fresh.label);
+    fresh.covered = covered_labels_.contains(fresh.label);
     entries_.push_front(std::move(fresh));
     found = index_.emplace(entries_.front().label, entries_.begin()).first;
   } else {
@@ -92,19 +113,25 @@ DecideResult Director::decide(std::optional<std::string_view> username, WaiterId
   }
   Entry& entry = *found->second;
   entry.last_seen = now;
+  remember_username(entry, *username);
 
   DecideResult decision;
-  if (entry.checked_at) {
+  if (entry.checked_at && !entry.invalidated) {
     const Duration age = now - *entry.checked_at;
-    const bool fresh = age < (entry.alive ? settings_.alive_ttl : settings_.dead_ttl);
-    if (fresh) {
+    const bool events = under_event_ttl(entry);
+    const Duration ttl = !entry.alive ? settings_.dead_ttl : events ? settings_.event_alive_ttl : settings_.alive_ttl;
+    const bool fresh = age < ttl;
+    const bool retry_honoured = fresh && retry && (entry.checking || age >= settings_.retry_interval);
+    if (fresh && !retry_honoured) {
       ++stats_.hits;
-      if (entry.alive && age >= settings_.refresh_after && !entry.checking) {
+      const Duration refresh_after = events ? settings_.event_refresh_after() : settings_.refresh_after;
+      if (entry.alive && age >= refresh_after && !entry.checking) {
         decision.start_check = plan_for(entry, now);
       }
       decision.answer = answer_for(entry, std::move(label), age);
       return decision;
     }
+    if (retry_honoured) ++stats_.retries;
   }
 
   ++stats_.misses;
@@ -125,7 +152,11 @@ Completion Director::complete(std::string_view label, const CheckResult& result,
 
   Completion completion;
   const auto found = index_.find(label);
-  if (found == index_.end()) {
+  // A check that overlapped a feed change of its label is not trusted: it is repeated, and its
+  // waiters wait for the repeat.
+  const bool overlapped = found != index_.end() && found->second->checking &&
+                          found->second->planned_generation != found->second->generation;
+  if (found == index_.end() || overlapped) {
     completion.answer.alive = outcome.alive;
     completion.answer.reason = outcome.reason;
     completion.answer.label = label;
@@ -134,6 +165,10 @@ Completion Director::complete(std::string_view label, const CheckResult& result,
       completion.answer.address = result.address;
     }
     completion.answer.port = outcome.alive ? settings_.container_port : std::uint16_t{0};
+    if (overlapped) {
+      ++stats_.rechecks;
+      completion.start_check = plan_for(*found->second, now);
+    }
     return completion;
   }
 
@@ -142,6 +177,9 @@ Completion Director::complete(std::string_view label, const CheckResult& result,
     completion.previous_reason = entry.reason;
   }
   completion.alive_changed = !entry.checked_at || entry.alive != outcome.alive;
+  if (entry.checked_at && entry.alive && !outcome.alive) {
+    append_haproxy_keys(entry, completion.haproxy_keys);  // other HAProxy processes may hold it
+  }
 
   entry.checked_at = now;
   entry.alive = outcome.alive;
@@ -153,7 +191,9 @@ Completion Director::complete(std::string_view label, const CheckResult& result,
     entry.resolved_at.reset();
   }
   entry.probe_latency = result.probe_latency;
+  entry.checked_generation = entry.checking ? entry.planned_generation : entry.generation;
   entry.checking = false;
+  entry.invalidated = false;
 
   completion.waiters = std::move(entry.waiters);
   entry.waiters.clear();
@@ -161,6 +201,144 @@ Completion Director::complete(std::string_view label, const CheckResult& result,
   evict_beyond_capacity();  // may drop `entry`, which is no longer pinned
   return completion;
 }
+
+void Director::remember_username(Entry& entry, std::string_view username) {
+  // The label is always a key; a name HAProxy's fast path does not store needs no clearing.
+  if (username == entry.label || !is_haproxy_key(username)) return;
+  if (!entry.usernames) entry.usernames = std::make_unique<std::string>();
+  const std::string_view kept_names = *entry.usernames;
+  std::size_t kept = 0;
+  for (std::size_t start = 0; start < kept_names.size(); ++kept) {
+    const std::size_t end = kept_names.find('\n', start);
+    if (kept_names.substr(start, end - start) == username) return;
+    start = end + 1;
+  }
+  if (kept >= kMaxUsernames) {
+    entry.untracked_username = true;  // HAProxy may hold an answer for it that nobody clears
+    return;
+  }
+  entry.usernames->append(username);
+  entry.usernames->push_back('\n');
+}
+
+void Director::append_haproxy_keys(const Entry& entry, std::vector<std::string>& keys) {
+  if (is_haproxy_key(entry.label)) keys.push_back(entry.label);
+  if (!entry.usernames) return;
+  const std::string_view kept_names = *entry.usernames;
+  for (std::size_t start = 0; start < kept_names.size();) {
+    const std::size_t end = kept_names.find('\n', start);
+    keys.emplace_back(kept_names.substr(start, end - start));
+    start = end + 1;
+  }
+}
+
+// Alive, covered, and checked after the feeds last changed their word on the label.
+bool Director::under_event_ttl(const Entry& entry) noexcept {
+  return entry.checked_at && entry.alive && entry.covered && !entry.invalidated &&
+         entry.checked_generation == entry.generation;
+}
+
+// How long HAProxy may reuse the entry's answer of this age: long only when it can be told to
+// forget it (every runtime socket reachable, every username it may store known).
+Duration Director::hold_for(const Entry& entry, Duration age) const noexcept {
+  if (!entry.alive) return Duration::zero();
+  const bool long_hold = haproxy_invalidation_ && !entry.untracked_username && under_event_ttl(entry);
+  return at_least_zero((long_hold ? settings_.event_refresh_after() : settings_.fast_path_hold) - age);
+}
+
+Director::Feed& Director::feed_at(FeedId feed) {
+  if (feed >= feeds_.size()) feeds_.resize(static_cast<std::size_t>(feed) + 1);
+  return feeds_[feed];
+}
+
+void Director::apply_feed_change(std::string_view label, const ContainerState* before, const ContainerState* after,
+                                 bool lost, Invalidation& out, TimePoint now) {
+  if (same_state(before, after)) return;
+  const bool was_covering = covering(before);
+  if (lost && !was_covering) return;  // the feed never vouched for it: nothing to take back
+  const bool is_covering = covering(after);
+  if (was_covering != is_covering) {
+    if (is_covering) {
+      ++covered_labels_.try_emplace(std::string(label), 0).first->second;
+    } else if (const auto count = covered_labels_.find(label); count != covered_labels_.end()) {
+      if (--count->second == 0) covered_labels_.erase(count);
+    }
+  }
+  // A first sighting as running only confirms what checks find: no burst of probes.
+  const bool invalidates = lost || before != nullptr || !is_covering;
+
+  const auto found = index_.find(label);
+  if (found == index_.end()) {
+    // Not cached here, but HAProxy may hold the label (strict mode: the username is the label)
+    // from another agent or from before this agent started.
+    if (invalidates && is_haproxy_key(label)) out.haproxy_keys.emplace_back(label);
+    return;
+  }
+  Entry& entry = *found->second;
+  ++entry.generation;
+  entry.covered = covered_labels_.contains(label);
+  if (!invalidates) return;
+  ++stats_.invalidations;
+  entry.invalidated = true;
+  append_haproxy_keys(entry, out.haproxy_keys);
+  if (!entry.checking) out.checks.push_back(plan_for(entry, now));
+}
+
+Invalidation Director::feed_snapshot(FeedId feed, std::vector<std::pair<std::string, ContainerState>> containers,
+                                     TimePoint now) {
+  Feed& view = feed_at(feed);
+  decltype(Feed::containers) next;
+  next.reserve(containers.size());
+  for (auto& [label, state] : containers) next.insert_or_assign(std::move(label), std::move(state));
+
+  Invalidation out;
+  for (const auto& [label, before] : view.containers) {
+    if (!next.contains(label)) apply_feed_change(label, &before, nullptr, false, out, now);
+  }
+  for (const auto& [label, after] : next) {
+    const auto before = view.containers.find(label);
+    apply_feed_change(label, before == view.containers.end() ? nullptr : &before->second, &after, false, out, now);
+  }
+  view.containers = std::move(next);
+  view.connected = true;
+  return out;
+}
+
+Invalidation Director::feed_event(FeedId feed, std::string_view label, std::optional<ContainerState> state,
+                                  TimePoint now) {
+  Feed& view = feed_at(feed);
+  view.connected = true;  // a message is news from a live connection
+  Invalidation out;
+  const auto before = view.containers.find(label);
+  apply_feed_change(label, before == view.containers.end() ? nullptr : &before->second, state ? &*state : nullptr,
+                    false, out, now);
+  if (state) {
+    if (before == view.containers.end()) {
+      view.containers.emplace(std::string(label), std::move(*state));
+    } else {
+      before->second = std::move(*state);
+    }
+  } else if (before != view.containers.end()) {
+    view.containers.erase(before);
+  }
+  return out;
+}
+
+Invalidation Director::feed_lost(FeedId feed, TimePoint now) {
+  Invalidation out;
+  if (feed >= feeds_.size() || !feeds_[feed].connected) return out;
+  Feed& view = feeds_[feed];
+  // HAProxy may hold long answers granted while this feed vouched for them.
+  out.clear_all = true;
+  for (const auto& [label, before] : view.containers) apply_feed_change(label, &before, nullptr, true, out, now);
+  view.containers.clear();
+  view.connected = false;
+  return out;
+}
+
+void Director::set_haproxy_invalidation(bool available) noexcept { haproxy_invalidation_ = available; }
+
+std::size_t Director::covered_labels() const noexcept { return covered_labels_.size(); }
 
 std::size_t Director::size() const noexcept { return entries_.size(); }
 
@@ -212,6 +390,7 @@ Answer Director::answer_for(const Entry& entry, std::string label, Duration age)
   answer.address = entry.address;
   answer.port = entry.alive ? settings_.container_port : std::uint16_t{0};
   answer.age = age;
+  answer.hold = hold_for(entry, age);
   return answer;
 }
 
@@ -220,6 +399,7 @@ Answer Director::answer_for(const Entry& entry, std::string label, Duration age)
 CheckPlan Director::plan_for(Entry& entry, TimePoint now) {
   entry.checking = true;
   ++stats_.checks_started;
+  entry.planned_generation = entry.generation;
   CheckPlan plan;
   plan.label = entry.label;
   plan.host = entry.host;
@@ -243,6 +423,7 @@ UserView Director::view_of(const Entry& entry) {
   view.last_seen = entry.last_seen;
   view.checking = entry.checking;
   view.waiters = entry.waiters.size();
+  view.event_covered = under_event_ttl(entry);
   return view;
 }
 

@@ -1,6 +1,13 @@
-// The routing decision, a pure core: a function of the request, the clock and the cache. No I/O:
-// DNS lookups and liveness probes are described by CheckPlan and run by agent/src/server, which
-// reports back with CheckResult. Not thread-safe: the caller serializes access.
+// The routing decision, a pure core: a function of the request, the clock, the cache and what the
+// event feeds said. No I/O: DNS lookups and liveness probes are described by CheckPlan and run by
+// agent/src/server, which reports back with CheckResult; feed messages come in through feed_*()
+// and what HAProxy must forget goes out as Invalidation / Completion::haproxy_keys.
+// Not thread-safe: the caller serializes access.
+//
+// Two modes per entry (docs/architecture.md): an alive entry whose label some connected feed says
+// is running and not unhealthy, checked after the feed last changed its mind about the label, is
+// kept Settings::event_alive_ttl ("event TTL"); every other entry keeps the short TTLs below
+// ("TTL mode"). Any feed change of a label (except a first sighting as running) invalidates it.
 #pragma once
 
 #include "decision/username.hpp"
@@ -11,7 +18,10 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <list>
+#include <memory>
+#include <utility>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -39,6 +49,10 @@ enum class Reason : std::uint8_t {
 };
 std::string_view to_string(Reason reason) noexcept;
 
+// Whether `name` may be a key of HAProxy's fast_path table: ^[A-Za-z0-9._@+-]{1,64}$, the names
+// haproxy.cfg's fast path stores. Keys go into HAProxy CLI commands: nothing else ever may.
+bool is_haproxy_key(std::string_view name) noexcept;
+
 struct Settings {
   std::string host_prefix = "vscode";   // CONTAINER_HOST_PREFIX
   std::string domain_suffix;            // optional, e.g. "users.svc.cluster.local" (no dot first)
@@ -56,6 +70,16 @@ struct Settings {
   // runtime may have given to another user's container meanwhile is trusted.
   Duration stale_if_error = std::chrono::seconds(60);
   std::size_t capacity = 100'000;  // users kept; least recently used evicted beyond this
+  // Event TTL (DIRECTOR_EVENT_BACKSTOP): how long an alive answer confirmed by a connected feed
+  // is kept; a background re-check starts from event_refresh_after() (3/4 of it).
+  Duration event_alive_ttl = std::chrono::seconds(60);
+  // DIRECTOR_FAST_PATH_HOLD: how long HAProxy may reuse an alive answer it cannot be told to
+  // forget (TTL mode, or no invalidation channel). <= alive_ttl; 0: HAProxy never reuses.
+  Duration fast_path_hold = std::chrono::milliseconds(500);
+  // A retry request forces a fresh check unless one completed less than this long ago.
+  Duration retry_interval = std::chrono::milliseconds(250);
+
+  Duration event_refresh_after() const noexcept { return event_alive_ttl * 3 / 4; }
 };
 
 // The answer to one request, ready to become SPOP variables.
@@ -67,6 +91,9 @@ struct Answer {
   std::optional<Address> address;  // set when alive (and when known but not alive, for logs)
   std::uint16_t port = 0;          // the container port when alive
   Duration age{};                  // since the check it comes from completed (0: just now)
+  // How long from now HAProxy may reuse this answer without asking (txn.director.hold); 0 for a
+  // not-alive answer.
+  Duration hold{};
 };
 
 // Work the I/O layer must do for one user: resolve `host` (falling back to `fallback` when DNS
@@ -104,7 +131,13 @@ struct DecideResult {
 
 struct Completion {
   Answer answer;
-  std::vector<WaiterId> waiters;  // every request queued on this check, in arrival order
+  // Every request queued on this check, in arrival order. Empty when the check overlapped a feed
+  // change of its label: its result is not trusted, start_check repeats it and the waiters stay
+  // queued for the repeat.
+  std::vector<WaiterId> waiters;
+  std::optional<CheckPlan> start_check;  // set when the caller must start this check now
+  // HAProxy keys to clear in every HAProxy's fast_path table (the label went alive -> not alive).
+  std::vector<std::string> haproxy_keys;
   // For logging state changes. previous_reason is the reason of the check before this one,
   // absent for the user's first recorded check. alive_changed is true when alive differs from
   // that check, or on the first one; false (and nothing recorded) when the label is not cached.
@@ -121,6 +154,27 @@ struct Stats {
   std::uint64_t missing_usernames = 0;  // answered missing_username
   std::uint64_t invalid_usernames = 0;  // answered invalid_username
   std::uint64_t checks_started = 0;     // start_check returned (misses and background refreshes)
+  std::uint64_t invalidations = 0;      // cached entries invalidated by feed changes
+  std::uint64_t retries = 0;            // retry requests that waited for a fresh check
+  std::uint64_t rechecks = 0;           // checks repeated because they overlapped a feed change
+};
+
+// Identifies an event feed: its index in DIRECTOR_EVENT_FEEDS.
+using FeedId = std::uint32_t;
+
+// What a feed says about the container of one label.
+struct ContainerState {
+  std::string id;
+  bool running = false;
+  bool unhealthy = false;
+  friend bool operator==(const ContainerState&, const ContainerState&) = default;
+};
+
+// What the I/O layer must do after a feed change.
+struct Invalidation {
+  std::vector<std::string> haproxy_keys;  // clear these keys in every HAProxy's fast_path table
+  std::vector<CheckPlan> checks;          // start these checks now
+  bool clear_all = false;                 // clear every HAProxy's whole fast_path table
 };
 
 // One cached user, for the status endpoint and logs. The string views point into the Director
@@ -136,6 +190,7 @@ struct UserView {
   TimePoint last_seen{};                  // the last request for this user
   bool checking = false;                  // a check is in flight (the entry cannot be evicted)
   std::size_t waiters = 0;                // requests queued on that check
+  bool event_covered = false;             // the entry's answer is under the event TTL now
 };
 
 class Director {
@@ -149,11 +204,30 @@ class Director {
   ~Director() = default;
 
   // Decides for one request. `username` is std::nullopt when HAProxy sent NULL (no header).
-  DecideResult decide(std::optional<std::string_view> username, WaiterId waiter, TimePoint now);
+  // `retry` (failure feedback: the user's last connection failed) forces a fresh check that the
+  // request waits for, unless a check is in flight (the request queues on it) or one completed
+  // less than Settings::retry_interval ago (answered as without retry).
+  DecideResult decide(std::optional<std::string_view> username, WaiterId waiter, TimePoint now,
+                      bool retry = false);
 
-  // Reports the result of a check started by decide(); releases every waiter queued on it.
-  // A label that is not cached gets its Answer but nothing is recorded.
+  // Reports the result of a check started by decide(), an Invalidation or a Completion; releases
+  // every waiter queued on it, unless the check overlapped a feed change of its label (see
+  // Completion). A label that is not cached gets its Answer but nothing is recorded.
   Completion complete(std::string_view label, const CheckResult& result, TimePoint now);
+
+  // Feed messages. A snapshot replaces everything `feed` said (labels it no longer lists are
+  // gone) and marks it connected; an event changes one label (std::nullopt: destroyed); a lost
+  // feed (disconnected, silent too long) no longer covers anything.
+  Invalidation feed_snapshot(FeedId feed, std::vector<std::pair<std::string, ContainerState>> containers,
+                             TimePoint now);
+  Invalidation feed_event(FeedId feed, std::string_view label, std::optional<ContainerState> state,
+                          TimePoint now);
+  Invalidation feed_lost(FeedId feed, TimePoint now);
+  // Whether every configured HAProxy runtime socket is reachable: only then may HAProxy hold an
+  // answer under the event TTL (longer than fast_path_hold). Initially false.
+  void set_haproxy_invalidation(bool available) noexcept;
+  // Labels some connected feed says are running and not unhealthy now (for /status, metrics).
+  std::size_t covered_labels() const noexcept;
 
   // Cached users; exceeds settings().capacity only by entries with a check in flight.
   std::size_t size() const noexcept;
@@ -169,18 +243,50 @@ class Director {
   struct Entry {
     std::string label;  // the key: index_ holds a view of it
     std::string host;
+    // Usernames seen for this label other than the label itself, that HAProxy's fast path may
+    // store (HAProxy keys): at most kMaxUsernames, each followed by '\n' (not in the charset).
+    // Null until there is one (never in strict mode, where the username is the label).
+    std::unique_ptr<std::string> usernames;
     std::optional<TimePoint> checked_at;  // absent until the first check completes
-    bool alive = false;
-    Reason reason = Reason::ok;
     std::optional<Address> address;
     std::optional<TimePoint> resolved_at;  // when DNS last returned `address`
     Duration probe_latency{};
     TimePoint last_seen{};
-    bool checking = false;          // a check is in flight: pinned, not evictable
     std::vector<WaiterId> waiters;  // queued on the check in flight, in arrival order
+    std::uint32_t generation = 0;          // feed changes of the label seen while cached
+    std::uint32_t planned_generation = 0;  // generation when the check in flight was planned
+    std::uint32_t checked_generation = 0;  // generation when the last completed check was planned
+    // The small fields last, together (no padding between them).
+    bool alive = false;
+    Reason reason = Reason::ok;
+    bool checking = false;          // a check is in flight: pinned, not evictable
+    bool covered = false;           // cache of "covered_labels_ has the label"
+    bool invalidated = false;       // a feed change expired the last result: wait for a check
+    bool untracked_username = false;  // a username HAProxy may store could not be kept: no long hold
   };
   using Entries = std::list<Entry>;  // most recently used first
 
+  // At most this many usernames other than the label are kept per entry (Entry::usernames).
+  static constexpr std::size_t kMaxUsernames = 4;
+
+  struct StringHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view text) const noexcept { return std::hash<std::string_view>{}(text); }
+  };
+  struct Feed {
+    bool connected = false;
+    std::unordered_map<std::string, ContainerState, StringHash, std::equal_to<>> containers;  // by label
+  };
+
+  Feed& feed_at(FeedId feed);
+  // Records that one feed's word on `label` went from `before` to `after` (nullptr: unknown or
+  // destroyed); `lost`: the feed is gone rather than saying the container is.
+  void apply_feed_change(std::string_view label, const ContainerState* before, const ContainerState* after,
+                         bool lost, Invalidation& out, TimePoint now);
+  static void remember_username(Entry& entry, std::string_view username);
+  static void append_haproxy_keys(const Entry& entry, std::vector<std::string>& keys);
+  static bool under_event_ttl(const Entry& entry) noexcept;
+  Duration hold_for(const Entry& entry, Duration age) const noexcept;
   std::string host_for(std::string_view label) const;
   Answer answer_for(const Entry& entry, std::string label, Duration age) const;
   CheckPlan plan_for(Entry& entry, TimePoint now);
@@ -191,6 +297,11 @@ class Director {
   Entries entries_;
   std::unordered_map<std::string_view, Entries::iterator> index_;  // label -> entry
   Stats stats_;
+
+  std::vector<Feed> feeds_;  // by FeedId; a feed that is not connected knows no label
+  // Covered labels -> how many connected feeds say running && !unhealthy (> 0).
+  std::unordered_map<std::string, std::uint32_t, StringHash, std::equal_to<>> covered_labels_;
+  bool haproxy_invalidation_ = false;
 };
 
 }  // namespace director::decision

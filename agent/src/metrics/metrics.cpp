@@ -2,6 +2,7 @@
 
 #include <prometheus/text_serializer.h>
 
+#include <algorithm>
 #include <utility>
 
 namespace director::metrics {
@@ -140,6 +141,40 @@ Metrics::Metrics(std::string_view version, std::chrono::system_clock::time_point
            .Register(registry_)
            .Add({});
 
+  auto& messages = prometheus::BuildCounter()
+                       .Name("director_event_feed_messages_total")
+                       .Help("Messages delivered by the spawners' event feeds, by type (heartbeats not counted)")
+                       .Register(registry_);
+  feed_messages_ = {&messages.Add({{"type", "snapshot"}}), &messages.Add({{"type", "event"}})};
+  auto& invalidations = prometheus::BuildCounter()
+                            .Name("director_invalidations_total")
+                            .Help("Cached answers invalidated before their TTL, by cause")
+                            .Register(registry_);
+  invalidations_ = {&invalidations.Add({{"cause", "event"}}), &invalidations.Add({{"cause", "feed_lost"}}),
+                    &invalidations.Add({{"cause", "retry"}}), &invalidations.Add({{"cause", "not_alive"}})};
+  auto& commands = prometheus::BuildCounter()
+                       .Name("director_haproxy_runtime_commands_total")
+                       .Help("Commands sent to HAProxy runtime API sockets, by result")
+                       .Register(registry_);
+  haproxy_commands_ = {&commands.Add({{"result", "ok"}}), &commands.Add({{"result", "refused"}}),
+                       &commands.Add({{"result", "failed"}})};
+  haproxy_keys_cleared_ = &prometheus::BuildCounter()
+                               .Name("director_haproxy_keys_cleared_total")
+                               .Help("Keys cleared from HAProxy's fast_path tables (one per key and socket)")
+                               .Register(registry_)
+                               .Add({});
+  haproxy_table_clears_ = &prometheus::BuildCounter()
+                               .Name("director_haproxy_table_clears_total")
+                               .Help("Whole fast_path tables cleared (on start, on a socket reachable again, on a "
+                                     "lost feed)")
+                               .Register(registry_)
+                               .Add({});
+  haproxy_keys_refused_ = &prometheus::BuildCounter()
+                               .Name("director_haproxy_keys_refused_total")
+                               .Help("Keys never sent to HAProxy because they are outside the key charset")
+                               .Register(registry_)
+                               .Add({});
+
   prometheus::BuildGauge()
       .Name("director_build_info")
       .Help("Always 1; the version label identifies the running agent")
@@ -212,6 +247,27 @@ void Metrics::protocol_error(spop::Status status) {
 
 void Metrics::ack_actions_dropped() { acks_without_decision_->Increment(); }
 
+void Metrics::feed_message(FeedMessage type) {
+  const auto index = static_cast<std::size_t>(type);
+  if (index < feed_message_count) feed_messages_[index]->Increment();
+}
+
+void Metrics::invalidated(InvalidationCause cause, std::uint64_t entries) {
+  const auto index = static_cast<std::size_t>(cause);
+  if (index < invalidation_cause_count && entries > 0) invalidations_[index]->Increment(static_cast<double>(entries));
+}
+
+void Metrics::haproxy_command(HaproxyCommandResult result) {
+  const auto index = static_cast<std::size_t>(result);
+  if (index < haproxy_result_count) haproxy_commands_[index]->Increment();
+}
+
+void Metrics::haproxy_keys_cleared(std::uint64_t keys) { haproxy_keys_cleared_->Increment(static_cast<double>(keys)); }
+
+void Metrics::haproxy_table_cleared() { haproxy_table_clears_->Increment(); }
+
+void Metrics::haproxy_keys_refused(std::uint64_t keys) { haproxy_keys_refused_->Increment(static_cast<double>(keys)); }
+
 std::uint64_t Metrics::decisions() const {
   double total = 0;
   for (const auto* counter : decisions_by_reason_) total += counter->Value();
@@ -236,6 +292,9 @@ std::vector<prometheus::MetricFamily> Metrics::collect(const StateSample& sample
   families.push_back(sampled_family("director_stale_dns_answers_total",
                                     "Checks whose DNS lookup failed and that probed the last known address instead, whatever the probe's outcome",
                                     MetricType::Counter, static_cast<double>(stats.stale_dns)));
+  families.push_back(sampled_family("director_rechecks_total",
+                                    "Checks repeated because a feed change of their label arrived while they ran",
+                                    MetricType::Counter, static_cast<double>(stats.rechecks)));
   families.push_back(sampled_family("director_users_cached", "Users in the decision cache", MetricType::Gauge,
                                     static_cast<double>(sample.users_cached)));
   families.push_back(sampled_family("director_spop_connections", "Open SPOP connections from HAProxy",
@@ -246,6 +305,38 @@ std::vector<prometheus::MetricFamily> Metrics::collect(const StateSample& sample
       MetricType::Gauge,
       {gauge_with_label("window", "5m", static_cast<double>(sample.active_users_5m)),
        gauge_with_label("window", "15m", static_cast<double>(sample.active_users_15m))}});
+
+  const bool event_mode =
+      sample.event_feeds_configured > 0 && sample.event_feeds_connected == sample.event_feeds_configured;
+  families.push_back(sampled_family("director_liveness_mode",
+                                    "1 when every configured event feed is connected (event mode), 0 otherwise (TTL "
+                                    "mode: no feed configured, or one is disconnected)",
+                                    MetricType::Gauge, event_mode ? 1 : 0));
+  families.push_back(sampled_family("director_event_feeds_configured", "Event feeds configured (DIRECTOR_EVENT_FEEDS)",
+                                    MetricType::Gauge, static_cast<double>(sample.event_feeds_configured)));
+  families.push_back(sampled_family("director_event_feeds_connected",
+                                    "Event feeds connected now (a snapshot received, heartbeats on time)",
+                                    MetricType::Gauge, static_cast<double>(sample.event_feeds_connected)));
+  families.push_back(sampled_family("director_event_feed_reconnects_total",
+                                    "Connection attempts of the event feeds after the first, all feeds",
+                                    MetricType::Counter, static_cast<double>(sample.event_feed_reconnects)));
+  families.push_back(sampled_family("director_covered_users",
+                                    "Labels a connected event feed reports running and not unhealthy",
+                                    MetricType::Gauge, static_cast<double>(sample.covered_users)));
+  const bool all_reachable =
+      sample.haproxy_sockets_configured > 0 && sample.haproxy_sockets_reachable == sample.haproxy_sockets_configured;
+  families.push_back(sampled_family("director_haproxy_runtime_reachable",
+                                    "1 when every configured HAProxy runtime API socket is reachable (HAProxy may "
+                                    "hold event-covered answers long), 0 otherwise or when none is configured",
+                                    MetricType::Gauge, all_reachable ? 1 : 0));
+  families.push_back(prometheus::MetricFamily{
+      "director_haproxy_runtime_sockets",
+      "HAProxy runtime API sockets configured (DIRECTOR_HAPROXY_SOCKETS), by state",
+      MetricType::Gauge,
+      {gauge_with_label("state", "reachable", static_cast<double>(sample.haproxy_sockets_reachable)),
+       gauge_with_label("state", "unreachable",
+                        static_cast<double>(sample.haproxy_sockets_configured -
+                                            std::min(sample.haproxy_sockets_reachable, sample.haproxy_sockets_configured)))}});
   return families;
 }
 

@@ -33,6 +33,27 @@ namespace director::metrics {
 
 using Duration = std::chrono::steady_clock::duration;
 
+// A line of an event feed, by what it told (agent/src/server/event_feed.hpp).
+enum class FeedMessage : std::uint8_t {
+  snapshot,  // the whole list of a spawner's containers (on connect, and whenever it re-lists)
+  event,     // one container's change (created, started, stopped, died, health, destroyed)
+};
+
+// Why the decision core invalidated cached answers (docs/architecture.md, "Decision rules").
+enum class InvalidationCause : std::uint8_t {
+  event,      // a feed reported a change of the container (stopped, died, unhealthy, started, ...)
+  feed_lost,  // a feed that covered the container disconnected or fell silent
+  retry,      // HAProxy reported a failed connection to the container (retry): a fresh check
+  not_alive,  // a check found a container that was alive not alive any more (HAProxy keys cleared)
+};
+
+// The outcome of one command sent to an HAProxy runtime API socket.
+enum class HaproxyCommandResult : std::uint8_t {
+  ok,       // HAProxy answered without an error
+  refused,  // HAProxy answered with an error (e.g. no such table)
+  failed,   // no answer: connection refused, timeout, read error
+};
+
 // State sampled when Prometheus scrapes, instead of being counted by events: the decision core
 // already keeps these numbers, and mirroring them would count twice.
 struct StateSample {
@@ -41,6 +62,15 @@ struct StateSample {
   std::size_t active_users_5m = 0;    // cached users whose last request is at most 5 min old
   std::size_t active_users_15m = 0;   // ... at most 15 min old
   std::size_t spop_connections = 0;   // open SPOP connections from HAProxy
+  // Event mode: feeds configured (DIRECTOR_EVENT_FEEDS) and connected now, their reconnects
+  // since the start, and the labels the connected feeds cover (running and not unhealthy).
+  std::size_t event_feeds_configured = 0;
+  std::size_t event_feeds_connected = 0;
+  std::uint64_t event_feed_reconnects = 0;
+  std::size_t covered_users = 0;
+  // HAProxy runtime API sockets (DIRECTOR_HAPROXY_SOCKETS) configured and reachable now.
+  std::size_t haproxy_sockets_configured = 0;
+  std::size_t haproxy_sockets_reachable = 0;
 };
 
 class Metrics {
@@ -88,6 +118,18 @@ class Metrics {
   // by decision_answered.
   void ack_actions_dropped();
 
+  // A feed delivered a message (heartbeats are not delivered: they only keep a feed alive).
+  void feed_message(FeedMessage type);
+  // `entries` cached answers were invalidated for `cause` (0 is allowed and counts nothing).
+  void invalidated(InvalidationCause cause, std::uint64_t entries);
+  // A command went to an HAProxy runtime API socket.
+  void haproxy_command(HaproxyCommandResult result);
+  // Keys of HAProxy's fast_path table cleared (one per key per socket), and whole-table clears.
+  void haproxy_keys_cleared(std::uint64_t keys);
+  void haproxy_table_cleared();
+  // Keys refused before they reached HAProxy (outside the key charset: never sent to a CLI).
+  void haproxy_keys_refused(std::uint64_t keys);
+
   // --- reading --------------------------------------------------------------------------------
 
   // Route requests answered so far, all outcomes (the sum of director_decisions_total).
@@ -107,6 +149,9 @@ class Metrics {
   static constexpr std::size_t received_type_count = 4;  // hello, notify, disconnect, other
   static constexpr std::size_t sent_type_count = 3;      // hello, ack, disconnect
   static constexpr std::size_t error_status_count = 14;  // spop::Status without normal
+  static constexpr std::size_t feed_message_count = 2;   // FeedMessage
+  static constexpr std::size_t invalidation_cause_count = 4;  // InvalidationCause
+  static constexpr std::size_t haproxy_result_count = 3;      // HaproxyCommandResult
 
   prometheus::Registry registry_;
   std::array<prometheus::Counter*, reason_count> decisions_by_reason_{};
@@ -122,6 +167,12 @@ class Metrics {
   std::array<prometheus::Counter*, sent_type_count> frames_sent_{};
   std::array<prometheus::Counter*, error_status_count> protocol_errors_{};
   prometheus::Counter* acks_without_decision_ = nullptr;
+  std::array<prometheus::Counter*, feed_message_count> feed_messages_{};
+  std::array<prometheus::Counter*, invalidation_cause_count> invalidations_{};
+  std::array<prometheus::Counter*, haproxy_result_count> haproxy_commands_{};
+  prometheus::Counter* haproxy_keys_cleared_ = nullptr;
+  prometheus::Counter* haproxy_table_clears_ = nullptr;
+  prometheus::Counter* haproxy_keys_refused_ = nullptr;
 };
 
 }  // namespace director::metrics

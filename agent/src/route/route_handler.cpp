@@ -11,10 +11,17 @@ std::optional<RouteRequest> find_route_request(const spop::Notify& notify) {
   for (const auto& message : notify.messages) {
     if (message.name != "route") continue;
     RouteRequest request;
+    bool seen_user = false;
+    bool seen_retry = false;
     for (const auto& argument : message.arguments) {
-      if (argument.name != "user") continue;
-      if (const auto* text = std::get_if<std::string>(&argument.value)) request.username = *text;
-      break;
+      if (argument.name == "user" && !seen_user) {
+        seen_user = true;
+        if (const auto* text = std::get_if<std::string>(&argument.value)) request.username = *text;
+      } else if (argument.name == "retry" && !seen_retry) {
+        seen_retry = true;
+        const auto* flag = std::get_if<bool>(&argument.value);
+        request.retry = flag != nullptr && *flag;
+      }
     }
     return request;
   }
@@ -25,7 +32,7 @@ std::vector<spop::Action> to_actions(const decision::Answer& answer) {
   using spop::Scope;
   using spop::SetVar;
   std::vector<spop::Action> actions;
-  actions.reserve(7);
+  actions.reserve(8);
   actions.emplace_back(SetVar{Scope::transaction, "alive", answer.alive});
   actions.emplace_back(SetVar{Scope::transaction, "reason", std::string(to_string(answer.reason))});
   if (!answer.label.empty()) {
@@ -42,6 +49,10 @@ std::vector<spop::Action> to_actions(const decision::Answer& answer) {
     const auto age_ms = std::chrono::duration_cast<std::chrono::milliseconds>(answer.age).count();
     actions.emplace_back(SetVar{Scope::transaction, "age",
                                 static_cast<std::int32_t>(std::clamp<std::int64_t>(age_ms, 0, INT32_MAX))});
+    const auto hold_ms = std::chrono::duration_cast<std::chrono::milliseconds>(answer.hold).count();
+    if (hold_ms > 0) {
+      actions.emplace_back(SetVar{Scope::transaction, "hold", static_cast<std::int32_t>(std::min<std::int64_t>(hold_ms, INT32_MAX))});
+    }
   }
   return actions;
 }

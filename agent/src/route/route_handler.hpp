@@ -11,10 +11,13 @@
 
 namespace director::route {
 
-// The username a NOTIFY asks to route, if it carries a `route` message.
+// What a NOTIFY's `route` message asks.
 struct RouteRequest {
   // std::nullopt when HAProxy sent NULL (no header) or a value that is not a STRING.
   std::optional<std::string_view> username;
+  // The `retry` argument (failure feedback: the user's last connection failed): true only when
+  // it is the BOOL true; absent, NULL or any other value is false.
+  bool retry = false;
 };
 
 // Finds the `route` message (names matched in full). std::nullopt when the NOTIFY has none.
@@ -22,7 +25,8 @@ struct RouteRequest {
 std::optional<RouteRequest> find_route_request(const spop::Notify& notify);
 
 // The variables that answer a route request (docs/architecture.md): alive, reason, label and
-// host when mapped, and for an alive answer addr, port and age (ms since its check, INT32).
+// host when mapped, and for an alive answer addr, port, age (ms since its check, INT32) and, when
+// HAProxy may reuse the answer (hold > 0), hold (ms from now, INT32).
 std::vector<spop::Action> to_actions(const decision::Answer& answer);
 
 }  // namespace director::route

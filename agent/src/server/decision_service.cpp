@@ -24,6 +24,70 @@ DecisionService::DecisionService(boost::asio::any_io_executor executor, const co
   if (config.probe.mode == config::ProbeMode::http) probe_options_.http_path = config.probe.http_path;
 }
 
+void DecisionService::connect_haproxy(HaproxyClearing clearing) { haproxy_ = std::move(clearing); }
+
+void DecisionService::on_feed_snapshot(decision::FeedId feed,
+                                       std::vector<std::pair<std::string, decision::ContainerState>> containers) {
+  metrics_.feed_message(metrics::FeedMessage::snapshot);
+  decision::Invalidation invalidation;
+  std::uint64_t invalidated = 0;
+  {
+    const std::lock_guard lock(mutex_);
+    const auto before = director_.stats().invalidations;
+    invalidation = director_.feed_snapshot(feed, std::move(containers), decision::Clock::now());
+    invalidated = director_.stats().invalidations - before;
+  }
+  metrics_.invalidated(metrics::InvalidationCause::event, invalidated);
+  apply(std::move(invalidation));
+}
+
+void DecisionService::on_feed_event(decision::FeedId feed, std::string_view label,
+                                    std::optional<decision::ContainerState> state) {
+  metrics_.feed_message(metrics::FeedMessage::event);
+  decision::Invalidation invalidation;
+  std::uint64_t invalidated = 0;
+  {
+    const std::lock_guard lock(mutex_);
+    const auto before = director_.stats().invalidations;
+    invalidation = director_.feed_event(feed, label, std::move(state), decision::Clock::now());
+    invalidated = director_.stats().invalidations - before;
+  }
+  metrics_.invalidated(metrics::InvalidationCause::event, invalidated);
+  apply(std::move(invalidation));
+}
+
+void DecisionService::on_feed_lost(decision::FeedId feed) {
+  decision::Invalidation invalidation;
+  std::uint64_t invalidated = 0;
+  {
+    const std::lock_guard lock(mutex_);
+    const auto before = director_.stats().invalidations;
+    invalidation = director_.feed_lost(feed, decision::Clock::now());
+    invalidated = director_.stats().invalidations - before;
+  }
+  metrics_.invalidated(metrics::InvalidationCause::feed_lost, invalidated);
+  apply(std::move(invalidation));
+}
+
+void DecisionService::on_haproxy_reachability(bool all_reachable) {
+  const std::lock_guard lock(mutex_);
+  director_.set_haproxy_invalidation(all_reachable);
+}
+
+void DecisionService::apply(decision::Invalidation invalidation) {
+  for (auto& plan : invalidation.checks) start(std::move(plan));
+  if (invalidation.clear_all) {
+    // The whole tables go: the keys would be cleared twice.
+    if (haproxy_.clear_all) haproxy_.clear_all();
+  } else {
+    clear_in_haproxy(std::move(invalidation.haproxy_keys));
+  }
+}
+
+void DecisionService::clear_in_haproxy(std::vector<std::string> keys) {
+  if (!keys.empty() && haproxy_.clear) haproxy_.clear(std::move(keys));
+}
+
 decision::Stats DecisionService::stats() const {
   const std::lock_guard lock(mutex_);
   return director_.stats();
@@ -94,8 +158,16 @@ boost::asio::awaitable<void> DecisionService::run(decision::CheckPlan plan) {
       waiting_.erase(found);
     }
   }
-  if (completion.alive_changed || completion.previous_reason != completion.answer.reason) {
+  if (completion.start_check) {
+    // The check overlapped a feed change of its label: its result is not trusted. Its waiters
+    // stay queued for the repeat, and nothing is logged about a state nobody was told.
+    start(std::move(*completion.start_check));
+  } else if (completion.alive_changed || completion.previous_reason != completion.answer.reason) {
     log_change(plan, completion);
+  }
+  if (!completion.haproxy_keys.empty()) {
+    metrics_.invalidated(metrics::InvalidationCause::not_alive, 1);
+    clear_in_haproxy(std::move(completion.haproxy_keys));
   }
   for (auto& deliver : deliveries) deliver(completion.answer);
 }

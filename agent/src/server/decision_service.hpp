@@ -1,6 +1,11 @@
 // Runs the decision core against the real world: serializes access to decision::Director, and
 // carries out the checks it asks for (resolve, then probe) as coroutines, each on a strand of
-// its own on the I/O executor. Thread-safe: decide() may be called from any connection's strand.
+// its own on the I/O executor. Thread-safe: decide() may be called from any connection's strand,
+// the feed callbacks from the event feeds' strand, on_haproxy_reachability from the invalidator's.
+//
+// What the core says HAProxy must forget (an Invalidation after a feed change, a Completion that
+// found an alive container not alive) goes to the HaproxyClearing it is connected to
+// (HaproxyInvalidator in the agent); checks the core asks for start at once.
 #pragma once
 
 #include "config/config.hpp"
@@ -13,14 +18,25 @@
 #include <boost/asio/awaitable.hpp>
 
 #include <atomic>
+#include <cstdint>
 #include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 namespace director::server {
+
+// Where the HAProxy keys to forget go: clear(keys) clears those keys, clear_all() the whole
+// fast_path table, in every HAProxy (HaproxyInvalidator in the agent; a fake in tests). Both are
+// called outside the DecisionService's lock and must not block.
+struct HaproxyClearing {
+  std::function<void(std::vector<std::string> keys)> clear;
+  std::function<void()> clear_all;
+};
 
 class DecisionService {
  public:
@@ -38,20 +54,40 @@ class DecisionService {
   DecisionService(boost::asio::any_io_executor executor, const config::Config& config, Lookup lookup,
                   metrics::Metrics& metrics);
 
+  // Sends what the core invalidates in HAProxy to `clearing` from now on (before that: nowhere).
+  // Call before the I/O threads run (it is not synchronized with the callbacks below).
+  void connect_haproxy(HaproxyClearing clearing);
+
   // Returns the answer when it is known now. Otherwise calls make_deliver() once to obtain the
   // callback that will receive the answer when the check completes, and returns std::nullopt.
+  // `retry`: HAProxy reports that the user's last connection failed (Director::decide).
   template <typename MakeDeliver>
-  std::optional<decision::Answer> decide(std::optional<std::string_view> username, MakeDeliver&& make_deliver) {
+  std::optional<decision::Answer> decide(std::optional<std::string_view> username, bool retry,
+                                         MakeDeliver&& make_deliver) {
     const auto waiter = next_waiter_.fetch_add(1, std::memory_order_relaxed);
     decision::DecideResult result;
+    std::uint64_t retries = 0;
     {
       const std::lock_guard lock(mutex_);
-      result = director_.decide(username, waiter, decision::Clock::now());
+      if (retry) retries = director_.stats().retries;
+      result = director_.decide(username, waiter, decision::Clock::now(), retry);
+      if (retry) retries = director_.stats().retries - retries;
       if (!result.answer) waiting_.emplace(waiter, make_deliver());
     }
+    if (retries > 0) metrics_.invalidated(metrics::InvalidationCause::retry, retries);
     if (result.start_check) start(std::move(*result.start_check));
     return std::move(result.answer);
   }
+
+  // What the event feeds report (EventFeed's callbacks), passed to the core under the lock; the
+  // invalidations they cause are carried out (checks started, HAProxy keys cleared).
+  void on_feed_snapshot(decision::FeedId feed,
+                        std::vector<std::pair<std::string, decision::ContainerState>> containers);
+  void on_feed_event(decision::FeedId feed, std::string_view label, std::optional<decision::ContainerState> state);
+  void on_feed_lost(decision::FeedId feed);
+  // Whether every HAProxy runtime socket is reachable (HaproxyInvalidator's on_reachability): only
+  // then may HAProxy hold answers under the event TTL.
+  void on_haproxy_reachability(bool all_reachable);
 
   decision::Stats stats() const;
 
@@ -72,6 +108,9 @@ class DecisionService {
 
  private:
   void start(decision::CheckPlan plan);
+  // Starts the invalidation's checks and clears its keys (or the whole tables) in HAProxy.
+  void apply(decision::Invalidation invalidation);
+  void clear_in_haproxy(std::vector<std::string> keys);
   boost::asio::awaitable<void> run(decision::CheckPlan plan);
   // Resolves the plan's host and probes the address: what the check found.
   boost::asio::awaitable<decision::CheckResult> observe(const decision::CheckPlan& plan);
@@ -85,6 +124,7 @@ class DecisionService {
   mutable std::mutex mutex_;
   decision::Director director_;                            // guarded by mutex_
   std::unordered_map<decision::WaiterId, Deliver> waiting_;  // guarded by mutex_
+  HaproxyClearing haproxy_;  // set before the I/O threads run
   std::atomic<decision::WaiterId> next_waiter_{1};
   // decision::Clock ticks since its epoch; 0 = never.
   std::atomic<decision::Duration::rep> last_dns_answer_{0};

@@ -512,6 +512,15 @@ TEST_CASE("every option's invalid value names the variable, flag or key and the 
       {"DIRECTOR_STALE_IF_ERROR", "--stale-if-error", "stale_if_error", "61m", R"("61m")",
        "a duration from 0s to 60m"},
       {"DIRECTOR_CACHE_CAPACITY", "--cache-capacity", "cache_capacity", "0", "0", "an integer from 1 to 10000000"},
+      {"DIRECTOR_EVENT_FEEDS", "--event-feeds", "event_feeds", "https://spawner:9181/events",
+       R"(["https://spawner:9181/events"])", "entries of http://HOST:PORT/PATH separated by spaces or commas"},
+      {"DIRECTOR_EVENT_BACKSTOP", "--event-backstop", "event_backstop", "999ms", R"("999ms")",
+       "a duration from 1s to 60m"},
+      {"DIRECTOR_FAST_PATH_HOLD", "--fast-path-hold", "fast_path_hold", "61s", R"("61s")", "a duration from 0s to 1m"},
+      {"DIRECTOR_HAPROXY_SOCKETS", "--haproxy-sockets", "haproxy_sockets", "run/haproxy.sock",
+       R"(["run/haproxy.sock"])",
+       "entries separated by spaces or commas, each an absolute unix socket path (at most 107 characters) or "
+       "IP:PORT"},
       {"DIRECTOR_PROBE_MODE", "--probe-mode", "probe_mode", "icmp", R"("icmp")", "tcp or http"},
       {"DIRECTOR_PROBE_PATH", "--probe-path", "probe_path", "health", R"("health")",
        "a path starting with / of printable ASCII without spaces, at most 1024 characters"},
@@ -617,7 +626,7 @@ TEST_CASE("options that contradict each other are refused, naming both and their
         "(DIRECTOR_ALIVE_TTL, --alive-ttl) is \"800ms\" (default); refresh_after must be shorter than alive_ttl");
   CHECK_THAT(parse({}, {{"DIRECTOR_ALIVE_TTL", "100ms"}}).error,
              Catch::Contains("alive_ttl (DIRECTOR_ALIVE_TTL, --alive-ttl) is \"100ms\" (environment)"));
-  CHECK(parse({"--refresh-after", "0s", "--alive-ttl", "10ms"}).config);
+  CHECK(parse({"--refresh-after", "0s", "--alive-ttl", "10ms", "--fast-path-hold", "10ms"}).config);
 
   struct Case {
     std::vector<std::string_view> arguments;
@@ -645,6 +654,49 @@ TEST_CASE("options that contradict each other are refused, naming both and their
       CHECK_THAT(outcome.error, Catch::Contains("http_listen (DIRECTOR_HTTP_LISTEN, --http-listen) is "));
     }
   }
+}
+
+TEST_CASE("event mode options: feeds and sockets as lists, the backstop, the fast path's hold") {
+  const auto defaults = parse({});
+  REQUIRE(defaults.config);
+  CHECK(defaults.config->event_feeds.empty());
+  CHECK(defaults.config->haproxy_sockets.empty());
+  CHECK(defaults.config->decision.event_alive_ttl == std::chrono::seconds(60));
+  CHECK(defaults.config->decision.fast_path_hold == std::chrono::milliseconds(500));
+  const auto json = director::config::to_json(*defaults.config);
+  CHECK_THAT(json, Catch::Contains(R"("event_feeds":[],"event_backstop":"1m","fast_path_hold":"500ms","haproxy_sockets":[])"));
+
+  // Spaces, commas or both separate entries.
+  const auto set = parse({"--event-feeds", "http://127.0.0.1:9181/events, http://spawner-2.example:9181/events",
+                          "--event-backstop", "2m", "--fast-path-hold", "0s"},
+                         {{"DIRECTOR_HAPROXY_SOCKETS", "/run/haproxy/admin.sock 127.0.0.1:9999,[::1]:9999"}});
+  REQUIRE(set.config);
+  CHECK(set.config->event_feeds ==
+        std::vector<std::string>{"http://127.0.0.1:9181/events", "http://spawner-2.example:9181/events"});
+  CHECK(set.config->haproxy_sockets ==
+        std::vector<std::string>{"/run/haproxy/admin.sock", "127.0.0.1:9999", "[::1]:9999"});
+  CHECK(set.config->decision.event_alive_ttl == std::chrono::minutes(2));
+  CHECK(set.config->decision.fast_path_hold == std::chrono::milliseconds(0));
+  CHECK(parse({"--event-feeds", ""}).config->event_feeds.empty());
+
+  for (const std::string_view bad : {"http://127.0.0.1/events", "http://:9181/events", "http://127.0.0.1:0/events",
+                                     "ftp://127.0.0.1:9181/events", "http://127.0.0.1:9181/ev"}) {
+    INFO(bad);
+    CHECK_THAT(parse({"--event-feeds", bad}).error, Catch::StartsWith("invalid value "));
+  }
+  for (const std::string_view bad : {"admin.sock", "localhost:9999", "127.0.0.1", "/run/x"}) {
+    INFO(bad);
+    CHECK_THAT(parse({"--haproxy-sockets", bad}).error, Catch::StartsWith("invalid value "));
+  }
+}
+
+TEST_CASE("the fast path's hold is at most alive_ttl") {
+  CHECK(parse({"--fast-path-hold", "1s"}).error ==
+        "inconsistent options: fast_path_hold (DIRECTOR_FAST_PATH_HOLD, --fast-path-hold) is \"1s\" (flag), "
+        "alive_ttl (DIRECTOR_ALIVE_TTL, --alive-ttl) is \"800ms\" (default); fast_path_hold must not be longer than "
+        "alive_ttl (HAProxy would reuse answers the agent no longer serves)");
+  CHECK(parse({"--fast-path-hold", "800ms"}).config);
+  CHECK(parse({"--fast-path-hold", "2s", "--alive-ttl", "2s"}).config);
 }
 
 TEST_CASE("listen addresses take port 0, other ports do not") {
@@ -680,7 +732,7 @@ TEST_CASE("the Markdown reference has one well-formed row per option") {
     CHECK(line.find('<') == std::string::npos);  // no HTML: "<label>" is written &lt;label&gt;
     ++rows;
   }
-  CHECK(rows == 2 + 23);
+  CHECK(rows == 2 + 27);
   CHECK_THAT(table, Catch::Contains("| `container_port` | `CONTAINER_PORT` | `--container-port` | integer | `8080` | "
                                     "an integer from 1 to 65535 |"));
   CHECK_THAT(table, Catch::Contains("| (not in the file) | `DIRECTOR_CONFIG` | `--config` |"));

@@ -218,12 +218,75 @@ TEST_CASE("an ACK sent without its decision is counted as such, not as a decisio
   CHECK(f.metrics.decisions() == 0);
 }
 
+TEST_CASE("feed messages, invalidations and HAProxy runtime commands count by their fixed labels", "[metrics]") {
+  using director::metrics::FeedMessage;
+  using director::metrics::HaproxyCommandResult;
+  using director::metrics::InvalidationCause;
+  Fixture f;
+  CHECK(f.moved_by([&] { f.metrics.feed_message(FeedMessage::snapshot); }) ==
+        Samples{{R"(director_event_feed_messages_total{type="snapshot"})", 1}});
+  CHECK(f.moved_by([&] { f.metrics.feed_message(FeedMessage::event); }) ==
+        Samples{{R"(director_event_feed_messages_total{type="event"})", 1}});
+  CHECK(f.moved_by([&] { f.metrics.invalidated(InvalidationCause::event, 3); }) ==
+        Samples{{R"(director_invalidations_total{cause="event"})", 3}});
+  CHECK(f.moved_by([&] { f.metrics.invalidated(InvalidationCause::feed_lost, 2); }) ==
+        Samples{{R"(director_invalidations_total{cause="feed_lost"})", 2}});
+  CHECK(f.moved_by([&] { f.metrics.invalidated(InvalidationCause::retry, 1); }) ==
+        Samples{{R"(director_invalidations_total{cause="retry"})", 1}});
+  CHECK(f.moved_by([&] { f.metrics.invalidated(InvalidationCause::not_alive, 1); }) ==
+        Samples{{R"(director_invalidations_total{cause="not_alive"})", 1}});
+  CHECK(f.moved_by([&] { f.metrics.invalidated(InvalidationCause::event, 0); }).empty());
+  CHECK(f.moved_by([&] { f.metrics.haproxy_command(HaproxyCommandResult::ok); }) ==
+        Samples{{R"(director_haproxy_runtime_commands_total{result="ok"})", 1}});
+  CHECK(f.moved_by([&] { f.metrics.haproxy_command(HaproxyCommandResult::refused); }) ==
+        Samples{{R"(director_haproxy_runtime_commands_total{result="refused"})", 1}});
+  CHECK(f.moved_by([&] { f.metrics.haproxy_command(HaproxyCommandResult::failed); }) ==
+        Samples{{R"(director_haproxy_runtime_commands_total{result="failed"})", 1}});
+  CHECK(f.moved_by([&] { f.metrics.haproxy_keys_cleared(250); }) ==
+        Samples{{"director_haproxy_keys_cleared_total", 250}});
+  CHECK(f.moved_by([&] { f.metrics.haproxy_table_cleared(); }) == Samples{{"director_haproxy_table_clears_total", 1}});
+  CHECK(f.moved_by([&] { f.metrics.haproxy_keys_refused(2); }) == Samples{{"director_haproxy_keys_refused_total", 2}});
+}
+
+TEST_CASE("the liveness mode is events only while every configured feed is connected", "[metrics]") {
+  Fixture f;
+  CHECK(f.scrape().at("director_liveness_mode") == 0);  // no feed configured: TTL mode
+  f.sample.event_feeds_configured = 2;
+  f.sample.event_feeds_connected = 1;
+  CHECK(f.scrape().at("director_liveness_mode") == 0);
+  f.sample.event_feeds_connected = 2;
+  f.sample.event_feed_reconnects = 5;
+  f.sample.covered_users = 700;
+  const auto samples = f.scrape();
+  CHECK(samples.at("director_liveness_mode") == 1);
+  CHECK(samples.at("director_event_feeds_configured") == 2);
+  CHECK(samples.at("director_event_feeds_connected") == 2);
+  CHECK(samples.at("director_event_feed_reconnects_total") == 5);
+  CHECK(samples.at("director_covered_users") == 700);
+}
+
+TEST_CASE("HAProxy's runtime API counts as reachable only when every configured socket is", "[metrics]") {
+  Fixture f;
+  CHECK(f.scrape().at("director_haproxy_runtime_reachable") == 0);  // none configured
+  f.sample.haproxy_sockets_configured = 3;
+  f.sample.haproxy_sockets_reachable = 2;
+  auto samples = f.scrape();
+  CHECK(samples.at("director_haproxy_runtime_reachable") == 0);
+  CHECK(samples.at(R"(director_haproxy_runtime_sockets{state="reachable"})") == 2);
+  CHECK(samples.at(R"(director_haproxy_runtime_sockets{state="unreachable"})") == 1);
+  f.sample.haproxy_sockets_reachable = 3;
+  samples = f.scrape();
+  CHECK(samples.at("director_haproxy_runtime_reachable") == 1);
+  CHECK(samples.at(R"(director_haproxy_runtime_sockets{state="unreachable"})") == 0);
+}
+
 TEST_CASE("sampled state is reported as given, counters from the decision core as is", "[metrics]") {
   Fixture f;
   f.sample.decisions.hits = 40;
   f.sample.decisions.misses = 7;
   f.sample.decisions.evictions = 3;
   f.sample.decisions.stale_dns = 2;
+  f.sample.decisions.rechecks = 6;
   f.sample.users_cached = 11;
   f.sample.active_users_5m = 4;
   f.sample.active_users_15m = 9;
@@ -233,6 +296,7 @@ TEST_CASE("sampled state is reported as given, counters from the decision core a
   CHECK(samples.at("director_cache_misses_total") == 7);
   CHECK(samples.at("director_cache_evictions_total") == 3);
   CHECK(samples.at("director_stale_dns_answers_total") == 2);
+  CHECK(samples.at("director_rechecks_total") == 6);
   CHECK(samples.at("director_users_cached") == 11);
   CHECK(samples.at(R"(director_active_users{window="5m"})") == 4);
   CHECK(samples.at(R"(director_active_users{window="15m"})") == 9);
@@ -253,7 +317,7 @@ TEST_CASE("every family has HELP and TYPE, counters end in _total, all names sha
     CHECK(names.insert(family.name).second);
     CHECK((family.type == prometheus::MetricType::Counter) == family.name.ends_with("_total"));
   }
-  CHECK(names.size() == 22);
+  CHECK(names.size() == 36);
 }
 
 TEST_CASE("cardinality: the series and their label values never depend on traffic", "[metrics][cardinality]") {
@@ -271,6 +335,10 @@ TEST_CASE("cardinality: the series and their label values never depend on traffi
     f.metrics.frame_sent(static_cast<FrameType>(user % 256));
     f.metrics.protocol_error(static_cast<Status>(user % 100));
     f.metrics.ack_actions_dropped();
+    f.metrics.feed_message(static_cast<director::metrics::FeedMessage>(user % 2));
+    f.metrics.invalidated(static_cast<director::metrics::InvalidationCause>(user % 4), 1);
+    f.metrics.haproxy_command(static_cast<director::metrics::HaproxyCommandResult>(user % 3));
+    f.metrics.haproxy_keys_cleared(5);
   }
   f.sample.users_cached = 1000;
   f.sample.active_users_5m = 1000;
@@ -285,7 +353,9 @@ TEST_CASE("cardinality: the series and their label values never depend on traffi
        {"ok", "missing-username", "invalid-username", "no-such-host", "dns-error", "refused", "timeout",
         "probe-failed"}},
       {"result", {"ok", "no_such_host", "error", "refused", "timeout", "failed"}},
-      {"type", {"hello", "notify", "disconnect", "other", "ack"}},
+      {"type", {"hello", "notify", "disconnect", "other", "ack", "snapshot", "event"}},
+      {"cause", {"event", "feed_lost", "retry", "not_alive"}},
+      {"state", {"reachable", "unreachable"}},
       {"status",
        {"io_error", "timeout", "frame_too_big", "invalid_frame", "no_version", "no_max_frame_size", "no_capabilities",
         "bad_version", "bad_max_frame_size", "fragmentation_not_supported", "interlaced_frames",

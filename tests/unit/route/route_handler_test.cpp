@@ -102,3 +102,46 @@ TEST_CASE("an unmappable username carries neither label nor host") {
   CHECK_FALSE(find_var(actions, "label"));
   CHECK_FALSE(find_var(actions, "host"));
 }
+
+TEST_CASE("retry is true only as the BOOL true") {
+  const auto retry_of = [](std::vector<Argument> arguments) {
+    const auto notify = notify_with({{"route", std::move(arguments)}});
+    return director::route::find_route_request(notify)->retry;
+  };
+  CHECK(retry_of({{"user", std::string("jack")}, {"retry", true}}));
+  CHECK(retry_of({{"retry", true}, {"user", std::string("jack")}}));
+  CHECK_FALSE(retry_of({{"user", std::string("jack")}}));
+  CHECK_FALSE(retry_of({{"user", std::string("jack")}, {"retry", false}}));
+  CHECK_FALSE(retry_of({{"user", std::string("jack")}, {"retry", Null{}}}));
+  CHECK_FALSE(retry_of({{"user", std::string("jack")}, {"retry", std::int32_t{1}}}));
+  CHECK_FALSE(retry_of({{"user", std::string("jack")}, {"retry", std::string("true")}}));
+  CHECK_FALSE(retry_of({{"user", std::string("jack")}, {"retryx", true}}));
+  // The username is still found next to it.
+  const auto notify = notify_with({{"route", {{"retry", true}, {"user", std::string("jack")}}}});
+  CHECK(director::route::find_route_request(notify)->username == std::optional<std::string_view>("jack"));
+}
+
+TEST_CASE("hold is sent with an alive answer that HAProxy may reuse, in ms, clamped") {
+  Answer answer;
+  answer.alive = true;
+  answer.label = "jack";
+  answer.host = "vscode-jack";
+  answer.address = boost::asio::ip::make_address("127.0.1.5");
+  answer.port = 8080;
+  answer.hold = std::chrono::milliseconds(45'000);
+  REQUIRE(find_var(director::route::to_actions(answer), "hold"));
+  CHECK(find_var(director::route::to_actions(answer), "hold")->value == Value{std::int32_t{45'000}});
+  CHECK(find_var(director::route::to_actions(answer), "hold")->scope == Scope::transaction);
+
+  answer.hold = std::chrono::hours(24 * 30);  // beyond INT32 milliseconds: clamped
+  CHECK(find_var(director::route::to_actions(answer), "hold")->value == Value{std::int32_t{INT32_MAX}});
+
+  answer.hold = std::chrono::milliseconds(0);  // HAProxy may not reuse it: omitted
+  CHECK_FALSE(find_var(director::route::to_actions(answer), "hold"));
+  answer.hold = std::chrono::microseconds(300);  // below one ms: 0 ms, omitted
+  CHECK_FALSE(find_var(director::route::to_actions(answer), "hold"));
+
+  answer.hold = std::chrono::milliseconds(500);
+  answer.alive = false;  // never for a not-alive answer, whatever hold says
+  CHECK_FALSE(find_var(director::route::to_actions(answer), "hold"));
+}
