@@ -40,7 +40,7 @@ using director::net::nothrow_awaitable;
 using director::server::EventFeed;
 using director::server::EventFeedCallbacks;
 using director::server::EventFeedSettings;
-using director::server::FeedId;
+using director::decision::FeedId;
 using director::test::run_until_complete;
 namespace http = director::net::http;
 

@@ -14,6 +14,8 @@
 // unhealthy from its health; `destroyed` => the label's container is gone (nullopt).
 #pragma once
 
+#include "decision/director.hpp"
+
 #include <boost/system/result.hpp>
 
 #include <cstddef>
@@ -28,14 +30,8 @@
 
 namespace director::feed {
 
-// What a feed says about a label's container (plan.md; decision::ContainerState once the core's
-// lands: the same fields).
-struct ContainerState {
-  std::string id;
-  bool running = false;
-  bool unhealthy = false;
-  friend bool operator==(const ContainerState&, const ContainerState&) = default;
-};
+// What a feed says about a label's container: the decision core's (id, running, unhealthy).
+using ContainerState = decision::ContainerState;
 
 // Labels and their containers as a snapshot lists them (in the feed's order; a label may come
 // more than once: FeedState::apply resolves that).

@@ -25,7 +25,7 @@ std::string milliseconds_text(std::chrono::milliseconds duration) { return std::
 
 }  // namespace
 
-EventFeed::Feed::Feed(FeedId feed_id, feed::FeedUrl feed_url, boost::asio::any_io_executor executor)
+EventFeed::Feed::Feed(decision::FeedId feed_id, feed::FeedUrl feed_url, boost::asio::any_io_executor executor)
     : id(feed_id),
       url(std::move(feed_url)),
       url_text(feed::to_string(url)),
@@ -38,7 +38,7 @@ EventFeed::EventFeed(boost::asio::any_io_executor executor, std::vector<feed::Fe
     : callbacks_(std::move(callbacks)), settings_(settings) {
   const auto now = std::chrono::system_clock::now();
   for (auto& url : urls) {
-    feeds_.push_back(std::make_unique<Feed>(static_cast<FeedId>(feeds_.size()), std::move(url), executor));
+    feeds_.push_back(std::make_unique<Feed>(static_cast<decision::FeedId>(feeds_.size()), std::move(url), executor));
     FeedStatus status;
     status.url = feeds_.back()->url_text;
     status.since = now;
