@@ -98,9 +98,10 @@ boost::system::result<std::optional<FeedMessage>, FeedError> decode_line(std::st
 // What one feed said about each label: the per-feed map behind the mapping above.
 class FeedState {
  public:
-  // A label's new state after `event`: nullopt (outer) when the event changes nothing the
-  // director needs to hear (a `destroyed` of a container other than the label's current one);
-  // else the state, nullopt (inner) meaning the label's container is gone.
+  // A label's new state after `event`: nullopt (outer) when the event changes nothing (the
+  // state known already: Podman sends a health event on every check; a `destroyed` of a label
+  // not known, or of a container other than the label's current one); else the new state,
+  // nullopt (inner) meaning the label's container is gone.
   struct Change {
     std::string label;
     std::optional<ContainerState> state;

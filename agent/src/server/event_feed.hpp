@@ -16,8 +16,10 @@
 //   max_backoff (5 s), each wait jittered to between half and all of it; back to
 //   initial_backoff after a snapshot.
 // - Callbacks run on the feed's strand (one at a time per feed; feeds run concurrently): the
-//   receiver takes its own lock. None starts after stop(). One that throws is logged and
-//   treated as a broken connection (lost, reconnect): nothing is thrown unseen.
+//   receiver takes its own lock. After stop(), a callback already under way finishes and no
+//   other starts (a receiver that goes away first: stop(), then wait for done()). One that
+//   throws is logged and treated as a broken connection (lost, reconnect): nothing is thrown
+//   unseen.
 // - status() is thread-safe. stop() is safe from any thread: every coroutine returns promptly
 //   (a name being resolved at that moment: within connect_timeout), nothing thrown unseen. The
 //   EventFeed must outlive its coroutines: stop(), then let the io_context run out (or destroy
