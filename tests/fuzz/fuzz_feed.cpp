@@ -9,8 +9,9 @@
 // - every message has the decoder's guarantees: labels non-empty, unhealthy only on health
 //   events;
 // - FeedState: a snapshot comes back with each label once, and as many labels known; after
-//   each event the label's state is what the change says (nullopt: not known), and a health
-//   event never makes a label running that was not;
+//   each event the label's state is what the change says (nullopt: not known) and differs
+//   from before, or there is no change and the state is as before; a health event never makes
+//   a label running that was not;
 // - parse_feed_url of the text: an accepted URL prints as a URL that parses to itself.
 #include "fuzz_check.hpp"
 
@@ -19,6 +20,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -61,15 +63,18 @@ void check_state(const std::vector<feed::FeedMessage>& messages) {
     } else if (const auto* event = std::get_if<feed::Event>(&message)) {
       FUZZ_CHECK(!event->label.empty());
       FUZZ_CHECK(!event->unhealthy || event->kind == feed::EventKind::health);
-      const auto* before = state.find(event->label);
-      const bool was_running = before != nullptr && before->running;
+      std::optional<feed::ContainerState> before;
+      if (const auto* known = state.find(event->label)) before = *known;
+      const bool was_running = before && before->running;
       const auto change = state.apply(*event);
       const auto* after = state.find(event->label);
-      if (!change) {
-        FUZZ_CHECK(event->kind == feed::EventKind::destroyed && after != nullptr);
+      if (!change) {  // nothing changed
+        FUZZ_CHECK(before.has_value() == (after != nullptr));
+        FUZZ_CHECK(!before || *before == *after);
         continue;
       }
       FUZZ_CHECK(change->label == event->label);
+      FUZZ_CHECK(change->state != before);
       if (change->state) {
         FUZZ_CHECK(after != nullptr && *after == *change->state);
         if (event->kind == feed::EventKind::health) FUZZ_CHECK(was_running || !after->running);

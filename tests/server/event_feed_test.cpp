@@ -25,8 +25,10 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -38,7 +40,7 @@ using director::net::nothrow_awaitable;
 using director::server::EventFeed;
 using director::server::EventFeedCallbacks;
 using director::server::EventFeedSettings;
-using director::server::FeedId;
+using director::decision::FeedId;
 using director::test::run_until_complete;
 namespace http = director::net::http;
 
@@ -296,6 +298,26 @@ TEST_CASE("event feed: a bad line ends the connection and the feed is lost and s
     server.subscribers[1]->send(snapshot_line);
     REQUIRE(co_await eventually([&] { return recorder.seen.size() == 3; }));
     CHECK(recorder.seen[2] == "snapshot 0 alice=a1:running carol=c1:not-running");
+    co_await shut_down(feed, &server);
+  }());
+}
+
+TEST_CASE("event feed: a callback that throws is logged and the feed starts over", "[event_feed]") {
+  Fixture fixture;
+  auto& [io, server, recorder] = fixture;
+  auto callbacks = recorder.callbacks();
+  bool thrown = false;
+  callbacks.on_snapshot = [&, record = callbacks.on_snapshot](FeedId id, director::feed::Containers containers) {
+    if (!std::exchange(thrown, true)) throw std::runtime_error("receiver bug");
+    record(id, std::move(containers));
+  };
+  EventFeed feed(io.get_executor(), {server.url()}, callbacks, fast_settings());
+  feed.start();
+  run_until_complete(io, [&]() -> asio::awaitable<void> {
+    REQUIRE(co_await eventually([&] { return recorder.seen.size() == 2; }));
+    CHECK(recorder.seen == std::vector<std::string>{"lost 0", "snapshot 0 alice=a1:running carol=c1:not-running"});
+    CHECK(feed.status().at(0).last_error == "an event feed callback failed: receiver bug");
+    CHECK(feed.status().at(0).connected);
     co_await shut_down(feed, &server);
   }());
 }

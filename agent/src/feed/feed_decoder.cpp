@@ -167,7 +167,7 @@ Containers FeedState::apply(const Snapshot& snapshot) {
 std::optional<FeedState::Change> FeedState::apply(const Event& event) {
   const auto known = labels_.find(event.label);
   if (event.kind == EventKind::destroyed) {
-    if (known == labels_.end()) return Change{event.label, std::nullopt};
+    if (known == labels_.end()) return std::nullopt;
     if (!event.id.empty() && !known->second.id.empty() && known->second.id != event.id) return std::nullopt;
     labels_.erase(known);
     return Change{event.label, std::nullopt};
@@ -187,6 +187,7 @@ std::optional<FeedState::Change> FeedState::apply(const Event& event) {
       break;
     case EventKind::destroyed: break;  // above
   }
+  if (known != labels_.end() && known->second == state) return std::nullopt;  // e.g. Podman's health event of every check
   labels_.insert_or_assign(event.label, state);
   return Change{event.label, std::move(state)};
 }

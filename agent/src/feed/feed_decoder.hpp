@@ -14,6 +14,8 @@
 // unhealthy from its health; `destroyed` => the label's container is gone (nullopt).
 #pragma once
 
+#include "decision/director.hpp"
+
 #include <boost/system/result.hpp>
 
 #include <cstddef>
@@ -28,14 +30,8 @@
 
 namespace director::feed {
 
-// What a feed says about a label's container (plan.md; decision::ContainerState once the core's
-// lands: the same fields).
-struct ContainerState {
-  std::string id;
-  bool running = false;
-  bool unhealthy = false;
-  friend bool operator==(const ContainerState&, const ContainerState&) = default;
-};
+// What a feed says about a label's container: the decision core's (id, running, unhealthy).
+using ContainerState = decision::ContainerState;
 
 // Labels and their containers as a snapshot lists them (in the feed's order; a label may come
 // more than once: FeedState::apply resolves that).
@@ -102,9 +98,10 @@ boost::system::result<std::optional<FeedMessage>, FeedError> decode_line(std::st
 // What one feed said about each label: the per-feed map behind the mapping above.
 class FeedState {
  public:
-  // A label's new state after `event`: nullopt (outer) when the event changes nothing the
-  // director needs to hear (a `destroyed` of a container other than the label's current one);
-  // else the state, nullopt (inner) meaning the label's container is gone.
+  // A label's new state after `event`: nullopt (outer) when the event changes nothing (the
+  // state known already: Podman sends a health event on every check; a `destroyed` of a label
+  // not known, or of a container other than the label's current one); else the new state,
+  // nullopt (inner) meaning the label's container is gone.
   struct Change {
     std::string label;
     std::optional<ContainerState> state;

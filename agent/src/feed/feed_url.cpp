@@ -1,10 +1,9 @@
 #include "feed/feed_url.hpp"
 
-#include <boost/asio/ip/address_v6.hpp>
+#include "config/values.hpp"
 
 #include <algorithm>
 #include <cctype>
-#include <charconv>
 
 namespace director::feed {
 namespace {
@@ -23,7 +22,6 @@ bool iequals(std::string_view a, std::string_view b) {
          });
 }
 
-bool name_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '.' || c == '-'; }
 bool path_char(char c) { return c > ' ' && c < 0x7f && c != '#'; }
 
 }  // namespace
@@ -46,36 +44,36 @@ UrlResult parse_feed_url(std::string_view text) {
   if (slash == std::string_view::npos) return refuse(text, "no path (the spawner's feed is /events)");
   const auto path = rest.substr(slash);
 
+  // The host and port grammars are the configuration's (config_table): IP:PORT, [IPv6]:PORT, or
+  // a DNS name and a port.
   FeedUrl url;
+  std::string_view host_text;
   std::string_view port_text;
-  if (!authority.empty() && authority.front() == '[') {
+  if (authority.starts_with('[')) {
     const auto close = authority.find(']');
     if (close == std::string_view::npos) return refuse(text, "an IPv6 address without its closing ']'");
-    url.host = std::string(authority.substr(1, close - 1));
-    boost::system::error_code error;
-    boost::asio::ip::make_address_v6(url.host, error);
-    if (error || url.host.find('%') != std::string::npos) return refuse(text, "not an IPv6 address in brackets");
     const auto after = authority.substr(close + 1);
-    if (after.empty() || after.front() != ':') return refuse(text, "no port");
+    if (!after.starts_with(':')) return refuse(text, "no port");
     port_text = after.substr(1);
   } else {
     const auto colon = authority.rfind(':');
     if (colon == std::string_view::npos) return refuse(text, "no port");
-    url.host = std::string(authority.substr(0, colon));
+    host_text = authority.substr(0, colon);
     port_text = authority.substr(colon + 1);
-    if (url.host.empty()) return refuse(text, "no host");
-    if (url.host.size() > 253 || !std::all_of(url.host.begin(), url.host.end(), name_char) ||
-        url.host.front() == '.' || url.host.front() == '-' || url.host.find("..") != std::string::npos) {
-      return refuse(text, "the host must be a DNS name, an IPv4 address or an IPv6 address in brackets");
-    }
+    if (host_text.empty()) return refuse(text, "no host");
   }
-  unsigned port = 0;
-  const auto [end, error] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-  if (port_text.empty() || error != std::errc() || end != port_text.data() + port_text.size() || port == 0 ||
-      port > 65535 || !std::isdigit(static_cast<unsigned char>(port_text.front()))) {
-    return refuse(text, "the port must be a number from 1 to 65535");
+  const auto port = config_table::parse_integer<std::uint16_t>(port_text, 1, 65535);
+  if (!port) return refuse(text, "the port must be a number from 1 to 65535");
+  url.port = *port;
+  if (const auto endpoint = config_table::parse_endpoint(authority)) {
+    url.host = endpoint->address().to_string();
+  } else if (authority.starts_with('[')) {
+    return refuse(text, "not an IPv6 address in brackets");
+  } else if (config_table::is_dns_name(host_text)) {
+    url.host = std::string(host_text);
+  } else {
+    return refuse(text, "the host must be a DNS name (lowercase), an IPv4 address or an IPv6 address in brackets");
   }
-  url.port = static_cast<std::uint16_t>(port);
   if (path.find('#') != std::string_view::npos) return refuse(text, "a fragment ('#') is not supported");
   if (!std::all_of(path.begin(), path.end(), path_char)) {
     return refuse(text, "the path may hold visible ASCII characters only");

@@ -1,8 +1,9 @@
 // Where an event feed is: `http://host:port/path`, nothing else (DIRECTOR_EVENT_FEEDS holds a
 // list of them; the config parses each with parse_feed_url at startup). Pure.
 //
-// Accepted: scheme `http` (any case); host a DNS name ([A-Za-z0-9.-], at most 253 bytes), an
-// IPv4 address or an IPv6 address in brackets; a port 1-65535, required; a path starting with
+// Accepted: scheme `http` (any case); host a DNS name (lowercase labels, config_table::
+// is_dns_name), an IPv4 address or an IPv6 address in brackets (config_table::parse_endpoint:
+// the configuration's grammars); a port 1-65535, required; a path starting with
 // '/', required (the spawner's is /events), of visible ASCII without '#'. Refused with a
 // message that says what is wrong: https (no TLS client here), user info, a missing port or
 // path, a fragment, spaces or control characters.
@@ -17,7 +18,7 @@
 namespace director::feed {
 
 struct FeedUrl {
-  std::string host;  // as written, without the brackets of an IPv6 address
+  std::string host;  // a DNS name as written, or an address as Asio prints it (IPv6 without brackets)
   std::uint16_t port = 0;
   std::string path;  // starts with '/'; a query stays part of it
   friend bool operator==(const FeedUrl&, const FeedUrl&) = default;

@@ -11,6 +11,7 @@
 #include <boost/beast/http/verb.hpp>
 
 #include <algorithm>
+#include <exception>
 #include <utility>
 #include <variant>
 
@@ -24,7 +25,7 @@ std::string milliseconds_text(std::chrono::milliseconds duration) { return std::
 
 }  // namespace
 
-EventFeed::Feed::Feed(FeedId feed_id, feed::FeedUrl feed_url, boost::asio::any_io_executor executor)
+EventFeed::Feed::Feed(decision::FeedId feed_id, feed::FeedUrl feed_url, boost::asio::any_io_executor executor)
     : id(feed_id),
       url(std::move(feed_url)),
       url_text(feed::to_string(url)),
@@ -37,7 +38,7 @@ EventFeed::EventFeed(boost::asio::any_io_executor executor, std::vector<feed::Fe
     : callbacks_(std::move(callbacks)), settings_(settings) {
   const auto now = std::chrono::system_clock::now();
   for (auto& url : urls) {
-    feeds_.push_back(std::make_unique<Feed>(static_cast<FeedId>(feeds_.size()), std::move(url), executor));
+    feeds_.push_back(std::make_unique<Feed>(static_cast<decision::FeedId>(feeds_.size()), std::move(url), executor));
     FeedStatus status;
     status.url = feeds_.back()->url_text;
     status.since = now;
@@ -149,7 +150,13 @@ boost::asio::awaitable<std::string> EventFeed::follow(Feed& feed) {
       failure = "undecodable feed from " + feed.url_text + ": " + decoded.error().message;
       return false;
     }
-    deliver(feed, *decoded);
+    try {
+      deliver(feed, *decoded);
+    } catch (const std::exception& error) {  // a receiver's bug: logged, and the feed starts over
+      failure = std::string("an event feed callback failed: ") + error.what();
+      log(LogLevel::error, "event feed callback failed", {{"url", feed.url_text}, {"error", error.what()}});
+      return false;
+    }
     return !stopping_;
   };
 
@@ -169,6 +176,8 @@ boost::asio::awaitable<std::string> EventFeed::follow(Feed& feed) {
   co_return feed.url_text + " closed the feed";
 }
 
+// Returns when no line came for heartbeat_timeout, or on stop(). When the stream ends first, `||`
+// cancels it: its next wait throws (asio's throw_if_cancelled), which `||` discards.
 boost::asio::awaitable<void> EventFeed::watchdog(Feed& feed, const SteadyClock::time_point& last_line) {
   for (;;) {
     if (stopping_) co_return;

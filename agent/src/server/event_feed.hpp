@@ -3,11 +3,11 @@
 // `GET <path>` (Accept: application/x-ndjson) with net::http::stream().
 //
 // Contract:
-// - Per feed (FeedId = the URL's index in the list): the first snapshot of a connection makes
-//   the feed connected and is handed to on_snapshot (one entry per label: feed::FeedState);
-//   later snapshots too; each event after it goes to on_event with the label's new state
-//   (nullopt: the container is gone). Events before a connection's first snapshot are ignored
-//   (the snapshot tells).
+// - Per feed (decision::FeedId: the URL's index in the list): the first snapshot of a
+//   connection makes the feed connected and is handed to on_snapshot (one entry per label:
+//   feed::FeedState); later snapshots too; each event after it goes to on_event with the
+//   label's new state (nullopt: the container is gone). Events before a connection's first
+//   snapshot are ignored (the snapshot tells).
 // - A connected feed that ends (the server closed, an undecodable line, a non-2xx answer, no
 //   line for `heartbeat_timeout`, 45 s: the spawner sends a heartbeat every 15 s) is lost:
 //   on_lost, its labels forgotten. A connection that failed before its first snapshot was never
@@ -16,13 +16,17 @@
 //   max_backoff (5 s), each wait jittered to between half and all of it; back to
 //   initial_backoff after a snapshot.
 // - Callbacks run on the feed's strand (one at a time per feed; feeds run concurrently): the
-//   receiver takes its own lock. None starts after stop().
+//   receiver takes its own lock. After stop(), a callback already under way finishes and no
+//   other starts (a receiver that goes away first: stop(), then wait for done()). One that
+//   throws is logged and treated as a broken connection (lost, reconnect): nothing is thrown
+//   unseen.
 // - status() is thread-safe. stop() is safe from any thread: every coroutine returns promptly
 //   (a name being resolved at that moment: within connect_timeout), nothing thrown unseen. The
 //   EventFeed must outlive its coroutines: stop(), then let the io_context run out (or destroy
 //   it) before destroying the EventFeed; done() says when they all returned.
 #pragma once
 
+#include "decision/director.hpp"
 #include "feed/feed_decoder.hpp"
 #include "feed/feed_url.hpp"
 
@@ -46,8 +50,6 @@
 
 namespace director::server {
 
-using FeedId = std::uint32_t;  // decision::FeedId: the index of the feed's URL in DIRECTOR_EVENT_FEEDS
-
 struct EventFeedSettings {
   std::chrono::milliseconds initial_backoff{100};
   std::chrono::milliseconds max_backoff{5'000};
@@ -57,9 +59,9 @@ struct EventFeedSettings {
 };
 
 struct EventFeedCallbacks {
-  std::function<void(FeedId, feed::Containers)> on_snapshot;
-  std::function<void(FeedId, std::string_view label, std::optional<feed::ContainerState>)> on_event;
-  std::function<void(FeedId)> on_lost;
+  std::function<void(decision::FeedId, feed::Containers)> on_snapshot;
+  std::function<void(decision::FeedId, std::string_view label, std::optional<feed::ContainerState>)> on_event;
+  std::function<void(decision::FeedId)> on_lost;
 };
 
 // One feed as /status shows it.
@@ -90,8 +92,8 @@ class EventFeed {
 
  private:
   struct Feed {
-    Feed(FeedId id, feed::FeedUrl url, boost::asio::any_io_executor executor);
-    FeedId id;
+    Feed(decision::FeedId id, feed::FeedUrl url, boost::asio::any_io_executor executor);
+    decision::FeedId id;
     feed::FeedUrl url;
     std::string url_text;
     boost::asio::strand<boost::asio::any_io_executor> strand;
@@ -108,7 +110,7 @@ class EventFeed {
   // One connection until it ends: why it ended.
   boost::asio::awaitable<std::string> follow(Feed& feed);
   boost::asio::awaitable<void> watchdog(Feed& feed, const std::chrono::steady_clock::time_point& last_line);
-  // Hands the messages to the callbacks; false once stopped.
+  // Hands the messages to the callbacks (none once stopping).
   void deliver(Feed& feed, std::vector<feed::FeedMessage>& messages);
   void set_status(const Feed& feed, const std::function<void(FeedStatus&)>& change);
 
@@ -118,7 +120,7 @@ class EventFeed {
   std::atomic<bool> stopping_{false};
   std::atomic<std::size_t> running_{0};
   mutable std::mutex status_mutex_;
-  std::vector<FeedStatus> status_;  // by FeedId; guarded by status_mutex_
+  std::vector<FeedStatus> status_;  // by decision::FeedId; guarded by status_mutex_
 };
 
 }  // namespace director::server

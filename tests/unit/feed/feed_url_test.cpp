@@ -31,6 +31,7 @@ TEST_CASE("feed URLs: http://host:port/path", "[feed]") {
   CHECK(parsed("http://[::1]:65535/events") == FeedUrl{"::1", 65535, "/events"});
   CHECK(to_string(parsed("http://[::1]:9181/events")) == "http://[::1]:9181/events");
   CHECK(to_string(parsed("Http://localhost:1/a/b")) == "http://localhost:1/a/b");
+  CHECK(parsed("http://[::0001]:1/x").host == "::1");  // addresses as Asio prints them
 }
 
 TEST_CASE("feed URLs: anything else is refused with a message that says why", "[feed]") {
@@ -49,6 +50,7 @@ TEST_CASE("feed URLs: anything else is refused with a message that says why", "[
   CHECK(refusal("http://a:/events").find("the port must be") != std::string::npos);
   CHECK(refusal("http://a:1x/events").find("the port must be") != std::string::npos);
   CHECK(refusal("http://a b:1/events").find("the host must be") != std::string::npos);
+  CHECK(refusal("http://Spawner:1/events").find("DNS name (lowercase)") != std::string::npos);
   CHECK(refusal("http://a_b:1/events").find("the host must be") != std::string::npos);
   CHECK(refusal("http://-a:1/events").find("the host must be") != std::string::npos);
   CHECK(refusal("http://a..b:1/events").find("the host must be") != std::string::npos);
