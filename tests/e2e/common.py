@@ -439,6 +439,13 @@ def wait_entry_cleared(stack, user, timeout=2.0):
     return seconds
 
 
-def covered_users(liveness):
-    """How many users the agent's /status "liveness" section says are covered by a feed."""
-    return liveness["covered_users"]
+def snapshots_received(stack, name="agent"):
+    """Snapshots the agent's feeds delivered so far: one per connection and re-list
+    (director_event_feed_messages_total{type="snapshot"})."""
+    return metric(stack.agent_metrics(name), "director_event_feed_messages_total", type="snapshot")
+
+
+def covered_users(stack, name="agent"):
+    """How many labels a connected feed reports running and not unhealthy, as the agent counts
+    them (director_covered_users, docs/metrics.md)."""
+    return metric(stack.agent_metrics(name), "director_covered_users")
