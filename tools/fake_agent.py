@@ -6,7 +6,11 @@ rule it behaves like the real agent in strict mode, minus caching: it maps the u
 `<prefix>-<label>`, looks the host up in the stack's DNS hosts directory and probes it with a
 TCP connect. A rules file (JSON, re-read on every request) scripts answers the real agent
 would never give, e.g. {"meta": {"alive": true, "addr": "169.254.169.254", "port": 80}};
-"delay" (seconds) makes the answer late, "addr" may be any string ("addr_type": "string").
+"delay" (seconds) makes the answer late, "addr" may be any string ("addr_type": "string"),
+"hold" (ms, INT32) is how long HAProxy may reuse the answer. --hold-ms gives unscripted answers
+a hold as the real agent does (that many ms when alive, 0 otherwise; without it, none).
+--notify-log appends one JSON line per `route` message: {"user": ..., "retry": ...}
+(`retry` as HAProxy sent it: true, false or null).
 """
 
 import argparse
@@ -29,6 +33,7 @@ LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 class Agent:
     def __init__(self, args):
         self.args = args
+        self.log_lock = threading.Lock()
 
     def rules(self):
         if not self.args.rules or not os.path.exists(self.args.rules):
@@ -38,6 +43,13 @@ class Agent:
 
     def answer(self, user):
         """The list of (name, value) variables for one `route` message."""
+        answer = self.decide(user)
+        if self.args.hold_ms is not None and not any(name == "hold" for name, _ in answer):
+            alive = dict(answer).get("alive") is True
+            answer.append(("hold", self.args.hold_ms if alive else 0))
+        return answer
+
+    def decide(self, user):
         if user is not None:
             user = user.decode("utf-8", "replace")
         rule = self.rules().get(user)
@@ -64,6 +76,15 @@ class Agent:
         return [("alive", True), ("reason", "ok"), ("addr", addr),
                 ("port", self.args.container_port)] + known
 
+    def log_notify(self, args):
+        if not self.args.notify_log:
+            return
+        user = args.get("user")
+        line = json.dumps({"user": user.decode("utf-8", "replace") if user is not None else None,
+                           "retry": args.get("retry")})
+        with self.log_lock, open(self.args.notify_log, "a") as f:
+            f.write(line + "\n")
+
     def lookup(self, host):
         try:
             with open(os.path.join(self.args.hosts_dir, host)) as f:
@@ -74,7 +95,7 @@ class Agent:
 
 def scripted(rule):
     out = []
-    for name in ("alive", "reason", "label", "host", "addr", "port"):
+    for name in ("alive", "reason", "label", "host", "addr", "port", "hold"):
         if name in rule:
             value = rule[name]
             if name == "addr" and rule.get("addr_type") != "string":
@@ -115,6 +136,7 @@ class Connection(socketserver.BaseRequestHandler):
         actions = b""
         for name, args in spop.decode_messages(payload, 0):
             if name == "route":
+                self.server.agent.log_notify(args)
                 for var, value in self.server.agent.answer(args.get("user")):
                     actions += spop.encode_set_var(var, value)
         actions = actions or spop.encode_set_var("unhandled", True)
@@ -139,6 +161,8 @@ def main():
                         default=int(os.environ.get("CONTAINER_PORT", "8080")))
     parser.add_argument("--domain", default="")
     parser.add_argument("--rules")
+    parser.add_argument("--hold-ms", type=int, help="hold of unscripted answers (module doc)")
+    parser.add_argument("--notify-log", help="append each route message's arguments (JSON lines)")
     args = parser.parse_args()
     host, port = args.listen.rsplit(":", 1)
     server = Server((host, int(port)), Connection)

@@ -41,6 +41,7 @@ import http.client
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -216,11 +217,21 @@ class Stack:
                  host_prefix="vscode", domain="", agent_args=(), subnet_preference=None,
                  haproxy_cfg=REPO / "haproxy" / "haproxy.cfg", haproxy_extra_env=None,
                  spawner="demo", spawner_bin=None, spawner_settings=None, users=(),
-                 container_script=SERVE_SCRIPT, spawner_http="127.0.0.1:0"):
+                 container_script=SERVE_SCRIPT, spawner_http="127.0.0.1:0",
+                 event_feeds=None, haproxy_sockets=False, agents=1, agent_env=None):
         """spawner: "demo" (tools/demo_spawner.py) or "director" (director-spawner with a
         Podman API service of its own; spawner_settings are extra SPAWNER_* variables, e.g.
         {"SPAWNER_IDLE_TIMEOUT": "3s"}; users: labels given an address up front, see
-        expect_user; container_script: what each container runs, see SERVE_SCRIPT)."""
+        expect_user; container_script: what each container runs, see SERVE_SCRIPT).
+
+        Liveness from events (docs/architecture.md); the defaults keep the agent in TTL mode:
+        event_feeds: the agent's DIRECTOR_EVENT_FEEDS: None (none), "spawner" (director-spawner's
+        /events on its SPAWNER_HTTP_LISTEN; needs spawner="director") or a list of URLs (e.g.
+        tools/feed_standin.py's FeedStandin.url). haproxy_sockets: True gives the agent
+        DIRECTOR_HAPROXY_SOCKETS = this stack's HAProxy stats socket (its invalidation channel).
+        agents: how many agents run behind the one HAProxy (agent, agent2, ...: a test-only
+        copy of haproxy_cfg lists them all in the agents backend, balance roundrobin).
+        agent_env: extra environment for every agent, e.g. {"DIRECTOR_EVENT_BACKSTOP": "2m"}."""
         if fake_agent is None:
             fake_agent = os.environ.get("DIRECTOR_E2E_FAKE_AGENT") == "1"
         self.fake_agent, self.fake_rules = fake_agent, fake_rules
@@ -255,6 +266,18 @@ class Stack:
         self.spawner_http = endpoint(spawner_http)  # director-spawner's /metrics, /status...
         self.podman = None
         self.user_addresses = {}  # label -> its container's address (director-spawner)
+        if event_feeds == "spawner" and spawner != "director":
+            raise ValueError('event_feeds="spawner" needs spawner="director"')
+        if isinstance(event_feeds, str) and event_feeds != "spawner":
+            raise ValueError(f'event_feeds is None, "spawner" or a list of URLs, not {event_feeds!r}')
+        if agents < 1 or (agents > 1 and fake_agent):
+            raise ValueError(f"agents: 1, or more with the real agent, not {agents}")
+        self.event_feeds, self.haproxy_sockets = event_feeds, haproxy_sockets
+        self.agent_count, self.agent_env = agents, dict(agent_env or {})
+        # Each agent's (SPOP, HTTP) addresses by component name; the first's are also
+        # self.agent and self.agent_http. Port 0 until its first start binds one.
+        self.agent_endpoints = {name: (parse_address("127.0.0.1:0"), parse_address("127.0.0.1:0"))
+                                for name in self.agent_names()[1:]}
         for label in users:
             self.expect_user(label)
 
@@ -268,7 +291,8 @@ class Stack:
         atexit.register(self.stop)
         try:
             self.start_dns()
-            self.start_agent()
+            for name in self.agent_names():
+                self.start_agent(name)
             if self.spawner_kind == "director":
                 self.start_podman()
             self.start_spawner()
@@ -280,7 +304,7 @@ class Stack:
         return self
 
     def stop(self):
-        for name in ("haproxy", "spawner", "agent", "dnsmasq"):
+        for name in ("haproxy", "spawner", *self.agent_names(), "dnsmasq"):
             if name in self.components:
                 self.components[name].stop()
         self._release_haproxy_reservations()
@@ -354,8 +378,34 @@ class Stack:
 
     # --- the agent -------------------------------------------------------------------------
 
-    def start_agent(self):
-        """Starts the agent; a restart binds the ports of the first start."""
+    def agent_names(self):
+        """The agents' component names: "agent", then "agent2", ... (Stack(agents=N))."""
+        return ["agent"] + [f"agent{n}" for n in range(2, self.agent_count + 1)]
+
+    def agent_environment(self):
+        """What every agent gets on top of _env(): the event feeds, HAProxy's runtime socket
+        and agent_env."""
+        env = {}
+        if self.event_feeds == "spawner":
+            env["DIRECTOR_EVENT_FEEDS"] = f"http://{self.spawner_http[0]}:{self.spawner_http[1]}/events"
+        elif self.event_feeds:
+            env["DIRECTOR_EVENT_FEEDS"] = " ".join(self.event_feeds)
+        if self.haproxy_sockets:
+            env["DIRECTOR_HAPROXY_SOCKETS"] = str(self.run_dir / "haproxy.sock")
+        env.update(self.agent_env)
+        return env
+
+    def start_agent(self, name="agent"):
+        """Starts the agent `name` (agent_names()); a restart binds the ports of its first start."""
+        if name != "agent":
+            spop, http = self.agent_endpoints[name]
+            agent = AgentProcess(["--dns-server", f"{self.dns[0]}:{self.dns[1]}"] + self.agent_args,
+                                 binary=self.agent_bin, env=self._env(**self.agent_environment()),
+                                 log_path=self.run_dir / f"{name}.log",
+                                 listen=f"{spop[0]}:{spop[1]}", http_listen=f"{http[0]}:{http[1]}")
+            self.components[name] = agent
+            self.agent_endpoints[name] = (agent.spop, agent.http)
+            return
         listen = f"{self.agent[0]}:{self.agent[1]}"
         if self.fake_agent:
             argv = [sys.executable, TOOLS / "fake_agent.py", "--listen", listen,
@@ -369,18 +419,21 @@ class Stack:
                      and socket.create_connection(self.agent, 0.5).close() is None)
             return
         agent = AgentProcess(["--dns-server", f"{self.dns[0]}:{self.dns[1]}"] + self.agent_args,
-                             binary=self.agent_bin, env=self._env(),  # the rest: _env()
+                             binary=self.agent_bin, env=self._env(**self.agent_environment()),
                              log_path=self.run_dir / "agent.log", listen=listen,
                              http_listen=f"{self.agent_http[0]}:{self.agent_http[1]}")
         self.components["agent"] = agent
         self.agent, self.agent_http = agent.spop, agent.http
 
-    def kill_agent(self, sig=signal.SIGKILL):
-        self.components["agent"].stop(sig)
+    def kill_agent(self, sig=signal.SIGKILL, name="agent"):
+        self.components[name].stop(sig)
 
-    def restart_agent(self):
-        self.kill_agent(signal.SIGTERM)
-        self.start_agent()
+    def restart_agent(self, name="agent"):
+        self.kill_agent(signal.SIGTERM, name)
+        self.start_agent(name)
+
+    def agent_http_address(self, name="agent"):
+        return self.agent_http if name == "agent" else self.agent_endpoints[name][1]
 
     def agent_pid(self):
         """The agent's PID (the process group leader is the agent itself)."""
@@ -393,9 +446,28 @@ class Stack:
         with open(f"/proc/{self.agent_pid()}/status") as f:
             return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
 
-    def agent_metrics(self):
+    def agent_metrics(self, name="agent"):
         """The agent's /metrics as {series (name with labels): value}."""
-        return parse_metrics(http_get(self.agent_http, "/metrics")[1])
+        return parse_metrics(http_get(self.agent_http_address(name), "/metrics")[1])
+
+    def agent_status(self, name="agent", path="/status"):
+        """The agent's GET /status (JSON); `path` may name a user's, e.g. "/status?user=alice"."""
+        status, body = http_get(self.agent_http_address(name), path)
+        if status != 200:
+            raise RuntimeError(f"GET {path} of {name} answered {status}: {body}")
+        return json.loads(body)
+
+    def liveness(self, name="agent"):
+        """The "liveness" section of the agent's /status: mode ("events" or "ttl"), its feeds,
+        HAProxy sockets and covered users (docs/metrics.md)."""
+        return self.agent_status(name)["liveness"]
+
+    def wait_liveness_mode(self, mode, name="agent", timeout=15.0):
+        """Waits until the agent's /status says liveness mode `mode`; returns the seconds waited."""
+        started = time.monotonic()
+        wait_for(f"{name}'s liveness mode {mode}", lambda: self.liveness(name)["mode"] == mode,
+                 timeout, interval=0.02)
+        return time.monotonic() - started
 
     # --- the spawner -----------------------------------------------------------------------
 
@@ -514,6 +586,16 @@ class Stack:
         return podman_api(self.podman.socket, "POST", f"/containers/{container_id}/stop?t={grace}",
                           timeout=grace + 30)[0]
 
+    def podman_start(self, container_id):
+        """Starts a container through the API as an operator would: 204 started, 304 running."""
+        return podman_api(self.podman.socket, "POST", f"/containers/{container_id}/start",
+                          timeout=30)[0]
+
+    def podman_kill(self, container_id, sig="KILL"):
+        """Sends the container a signal through the API (POST .../kill): 204 sent."""
+        return podman_api(self.podman.socket, "POST", f"/containers/{container_id}/kill?signal={sig}",
+                          timeout=30)[0]
+
     def podman_container(self, label):
         """The stack's container named <prefix>-<label> (the Docker API's list entry), or None."""
         name = "/" + self.host_for(label)
@@ -540,6 +622,8 @@ class Stack:
         return self._env(
             SPAWNER_HOST=self.spawner[0], SPAWNER_PORT=str(self.spawner[1]),
             DIRECTOR_AGENT=f"{self.agent[0]}:{self.agent[1]}",
+            **{f"DIRECTOR_{name.upper()}": f"{spop[0]}:{spop[1]}"
+               for name, (spop, _) in self.agent_endpoints.items()},
             DIRECTOR_HTTP_BIND=f"{self.http[0]}:{self.http[1]}",
             DIRECTOR_HAPROXY_METRICS_BIND=f"{self.metrics[0]}:{self.metrics[1]}",
             DIRECTOR_HAPROXY_STATS_SOCKET=str(self.run_dir / "haproxy.sock"),
@@ -561,7 +645,7 @@ class Stack:
 
     def start_haproxy(self):
         self._start("haproxy", [haproxy_binary(), "-W", "-S", self.run_dir / "master.sock",
-                                "-f", self.haproxy_cfg], self.haproxy_env())
+                                "-f", self.haproxy_config()], self.haproxy_env())
         self.wait_haproxy_started()
 
     def wait_haproxy_started(self):
@@ -575,8 +659,9 @@ class Stack:
                  and "Name: HAProxy" in self.haproxy_cli("show info"))
         wait_for("HAProxy to listen", lambda: self._haproxy_alive()
                  and socket.create_connection(self.http, 0.5).close() is None)
-        if self.components["agent"].running():
-            self.wait_agent_checked()
+        for name in self.agent_names():
+            if self.components[name].running():
+                self.wait_agent_checked(timeout=15.0, name=name)
 
     def _haproxy_alive(self):
         """True while HAProxy's master runs; raises at once, with HAProxy's reason, once it has
@@ -616,17 +701,60 @@ class Stack:
         self.components["haproxy"].proc.send_signal(signal.SIGUSR2)
         wait_for("the reloaded worker", lambda: set(self.haproxy_workers()) - old, timeout)
 
-    def agent_server_state(self):
+    def agent_server_state(self, name="agent"):
         """(status, last check) of the agent server as HAProxy sees it, e.g. ("UP", "L7OK")."""
         for row in self.haproxy_cli("show stat").splitlines():
             fields = row.split(",")
-            if fields[:2] == ["agents", "agent"]:
+            if fields[:2] == ["agents", name]:
                 return fields[17], fields[36]
         return None
 
-    def wait_agent_checked(self, timeout=15.0):
-        wait_for("HAProxy's health check of the agent",
-                 lambda: self.agent_server_state() == ("UP", "L7OK"), timeout)
+    def wait_agent_checked(self, timeout=15.0, name="agent"):
+        wait_for(f"HAProxy's health check of {name}",
+                 lambda: self.agent_server_state(name) == ("UP", "L7OK"), timeout)
+
+    def haproxy_config(self):
+        """The configuration HAProxy runs: haproxy_cfg, or with several agents a copy in the run
+        directory whose agents backend lists each of them, balance roundrobin (a test-only edit:
+        the operator-facing way to run several agents is not this)."""
+        if self.agent_count == 1:
+            return self.haproxy_cfg
+        text = self.haproxy_cfg.read_text()
+        server = re.compile(r'^(\s*)server agent "\$\{DIRECTOR_AGENT\}"(.*)$', re.M)
+        found = server.search(text)
+        if found is None:
+            raise RuntimeError(f"{self.haproxy_cfg}: no 'server agent \"${{DIRECTOR_AGENT}}\"' line")
+        indent, rest = found.groups()
+        lines = [f"{indent}balance roundrobin"] + [
+            f'{indent}server {name} "${{DIRECTOR_{name.upper()}}}"{rest}' for name in self.agent_names()]
+        copy = self.run_dir / "haproxy.cfg"
+        copy.write_text(text[:found.start()] + "\n".join(lines) + text[found.end():])
+        return copy
+
+    def fast_path_entry(self, user):
+        """`user`'s entry in HAProxy's fast_path table (show table fast_path key <user>), or
+        None: {"addr": gpt0 as an IPv4 address, "expiry": gpt1 (HAProxy's ms clock mod 2^32),
+        "port": gpt2, "hold_left": seconds until the expiry (negative: past; HAProxy's clock is
+        the wall clock in ms), "exp": seconds until HAProxy drops the entry, "fresh": whether
+        HAProxy would route with it now (an address, the expiry ahead), "raw": the fields}."""
+        for line in self.haproxy_cli(f"show table fast_path key {user}").splitlines():
+            if line.startswith("#") or " key=" not in line:
+                continue
+            raw = dict(item.split("=", 1) for item in line.split()[1:] if "=" in item)
+            if raw.get("key") != user:
+                continue
+            gpt = [int(raw.get(f"gpt{n}", 0)) for n in range(3)]
+            left = (gpt[1] - int(time.time() * 1000)) % 2**32
+            left = left - 2**32 if left >= 2**31 else left
+            return {"addr": socket.inet_ntoa(struct.pack(">I", gpt[0])), "expiry": gpt[1],
+                    "port": gpt[2], "hold_left": left / 1000, "exp": int(raw.get("exp", 0)) / 1000,
+                    "fresh": gpt[0] != 0 and left > 0, "raw": raw}
+        return None
+
+    def fast_path_used(self):
+        """How many entries HAProxy's fast_path table holds (its "used:" count)."""
+        header = self.haproxy_cli("show table fast_path").splitlines()[0]
+        return int(re.search(r"used:(\d+)", header).group(1))
 
     # --- user containers -------------------------------------------------------------------
 

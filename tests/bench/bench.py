@@ -1,27 +1,39 @@
 #!/usr/bin/env python3
-"""The director's benchmark, side by side in one run (docs/performance.md):
+"""The director's benchmark, side by side in one run (docs/performance.md), once per HAProxy
+thread count (nbthread 1, then 2):
 
-  1. HAProxy -> one static backend (the limit);
+  1. HAProxy -> one static backend (the limit), measured first and again last: every other row
+     is given with the mean of the two (ratio, p99 added), and their spread is reported;
   2. HAProxy do-resolve to the computed host (the do-it-yourself alternative, no liveness);
-  3. HAProxy + director, users alive and cached, 1 / 100 / 10,000 users, fast path off and on;
+  3. HAProxy + director in TTL mode (no event feed), users alive and cached, 1 / 100 / 10,000
+     users, fast path off and on;
   4. HAProxy + director, users not alive (the spawner path);
+  5. as 3 at 10,000 users with re-checks so rare that every decision is a cache hit;
+  6. HAProxy + director in events mode (the agent subscribed to tools/feed_standin.py, which
+     lists every user as running, and clearing HAProxy's fast path through its runtime socket)
+     at 1 / 100 / 10,000 / 100,000 users, with issue 11's targets (ratio to static >= 0.90,
+     >= 0.80 at 100,000; p99 added <= 0.2 ms at 1 and 100 users, <= 0.5 ms at 10,000) printed
+     PASS or MISS beside each figure, and the agent's and HAProxy's RSS at 100,000 users;
 
 then the agent alone (tests/bench/spop_loadgen: NOTIFY->ACK per second on one agent thread), the
 codec micro-benchmark (tests/bench/codec_bench), and the scale checks: agent RSS with 100,000
 cached users, one lookup and one probe for 1,000 concurrent requests of one cold user, and the
-convergence times, measured.
+convergence times, measured, in TTL mode and in events mode (container started, removed, killed
+with SIGKILL: target <= 1 s with events), and in events mode a refused connection (the next
+request goes to the spawner).
 
 Everything runs on loopback with the real components: tools/stack.py starts dnsmasq, the agent
 and HAProxy with haproxy/haproxy.cfg; the "containers" are one HAProxy answering a fixed
 response on 254 addresses 127.0.<k>.1-254 (users are spread over them through DNS), so that the
-backend is never the bottleneck. Every HAProxy under test runs one thread (nbthread 1), as in
-DESIGN-NOTES section 5; wrk runs one thread with 50 connections.
+backend is never the bottleneck. wrk runs one thread with 50 connections; before each row it
+visits every user once (users.lua "once"), then warms up, then measures.
 
     python3 tests/bench/bench.py              # builds build/bench (Release) and runs everything
-    python3 tests/bench/bench.py --smoke      # a few seconds, tiny sizes: the ctest smoke test
+    python3 tests/bench/bench.py --smoke      # tiny sizes: the ctest smoke test
 
-Exit status: 0 when every row of the table was measured, 1 otherwise, 77 when a tool is
-missing (haproxy, dnsmasq, wrk).
+Events mode needs tools/feed_standin.py and an agent with DIRECTOR_EVENT_FEEDS; without them
+its rows are reported as not measured. Exit status: 0 when every row of the table was measured,
+1 otherwise, 77 when a tool is missing (haproxy, dnsmasq, wrk).
 """
 
 import argparse
@@ -70,6 +82,12 @@ def metric_sum(text, name):
     return sum(float(v) for v in re.findall(rf"^{name}(?:\{{[^}}]*\}})? (\S+)$", text, re.M))
 
 
+def metric_value(text, name):
+    """The value of the unlabelled series `name`, or None when absent."""
+    found = re.search(rf"^{name} (\S+)$", text, re.M)
+    return float(found.group(1)) if found else None
+
+
 def backend_connects(socket_path):
     """Connections HAProxy opened to servers so far (show stat: "connect" of every server)."""
     with socket.socket(socket.AF_UNIX) as s:
@@ -113,7 +131,7 @@ frontend spawner
 # log line per request to stdout as the director writes (to /dev/null here, like the director's).
 REFERENCE_HEAD = """
 global
-    nbthread 1
+    nbthread {nbthread}
     log stdout format raw local0 info
     stats socket {stats_socket} mode 600 level admin
 defaults
@@ -159,27 +177,68 @@ resolvers dns
 """
 
 
+# haproxy.cfg before issue 11 sets the fast path's TTL in HAProxy (DIRECTOR_FAST_PATH_TTL_MS);
+# after it, HAProxy only switches it on or off (DIRECTOR_FAST_PATH) and the agent says how long
+# each answer may be held (DIRECTOR_FAST_PATH_HOLD). The bench drives whichever it finds.
+def fast_path_ttl_in(haproxy_cfg):
+    """The DIRECTOR_FAST_PATH_TTL_MS default of a haproxy.cfg from before issue 11, else None."""
+    found = re.search(r"presetenv\s+DIRECTOR_FAST_PATH_TTL_MS\s+(\d+)", Path(haproxy_cfg).read_text())
+    return int(found.group(1)) if found else None
+
+
 class BenchStack(Stack):
     """tools/stack.py's stack with the bench's differences: the spawner is the origin's fixed
-    answer, HAProxy runs one thread (a global section of its own) with the fast path TTL given,
+    answer, HAProxy runs `nbthread` threads (a global section of its own) with the fast path
+    held for `fast_path` ms (0: off), the agent gets `agent_env` besides the stack's environment,
     and HAProxy's per-request log goes to /dev/null unless asked for."""
 
-    def __init__(self, *, spawner_port, fast_path_ttl, keep_haproxy_log, **kwargs):
+    def __init__(self, *, spawner_port, fast_path, keep_haproxy_log, nbthread=1, **kwargs):
         super().__init__(spawner_listen=f"127.0.0.1:{spawner_port}", **kwargs)
-        self.fast_path_ttl = fast_path_ttl
+        self.fast_path = fast_path
+        self.nbthread = nbthread
         self.keep_haproxy_log = keep_haproxy_log
+        self.agent_env = {}
+        self.fast_path_in_haproxy = fast_path_ttl_in(self.haproxy_cfg) is not None
 
     def start_spawner(self):
         pass  # the origin HAProxy answers for the spawner
 
+    def _env(self, **extra):
+        # HAProxy and dnsmasq get the agent's variables too; neither reads them.
+        env = super()._env(**extra)
+        env.update(self.agent_env)
+        return env
+
     def haproxy_env(self):
         env = super().haproxy_env()
-        env["DIRECTOR_FAST_PATH_TTL_MS"] = str(self.fast_path_ttl)
+        if self.fast_path_in_haproxy:
+            env["DIRECTOR_FAST_PATH_TTL_MS"] = str(self.fast_path)
+        else:
+            env["DIRECTOR_FAST_PATH"] = "on" if self.fast_path else "off"
         return env
+
+    @property
+    def haproxy_socket(self):
+        return self.run_dir / "haproxy.sock"
+
+    def configure(self, *, fast_path, nbthread, agent_env):
+        """Restarts what a change needs: HAProxy for another fast path or thread count, the agent
+        (its cache emptied) for other settings of its own."""
+        if not self.fast_path_in_haproxy:
+            agent_env = dict(agent_env, DIRECTOR_FAST_PATH_HOLD=f"{fast_path or 500}ms")
+        if agent_env != self.agent_env:
+            self.agent_env = agent_env
+            self.restart_agent()
+            # Answers the previous agent let HAProxy hold (up to the event backstop) go too.
+            self.haproxy_cli("clear table fast_path")
+        if (fast_path, nbthread) != (self.fast_path, self.nbthread):
+            self.fast_path, self.nbthread = fast_path, nbthread
+            self.restart_haproxy()
+        self.wait_agent_checked()
 
     def start_haproxy(self):
         extra = self.run_dir / "bench-global.cfg"
-        extra.write_text("global\n    nbthread 1\n")
+        extra.write_text(f"global\n    nbthread {self.nbthread}\n")
         # The extra file first: 3.x takes nbthread only in the first global section.
         argv = [haproxy_binary(), "-W", "-S", self.run_dir / "master.sock",
                 "-f", extra, "-f", self.haproxy_cfg]
@@ -190,18 +249,22 @@ class BenchStack(Stack):
         component.start()
         self.wait_haproxy_started()
 
-    def restart_haproxy(self, fast_path_ttl):
+    def restart_haproxy(self):
         self.components["haproxy"].stop()
-        self.fast_path_ttl = fast_path_ttl
         self.start_haproxy()
 
 
 # --- wrk ----------------------------------------------------------------------------------
 
+def wrk_argv(url, users, prefix, seconds, connections, offset=0, once=False):
+    return (["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "5s",
+             "-s", str(HERE / "users.lua"), url, "--", str(users), prefix, str(offset)]
+            + (["once"] if once else []))
+
+
 def run_wrk(url, users, prefix, seconds, connections, offset=0):
     seconds = max(1, round(seconds))
-    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s",
-            "-s", str(HERE / "users.lua"), url, "--", str(users), prefix, str(offset)]
+    argv = wrk_argv(url, users, prefix, seconds, connections, offset)
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
     for line in out.stdout.splitlines():
         if line.startswith("BENCH "):
@@ -211,19 +274,61 @@ def run_wrk(url, users, prefix, seconds, connections, offset=0):
     raise RuntimeError(f"wrk printed no result: {out.stdout}\n{out.stderr}")
 
 
-def request(endpoint, user, timeout=5):
+def visit_every_user(url, users, prefix, connections, limit=300):
+    """Sends one request per user (users.lua "once"), ending wrk when it says every user got
+    its answer: the first visits, whatever their number. Seconds taken."""
+    started = time.monotonic()
+    with subprocess.Popen(wrk_argv(url, users, prefix, limit, connections, once=True),
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as wrk:
+        try:
+            for line in wrk.stdout:
+                if line.strip() == "COVERED":
+                    break
+            else:
+                raise RuntimeError(f"wrk did not visit {users} users in {limit} s")
+        finally:
+            wrk.terminate()
+    return time.monotonic() - started
+
+
+def request(endpoint, user, timeout=5, cookie=None):
     """One page load (Accept: text/html, which the spawner backend's wake policy lets through)
-    on a new connection: (status, X-Served-By)."""
+    on a new connection: (status, X-Served-By, {lowercase header: its first value}, [every
+    Set-Cookie value])."""
+    extra = f"Cookie: {cookie}\r\n" if cookie else ""
     with socket.create_connection(endpoint, timeout=timeout) as s:
-        s.sendall(f"GET / HTTP/1.1\r\nHost: bench\r\n{IDENTITY}: {user}\r\n"
+        s.sendall(f"GET / HTTP/1.1\r\nHost: bench\r\n{IDENTITY}: {user}\r\n{extra}"
                   "Accept: text/html\r\nConnection: close\r\n\r\n".encode())
         data = b""
         while chunk := s.recv(65536):
             data += chunk
     head = data.split(b"\r\n\r\n", 1)[0].decode(errors="replace").split("\r\n")
-    served = next((h.split(":", 1)[1].strip() for h in head[1:]
-                   if h.lower().startswith("x-served-by:")), None)
-    return int(head[0].split()[1]), served
+    headers, cookies = {}, []
+    for h in head[1:]:
+        name, _, value = h.partition(":")
+        name, value = name.strip().lower(), value.strip()
+        headers.setdefault(name, value)
+        if name == "set-cookie":
+            cookies.append(value)
+    return int(head[0].split()[1]), headers.get("x-served-by"), headers, cookies
+
+
+def served_by(endpoint, user):
+    return request(endpoint, user)[1]
+
+
+# --- the targets of issue 11 (events mode) -------------------------------------------------
+
+# Per row size (1, 100, 10,000, 100,000 users by default; smaller with --smoke): the least
+# ratio to static req/s, and the most p99 added over static (ms; None: no target).
+EVENT_TARGETS = {"one": (0.90, 0.2), "mid": (0.90, 0.2), "large": (0.90, 0.5), "scale": (0.80, None)}
+
+# What HAProxy's retry page sets (haproxy/pages/container-unavailable.http, plan.md).
+RETRY_COOKIE = "container_director_retry"
+
+
+def verdict(ok):
+    return "PASS" if ok else "MISS"
 
 
 # --- the bench ----------------------------------------------------------------------------
@@ -232,8 +337,12 @@ class Bench:
     def __init__(self, args):
         self.args = args
         self.rows = []
-        self.results = {"rows": self.rows}
+        self.groups = []  # per HAProxy thread count: its static rows before and after
+        self.results = {"rows": self.rows, "groups": self.groups}
         self.procs = []
+        self.references = {}
+        self.feed = None
+        self.events_unavailable = None  # why events mode was not measured
 
     # components
 
@@ -247,10 +356,10 @@ class Bench:
         self.start_process("origin", [haproxy_binary(), "-f", self.write_cfg("origin.cfg", ORIGIN_CFG.format(
             binds=binds, spawner_port=self.spawner_port))], port=("127.0.0.1", self.spawner_port))
 
-        self.stack = BenchStack(spawner_port=self.spawner_port, fast_path_ttl=a.fast_path_ttl,
+        self.stack = BenchStack(spawner_port=self.spawner_port, fast_path=a.fast_path,
                                 keep_haproxy_log=a.keep_logs, agent_bin=a.agent_bin,
                                 container_port=self.container_port,
-                                agent_args=["--threads", "1"],
+                                agent_args=["--threads", "1"], haproxy_cfg=Path(a.haproxy_cfg),
                                 run_dir=self.run_dir / "stack")
         self.stack.start()
         # Every bench user's name, spread over the origin's 254 addresses. dnsmasq reads the
@@ -258,28 +367,44 @@ class Bench:
         hosts = self.stack.containers.hosts_dir / "bench-users"
         tmp = self.stack.containers.hosts_dir / ".bench-users.tmp"
         with open(tmp, "w") as f:
-            for i in range(max(a.users_large, a.scale_users)):
+            for i in range(self.most_users):
                 f.write(f"{self.origin_addr(i)} vscode-bench{i}\n")
             for i in range(a.cold_users):
                 f.write(f"{self.origin_addr(i)} vscode-cold{i}\n")
         tmp.replace(hosts)
-        last = f"vscode-bench{max(a.users_large, a.scale_users) - 1}"
+        last = f"vscode-bench{self.most_users - 1}"
         wait_for("dnsmasq to read the bench users", lambda: self.stack.resolve(last), 30)
-
         self.static_port, self.resolve_port = free_port(), free_port()
         self.sockets = {"static": self.run_dir / "static.sock", "resolve": self.run_dir / "resolve.sock"}
-        self.start_process("static", [haproxy_binary(), "-f", self.write_cfg("static.cfg", STATIC_CFG.format(
-            stats_socket=self.sockets["static"], port=self.static_port, origin_addr=self.origin_addr(0),
-            container_port=self.container_port))], port=("127.0.0.1", self.static_port), log=False)
-        self.start_process("resolve", [haproxy_binary(), "-f", self.write_cfg("resolve.cfg", RESOLVE_CFG.format(
-            stats_socket=self.sockets["resolve"], port=self.resolve_port,
-            container_port=self.container_port,
-            spawner_port=self.spawner_port, dns=f"{self.stack.dns[0]}:{self.stack.dns[1]}"))],
+
+    @property
+    def most_users(self):
+        return max(self.args.users_large, self.args.scale_users)
+
+    def start_references(self, nbthread):
+        """The static and do-resolve HAProxies with `nbthread` threads (stopped first if running)."""
+        for component in self.references.values():
+            component.stop()
+            self.procs.remove(component)
+        self.references = {}
+        common = dict(nbthread=nbthread, container_port=self.container_port)
+        self.references["static"] = self.start_process(
+            "static", [haproxy_binary(), "-f", self.write_cfg(f"static{nbthread}.cfg", STATIC_CFG.format(
+                stats_socket=self.sockets["static"], port=self.static_port,
+                origin_addr=self.origin_addr(0), **common))],
+            port=("127.0.0.1", self.static_port), log=False)
+        self.references["resolve"] = self.start_process(
+            "resolve", [haproxy_binary(), "-f", self.write_cfg(f"resolve{nbthread}.cfg", RESOLVE_CFG.format(
+                stats_socket=self.sockets["resolve"], port=self.resolve_port,
+                spawner_port=self.spawner_port, dns=f"{self.stack.dns[0]}:{self.stack.dns[1]}",
+                **common))],
             port=("127.0.0.1", self.resolve_port), log=False)
 
     def stop(self):
         for proc in self.procs:
             proc.stop()
+        if self.feed is not None:
+            self.feed.stop()
         if getattr(self, "stack", None) is not None:
             self.stack.stop()
         if getattr(self, "_origin_lock", None) is not None:
@@ -306,7 +431,7 @@ class Bench:
         self.procs.append(component)
         wait_for(name, lambda: component.running()
                  and socket.create_connection(port, 0.5).close() is None)
-        setattr(self, f"{name}_pid", component.proc.pid)
+        return component
 
     @property
     def agent_pid(self):
@@ -318,22 +443,26 @@ class Bench:
     # the side-by-side table
 
     def measure(self, name, endpoint, haproxy_pid, users, prefix, expect, *, director=True,
-                fast_path=None, socket_path=None):
+                fast_path=None, socket_path=None, mode=None):
         a = self.args
         url = f"http://{endpoint[0]}:{endpoint[1]}/"
-        status, served = request(endpoint, f"{prefix}0")
+        status, served, *_ = request(endpoint, f"{prefix}0")
         if not expect(status, served):
             raise RuntimeError(f"{name}: unexpected answer {status} {served}")
-        run_wrk(url, users, prefix, a.warmup, a.connections)  # first visits, caches filled
+        covered_in = visit_every_user(url, users, prefix, a.connections)  # first visits
+        if a.warmup > 0:
+            run_wrk(url, users, prefix, a.warmup, a.connections)  # caches and connections settle
         before = self.sample(haproxy_pid, director, socket_path)
         result = run_wrk(url, users, prefix, a.duration, a.connections)
         after = self.sample(haproxy_pid, director, socket_path)
         requests = result["requests"]
-        row = {"scenario": name, "users": users, "fast_path_ttl_ms": fast_path,
+        row = {"scenario": name, "users": users, "nbthread": self.nbthread, "mode": mode,
+               "fast_path_ms": fast_path, "first_visits_s": covered_in,
                "rps": result["rps"], "p50_ms": result["p50_us"] / 1000,
                "p99_ms": result["p99_us"] / 1000, "errors": result["errors"],
                "haproxy_us_per_req": (after["haproxy_cpu"] - before["haproxy_cpu"]) / requests * 1e6,
-               "backend_connects_per_req": (after["connects"] - before["connects"]) / requests}
+               "backend_connects_per_req": (after["connects"] - before["connects"]) / requests,
+               "haproxy_rss_mib": rss_mib(haproxy_pid)}
         if director:
             decisions = after["decisions"] - before["decisions"]
             row.update({
@@ -344,12 +473,13 @@ class Bench:
                 "checks_per_s": (after["checks"] - before["checks"]) / (after["t"] - before["t"]),
                 "agent_rss_mib": rss_mib(self.agent_pid)})
         self.rows.append(row)
-        print(f"  {name:<34} {users:>6} users  {row['rps']:>8.0f} req/s", flush=True)
+        print(f"  {name:<34} {users:>6} users  {row['rps']:>8.0f} req/s  p99 {row['p99_ms']:.3f} ms"
+              f"  (first visits {covered_in:.1f} s)", flush=True)
         return row
 
     def sample(self, haproxy_pid, director, socket_path):
         s = {"t": time.monotonic(), "haproxy_cpu": cpu_seconds(haproxy_pid),
-             "connects": backend_connects(socket_path or self.stack.run_dir / "haproxy.sock")}
+             "connects": backend_connects(socket_path or self.stack.haproxy_socket)}
         if director:
             text = self.agent_metrics()
             s.update(agent_cpu=cpu_seconds(self.agent_pid),
@@ -357,52 +487,147 @@ class Bench:
                      checks=metric_sum(text, "director_dns_lookups_total"))
         return s
 
+    def measure_static(self, when):
+        row = self.measure(f"1. static backend ({when})", ("127.0.0.1", self.static_port),
+                           self.references["static"].proc.pid, 1, "bench", self.alive,
+                           director=False, socket_path=self.sockets["static"])
+        self.group[when] = row
+
+    @staticmethod
+    def alive(status, served):
+        return status == 200 and (served or "").startswith("origin")
+
     def side_by_side(self):
         a = self.args
-        print("side by side (wrk -t1 -c%d, %ss each after %ss of warm-up):" % (
-            a.connections, a.duration, a.warmup), flush=True)
-        alive = lambda status, served: status == 200 and (served or "").startswith("origin")  # noqa: E731
-        self.measure("1. static backend", ("127.0.0.1", self.static_port), self.static_pid, 1,
-                     "bench", alive, director=False, socket_path=self.sockets["static"])
+        print("side by side (wrk -t1 -c%d, %ss each after every user's first visit and %ss of "
+              "warm-up; static measured before and after the other rows):" % (
+                  a.connections, a.duration, a.warmup), flush=True)
+        for nbthread in a.nbthread:
+            print(f" HAProxy nbthread {nbthread}:", flush=True)
+            self.nbthread = nbthread
+            self.group = {"nbthread": nbthread}
+            self.groups.append(self.group)
+            self.start_references(nbthread)
+            self.measure_static("before")
+            self.director_rows(nbthread)
+            self.measure_static("after")
+            before, after = self.group["before"]["rps"], self.group["after"]["rps"]
+            self.group["static_rps"] = (before + after) / 2
+            self.group["static_p99_ms"] = (self.group["before"]["p99_ms"] + self.group["after"]["p99_ms"]) / 2
+            self.group["spread"] = abs(after - before) / self.group["static_rps"]
+            print(f"  static before {before:.0f}, after {after:.0f} req/s: spread "
+                  f"{self.group['spread'] * 100:.1f} % of their mean", flush=True)
+
+    def director_rows(self, nbthread):
+        a = self.args
         for users in (1, a.users_mid):
             self.measure("2. HAProxy do-resolve", ("127.0.0.1", self.resolve_port),
-                         self.resolve_pid, users, "bench", alive, director=False,
-                         socket_path=self.sockets["resolve"])
-        for ttl in self.fast_path_settings():
-            self.stack.restart_haproxy(ttl)
-            worker = self.stack.haproxy_workers()[0]
-            label = "fast path off" if ttl == 0 else f"fast path {ttl} ms"
+                         self.references["resolve"].proc.pid, users, "bench", self.alive,
+                         director=False, socket_path=self.sockets["resolve"])
+        ttl_mode = {}
+        for hold in self.fast_path_settings():
+            self.stack.configure(fast_path=hold, nbthread=nbthread, agent_env=ttl_mode)
             for users in (1, a.users_mid, a.users_large):
-                self.measure(f"3. director, {label}", self.stack.http, worker, users, "bench",
-                             alive, fast_path=ttl)
-        self.stack.restart_haproxy(a.fast_path_ttl)
-        worker = self.stack.haproxy_workers()[0]
+                self.measure(f"3. director, {fast_path_label(hold)}", self.stack.http,
+                             self.haproxy_worker(), users, "bench", self.alive,
+                             fast_path=hold, mode="ttl")
+        self.stack.configure(fast_path=a.fast_path, nbthread=nbthread, agent_env=ttl_mode)
         spawner = lambda status, served: status == 202 and served == "spawner"  # noqa: E731
-        self.measure("4. director, not alive (spawner)", self.stack.http, worker, a.users_mid,
-                     "ghost", spawner, fast_path=a.fast_path_ttl)
+        self.measure("4. director, not alive (spawner)", self.stack.http, self.haproxy_worker(),
+                     a.users_mid, "ghost", spawner, fast_path=a.fast_path, mode="ttl")
         # The cost of deciding alone at many users: the agent started with checks so rare that
         # every decision is a cache hit (its defaults re-check each active user every 0.3-0.8 s,
-        # thousands of DNS lookups and probes a second at 10,000 users). Its cache is filled
-        # first through SPOP; afterwards the agent is restarted with its defaults.
+        # thousands of DNS lookups and probes a second at 10,000 users).
         self.stack.agent_args = ["--threads", "1", "--alive-ttl", "60s", "--refresh-after", "50s"]
         self.stack.restart_agent()
-        self.stack.wait_agent_checked()
-        self.loadgen(["--users", str(a.users_large), "--count", str(a.users_large),
-                      "--connections", "4", "--depth", "256"])
-        for ttl in sorted({0, a.fast_path_ttl}):
-            self.stack.restart_haproxy(ttl)
-            label = "off" if ttl == 0 else f"{ttl} ms"
-            self.measure(f"5. as 3 without re-checks, {label}", self.stack.http,
-                         self.stack.haproxy_workers()[0], a.users_large, "bench", alive,
-                         fast_path=ttl)
+        for hold in sorted({0, a.fast_path}):
+            self.stack.configure(fast_path=hold, nbthread=nbthread, agent_env=ttl_mode)
+            self.measure(f"5. as 3 without re-checks, {fast_path_label(hold, short=True)}",
+                         self.stack.http, self.haproxy_worker(), a.users_large, "bench",
+                         self.alive, fast_path=hold, mode="ttl, no re-checks")
         self.stack.agent_args = ["--threads", "1"]
         self.stack.restart_agent()
-        self.stack.restart_haproxy(a.fast_path_ttl)
+        self.events_rows(nbthread)
+        self.stack.configure(fast_path=a.fast_path, nbthread=nbthread, agent_env=ttl_mode)
+
+    def haproxy_worker(self):
+        return self.stack.haproxy_workers()[0]
+
+    # events mode (issue 11)
+
+    def events_env(self):
+        """The agent's settings for events mode: the feed, and the HAProxy's runtime socket so
+        that it can hold answers long and clear them on events. None (and why, in
+        events_unavailable) when events mode cannot run here."""
+        if self.feed is None and self.events_unavailable is None:
+            try:
+                from feed_standin import FeedStandin  # tools/feed_standin.py (issue 11)
+            except ImportError:
+                self.events_unavailable = "tools/feed_standin.py is not on this branch"
+                return None
+            # A stand-in for director-spawner's feed: no runtime here runs 100,000 containers.
+            self.feed = FeedStandin(running=[f"bench{i}" for i in range(self.most_users)]).start()
+        if self.feed is None:
+            return None
+        return {"DIRECTOR_EVENT_FEEDS": self.feed.url,
+                "DIRECTOR_HAPROXY_SOCKETS": str(self.stack.haproxy_socket)}
+
+    def wait_events_mode(self, timeout=30):
+        """True once the agent says events mode is in force (director_liveness_mode 1, or
+        /status's "liveness" mode "events") and, when it reports it, that it reaches HAProxy's
+        runtime socket (director_haproxy_runtime_reachable 1: answers are held long only then);
+        False at once from an agent that knows neither."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.agent_metrics()
+            liveness = json.loads(http_get(self.stack.agent_http, "/status", timeout=10)[1]).get("liveness")
+            if "director_liveness_mode" not in text and liveness is None:
+                return False
+            events = (metric_value(text, "director_liveness_mode") == 1
+                      or (isinstance(liveness, dict) and liveness.get("mode") == "events"))
+            reachable = metric_value(text, "director_haproxy_runtime_reachable") in (None, 1)
+            if events and reachable:
+                return True
+            time.sleep(0.1)
+        return False
+
+    def events_rows(self, nbthread):
+        a = self.args
+        env = None if self.events_unavailable else self.events_env()
+        if env is None:
+            print(f"  6. director, events mode: not measured ({self.events_unavailable})", flush=True)
+            return
+        self.stack.configure(fast_path=a.fast_path, nbthread=nbthread, agent_env=env)
+        if not self.wait_events_mode():
+            self.events_unavailable = "the agent did not report director_liveness_mode 1"
+            print(f"  6. director, events mode: not measured ({self.events_unavailable})", flush=True)
+            return
+        for size, users in (("one", 1), ("mid", a.users_mid), ("large", a.users_large),
+                            ("scale", a.scale_users)):
+            row = self.measure("6. director, events", self.stack.http, self.haproxy_worker(), users,
+                               "bench", self.alive, fast_path=a.fast_path, mode="events")
+            row["size"] = size
+            row["covered_users"] = metric_sum(self.agent_metrics(), "director_covered_users")
+            row["fast_path_table"] = self.fast_path_table()
+        table = row["fast_path_table"]
+        print(f"  at {a.scale_users} users (events mode): agent RSS {row['agent_rss_mib']:.1f} MiB, "
+              f"HAProxy RSS {row['haproxy_rss_mib']:.1f} MiB, fast_path table "
+              f"{table.get('used', '?')} used of {table.get('size', '?')}", flush=True)
+        self.group["events_rss"] = {"users": a.scale_users, "agent_rss_mib": row["agent_rss_mib"],
+                                    "haproxy_rss_mib": row["haproxy_rss_mib"], "fast_path_table": table}
+
+    def fast_path_table(self):
+        """HAProxy's fast_path stick table: {"size": entries it can hold, "used": held now}
+        ("show table" without a name lists one header line per table, not the entries:
+        "# table: fast_path, type: string, size:204800, used:100000")."""
+        head = next((line for line in self.stack.haproxy_cli("show table").splitlines()
+                     if "table: fast_path," in line), "")
+        return {k: int(v) for k, v in re.findall(r"(size|used):(\d+)", head)}
 
     def fast_path_settings(self):
         settings = [0] + [t for t in self.args.compare_ttl if t != 0]
-        if self.args.fast_path_ttl not in settings:
-            settings.append(self.args.fast_path_ttl)
+        if self.args.fast_path not in settings:
+            settings.append(self.args.fast_path)
         return settings
 
     # the agent alone
@@ -443,8 +668,10 @@ class Bench:
 
     def scale(self):
         a = self.args
-        print("scale checks:", flush=True)
+        print(f"scale checks (HAProxy nbthread {a.nbthread[0]}):", flush=True)
         scale = self.results.setdefault("scale", {})
+        self.nbthread = a.nbthread[0]
+        self.stack.configure(fast_path=a.fast_path, nbthread=self.nbthread, agent_env={})
 
         # RSS with many cached users: fill the cache straight through SPOP, then read it back.
         rss_before = rss_mib(self.agent_pid)
@@ -461,12 +688,26 @@ class Bench:
         # One cold user, 1,000 concurrent requests: one lookup and one probe.
         scale["single_flight"] = [self.single_flight_spop(), self.single_flight_haproxy()]
 
-        # Convergence, fast path off and on.
+        # Convergence, TTL mode (fast path off and on), then events mode.
         scale["convergence"] = {}
-        for ttl in sorted({0, a.fast_path_ttl}):
-            self.stack.restart_haproxy(ttl)
-            scale["convergence"][ttl] = self.convergence(ttl)
-        self.stack.restart_haproxy(a.fast_path_ttl)
+        ttl_mode = {}
+        nbthread = a.nbthread[0]
+        for hold in sorted({0, a.fast_path}):
+            self.stack.configure(fast_path=hold, nbthread=nbthread, agent_env=ttl_mode)
+            scale["convergence"][f"ttl, {fast_path_label(hold)}"] = self.convergence(
+                f"TTL mode, {fast_path_label(hold)}", f"t{hold}")
+        env = None if self.events_unavailable else self.events_env()
+        if env is not None:
+            self.stack.configure(fast_path=a.fast_path, nbthread=nbthread, agent_env=env)
+            if not self.wait_events_mode():
+                self.events_unavailable = "the agent did not report director_liveness_mode 1"
+            else:
+                scale["convergence"]["events"] = self.convergence(
+                    f"events mode, {fast_path_label(a.fast_path)}", "ev", events=True)
+                scale["refused"] = self.refused_connection()
+        if "events" not in scale["convergence"]:
+            print(f"  convergence, events mode: not measured ({self.events_unavailable})", flush=True)
+        self.stack.configure(fast_path=a.fast_path, nbthread=nbthread, agent_env=ttl_mode)
 
     def check_counts(self):
         text = self.agent_metrics()
@@ -518,13 +759,27 @@ class Bench:
               f"({delta['waited']:.0f} waited on the check)", flush=True)
         return delta
 
-    def convergence(self, ttl):
+    def wait_served(self, user, want, started, limit=10):
+        """Requests every 10 ms on new connections until one is served by `want` (a prefix of
+        X-Served-By); seconds since `started` (time.monotonic())."""
+        while True:
+            served = served_by(self.stack.http, user) or ""
+            if served.startswith(want):
+                return time.monotonic() - started
+            if time.monotonic() - started > limit:
+                raise RuntimeError(f"{user} not served by {want} after {limit} s (last: {served})")
+            time.sleep(0.01)
+
+    def convergence(self, label, tag, events=False):
         """Seconds from a container being ready to the first request routed to it, and from its
-        stop to the first request sent to the spawner; requests every 10 ms on new connections."""
-        out = {"started": [], "stopped": [], "crashed": []}
+        stop (removed, or killed with SIGKILL and its name kept) to the first request sent to the
+        spawner; requests every 10 ms on new connections. events: the feed says so too, as
+        director-spawner would (started when the container starts, stopped or died when it
+        ends)."""
+        out = {"started": [], "stopped": [], "killed": []}
         stack = self.stack
         for round_ in range(self.args.convergence_rounds):
-            user = f"conv{ttl}x{round_}"
+            user = f"conv{tag}x{round_}"
             host = stack.host_for(user)
             # started: the agent knows the user has no container (the spawner answers), then it
             # starts, and requests keep coming.
@@ -533,65 +788,135 @@ class Bench:
                 request(stack.http, user)
                 time.sleep(0.01)
             stack.containers.start(host, user)
-            while True:
-                _, served = request(stack.http, user)
-                if served and served.startswith("backend"):
-                    routed_at = time.time()
-                    break
-                time.sleep(0.01)
+            if events:
+                self.feed.start_container(user)
+            self.wait_served(user, "backend", time.monotonic())
+            routed_at = time.time()
             ready_at = stack.containers.wait_ready(host)
             out["started"].append(routed_at - ready_at)
-            # stopped (docker rm: the name goes too) and crashed (the name stays, connections
-            # are refused): seconds to the spawner.
-            for kind, forget in (("stopped", True), ("crashed", False)):
-                if kind == "crashed":
+            # stopped (docker rm: the name goes too) and killed (SIGKILL, the name stays,
+            # connections are refused): seconds to the spawner.
+            for kind, forget in (("stopped", True), ("killed", False)):
+                if kind == "killed":
                     stack.add_container(user)
-                    wait_for("routed", lambda: (request(stack.http, user)[1] or "").startswith("backend"), 5)
+                    if events:
+                        self.feed.start_container(user)
+                    self.wait_served(user, "backend", time.monotonic(), 5)
                 for _ in range(20):  # steady traffic, so the fast path holds an answer
                     request(stack.http, user)
                     time.sleep(0.01)
                 stopped_at = time.monotonic()
-                stack.stop_container(user, signal.SIGKILL, forget=forget)
-                while True:
-                    _, served = request(stack.http, user)
-                    if served == "spawner":
-                        break
-                    if time.monotonic() - stopped_at > 10:
-                        raise RuntimeError(f"{user} not abandoned after 10 s (last: {served})")
-                    time.sleep(0.01)
-                out[kind].append(time.monotonic() - stopped_at)
+                stack.stop_container(user, signal.SIGTERM if forget else signal.SIGKILL, forget=forget)
+                if events:
+                    self.container_ended(user, removed=forget)
+                out[kind].append(self.wait_served(user, "spawner", stopped_at))
                 if not forget:
                     stack.containers.forget_dead(host)
-        label = "off" if ttl == 0 else f"{ttl} ms"
-        print(f"  convergence, fast path {label}: started -> routed max "
-              f"{max(out['started']):.3f} s, stopped -> spawner max {max(out['stopped']):.3f} s, "
-              f"crashed -> spawner max {max(out['crashed']):.3f} s "
-              f"({self.args.convergence_rounds} rounds)", flush=True)
+        target = "" if not events else "  target <= 1 s: " + verdict(
+            max(max(v) for v in out.values()) <= 1.0)
+        print(f"  convergence, {label}: started -> routed max {max(out['started']):.3f} s, "
+              f"stopped -> spawner max {max(out['stopped']):.3f} s, SIGKILL -> spawner max "
+              f"{max(out['killed']):.3f} s ({self.args.convergence_rounds} rounds){target}",
+              flush=True)
+        return out
+
+    def container_ended(self, user, removed):
+        """What director-spawner's feed says when a container ends: stopped then destroyed
+        (removed), or died (killed, exit code 137)."""
+        if removed:
+            self.feed.stop_container(user)
+            self.feed.destroy(user)
+        else:
+            self.feed.stop_container(user, died=True)
+
+    def refused_connection(self):
+        """Events mode: a container whose process dies without the feed saying so (the
+        container runs on, connections are refused). The first request may still be routed
+        there (HAProxy holds the answer) and gets the retry page; the next one, carrying the
+        retry cookie that page sets, must reach the spawner."""
+        stack, user = self.stack, "refused0"
+        stack.add_container(user)
+        self.feed.start_container(user)
+        self.wait_served(user, "backend", time.monotonic(), 5)
+        for _ in range(20):
+            request(stack.http, user)
+            time.sleep(0.01)
+        stack.stop_container(user, signal.SIGKILL, forget=False)
+        killed_at = time.monotonic()
+        first_status, first_served, _, cookies = request(stack.http, user)
+        cookie = next((c.split(";", 1)[0] for c in cookies if c.startswith(RETRY_COOKIE + "=")), None)
+        second_status, second_served, *_ = request(stack.http, user, cookie=cookie)
+        seconds = time.monotonic() - killed_at
+        stack.containers.forget_dead(stack.host_for(user))
+        self.container_ended(user, removed=True)
+        ok = first_served == "spawner" or second_served == "spawner"
+        out = {"first": [first_status, first_served, cookie], "second": [second_status, second_served],
+               "seconds": seconds, "ok": ok}
+        print(f"  refused connection (events mode): first request {first_status} "
+              f"{first_served or '(retry page)'} cookie {cookie}, next {second_status} "
+              f"{second_served}: {verdict(ok)} (the next request goes to the spawner), "
+              f"{seconds:.3f} s", flush=True)
         return out
 
     # the table
 
     def table(self):
-        static = next(r["rps"] for r in self.rows if r["scenario"].startswith("1."))
-        static_p99 = next(r["p99_ms"] for r in self.rows if r["scenario"].startswith("1."))
-        head = (f"{'scenario':<34} {'users':>6} {'req/s':>8} {'ratio':>6} {'p50 ms':>7} "
-                f"{'p99 ms':>7} {'+p99':>6} {'HAProxy':>8} {'conn/':>6} {'agent':>7} {'agent':>9} {'agent':>8}")
-        head2 = (f"{'':<34} {'':>6} {'':>8} {'':>6} {'':>7} {'':>7} {'ms':>6} {'us/req':>8} {'req':>6} "
-                 f"{'dec/req':>7} {'us/dec':>9} {'RSS MiB':>8}")
-        lines = [head, head2, "-" * len(head)]
-        for r in self.rows:
-            fmt = lambda key, spec: format(r[key], spec) if r.get(key) is not None else "-"  # noqa: E731
-            lines.append(
-                f"{r['scenario']:<34} {r['users']:>6} {r['rps']:>8.0f} {r['rps'] / static:>6.2f} "
-                f"{r['p50_ms']:>7.3f} {r['p99_ms']:>7.3f} {r['p99_ms'] - static_p99:>6.3f} "
-                f"{r['haproxy_us_per_req']:>8.1f} {r['backend_connects_per_req']:>6.3f} "
-                f"{fmt('decisions_per_req', '>7.3f'):>7} "
-                f"{fmt('agent_us_per_decision', '>9.1f'):>9} {fmt('agent_rss_mib', '>8.1f'):>8}")
-        errors = [(r["scenario"], r["users"], r["errors"]) for r in self.rows
+        """One block per HAProxy thread count: every row with its run's static figure (the mean
+        of the static rows before and after), the ratio and the p99 added over it, and for the
+        events rows the targets of issue 11."""
+        head = (f"{'scenario':<34} {'users':>6} {'req/s':>8} {'static':>7} {'ratio':>6} {'p50 ms':>7} "
+                f"{'p99 ms':>7} {'+p99':>6} {'HAProxy':>8} {'conn/':>6} {'agent':>7} {'agent':>9} "
+                f"{'agent':>8} {'HAProxy':>8}  targets (events rows)")
+        head2 = (f"{'':<34} {'':>6} {'':>8} {'req/s':>7} {'':>6} {'':>7} {'':>7} {'ms':>6} {'us/req':>8} "
+                 f"{'req':>6} {'dec/req':>7} {'us/dec':>9} {'RSS MiB':>8} {'RSS MiB':>8}")
+        lines = []
+        for group in self.groups:
+            if "static_rps" not in group:
+                continue
+            static, static_p99 = group["static_rps"], group["static_p99_ms"]
+            lines += [f"HAProxy nbthread {group['nbthread']}: static {group['before']['rps']:.0f} req/s "
+                      f"before, {group['after']['rps']:.0f} after (spread {group['spread'] * 100:.1f} %; "
+                      f"ratios and +p99 against their mean {static:.0f} req/s, p99 {static_p99:.3f} ms)",
+                      head, head2, "-" * len(head)]
+            for r in self.rows:
+                if r["nbthread"] != group["nbthread"]:
+                    continue
+                fmt = lambda key, spec: format(r[key], spec) if r.get(key) is not None else "-"  # noqa: E731
+                ratio, added = r["rps"] / static, r["p99_ms"] - static_p99
+                r.update(static_rps=static, ratio=ratio, p99_added_ms=added)
+                targets = ""
+                if r["mode"] == "events":
+                    ratio_target, p99_target = EVENT_TARGETS[r["size"]]
+                    r["targets"] = {"ratio": [ratio_target, ratio >= ratio_target]}
+                    targets = f"ratio >= {ratio_target:.2f} {verdict(ratio >= ratio_target)}"
+                    if p99_target is not None:
+                        r["targets"]["p99_added_ms"] = [p99_target, added <= p99_target]
+                        targets += f", +p99 <= {p99_target} ms {verdict(added <= p99_target)}"
+                lines.append(
+                    f"{r['scenario']:<34} {r['users']:>6} {r['rps']:>8.0f} {static:>7.0f} {ratio:>6.2f} "
+                    f"{r['p50_ms']:>7.3f} {r['p99_ms']:>7.3f} {added:>6.3f} "
+                    f"{r['haproxy_us_per_req']:>8.1f} {r['backend_connects_per_req']:>6.3f} "
+                    f"{fmt('decisions_per_req', '>7.3f'):>7} "
+                    f"{fmt('agent_us_per_decision', '>9.1f'):>9} {fmt('agent_rss_mib', '>8.1f'):>8} "
+                    f"{r['haproxy_rss_mib']:>8.1f}  {targets}")
+            if "events_rss" in group:
+                rss = group["events_rss"]
+                lines.append(f"memory at {rss['users']} users, events mode: agent RSS "
+                             f"{rss['agent_rss_mib']:.1f} MiB, HAProxy RSS {rss['haproxy_rss_mib']:.1f} MiB")
+            lines.append("")
+        if self.events_unavailable:
+            lines.append(f"events mode not measured: {self.events_unavailable}")
+        errors = [(r["scenario"], r["users"], r["nbthread"], r["errors"]) for r in self.rows
                   if any(r["errors"].values())]
         if errors:
             lines.append(f"wrk errors: {errors}")
         return "\n".join(lines)
+
+
+def fast_path_label(hold, short=False):
+    if hold == 0:
+        return "off" if short else "fast path off"
+    return f"{hold} ms" if short else f"fast path {hold} ms"
 
 
 def build(args):
@@ -623,16 +948,22 @@ def main():
                         help="cached users for the RSS check")
     parser.add_argument("--cold-users", type=int, default=2)
     parser.add_argument("--convergence-rounds", type=int, default=3)
-    parser.add_argument("--fast-path-ttl", type=int, default=None,
-                        help="the fast path TTL (ms) measured besides 'off' "
-                             "(default: haproxy.cfg's DIRECTOR_FAST_PATH_TTL_MS)")
+    parser.add_argument("--nbthread", type=int, nargs="+", default=[1, 2],
+                        help="HAProxy thread counts, one block of rows each (default: 1 2)")
+    parser.add_argument("--fast-path", "--fast-path-ttl", dest="fast_path", type=int, default=None,
+                        help="how long (ms) HAProxy may hold an answer in TTL mode, measured "
+                             "besides 'off' (default: haproxy.cfg's DIRECTOR_FAST_PATH_TTL_MS, "
+                             "or the agent's DIRECTOR_FAST_PATH_HOLD default, 500)")
     parser.add_argument("--compare-ttl", type=int, nargs="*", default=[],
-                        help="more fast path TTLs (ms) to measure side by side")
+                        help="more fast path holds (ms) to measure side by side")
     parser.add_argument("--skip-scale", action="store_true")
     parser.add_argument("--skip-agent", action="store_true")
     parser.add_argument("--json", help="also write every figure to this file")
     parser.add_argument("--keep-logs", action="store_true",
                         help="keep the run directory and HAProxy's per-request logs")
+    parser.add_argument("--haproxy-cfg", default=str(REPO / "haproxy" / "haproxy.cfg"),
+                        help="the director's HAProxy configuration (its folder's pages and "
+                             "spoe.conf with it)")
     parser.add_argument("--build-dir", default=str(REPO / "build" / "bench"))
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--agent-bin")
@@ -647,12 +978,11 @@ def main():
         return SKIP
     os.environ["PATH"] += os.pathsep + "/usr/sbin"
     if args.smoke:
-        args.duration, args.warmup, args.users_mid = 1, 1, 10
+        args.duration, args.warmup, args.users_mid = 1, 0, 10
         args.users_large, args.scale_users, args.convergence_rounds = 50, 500, 1
-    if args.fast_path_ttl is None:
-        cfg = (REPO / "haproxy" / "haproxy.cfg").read_text()
-        found = re.search(r"presetenv\s+DIRECTOR_FAST_PATH_TTL_MS\s+(\d+)", cfg)
-        args.fast_path_ttl = int(found.group(1)) if found else 0
+    if args.fast_path is None:
+        ttl = fast_path_ttl_in(args.haproxy_cfg)
+        args.fast_path = 500 if ttl is None else ttl
     build(args)
 
     bench = Bench(args)
@@ -671,8 +1001,10 @@ def main():
         print()
         print(bench.table())
         print(f"load average after: {' '.join(f'{x:.2f}' for x in machine['load_after'])}")
-        expected = 3 + 3 * len(bench.fast_path_settings()) + 1 + len({0, args.fast_path_ttl})
-        ok = len(bench.rows) == expected and all(r["rps"] > 0 for r in bench.rows)
+        per_group = (2 + 2 + 3 * len(bench.fast_path_settings()) + 1 + len({0, args.fast_path})
+                     + (0 if bench.events_unavailable else 4))
+        ok = (len(bench.rows) == per_group * len(args.nbthread)
+              and all(r["rps"] > 0 for r in bench.rows))
     except BaseException:
         if getattr(bench, "stack", None) is not None:
             print(bench.stack.diagnostics(), file=sys.stderr)

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -22,21 +23,27 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+from agent import agent_binary  # noqa: E402
 from demo_backend import read_ws_frame  # noqa: E402
+from feed_standin import FeedStandin  # noqa: E402
 from stack import IDENTITY, Stack, director_spawner_unavailable  # noqa: E402
 
 SKIP = 77  # ctest SKIP_RETURN_CODE: the tools the stack runs are not installed
 
 
-def main(director_spawner=False):
+def main(director_spawner=False, event_feeds=False):
     """Runs the test module's tests; exits SKIP when what they need is missing
-    (director_spawner: director-spawner built, podman and busybox-static installed)."""
+    (director_spawner: director-spawner built, podman and busybox-static installed;
+    event_feeds: an agent that knows DIRECTOR_EVENT_FEEDS)."""
     missing = [tool for tool in ("haproxy", "dnsmasq") if not shutil.which(tool)
                and not Path("/usr/sbin", tool).exists()]
     if missing:
         print(f"skipped: {', '.join(missing)} not installed (tools/install-deps.sh)")
         sys.exit(SKIP)
     if director_spawner and (reason := director_spawner_unavailable()):
+        print(f"skipped: {reason}")
+        sys.exit(SKIP)
+    if event_feeds and (reason := event_feeds_unavailable()):
         print(f"skipped: {reason}")
         sys.exit(SKIP)
     os.environ["PATH"] += os.pathsep + "/usr/sbin"
@@ -341,3 +348,87 @@ def spawner_request(stack, user, path="/", headers=(), method="GET", director=Tr
     director's headers for `user` unless director=False: (status, headers, body)."""
     ours = director_headers(stack, user) if director else []
     return stack.request(None, path, ours + list(headers), method, timeout, address=stack.spawner)
+
+
+# --- helpers for the tests of liveness from events (tests/e2e/test_event_*.py) ----------------
+
+def event_feeds_unavailable():
+    """Why the agent under test cannot subscribe to event feeds (a reason), or None."""
+    binary = agent_binary()
+    try:
+        help_text = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=10).stdout
+    except OSError as error:
+        return f"{binary}: {error}"
+    if "DIRECTOR_EVENT_FEEDS" not in help_text:
+        return f"{binary} has no DIRECTOR_EVENT_FEEDS (built before issue 11)"
+    return None
+
+
+class FeedStackTest(StackTest):
+    """A stack whose agents subscribe to a feed stand-in (tools/feed_standin.py, `running`: its
+    labels running at start) and clear HAProxy's fast_path table through its stats socket;
+    its spawner records requests and starts nothing (RecordingSpawner), so that only the test
+    starts and stops containers. `stack_options` add to (or override) those."""
+
+    running = ()
+    feed = None
+    spawner = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.feed = FeedStandin(running=cls.running).start()
+        try:
+            options = dict(event_feeds=[cls.feed.url], haproxy_sockets=True)
+            options.update(cls.stack_options)
+            cls.stack = Stack(**options).start()
+            cls.spawner = RecordingSpawner(cls.stack)
+        except BaseException:
+            if cls.stack is not None:
+                cls.stack.stop()
+            cls.feed.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.spawner is not None:
+            cls.spawner.close()
+        super().tearDownClass()
+        if cls.feed is not None:
+            cls.feed.stop()
+
+    def tearDown(self):
+        super().tearDown()
+        if not self._outcome.success:
+            for name in self.stack.agent_names():
+                try:
+                    print(f"{name} liveness: {self.stack.liveness(name)}", file=sys.stderr)
+                except (OSError, ValueError, RuntimeError, KeyError) as error:
+                    print(f"{name} liveness: {error!r}", file=sys.stderr)
+
+
+# A hold far longer than any TTL-mode one (DIRECTOR_FAST_PATH_HOLD, 500 ms): an answer HAProxy
+# holds this long was given under the event TTL (event_refresh_after: 45 s by default).
+LONG_HOLD = 10.0
+
+
+def wait_long_hold(stack, user, timeout=5.0, **request_options):
+    """Requests for `user` until HAProxy's fast_path entry for them holds an answer for more than
+    LONG_HOLD seconds (the agent's answer under the event TTL); returns the entry."""
+    def probe():
+        stack.request(user, **request_options)
+        return stack.fast_path_entry(user)
+    entry, _, _ = poll(probe, lambda e: e is not None and e["fresh"] and e["hold_left"] > LONG_HOLD,
+                       timeout, 0.1)
+    return entry
+
+
+def wait_entry_cleared(stack, user, timeout=2.0):
+    """Polls HAProxy's fast_path table, sending no request, until `user`'s entry is gone (the
+    agent cleared it through the stats socket); returns the seconds waited."""
+    _, seconds, _ = poll(lambda: stack.fast_path_entry(user), lambda e: e is None, timeout, 0.01)
+    return seconds
+
+
+def covered_users(liveness):
+    """How many users the agent's /status "liveness" section says are covered by a feed."""
+    return liveness["covered_users"]

@@ -11,9 +11,9 @@ and docs/: alerts.yml and prometheus.yml pass promtool, grafana-dashboard.json i
 whose queries name only metrics the agent or HAProxy's exporter expose.
 
 The agent runs with long cache lifetimes (no background refresh, no expiry during a test) and
-HAProxy without its fast path (DIRECTOR_FAST_PATH_TTL_MS=0, ignored by a configuration without
-one), so that every request is exactly one decision. promtool (tools/install-deps.sh) is
-required: without it the test is skipped, except in CI (CI=true), where it fails.
+HAProxy without its fast path (DIRECTOR_FAST_PATH=off), so that every request is exactly one
+decision. promtool (tools/install-deps.sh) is required: without it the test is skipped, except
+in CI (CI=true), where it fails.
 """
 
 import json
@@ -65,7 +65,7 @@ UNRELATED = re.compile(
 class MetricsStack(Stack):
     def haproxy_env(self):
         env = super().haproxy_env()
-        env["DIRECTOR_FAST_PATH_TTL_MS"] = "0"
+        env["DIRECTOR_FAST_PATH"] = "off"
         return env
 
 

@@ -258,11 +258,11 @@ TEST_CASE("event feed: a silent server is lost after the heartbeat timeout but h
     CHECK(feed.status().at(0).connected);
     // Then silence.
     const auto silent_from = std::chrono::steady_clock::now();
-    REQUIRE(co_await eventually([&] { return recorder.seen.size() >= 2; }, 3s));
+    REQUIRE(co_await eventually([&] { return recorder.seen.size() >= 2; }, 5s));
     const auto waited = std::chrono::steady_clock::now() - silent_from;
     CHECK(recorder.seen[1] == "lost 0");
     CHECK(waited >= 290ms);
-    CHECK(waited < 1500ms);
+    CHECK(waited < 2500ms);  // generous: the machine may be busy
     CHECK(feed.status().at(0).last_error.find("no line from") != std::string::npos);
     // It reconnects and gets the snapshot again.
     REQUIRE(co_await eventually([&] { return recorder.seen.size() >= 3; }, 3s));
@@ -318,11 +318,12 @@ TEST_CASE("event feed: refusals and unreachable servers are retried with backoff
     CHECK(status[1].last_error.find("cannot connect to 127.0.0.1:") != std::string::npos);
     CHECK_FALSE(status[0].connected);
     CHECK_FALSE(status[1].connected);
-    // Backoff: 20 ms doubling to 80 ms (each wait 50-100% of it): in 400 ms, a handful of tries.
+    // Backoff: 20 ms doubling to 80 ms (each wait 50-100% of it): in 400 ms, 5 to 10 tries (from 3
+    // on a busy machine; never more than 400 / 10).
     const auto before = feed.status()[1].reconnects;
     co_await sleep_for(400ms);
     const auto tries = feed.status()[1].reconnects - before;
-    CHECK(tries >= 4);
+    CHECK(tries >= 3);
     CHECK(tries <= 12);
     co_await shut_down(feed, &server);
   }());
@@ -361,7 +362,7 @@ TEST_CASE("event feed: stop() while connected or connecting or waiting ends ever
     const auto stopped_at = std::chrono::steady_clock::now();
     feed.stop();
     CHECK(co_await eventually([&] { return feed.done(); }, 2s));
-    CHECK(std::chrono::steady_clock::now() - stopped_at < 500ms);
+    CHECK(std::chrono::steady_clock::now() - stopped_at < 1s);
     CHECK_FALSE(feed.status()[0].connected);
     // The connection is closed: the server notices at its next writes.
     CHECK(co_await eventually([&] {

@@ -117,6 +117,17 @@ bool overlaps(const boost::asio::ip::tcp::endpoint& a, const boost::asio::ip::tc
   return a.address() == b.address() || covers(a.address(), b.address()) || covers(b.address(), a.address());
 }
 
+bool is_socket_path(std::string_view path) {
+  constexpr std::size_t longest_socket_path = 107;
+  return path.starts_with('/') && is_plain_text(path, longest_socket_path) && path.find(',') == std::string_view::npos;
+}
+
+std::optional<StatsSocket> parse_stats_socket(std::string_view text) {
+  if (is_socket_path(text)) return StatsSocket(std::string(text));
+  if (const auto endpoint = parse_endpoint(text)) return StatsSocket(*endpoint);
+  return std::nullopt;
+}
+
 std::optional<DnsServer> parse_dns_server(std::string_view text) {
   const auto parsed = split_address_and_port(text);
   if (!parsed) return std::nullopt;

@@ -17,6 +17,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <variant>
 #include <vector>
 
 namespace director::config_table {
@@ -88,6 +89,17 @@ std::string format_endpoint(const boost::asio::ip::tcp::endpoint& endpoint);
 // Whether listening on `a` keeps `b` from being bound (Linux, dual-stack IPv6 sockets). Port 0
 // never collides: the kernel gives each listener a free port of its own.
 bool overlaps(const boost::asio::ip::tcp::endpoint& a, const boost::asio::ip::tcp::endpoint& b);
+
+// An absolute unix socket path: at most 107 bytes (sun_path holds 108 with the NUL), no control
+// characters, no comma (lists are comma-separated).
+bool is_socket_path(std::string_view path);
+
+// An HAProxy stats socket (runtime API): a unix socket path, or a TCP address.
+using StatsSocket = std::variant<std::string, boost::asio::ip::tcp::endpoint>;
+// The one parser of a stats socket entry (the spawner's haproxy_sockets, the agent's
+// DIRECTOR_HAPROXY_SOCKETS, net::haproxy_command): an absolute unix socket path
+// (is_socket_path), or IP:PORT ([IPv6]:PORT). std::nullopt for anything else.
+std::optional<StatsSocket> parse_stats_socket(std::string_view text);
 
 // One DNS server: where --dns-server entries and the resolver's servers point.
 struct DnsServer {

@@ -63,13 +63,7 @@ constexpr OneOf<bool, 2> pull_policies{{true, false}, pull_name};
 
 // --- the runtime's address ------------------------------------------------------------------------
 
-// The longest unix socket path (sun_path holds 108 bytes with the terminating NUL).
-constexpr std::size_t longest_socket_path = 107;
-
-bool is_socket_path(std::string_view path) {
-  return path.starts_with('/') && config_table::is_plain_text(path, longest_socket_path) &&
-         path.find(',') == std::string_view::npos;
-}
+using config_table::is_socket_path;
 
 Failure set_runtime(RuntimeEndpoint& target, std::string_view text) {
   constexpr std::string_view expected =
@@ -590,12 +584,6 @@ std::optional<boost::asio::ip::tcp::endpoint> parse_agent_url(std::string_view u
   constexpr std::string_view scheme = "http://";
   if (!url.starts_with(scheme)) return std::nullopt;
   return config_table::parse_endpoint(url.substr(scheme.size()));
-}
-
-std::optional<StatsSocket> parse_stats_socket(std::string_view text) {
-  if (is_socket_path(text)) return StatsSocket(std::string(text));
-  if (const auto endpoint = config_table::parse_endpoint(text)) return StatsSocket(*endpoint);
-  return std::nullopt;
 }
 
 unsigned Config::effective_threads() const noexcept { return config_table::effective_threads(threads); }

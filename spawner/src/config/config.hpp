@@ -5,6 +5,7 @@
 #pragma once
 
 #include "config/option_types.hpp"
+#include "config/values.hpp"
 #include "core/container_template.hpp"
 #include "core/idle.hpp"
 #include "log/log.hpp"
@@ -93,11 +94,10 @@ struct Config {
 // agent's HTTP listener. std::nullopt for anything else (the option refuses it).
 std::optional<boost::asio::ip::tcp::endpoint> parse_agent_url(std::string_view url);
 
-// An HAProxy stats socket: a unix socket path, or a TCP address.
-using StatsSocket = std::variant<std::string, boost::asio::ip::tcp::endpoint>;
-// The one parser of a haproxy_sockets entry: an absolute unix socket path (at most 107 bytes,
-// no control characters, no comma), or IP:PORT ([IPv6]:PORT). std::nullopt for anything else.
-std::optional<StatsSocket> parse_stats_socket(std::string_view text);
+// A haproxy_sockets entry: config_table::parse_stats_socket (common/src/config/values.hpp), the
+// grammar the agent's DIRECTOR_HAPROXY_SOCKETS shares.
+using config_table::StatsSocket;
+using config_table::parse_stats_socket;
 
 using config_table::Command;
 using Invocation = config_table::Invocation<Config>;

@@ -3,18 +3,14 @@
 #include "config/config.hpp"
 #include "log/log.hpp"
 #include "net/awaitable.hpp"
+#include "net/haproxy_cli.hpp"
 #include "net/http_client.hpp"
 #include "server/metered.hpp"
 
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/write.hpp>
 #include <boost/beast/http/field.hpp>
 
-#include <array>
 #include <utility>
 
 namespace director::spawner::server {
@@ -27,48 +23,6 @@ using Connections = std::map<std::string, std::uint64_t, std::less<>>;
 constexpr std::size_t agent_page_limit = 1000;
 
 std::string milliseconds_text(std::chrono::milliseconds duration) { return std::to_string(duration.count()) + "ms"; }
-
-// Sends `command` on a connected stream socket and reads the answer until the peer closes,
-// at most `max_bytes`. The error message, or the answer.
-template <typename Socket, typename Endpoint>
-boost::asio::awaitable<std::pair<std::string, std::string>> exchange(Socket socket, Endpoint endpoint,
-                                                                     std::string command, std::size_t max_bytes) {
-  if (const auto [connected] = co_await socket.async_connect(endpoint, net::nothrow_awaitable); connected) {
-    co_return std::pair{"cannot connect: " + connected.message(), std::string()};
-  }
-  if (const auto [written, size] = co_await boost::asio::async_write(socket, boost::asio::buffer(command),
-                                                                    net::nothrow_awaitable);
-      written) {
-    co_return std::pair{"cannot send the command: " + written.message(), std::string()};
-  }
-  std::string answer;
-  std::array<char, 16 * 1024> buffer{};
-  for (;;) {
-    const auto [read, size] = co_await socket.async_read_some(boost::asio::buffer(buffer), net::nothrow_awaitable);
-    answer.append(buffer.data(), size);
-    if (answer.size() > max_bytes) {
-      co_return std::pair{"the answer exceeds " + std::to_string(max_bytes) + " bytes", std::string()};
-    }
-    if (read == boost::asio::error::eof) break;
-    if (read) co_return std::pair{"reading the answer failed: " + read.message(), std::string()};
-  }
-  co_return std::pair{std::string(), std::move(answer)};
-}
-
-// A stats socket as config::parse_stats_socket reads it: a unix socket path, or IP:PORT.
-boost::asio::awaitable<std::pair<std::string, std::string>> stats_command(const std::string& socket,
-                                                                          std::string command,
-                                                                          std::size_t max_bytes) {
-  const auto executor = co_await boost::asio::this_coro::executor;
-  const auto parsed = config::parse_stats_socket(socket);
-  if (!parsed) co_return std::pair{std::string("not a unix socket path or IP:PORT"), std::string()};
-  if (const auto* path = std::get_if<std::string>(&*parsed)) {
-    co_return co_await exchange(boost::asio::local::stream_protocol::socket(executor),
-                                boost::asio::local::stream_protocol::endpoint(*path), std::move(command), max_bytes);
-  }
-  co_return co_await exchange(boost::asio::ip::tcp::socket(executor), std::get<boost::asio::ip::tcp::endpoint>(*parsed),
-                              std::move(command), max_bytes);
-}
 
 }  // namespace
 
@@ -232,27 +186,22 @@ boost::asio::awaitable<std::optional<LastRequests>> IdleRetirer::read_agent(cons
 }
 
 boost::asio::awaitable<std::optional<Connections>> IdleRetirer::read_table(const std::string& socket) {
-  using namespace boost::asio::experimental::awaitable_operators;
-  const auto executor = co_await boost::asio::this_coro::executor;
-  boost::asio::steady_timer deadline(executor, settings_.read_timeout);
-  auto outcome = co_await (stats_command(socket, "show table " + settings_.connections_table + "\n",
-                                         settings_.max_table_bytes) ||
-                           deadline.async_wait(net::nothrow_awaitable));
-  if (outcome.index() == 1) {
+  std::string command = "show table " + settings_.connections_table + "\n";
+  auto answer = co_await net::haproxy_command(socket, std::move(command), settings_.max_table_bytes, settings_.read_timeout);
+  if (!answer && answer.error().kind == net::HaproxyCliErrorKind::timeout) {
     log(LogLevel::warn, "idle check: HAProxy's stats socket did not answer in time",
         {{"socket", socket}, {"timeout", milliseconds_text(settings_.read_timeout)}});
     co_return std::nullopt;
   }
-  auto [error, answer] = std::get<0>(std::move(outcome));
-  if (!error.empty()) {
-    log(LogLevel::warn, "idle check: cannot read HAProxy's table", {{"socket", socket}, {"message", error}});
+  if (!answer) {
+    log(LogLevel::warn, "idle check: cannot read HAProxy's table", {{"socket", socket}, {"message", answer.error().message}});
     co_return std::nullopt;
   }
-  auto table = core::parse_show_table(answer);
+  auto table = core::parse_show_table(*answer);
   if (!table.header_seen) {
     // An unknown table (or an error message): HAProxy prints no "# table:" line.
     log(LogLevel::warn, "idle check: HAProxy has no such table",
-        {{"socket", socket}, {"table", settings_.connections_table}, {"answer", answer.substr(0, 200)}});
+        {{"socket", socket}, {"table", settings_.connections_table}, {"answer", answer->substr(0, 200)}});
     co_return std::nullopt;
   }
   co_return std::move(table.connections);

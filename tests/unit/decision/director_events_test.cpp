@@ -485,3 +485,27 @@ TEST_CASE("events: the LRU bound still holds with feeds and keys", "[director][e
   CHECK(event_covered(director, "ann"));
   CHECK(hit(director, "ann", after(4s)).hold == 44s);
 }
+
+TEST_CASE("events: a label is covered while any connected feed vouches for it", "[director][events]") {
+  Director director(event_settings());
+  director.feed_snapshot(0, Containers{{"jack", stopped("old")}}, after(0ms));
+  CHECK(director.covered_labels() == 0);
+  // An event from a feed that sent no snapshot yet still counts: it comes over a live connection.
+  director.feed_event(1, "jack", running("new"), after(1ms));
+  CHECK(director.covered_labels() == 1);
+  check_now(director, "jack", alive_result(), after(2ms));
+  CHECK(event_covered(director, "jack"));
+
+  // The other feed's word on the old container changes, the label is still covered: but the
+  // entry is invalidated all the same (what changed may be the container it routes to).
+  const Invalidation destroyed = director.feed_event(0, "jack", std::nullopt, after(1s));
+  CHECK(destroyed.checks.size() == 1);
+  CHECK(director.covered_labels() == 1);
+  director.complete("jack", alive_result(), after(1s + 1ms));
+  CHECK(event_covered(director, "jack"));
+
+  director.feed_event(1, "jack", unhealthy("new"), after(2s));
+  CHECK(director.covered_labels() == 0);
+  director.complete("jack", alive_result(), after(2s + 1ms));
+  CHECK_FALSE(event_covered(director, "jack"));
+}

@@ -1,0 +1,225 @@
+// A real HAProxy for C++ tests of its runtime API: started in the foreground (`-db`) with a
+// minimal configuration in a temporary directory: a stats socket there (unix, level admin), and
+// optionally one on 127.0.0.1 and a stick table like haproxy/haproxy.cfg's `fast_path`
+// (type string len 64, store gpt(3)). No frontend: nothing listens but the stats sockets.
+//
+// Versions: Debian's 2.6 (`haproxy` on PATH, found at configure time: DIRECTOR_TEST_HAPROXY) and
+// 3.2 (DIRECTOR_TEST_HAPROXY3, ../shared/haproxy/haproxy-3.2 beside the source tree); an empty
+// definition means absent. haproxy_versions() lists those present; tests run once per version.
+#pragma once
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+extern char** environ;
+
+#ifndef DIRECTOR_TEST_HAPROXY
+#define DIRECTOR_TEST_HAPROXY ""
+#endif
+#ifndef DIRECTOR_TEST_HAPROXY3
+#define DIRECTOR_TEST_HAPROXY3 ""
+#endif
+
+namespace director::test {
+
+struct HaproxyVersion {
+  std::string name;        // "2.6", "3.2"
+  std::string executable;  // absolute path
+};
+
+// The HAProxy versions this machine has (possibly none: the tests then say "skipped: HAProxy").
+inline std::vector<HaproxyVersion> haproxy_versions() {
+  std::vector<HaproxyVersion> versions;
+  const std::string debian = DIRECTOR_TEST_HAPROXY;
+  const std::string lts = DIRECTOR_TEST_HAPROXY3;
+  if (!debian.empty() && ::access(debian.c_str(), X_OK) == 0) versions.push_back({"2.6", debian});
+  if (!lts.empty() && ::access(lts.c_str(), X_OK) == 0) versions.push_back({"3.2", lts});
+  return versions;
+}
+
+class Haproxy {
+ public:
+  struct Options {
+    std::string executable;
+    bool fast_path_table = true;  // false: HAProxy has no table `fast_path` (a stale haproxy.cfg)
+    bool tcp_socket = false;      // also a stats socket on 127.0.0.1:<free port>
+  };
+
+  // Starts HAProxy and returns once its stats socket answers. Throws std::runtime_error when it
+  // does not start within 5 s.
+  explicit Haproxy(Options options) : options_(std::move(options)) {
+    char pattern[] = "/tmp/director-haproxy-XXXXXX";
+    if (::mkdtemp(pattern) == nullptr) throw std::runtime_error("haproxy fixture: mkdtemp failed");
+    directory_ = pattern;
+    if (options_.tcp_socket) tcp_port_ = free_port();
+    write_config();
+    start();
+  }
+
+  ~Haproxy() {
+    stop();
+    std::error_code ignored;
+    std::filesystem::remove_all(directory_, ignored);
+  }
+
+  Haproxy(const Haproxy&) = delete;
+  Haproxy& operator=(const Haproxy&) = delete;
+
+  // The stats sockets, as config_table::parse_stats_socket reads them.
+  std::string socket() const { return (directory_ / "admin.sock").string(); }
+  std::string tcp_socket() const { return "127.0.0.1:" + std::to_string(tcp_port_); }
+
+  // Starts it again (after stop()) with the same configuration and sockets: an empty table.
+  void start() {
+    std::vector<std::string> arguments = {"haproxy", "-db", "-f", config_file().string()};
+    std::vector<char*> argv;
+    for (auto& argument : arguments) argv.push_back(argument.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t files;
+    ::posix_spawn_file_actions_init(&files);
+    ::posix_spawn_file_actions_addopen(&files, STDOUT_FILENO, log_file().c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    ::posix_spawn_file_actions_adddup2(&files, STDOUT_FILENO, STDERR_FILENO);
+    const int error = ::posix_spawn(&pid_, options_.executable.c_str(), &files, nullptr, argv.data(), environ);
+    ::posix_spawn_file_actions_destroy(&files);
+    if (error != 0) {
+      pid_ = -1;
+      throw std::runtime_error("haproxy fixture: cannot run " + options_.executable + ": " + std::strerror(error));
+    }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (command("show info\n").find("Name: HAProxy") != std::string::npos) return;
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    stop();
+    throw std::runtime_error("haproxy fixture: HAProxy did not start:\n" + log());
+  }
+
+  // Kills HAProxy and removes its unix socket: commands then fail to connect.
+  void stop() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    std::error_code ignored;
+    std::filesystem::remove(socket(), ignored);
+  }
+
+  // Sends one command on the unix socket, blocking, and returns the whole answer ("" when the
+  // socket does not answer): for the tests' own setup and checks.
+  std::string command(std::string_view text) const {
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    const auto path = socket();
+    std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+    std::string answer;
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
+        ::send(fd, text.data(), text.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(text.size())) {
+      char buffer[16384];
+      for (ssize_t got; (got = ::recv(fd, buffer, sizeof buffer, 0)) > 0;) answer.append(buffer, static_cast<std::size_t>(got));
+    }
+    ::close(fd);
+    return answer;
+  }
+
+  // The keys of `table` (`show table <table>` rows "0x...: key=<key> use=...").
+  std::vector<std::string> keys(std::string_view table = "fast_path") const {
+    std::vector<std::string> result;
+    std::istringstream lines(command("show table " + std::string(table) + "\n"));
+    for (std::string line; std::getline(lines, line);) {
+      const auto at = line.find(": key=");
+      if (line.starts_with("#") || at == std::string::npos) continue;
+      const auto start = at + std::strlen(": key=");
+      result.push_back(line.substr(start, line.find(' ', start) - start));
+    }
+    return result;
+  }
+
+  // Stores `key` in fast_path (gpt0 = 1), as an answer of the agent would.
+  void store(std::string_view key) const {
+    const auto answer = command("set table fast_path key " + std::string(key) + " data.gpt 1\n");
+    if (answer != "\n") throw std::runtime_error("haproxy fixture: set table failed: " + answer);
+  }
+
+  // Stores each of `keys`, a hundred to a command line (one line a connection: 3.x runs no more).
+  void store_many(const std::vector<std::string>& keys) const {
+    for (std::size_t at = 0; at < keys.size(); at += 100) {
+      std::string line;
+      std::size_t commands = 0;
+      for (std::size_t i = at; i < keys.size() && i < at + 100; ++i, ++commands) {
+        if (!line.empty()) line += ';';
+        line += "set table fast_path key " + keys[i] + " data.gpt 1";
+      }
+      const auto answer = command(line + "\n");
+      if (answer != std::string(commands, '\n')) throw std::runtime_error("haproxy fixture: set table failed: " + answer);
+    }
+  }
+
+  std::string log() const {
+    std::ifstream in(log_file());
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  }
+
+ private:
+  std::filesystem::path config_file() const { return directory_ / "haproxy.cfg"; }
+  std::filesystem::path log_file() const { return directory_ / "haproxy.log"; }
+
+  void write_config() const {
+    std::ofstream out(config_file(), std::ios::trunc);
+    out << "global\n"
+        << "    stats socket " << socket() << " mode 600 level admin\n";
+    if (options_.tcp_socket) out << "    stats socket " << tcp_socket() << " level admin\n";
+    out << "defaults\n    timeout client 5s\n";
+    if (options_.fast_path_table) {
+      out << "backend fast_path\n"
+          << "    stick-table type string len 64 size 200k expire 2m store gpt(3)\n";
+    } else {
+      out << "backend other_table\n"
+          << "    stick-table type string len 64 size 1k expire 2m store gpt(3)\n";
+    }
+    if (!out.flush()) throw std::runtime_error("haproxy fixture: cannot write " + config_file().string());
+  }
+
+  static std::uint16_t free_port() {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof address;
+    ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+    ::close(fd);
+    return ntohs(address.sin_port);
+  }
+
+  Options options_;
+  std::filesystem::path directory_;
+  std::uint16_t tcp_port_ = 0;
+  pid_t pid_ = -1;
+};
+
+}  // namespace director::test
