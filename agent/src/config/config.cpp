@@ -41,12 +41,7 @@ Failure set_words(std::vector<std::string>& target, std::string_view text, bool 
 }
 
 bool is_feed_url(std::string_view text) { return feed::parse_feed_url(text).has_value(); }
-// Interim check until the shared config_table::parse_stats_socket lands: an absolute unix path
-// or IP:PORT.
-bool is_stats_socket(std::string_view text) {
-  if (text.starts_with('/')) return config_table::is_plain_text(text, 107) && text.find_first_of(" ,") == std::string_view::npos;
-  return config_table::parse_endpoint(text).has_value();
-}
+bool is_stats_socket(std::string_view text) { return config_table::parse_stats_socket(text).has_value(); }
 
 std::vector<Option> options() {
   using std::chrono::milliseconds;
