@@ -124,8 +124,11 @@ class EventInvalidation(FeedStackTest):
         old.sendall(f"GET / HTTP/1.1\r\nHost: director\r\nAccept: text/html\r\n{IDENTITY}: olga\r\n"
                     .encode())
         self.stack.reload_haproxy()
+        # The runtime's order: the container is gone (its name and address free), then the
+        # feed says so. (The other order would let the agent's re-check find it still running,
+        # an alive answer kept DIRECTOR_ALIVE_TTL: the window docs/architecture.md accepts.)
+        self.stack.stop_container("olga")
         self.feed.stop_container("olga")
-        self.stack.stop_container("olga")  # gone, its address free
         self.stack.add_container("pavel", addr=olga_addr)  # another user's, on olga's address
         self.feed.start_container("pavel")
         # The old worker's entry for olga is still fresh: only its `stopping` keeps it unused.
