@@ -62,9 +62,9 @@ struct Seen {
 
 // An invalidator on `io` for `sockets`, started; stopped and drained when the test ends.
 struct Running {
-  Running(boost::asio::io_context& io, std::vector<std::string> sockets, Seen& seen,
+  Running(boost::asio::io_context& context, std::vector<std::string> sockets, Seen& seen,
           std::chrono::milliseconds check_interval = 2s)
-      : io(io) {
+      : io(context) {
     HaproxyInvalidatorSettings settings;
     settings.sockets = std::move(sockets);
     settings.check_interval = check_interval;
@@ -78,6 +78,19 @@ struct Running {
   }
   boost::asio::io_context& io;
   std::unique_ptr<HaproxyInvalidator> invalidator;
+};
+
+// One HAProxy, and an invalidator of its unix socket.
+struct OneHaproxy {
+  explicit OneHaproxy(const director::test::HaproxyVersion& version, std::chrono::milliseconds check_interval = 2s,
+                      bool fast_path_table = true)
+      : haproxy({.executable = version.executable, .fast_path_table = fast_path_table}),
+        running(io, {haproxy.socket()}, seen, check_interval) {}
+
+  Haproxy haproxy;
+  boost::asio::io_context io;
+  Seen seen;
+  Running running;
 };
 
 std::vector<std::string> sorted(std::vector<std::string> keys) {
@@ -142,10 +155,8 @@ TEST_CASE("the invalidator clears the whole table on start, then the keys it is 
 TEST_CASE("the invalidator sends 1,000 keys as ten command lines of 100", "[haproxy_invalidator]") {
   for (const auto& version : versions_or_skip()) {
     INFO("HAProxy " << version.name);
-    Haproxy haproxy({.executable = version.executable});
-    boost::asio::io_context io;
-    Seen seen;
-    Running running(io, {haproxy.socket()}, seen);
+    OneHaproxy one(version);
+    auto& [haproxy, io, seen, running] = one;
     REQUIRE(run_until(io, [&] { return seen.reachable(); }));
     std::vector<std::string> keys;
     // The longest keys HAProxy stores: 100 of them make the longest line (9,100 bytes).
@@ -164,10 +175,8 @@ TEST_CASE("the invalidator sends 1,000 keys as ten command lines of 100", "[hapr
 TEST_CASE("keys outside the fast-path charset never reach HAProxy", "[haproxy_invalidator]") {
   for (const auto& version : versions_or_skip()) {
     INFO("HAProxy " << version.name);
-    Haproxy haproxy({.executable = version.executable});
-    boost::asio::io_context io;
-    Seen seen;
-    Running running(io, {haproxy.socket()}, seen);
+    OneHaproxy one(version);
+    auto& [haproxy, io, seen, running] = one;
     REQUIRE(run_until(io, [&] { return seen.reachable(); }));
     haproxy.store_many({"alice", "a", "b", "bob"});
     // Sent as they are, the first would clear the whole table and the second would be two lines.
@@ -216,10 +225,8 @@ TEST_CASE("an unreachable HAProxy turns reachability off; back, its table is cle
 TEST_CASE("the periodic check notices an HAProxy that went away without any command", "[haproxy_invalidator]") {
   for (const auto& version : versions_or_skip()) {
     INFO("HAProxy " << version.name);
-    Haproxy haproxy({.executable = version.executable});
-    boost::asio::io_context io;
-    Seen seen;
-    Running running(io, {haproxy.socket()}, seen, 200ms);
+    OneHaproxy one(version, 200ms);
+    auto& [haproxy, io, seen, running] = one;
     REQUIRE(run_until(io, [&] { return seen.reachable(); }));
     run_for(io, 500ms);  // checks pass meanwhile
     CHECK(seen.reachability == std::vector<bool>{true});
@@ -231,10 +238,8 @@ TEST_CASE("the periodic check notices an HAProxy that went away without any comm
 TEST_CASE("an HAProxy without the table is reported, and never reachable", "[haproxy_invalidator]") {
   for (const auto& version : versions_or_skip()) {
     INFO("HAProxy " << version.name);
-    Haproxy haproxy({.executable = version.executable, .fast_path_table = false});
-    boost::asio::io_context io;
-    Seen seen;
-    Running running(io, {haproxy.socket()}, seen, 200ms);
+    OneHaproxy one(version, 200ms, /*fast_path_table=*/false);
+    auto& [haproxy, io, seen, running] = one;
     REQUIRE(run_until(io, [&] { return seen.refused >= 2; }));
     CHECK(seen.reachability.empty());
     CHECK(seen.table_clears == 0);

@@ -42,20 +42,12 @@ bool is_fast_path_key(std::string_view key) noexcept {
   return !key.empty() && key.size() <= 64 && std::all_of(key.begin(), key.end(), is_key_character);
 }
 
-std::string_view to_string(HaproxyCommandResult result) noexcept {
-  switch (result) {
-    case HaproxyCommandResult::ok: return "ok";
-    case HaproxyCommandResult::refused: return "refused";
-    case HaproxyCommandResult::failed: return "failed";
-  }
-  return "unknown";
-}
-
 // One stats socket and the work waiting for it. Everything but `status` lives on the strand.
 struct HaproxyInvalidator::Socket {
-  Socket(std::size_t index, std::string address, const boost::asio::strand<boost::asio::any_io_executor>& strand)
-      : index(index), address(std::move(address)), wake(strand) {
-    status.socket = this->address;
+  Socket(std::size_t socket_index, std::string socket_address,
+         const boost::asio::strand<boost::asio::any_io_executor>& strand)
+      : index(socket_index), address(std::move(socket_address)), wake(strand) {
+    status.socket = address;
   }
 
   std::size_t index;

@@ -25,6 +25,8 @@
 //   executor must outlive its work: running() turns false when every worker has ended.
 #pragma once
 
+#include "metrics/metrics.hpp"
+
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -59,13 +61,9 @@ struct HaproxyInvalidatorSettings {
   std::size_t max_pending_keys = 10'000;   // more waiting for one socket: a whole-table clear instead
 };
 
-// How one command on one socket went, for metrics.
-enum class HaproxyCommandResult : std::uint8_t {
-  ok,       // HAProxy answered without error text
-  refused,  // HAProxy answered an error ("No such table", "Permission denied", ...)
-  failed,   // no answer: cannot connect, timeout, connection broken, answer too large
-};
-std::string_view to_string(HaproxyCommandResult result) noexcept;
+// How one command on one socket went (metrics' enum: ok; refused = HAProxy answered error text;
+// failed = no answer: cannot connect, timeout, connection broken, answer too large).
+using metrics::HaproxyCommandResult;
 
 // What the invalidator reports, each called on its strand; any may be empty.
 struct HaproxyInvalidatorHooks {
