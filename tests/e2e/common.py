@@ -426,10 +426,10 @@ def wait_long_hold(stack, user, timeout=5.0, **request_options):
     LONG_HOLD seconds (the agent's answer under the event TTL); returns the entry."""
     def probe():
         stack.request(user, **request_options)
-        return stack.fast_path_entry(user)
-    entry, _, _ = poll(probe, lambda e: e is not None and e["fresh"] and e["hold_left"] > LONG_HOLD,
-                       timeout, 0.1)
-    return entry
+        entry = stack.fast_path_entry(user)
+        return entry and {k: entry[k] for k in ("addr", "port", "hold_left", "fresh")}
+    poll(probe, lambda e: e is not None and e["fresh"] and e["hold_left"] > LONG_HOLD, timeout, 0.1)
+    return stack.fast_path_entry(user)
 
 
 def wait_entry_cleared(stack, user, timeout=2.0):
