@@ -2,7 +2,10 @@
 // user's container is alive (route there) or not (route to the spawner).
 #include "config/config.hpp"
 #include "metrics/metrics.hpp"
+#include "feed/feed_url.hpp"
 #include "server/decision_service.hpp"
+#include "server/event_feed.hpp"
+#include "server/haproxy_invalidator.hpp"
 #include "server/http_endpoints.hpp"
 #include "log/log.hpp"
 #include "process/program.hpp"
@@ -11,7 +14,10 @@
 #include "server/server.hpp"
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 
+#include <memory>
+#include <stdexcept>
 #include <sstream>
 #include <vector>
 
@@ -22,18 +28,132 @@ using director::log;
 
 constexpr auto stop_grace = std::chrono::milliseconds(2000);
 constexpr auto stop_deadline = std::chrono::milliseconds(5000);
+constexpr auto stop_poll = std::chrono::milliseconds(10);
 
-// The graceful stop that SIGTERM or SIGINT begins: both listeners close, each SPOP connection
-// answers what is pending (for at most stop_grace), says AGENT-DISCONNECT and closes (a peer
-// that stops reading meanwhile is closed after ConnectionLimits::closing_write_timeout), then
-// the I/O threads end. At stop_deadline they end anyway.
-void begin_stop(int signal, director::net::http::HttpServer& http, director::server::Server& server,
-                director::process::StopOnce& stop) {
-  log(LogLevel::info, "stopping: finishing in-flight work and disconnecting", {{"signal", std::to_string(signal)}});
-  http.stop();
-  server.stop(stop_grace, [&stop] { stop.finish(); });
-  stop.arm(stop_deadline, "connections still open at the stop deadline; exiting anyway");
+// Event mode's two channels, each present only when configured: the spawners' event feeds
+// (DIRECTOR_EVENT_FEEDS) into the DecisionService, and the DecisionService's invalidations out to
+// every HAProxy (DIRECTOR_HAPROXY_SOCKETS). Their callbacks refer to the DecisionService, which
+// outlives them; both have stopped and their coroutines returned before the stop finishes.
+struct LivenessChannels {
+  std::unique_ptr<director::server::EventFeed> event_feed;
+  std::unique_ptr<director::server::HaproxyInvalidator> haproxy_invalidator;
+
+  void start() {
+    // The tables first: answers HAProxy held from before this start are cleared.
+    if (haproxy_invalidator) haproxy_invalidator->start();
+    if (event_feed) event_feed->start();
+  }
+  void stop() {
+    if (event_feed) event_feed->stop();
+    if (haproxy_invalidator) haproxy_invalidator->stop();
+  }
+  bool stopped() const {
+    return (!event_feed || event_feed->done()) && (!haproxy_invalidator || !haproxy_invalidator->running());
+  }
+};
+
+// What a feed said about a container, as the decision core reads it.
+director::decision::ContainerState to_decision(director::feed::ContainerState state) {
+  return {std::move(state.id), state.running, state.unhealthy};
 }
+
+LivenessChannels make_channels(const director::config::Config& config, boost::asio::any_io_executor executor,
+                               director::server::DecisionService& decision_service,
+                               director::metrics::Metrics& metrics) {
+  namespace server = director::server;
+  LivenessChannels channels;
+  if (!config.haproxy_sockets.empty()) {
+    server::HaproxyInvalidatorSettings settings;
+    settings.sockets = config.haproxy_sockets;
+    server::HaproxyInvalidatorHooks hooks;
+    hooks.command = [&metrics](server::HaproxyCommandResult result) {
+      switch (result) {
+        case server::HaproxyCommandResult::ok: metrics.haproxy_command(director::metrics::HaproxyCommandResult::ok); return;
+        case server::HaproxyCommandResult::refused:
+          metrics.haproxy_command(director::metrics::HaproxyCommandResult::refused);
+          return;
+        case server::HaproxyCommandResult::failed:
+          metrics.haproxy_command(director::metrics::HaproxyCommandResult::failed);
+          return;
+      }
+    };
+    hooks.keys_cleared = [&metrics](std::size_t keys) { metrics.haproxy_keys_cleared(keys); };
+    hooks.table_cleared = [&metrics] { metrics.haproxy_table_cleared(); };
+    hooks.keys_rejected = [&metrics](std::size_t keys) { metrics.haproxy_keys_refused(keys); };
+    hooks.on_reachability = [&decision_service](bool all) { decision_service.on_haproxy_reachability(all); };
+    channels.haproxy_invalidator = std::make_unique<server::HaproxyInvalidator>(executor, std::move(settings),
+                                                                                std::move(hooks));
+    auto& invalidator = *channels.haproxy_invalidator;
+    decision_service.connect_haproxy({[&invalidator](std::vector<std::string> keys) { invalidator.clear(std::move(keys)); },
+                                      [&invalidator] { invalidator.clear_all(); }});
+  }
+  if (!config.event_feeds.empty()) {
+    std::vector<director::feed::FeedUrl> urls;
+    urls.reserve(config.event_feeds.size());
+    for (const auto& url : config.event_feeds) {
+      auto parsed = director::feed::parse_feed_url(url);
+      // The configuration refused every URL parse_feed_url refuses: a startup error, not a value.
+      if (!parsed) throw std::invalid_argument("event feed " + url + ": " + parsed.error());
+      urls.push_back(std::move(*parsed));
+    }
+    server::EventFeedCallbacks callbacks;
+    callbacks.on_snapshot = [&decision_service](server::FeedId feed, director::feed::Containers containers) {
+      std::vector<std::pair<std::string, director::decision::ContainerState>> states;
+      states.reserve(containers.size());
+      for (auto& [label, state] : containers) states.emplace_back(std::move(label), to_decision(std::move(state)));
+      decision_service.on_feed_snapshot(feed, std::move(states));
+    };
+    callbacks.on_event = [&decision_service](server::FeedId feed, std::string_view label,
+                                             std::optional<director::feed::ContainerState> state) {
+      std::optional<director::decision::ContainerState> changed;
+      if (state) changed = to_decision(std::move(*state));
+      decision_service.on_feed_event(feed, label, std::move(changed));
+    };
+    callbacks.on_lost = [&decision_service](server::FeedId feed) { decision_service.on_feed_lost(feed); };
+    channels.event_feed = std::make_unique<server::EventFeed>(executor, std::move(urls), std::move(callbacks));
+  }
+  return channels;
+}
+
+// The graceful stop that SIGTERM or SIGINT begins: both listeners close, the event feeds and the
+// HAProxy invalidator stop, each SPOP connection answers what is pending (for at most
+// stop_grace), says AGENT-DISCONNECT and closes (a peer that stops reading meanwhile is closed
+// after ConnectionLimits::closing_write_timeout), then, once the feeds' and the invalidator's
+// coroutines have returned, the I/O threads end. At stop_deadline they end anyway.
+class StopSequence {
+ public:
+  StopSequence(boost::asio::io_context& context, director::net::http::HttpServer& http,
+               director::server::Server& server, LivenessChannels& channels, director::net::Resolver& resolver)
+      : http_(http), server_(server), channels_(channels), stop_(context, [&resolver] { resolver.shutdown(); }),
+        poll_(context) {}
+
+  // Called once, from the signal handler.
+  void begin(int signal) {
+    log(LogLevel::info, "stopping: finishing in-flight work and disconnecting", {{"signal", std::to_string(signal)}});
+    http_.stop();
+    channels_.stop();
+    server_.stop(stop_grace, [this] { wait_for_channels(); });
+    stop_.arm(stop_deadline, "connections still open at the stop deadline; exiting anyway");
+  }
+
+ private:
+  void wait_for_channels() {
+    if (channels_.stopped()) {
+      stop_.finish();
+      return;
+    }
+    poll_.expires_after(stop_poll);
+    poll_.async_wait([this](const boost::system::error_code& error) {
+      if (!error) wait_for_channels();
+    });
+  }
+
+  director::net::http::HttpServer& http_;
+  director::server::Server& server_;
+  LivenessChannels& channels_;
+  director::process::StopOnce stop_;
+  boost::asio::steady_timer poll_;
+};
 
 int run(const director::config::Config& config) {
   const auto threads = config.effective_threads();
@@ -43,12 +163,16 @@ int run(const director::config::Config& config) {
 
   director::metrics::Metrics metrics(director::config::version(), std::chrono::system_clock::now());
   director::server::DecisionService decision_service(context.get_executor(), config, resolver, metrics);
+  auto channels = make_channels(config, context.get_executor(), decision_service, metrics);
   director::server::ConnectionLimits limits;
   limits.max_frame_size = config.max_frame_size;
   limits.hello_timeout = config.hello_timeout;
   director::server::Server server(context, config.listen, decision_service, metrics, limits);
-  director::net::http::HttpServer http(context, config.http_listen, "HTTP",
-                                      director::server::http_endpoints({config, metrics, decision_service, server}));
+  director::server::HttpSources sources{config, metrics, decision_service, server};
+  sources.event_feed = channels.event_feed.get();
+  sources.haproxy_invalidator = channels.haproxy_invalidator.get();
+  director::net::http::HttpServer http(context, config.http_listen, "HTTP", director::server::http_endpoints(sources));
+  channels.start();
   server.start();
   http.start();
 
@@ -63,9 +187,8 @@ int run(const director::config::Config& config) {
        {"threads", std::to_string(threads)},
        {"config", director::config::to_json(config)}});
 
-  director::process::StopOnce stop(context, [&resolver] { resolver.shutdown(); });
-  director::process::run_until_stopped(context, threads, "agent",
-                                       [&](int signal) { begin_stop(signal, http, server, stop); });
+  StopSequence stop(context, http, server, channels, resolver);
+  director::process::run_until_stopped(context, threads, "agent", [&stop](int signal) { stop.begin(signal); });
   log(LogLevel::info, "stopped");
   return 0;
 }

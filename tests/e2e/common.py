@@ -10,6 +10,7 @@ Environment: DIRECTOR_AGENT_BIN (the agent under test; ctest sets it), DIRECTOR_
 import base64
 import hashlib
 import http.client
+import json
 import os
 import re
 import shutil
@@ -23,9 +24,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
-from agent import agent_binary  # noqa: E402
+from agent import AgentProcess, agent_binary  # noqa: E402
 from demo_backend import read_ws_frame  # noqa: E402
 from feed_standin import FeedStandin  # noqa: E402
+from loopback import http_get  # noqa: E402
 from stack import IDENTITY, Stack, director_spawner_unavailable  # noqa: E402
 
 SKIP = 77  # ctest SKIP_RETURN_CODE: the tools the stack runs are not installed
@@ -353,7 +355,8 @@ def spawner_request(stack, user, path="/", headers=(), method="GET", director=Tr
 # --- helpers for the tests of liveness from events (tests/e2e/test_event_*.py) ----------------
 
 def event_feeds_unavailable():
-    """Why the agent under test cannot subscribe to event feeds (a reason), or None."""
+    """Why the agent under test cannot run in event mode (a reason), or None: it must know
+    DIRECTOR_EVENT_FEEDS and report its liveness mode in /status (issue 11's agent side)."""
     binary = agent_binary()
     try:
         help_text = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=10).stdout
@@ -361,6 +364,13 @@ def event_feeds_unavailable():
         return f"{binary}: {error}"
     if "DIRECTOR_EVENT_FEEDS" not in help_text:
         return f"{binary} has no DIRECTOR_EVENT_FEEDS (built before issue 11)"
+    agent = AgentProcess()
+    try:
+        status = json.loads(http_get(agent.http, "/status")[1])
+    finally:
+        agent.stop()
+    if "liveness" not in status:
+        return f"{binary}'s /status has no liveness section (issue 11's agent side is not all there)"
     return None
 
 
@@ -416,10 +426,10 @@ def wait_long_hold(stack, user, timeout=5.0, **request_options):
     LONG_HOLD seconds (the agent's answer under the event TTL); returns the entry."""
     def probe():
         stack.request(user, **request_options)
-        return stack.fast_path_entry(user)
-    entry, _, _ = poll(probe, lambda e: e is not None and e["fresh"] and e["hold_left"] > LONG_HOLD,
-                       timeout, 0.1)
-    return entry
+        entry = stack.fast_path_entry(user)
+        return entry and {k: entry[k] for k in ("addr", "port", "hold_left", "fresh")}
+    poll(probe, lambda e: e is not None and e["fresh"] and e["hold_left"] > LONG_HOLD, timeout, 0.1)
+    return stack.fast_path_entry(user)
 
 
 def wait_entry_cleared(stack, user, timeout=2.0):
@@ -429,6 +439,13 @@ def wait_entry_cleared(stack, user, timeout=2.0):
     return seconds
 
 
-def covered_users(liveness):
-    """How many users the agent's /status "liveness" section says are covered by a feed."""
-    return liveness["covered_users"]
+def snapshots_received(stack, name="agent"):
+    """Snapshots the agent's feeds delivered so far: one per connection and re-list
+    (director_event_feed_messages_total{type="snapshot"})."""
+    return metric(stack.agent_metrics(name), "director_event_feed_messages_total", type="snapshot")
+
+
+def covered_users(stack, name="agent"):
+    """How many labels a connected feed reports running and not unhealthy, as the agent counts
+    them (director_covered_users, docs/metrics.md)."""
+    return metric(stack.agent_metrics(name), "director_covered_users")

@@ -21,8 +21,8 @@ import signal
 import sys
 import time
 
-from common import (SpawnerStackTest, covered_users, main, poll, wait_entry_cleared,
-                    wait_long_hold, who_answered)
+from common import (SpawnerStackTest, covered_users, main, poll, snapshots_received,
+                    wait_entry_cleared, wait_long_hold, who_answered)
 
 BOUND = 1.0  # seconds: issue 11's convergence target with events on
 
@@ -90,6 +90,7 @@ class EventLiveness(SpawnerStackTest):
 
     def test_d_spawner_killed_falls_back_to_ttls_and_reconnects_with_a_relist(self):
         self.routed_with_long_hold("dave")
+        snapshots = snapshots_received(self.stack)
         killed_at = time.monotonic()
         self.stack.components["spawner"].stop(signal.SIGKILL)
         took = self.stack.wait_liveness_mode("ttl", timeout=60)
@@ -108,11 +109,12 @@ class EventLiveness(SpawnerStackTest):
         self.stack.wait_liveness_mode("events", timeout=15)
         print(f"events again {time.monotonic() - restarted_at:.2f} s after the restart",
               file=sys.stderr, end=" ")
-        # The re-list: the snapshot covers every running managed container.
+        # The re-list: a new snapshot, covering every running managed container.
+        self.assertGreater(snapshots_received(self.stack), snapshots)
         running = sum(1 for c in self.stack.podman_containers()
                       if (c.get("Labels") or {}).get("io.container-director.managed") == "true"
                       and c["State"] == "running")
-        poll(lambda: covered_users(self.stack.liveness()), lambda n: n == running, 3)
+        poll(lambda: covered_users(self.stack), lambda n: n == running, 3)
         wait_long_hold(self.stack, "dave")
 
 

@@ -53,6 +53,12 @@ AGENT_METRICS = {
     "director_spop_acks_without_decision_total",
     "director_users_cached", "director_active_users", "director_build_info",
     "director_start_time_seconds",
+    "director_liveness_mode", "director_event_feeds_configured", "director_event_feeds_connected",
+    "director_event_feed_reconnects_total", "director_event_feed_messages_total", "director_covered_users",
+    "director_invalidations_total", "director_rechecks_total", "director_haproxy_runtime_reachable",
+    "director_haproxy_runtime_sockets", "director_haproxy_runtime_commands_total",
+    "director_haproxy_keys_cleared_total", "director_haproxy_table_clears_total",
+    "director_haproxy_keys_refused_total",
 }
 HISTOGRAMS = ("director_decision_duration_seconds", "director_dns_lookup_duration_seconds",
               "director_probe_duration_seconds")

@@ -7,7 +7,10 @@
 #include "config/config.hpp"
 #include "metrics/metrics.hpp"
 #include "net/awaitable.hpp"
+#include "feed/feed_url.hpp"
 #include "server/decision_service.hpp"
+#include "server/event_feed.hpp"
+#include "server/haproxy_invalidator.hpp"
 #include "server/resolver.hpp"
 #include "server/server.hpp"
 
@@ -20,7 +23,9 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -88,6 +93,15 @@ struct Agent {
     spop->start();
   }
 
+  // Serves the endpoints with event mode's channels (either may be null), as main.cpp does.
+  void serve_channels(const director::server::EventFeed* event_feed,
+                      const director::server::HaproxyInvalidator* haproxy_invalidator) {
+    director::server::HttpSources sources{config, metrics, *decision_service, *spop};
+    sources.event_feed = event_feed;
+    sources.haproxy_invalidator = haproxy_invalidator;
+    router = director::server::http_endpoints(sources);
+  }
+
   // Asks for `username` as a NOTIFY would (the answer, if deferred, is dropped).
   void decide(const std::string& username) {
     decision_service->decide(username, false, [] { return [](const director::decision::Answer&) {}; });
@@ -124,6 +138,84 @@ director::test::Dnsmasq& shared_dnsmasq() {
   static director::test::Dnsmasq dnsmasq(director::test::Dnsmasq::Options{0, true, "127.0.0.1 vscode-alive\n"});
   return dnsmasq;
 }
+
+// The spawner's GET /events as the agent sees it: every subscriber gets `snapshot` (one NDJSON
+// line), then nothing until the test ends (heartbeats are not needed within a test's seconds).
+struct FeedServer {
+  FeedServer(asio::io_context& io, std::string snapshot_line)
+      : snapshot(std::move(snapshot_line)),
+        quiet(io, asio::steady_timer::time_point::max()),
+        http(io, tcp::endpoint(asio::ip::address_v4::loopback(), 0), "feed", routes()) {
+    http.start();
+  }
+  ~FeedServer() {
+    quiet.cancel();
+    http.stop();
+  }
+
+  director::net::http::Router routes() {
+    director::net::http::Router router;
+    router.stream("/events", [this](const director::net::http::Request&) {
+      return director::net::http::StreamResponse{
+          director::net::http::make_response(director::net::http::Status::ok, "application/x-ndjson", ""),
+          [this](director::net::http::StreamWriter& writer) -> asio::awaitable<void> {
+            if (!co_await writer.write(snapshot)) co_return;
+            co_await quiet.async_wait(director::net::nothrow_awaitable);
+          }};
+    });
+    return router;
+  }
+
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(http.local_endpoint().port()) + "/events"; }
+
+  std::string snapshot;
+  asio::steady_timer quiet;  // cancelled when the server goes: the streams end
+  director::net::http::HttpServer http;
+};
+
+// An EventFeed into the agent's DecisionService, as main.cpp wires it.
+std::unique_ptr<director::server::EventFeed> event_feed_into(Agent& agent, const std::vector<std::string>& urls) {
+  std::vector<director::feed::FeedUrl> parsed;
+  for (const auto& url : urls) parsed.push_back(*director::feed::parse_feed_url(url));
+  director::server::EventFeedCallbacks callbacks;
+  auto& service = *agent.decision_service;
+  callbacks.on_snapshot = [&service](director::server::FeedId feed, director::feed::Containers containers) {
+    std::vector<std::pair<std::string, director::decision::ContainerState>> states;
+    for (auto& [label, state] : containers) states.push_back({label, {state.id, state.running, state.unhealthy}});
+    service.on_feed_snapshot(feed, std::move(states));
+  };
+  callbacks.on_lost = [&service](director::server::FeedId feed) { service.on_feed_lost(feed); };
+  return std::make_unique<director::server::EventFeed>(agent.io.get_executor(), std::move(parsed),
+                                                       std::move(callbacks));
+}
+
+// A port on 127.0.0.1 that nothing listens on (bound, then closed).
+std::uint16_t closed_port() {
+  asio::io_context scratch;
+  tcp::acceptor acceptor(scratch, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+  return acceptor.local_endpoint().port();
+}
+
+// Runs the agent until every feed of `feed` is connected (at most 5 s).
+bool run_until_connected(Agent& agent, const director::server::EventFeed& feed) {
+  for (int i = 0; i < 500; ++i) {
+    const auto status = feed.status();
+    if (std::all_of(status.begin(), status.end(), [](const auto& f) { return f.connected; })) return true;
+    agent.run_for(10ms);
+  }
+  return false;
+}
+
+// Stops `feed` and runs the agent until its coroutines returned.
+void stop_feed(Agent& agent, director::server::EventFeed& feed) {
+  feed.stop();
+  for (int i = 0; i < 500 && !feed.done(); ++i) agent.run_for(10ms);
+  REQUIRE(feed.done());
+}
+
+constexpr std::string_view alive_snapshot =
+    R"({"type":"snapshot","containers":[{"label":"alive","id":"c1","state":"running","health":"healthy"}]})"
+    "\n";
 
 }  // namespace
 
@@ -188,6 +280,121 @@ TEST_CASE("/status: version, uptime, effective configuration and counts", "[http
   CHECK(status.at("configuration").at("http_listen") == "127.0.0.1:0");
   CHECK(status.at("counts") == Json{{"users_cached", 1}, {"spop_connections", 0}, {"checks_in_flight", 0},
                                     {"decisions", 0}});
+}
+
+TEST_CASE("/status: TTL mode without feeds or HAProxy sockets, and why", "[http][liveness]") {
+  Agent agent({shared_dnsmasq().server()});
+  const auto liveness = agent.run_get("/status").json().at("liveness");
+  CHECK(liveness.at("mode") == "ttl");
+  CHECK_THAT(liveness.at("why").get<std::string>(), Catch::Contains("DIRECTOR_EVENT_FEEDS"));
+  CHECK(liveness.at("covered_users") == 0);
+  CHECK(liveness.at("feeds").empty());
+  CHECK(liveness.at("haproxy").at("invalidation") == false);
+  CHECK_THAT(liveness.at("haproxy").at("why").get<std::string>(), Catch::Contains("DIRECTOR_HAPROXY_SOCKETS"));
+  CHECK(liveness.at("haproxy").at("sockets").empty());
+  const auto samples = parse_metrics(agent.run_get("/metrics").body);
+  CHECK(samples.at("director_liveness_mode") == 0);
+  CHECK(samples.at("director_event_feeds_configured") == 0);
+  CHECK(samples.at("director_haproxy_runtime_reachable") == 0);
+}
+
+TEST_CASE("/status and /metrics: event mode while every feed is connected; a feed down is named",
+          "[http][liveness]") {
+  Agent agent({shared_dnsmasq().server()});
+  FeedServer spawner(agent.io, std::string(alive_snapshot));
+
+  SECTION("one feed, connected: events, the label covered, and a user checked since is event-covered") {
+    auto feed = event_feed_into(agent, {spawner.url()});
+    agent.serve_channels(feed.get(), nullptr);
+    feed->start();
+    REQUIRE(run_until_connected(agent, *feed));
+    agent.decide("alive");
+    agent.settle();
+
+    const auto status = agent.run_get("/status?user=alive").json();
+    const auto& liveness = status.at("liveness");
+    CHECK(liveness.at("mode") == "events");
+    CHECK(liveness.at("why") == "every event feed is connected");
+    CHECK(liveness.at("covered_users") == 1);
+    REQUIRE(liveness.at("feeds").size() == 1);
+    const auto& row = liveness.at("feeds").at(0);
+    CHECK(row.at("url") == spawner.url());
+    CHECK(row.at("connected") == true);
+    CHECK(row.at("labels") == 1);
+    CHECK(row.at("since_seconds_ago").get<double>() >= 0);
+    CHECK(status.at("user").at("label") == "alive");
+    CHECK(status.at("user").at("state") == "alive");
+    CHECK(status.at("user").at("event_covered") == true);
+    CHECK(agent.run_get("/users").json().at("users").at(0).at("event_covered") == true);
+
+    const auto samples = parse_metrics(agent.run_get("/metrics").body);
+    CHECK(samples.at("director_liveness_mode") == 1);
+    CHECK(samples.at("director_event_feeds_configured") == 1);
+    CHECK(samples.at("director_event_feeds_connected") == 1);
+    CHECK(samples.at("director_covered_users") == 1);
+    CHECK(samples.at(R"(director_event_feed_messages_total{type="snapshot"})") == 1);
+    stop_feed(agent, *feed);
+  }
+  SECTION("a second feed that cannot connect: TTL mode, and why names it") {
+    const auto down = "http://127.0.0.1:" + std::to_string(closed_port()) + "/events";
+    auto feed = event_feed_into(agent, {spawner.url(), down});
+    agent.serve_channels(feed.get(), nullptr);
+    feed->start();
+    agent.run_for(300ms);
+    const auto liveness = agent.run_get("/status").json().at("liveness");
+    CHECK(liveness.at("mode") == "ttl");
+    CHECK_THAT(liveness.at("why").get<std::string>(), Catch::Contains("feed 1 (" + down + ")"));
+    REQUIRE(liveness.at("feeds").size() == 2);
+    CHECK(liveness.at("feeds").at(0).at("connected") == true);
+    CHECK(liveness.at("feeds").at(1).at("connected") == false);
+    CHECK_FALSE(liveness.at("feeds").at(1).at("last_error").is_null());
+    const auto samples = parse_metrics(agent.run_get("/metrics").body);
+    CHECK(samples.at("director_liveness_mode") == 0);
+    CHECK(samples.at("director_event_feeds_connected") == 1);
+    CHECK(samples.at("director_event_feed_reconnects_total") >= 1);
+    stop_feed(agent, *feed);
+  }
+}
+
+TEST_CASE("/status and /metrics: an HAProxy socket nobody listens on is unreachable", "[http][liveness]") {
+  Agent agent({shared_dnsmasq().server()});
+  director::server::HaproxyInvalidatorSettings settings;
+  settings.sockets = {"127.0.0.1:" + std::to_string(closed_port())};
+  director::server::HaproxyInvalidator invalidator(agent.io.get_executor(), settings);
+  agent.serve_channels(nullptr, &invalidator);
+  invalidator.start();
+  agent.run_for(200ms);
+  const auto haproxy = agent.run_get("/status").json().at("liveness").at("haproxy");
+  CHECK(haproxy.at("invalidation") == false);
+  REQUIRE(haproxy.at("sockets").size() == 1);
+  CHECK(haproxy.at("sockets").at(0).at("socket") == settings.sockets.front());
+  CHECK(haproxy.at("sockets").at(0).at("reachable") == false);
+  CHECK_FALSE(haproxy.at("sockets").at(0).at("last_error").is_null());
+  const auto samples = parse_metrics(agent.run_get("/metrics").body);
+  CHECK(samples.at("director_haproxy_runtime_reachable") == 0);
+  CHECK(samples.at(R"(director_haproxy_runtime_sockets{state="unreachable"})") == 1);
+  invalidator.stop();
+  for (int i = 0; i < 300 && invalidator.running(); ++i) agent.run_for(10ms);
+  CHECK_FALSE(invalidator.running());
+}
+
+TEST_CASE("/status?user=LABEL: the cached user, null when not cached, 400 for anything else", "[http][liveness]") {
+  Agent agent({shared_dnsmasq().server()});
+  agent.decide("ghost");
+  agent.settle();
+  const auto ghost = agent.run_get("/status?user=ghost").json().at("user");
+  CHECK(ghost.at("label") == "ghost");
+  CHECK(ghost.at("state") == "not_alive");
+  CHECK(ghost.at("event_covered") == false);
+  CHECK(agent.run_get("/status?user=nobody").json().at("user").is_null());
+  CHECK_FALSE(agent.run_get("/status").json().contains("user"));
+  for (const std::string& query : std::vector<std::string>{"user=", "user=Ghost", "user=a%20b", "label=ghost", "user=ghost&x=1",
+                                  "user=" + std::string(64, 'a')}) {
+    CAPTURE(query);
+    const auto reply = agent.run_get("/status?" + query);
+    CHECK(reply.status == 400);
+    CHECK_FALSE(reply.json().at("error").get<std::string>().empty());
+  }
 }
 
 TEST_CASE("/users: most recently used first, with state, reason and ages", "[http][users]") {

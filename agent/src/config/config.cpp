@@ -1,6 +1,7 @@
 #include "config/config.hpp"
 
 #include "config/option_table.hpp"
+#include "feed/feed_url.hpp"
 
 namespace director::config {
 namespace {
@@ -39,25 +40,8 @@ Failure set_words(std::vector<std::string>& target, std::string_view text, bool 
   return accepted;
 }
 
-// Interim checks until the feed's parse_feed_url (agent/src/feed) and the shared
-// parse_stats_socket land: http://HOST:PORT/PATH, and an absolute unix path or IP:PORT.
-bool is_feed_url(std::string_view text) {
-  constexpr std::string_view scheme = "http://";
-  if (!text.starts_with(scheme) || !config_table::is_plain_text(text, 2048)) return false;
-  const auto rest = text.substr(scheme.size());
-  const auto slash = rest.find('/');
-  const auto authority = rest.substr(0, slash);
-  const auto path = slash == std::string_view::npos ? std::string_view("/") : rest.substr(slash);
-  if (path.find_first_of(" ,") != std::string_view::npos) return false;
-  if (config_table::parse_endpoint(authority)) return true;
-  const auto colon = authority.rfind(':');
-  return colon != std::string_view::npos && config_table::is_dns_name(authority.substr(0, colon)) &&
-         config_table::parse_integer<std::uint16_t>(authority.substr(colon + 1), 1, 65535).has_value();
-}
-bool is_stats_socket(std::string_view text) {
-  if (text.starts_with('/')) return config_table::is_plain_text(text, 107) && text.find_first_of(" ,") == std::string_view::npos;
-  return config_table::parse_endpoint(text).has_value();
-}
+bool is_feed_url(std::string_view text) { return feed::parse_feed_url(text).has_value(); }
+bool is_stats_socket(std::string_view text) { return config_table::parse_stats_socket(text).has_value(); }
 
 std::vector<Option> options() {
   using std::chrono::milliseconds;

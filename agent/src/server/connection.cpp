@@ -222,7 +222,7 @@ void Connection::handle(spop::FeedResult& result, std::chrono::steady_clock::tim
     }
     const auto stream_id = notify.stream_id;
     const auto frame_id = notify.frame_id;
-    auto answer = decision_service_.decide(request->username, /*retry=*/false, [&] {
+    auto answer = decision_service_.decide(request->username, request->retry, [&] {
       ++pending_answers_;
       return [weak = weak_from_this(), stream_id, frame_id, arrived](const decision::Answer& late) {
         if (auto self = weak.lock()) {

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <optional>
 #include <string_view>
 #include <utility>
@@ -69,6 +70,32 @@ ActiveUsers count_active_users(const decision::Director& director, decision::Tim
   }
 }
 
+// The event feeds' and the HAProxy sockets' state, read once per request.
+struct Channels {
+  std::vector<FeedStatus> feeds;
+  std::vector<HaproxySocketStatus> sockets;
+
+  std::size_t feeds_connected() const {
+    return static_cast<std::size_t>(
+        std::count_if(feeds.begin(), feeds.end(), [](const FeedStatus& feed) { return feed.connected; }));
+  }
+  std::size_t sockets_reachable() const {
+    return static_cast<std::size_t>(std::count_if(sockets.begin(), sockets.end(),
+                                                   [](const HaproxySocketStatus& socket) { return socket.reachable; }));
+  }
+  // Event mode: every configured feed connected (and at least one configured).
+  bool event_mode() const { return !feeds.empty() && feeds_connected() == feeds.size(); }
+  // HAProxy may hold event-covered answers long: every configured socket reachable.
+  bool haproxy_invalidation() const { return !sockets.empty() && sockets_reachable() == sockets.size(); }
+};
+
+Channels read_channels(const HttpSources& sources) {
+  Channels channels;
+  if (sources.event_feed != nullptr) channels.feeds = sources.event_feed->status();
+  if (sources.haproxy_invalidator != nullptr) channels.sockets = sources.haproxy_invalidator->status();
+  return channels;
+}
+
 metrics::StateSample sample_state(const HttpSources& sources) {
   metrics::StateSample sample;
   sources.decision_service.inspect([&](const decision::Director& director) {
@@ -77,9 +104,81 @@ metrics::StateSample sample_state(const HttpSources& sources) {
     const auto active = count_active_users(director, decision::Clock::now());
     sample.active_users_5m = active.within_5m;
     sample.active_users_15m = active.within_15m;
+    sample.covered_users = director.covered_labels();
   });
   sample.spop_connections = sources.spop_server.connection_count();
+  const auto channels = read_channels(sources);
+  sample.event_feeds_configured = channels.feeds.size();
+  sample.event_feeds_connected = channels.feeds_connected();
+  for (const auto& feed : channels.feeds) sample.event_feed_reconnects += feed.reconnects;
+  sample.haproxy_sockets_configured = channels.sockets.size();
+  sample.haproxy_sockets_reachable = channels.sockets_reachable();
   return sample;
+}
+
+// Seconds from `then` to `now` on the wall clock (status times are wall-clock), >= 0.
+double seconds_since(std::chrono::system_clock::time_point then, std::chrono::system_clock::time_point now) {
+  return seconds_with_ms(std::max(std::chrono::system_clock::duration::zero(), now - then));
+}
+
+Json nullable_text(const std::string& text) { return text.empty() ? Json(nullptr) : Json(text); }
+
+// /status's "liveness": which mode is in force and why, the feeds, HAProxy's sockets.
+Json liveness_json(const Channels& channels, std::size_t covered_users) {
+  const auto now = std::chrono::system_clock::now();
+  Json liveness;
+  liveness["mode"] = channels.event_mode() ? "events" : "ttl";
+  if (channels.feeds.empty()) {
+    liveness["why"] = "no event feed is configured (DIRECTOR_EVENT_FEEDS): every answer keeps the TTLs";
+  } else if (channels.event_mode()) {
+    liveness["why"] = "every event feed is connected";
+  } else {
+    std::string why;
+    for (std::size_t i = 0; i < channels.feeds.size(); ++i) {
+      const auto& feed = channels.feeds[i];
+      if (feed.connected) continue;
+      if (!why.empty()) why += "; ";
+      why += "feed " + std::to_string(i) + " (" + feed.url + ") is not connected";
+      if (!feed.last_error.empty()) why += ": " + feed.last_error;
+    }
+    liveness["why"] = why + ". Labels no connected feed covers keep the TTLs";
+  }
+  liveness["covered_users"] = covered_users;
+  Json feeds = Json::array();
+  for (const auto& feed : channels.feeds) {
+    feeds.push_back(Json{{"url", feed.url},
+                         {"connected", feed.connected},
+                         {"since_seconds_ago", seconds_since(feed.since, now)},
+                         {"labels", feed.labels},
+                         {"reconnects", feed.reconnects},
+                         {"last_error", nullable_text(feed.last_error)}});
+  }
+  liveness["feeds"] = std::move(feeds);
+
+  Json haproxy;
+  haproxy["invalidation"] = channels.haproxy_invalidation();
+  if (channels.sockets.empty()) {
+    haproxy["why"] = "no HAProxy runtime socket is configured (DIRECTOR_HAPROXY_SOCKETS): HAProxy holds alive "
+                     "answers at most DIRECTOR_FAST_PATH_HOLD";
+  } else if (channels.haproxy_invalidation()) {
+    haproxy["why"] = "every HAProxy runtime socket is reachable";
+  } else {
+    haproxy["why"] = "an HAProxy runtime socket is not reachable: HAProxy holds alive answers at most "
+                     "DIRECTOR_FAST_PATH_HOLD";
+  }
+  Json sockets = Json::array();
+  for (const auto& socket : channels.sockets) {
+    sockets.push_back(Json{{"socket", socket.socket},
+                           {"reachable", socket.reachable},
+                           {"last_error", nullable_text(socket.last_error)},
+                           {"keys_cleared", socket.keys_cleared},
+                           {"table_clears", socket.table_clears},
+                           {"last_clear_seconds_ago",
+                            socket.last_clear ? Json(seconds_since(*socket.last_clear, now)) : Json(nullptr)}});
+  }
+  haproxy["sockets"] = std::move(sockets);
+  liveness["haproxy"] = std::move(haproxy);
+  return liveness;
 }
 
 // One user, copied out of the Director under its lock.
@@ -93,7 +192,13 @@ struct UserRow {
   decision::Duration last_probe_latency{};
   decision::TimePoint last_seen{};
   bool checking = false;
+  bool event_covered = false;
 };
+
+UserRow row_of(const decision::UserView& view) {
+  return UserRow{std::string(view.label), std::string(view.host), view.address, view.alive, view.reason,
+                 view.last_checked, view.last_probe_latency, view.last_seen, view.checking, view.event_covered};
+}
 
 Json user_json(const UserRow& user, decision::TimePoint now) {
   Json row;
@@ -113,6 +218,7 @@ Json user_json(const UserRow& user, decision::TimePoint now) {
   const bool probed = user.last_checked && user.reason != decision::Reason::no_such_host &&
                       user.reason != decision::Reason::dns_error;
   row["last_probe_ms"] = probed ? Json(milliseconds_with_us(user.last_probe_latency)) : Json(nullptr);
+  row["event_covered"] = user.event_covered;
   return row;
 }
 
@@ -154,12 +260,35 @@ Response readyz_endpoint(const HttpSources& sources, const Request& /*request*/)
   return json_response(Status::service_unavailable, body);
 }
 
-Response status_endpoint(const HttpSources& sources, const Request& /*request*/) {
+Response status_endpoint(const HttpSources& sources, const Request& request) {
+  // `user=LABEL`: a label is what the username scheme makes, [a-z0-9-], at most 63 characters.
+  const auto query = net::http::split_target(request.target()).query;
+  std::optional<std::string_view> label;
+  if (!query.empty()) {
+    constexpr std::string_view key = "user=";
+    const auto value = query.substr(std::min(key.size(), query.size()));
+    const bool is_label = !value.empty() && value.size() <= 63 && std::all_of(value.begin(), value.end(), [](char c) {
+      return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+    });
+    if (!query.starts_with(key) || !is_label)
+      return net::http::error_response(Status::bad_request, "expected no query or user=LABEL (a user's label)");
+    label = value;
+  }
+
   std::size_t users_cached = 0;
-  sources.decision_service.inspect([&](const decision::Director& director) { users_cached = director.size(); });
+  std::size_t covered_users = 0;
+  std::optional<UserRow> user;
+  sources.decision_service.inspect([&](const decision::Director& director) {
+    users_cached = director.size();
+    covered_users = director.covered_labels();
+    if (label) {
+      if (const auto view = director.find_user(*label)) user = row_of(*view);
+    }
+  });
+  const auto now = decision::Clock::now();  // after the lock: no age is negative
   Json body;
   body["version"] = config::version();
-  body["uptime_seconds"] = seconds_with_ms(decision::Clock::now() - sources.started);
+  body["uptime_seconds"] = seconds_with_ms(now - sources.started);
   body["configuration"] = Json::parse(config::to_json(sources.config));
   Json counts;
   counts["users_cached"] = users_cached;
@@ -167,6 +296,8 @@ Response status_endpoint(const HttpSources& sources, const Request& /*request*/)
   counts["checks_in_flight"] = sources.metrics.checks_in_flight();
   counts["decisions"] = sources.metrics.decisions();
   body["counts"] = std::move(counts);
+  body["liveness"] = liveness_json(read_channels(sources), covered_users);
+  if (label) body["user"] = user ? user_json(*user, now) : Json(nullptr);
   return json_response(Status::ok, body);
 }
 
@@ -184,8 +315,7 @@ Response users_endpoint(const HttpSources& sources, const Request& request) {
     const auto page = director.users(query.offset, query.limit);
     rows.reserve(page.size());
     for (const auto& view : page) {
-      rows.push_back(UserRow{std::string(view.label), std::string(view.host), view.address, view.alive, view.reason,
-                             view.last_checked, view.last_probe_latency, view.last_seen, view.checking});
+      rows.push_back(row_of(view));
     }
   });
   const auto now = decision::Clock::now();  // after the lock: no age is negative

@@ -9,6 +9,8 @@
 #include "metrics/metrics.hpp"
 #include "net/http_server.hpp"
 #include "server/decision_service.hpp"
+#include "server/event_feed.hpp"
+#include "server/haproxy_invalidator.hpp"
 #include "server/server.hpp"
 
 #include <chrono>
@@ -26,6 +28,10 @@ struct HttpSources {
   decision::TimePoint started = decision::Clock::now();  // for /status's uptime
   // Readiness: DNS counts as failing while the most recent lookup failed and is at most this old.
   std::chrono::seconds dns_failure_window{60};
+  // Event mode's two channels; null when not configured (DIRECTOR_EVENT_FEEDS,
+  // DIRECTOR_HAPROXY_SOCKETS empty).
+  const EventFeed* event_feed = nullptr;
+  const HaproxyInvalidator* haproxy_invalidator = nullptr;
 };
 
 // Why the agent is not ready; empty when it is.
@@ -44,6 +50,8 @@ Readiness evaluate_readiness(bool spop_listening, const DecisionService::DnsHeal
 net::http::Response metrics_endpoint(const HttpSources& sources, const net::http::Request& request);
 net::http::Response healthz_endpoint(const HttpSources& sources, const net::http::Request& request);
 net::http::Response readyz_endpoint(const HttpSources& sources, const net::http::Request& request);
+// `user=LABEL` in the query, optional: the body also holds that cached user (null when not
+// cached); 400 for any other query.
 net::http::Response status_endpoint(const HttpSources& sources, const net::http::Request& request);
 // `offset=N&limit=M` in the query, both optional: 400 with a reason for anything else.
 net::http::Response users_endpoint(const HttpSources& sources, const net::http::Request& request);
