@@ -433,9 +433,11 @@ def wait_long_hold(stack, user, timeout=5.0, **request_options):
 
 
 def wait_entry_cleared(stack, user, timeout=2.0):
-    """Polls HAProxy's fast_path table, sending no request, until `user`'s entry is gone (the
-    agent cleared it through the stats socket); returns the seconds waited."""
-    _, seconds, _ = poll(lambda: stack.fast_path_entry(user), lambda e: e is None, timeout, 0.01)
+    """Polls HAProxy's fast_path table, sending no request, until `user`'s entry is gone or
+    revoked (address 0: the agent revoked it through the stats socket; HAProxy keeps an entry a
+    live request tracks); returns the seconds waited."""
+    _, seconds, _ = poll(lambda: stack.fast_path_entry(user), lambda e: e is None or e["addr"] == "0.0.0.0",
+                         timeout, 0.01)
     return seconds
 
 

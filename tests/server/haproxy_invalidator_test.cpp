@@ -1,5 +1,6 @@
 // HaproxyInvalidator against real HAProxy processes (../common/net/haproxy_fixture.hpp: 2.6 and
-// 3.2 when present): keys cleared in their tables, batching, keys that never reach HAProxy,
+// 3.2 when present): keys revoked in their tables (gpt0 zeroed: no entry left that the fast path
+// would use), entries a live request tracks, repeats, batching, keys that never reach HAProxy,
 // reachability as HAProxy goes and comes back, and a configuration without the table.
 #include "server/haproxy_invalidator.hpp"
 
@@ -63,12 +64,13 @@ struct Seen {
 // An invalidator on `io` for `sockets`, started; stopped and drained when the test ends.
 struct Running {
   Running(boost::asio::io_context& context, std::vector<std::string> sockets, Seen& seen,
-          std::chrono::milliseconds check_interval = 2s)
+          std::chrono::milliseconds check_interval = 2s, std::chrono::milliseconds repeat_after = 300ms)
       : io(context) {
     HaproxyInvalidatorSettings settings;
     settings.sockets = std::move(sockets);
     settings.check_interval = check_interval;
     settings.command_timeout = 500ms;
+    settings.repeat_after = repeat_after;
     invalidator = std::make_unique<HaproxyInvalidator>(io.get_executor(), settings, seen.hooks());
     invalidator->start();
   }
@@ -83,9 +85,9 @@ struct Running {
 // One HAProxy, and an invalidator of its unix socket.
 struct OneHaproxy {
   explicit OneHaproxy(const director::test::HaproxyVersion& version, std::chrono::milliseconds check_interval = 2s,
-                      bool fast_path_table = true)
-      : haproxy({.executable = version.executable, .fast_path_table = fast_path_table}),
-        running(io, {haproxy.socket()}, seen, check_interval) {}
+                      bool fast_path_table = true, std::chrono::milliseconds repeat_after = 300ms)
+      : haproxy({.executable = version.executable, .fast_path_table = fast_path_table, .tracking_frontend = fast_path_table}),
+        running(io, {haproxy.socket()}, seen, check_interval, repeat_after) {}
 
   Haproxy haproxy;
   boost::asio::io_context io;
@@ -100,21 +102,7 @@ std::vector<std::string> sorted(std::vector<std::string> keys) {
 
 }  // namespace
 
-TEST_CASE("is_fast_path_key: the characters HAProxy's fast path stores, 1 to 64", "[haproxy_invalidator]") {
-  using director::server::is_fast_path_key;
-  CHECK(is_fast_path_key("alice"));
-  CHECK(is_fast_path_key("jack.smith+dev@example.org"));
-  CHECK(is_fast_path_key("A-Z_0.9"));
-  CHECK(is_fast_path_key(std::string(64, 'k')));
-  CHECK_FALSE(is_fast_path_key(""));
-  CHECK_FALSE(is_fast_path_key(std::string(65, 'k')));
-  CHECK_FALSE(is_fast_path_key("alice;clear table x"));
-  CHECK_FALSE(is_fast_path_key("a\nb"));
-  CHECK_FALSE(is_fast_path_key("a b"));
-  CHECK_FALSE(is_fast_path_key("ünïcode"));
-}
-
-TEST_CASE("the invalidator clears the whole table on start, then the keys it is given", "[haproxy_invalidator]") {
+TEST_CASE("the invalidator revokes the whole table on start, then the keys it is given", "[haproxy_invalidator]") {
   for (const auto& version : versions_or_skip()) {
     INFO("HAProxy " << version.name);
     Haproxy haproxy({.executable = version.executable, .tcp_socket = true});
@@ -125,13 +113,14 @@ TEST_CASE("the invalidator clears the whole table on start, then the keys it is 
     REQUIRE(run_until(io, [&] { return seen.reachable(); }));
     CHECK(seen.reachability == std::vector<bool>{true});
     CHECK(seen.table_clears == 2);  // once per socket
-    CHECK(haproxy.keys().empty());
+    CHECK(haproxy.live_keys().empty());
     CHECK(running.invalidator->all_reachable());
 
     haproxy.store_many({"alice", "bob", "carol"});
     running.invalidator->clear({"alice", "bob"});
     REQUIRE(run_until(io, [&] { return seen.keys_cleared == 4; }));  // 2 keys on each of 2 sockets
-    CHECK(haproxy.keys() == std::vector<std::string>{"carol"});
+    CHECK(haproxy.live_keys() == std::vector<std::string>{"carol"});
+    CHECK(haproxy.gpt0("alice") == 0);
     CHECK(seen.key_commands == 2);
 
     const auto status = running.invalidator->status();
@@ -146,7 +135,7 @@ TEST_CASE("the invalidator clears the whole table on start, then the keys it is 
     haproxy.store("dave");
     running.invalidator->clear_all();
     REQUIRE(run_until(io, [&] { return seen.table_clears == 4; }));
-    CHECK(haproxy.keys().empty());
+    CHECK(haproxy.live_keys().empty());
     CHECK(seen.refused == 0);
     CHECK(seen.failed == 0);
   }
@@ -167,7 +156,7 @@ TEST_CASE("the invalidator sends 1,000 keys as ten command lines of 100", "[hapr
     running.invalidator->clear(keys);
     REQUIRE(run_until(io, [&] { return seen.keys_cleared == 1000; }));
     CHECK(seen.key_commands == 10);
-    CHECK(haproxy.keys() == std::vector<std::string>{"someone-else"});
+    CHECK(haproxy.live_keys() == std::vector<std::string>{"someone-else"});
     CHECK(seen.refused == 0);
   }
 }
@@ -184,11 +173,11 @@ TEST_CASE("keys outside the fast-path charset never reach HAProxy", "[haproxy_in
                                 "bob"});
     REQUIRE(run_until(io, [&] { return seen.keys_cleared == 1; }));
     CHECK(seen.rejected == 4);
-    CHECK(sorted(haproxy.keys()) == std::vector<std::string>{"a", "alice", "b"});
+    CHECK(sorted(haproxy.live_keys()) == std::vector<std::string>{"a", "alice", "b"});
   }
 }
 
-TEST_CASE("an unreachable HAProxy turns reachability off; back, its table is cleared first", "[haproxy_invalidator]") {
+TEST_CASE("an unreachable HAProxy turns reachability off; back, its table is revoked first", "[haproxy_invalidator]") {
   for (const auto& version : versions_or_skip()) {
     INFO("HAProxy " << version.name);
     Haproxy haproxy({.executable = version.executable});
@@ -209,7 +198,7 @@ TEST_CASE("an unreachable HAProxy turns reachability off; back, its table is cle
     CHECK(status[1].reachable);  // the other one still is
     CHECK(seen.failed >= 1);
 
-    // Back, holding an answer granted while the agent could not reach it: cleared before
+    // Back, holding an answer granted while the agent could not reach it: revoked before
     // reachability returns.
     const auto clears_before = seen.table_clears;
     haproxy.start();
@@ -217,8 +206,102 @@ TEST_CASE("an unreachable HAProxy turns reachability off; back, its table is cle
     REQUIRE(run_until(io, [&] { return seen.reachable(); }, 3s));
     CHECK(seen.reachability == std::vector<bool>{true, false, true});
     CHECK(seen.table_clears == clears_before + 1);
-    CHECK(haproxy.keys().empty());
+    CHECK(haproxy.live_keys().empty());
     CHECK(running.invalidator->status()[0].reachable);
+  }
+}
+
+TEST_CASE("an entry a live request tracks is revoked, by key and whole table, and the socket stays reachable",
+          "[haproxy_invalidator]") {
+  for (const auto& version : versions_or_skip()) {
+    INFO("HAProxy " << version.name);
+    OneHaproxy one(version);
+    auto& [haproxy, io, seen, running] = one;
+    // After the start's whole-table revoke and its repeat, which would zero the entry too.
+    REQUIRE(run_until(io, [&] { return seen.reachable() && running.invalidator->status()[0].repeats == 1; }));
+    const auto request = haproxy.track("alice");
+    haproxy.store("alice");
+    // What HAProxy does with a delete: refused, and the whole-table clear keeps the entry.
+    CHECK(haproxy.command("clear table fast_path key alice\n").starts_with("Entry currently in use"));
+    CHECK(haproxy.command("clear table fast_path\n") == "\n");
+    REQUIRE(haproxy.gpt0("alice") == 1);
+
+    running.invalidator->clear({"alice"});
+    REQUIRE(run_until(io, [&] { return seen.keys_cleared == 1; }));
+    CHECK(haproxy.gpt0("alice") == 0);
+    CHECK(haproxy.use("alice") == 1);  // still in use: revoked, not deleted
+
+    haproxy.store_many({"alice", "bob"});
+    running.invalidator->clear_all();
+    REQUIRE(run_until(io, [&] { return seen.table_clears == 2; }));
+    CHECK(haproxy.gpt0("alice") == 0);
+    CHECK(haproxy.live_keys().empty());
+    CHECK(running.invalidator->status()[0].in_use_revoked >= 1);
+
+    CHECK(seen.reachability == std::vector<bool>{true});
+    CHECK(running.invalidator->status()[0].reachable);
+    CHECK(seen.refused == 0);
+    CHECK(seen.failed == 0);
+  }
+}
+
+TEST_CASE("an answer stored after a revoke (a late ACK) is zeroed by the revoke's repeat", "[haproxy_invalidator]") {
+  for (const auto& version : versions_or_skip()) {
+    INFO("HAProxy " << version.name);
+    OneHaproxy one(version, 5s, true, /*repeat_after=*/700ms);
+    auto& [haproxy, io, seen, running] = one;
+    const auto repeats = [&] { return running.invalidator->status()[0].repeats; };
+    REQUIRE(run_until(io, [&] { return seen.reachable(); }));
+    REQUIRE(run_until(io, [&] { return repeats() == 1; }));  // the start's whole-table revoke, repeated
+
+    // A key, and a key revoked again while its repeat waits: one repeat line for both.
+    running.invalidator->clear({"alice"});
+    REQUIRE(run_until(io, [&] { return seen.keys_cleared == 1; }));
+    running.invalidator->clear({"alice", "bob"});
+    REQUIRE(run_until(io, [&] { return seen.keys_cleared == 3; }));
+    haproxy.store_many({"alice", "bob"});  // the late ACKs
+    CHECK(haproxy.gpt0("alice") == 1);
+    REQUIRE(run_until(io, [&] { return repeats() == 2; }));
+    CHECK(haproxy.live_keys().empty());
+    run_for(io, 300ms);
+    CHECK(repeats() == 2);
+
+    running.invalidator->clear_all();
+    REQUIRE(run_until(io, [&] { return seen.table_clears == 2; }));
+    haproxy.store("carol");
+    CHECK(haproxy.gpt0("carol") == 1);
+    REQUIRE(run_until(io, [&] { return repeats() == 3; }));
+    CHECK(haproxy.live_keys().empty());
+    CHECK(seen.refused == 0);
+  }
+}
+
+TEST_CASE("more keys waiting for a repeat than max_pending_keys are repeated as the whole table",
+          "[haproxy_invalidator]") {
+  for (const auto& version : versions_or_skip()) {
+    INFO("HAProxy " << version.name);
+    Haproxy haproxy({.executable = version.executable});
+    boost::asio::io_context io;
+    Seen seen;
+    HaproxyInvalidatorSettings settings;
+    settings.sockets = {haproxy.socket()};
+    settings.repeat_after = 700ms;
+    settings.max_pending_keys = 3;
+    HaproxyInvalidator invalidator(io.get_executor(), settings, seen.hooks());
+    invalidator.start();
+    const auto repeats = [&] { return invalidator.status()[0].repeats; };
+    REQUIRE(run_until(io, [&] { return seen.reachable() && repeats() == 1; }));
+    invalidator.clear({"a", "b"});
+    REQUIRE(run_until(io, [&] { return seen.keys_cleared == 2; }));
+    invalidator.clear({"c", "d"});  // 4 keys wait for a repeat
+    REQUIRE(run_until(io, [&] { return seen.keys_cleared == 4; }));
+    haproxy.store_many({"a", "someone-else"});
+    REQUIRE(run_until(io, [&] { return repeats() == 2; }));
+    CHECK(haproxy.live_keys().empty());  // the whole table, someone-else too
+    run_for(io, 800ms);
+    CHECK(repeats() == 2);
+    invalidator.stop();
+    run_until(io, [&] { return !invalidator.running(); });
   }
 }
 

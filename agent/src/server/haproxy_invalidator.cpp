@@ -1,5 +1,6 @@
 #include "server/haproxy_invalidator.hpp"
 
+#include "decision/director.hpp"
 #include "log/log.hpp"
 #include "net/awaitable.hpp"
 #include "net/haproxy_cli.hpp"
@@ -9,6 +10,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <unordered_map>
 #include <utility>
 
 namespace director::server {
@@ -19,11 +21,6 @@ constexpr std::size_t max_answer_bytes = 64 * 1024;
 
 // HAProxy 2.6 and 3.2 answer a command on a table they do not have with this line.
 constexpr std::string_view no_such_table = "No such table";
-
-bool is_key_character(char c) noexcept {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-         c == '@' || c == '+' || c == '-';
-}
 
 // Whether a `show table` answer lists `table`: a line "# table: <table>, type: ...".
 bool lists_table(std::string_view answer, std::string_view table) {
@@ -36,14 +33,42 @@ bool lists_table(std::string_view answer, std::string_view table) {
   return false;
 }
 
-}  // namespace
-
-bool is_fast_path_key(std::string_view key) noexcept {
-  return !key.empty() && key.size() <= 64 && std::all_of(key.begin(), key.end(), is_key_character);
+// The keys of a `show table <table> ...` answer's rows ("0x55d...: key=<key> use=0 exp=... gpt0=..."),
+// split into those decision::is_haproxy_key accepts and a count of the others.
+struct ListedKeys {
+  std::vector<std::string> keys;
+  std::size_t skipped = 0;
+};
+ListedKeys listed_keys(std::string_view answer) {
+  constexpr std::string_view key_field = ": key=";
+  ListedKeys result;
+  for (std::size_t at = 0; at < answer.size();) {
+    const auto end = std::min(answer.find('\n', at), answer.size());
+    const auto line = answer.substr(at, end - at);
+    at = end + 1;
+    if (line.empty() || line.starts_with('#')) continue;
+    const auto field = line.find(key_field);
+    if (field == std::string_view::npos) {
+      ++result.skipped;
+      continue;
+    }
+    const auto start = field + key_field.size();
+    const auto key = line.substr(start, line.find(' ', start) - start);
+    if (decision::is_haproxy_key(key)) {
+      result.keys.emplace_back(key);
+    } else {
+      ++result.skipped;
+    }
+  }
+  return result;
 }
+
+}  // namespace
 
 // One stats socket and the work waiting for it. Everything but `status` lives on the strand.
 struct HaproxyInvalidator::Socket {
+  using TimePoint = std::chrono::steady_clock::time_point;
+
   Socket(std::size_t socket_index, std::string socket_address,
          const boost::asio::strand<boost::asio::any_io_executor>& strand)
       : index(socket_index), address(std::move(socket_address)), wake(strand) {
@@ -53,13 +78,32 @@ struct HaproxyInvalidator::Socket {
   std::size_t index;
   std::string address;
   boost::asio::steady_timer wake;      // its worker waits on it; cancelled to wake it
-  std::deque<std::string> pending;     // keys to clear, oldest first
+  std::deque<std::string> pending;     // keys to revoke, oldest first
   std::unordered_set<std::string> pending_set;  // the same keys, to send each once
-  bool clear_table = true;             // a whole-table clear is due before any key
+  bool revoke_table = true;            // a whole-table revoke is due before any key
+  // Repeats: each key's due time (its last revoke + repeat_after), and the same in due order
+  // (an entry whose time is not the key's in repeat_due is stale: the key was revoked again).
+  std::unordered_map<std::string, TimePoint> repeat_due;
+  std::deque<std::pair<TimePoint, std::string>> repeat_queue;
+  std::optional<TimePoint> repeat_table_at;  // a whole-table repeat is due then
   bool reachable = false;
+  bool confirming_reachable = false;   // a whole-table revoke decides when it turns reachable
   std::string logged_error;            // the last failure logged, to log each new one once
-  std::chrono::steady_clock::time_point last_command{};
+  TimePoint last_command{};
   HaproxySocketStatus status;          // guarded by status_mutex_
+
+  void drop_key_repeats() {
+    repeat_due.clear();
+    repeat_queue.clear();
+  }
+  // Drops queue entries of keys revoked again since (their later entry stays).
+  void drop_stale_repeats() {
+    while (!repeat_queue.empty()) {
+      const auto found = repeat_due.find(repeat_queue.front().second);
+      if (found != repeat_due.end() && found->second == repeat_queue.front().first) return;
+      repeat_queue.pop_front();
+    }
+  }
 };
 
 HaproxyInvalidator::HaproxyInvalidator(boost::asio::any_io_executor executor, HaproxyInvalidatorSettings settings,
@@ -102,7 +146,7 @@ void HaproxyInvalidator::clear(std::vector<std::string> keys) {
 void HaproxyInvalidator::clear_all() {
   boost::asio::post(strand_, [this] {
     for (auto& socket : sockets_) {
-      socket->clear_table = true;
+      socket->revoke_table = true;
       if (socket->reachable) socket->wake.cancel();
     }
   });
@@ -123,7 +167,8 @@ bool HaproxyInvalidator::all_reachable() const {
 }
 
 void HaproxyInvalidator::add_keys(std::vector<std::string> keys) {
-  const auto valid_end = std::partition(keys.begin(), keys.end(), [](const auto& key) { return is_fast_path_key(key); });
+  const auto valid_end =
+      std::partition(keys.begin(), keys.end(), [](const auto& key) { return decision::is_haproxy_key(key); });
   if (const auto rejected = static_cast<std::size_t>(keys.end() - valid_end); rejected > 0) {
     // Never logged as they are: a rejected key may be anything a client sent.
     log(LogLevel::warn, "keys not sent to HAProxy: not a fast-path key ([A-Za-z0-9._@+-], 1 to 64)",
@@ -140,110 +185,199 @@ void HaproxyInvalidator::add_keys(std::vector<std::string> keys) {
       // Cheaper than thousands of keys, and bounded: every user's next request asks the agent.
       socket->pending.clear();
       socket->pending_set.clear();
-      socket->clear_table = true;
+      socket->revoke_table = true;
     }
     if (socket->reachable) socket->wake.cancel();
   }
 }
 
+void HaproxyInvalidator::schedule_key_repeats(Socket& socket, const std::vector<std::string>& keys,
+                                              std::chrono::steady_clock::time_point revoked) {
+  const auto due = revoked + settings_.repeat_after;
+  if (socket.repeat_table_at && *socket.repeat_table_at >= due) return;  // the table's repeat covers them
+  for (const auto& key : keys) {
+    socket.repeat_due[key] = due;
+    socket.repeat_queue.emplace_back(due, key);
+  }
+  if (socket.repeat_queue.size() > settings_.max_pending_keys) {
+    // Bounded (the queue holds every key waiting, and stale entries of keys revoked again): one
+    // whole-table repeat instead, no earlier than any key's.
+    socket.drop_key_repeats();
+    socket.repeat_table_at = due;
+  }
+}
+
 boost::asio::awaitable<void> HaproxyInvalidator::work(Socket& socket) {
-  const std::string clear_table_command = "clear table " + settings_.table + "\n";
-  const std::string clear_key_command = "clear table " + settings_.table + " key ";
   // Named commands, never temporaries: GCC 12 destroys a temporary argument of a coroutine called
   // in a co_await expression twice.
   const std::string check_command = "show table\n";
   while (!stopping_) {
-    if (socket.clear_table) {
-      // The keys waiting now are covered by this clear; keys arriving during it are not.
-      socket.pending.clear();
-      socket.pending_set.clear();
+    const auto now = std::chrono::steady_clock::now();
+    if (socket.revoke_table) {
       const bool was_reachable = socket.reachable;
-      if (co_await send(socket, clear_table_command, 1, false)) {
-        socket.clear_table = false;
-        if (hooks_.table_cleared) hooks_.table_cleared();
-        const std::lock_guard lock(status_mutex_);
-        ++socket.status.table_clears;
-        socket.status.last_clear = std::chrono::system_clock::now();
-      } else if (!was_reachable && !stopping_) {
+      if (!co_await revoke_table(socket, false) && !was_reachable && !stopping_) {
         // Unreachable still: try again after the check interval (stop() cancels the wait).
         socket.wake.expires_after(settings_.check_interval);
         co_await socket.wake.async_wait(net::nothrow_awaitable);
       }
       continue;
     }
+    if (socket.repeat_table_at && now >= *socket.repeat_table_at) {
+      socket.repeat_table_at.reset();
+      co_await revoke_table(socket, true);
+      continue;
+    }
     if (!socket.pending.empty()) {
-      std::string line;
-      std::size_t count = 0;
-      while (!socket.pending.empty() && count < settings_.keys_per_command) {
-        if (count > 0) line += ';';
-        line += clear_key_command;
-        line += socket.pending.front();
+      std::vector<std::string> keys;
+      while (!socket.pending.empty() && keys.size() < settings_.keys_per_command) {
         socket.pending_set.erase(socket.pending.front());
+        keys.push_back(std::move(socket.pending.front()));
         socket.pending.pop_front();
-        ++count;
       }
-      line += '\n';
-      if (co_await send(socket, std::move(line), count, false)) {
-        if (hooks_.keys_cleared) hooks_.keys_cleared(count);
+      if (co_await revoke_keys(socket, keys)) {
+        schedule_key_repeats(socket, keys, now);
+        if (hooks_.keys_cleared) hooks_.keys_cleared(keys.size());
         const std::lock_guard lock(status_mutex_);
-        socket.status.keys_cleared += count;
+        socket.status.keys_cleared += keys.size();
         socket.status.last_clear = std::chrono::system_clock::now();
       }
       continue;
     }
-    const auto check_due = socket.last_command + settings_.check_interval;
-    if (std::chrono::steady_clock::now() >= check_due) {
-      co_await send(socket, check_command, 1, true);
+    socket.drop_stale_repeats();
+    if (!socket.repeat_queue.empty() && now >= socket.repeat_queue.front().first) {
+      std::vector<std::string> keys;
+      while (!socket.repeat_queue.empty() && now >= socket.repeat_queue.front().first &&
+             keys.size() < settings_.keys_per_command) {
+        socket.repeat_due.erase(socket.repeat_queue.front().second);
+        keys.push_back(std::move(socket.repeat_queue.front().second));
+        socket.repeat_queue.pop_front();
+        socket.drop_stale_repeats();
+      }
+      if (co_await revoke_keys(socket, keys)) {
+        const std::lock_guard lock(status_mutex_);
+        ++socket.status.repeats;
+      }
       continue;
     }
-    socket.wake.expires_at(check_due);
+    auto wake_at = socket.last_command + settings_.check_interval;
+    if (now >= wake_at) {
+      co_await send(socket, check_command, 1, Expect::listing, max_answer_bytes);
+      continue;
+    }
+    if (socket.repeat_table_at) wake_at = std::min(wake_at, *socket.repeat_table_at);
+    if (!socket.repeat_queue.empty()) wake_at = std::min(wake_at, socket.repeat_queue.front().first);
+    socket.wake.expires_at(wake_at);
     co_await socket.wake.async_wait(net::nothrow_awaitable);
   }
 }
 
-boost::asio::awaitable<bool> HaproxyInvalidator::send(Socket& socket, std::string command, std::size_t commands,
-                                                      bool table_listing) {
-  auto answer = co_await net::haproxy_command(socket.address, std::move(command), max_answer_bytes,
-                                              settings_.command_timeout);
+boost::asio::awaitable<bool> HaproxyInvalidator::revoke_table(Socket& socket, bool repeat) {
+  const auto started = std::chrono::steady_clock::now();
+  if (!repeat) {
+    // The keys waiting now are covered by this revoke (and its repeat); a clear_all() arriving
+    // during it sets revoke_table again, keys arriving during it stay pending.
+    socket.revoke_table = false;
+    socket.pending.clear();
+    socket.pending_set.clear();
+  }
+  const std::string clear_command = "clear table " + settings_.table + "\n";
+  const std::string list_command = "show table " + settings_.table + " data.gpt gt 0\n";
+  // An unreachable socket turns reachable when the whole revoke succeeded, not at its first step.
+  const bool confirms_reachable = !socket.reachable;
+  socket.confirming_reachable = confirms_reachable;
+  std::optional<std::string> listing;
+  if (co_await send(socket, clear_command, 1, Expect::silent, max_answer_bytes)) {
+    // What `clear table` could not free: entries a stream uses, and any stored since.
+    listing = co_await send(socket, list_command, 1, Expect::listing, settings_.max_listing_bytes);
+  }
+  const auto listed = listing ? listed_keys(*listing) : ListedKeys{};
+  bool revoked = false;
+  if (listing) revoked = co_await revoke_keys(socket, listed.keys);
+  socket.confirming_reachable = false;
+  if (!revoked) co_return false;
+  if (confirms_reachable) set_reachable(socket, true, {});
+  if (listed.skipped > 0) {
+    log(LogLevel::warn, "rows of HAProxy's table not revoked: not a fast-path key ([A-Za-z0-9._@+-], 1 to 64)",
+        {{"socket", socket.address}, {"rows", std::to_string(listed.skipped)}});
+    if (hooks_.keys_rejected) hooks_.keys_rejected(listed.skipped);
+  }
+  if (repeat) {
+    const std::lock_guard lock(status_mutex_);
+    ++socket.status.repeats;
+    socket.status.in_use_revoked += listed.keys.size();
+    co_return true;
+  }
+  // Its repeat covers every key repeat due before it: all of them (each due at most repeat_after
+  // after a revoke that came before this one).
+  socket.drop_key_repeats();
+  socket.repeat_table_at = started + settings_.repeat_after;
+  if (hooks_.table_cleared) hooks_.table_cleared();
+  const std::lock_guard lock(status_mutex_);
+  ++socket.status.table_clears;
+  socket.status.in_use_revoked += listed.keys.size();
+  socket.status.last_clear = std::chrono::system_clock::now();
+  co_return true;
+}
+
+boost::asio::awaitable<bool> HaproxyInvalidator::revoke_keys(Socket& socket, const std::vector<std::string>& keys) {
+  const std::string revoke_command = "set table " + settings_.table + " key ";
+  for (std::size_t at = 0; at < keys.size(); at += settings_.keys_per_command) {
+    const auto end = std::min(keys.size(), at + settings_.keys_per_command);
+    std::string line;
+    for (std::size_t i = at; i < end; ++i) {
+      if (i > at) line += ';';
+      line += revoke_command;
+      line += keys[i];
+      line += " data.gpt 0";
+    }
+    line += '\n';
+    if (!co_await send(socket, std::move(line), end - at, Expect::silent, max_answer_bytes)) co_return false;
+  }
+  co_return true;
+}
+
+boost::asio::awaitable<std::optional<std::string>> HaproxyInvalidator::send(Socket& socket, std::string command,
+                                                                            std::size_t commands, Expect expect,
+                                                                            std::size_t max_bytes) {
+  auto answer = co_await net::haproxy_command(socket.address, std::move(command), max_bytes, settings_.command_timeout);
   socket.last_command = std::chrono::steady_clock::now();
   HaproxyCommandResult result = HaproxyCommandResult::ok;
   std::string error;
+  const bool listing = expect == Expect::listing;
   if (!answer) {
     result = HaproxyCommandResult::failed;
     error = answer.error().message;
   } else {
     const auto text = net::first_answer_line(*answer);
     // `show table` lists every table's header; a table missing from the list is one HAProxy lacks.
-    const bool missing_table = text == no_such_table ||
-                               (table_listing && !lists_table(*answer, settings_.table) &&
-                                (text.empty() || text.starts_with("# table:")));
+    const bool missing_table = text == no_such_table || (listing && !lists_table(*answer, settings_.table) &&
+                                                         (text.empty() || text.starts_with("# table:")));
+    const auto lines = static_cast<std::size_t>(std::count(answer->begin(), answer->end(), '\n'));
     if (missing_table) {
       result = HaproxyCommandResult::refused;
       error = "HAProxy has no table " + settings_.table + " (haproxy.cfg's backend " + settings_.table +
               "): answers it holds cannot be invalidated";
-    } else if (table_listing && !lists_table(*answer, settings_.table)) {
+    } else if (listing ? !lists_table(*answer, settings_.table) : !text.empty()) {
+      // Any text, "Entry currently in use" included: HAProxy did not do what was asked.
       result = HaproxyCommandResult::refused;
       error = "HAProxy refused the command: " + text;
-    } else if (!table_listing && !text.empty()) {
+    } else if (!listing && lines < commands) {
+      // Each command answers an empty line: fewer means HAProxy did not run them all.
       result = HaproxyCommandResult::refused;
-      error = "HAProxy refused the command: " + text;
-    } else if (!table_listing && static_cast<std::size_t>(std::count(answer->begin(), answer->end(), '\n')) < commands) {
-      // Each command answers at least an empty line: fewer means HAProxy did not run them all.
-      result = HaproxyCommandResult::refused;
-      error = "HAProxy answered " + std::to_string(std::count(answer->begin(), answer->end(), '\n')) + " of " +
-              std::to_string(commands) + " commands";
+      error = "HAProxy answered " + std::to_string(lines) + " of " + std::to_string(commands) + " commands";
     }
   }
   if (hooks_.command) hooks_.command(result);
   const bool ok = result == HaproxyCommandResult::ok;
   if (!ok) {
-    // What it holds is unknown now: a whole-table clear covers the keys, once it is back.
+    // What it holds is unknown now: a whole-table revoke covers the keys, once it is back.
     socket.pending.clear();
     socket.pending_set.clear();
-    socket.clear_table = true;
+    socket.revoke_table = true;
   }
-  set_reachable(socket, ok, std::move(error));
-  co_return ok;
+  if (!ok || !socket.confirming_reachable) set_reachable(socket, ok, std::move(error));
+  if (!ok) co_return std::nullopt;
+  co_return std::move(*answer);
 }
 
 void HaproxyInvalidator::set_reachable(Socket& socket, bool reachable, std::string error) {
@@ -257,7 +391,7 @@ void HaproxyInvalidator::set_reachable(Socket& socket, bool reachable, std::stri
     if (hooks_.socket_reachable) hooks_.socket_reachable(socket.index, reachable);
     if (reachable) {
       socket.logged_error.clear();
-      log(LogLevel::info, "HAProxy's runtime API reachable: its table of answers was cleared",
+      log(LogLevel::info, "HAProxy's runtime API reachable: its table of answers was revoked",
           {{"socket", socket.address}, {"table", settings_.table}});
     }
   }

@@ -1,7 +1,10 @@
 // A real HAProxy for C++ tests of its runtime API: started in the foreground (`-db`) with a
 // minimal configuration in a temporary directory: a stats socket there (unix, level admin), and
 // optionally one on 127.0.0.1 and a stick table like haproxy/haproxy.cfg's `fast_path`
-// (type string len 64, store gpt(3)). No frontend: nothing listens but the stats sockets.
+// (type string len 64, store gpt(3)). No frontend unless `tracking_frontend`: one on
+// 127.0.0.1 whose requests track their x-user header's entry in fast_path as haproxy.cfg's
+// `track-sc0` does, and wait for a body (track() opens one that never finishes: its entry stays
+// in use until the returned request is closed).
 //
 // Versions: Debian's 2.6 (`haproxy` on PATH, found at configure time: DIRECTOR_TEST_HAPROXY) and
 // 3.2 (DIRECTOR_TEST_HAPROXY3, ../shared/haproxy/haproxy-3.2 beside the source tree); an empty
@@ -23,11 +26,13 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 extern char** environ;
@@ -62,6 +67,24 @@ class Haproxy {
     std::string executable;
     bool fast_path_table = true;  // false: HAProxy has no table `fast_path` (a stale haproxy.cfg)
     bool tcp_socket = false;      // also a stats socket on 127.0.0.1:<free port>
+    bool tracking_frontend = false;  // a frontend on 127.0.0.1:<free port> tracking x-user in fast_path
+  };
+
+  // An open request tracking a key's entry (HAProxy refuses to delete it meanwhile); closed on
+  // destruction.
+  class TrackedRequest {
+   public:
+    explicit TrackedRequest(int fd) : fd_(fd) {}
+    ~TrackedRequest() {
+      if (fd_ >= 0) ::close(fd_);
+    }
+    TrackedRequest(TrackedRequest&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+    TrackedRequest(const TrackedRequest&) = delete;
+    TrackedRequest& operator=(const TrackedRequest&) = delete;
+    TrackedRequest& operator=(TrackedRequest&&) = delete;
+
+   private:
+    int fd_;
   };
 
   // Starts HAProxy and returns once its stats socket answers. Throws std::runtime_error when it
@@ -71,6 +94,7 @@ class Haproxy {
     if (::mkdtemp(pattern) == nullptr) throw std::runtime_error("haproxy fixture: mkdtemp failed");
     directory_ = pattern;
     if (options_.tcp_socket) tcp_port_ = free_port();
+    if (options_.tracking_frontend) frontend_port_ = free_port();
     write_config();
     start();
   }
@@ -157,6 +181,44 @@ class Haproxy {
     return result;
   }
 
+  // The keys of fast_path whose gpt0 (the address) is not 0: the entries HAProxy's fast path uses.
+  std::vector<std::string> live_keys() const {
+    std::vector<std::string> result;
+    for (auto& key : keys()) {
+      if (gpt0(key).value_or(0) != 0) result.push_back(std::move(key));
+    }
+    return result;
+  }
+
+  // gpt0 of `key`'s entry in fast_path; nullopt without an entry.
+  std::optional<long long> gpt0(std::string_view key) const { return field(key, "gpt0="); }
+
+  // How many streams use `key`'s entry (`use=`); nullopt without an entry.
+  std::optional<long long> use(std::string_view key) const { return field(key, "use="); }
+
+  // Opens a request to the tracking frontend with header x-user: `key` and a body that never
+  // comes, and returns once HAProxy tracks the key's entry. Throws when it does not within 5 s.
+  TrackedRequest track(std::string_view key) const {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    TrackedRequest request(fd);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    address.sin_port = htons(frontend_port_);
+    const std::string head = "POST / HTTP/1.1\r\nHost: test\r\nx-user: " + std::string(key) +
+                             "\r\nContent-Length: 1000000\r\n\r\n";
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+        ::send(fd, head.data(), head.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(head.size())) {
+      throw std::runtime_error("haproxy fixture: cannot open a request to the tracking frontend");
+    }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (use(key).value_or(0) < 1) {
+      if (std::chrono::steady_clock::now() >= deadline) throw std::runtime_error("haproxy fixture: key not tracked");
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return request;
+  }
+
   // Stores `key` in fast_path (gpt0 = 1), as an answer of the agent would.
   void store(std::string_view key) const {
     const auto answer = command("set table fast_path key " + std::string(key) + " data.gpt 1\n");
@@ -185,6 +247,19 @@ class Haproxy {
   }
 
  private:
+  // A number field (`name` ends in '=') of `key`'s row in fast_path; nullopt without the row.
+  std::optional<long long> field(std::string_view key, std::string_view name) const {
+    std::istringstream lines(command("show table fast_path\n"));
+    const std::string row_key = ": key=" + std::string(key) + " ";
+    for (std::string line; std::getline(lines, line);) {
+      if (line.find(row_key) == std::string::npos) continue;
+      const auto at = line.find(" " + std::string(name));
+      if (at == std::string::npos) return std::nullopt;
+      return std::stoll(line.substr(at + 1 + name.size()));
+    }
+    return std::nullopt;
+  }
+
   std::filesystem::path config_file() const { return directory_ / "haproxy.cfg"; }
   std::filesystem::path log_file() const { return directory_ / "haproxy.log"; }
 
@@ -194,6 +269,15 @@ class Haproxy {
         << "    stats socket " << socket() << " mode 600 level admin\n";
     if (options_.tcp_socket) out << "    stats socket " << tcp_socket() << " level admin\n";
     out << "defaults\n    timeout client 5s\n";
+    if (options_.tracking_frontend) {
+      out << "frontend tracking\n"
+          << "    mode http\n"
+          << "    timeout client 30s\n"
+          << "    bind 127.0.0.1:" << frontend_port_ << "\n"
+          << "    http-request track-sc0 req.hdr(x-user) table fast_path\n"
+          << "    http-request wait-for-body time 30s at-least 1000000\n"
+          << "    http-request return status 200\n";
+    }
     if (options_.fast_path_table) {
       out << "backend fast_path\n"
           << "    stick-table type string len 64 size 200k expire 2m store gpt(3)\n";
@@ -219,6 +303,7 @@ class Haproxy {
   Options options_;
   std::filesystem::path directory_;
   std::uint16_t tcp_port_ = 0;
+  std::uint16_t frontend_port_ = 0;
   pid_t pid_ = -1;
 };
 
