@@ -841,10 +841,10 @@ class Bench:
         ok = first_served == "spawner" or second_served == "spawner"
         out = {"first": [first_status, first_served, cookie], "second": [second_status, second_served],
                "seconds": seconds, "ok": ok}
-        print(f"  refused connection (events mode): first request {first_status} "
-              f"{first_served or '(retry page)'} cookie {cookie}, next {second_status} "
-              f"{second_served}: {verdict(ok)} (the next request goes to the spawner), "
-              f"{seconds:.3f} s", flush=True)
+        first_page = first_served or ("the retry page" if cookie else "no X-Served-By")
+        print(f"  refused connection (events mode): first request {first_status} {first_page}, "
+              f"next (cookie {cookie}) {second_status} {second_served}: {verdict(ok)} (the next "
+              f"request goes to the spawner), {seconds:.3f} s", flush=True)
         return out
 
     # the table
