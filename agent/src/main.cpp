@@ -52,11 +52,6 @@ struct LivenessChannels {
   }
 };
 
-// What a feed said about a container, as the decision core reads it.
-director::decision::ContainerState to_decision(director::feed::ContainerState state) {
-  return {std::move(state.id), state.running, state.unhealthy};
-}
-
 LivenessChannels make_channels(const director::config::Config& config, boost::asio::any_io_executor executor,
                                director::server::DecisionService& decision_service,
                                director::metrics::Metrics& metrics) {
@@ -66,17 +61,7 @@ LivenessChannels make_channels(const director::config::Config& config, boost::as
     server::HaproxyInvalidatorSettings settings;
     settings.sockets = config.haproxy_sockets;
     server::HaproxyInvalidatorHooks hooks;
-    hooks.command = [&metrics](server::HaproxyCommandResult result) {
-      switch (result) {
-        case server::HaproxyCommandResult::ok: metrics.haproxy_command(director::metrics::HaproxyCommandResult::ok); return;
-        case server::HaproxyCommandResult::refused:
-          metrics.haproxy_command(director::metrics::HaproxyCommandResult::refused);
-          return;
-        case server::HaproxyCommandResult::failed:
-          metrics.haproxy_command(director::metrics::HaproxyCommandResult::failed);
-          return;
-      }
-    };
+    hooks.command = [&metrics](director::metrics::HaproxyCommandResult result) { metrics.haproxy_command(result); };
     hooks.keys_cleared = [&metrics](std::size_t keys) { metrics.haproxy_keys_cleared(keys); };
     hooks.table_cleared = [&metrics] { metrics.haproxy_table_cleared(); };
     hooks.keys_rejected = [&metrics](std::size_t keys) { metrics.haproxy_keys_refused(keys); };
@@ -97,19 +82,14 @@ LivenessChannels make_channels(const director::config::Config& config, boost::as
       urls.push_back(std::move(*parsed));
     }
     server::EventFeedCallbacks callbacks;
-    callbacks.on_snapshot = [&decision_service](server::FeedId feed, director::feed::Containers containers) {
-      std::vector<std::pair<std::string, director::decision::ContainerState>> states;
-      states.reserve(containers.size());
-      for (auto& [label, state] : containers) states.emplace_back(std::move(label), to_decision(std::move(state)));
-      decision_service.on_feed_snapshot(feed, std::move(states));
+    callbacks.on_snapshot = [&decision_service](director::decision::FeedId feed, director::feed::Containers containers) {
+      decision_service.on_feed_snapshot(feed, std::move(containers));
     };
-    callbacks.on_event = [&decision_service](server::FeedId feed, std::string_view label,
-                                             std::optional<director::feed::ContainerState> state) {
-      std::optional<director::decision::ContainerState> changed;
-      if (state) changed = to_decision(std::move(*state));
-      decision_service.on_feed_event(feed, label, std::move(changed));
+    callbacks.on_event = [&decision_service](director::decision::FeedId feed, std::string_view label,
+                                             std::optional<director::decision::ContainerState> state) {
+      decision_service.on_feed_event(feed, label, std::move(state));
     };
-    callbacks.on_lost = [&decision_service](server::FeedId feed) { decision_service.on_feed_lost(feed); };
+    callbacks.on_lost = [&decision_service](director::decision::FeedId feed) { decision_service.on_feed_lost(feed); };
     channels.event_feed = std::make_unique<server::EventFeed>(executor, std::move(urls), std::move(callbacks));
   }
   return channels;

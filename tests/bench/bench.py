@@ -31,8 +31,8 @@ visits every user once (users.lua "once"), then warms up, then measures.
     python3 tests/bench/bench.py              # builds build/bench (Release) and runs everything
     python3 tests/bench/bench.py --smoke      # tiny sizes: the ctest smoke test
 
-Events mode needs tools/feed_standin.py and an agent with DIRECTOR_EVENT_FEEDS; without them
-its rows are reported as not measured. Exit status: 0 when every row of the table was measured,
+An agent that does not enter events mode (no feed connected, HAProxy's runtime socket not
+reached) gets its events rows reported as not measured, and why. Exit status: 0 when every row of the table was measured,
 1 otherwise, 77 when a tool is missing (haproxy, dnsmasq, wrk).
 """
 
@@ -55,6 +55,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "tools"))
 from containers import claim_subnet  # noqa: E402
+from feed_standin import FeedStandin  # noqa: E402
 from loopback import free_port, http_get  # noqa: E402
 from stack import IDENTITY, Component, Stack, haproxy_binary, machine_facts, wait_for  # noqa: E402
 
@@ -189,25 +190,18 @@ def fast_path_ttl_in(haproxy_cfg):
 class BenchStack(Stack):
     """tools/stack.py's stack with the bench's differences: the spawner is the origin's fixed
     answer, HAProxy runs `nbthread` threads (a global section of its own) with the fast path
-    held for `fast_path` ms (0: off), the agent gets `agent_env` besides the stack's environment,
-    and HAProxy's per-request log goes to /dev/null unless asked for."""
+    held for `fast_path` ms (0: off), the agent subscribes to `event_feeds` (Stack's option)
+    or not, and HAProxy's per-request log goes to /dev/null unless asked for."""
 
     def __init__(self, *, spawner_port, fast_path, keep_haproxy_log, nbthread=1, **kwargs):
         super().__init__(spawner_listen=f"127.0.0.1:{spawner_port}", **kwargs)
         self.fast_path = fast_path
         self.nbthread = nbthread
         self.keep_haproxy_log = keep_haproxy_log
-        self.agent_env = {}
         self.fast_path_in_haproxy = fast_path_ttl_in(self.haproxy_cfg) is not None
 
     def start_spawner(self):
         pass  # the origin HAProxy answers for the spawner
-
-    def _env(self, **extra):
-        # HAProxy and dnsmasq get the agent's variables too; neither reads them.
-        env = super()._env(**extra)
-        env.update(self.agent_env)
-        return env
 
     def haproxy_env(self):
         env = super().haproxy_env()
@@ -221,13 +215,14 @@ class BenchStack(Stack):
     def haproxy_socket(self):
         return self.run_dir / "haproxy.sock"
 
-    def configure(self, *, fast_path, nbthread, agent_env):
+    def configure(self, *, fast_path, nbthread, event_feeds=None):
         """Restarts what a change needs: HAProxy for another fast path or thread count, the agent
-        (its cache emptied) for other settings of its own."""
-        if not self.fast_path_in_haproxy:
-            agent_env = dict(agent_env, DIRECTOR_FAST_PATH_HOLD=f"{fast_path or 500}ms")
-        if agent_env != self.agent_env:
-            self.agent_env = agent_env
+        (its cache emptied) for other settings of its own. event_feeds: the feeds' URLs (events
+        mode: the agent is also given HAProxy's runtime socket), or None (TTL mode)."""
+        agent_env = {} if self.fast_path_in_haproxy else {"DIRECTOR_FAST_PATH_HOLD": f"{fast_path or 500}ms"}
+        agent = (event_feeds, event_feeds is not None, agent_env)
+        if agent != (self.event_feeds, self.haproxy_sockets, self.agent_env):
+            self.event_feeds, self.haproxy_sockets, self.agent_env = agent
             self.restart_agent()
             # Answers the previous agent let HAProxy hold (up to the event backstop) go too.
             self.haproxy_cli("clear table fast_path")
@@ -524,14 +519,13 @@ class Bench:
             self.measure("2. HAProxy do-resolve", ("127.0.0.1", self.resolve_port),
                          self.references["resolve"].proc.pid, users, "bench", self.alive,
                          director=False, socket_path=self.sockets["resolve"])
-        ttl_mode = {}
         for hold in self.fast_path_settings():
-            self.stack.configure(fast_path=hold, nbthread=nbthread, agent_env=ttl_mode)
+            self.stack.configure(fast_path=hold, nbthread=nbthread)
             for users in (1, a.users_mid, a.users_large):
                 self.measure(f"3. director, {fast_path_label(hold)}", self.stack.http,
                              self.haproxy_worker(), users, "bench", self.alive,
                              fast_path=hold, mode="ttl")
-        self.stack.configure(fast_path=a.fast_path, nbthread=nbthread, agent_env=ttl_mode)
+        self.stack.configure(fast_path=a.fast_path, nbthread=nbthread)
         spawner = lambda status, served: status == 202 and served == "spawner"  # noqa: E731
         self.measure("4. director, not alive (spawner)", self.stack.http, self.haproxy_worker(),
                      a.users_mid, "ghost", spawner, fast_path=a.fast_path, mode="ttl")
@@ -541,47 +535,40 @@ class Bench:
         self.stack.agent_args = ["--threads", "1", "--alive-ttl", "60s", "--refresh-after", "50s"]
         self.stack.restart_agent()
         for hold in sorted({0, a.fast_path}):
-            self.stack.configure(fast_path=hold, nbthread=nbthread, agent_env=ttl_mode)
+            self.stack.configure(fast_path=hold, nbthread=nbthread)
             self.measure(f"5. as 3 without re-checks, {fast_path_label(hold, short=True)}",
                          self.stack.http, self.haproxy_worker(), a.users_large, "bench",
                          self.alive, fast_path=hold, mode="ttl, no re-checks")
         self.stack.agent_args = ["--threads", "1"]
         self.stack.restart_agent()
         self.events_rows(nbthread)
-        self.stack.configure(fast_path=a.fast_path, nbthread=nbthread, agent_env=ttl_mode)
+        self.stack.configure(fast_path=a.fast_path, nbthread=nbthread)
 
     def haproxy_worker(self):
         return self.stack.haproxy_workers()[0]
 
     # events mode (issue 11)
 
-    def events_env(self):
-        """The agent's settings for events mode: the feed, and the HAProxy's runtime socket so
-        that it can hold answers long and clear them on events. None (and why, in
-        events_unavailable) when events mode cannot run here."""
+    def event_feeds(self):
+        """The agent's DIRECTOR_EVENT_FEEDS in events mode (BenchStack.configure gives it
+        HAProxy's runtime socket too, so that answers are held long and cleared on events), or
+        None (and why, in events_unavailable) when events mode cannot run here."""
         if self.feed is None and self.events_unavailable is None:
-            try:
-                from feed_standin import FeedStandin  # tools/feed_standin.py (issue 11)
-            except ImportError:
-                self.events_unavailable = "tools/feed_standin.py is not on this branch"
-                return None
             # A stand-in for director-spawner's feed: no runtime here runs 100,000 containers.
             self.feed = FeedStandin(running=[f"bench{i}" for i in range(self.most_users)]).start()
-        if self.feed is None:
-            return None
-        return {"DIRECTOR_EVENT_FEEDS": self.feed.url,
-                "DIRECTOR_HAPROXY_SOCKETS": str(self.stack.haproxy_socket)}
+        return None if self.feed is None else [self.feed.url]
 
-    def wait_events_mode(self, timeout=30):
+    def wait_events_mode(self):
         """True once the agent says events mode is in force (director_liveness_mode 1, or
         /status's "liveness" mode "events") and, when it reports it, that it reaches HAProxy's
         runtime socket (director_haproxy_runtime_reachable 1: answers are held long only then);
-        False at once from an agent that knows neither."""
-        deadline = time.monotonic() + timeout
+        False at once from an agent that knows neither. Sets events_unavailable when False."""
+        deadline = time.monotonic() + (10 if self.args.smoke else 30)
         while time.monotonic() < deadline:
             text = self.agent_metrics()
             liveness = json.loads(http_get(self.stack.agent_http, "/status", timeout=10)[1]).get("liveness")
             if "director_liveness_mode" not in text and liveness is None:
+                self.events_unavailable = "the agent has no events mode (no director_liveness_mode)"
                 return False
             events = (metric_value(text, "director_liveness_mode") == 1
                       or (isinstance(liveness, dict) and liveness.get("mode") == "events"))
@@ -589,17 +576,22 @@ class Bench:
             if events and reachable:
                 return True
             time.sleep(0.1)
+        self.events_unavailable = (
+            f"the agent did not enter events mode: director_liveness_mode "
+            f"{metric_value(text, 'director_liveness_mode')}, event feeds connected "
+            f"{metric_value(text, 'director_event_feeds_connected')} of "
+            f"{metric_value(text, 'director_event_feeds_configured')}, HAProxy runtime reachable "
+            f"{metric_value(text, 'director_haproxy_runtime_reachable')}")
         return False
 
     def events_rows(self, nbthread):
         a = self.args
-        env = None if self.events_unavailable else self.events_env()
-        if env is None:
+        feeds = None if self.events_unavailable else self.event_feeds()
+        if feeds is None:
             print(f"  6. director, events mode: not measured ({self.events_unavailable})", flush=True)
             return
-        self.stack.configure(fast_path=a.fast_path, nbthread=nbthread, agent_env=env)
+        self.stack.configure(fast_path=a.fast_path, nbthread=nbthread, event_feeds=feeds)
         if not self.wait_events_mode():
-            self.events_unavailable = "the agent did not report director_liveness_mode 1"
             print(f"  6. director, events mode: not measured ({self.events_unavailable})", flush=True)
             return
         for size, users in (("one", 1), ("mid", a.users_mid), ("large", a.users_large),
@@ -671,7 +663,7 @@ class Bench:
         print(f"scale checks (HAProxy nbthread {a.nbthread[0]}):", flush=True)
         scale = self.results.setdefault("scale", {})
         self.nbthread = a.nbthread[0]
-        self.stack.configure(fast_path=a.fast_path, nbthread=self.nbthread, agent_env={})
+        self.stack.configure(fast_path=a.fast_path, nbthread=self.nbthread)
 
         # RSS with many cached users: fill the cache straight through SPOP, then read it back.
         rss_before = rss_mib(self.agent_pid)
@@ -690,24 +682,21 @@ class Bench:
 
         # Convergence, TTL mode (fast path off and on), then events mode.
         scale["convergence"] = {}
-        ttl_mode = {}
         nbthread = a.nbthread[0]
         for hold in sorted({0, a.fast_path}):
-            self.stack.configure(fast_path=hold, nbthread=nbthread, agent_env=ttl_mode)
+            self.stack.configure(fast_path=hold, nbthread=nbthread)
             scale["convergence"][f"ttl, {fast_path_label(hold)}"] = self.convergence(
                 f"TTL mode, {fast_path_label(hold)}", f"t{hold}")
-        env = None if self.events_unavailable else self.events_env()
-        if env is not None:
-            self.stack.configure(fast_path=a.fast_path, nbthread=nbthread, agent_env=env)
-            if not self.wait_events_mode():
-                self.events_unavailable = "the agent did not report director_liveness_mode 1"
-            else:
+        feeds = None if self.events_unavailable else self.event_feeds()
+        if feeds is not None:
+            self.stack.configure(fast_path=a.fast_path, nbthread=nbthread, event_feeds=feeds)
+            if self.wait_events_mode():
                 scale["convergence"]["events"] = self.convergence(
                     f"events mode, {fast_path_label(a.fast_path)}", "ev", events=True)
                 scale["refused"] = self.refused_connection()
         if "events" not in scale["convergence"]:
             print(f"  convergence, events mode: not measured ({self.events_unavailable})", flush=True)
-        self.stack.configure(fast_path=a.fast_path, nbthread=nbthread, agent_env=ttl_mode)
+        self.stack.configure(fast_path=a.fast_path, nbthread=nbthread)
 
     def check_counts(self):
         text = self.agent_metrics()
@@ -845,6 +834,9 @@ class Bench:
         killed_at = time.monotonic()
         first_status, first_served, _, cookies = request(stack.http, user)
         cookie = next((c.split(";", 1)[0] for c in cookies if c.startswith(RETRY_COOKIE + "=")), None)
+        # The retry page reloads itself after 2 s (Refresh: 2), and so does the browser. (The agent
+        # honours a retry only when its last check is over 250 ms old: retry_interval.)
+        time.sleep(2.0)
         second_status, second_served, *_ = request(stack.http, user, cookie=cookie)
         seconds = time.monotonic() - killed_at
         stack.containers.forget_dead(stack.host_for(user))
@@ -852,10 +844,10 @@ class Bench:
         ok = first_served == "spawner" or second_served == "spawner"
         out = {"first": [first_status, first_served, cookie], "second": [second_status, second_served],
                "seconds": seconds, "ok": ok}
-        print(f"  refused connection (events mode): first request {first_status} "
-              f"{first_served or '(retry page)'} cookie {cookie}, next {second_status} "
-              f"{second_served}: {verdict(ok)} (the next request goes to the spawner), "
-              f"{seconds:.3f} s", flush=True)
+        first_page = first_served or ("the retry page" if cookie else "no X-Served-By")
+        print(f"  refused connection (events mode): first request {first_status} {first_page}, "
+              f"next (cookie {cookie}) {second_status} {second_served}: {verdict(ok)} (the next "
+              f"request goes to the spawner), {seconds:.3f} s", flush=True)
         return out
 
     # the table

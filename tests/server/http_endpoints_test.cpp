@@ -179,12 +179,10 @@ std::unique_ptr<director::server::EventFeed> event_feed_into(Agent& agent, const
   for (const auto& url : urls) parsed.push_back(*director::feed::parse_feed_url(url));
   director::server::EventFeedCallbacks callbacks;
   auto& service = *agent.decision_service;
-  callbacks.on_snapshot = [&service](director::server::FeedId feed, director::feed::Containers containers) {
-    std::vector<std::pair<std::string, director::decision::ContainerState>> states;
-    for (auto& [label, state] : containers) states.push_back({label, {state.id, state.running, state.unhealthy}});
-    service.on_feed_snapshot(feed, std::move(states));
+  callbacks.on_snapshot = [&service](director::decision::FeedId feed, director::feed::Containers containers) {
+    service.on_feed_snapshot(feed, std::move(containers));
   };
-  callbacks.on_lost = [&service](director::server::FeedId feed) { service.on_feed_lost(feed); };
+  callbacks.on_lost = [&service](director::decision::FeedId feed) { service.on_feed_lost(feed); };
   return std::make_unique<director::server::EventFeed>(agent.io.get_executor(), std::move(parsed),
                                                        std::move(callbacks));
 }

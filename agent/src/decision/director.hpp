@@ -7,7 +7,8 @@
 // Two modes per entry (docs/architecture.md): an alive entry whose label some connected feed says
 // is running and not unhealthy, checked after the feed last changed its mind about the label, is
 // kept Settings::event_alive_ttl ("event TTL"); every other entry keeps the short TTLs below
-// ("TTL mode"). Any feed change of a label (except a first sighting as running) invalidates it.
+// ("TTL mode"). Any feed change of a label invalidates it, except a first sighting as running and
+// a lost feed (its labels fall back to the TTLs).
 #pragma once
 
 #include "decision/username.hpp"

@@ -172,6 +172,11 @@ std::optional<FeedState::Change> FeedState::apply(const Event& event) {
     labels_.erase(known);
     return Change{event.label, std::nullopt};
   }
+  // A late stop, death or health report of a container the label no longer has (the spawner
+  // re-created it) says nothing about the one it has now.
+  const bool other_container = known != labels_.end() && !event.id.empty() && !known->second.id.empty() &&
+                               known->second.id != event.id;
+  if (other_container && event.kind != EventKind::created && event.kind != EventKind::started) return std::nullopt;
   ContainerState state;
   state.id = event.id;
   switch (event.kind) {
@@ -180,8 +185,7 @@ std::optional<FeedState::Change> FeedState::apply(const Event& event) {
     case EventKind::stopped:
     case EventKind::died: state.running = false; break;
     case EventKind::health:
-      state.running = known != labels_.end() && known->second.running &&
-                      (event.id.empty() || known->second.id == event.id);
+      state.running = known != labels_.end() && known->second.running;
       if (state.id.empty() && known != labels_.end()) state.id = known->second.id;
       state.unhealthy = event.unhealthy;
       break;

@@ -60,10 +60,11 @@ void DecisionService::on_feed_lost(decision::FeedId feed) {
   decision::Invalidation invalidation;
   std::uint64_t invalidated = 0;
   {
+    // A lost feed probes nobody: its labels fall back to the TTLs. They are what it counts.
     const std::lock_guard lock(mutex_);
-    const auto before = director_.stats().invalidations;
+    const auto covered_before = director_.covered_labels();
     invalidation = director_.feed_lost(feed, decision::Clock::now());
-    invalidated = director_.stats().invalidations - before;
+    invalidated = covered_before - director_.covered_labels();
   }
   metrics_.invalidated(metrics::InvalidationCause::feed_lost, invalidated);
   apply(std::move(invalidation));
@@ -165,10 +166,11 @@ boost::asio::awaitable<void> DecisionService::run(decision::CheckPlan plan) {
   } else if (completion.alive_changed || completion.previous_reason != completion.answer.reason) {
     log_change(plan, completion);
   }
-  if (!completion.haproxy_keys.empty()) {
+  // The keys of a label found no longer alive, and those of entries the cache evicted meanwhile.
+  if (completion.alive_changed && !completion.answer.alive && completion.previous_reason) {
     metrics_.invalidated(metrics::InvalidationCause::not_alive, 1);
-    clear_in_haproxy(std::move(completion.haproxy_keys));
   }
+  clear_in_haproxy(std::move(completion.haproxy_keys));
   for (auto& deliver : deliveries) deliver(completion.answer);
 }
 

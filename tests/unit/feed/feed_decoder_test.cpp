@@ -205,9 +205,16 @@ TEST_CASE("the state of a feed follows the plan's mapping", "[feed]") {
     CHECK(change(EventKind::health, "carol", "c1", true)->state == ContainerState{"c1", false, true});
     CHECK(change(EventKind::health, "alice", "", true)->state == ContainerState{"a1", true, true});
   }
-  SECTION("health of a label not known, or of another container: not running") {
+  SECTION("health of a label not known: not running") {
     CHECK(change(EventKind::health, "erin", "e1", false)->state == ContainerState{"e1", false, false});
-    CHECK(change(EventKind::health, "alice", "other", false)->state == ContainerState{"other", false, false});
+  }
+  SECTION("a late stop, death or health report of a container the label no longer has: no change") {
+    CHECK_FALSE(change(EventKind::health, "alice", "old", true).has_value());
+    CHECK_FALSE(change(EventKind::stopped, "alice", "old").has_value());
+    CHECK_FALSE(change(EventKind::died, "alice", "old").has_value());
+    CHECK(*state.find("alice") == ContainerState{"a1", true, false});
+    CHECK(change(EventKind::started, "alice", "a2")->state == ContainerState{"a2", true, false});  // a new one
+    CHECK(change(EventKind::created, "carol", "c2")->state == ContainerState{"c2", false, false});
   }
   SECTION("an event that repeats the known state is no change") {
     CHECK_FALSE(change(EventKind::started, "alice", "a1").has_value());
@@ -215,7 +222,6 @@ TEST_CASE("the state of a feed follows the plan's mapping", "[feed]") {
     CHECK_FALSE(change(EventKind::health, "alice", "a1", true).has_value());
     CHECK_FALSE(change(EventKind::health, "alice", "", true).has_value());
     CHECK_FALSE(change(EventKind::stopped, "carol", "c1").has_value());
-    CHECK(change(EventKind::stopped, "carol", "c2").has_value());  // another container
   }
   SECTION("started after unhealthy: healthy again") {
     change(EventKind::health, "alice", "a1", true);
