@@ -86,7 +86,9 @@ struct Running {
 struct OneHaproxy {
   explicit OneHaproxy(const director::test::HaproxyVersion& version, std::chrono::milliseconds check_interval = 2s,
                       bool fast_path_table = true, std::chrono::milliseconds repeat_after = 300ms)
-      : haproxy({.executable = version.executable, .fast_path_table = fast_path_table, .tracking_frontend = fast_path_table}),
+      : haproxy({.executable = version.executable,
+                 .fast_path_table = fast_path_table,
+                 .tracking_frontend = fast_path_table}),
         running(io, {haproxy.socket()}, seen, check_interval, repeat_after) {}
 
   Haproxy haproxy;

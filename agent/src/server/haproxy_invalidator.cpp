@@ -358,7 +358,8 @@ boost::asio::awaitable<std::optional<std::string>> HaproxyInvalidator::send(Sock
       error = "HAProxy has no table " + settings_.table + " (haproxy.cfg's backend " + settings_.table +
               "): answers it holds cannot be invalidated";
     } else if (listing ? !lists_table(*answer, settings_.table) : !text.empty()) {
-      // Any text, "Entry currently in use" included: HAProxy did not do what was asked.
+      // Any text is an error. ("Entry currently in use" cannot come: no command here deletes an
+      // entry, because HAProxy refuses to delete one a stream tracks; revoking overwrites it.)
       result = HaproxyCommandResult::refused;
       error = "HAProxy refused the command: " + text;
     } else if (!listing && lines < commands) {

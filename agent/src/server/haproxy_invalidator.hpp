@@ -86,8 +86,10 @@ using metrics::HaproxyCommandResult;
 // What the invalidator reports, each called on its strand; any may be empty.
 struct HaproxyInvalidatorHooks {
   std::function<void(HaproxyCommandResult)> command;                   // every command sent
-  std::function<void(std::size_t keys)> keys_cleared;                  // keys one socket confirmed revoking (not repeats)
-  std::function<void()> table_cleared;                                 // a whole-table revoke one socket confirmed (not repeats)
+  // Keys one socket confirmed revoking, and a whole-table revoke one socket confirmed (repeats
+  // are not reported: status().repeats counts them).
+  std::function<void(std::size_t keys)> keys_cleared;
+  std::function<void()> table_cleared;
   std::function<void(std::size_t keys)> keys_rejected;                 // keys dropped: not decision::is_haproxy_key
   std::function<void(std::size_t socket_index, bool reachable)> socket_reachable;  // a socket's state changed
   std::function<void(bool all_reachable)> on_reachability;             // the conjunction changed
