@@ -917,8 +917,12 @@ def demo_text(stack):
   curl -si -H '{identity}: bob' -H 'Accept: text/html' {url}/
   sleep 2; curl -si -H '{identity}: bob' {url}/
   curl -s {spawner_http}/users
-  curl -s --unix-socket {stack.podman.socket} 'http://podman/containers/json?all=true'"""
-        more_metrics = f"\n  curl -s {spawner_http}/metrics | grep -E '^director_spawner_spawns_total'"
+  curl -s --unix-socket {stack.podman.socket} 'http://podman/containers/json?all=true'
+    The agent follows director-spawner's events ("liveness" in its /status: mode "events"), and
+    HAProxy holds its answers until an event takes them back:
+  curl -s '{agent_http}/status?user=bob'"""
+        more_metrics = (f"\n  curl -s {spawner_http}/metrics | grep -E '^director_spawner_spawns_total'"
+                        f"\n  curl -s {agent_http}/metrics | grep -E '^director_liveness_mode'")
     else:
         spawner = f"the demo spawner {stack.spawner[0]}:{stack.spawner[1]}"
         containers = f"demo backends on {stack.subnet}.x:{stack.container_port}"
@@ -1007,7 +1011,10 @@ def main():
                   spawner_listen=args.spawner, container_port=args.container_port,
                   host_prefix=args.host_prefix, domain=args.domain, subnet_preference=1,
                   spawner=kind, spawner_bin=args.spawner_bin, users=users,
-                  spawner_http=args.spawner_http)
+                  spawner_http=args.spawner_http,
+                  # With director-spawner, liveness from its events (docs/architecture.md).
+                  event_feeds="spawner" if kind == "director" else None,
+                  haproxy_sockets=kind == "director")
     stopping = []
     for sig in (signal.SIGINT, signal.SIGTERM):  # SIGINT may arrive ignored (background job)
         signal.signal(sig, lambda *_: stopping.append(1))
