@@ -212,7 +212,10 @@ class HoldSemantics(ScriptedAgent):
         self.assert_routed("mira")
         before = len(haproxy_log_decisions(self.stack))
         self.assert_routed("mira")
-        self.assertEqual(haproxy_log_decisions(self.stack)[before:][-1]["fast"], "1")
+        # HAProxy writes the log line once the stream ends, which may be after the client read
+        # the response.
+        decision = poll(lambda: haproxy_log_decisions(self.stack)[before:], lambda found: found, 5)[0][-1]
+        self.assertEqual(decision["fast"], "1")
         self.stack.kill_agent()
         try:
             poll(self.stack.agent_server_state, lambda s: s and s[0].startswith("DOWN"), 10)
