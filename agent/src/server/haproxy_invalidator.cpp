@@ -127,17 +127,24 @@ void HaproxyInvalidator::start(std::function<void()> then) {
   }
   first_revokes_pending_ = sockets_.size();
   if (then) {
-    then_ = std::move(then);  // before any work runs on the strand
     ++workers_;
-    first_revoke_deadline_.expires_after(settings_.first_revoke_wait);
-    first_revoke_deadline_.async_wait([this](const boost::system::error_code& error) {
-      if (!error && then_) {
-        log(LogLevel::warn, "HAProxy's tables not all revoked at start in time: going on, those sockets unreachable",
-            {{"waited_ms", std::to_string(settings_.first_revoke_wait.count())},
-             {"sockets_pending", std::to_string(first_revokes_pending_)}});
-        call_then();
+    // On the strand before the workers (a strand runs in posting order), after which stop()'s.
+    boost::asio::post(strand_, [this, then = std::move(then)]() mutable {
+      if (stopping_) {
+        --workers_;
+        return;
       }
-      --workers_;
+      then_ = std::move(then);
+      first_revoke_deadline_.expires_after(settings_.first_revoke_wait);
+      first_revoke_deadline_.async_wait([this](const boost::system::error_code& error) {
+        if (!error && then_) {
+          log(LogLevel::warn, "HAProxy's tables not all revoked at start in time: going on, those sockets unreachable",
+              {{"waited_ms", std::to_string(settings_.first_revoke_wait.count())},
+               {"sockets_pending", std::to_string(first_revokes_pending_)}});
+          call_then();
+        }
+        --workers_;
+      });
     });
   }
   for (auto& socket : sockets_) {
