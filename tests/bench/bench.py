@@ -157,6 +157,17 @@ backend origin
     server origin {origin_addr}:{container_port}
 """
 
+# The two per-user references' backends: the chosen address (txn.dst_addr) or the spawner.
+REFERENCE_BACKENDS = """
+backend container
+    http-request set-dst var(txn.dst_addr)
+    http-request set-dst-port int({container_port})
+    # The director's tuning (haproxy.cfg): idle connections kept for many destinations.
+    server container 0.0.0.0:0 pool-low-conn 1000
+backend spawner
+    server spawner 127.0.0.1:{spawner_port}
+"""
+
 # What an operator would write without the director: HAProxy resolves <prefix>-<username> itself
 # (the director's degraded mode, without the identity checks), no liveness.
 RESOLVE_CFG = REFERENCE_HEAD + """
@@ -166,13 +177,7 @@ frontend resolve
     http-request do-resolve(txn.dst_addr,dns) var(txn.host)
     use_backend container if {{ var(txn.dst_addr) -m found }}
     default_backend spawner
-backend container
-    http-request set-dst var(txn.dst_addr)
-    http-request set-dst-port int({container_port})
-    # The director's tuning (haproxy.cfg): idle connections kept for many destinations.
-    server container 0.0.0.0:0 pool-low-conn 1000
-backend spawner
-    server spawner 127.0.0.1:{spawner_port}
+""" + REFERENCE_BACKENDS + """
 resolvers dns
     nameserver dnsmasq {dns}
     resolve_retries 2
@@ -197,13 +202,7 @@ frontend floor
     http-request set-var(txn.dst_addr) req.fhdr(x-forwarded-preferred-username),map({users_map}),ipmask(32)
     use_backend container if {{ var(txn.dst_addr) -m found }}
     default_backend spawner
-backend container
-    http-request set-dst var(txn.dst_addr)
-    http-request set-dst-port int({container_port})
-    server container 0.0.0.0:0 pool-low-conn 1000
-backend spawner
-    server spawner 127.0.0.1:{spawner_port}
-"""
+""" + REFERENCE_BACKENDS
 
 
 # haproxy.cfg before issue 11 sets the fast path's TTL in HAProxy (DIRECTOR_FAST_PATH_TTL_MS);
