@@ -165,9 +165,27 @@ struct Stats {
 // Identifies an event feed: its index in DIRECTOR_EVENT_FEEDS.
 using FeedId = std::uint32_t;
 
+// A container's id (the runtime's: 64 hex digits for Docker and Podman) as the agent keeps it:
+// a fixed-size value, since the agent only ever compares ids (is this event about the label's
+// current container? did the label get another one?) and holds one per label and feed. Equal
+// texts give equal ids; the empty text gives the empty id. Two different texts compare equal
+// with a probability of 2^-64 (the ids are the runtime's random ones, not a user's input).
+class ContainerId {
+ public:
+  ContainerId() = default;
+  ContainerId(std::string_view text) noexcept;  // NOLINT(google-explicit-constructor): an id is its text
+  ContainerId(const std::string& text) noexcept : ContainerId(std::string_view(text)) {}  // NOLINT
+  ContainerId(const char* text) noexcept : ContainerId(std::string_view(text)) {}         // NOLINT
+  bool empty() const noexcept { return hash_ == 0; }
+  friend bool operator==(ContainerId, ContainerId) = default;
+
+ private:
+  std::uint64_t hash_ = 0;  // 0: no id; a text's hash is never 0
+};
+
 // What a feed says about the container of one label.
 struct ContainerState {
-  std::string id;
+  ContainerId id;
   bool running = false;
   bool unhealthy = false;
   friend bool operator==(const ContainerState&, const ContainerState&) = default;
@@ -266,7 +284,7 @@ class Director {
     bool alive = false;
     Reason reason = Reason::ok;
     bool checking = false;          // a check is in flight: pinned, not evictable
-    bool covered = false;           // cache of "covered_labels_ has the label"
+    bool covered = false;           // cache of covered_by_feed(kNoFeed, label)
     bool invalidated = false;       // a feed change expired the last result: wait for a check
     bool untracked_username = false;  // a username HAProxy may store could not be kept: no long hold
   };
@@ -285,10 +303,15 @@ class Director {
   };
 
   Feed& feed_at(FeedId feed);
-  // Records that one feed's word on `label` went from `before` to `after` (nullptr: unknown or
-  // destroyed); `lost`: the feed is gone rather than saying the container is.
-  void apply_feed_change(std::string_view label, const ContainerState* before, const ContainerState* after,
-                         bool lost, Invalidation& out, TimePoint now);
+  // Whether a connected feed other than `except` says `label` is running and not unhealthy
+  // (kNoFeed: any feed). O(number of feeds): the per-feed views are the only record of coverage.
+  bool covered_by_feed(FeedId except, std::string_view label) const;
+  static constexpr FeedId kNoFeed = ~FeedId{0};
+  // Records that `feed`'s word on `label` went from `before` to `after` (nullptr: unknown or
+  // destroyed), before the feed's view changes; `lost`: the feed is gone rather than saying the
+  // container is.
+  void apply_feed_change(FeedId feed, std::string_view label, const ContainerState* before,
+                         const ContainerState* after, bool lost, Invalidation& out, TimePoint now);
   static void remember_username(Entry& entry, std::string_view username);
   static void append_haproxy_keys(const Entry& entry, std::vector<std::string>& keys);  // label + usernames
   static void append_usernames(const Entry& entry, std::vector<std::string>& keys);
@@ -307,8 +330,7 @@ class Director {
   Stats stats_;
 
   std::vector<Feed> feeds_;  // by FeedId; a feed that is not connected knows no label
-  // Covered labels -> how many connected feeds say running && !unhealthy (> 0).
-  std::unordered_map<std::string, std::uint32_t, StringHash, std::equal_to<>> covered_labels_;
+  std::size_t covered_labels_ = 0;  // labels some connected feed says are running && !unhealthy
   bool haproxy_invalidation_ = false;
   // Usernames of evicted entries that HAProxy may hold: cleared with the next Completion.
   std::vector<std::string> evicted_keys_;
