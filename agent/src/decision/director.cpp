@@ -169,9 +169,10 @@ Completion Director::record_check(std::string_view label, const CheckResult& res
   Completion completion;
   const auto found = index_.find(label);
   // A check that overlapped a feed change of its label is not trusted: it is repeated, and its
-  // waiters wait for the repeat.
+  // waiters wait for the repeat, up to kMaxRepeatedChecks times in a row (then it answers them).
   const bool overlapped = found != index_.end() && found->second->checking &&
-                          found->second->planned_generation != found->second->generation;
+                          found->second->planned_generation != found->second->generation &&
+                          found->second->repeated_checks < kMaxRepeatedChecks;
   if (found == index_.end() || overlapped) {
     completion.answer.alive = outcome.alive;
     completion.answer.reason = outcome.reason;
@@ -183,6 +184,7 @@ Completion Director::record_check(std::string_view label, const CheckResult& res
     completion.answer.port = outcome.alive ? settings_.container_port : std::uint16_t{0};
     if (overlapped) {
       ++stats_.rechecks;
+      ++found->second->repeated_checks;
       completion.start_check = plan_for(*found->second, now);
     }
     return completion;
@@ -210,6 +212,7 @@ Completion Director::record_check(std::string_view label, const CheckResult& res
   entry.checked_generation = entry.checking ? entry.planned_generation : entry.generation;
   entry.checking = false;
   entry.invalidated = false;
+  entry.repeated_checks = 0;
 
   completion.waiters = std::move(entry.waiters);
   entry.waiters.clear();

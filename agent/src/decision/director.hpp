@@ -134,7 +134,8 @@ struct Completion {
   Answer answer;
   // Every request queued on this check, in arrival order. Empty when the check overlapped a feed
   // change of its label: its result is not trusted, start_check repeats it and the waiters stay
-  // queued for the repeat.
+  // queued for the repeat; at most Director::kMaxRepeatedChecks times in a row, after which the
+  // check's result is recorded and answers them anyway (under the TTLs: see complete()).
   std::vector<WaiterId> waiters;
   std::optional<CheckPlan> start_check;  // set when the caller must start this check now
   // HAProxy keys to clear in every HAProxy's fast_path table: the label's when it went alive ->
@@ -234,6 +235,11 @@ class Director {
   // Reports the result of a check started by decide(), an Invalidation or a Completion; releases
   // every waiter queued on it, unless the check overlapped a feed change of its label (see
   // Completion). A label that is not cached gets its Answer but nothing is recorded.
+  // A label whose feed word flaps faster than a check completes would keep its waiters forever:
+  // after kMaxRepeatedChecks repeats in a row, the next overlapped check's result is recorded and
+  // answers the waiters; it was planned before the latest feed change, so it is never under the
+  // event TTL (the short TTLs apply, and a later request checks again).
+  static constexpr std::uint8_t kMaxRepeatedChecks = 3;
   Completion complete(std::string_view label, const CheckResult& result, TimePoint now);
 
   // Feed messages. A snapshot replaces everything `feed` said (labels it no longer lists are
@@ -287,6 +293,7 @@ class Director {
     bool covered = false;           // cache of covered_by_feed(kNoFeed, label)
     bool invalidated = false;       // a feed change expired the last result: wait for a check
     bool untracked_username = false;  // a username HAProxy may store could not be kept: no long hold
+    std::uint8_t repeated_checks = 0;  // overlapped checks repeated in a row for the queued waiters
   };
   using Entries = std::list<Entry>;  // most recently used first
 
