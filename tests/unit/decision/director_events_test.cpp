@@ -87,6 +87,18 @@ TEST_CASE("events: HAProxy keys are only names of 1-64 characters of [A-Za-z0-9.
   CHECK_FALSE(is_haproxy_key("j\xc3\xa4" "ck"));
 }
 
+TEST_CASE("events: a container id is kept as a fixed-size value that only compares", "[director][events]") {
+  static_assert(sizeof(ContainerId) == 8);
+  const std::string runtime_id(64, 'f');
+  CHECK(ContainerId(runtime_id) == ContainerId(std::string_view(runtime_id)));
+  CHECK(ContainerId("c1") == ContainerId(std::string("c1")));
+  CHECK_FALSE(ContainerId("c1") == ContainerId("c2"));
+  CHECK_FALSE(ContainerId(runtime_id) == ContainerId(std::string(63, 'f')));
+  CHECK(ContainerId("").empty());
+  CHECK(ContainerId() == ContainerId(""));
+  CHECK_FALSE(ContainerId("c1").empty());
+}
+
 TEST_CASE("events: without a feed every alive answer keeps the TTL", "[director][events]") {
   Director director(event_settings());
   director.set_haproxy_invalidation(true);
