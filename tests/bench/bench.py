@@ -4,7 +4,10 @@ thread count (nbthread 1, then 2):
 
   1. HAProxy -> one static backend (the limit), measured first and again last: every other row
      is given with the mean of the two (ratio, p99 added), and their spread is reported;
-  2. HAProxy do-resolve to the computed host (the do-it-yourself alternative, no liveness);
+  2. HAProxy do-resolve to the computed host (the do-it-yourself alternative, no liveness), and
+     the floor of any per-user routing in HAProxy: haproxy.cfg's identity checks, then the
+     user's address from a map (one lookup, no liveness, no agent) and set-dst, at 1 / 100 /
+     10,000 users: how close to static a director in HAProxy's rules can get at all;
   3. HAProxy + director in TTL mode (no event feed), users alive and cached, 1 / 100 / 10,000
      users, fast path off and on;
   4. HAProxy + director, users not alive (the spawner path);
@@ -154,6 +157,17 @@ backend origin
     server origin {origin_addr}:{container_port}
 """
 
+# The two per-user references' backends: the chosen address (txn.dst_addr) or the spawner.
+REFERENCE_BACKENDS = """
+backend container
+    http-request set-dst var(txn.dst_addr)
+    http-request set-dst-port int({container_port})
+    # The director's tuning (haproxy.cfg): idle connections kept for many destinations.
+    server container 0.0.0.0:0 pool-low-conn 1000
+backend spawner
+    server spawner 127.0.0.1:{spawner_port}
+"""
+
 # What an operator would write without the director: HAProxy resolves <prefix>-<username> itself
 # (the director's degraded mode, without the identity checks), no liveness.
 RESOLVE_CFG = REFERENCE_HEAD + """
@@ -163,19 +177,32 @@ frontend resolve
     http-request do-resolve(txn.dst_addr,dns) var(txn.host)
     use_backend container if {{ var(txn.dst_addr) -m found }}
     default_backend spawner
-backend container
-    http-request set-dst var(txn.dst_addr)
-    http-request set-dst-port int({container_port})
-    # The director's tuning (haproxy.cfg): idle connections kept for many destinations.
-    server container 0.0.0.0:0 pool-low-conn 1000
-backend spawner
-    server spawner 127.0.0.1:{spawner_port}
+""" + REFERENCE_BACKENDS + """
 resolvers dns
     nameserver dnsmasq {dns}
     resolve_retries 2
     timeout retry 250ms
     hold valid 1s
 """
+
+
+# The floor: what every per-user router in HAProxy does at least on each request. The identity
+# checks exactly as haproxy/haproxy.cfg's step 1, then one lookup of the user's address (a map
+# file the bench writes: username -> address) and set-dst; no liveness, no agent, no fast path
+# expiry, no guards, no log fields beyond the target.
+FLOOR_CFG = REFERENCE_HEAD + """
+frontend floor
+    bind 127.0.0.1:{port}
+    http-request del-header x-director- -m beg
+    acl trusted_source src 127.0.0.0/8 ::1/128
+    http-request return status 403 unless trusted_source
+    acl one_identity   req.fhdr_cnt(x-forwarded-preferred-username) eq 1
+    acl empty_identity req.fhdr(x-forwarded-preferred-username) -m len 0
+    http-request return status 403 if !one_identity || empty_identity
+    http-request set-var(txn.dst_addr) req.fhdr(x-forwarded-preferred-username),map({users_map}),ipmask(32)
+    use_backend container if {{ var(txn.dst_addr) -m found }}
+    default_backend spawner
+""" + REFERENCE_BACKENDS
 
 
 # haproxy.cfg before issue 11 sets the fast path's TTL in HAProxy (DIRECTOR_FAST_PATH_TTL_MS);
@@ -367,17 +394,20 @@ class Bench:
             for i in range(a.cold_users):
                 f.write(f"{self.origin_addr(i)} vscode-cold{i}\n")
         tmp.replace(hosts)
+        # The same, as the floor reference's map (FLOOR_CFG): username -> address.
+        self.users_map = self.run_dir / "users.map"
+        self.users_map.write_text("".join(f"bench{i} {self.origin_addr(i)}\n" for i in range(self.most_users)))
         last = f"vscode-bench{self.most_users - 1}"
         wait_for("dnsmasq to read the bench users", lambda: self.stack.resolve(last), 30)
-        self.static_port, self.resolve_port = free_port(), free_port()
-        self.sockets = {"static": self.run_dir / "static.sock", "resolve": self.run_dir / "resolve.sock"}
+        self.static_port, self.resolve_port, self.floor_port = free_port(), free_port(), free_port()
+        self.sockets = {name: self.run_dir / f"{name}.sock" for name in ("static", "resolve", "floor")}
 
     @property
     def most_users(self):
         return max(self.args.users_large, self.args.scale_users)
 
     def start_references(self, nbthread):
-        """The static and do-resolve HAProxies with `nbthread` threads (stopped first if running)."""
+        """The static, do-resolve and floor HAProxies with `nbthread` threads (stopped first if running)."""
         for component in self.references.values():
             component.stop()
             self.procs.remove(component)
@@ -394,6 +424,11 @@ class Bench:
                 spawner_port=self.spawner_port, dns=f"{self.stack.dns[0]}:{self.stack.dns[1]}",
                 **common))],
             port=("127.0.0.1", self.resolve_port), log=False)
+        self.references["floor"] = self.start_process(
+            "floor", [haproxy_binary(), "-f", self.write_cfg(f"floor{nbthread}.cfg", FLOOR_CFG.format(
+                stats_socket=self.sockets["floor"], port=self.floor_port, spawner_port=self.spawner_port,
+                users_map=self.users_map, **common))],
+            port=("127.0.0.1", self.floor_port), log=False)
 
     def stop(self):
         for proc in self.procs:
@@ -519,6 +554,10 @@ class Bench:
             self.measure("2. HAProxy do-resolve", ("127.0.0.1", self.resolve_port),
                          self.references["resolve"].proc.pid, users, "bench", self.alive,
                          director=False, socket_path=self.sockets["resolve"])
+        for users in (1, a.users_mid, a.users_large):
+            self.measure("2. floor: identity + map", ("127.0.0.1", self.floor_port),
+                         self.references["floor"].proc.pid, users, "bench", self.alive,
+                         director=False, socket_path=self.sockets["floor"])
         for hold in self.fast_path_settings():
             self.stack.configure(fast_path=hold, nbthread=nbthread)
             for users in (1, a.users_mid, a.users_large):
@@ -993,7 +1032,8 @@ def main():
         print()
         print(bench.table())
         print(f"load average after: {' '.join(f'{x:.2f}' for x in machine['load_after'])}")
-        per_group = (2 + 2 + 3 * len(bench.fast_path_settings()) + 1 + len({0, args.fast_path})
+        # static before and after, do-resolve, floor, director TTL mode, spawner, no re-checks, events
+        per_group = (2 + 2 + 3 + 3 * len(bench.fast_path_settings()) + 1 + len({0, args.fast_path})
                      + (0 if bench.events_unavailable else 4))
         ok = (len(bench.rows) == per_group * len(args.nbthread)
               and all(r["rps"] > 0 for r in bench.rows))

@@ -40,6 +40,16 @@ class Guards(StackTest):
             "refusing": {**alive, "addr": f"{s.subnet}.250", "port": s.container_port},
             "slow": {"delay": 3, "alive": False, "reason": "no-such-host"},
         }
+        # The same answers with a hold: HAProxy's fast path would reuse them without asking
+        # (and without the guards, which a fast path request skips) if it stored them.
+        held = {"hold": 60000}
+        cls.rules.update({
+            "heldmallory": {**cls.rules["mallory"], **held},
+            "heldmetadata": {**cls.rules["metadata"], **held},
+            "heldloop": {**cls.rules["loop"], **held},
+            "heldagentport": {**cls.rules["agentport"], **held},
+            "heldspawnerhttp": {**cls.rules["spawnerhttp"], **held},
+        })
         cls.rules_path.write_text(json.dumps(cls.rules))
 
     def answer(self, user):
@@ -56,6 +66,19 @@ class Guards(StackTest):
             status, served_by, body = self.answer(user)
             self.assertEqual((status, served_by), (502, None), user)
             self.assertIn(b"never connects", body)
+
+    def test_forbidden_answers_are_never_held(self):
+        """Only an answer that passed the guards becomes a fast path entry: a held answer
+        naming a forbidden address is refused on every request, never reused unchecked."""
+        self.assertEqual(self.answer("heldmallory")[:2], (200, self.backend_of("alice")))
+        self.assertTrue(self.stack.fast_path_entry("heldmallory")["fresh"], "control: held answer not kept")
+        for user in ("heldmetadata", "heldloop", "heldagentport", "heldspawnerhttp"):
+            for attempt in range(2):
+                status, served_by, body = self.answer(user)
+                self.assertEqual((status, served_by), (502, None), (user, attempt))
+                self.assertIn(b"never connects", body)
+            entry = self.stack.fast_path_entry(user)
+            self.assertFalse(entry and entry["fresh"], (user, entry))
 
     def test_incomplete_answer_goes_to_spawner(self):
         for user in ("noport", "noaddr", "notalive"):

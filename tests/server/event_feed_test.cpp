@@ -188,6 +188,19 @@ struct Fixture {
   Recorder recorder;
 };
 
+// Starts a feed of `fixture`'s server, runs `test` once the feed has recorded its first
+// snapshot, then shuts the feed and the server down.
+void run_after_first_snapshot(Fixture& fixture, const std::function<asio::awaitable<void>(EventFeed&)>& test,
+                              const EventFeedSettings& settings = fast_settings()) {
+  EventFeed feed(fixture.io.get_executor(), {fixture.server.url()}, fixture.recorder.callbacks(), settings);
+  feed.start();
+  run_until_complete(fixture.io, [&]() -> asio::awaitable<void> {
+    REQUIRE(co_await eventually([&] { return fixture.recorder.seen.size() == 1; }));
+    co_await test(feed);
+    co_await shut_down(feed, &fixture.server);
+  }());
+}
+
 }  // namespace
 
 TEST_CASE("event feed: the snapshot then events in order", "[event_feed]") {
@@ -226,10 +239,7 @@ TEST_CASE("event feed: the snapshot then events in order", "[event_feed]") {
 TEST_CASE("event feed: a server that closes the feed: lost then a reconnect with a new snapshot", "[event_feed]") {
   Fixture fixture;
   auto& [io, server, recorder] = fixture;
-  EventFeed feed(io.get_executor(), {server.url()}, recorder.callbacks(), fast_settings());
-  feed.start();
-  run_until_complete(io, [&]() -> asio::awaitable<void> {
-    REQUIRE(co_await eventually([&] { return recorder.seen.size() == 1; }));
+  run_after_first_snapshot(fixture, [&](EventFeed& feed) -> asio::awaitable<void> {
     const auto connected_since = feed.status().at(0).since;
     server.first_lines = {"{\"type\":\"snapshot\",\"containers\":[{\"label\":\"bob\",\"id\":\"b1\",\"state\":\"running\"}]}\n"};
     server.subscribers.at(0)->end();
@@ -243,8 +253,7 @@ TEST_CASE("event feed: a server that closes the feed: lost then a reconnect with
     CHECK(status.since > connected_since);
     CHECK(status.last_error.find("closed the feed") != std::string::npos);
     CHECK(server.subscribers.size() == 2);
-    co_await shut_down(feed, &server);
-  }());
+  });
 }
 
 TEST_CASE("event feed: a silent server is lost after the heartbeat timeout but heartbeats keep it", "[event_feed]") {
@@ -252,10 +261,7 @@ TEST_CASE("event feed: a silent server is lost after the heartbeat timeout but h
   auto& [io, server, recorder] = fixture;
   auto settings = fast_settings();
   settings.heartbeat_timeout = 300ms;
-  EventFeed feed(io.get_executor(), {server.url()}, recorder.callbacks(), settings);
-  feed.start();
-  run_until_complete(io, [&]() -> asio::awaitable<void> {
-    REQUIRE(co_await eventually([&] { return recorder.seen.size() == 1; }));
+  run_after_first_snapshot(fixture, [&](EventFeed& feed) -> asio::awaitable<void> {
     // Heartbeats every 100 ms for 900 ms: three timeouts' worth, never lost.
     for (int beat = 0; beat < 9; ++beat) {
       co_await sleep_for(100ms);
@@ -274,17 +280,13 @@ TEST_CASE("event feed: a silent server is lost after the heartbeat timeout but h
     // It reconnects and gets the snapshot again.
     REQUIRE(co_await eventually([&] { return recorder.seen.size() >= 3; }, 3s));
     CHECK(recorder.seen[2] == "snapshot 0 alice=a1:running carol=c1:not-running");
-    co_await shut_down(feed, &server);
-  }());
+  }, settings);
 }
 
 TEST_CASE("event feed: a bad line ends the connection and the feed is lost and says why", "[event_feed]") {
   Fixture fixture;
   auto& [io, server, recorder] = fixture;
-  EventFeed feed(io.get_executor(), {server.url()}, recorder.callbacks(), fast_settings());
-  feed.start();
-  run_until_complete(io, [&]() -> asio::awaitable<void> {
-    REQUIRE(co_await eventually([&] { return recorder.seen.size() == 1; }));
+  run_after_first_snapshot(fixture, [&](EventFeed& feed) -> asio::awaitable<void> {
     server.first_lines = {};  // the next connection stays before its snapshot
     server.subscribers.at(0)->send("{\"type\":\"started\",\"label\":\"bob\"}\n{\"type\":\"started\",\"label\":[]}\n");
     // The good line before the bad one in the same piece is dropped with it: the feed is lost.
@@ -303,8 +305,7 @@ TEST_CASE("event feed: a bad line ends the connection and the feed is lost and s
     server.subscribers[1]->send(snapshot_line);
     REQUIRE(co_await eventually([&] { return recorder.seen.size() == 3; }));
     CHECK(recorder.seen[2] == "snapshot 0 alice=a1:running carol=c1:not-running");
-    co_await shut_down(feed, &server);
-  }());
+  });
 }
 
 TEST_CASE("event feed: a callback that throws is logged and the feed starts over", "[event_feed]") {

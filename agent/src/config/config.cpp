@@ -9,6 +9,7 @@ namespace {
 using config_table::accepted;
 using config_table::Failure;
 using config_table::format_duration;
+using config_table::ListSeparators;
 using config_table::parse_integer;
 using config_table::set_duration;
 using Option = config_table::Option<Config>;
@@ -22,26 +23,7 @@ std::string_view to_string(decision::UsernameMode mode) {
 }
 std::string_view to_string(ProbeMode mode) { return mode == ProbeMode::tcp ? "tcp" : "http"; }
 
-// Sets `target` to the entries of a list separated by spaces or commas (runs of separators count
-// as one; "" is no entry), each accepted by `valid`, or says what is accepted.
-Failure set_words(std::vector<std::string>& target, std::string_view text, bool (*valid)(std::string_view),
-                  std::string_view expected) {
-  std::vector<std::string> entries;
-  constexpr std::string_view separators = " ,";
-  for (auto start = text.find_first_not_of(separators); start != std::string_view::npos;
-       start = text.find_first_not_of(separators, start)) {
-    const auto end = std::min(text.find_first_of(separators, start), text.size());
-    const auto entry = text.substr(start, end - start);
-    if (!valid(entry)) return std::string(expected);
-    entries.emplace_back(entry);
-    start = end;
-  }
-  target = std::move(entries);
-  return accepted;
-}
-
 bool is_feed_url(std::string_view text) { return feed::parse_feed_url(text).has_value(); }
-bool is_stats_socket(std::string_view text) { return config_table::parse_stats_socket(text).has_value(); }
 
 std::vector<Option> options() {
   using std::chrono::milliseconds;
@@ -127,9 +109,10 @@ std::vector<Option> options() {
        "answer for a container a connected feed reports running and not unhealthy is served for "
        "DIRECTOR_EVENT_BACKSTOP and replaced as soon as a feed reports a change. Default none: TTL mode only",
        [](Config& c, std::string_view v) {
-         return set_words(c.event_feeds, v, is_feed_url,
-                          "entries of http://HOST:PORT/PATH separated by spaces or commas, e.g. "
-                          "http://127.0.0.1:9181/events (in the file: an array of strings), or empty for none");
+         return config_table::set_list(
+             c.event_feeds, v, ListSeparators::spaces_or_commas, is_feed_url,
+             "entries of http://HOST:PORT/PATH separated by spaces or commas, e.g. http://127.0.0.1:9181/events (in "
+             "the file: an array of strings), or empty for none");
        },
        [](const Config& c) -> nlohmann::ordered_json { return c.event_feeds; }},
       {"event_backstop", "DIRECTOR_EVENT_BACKSTOP", "--event-backstop",
@@ -156,10 +139,7 @@ std::vector<Option> options() {
        "an answer is invalidated. While every one is reachable, HAProxy may hold an answer covered by an event "
        "feed for up to three quarters of DIRECTOR_EVENT_BACKSTOP. Default none",
        [](Config& c, std::string_view v) {
-         return set_words(c.haproxy_sockets, v, is_stats_socket,
-                          "entries separated by spaces or commas, each an absolute unix socket path (at most 107 "
-                          "characters) or IP:PORT ([IPv6]:PORT), e.g. /run/haproxy/admin.sock (in the file: an array "
-                          "of strings), or empty for none");
+         return config_table::set_stats_sockets(c.haproxy_sockets, v, ListSeparators::spaces_or_commas);
        },
        [](const Config& c) -> nlohmann::ordered_json { return c.haproxy_sockets; }},
       {"probe_mode", "DIRECTOR_PROBE_MODE", "--probe-mode",

@@ -53,15 +53,40 @@ bool is_dns_name(std::string_view text) {
   return true;
 }
 
-std::vector<std::string_view> split_list(std::string_view text) {
+std::string_view separated_by(ListSeparators separators) {
+  return separators == ListSeparators::commas ? "commas" : "spaces or commas";
+}
+
+std::vector<std::string_view> split_list(std::string_view text, ListSeparators separators) {
   std::vector<std::string_view> entries;
-  std::string_view rest = text;
-  while (!rest.empty()) {
-    const auto comma = rest.find(',');
-    entries.push_back(rest.substr(0, comma));
-    rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+  if (separators == ListSeparators::commas) {
+    std::string_view rest = text;
+    while (!rest.empty()) {
+      const auto comma = rest.find(',');
+      entries.push_back(rest.substr(0, comma));
+      rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+    }
+    return entries;
+  }
+  constexpr std::string_view spaces_and_commas = " ,";
+  for (auto start = text.find_first_not_of(spaces_and_commas); start != std::string_view::npos;
+       start = text.find_first_not_of(spaces_and_commas, start)) {
+    const auto end = std::min(text.find_first_of(spaces_and_commas, start), text.size());
+    entries.push_back(text.substr(start, end - start));
+    start = end;
   }
   return entries;
+}
+
+Failure set_list(std::vector<std::string>& target, std::string_view text, ListSeparators separators,
+                 bool (*valid)(std::string_view), std::string_view accepted_values) {
+  std::vector<std::string> entries;
+  for (const auto entry : split_list(text, separators)) {
+    if (!valid(entry)) return std::string(accepted_values);
+    entries.emplace_back(entry);
+  }
+  target = std::move(entries);
+  return accepted;
 }
 
 bool is_plain_text(std::string_view text, std::size_t longest) {
@@ -128,6 +153,14 @@ std::optional<StatsSocket> parse_stats_socket(std::string_view text) {
   return std::nullopt;
 }
 
+Failure set_stats_sockets(std::vector<std::string>& target, std::string_view text, ListSeparators separators) {
+  const auto is_stats_socket = [](std::string_view entry) { return parse_stats_socket(entry).has_value(); };
+  return set_list(target, text, separators, is_stats_socket,
+                  "entries separated by " + std::string(separated_by(separators)) +
+                      ", each an absolute unix socket path (at most 107 characters) or IP:PORT ([IPv6]:PORT), e.g. "
+                      "/run/haproxy/admin.sock (in the file: an array of strings), or empty for none");
+}
+
 std::optional<DnsServer> parse_dns_server(std::string_view text) {
   const auto parsed = split_address_and_port(text);
   if (!parsed) return std::nullopt;
@@ -147,13 +180,8 @@ std::string dns_server_list_accepted() {
 }
 
 Failure set_dns_servers(std::vector<std::string>& target, std::string_view text) {
-  std::vector<std::string> servers;
-  for (const auto entry : split_list(text)) {
-    if (!parse_dns_server(entry)) return dns_server_list_accepted();
-    servers.emplace_back(entry);
-  }
-  target = std::move(servers);
-  return accepted;
+  const auto is_dns_server = [](std::string_view entry) { return parse_dns_server(entry).has_value(); };
+  return set_list(target, text, ListSeparators::commas, is_dns_server, dns_server_list_accepted());
 }
 
 Failure set_config_path(std::string& target, std::string_view text) {

@@ -60,10 +60,28 @@ bool is_dns_label(std::string_view text);
 // A DNS name without a trailing dot: dot-separated DNS labels (the empty text is not one).
 bool is_dns_name(std::string_view text);
 
-// Comma-separated entries, as an environment variable or a flag spells a list: "" is no entry,
-// "a,b" two; each entry is checked by the option's own parser (an empty entry between two
-// commas reaches it as "").
-std::vector<std::string_view> split_list(std::string_view text);
+// What separates the entries of a list option, as an environment variable or a flag spells it
+// (a file's array of strings arrives joined with commas). Each option keeps the separators it
+// was published with: an operator's value never changes meaning.
+enum class ListSeparators : std::uint8_t {
+  // "a,b" is two entries; an empty entry between two commas reaches the entry's parser as "".
+  commas,
+  // Any run of spaces and commas separates two entries: " a, b,,c " is three entries.
+  spaces_or_commas,
+};
+
+// "commas", "spaces or commas": the separators as messages name them.
+std::string_view separated_by(ListSeparators separators);
+
+// The entries of a list ("" is no entry under either separators), each checked by the option's
+// own parser afterwards.
+std::vector<std::string_view> split_list(std::string_view text, ListSeparators separators = ListSeparators::commas);
+
+// The one list setter of both programs: sets `target` to the entries of `text` when `valid`
+// accepts every one; otherwise leaves `target` as it is and returns `accepted_values`, the
+// whole of what the option accepts.
+Failure set_list(std::vector<std::string>& target, std::string_view text, ListSeparators separators,
+                 bool (*valid)(std::string_view), std::string_view accepted_values);
 
 // Text that is safe to print and store as a path: no control characters, at most `longest` bytes.
 bool is_plain_text(std::string_view text, std::size_t longest);
@@ -100,6 +118,10 @@ using StatsSocket = std::variant<std::string, boost::asio::ip::tcp::endpoint>;
 // DIRECTOR_HAPROXY_SOCKETS, net::haproxy_command): an absolute unix socket path
 // (is_socket_path), or IP:PORT ([IPv6]:PORT). std::nullopt for anything else.
 std::optional<StatsSocket> parse_stats_socket(std::string_view text);
+
+// Sets `target` to a list of stats sockets (parse_stats_socket), or says what is accepted: the
+// agent's haproxy_sockets (spaces or commas) and the spawner's (commas).
+Failure set_stats_sockets(std::vector<std::string>& target, std::string_view text, ListSeparators separators);
 
 // One DNS server: where --dns-server entries and the resolver's servers point.
 struct DnsServer {

@@ -311,18 +311,6 @@ std::string format_cpus(std::uint64_t nano_cpus) {
 // --- idle retirement inputs -----------------------------------------------------------------------
 
 bool is_agent_url(std::string_view text) { return parse_agent_url(text).has_value(); }
-bool is_stats_socket(std::string_view text) { return parse_stats_socket(text).has_value(); }
-
-Failure set_list(std::vector<std::string>& target, std::string_view text, bool (*valid)(std::string_view),
-                 std::string_view expected) {
-  std::vector<std::string> entries;
-  for (const auto entry : config_table::split_list(text)) {
-    if (!valid(entry)) return std::string(expected);
-    entries.emplace_back(entry);
-  }
-  target = std::move(entries);
-  return accepted;
-}
 
 Failure set_table_name(std::string& target, std::string_view text) {
   const auto allowed = [](char c) {
@@ -530,18 +518,15 @@ std::vector<Option> options() {
        "Comma-separated HTTP listeners of every agent, http://IP:PORT, read for who was seen when (GET /users). "
        "Default none",
        [](Config& c, std::string_view v) {
-         return set_list(c.agent_urls, v, is_agent_url,
-                         "entries of http://IP:PORT (http://[IPv6]:PORT) separated by commas, e.g. "
-                         "http://127.0.0.1:9102 (in the file: an array of strings), or empty for none");
+         return config_table::set_list(c.agent_urls, v, config_table::ListSeparators::commas, is_agent_url,
+                                       "entries of http://IP:PORT (http://[IPv6]:PORT) separated by commas, e.g. "
+                                       "http://127.0.0.1:9102 (in the file: an array of strings), or empty for none");
        },
        [](const Config& c) -> Json { return c.agent_urls; }},
       {"haproxy_sockets", "SPAWNER_HAPROXY_SOCKETS", "--haproxy-sockets",
        "Comma-separated stats sockets of every HAProxy, read for open connections per user (show table). Default none",
        [](Config& c, std::string_view v) {
-         return set_list(c.haproxy_sockets, v, is_stats_socket,
-                         "entries separated by commas, each an absolute unix socket path (at most 107 characters) or "
-                         "IP:PORT ([IPv6]:PORT), e.g. /run/haproxy/admin.sock (in the file: an array of strings), or "
-                         "empty for none");
+         return config_table::set_stats_sockets(c.haproxy_sockets, v, config_table::ListSeparators::commas);
        },
        [](const Config& c) -> Json { return c.haproxy_sockets; }},
       {"connections_table", "SPAWNER_CONNECTIONS_TABLE", "--connections-table",

@@ -2,6 +2,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 using namespace director::config_table;
 using std::chrono::milliseconds;
 
@@ -69,12 +71,87 @@ TEST_CASE("DNS labels and names") {
   CHECK_FALSE(is_dns_name("a..b"));
 }
 
-TEST_CASE("lists are comma-separated, and empty entries reach the entry parser") {
-  CHECK(split_list("").empty());
-  CHECK(split_list("a") == std::vector<std::string_view>{"a"});
-  CHECK(split_list("a,b") == std::vector<std::string_view>{"a", "b"});
-  CHECK(split_list("a,,b") == std::vector<std::string_view>{"a", "", "b"});
-  CHECK(split_list(",a") == std::vector<std::string_view>{"", "a"});
+TEST_CASE("lists: each option's separators, and empty entries reach the entry parser only between commas") {
+  using Entries = std::vector<std::string_view>;
+  struct Row {
+    ListSeparators separators;
+    std::string_view text;
+    Entries entries;
+  };
+  constexpr auto commas = ListSeparators::commas;
+  constexpr auto spaces_or_commas = ListSeparators::spaces_or_commas;
+  const Row rows[] = {
+      {commas, "", {}},
+      {commas, "a", {"a"}},
+      {commas, "a,b", {"a", "b"}},
+      {commas, "a,,b", {"a", "", "b"}},
+      {commas, ",a", {"", "a"}},
+      {commas, "a,", {"a"}},
+      {commas, "a b, c", {"a b", " c"}},
+      {spaces_or_commas, "", {}},
+      {spaces_or_commas, " , ", {}},
+      {spaces_or_commas, "a", {"a"}},
+      {spaces_or_commas, "a,b", {"a", "b"}},
+      {spaces_or_commas, "a b", {"a", "b"}},
+      {spaces_or_commas, " a, b,,c ", {"a", "b", "c"}},
+      {spaces_or_commas, "a\tb", {"a\tb"}},
+  };
+  for (const auto& row : rows) {
+    INFO(separated_by(row.separators) << ": \"" << row.text << '"');
+    CHECK(split_list(row.text, row.separators) == row.entries);
+  }
+  CHECK(split_list("a,b") == Entries{"a", "b"});  // commas unless the option says otherwise
+  CHECK(separated_by(commas) == "commas");
+  CHECK(separated_by(spaces_or_commas) == "spaces or commas");
+}
+
+TEST_CASE("set_list: every entry valid, or the target stays and the refusal says what is accepted") {
+  // One to three lowercase letters.
+  const auto short_word = [](std::string_view entry) {
+    const auto lowercase = [](char c) { return c >= 'a' && c <= 'z'; };
+    return !entry.empty() && entry.size() <= 3 && std::all_of(entry.begin(), entry.end(), lowercase);
+  };
+  struct Row {
+    ListSeparators separators;
+    std::string_view text;
+    std::optional<std::vector<std::string>> entries;  // std::nullopt: refused
+  };
+  const Row rows[] = {
+      {ListSeparators::commas, "", std::vector<std::string>{}},
+      {ListSeparators::commas, "ab,cd", std::vector<std::string>{"ab", "cd"}},
+      {ListSeparators::commas, "ab,,cd", std::nullopt},  // the empty entry is checked, and refused
+      {ListSeparators::commas, "ab, cd", std::nullopt},  // " cd" is one entry, with its space
+      {ListSeparators::commas, "ab,long", std::nullopt},
+      {ListSeparators::spaces_or_commas, "", std::vector<std::string>{}},
+      {ListSeparators::spaces_or_commas, "ab,,cd", std::vector<std::string>{"ab", "cd"}},
+      {ListSeparators::spaces_or_commas, "ab, cd", std::vector<std::string>{"ab", "cd"}},
+      {ListSeparators::spaces_or_commas, "ab long", std::nullopt},
+  };
+  for (const auto& row : rows) {
+    INFO(separated_by(row.separators) << ": \"" << row.text << '"');
+    std::vector<std::string> target{"before"};
+    const auto failure = set_list(target, row.text, row.separators, short_word, "what the option accepts");
+    if (row.entries) {
+      CHECK(answer(failure) == "accepted");
+      CHECK(target == *row.entries);
+    } else {
+      CHECK(answer(failure) == "what the option accepts");
+      CHECK(target == std::vector<std::string>{"before"});
+    }
+  }
+}
+
+TEST_CASE("stats socket lists: the message names the option's separators") {
+  std::vector<std::string> sockets;
+  CHECK(answer(set_stats_sockets(sockets, "/run/a.sock 127.0.0.1:9999", ListSeparators::spaces_or_commas)) ==
+        "accepted");
+  CHECK(sockets == std::vector<std::string>{"/run/a.sock", "127.0.0.1:9999"});
+  CHECK(answer(set_stats_sockets(sockets, "127.0.0.1:9999 /run/a.sock", ListSeparators::commas)) ==
+        "entries separated by commas, each an absolute unix socket path (at most 107 characters) or IP:PORT "
+        "([IPv6]:PORT), e.g. /run/haproxy/admin.sock (in the file: an array of strings), or empty for none");
+  CHECK(answer(set_stats_sockets(sockets, "relative.sock", ListSeparators::spaces_or_commas))
+            .starts_with("entries separated by spaces or commas, each an absolute unix socket path"));
+  CHECK(sockets == std::vector<std::string>{"/run/a.sock", "127.0.0.1:9999"});
 }
 
 TEST_CASE("one address grammar: endpoints") {

@@ -13,14 +13,10 @@
 // REFUSED, which is how tests get a server that answers with an error.
 #pragma once
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
+#include "../child_process_fixture.hpp"
+
 #include <pwd.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <boost/asio/ip/udp.hpp>
@@ -28,15 +24,10 @@
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <vector>
-
-extern char** environ;
 
 namespace director::test {
 
@@ -51,30 +42,20 @@ class Dnsmasq {
   // Starts dnsmasq and returns once it has read the hosts file. Throws std::runtime_error when
   // dnsmasq cannot be started (after trying a few ports).
   explicit Dnsmasq(Options options) : options_(std::move(options)) {
-    char pattern[] = "/tmp/director-dnsmasq-XXXXXX";
-    if (::mkdtemp(pattern) == nullptr) throw std::runtime_error("dns fixture: mkdtemp failed");
-    directory_ = pattern;
     std::filesystem::create_directory(hosts_directory());
     write_file(hosts_file(), options_.hosts);
 
     std::string failures;
     for (int attempt = 0; attempt < 5; ++attempt) {
-      port_ = free_port();
+      port_ = free_port(PortUse::tcp_and_udp);  // dnsmasq binds both
       if (start()) return;
       failures += log() + "\n";
       stop();
     }
-    std::filesystem::remove_all(directory_);
     throw std::runtime_error("dns fixture: dnsmasq did not start:\n" + failures);
   }
 
   Dnsmasq() : Dnsmasq(Options{}) {}
-
-  ~Dnsmasq() {
-    stop();
-    std::error_code ignored;
-    std::filesystem::remove_all(directory_, ignored);
-  }
 
   Dnsmasq(const Dnsmasq&) = delete;
   Dnsmasq& operator=(const Dnsmasq&) = delete;
@@ -111,50 +92,14 @@ class Dnsmasq {
   }
 
   // Kills dnsmasq; its port is left without a listener.
-  void stop() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGTERM);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-  }
+  void stop() { process_.stop(); }
 
-  std::string log() const {
-    std::ifstream in(log_file());
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
-  }
+  std::string log() const { return read_file(log_file()); }
 
  private:
   std::filesystem::path hosts_directory() const { return directory_ / "hosts.d"; }
   std::filesystem::path hosts_file() const { return hosts_directory() / "hosts"; }
   std::filesystem::path log_file() const { return directory_ / "dnsmasq.log"; }
-
-  static void write_file(const std::filesystem::path& path, std::string_view content) {
-    std::ofstream out(path, std::ios::trunc);
-    out << content;
-    if (!out.flush()) throw std::runtime_error("dns fixture: cannot write " + path.string());
-  }
-
-  // A port free for both UDP and TCP on 127.0.0.1 right now (dnsmasq binds both).
-  static std::uint16_t free_port() {
-    for (int attempt = 0; attempt < 20; ++attempt) {
-      const int udp = ::socket(AF_INET, SOCK_DGRAM, 0);
-      sockaddr_in address{};
-      address.sin_family = AF_INET;
-      address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      socklen_t length = sizeof address;
-      ::bind(udp, reinterpret_cast<sockaddr*>(&address), sizeof address);
-      ::getsockname(udp, reinterpret_cast<sockaddr*>(&address), &length);
-      const int tcp = ::socket(AF_INET, SOCK_STREAM, 0);
-      const bool tcp_free = ::bind(tcp, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
-      ::close(tcp);
-      ::close(udp);
-      if (tcp_free) return ntohs(address.sin_port);
-    }
-    throw std::runtime_error("dns fixture: no free port");
-  }
 
   // $DNSMASQ, else /usr/sbin/dnsmasq (not in a normal user's PATH on Debian), else PATH.
   static std::string executable() {
@@ -184,58 +129,23 @@ class Dnsmasq {
         "--log-facility=-",
     };
     if (options_.authoritative) arguments.emplace_back("--local=/#/");
-    std::vector<char*> argv;
-    for (auto& argument : arguments) argv.push_back(argument.data());
-    argv.push_back(nullptr);
-
-    posix_spawn_file_actions_t files;
-    ::posix_spawn_file_actions_init(&files);
-    ::posix_spawn_file_actions_addopen(&files, STDOUT_FILENO, log_file().c_str(),
-                                       O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
-    ::posix_spawn_file_actions_adddup2(&files, STDOUT_FILENO, STDERR_FILENO);
-    const int error =
-        ::posix_spawnp(&pid_, executable().c_str(), &files, nullptr, argv.data(), environ);
-    ::posix_spawn_file_actions_destroy(&files);
-    if (error != 0) {
-      pid_ = -1;
-      return false;
-    }
     // Ready once the hosts directory was read; gone early when the port was taken.
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (count_in_log("read " + hosts_file().string() + " ") > 0) return true;
-      int status = 0;
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return false;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    return false;
+    return process_.start(executable(), std::move(arguments), log_file(), ChildProcess::Log::truncate) == 0 &&
+           process_.wait_until_ready([&] { return count_in_log("read " + hosts_file().string() + " ") > 0; },
+                                     std::chrono::seconds(5), std::chrono::milliseconds(5));
   }
 
-  std::size_t count_in_log(const std::string& needle) const {
-    const std::string text = log();
-    std::size_t count = 0;
-    for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) {
-      ++count;
-    }
-    return count;
-  }
+  std::size_t count_in_log(const std::string& needle) const { return count_in(log(), needle); }
 
   bool wait_for_log(const std::string& needle, std::size_t expected) const {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-    while (count_in_log(needle) < expected) {
-      if (std::chrono::steady_clock::now() >= deadline) return false;
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    return true;
+    return poll_until([&] { return count_in_log(needle) >= expected; }, std::chrono::seconds(2),
+                      std::chrono::milliseconds(5));
   }
 
   Options options_;
-  std::filesystem::path directory_;
+  TempDirectory directory_{"director-dnsmasq"};
   std::uint16_t port_ = 0;
-  pid_t pid_ = -1;
+  ChildProcess process_{SIGTERM};
 };
 
 }  // namespace director::test

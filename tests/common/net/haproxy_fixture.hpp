@@ -11,31 +11,26 @@
 // definition means absent. haproxy_versions() lists those present; tests run once per version.
 #pragma once
 
+#include "../child_process_fixture.hpp"
+
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <utility>
 #include <vector>
-
-extern char** environ;
 
 #ifndef DIRECTOR_TEST_HAPROXY
 #define DIRECTOR_TEST_HAPROXY ""
@@ -90,19 +85,10 @@ class Haproxy {
   // Starts HAProxy and returns once its stats socket answers. Throws std::runtime_error when it
   // does not start within 5 s.
   explicit Haproxy(Options options) : options_(std::move(options)) {
-    char pattern[] = "/tmp/director-haproxy-XXXXXX";
-    if (::mkdtemp(pattern) == nullptr) throw std::runtime_error("haproxy fixture: mkdtemp failed");
-    directory_ = pattern;
     if (options_.tcp_socket) tcp_port_ = free_port();
     if (options_.tracking_frontend) frontend_port_ = free_port();
     write_config();
     start();
-  }
-
-  ~Haproxy() {
-    stop();
-    std::error_code ignored;
-    std::filesystem::remove_all(directory_, ignored);
   }
 
   Haproxy(const Haproxy&) = delete;
@@ -114,26 +100,14 @@ class Haproxy {
 
   // Starts it again (after stop()) with the same configuration and sockets: an empty table.
   void start() {
-    std::vector<std::string> arguments = {"haproxy", "-db", "-f", config_file().string()};
-    std::vector<char*> argv;
-    for (auto& argument : arguments) argv.push_back(argument.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t files;
-    ::posix_spawn_file_actions_init(&files);
-    ::posix_spawn_file_actions_addopen(&files, STDOUT_FILENO, log_file().c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    ::posix_spawn_file_actions_adddup2(&files, STDOUT_FILENO, STDERR_FILENO);
-    const int error = ::posix_spawn(&pid_, options_.executable.c_str(), &files, nullptr, argv.data(), environ);
-    ::posix_spawn_file_actions_destroy(&files);
+    const int error = process_.start(options_.executable, {"haproxy", "-db", "-f", config_file().string()}, log_file(),
+                                     ChildProcess::Log::append);
     if (error != 0) {
-      pid_ = -1;
       throw std::runtime_error("haproxy fixture: cannot run " + options_.executable + ": " + std::strerror(error));
     }
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (command("show info\n").find("Name: HAProxy") != std::string::npos) return;
-      int status = 0;
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (process_.wait_until_ready([&] { return command("show info\n").find("Name: HAProxy") != std::string::npos; },
+                                  std::chrono::seconds(5), std::chrono::milliseconds(10))) {
+      return;
     }
     stop();
     throw std::runtime_error("haproxy fixture: HAProxy did not start:\n" + log());
@@ -141,11 +115,7 @@ class Haproxy {
 
   // Kills HAProxy and removes its unix socket: commands then fail to connect.
   void stop() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGKILL);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
+    process_.stop();
     std::error_code ignored;
     std::filesystem::remove(socket(), ignored);
   }
@@ -239,12 +209,7 @@ class Haproxy {
     }
   }
 
-  std::string log() const {
-    std::ifstream in(log_file());
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
-  }
+  std::string log() const { return read_file(log_file()); }
 
  private:
   // A number field (`name` ends in '=') of `key`'s row in fast_path; nullopt without the row.
@@ -264,7 +229,7 @@ class Haproxy {
   std::filesystem::path log_file() const { return directory_ / "haproxy.log"; }
 
   void write_config() const {
-    std::ofstream out(config_file(), std::ios::trunc);
+    std::ostringstream out;
     out << "global\n"
         << "    stats socket " << socket() << " mode 600 level admin\n";
     if (options_.tcp_socket) out << "    stats socket " << tcp_socket() << " level admin\n";
@@ -285,26 +250,14 @@ class Haproxy {
       out << "backend other_table\n"
           << "    stick-table type string len 64 size 1k expire 2m store gpt(3)\n";
     }
-    if (!out.flush()) throw std::runtime_error("haproxy fixture: cannot write " + config_file().string());
-  }
-
-  static std::uint16_t free_port() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t length = sizeof address;
-    ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-    ::close(fd);
-    return ntohs(address.sin_port);
+    write_file(config_file(), out.str());
   }
 
   Options options_;
-  std::filesystem::path directory_;
+  TempDirectory directory_{"director-haproxy"};
   std::uint16_t tcp_port_ = 0;
   std::uint16_t frontend_port_ = 0;
-  pid_t pid_ = -1;
+  ChildProcess process_{SIGKILL};
 };
 
 }  // namespace director::test
