@@ -16,6 +16,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <sstream>
@@ -38,10 +39,16 @@ struct LivenessChannels {
   std::unique_ptr<director::server::EventFeed> event_feed;
   std::unique_ptr<director::server::HaproxyInvalidator> haproxy_invalidator;
 
-  void start() {
-    // The tables first: answers HAProxy held from before this start are cleared.
-    if (haproxy_invalidator) haproxy_invalidator->start();
+  // `accept_spop` runs once every HAProxy's table was revoked (or could not be, within
+  // HaproxyInvalidatorSettings::first_revoke_wait): HAProxy must not combine answers it holds
+  // from the agent's previous run with this run's. At once without HAProxy sockets.
+  void start(std::function<void()> accept_spop) {
     if (event_feed) event_feed->start();
+    if (haproxy_invalidator) {
+      haproxy_invalidator->start(std::move(accept_spop));
+    } else {
+      accept_spop();
+    }
   }
   void stop() {
     if (event_feed) event_feed->stop();
@@ -152,20 +159,21 @@ int run(const director::config::Config& config) {
   sources.event_feed = channels.event_feed.get();
   sources.haproxy_invalidator = channels.haproxy_invalidator.get();
   director::net::http::HttpServer http(context, config.http_listen, "HTTP", director::server::http_endpoints(sources));
-  channels.start();
-  server.start();
+  // /readyz says "not ready" until the SPOP listener accepts.
   http.start();
-
-  std::ostringstream spop_endpoint;
-  std::ostringstream http_endpoint;
-  spop_endpoint << server.local_endpoint();
-  http_endpoint << http.local_endpoint();
-  log(LogLevel::info, "director-agent started",
-      {{"version", director::config::version()},
-       {"listen", spop_endpoint.str()},
-       {"http_listen", http_endpoint.str()},
-       {"threads", std::to_string(threads)},
-       {"config", director::config::to_json(config)}});
+  channels.start([&server, &http, &config, threads] {
+    server.start();
+    std::ostringstream spop_endpoint;
+    std::ostringstream http_endpoint;
+    spop_endpoint << server.local_endpoint();
+    http_endpoint << http.local_endpoint();
+    log(LogLevel::info, "director-agent started",
+        {{"version", director::config::version()},
+         {"listen", spop_endpoint.str()},
+         {"http_listen", http_endpoint.str()},
+         {"threads", std::to_string(threads)},
+         {"config", director::config::to_json(config)}});
+  });
 
   StopSequence stop(context, http, server, channels, resolver);
   director::process::run_until_stopped(context, threads, "agent", [&stop](int signal) { stop.begin(signal); });

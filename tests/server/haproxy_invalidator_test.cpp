@@ -10,10 +10,20 @@
 #include <boost/asio/io_context.hpp>
 #include <catch2/catch.hpp>
 
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <thread>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -65,14 +75,20 @@ struct Seen {
 struct Running {
   Running(boost::asio::io_context& context, std::vector<std::string> sockets, Seen& seen,
           std::chrono::milliseconds check_interval = 2s, std::chrono::milliseconds repeat_after = 300ms)
-      : io(context) {
+      : Running(context, seen, settings_for(std::move(sockets), check_interval, repeat_after)) {}
+  Running(boost::asio::io_context& context, Seen& seen, const HaproxyInvalidatorSettings& settings) : io(context) {
+    invalidator = std::make_unique<HaproxyInvalidator>(io.get_executor(), settings, seen.hooks());
+    invalidator->start();
+  }
+  static HaproxyInvalidatorSettings settings_for(std::vector<std::string> sockets,
+                                                 std::chrono::milliseconds check_interval,
+                                                 std::chrono::milliseconds repeat_after) {
     HaproxyInvalidatorSettings settings;
     settings.sockets = std::move(sockets);
     settings.check_interval = check_interval;
     settings.command_timeout = 500ms;
     settings.repeat_after = repeat_after;
-    invalidator = std::make_unique<HaproxyInvalidator>(io.get_executor(), settings, seen.hooks());
-    invalidator->start();
+    return settings;
   }
   ~Running() {
     invalidator->stop();
@@ -95,6 +111,78 @@ struct OneHaproxy {
   boost::asio::io_context io;
   Seen seen;
   Running running;
+};
+
+// A unix socket listening at a fresh path under /tmp (removed on destruction), accepting nothing
+// itself: connections wait in its backlog, as with an HAProxy too busy to answer.
+class UnixListener {
+ public:
+  UnixListener() {
+    char pattern[] = "/tmp/director-invalidator-XXXXXX";
+    if (::mkdtemp(pattern) == nullptr) throw std::runtime_error("mkdtemp failed");
+    directory_ = pattern;
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    const auto socket_path = path();
+    std::memcpy(address.sun_path, socket_path.c_str(), socket_path.size() + 1);
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 || ::listen(fd_, 64) != 0) {
+      throw std::runtime_error("cannot listen on " + socket_path);
+    }
+  }
+  ~UnixListener() {
+    ::close(fd_);
+    std::error_code ignored;
+    std::filesystem::remove_all(directory_, ignored);
+  }
+  UnixListener(const UnixListener&) = delete;
+  UnixListener& operator=(const UnixListener&) = delete;
+
+  std::string path() const { return (directory_ / "stats.sock").string(); }
+  int fd() const { return fd_; }
+
+ private:
+  std::filesystem::path directory_;
+  int fd_ = -1;
+};
+
+// A stats socket in front of a real HAProxy's: each command goes to HAProxy as it came, and its
+// answer comes back `delay` late when `slow(command)` holds (a busy HAProxy, as far as the
+// invalidator can tell). One connection at a time, on a thread of its own.
+class DelayingSocket {
+ public:
+  DelayingSocket(const Haproxy& haproxy, std::function<bool(std::string_view command)> slow,
+                 std::chrono::milliseconds delay)
+      : haproxy_(haproxy), slow_(std::move(slow)), delay_(delay), thread_([this] { serve(); }) {}
+  ~DelayingSocket() {
+    ::shutdown(listener_.fd(), SHUT_RDWR);  // wakes accept()
+    thread_.join();
+  }
+  DelayingSocket(const DelayingSocket&) = delete;
+  DelayingSocket& operator=(const DelayingSocket&) = delete;
+
+  std::string path() const { return listener_.path(); }
+
+ private:
+  void serve() {
+    for (int fd; (fd = ::accept(listener_.fd(), nullptr, nullptr)) >= 0; ::close(fd)) {
+      std::string command;
+      char buffer[4096];
+      for (ssize_t got; command.find('\n') == std::string::npos && command.size() < 1'000'000 &&
+                        (got = ::recv(fd, buffer, sizeof buffer, 0)) > 0;) {
+        command.append(buffer, static_cast<std::size_t>(got));
+      }
+      if (slow_(command)) std::this_thread::sleep_for(delay_);
+      const auto answer = haproxy_.command(command);
+      ::send(fd, answer.data(), answer.size(), MSG_NOSIGNAL);
+    }
+  }
+
+  const Haproxy& haproxy_;
+  std::function<bool(std::string_view)> slow_;
+  std::chrono::milliseconds delay_;
+  UnixListener listener_;
+  std::thread thread_;  // last: starts once the rest is ready
 };
 
 std::vector<std::string> sorted(std::vector<std::string> keys) {
@@ -344,4 +432,145 @@ TEST_CASE("an invalidator without sockets does nothing and is never reachable", 
   CHECK(seen.reachability.empty());
   CHECK_FALSE(running.invalidator->all_reachable());
   CHECK(running.invalidator->status().empty());
+}
+
+TEST_CASE("start's `then` comes once every socket's table was revoked, not before", "[haproxy_invalidator][start]") {
+  for (const auto& version : versions_or_skip()) {
+    INFO("HAProxy " << version.name);
+    Haproxy haproxy({.executable = version.executable});
+    Haproxy other({.executable = version.executable});
+    haproxy.store("granted-by-the-last-run");
+    other.store("granted-there-too");
+    // The first socket's clear answers 300 ms late: `then` must wait for it.
+    DelayingSocket slow(haproxy, [](std::string_view command) { return command.starts_with("clear table"); }, 300ms);
+    boost::asio::io_context io;
+    Seen seen;
+    HaproxyInvalidatorSettings settings;
+    settings.sockets = {slow.path(), other.socket()};
+    settings.first_revoke_wait = 5s;
+    HaproxyInvalidator invalidator(io.get_executor(), settings, seen.hooks());
+    int calls = 0;
+    std::optional<std::vector<std::string>> live_at_then;  // both tables' live keys when `then` ran
+    const auto started = std::chrono::steady_clock::now();
+    std::chrono::steady_clock::duration waited{};
+    invalidator.start([&] {
+      ++calls;
+      waited = std::chrono::steady_clock::now() - started;
+      auto live = haproxy.live_keys();
+      for (auto& key : other.live_keys()) live.push_back(std::move(key));
+      live_at_then = std::move(live);
+    });
+    REQUIRE(run_until(io, [&] { return calls > 0; }));
+    CHECK(live_at_then == std::vector<std::string>{});
+    CHECK(waited >= 300ms);
+    CHECK(seen.table_clears == 2);
+    CHECK(invalidator.all_reachable());
+    run_for(io, 100ms);
+    CHECK(calls == 1);
+    invalidator.stop();
+    run_until(io, [&] { return !invalidator.running(); });
+  }
+}
+
+TEST_CASE("start's `then` waits at most first_revoke_wait for a socket that does not answer; one that "
+          "cannot be reached fails at once", "[haproxy_invalidator][start]") {
+  UnixListener silent;  // connects, never answers
+  const std::string nobody = "/tmp/director-invalidator-nobody-listens-here.sock";
+  boost::asio::io_context io;
+  Seen seen;
+  HaproxyInvalidatorSettings settings;
+  settings.command_timeout = 1500ms;
+  settings.first_revoke_wait = 400ms;
+
+  SECTION("silent: then after first_revoke_wait, the socket unreachable") {
+    settings.sockets = {silent.path()};
+  }
+  SECTION("nobody listens: then at once") {
+    settings.sockets = {nobody};
+    settings.first_revoke_wait = 5s;
+  }
+  HaproxyInvalidator invalidator(io.get_executor(), settings, seen.hooks());
+  int calls = 0;
+  const auto started = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::duration waited{};
+  invalidator.start([&] {
+    ++calls;
+    waited = std::chrono::steady_clock::now() - started;
+  });
+  REQUIRE(run_until(io, [&] { return calls > 0; }, 3s));
+  if (settings.sockets.front() == silent.path()) {
+    CHECK(waited >= 400ms);
+    CHECK(waited < 1200ms);  // not the command's 1.5 s
+  } else {
+    CHECK(waited < 2s);  // not first_revoke_wait's 5 s
+  }
+  CHECK_FALSE(invalidator.all_reachable());
+  CHECK_FALSE(invalidator.status()[0].reachable);
+  run_for(io, 100ms);
+  CHECK(calls == 1);
+  invalidator.stop();
+  REQUIRE(run_until(io, [&] { return !invalidator.running(); }, 3s));
+  CHECK(calls == 1);
+}
+
+TEST_CASE("start's `then` is never called after stop(), and at once without sockets", "[haproxy_invalidator][start]") {
+  boost::asio::io_context io;
+  {
+    UnixListener silent;
+    HaproxyInvalidatorSettings settings;
+    settings.sockets = {silent.path()};
+    settings.command_timeout = 300ms;
+    settings.first_revoke_wait = 200ms;
+    HaproxyInvalidator invalidator(io.get_executor(), settings);
+    int calls = 0;
+    invalidator.start([&] { ++calls; });
+    invalidator.stop();
+    REQUIRE(run_until(io, [&] { return !invalidator.running(); }));
+    CHECK(calls == 0);
+  }
+  HaproxyInvalidator none(io.get_executor(), HaproxyInvalidatorSettings{});
+  int calls = 0;
+  none.start([&] { ++calls; });
+  CHECK(calls == 1);
+}
+
+TEST_CASE("the whole-table listing has its own, longer bound than a command", "[haproxy_invalidator][timeouts]") {
+  // The defaults: a command 1 s, the listing of up to 200k rows 10 s.
+  CHECK(HaproxyInvalidatorSettings{}.command_timeout == 1s);
+  CHECK(HaproxyInvalidatorSettings{}.listing_timeout == 10s);
+  for (const auto& version : versions_or_skip()) {
+    INFO("HAProxy " << version.name);
+    Haproxy haproxy({.executable = version.executable});
+    haproxy.store("alice");
+    const auto request = [](std::string_view prefix) {
+      return [prefix](std::string_view command) { return command.starts_with(prefix); };
+    };
+    HaproxyInvalidatorSettings settings;
+    settings.command_timeout = 250ms;
+    settings.listing_timeout = 3s;
+    {
+      INFO("a listing slower than a command's bound: the revoke succeeds");
+      DelayingSocket slow(haproxy, request("show table fast_path data.gpt gt 0"), 700ms);
+      settings.sockets = {slow.path()};
+      boost::asio::io_context io;
+      Seen seen;
+      const Running running(io, seen, settings);
+      REQUIRE(run_until(io, [&] { return seen.reachable(); }));
+      CHECK(seen.table_clears == 1);
+      CHECK(seen.failed == 0);
+      CHECK(haproxy.live_keys().empty());
+    }
+    {
+      INFO("a plain command as slow: it fails, the socket is unreachable");
+      haproxy.store("bob");
+      DelayingSocket slow(haproxy, request("clear table"), 700ms);
+      settings.sockets = {slow.path()};
+      boost::asio::io_context io;
+      Seen seen;
+      const Running running(io, seen, settings);
+      REQUIRE(run_until(io, [&] { return seen.failed >= 1; }));
+      CHECK_FALSE(seen.reachable());
+      CHECK(running.invalidator->status()[0].last_error.find("no answer within 250ms") != std::string::npos);
+    }
+  }
 }

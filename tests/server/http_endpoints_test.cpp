@@ -324,6 +324,17 @@ TEST_CASE("/status and /metrics: event mode while every feed is connected; a fee
     CHECK(status.at("user").at("state") == "alive");
     CHECK(status.at("user").at("event_covered") == true);
     CHECK(agent.run_get("/users").json().at("users").at(0).at("event_covered") == true);
+    // No HAProxy socket to take a long hold back: DIRECTOR_FAST_PATH_HOLD (500 ms) from the check.
+    const auto short_hold = status.at("user").at("hold_ms").get<long long>();
+    CHECK(short_hold > 0);
+    CHECK(short_hold <= 500);
+    // Every HAProxy socket reachable (the invalidator's report): up to the backstop's re-check.
+    agent.decision_service->on_haproxy_reachability(true);
+    const auto long_hold = agent.run_get("/status?user=alive").json().at("user").at("hold_ms").get<long long>();
+    CHECK(long_hold > 40'000);
+    CHECK(long_hold <= 45'000);
+    agent.decision_service->on_haproxy_reachability(false);
+    CHECK(agent.run_get("/status?user=alive").json().at("user").at("hold_ms").get<long long>() <= 500);
 
     const auto samples = parse_metrics(agent.run_get("/metrics").body);
     CHECK(samples.at("director_liveness_mode") == 1);
@@ -376,7 +387,7 @@ TEST_CASE("/status and /metrics: an HAProxy socket nobody listens on is unreacha
   CHECK_FALSE(invalidator.running());
 }
 
-TEST_CASE("/status?user=LABEL: the cached user, null when not cached, 400 for anything else", "[http][liveness]") {
+TEST_CASE("/status?user=LABEL: the cached user and its hold, null when not cached, 400 for anything else", "[http][liveness]") {
   Agent agent({shared_dnsmasq().server()});
   agent.decide("ghost");
   agent.settle();
@@ -384,7 +395,15 @@ TEST_CASE("/status?user=LABEL: the cached user, null when not cached, 400 for an
   CHECK(ghost.at("label") == "ghost");
   CHECK(ghost.at("state") == "not_alive");
   CHECK(ghost.at("event_covered") == false);
+  CHECK(ghost.at("hold_ms") == 0);  // not alive: HAProxy would not reuse the answer
   CHECK(agent.run_get("/status?user=nobody").json().at("user").is_null());
+  // Alive in TTL mode: what is left of DIRECTOR_FAST_PATH_HOLD (500 ms) since the check.
+  agent.decide("alive");
+  agent.settle();
+  const auto hold = agent.run_get("/status?user=alive").json().at("user").at("hold_ms").get<long long>();
+  CHECK(hold > 0);
+  CHECK(hold <= 500);
+  CHECK_FALSE(agent.run_get("/users").json().at("users").at(0).contains("hold_ms"));  // /status's only
   CHECK_FALSE(agent.run_get("/status").json().contains("user"));
   for (const std::string& query : std::vector<std::string>{"user=", "user=Ghost", "user=a%20b", "label=ghost", "user=ghost&x=1",
                                   "user=" + std::string(64, 'a')}) {

@@ -415,6 +415,14 @@ std::optional<UserView> Director::find_user(std::string_view label) const {
   return view_of(*found->second);
 }
 
+std::optional<Duration> Director::hold_at(std::string_view label, TimePoint now) const {
+  const auto found = index_.find(label);
+  if (found == index_.end()) return std::nullopt;
+  const Entry& entry = *found->second;
+  if (!entry.checked_at) return Duration::zero();
+  return hold_for(entry, now - *entry.checked_at);
+}
+
 std::string Director::host_for(std::string_view label) const {
   std::string host;
   host.reserve(settings_.host_prefix.size() + 1 + label.size() +

@@ -268,6 +268,9 @@ class Director {
   std::vector<UserView> users(std::size_t offset, std::size_t limit) const;
   // The cached user with this label, if any.
   std::optional<UserView> find_user(std::string_view label) const;
+  // The hold (Answer::hold) an answer from the cached entry of `label` would carry at `now`: 0
+  // when its last check found it not alive, or none completed; nullopt when it is not cached.
+  std::optional<Duration> hold_at(std::string_view label, TimePoint now) const;
 
  private:
   struct Entry {

@@ -108,7 +108,10 @@ struct HaproxyInvalidator::Socket {
 
 HaproxyInvalidator::HaproxyInvalidator(boost::asio::any_io_executor executor, HaproxyInvalidatorSettings settings,
                                        HaproxyInvalidatorHooks hooks)
-    : strand_(boost::asio::make_strand(std::move(executor))), settings_(std::move(settings)), hooks_(std::move(hooks)) {
+    : strand_(boost::asio::make_strand(std::move(executor))),
+      settings_(std::move(settings)),
+      hooks_(std::move(hooks)),
+      first_revoke_deadline_(strand_) {
   settings_.keys_per_command = std::max<std::size_t>(settings_.keys_per_command, 1);
   for (std::size_t index = 0; index < settings_.sockets.size(); ++index) {
     sockets_.push_back(std::make_unique<Socket>(index, settings_.sockets[index], strand_));
@@ -117,7 +120,33 @@ HaproxyInvalidator::HaproxyInvalidator(boost::asio::any_io_executor executor, Ha
 
 HaproxyInvalidator::~HaproxyInvalidator() = default;
 
-void HaproxyInvalidator::start() {
+void HaproxyInvalidator::start(std::function<void()> then) {
+  if (sockets_.empty()) {
+    if (then) then();
+    return;
+  }
+  first_revokes_pending_ = sockets_.size();
+  if (then) {
+    ++workers_;
+    // On the strand before the workers (a strand runs in posting order), after which stop()'s.
+    boost::asio::post(strand_, [this, then = std::move(then)]() mutable {
+      if (stopping_) {
+        --workers_;
+        return;
+      }
+      then_ = std::move(then);
+      first_revoke_deadline_.expires_after(settings_.first_revoke_wait);
+      first_revoke_deadline_.async_wait([this](const boost::system::error_code& error) {
+        if (!error && then_) {
+          log(LogLevel::warn, "HAProxy's tables not all revoked at start in time: going on, those sockets unreachable",
+              {{"waited_ms", std::to_string(settings_.first_revoke_wait.count())},
+               {"sockets_pending", std::to_string(first_revokes_pending_)}});
+          call_then();
+        }
+        --workers_;
+      });
+    });
+  }
   for (auto& socket : sockets_) {
     ++workers_;
     boost::asio::co_spawn(strand_, work(*socket), [this](const std::exception_ptr& thrown) {
@@ -134,8 +163,24 @@ void HaproxyInvalidator::start() {
 void HaproxyInvalidator::stop() {
   stopping_ = true;
   boost::asio::post(strand_, [this] {
+    then_ = nullptr;
+    first_revoke_deadline_.cancel();
     for (auto& socket : sockets_) socket->wake.cancel();
   });
+}
+
+void HaproxyInvalidator::first_revoke_ended() {
+  if (first_revokes_pending_ == 0) return;
+  if (--first_revokes_pending_ == 0 && then_) {
+    first_revoke_deadline_.cancel();
+    call_then();
+  }
+}
+
+void HaproxyInvalidator::call_then() {
+  auto then = std::move(then_);
+  then_ = nullptr;
+  if (!stopping_) then();
 }
 
 void HaproxyInvalidator::clear(std::vector<std::string> keys) {
@@ -211,11 +256,14 @@ boost::asio::awaitable<void> HaproxyInvalidator::work(Socket& socket) {
   // Named commands, never temporaries: GCC 12 destroys a temporary argument of a coroutine called
   // in a co_await expression twice.
   const std::string check_command = "show table\n";
+  bool first_revoke = true;
   while (!stopping_) {
     const auto now = std::chrono::steady_clock::now();
     if (socket.revoke_table) {
       const bool was_reachable = socket.reachable;
-      if (!co_await revoke_table(socket, false) && !was_reachable && !stopping_) {
+      const bool revoked = co_await revoke_table(socket, false);
+      if (std::exchange(first_revoke, false)) first_revoke_ended();
+      if (!revoked && !was_reachable && !stopping_) {
         // Unreachable still: try again after the check interval (stop() cancels the wait).
         socket.wake.expires_after(settings_.check_interval);
         co_await socket.wake.async_wait(net::nothrow_awaitable);
@@ -261,7 +309,7 @@ boost::asio::awaitable<void> HaproxyInvalidator::work(Socket& socket) {
     }
     auto wake_at = socket.last_command + settings_.check_interval;
     if (now >= wake_at) {
-      co_await send(socket, check_command, 1, Expect::listing, max_answer_bytes);
+      co_await send(socket, check_command, 1, Expect::listing, max_answer_bytes, settings_.command_timeout);
       continue;
     }
     if (socket.repeat_table_at) wake_at = std::min(wake_at, *socket.repeat_table_at);
@@ -286,9 +334,11 @@ boost::asio::awaitable<bool> HaproxyInvalidator::revoke_table(Socket& socket, bo
   const bool confirms_reachable = !socket.reachable;
   socket.confirming_reachable = confirms_reachable;
   std::optional<std::string> listing;
-  if (co_await send(socket, clear_command, 1, Expect::silent, max_answer_bytes)) {
+  if (co_await send(socket, clear_command, 1, Expect::silent, max_answer_bytes, settings_.command_timeout)) {
     // What `clear table` could not free: entries a stream uses, and any stored since.
-    listing = co_await send(socket, list_command, 1, Expect::listing, settings_.max_listing_bytes);
+    // Up to max_listing_bytes: its own, longer bound.
+    listing = co_await send(socket, list_command, 1, Expect::listing, settings_.max_listing_bytes,
+                            settings_.listing_timeout);
   }
   const auto listed = listing ? listed_keys(*listing) : ListedKeys{};
   bool revoked = false;
@@ -331,15 +381,17 @@ boost::asio::awaitable<bool> HaproxyInvalidator::revoke_keys(Socket& socket, con
       line += " data.gpt 0";
     }
     line += '\n';
-    if (!co_await send(socket, std::move(line), end - at, Expect::silent, max_answer_bytes)) co_return false;
+    if (!co_await send(socket, std::move(line), end - at, Expect::silent, max_answer_bytes,
+                           settings_.command_timeout)) co_return false;
   }
   co_return true;
 }
 
 boost::asio::awaitable<std::optional<std::string>> HaproxyInvalidator::send(Socket& socket, std::string command,
                                                                             std::size_t commands, Expect expect,
-                                                                            std::size_t max_bytes) {
-  auto answer = co_await net::haproxy_command(socket.address, std::move(command), max_bytes, settings_.command_timeout);
+                                                                            std::size_t max_bytes,
+                                                                            std::chrono::milliseconds timeout) {
+  auto answer = co_await net::haproxy_command(socket.address, std::move(command), max_bytes, timeout);
   socket.last_command = std::chrono::steady_clock::now();
   HaproxyCommandResult result = HaproxyCommandResult::ok;
   std::string error;

@@ -23,6 +23,14 @@
 // - A whole-table revoke is also sent to a socket on start() and whenever it becomes reachable
 //   again after a failure (it may hold answers granted while it could not be told otherwise),
 //   and instead of the keys when more than max_pending_keys are waiting.
+// - start(then): `then` runs once, on the strand, when every socket's first whole-table revoke
+//   has ended (succeeded, or failed: that socket counts unreachable) or first_revoke_wait after
+//   start(), whichever comes first; at once (in the call) without sockets; never after stop().
+//   The agent accepts SPOP connections only then, so that HAProxy does not combine answers held
+//   from the agent's previous run with the new run's (a revoke still running at the deadline
+//   goes on; its socket turns reachable when it succeeds).
+// - Timeouts: each command's whole exchange is bounded by command_timeout, except the listing of
+//   a whole-table revoke (`show table ... data.gpt gt 0`), bounded by listing_timeout.
 // - Every revoke is repeated once, repeat_after later: an ACK the agent decided before the
 //   invalidation may still be stored by HAProxy after the revoke (see repeat_after). Repeats are
 //   coalesced: a key revoked again while its repeat waits is repeated once, repeat_after after its
@@ -37,7 +45,7 @@
 //   first success; with no socket configured, never true and never called).
 // - Thread-safe: clear, clear_all, start, stop, status, all_reachable may be called from any
 //   thread; the work runs on a strand of `executor`, and every hook is called on it.
-// - stop(): no new command starts; one in flight ends within command_timeout. The object and its
+// - stop(): no new command starts; one in flight ends within its timeout. The object and its
 //   executor must outlive its work: running() turns false when every worker has ended.
 #pragma once
 
@@ -68,7 +76,15 @@ struct HaproxyInvalidatorSettings {
   std::vector<std::string> sockets;  // stats sockets, as config_table::parse_stats_socket reads them
   std::string table = "fast_path";   // the stick table of answers
   std::chrono::milliseconds check_interval{2000};   // a `show table` check after this long without a command
-  std::chrono::milliseconds command_timeout{1000};  // one command's whole exchange
+  std::chrono::milliseconds command_timeout{1000};  // one command's whole exchange (but the listing's)
+  // The whole exchange of a whole-table revoke's listing (`show table fast_path data.gpt gt 0`):
+  // up to max_listing_bytes, which HAProxy writes between its other work, so a busy HAProxy with
+  // 200k entries in use can take seconds where a plain command takes milliseconds.
+  std::chrono::milliseconds listing_timeout{10'000};
+  // How long start() waits for each socket's first whole-table revoke before it calls `then`
+  // anyway (the agent's SPOP listener starts then): the sockets are revoked in parallel, so this
+  // bounds the wait whatever their number. A socket that cannot be reached fails sooner.
+  std::chrono::milliseconds first_revoke_wait{2000};
   std::size_t keys_per_command = 100;      // keys on one command line (100 x 64-byte keys: 9.1 KB < bufsize 16 KB)
   std::size_t max_pending_keys = 10'000;   // more waiting for one socket (or for a repeat): the whole table instead
   // When a revoke is repeated. Longer than spoe.conf's `timeout processing` (1 s): an ACK HAProxy
@@ -114,7 +130,7 @@ class HaproxyInvalidator {
   HaproxyInvalidator(const HaproxyInvalidator&) = delete;
   HaproxyInvalidator& operator=(const HaproxyInvalidator&) = delete;
 
-  void start();
+  void start(std::function<void()> then = {});
   void stop();
   bool running() const noexcept { return workers_.load() > 0; }
 
@@ -136,13 +152,18 @@ class HaproxyInvalidator {
   boost::asio::awaitable<bool> revoke_table(Socket& socket, bool repeat);
   // Sends `keys` as lines of `set table ... data.gpt 0` commands; true when all succeeded.
   boost::asio::awaitable<bool> revoke_keys(Socket& socket, const std::vector<std::string>& keys);
-  // Sends one command line of `commands` commands; HAProxy's answer when it is what `expect`
-  // says, nullopt otherwise (then the socket is unreachable and a whole-table revoke is due).
+  // Sends one command line of `commands` commands; HAProxy's answer (at most max_bytes, whole
+  // within `timeout`) when it is what `expect` says, nullopt otherwise (then the socket is
+  // unreachable and a whole-table revoke is due).
   boost::asio::awaitable<std::optional<std::string>> send(Socket& socket, std::string command, std::size_t commands,
-                                                          Expect expect, std::size_t max_bytes);
+                                                          Expect expect, std::size_t max_bytes,
+                                                          std::chrono::milliseconds timeout);
   void schedule_key_repeats(Socket& socket, const std::vector<std::string>& keys,
                             std::chrono::steady_clock::time_point revoked);
   void set_reachable(Socket& socket, bool reachable, std::string error);
+  // On the strand: one socket's first whole-table revoke ended; calls start()'s `then` after the last.
+  void first_revoke_ended();
+  void call_then();
   void add_keys(std::vector<std::string> keys);
 
   boost::asio::strand<boost::asio::any_io_executor> strand_;
@@ -150,6 +171,9 @@ class HaproxyInvalidator {
   HaproxyInvalidatorHooks hooks_;
   std::vector<std::unique_ptr<Socket>> sockets_;
   bool all_reachable_ = false;  // on the strand: the last value reported to on_reachability
+  std::function<void()> then_;  // on the strand: start()'s `then`, until it is called or stop() drops it
+  std::size_t first_revokes_pending_ = 0;  // on the strand: sockets whose first whole-table revoke runs
+  boost::asio::steady_timer first_revoke_deadline_;  // start() + first_revoke_wait
   std::atomic<bool> stopping_ = false;
   std::atomic<int> workers_ = 0;
   mutable std::mutex status_mutex_;  // guards each Socket's `status`

@@ -278,11 +278,15 @@ Response status_endpoint(const HttpSources& sources, const Request& request) {
   std::size_t users_cached = 0;
   std::size_t covered_users = 0;
   std::optional<UserRow> user;
+  decision::Duration hold{};
   sources.decision_service.inspect([&](const decision::Director& director) {
     users_cached = director.size();
     covered_users = director.covered_labels();
     if (label) {
-      if (const auto view = director.find_user(*label)) user = row_of(*view);
+      if (const auto view = director.find_user(*label)) {
+        user = row_of(*view);
+        hold = director.hold_at(*label, decision::Clock::now()).value_or(decision::Duration::zero());
+      }
     }
   });
   const auto now = decision::Clock::now();  // after the lock: no age is negative
@@ -297,7 +301,11 @@ Response status_endpoint(const HttpSources& sources, const Request& request) {
   counts["decisions"] = sources.metrics.decisions();
   body["counts"] = std::move(counts);
   body["liveness"] = liveness_json(read_channels(sources), covered_users);
-  if (label) body["user"] = user ? user_json(*user, now) : Json(nullptr);
+  if (label) {
+    body["user"] = user ? user_json(*user, now) : Json(nullptr);
+    // The ACK's `hold` an answer for the user would carry now (0: HAProxy would not reuse it).
+    if (user) body["user"]["hold_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(hold).count();
+  }
   return json_response(Status::ok, body);
 }
 

@@ -51,7 +51,7 @@ net::http::Response metrics_endpoint(const HttpSources& sources, const net::http
 net::http::Response healthz_endpoint(const HttpSources& sources, const net::http::Request& request);
 net::http::Response readyz_endpoint(const HttpSources& sources, const net::http::Request& request);
 // `user=LABEL` in the query, optional: the body also holds that cached user (null when not
-// cached); 400 for any other query.
+// cached) with `hold_ms`, the hold an answer for it would carry now; 400 for any other query.
 net::http::Response status_endpoint(const HttpSources& sources, const net::http::Request& request);
 // `offset=N&limit=M` in the query, both optional: 400 with a reason for anything else.
 net::http::Response users_endpoint(const HttpSources& sources, const net::http::Request& request);

@@ -10,6 +10,13 @@ Server::Server(boost::asio::io_context& context, const boost::asio::ip::tcp::end
     : listener_(context, listen, ""), decision_service_(decision_service), metrics_(metrics), limits_(limits) {}
 
 void Server::start() {
+  {
+    const std::lock_guard lock(mutex_);
+    if (stopping_ || started_) return;
+    started_ = true;
+  }
+  // A stop() racing with this closes the acceptor either before the accept loop begins (which
+  // then ends at once) or after (which aborts it).
   listener_.start([this](boost::asio::ip::tcp::socket socket) { accept(std::move(socket)); });
 }
 
@@ -62,7 +69,7 @@ std::size_t Server::connection_count() const {
 
 bool Server::is_listening() const {
   const std::lock_guard lock(mutex_);
-  return !stopping_;
+  return started_ && !stopping_;
 }
 
 }  // namespace director::server

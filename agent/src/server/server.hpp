@@ -18,11 +18,13 @@ namespace director::server {
 
 class Server {
  public:
-  // Binds and listens at once (throws with a clear message if the address cannot be used).
-  // Connections report to `metrics`, which must outlive the server.
+  // Binds and listens at once (throws with a clear message if the address cannot be used); the
+  // kernel queues HAProxy's connections until start(). Connections report to `metrics`, which
+  // must outlive the server.
   Server(boost::asio::io_context& context, const boost::asio::ip::tcp::endpoint& listen,
          DecisionService& decision_service, metrics::Metrics& metrics, ConnectionLimits limits);
 
+  // Accepts connections from now on (none after stop(), even when start() comes later).
   void start();
   // Stops accepting; each connection answers what is pending (for at most `grace`), sends
   // AGENT-DISCONNECT and closes. `on_drained` runs once every connection is closed: at once
@@ -31,7 +33,7 @@ class Server {
 
   boost::asio::ip::tcp::endpoint local_endpoint() const;
   std::size_t connection_count() const;
-  // True from construction until stop(): the listener accepts connections.
+  // True from start() until stop(): the listener accepts connections.
   bool is_listening() const;
 
  private:
@@ -44,6 +46,7 @@ class Server {
   ConnectionLimits limits_;
   mutable std::mutex mutex_;
   std::unordered_map<Connection*, std::weak_ptr<Connection>> connections_;  // guarded by mutex_
+  bool started_ = false;                                                    // guarded by mutex_
   bool stopping_ = false;                                                   // guarded by mutex_
   std::function<void()> on_drained_;                                        // guarded by mutex_
 };
