@@ -71,20 +71,20 @@ class SnapshotReader {
   explicit SnapshotReader(SnapshotRows& rows) : rows_(rows) {}
 
   bool operator()(int depth, Json::parse_event_t event, Json& parsed) {
-    using Event = Json::parse_event_t;
+    using Parse = Json::parse_event_t;
     if (depth == 1) {
-      if (event == Event::key) {
+      if (event == Parse::key) {
         in_key_ = parsed.is_string() && parsed.get_ref<const std::string&>() == "containers";
-      } else if (event == Event::array_start && in_key_) {
+      } else if (event == Parse::array_start && in_key_) {
         in_containers_ = true;
         rows_ = SnapshotRows{};
-      } else if (event == Event::array_end) {
+      } else if (event == Parse::array_end) {
         in_containers_ = false;
       }
       return true;
     }
     if (depth != 2 || !in_containers_) return true;
-    if (event != Event::object_end && event != Event::array_end && event != Event::value) return true;
+    if (event != Parse::object_end && event != Parse::array_end && event != Parse::value) return true;
     read_row(parsed, rows_);
     ++rows_.rows;
     return false;  // read: not kept in the parsed line
