@@ -55,6 +55,12 @@ Answer refusal(Reason reason) {
 
 }  // namespace
 
+ContainerId::ContainerId(std::string_view text) noexcept {
+  if (text.empty()) return;
+  hash_ = std::hash<std::string_view>{}(text);
+  if (hash_ == 0) hash_ = 1;
+}
+
 bool is_haproxy_key(std::string_view name) noexcept {
   if (name.empty() || name.size() > 64) return false;
   return std::all_of(name.begin(), name.end(), [](char c) {
@@ -105,7 +111,7 @@ DecideResult Director::decide(std::optional<std::string_view> username, WaiterId
     Entry fresh;
     fresh.label = label;
     fresh.host = host_for(fresh.label);
-    fresh.covered = covered_labels_.contains(fresh.label);
+    fresh.covered = covered_by_feed(kNoFeed, fresh.label);
     entries_.push_front(std::move(fresh));
     found = index_.emplace(entries_.front().label, entries_.begin()).first;
   } else {
@@ -163,9 +169,10 @@ Completion Director::record_check(std::string_view label, const CheckResult& res
   Completion completion;
   const auto found = index_.find(label);
   // A check that overlapped a feed change of its label is not trusted: it is repeated, and its
-  // waiters wait for the repeat.
+  // waiters wait for the repeat, up to kMaxRepeatedChecks times in a row (then it answers them).
   const bool overlapped = found != index_.end() && found->second->checking &&
-                          found->second->planned_generation != found->second->generation;
+                          found->second->planned_generation != found->second->generation &&
+                          found->second->repeated_checks < kMaxRepeatedChecks;
   if (found == index_.end() || overlapped) {
     completion.answer.alive = outcome.alive;
     completion.answer.reason = outcome.reason;
@@ -177,6 +184,7 @@ Completion Director::record_check(std::string_view label, const CheckResult& res
     completion.answer.port = outcome.alive ? settings_.container_port : std::uint16_t{0};
     if (overlapped) {
       ++stats_.rechecks;
+      ++found->second->repeated_checks;
       completion.start_check = plan_for(*found->second, now);
     }
     return completion;
@@ -204,6 +212,7 @@ Completion Director::record_check(std::string_view label, const CheckResult& res
   entry.checked_generation = entry.checking ? entry.planned_generation : entry.generation;
   entry.checking = false;
   entry.invalidated = false;
+  entry.repeated_checks = 0;
 
   completion.waiters = std::move(entry.waiters);
   entry.waiters.clear();
@@ -265,25 +274,40 @@ Director::Feed& Director::feed_at(FeedId feed) {
   return feeds_[feed];
 }
 
-void Director::apply_feed_change(std::string_view label, const ContainerState* before, const ContainerState* after,
-                                 bool lost, Invalidation& out, TimePoint now) {
+bool Director::covered_by_feed(FeedId except, std::string_view label) const {
+  for (FeedId feed = 0; feed < feeds_.size(); ++feed) {
+    if (feed == except) continue;
+    const auto& containers = feeds_[feed].containers;
+    const auto found = containers.find(label);
+    if (found != containers.end() && covering(&found->second)) return true;
+  }
+  return false;
+}
+
+void Director::apply_feed_change(FeedId feed, std::string_view label, const ContainerState* before,
+                                 const ContainerState* after, bool lost, Invalidation& out, TimePoint now) {
   if (same_state(before, after)) return;
   const bool was_covering = covering(before);
   if (lost && !was_covering) return;  // the feed never vouched for it: nothing to take back
   const bool is_covering = covering(after);
+  std::optional<bool> covered;  // the label's new coverage, when this change may alter it
   if (was_covering != is_covering) {
-    if (is_covering) {
-      ++covered_labels_.try_emplace(std::string(label), 0).first->second;
-    } else if (const auto count = covered_labels_.find(label); count != covered_labels_.end()) {
-      if (--count->second == 0) covered_labels_.erase(count);
+    const bool elsewhere = covered_by_feed(feed, label);
+    if (!elsewhere) {
+      if (is_covering) {
+        ++covered_labels_;
+      } else {
+        --covered_labels_;
+      }
     }
+    covered = is_covering || elsewhere;
   }
   if (lost) {
     // The feed is gone, not the container: what it vouched for falls back to the TTLs (the age
     // of the entry's last check decides), and feed_lost clears HAProxy's tables whole. No probe
     // is started: a spawner restart must not probe every cached user at once.
-    if (const auto found = index_.find(label); found != index_.end()) {
-      found->second->covered = covered_labels_.contains(label);
+    if (const auto found = index_.find(label); found != index_.end() && covered) {
+      found->second->covered = *covered;
     }
     return;
   }
@@ -299,7 +323,7 @@ void Director::apply_feed_change(std::string_view label, const ContainerState* b
   }
   Entry& entry = *found->second;
   ++entry.generation;
-  entry.covered = covered_labels_.contains(label);
+  if (covered) entry.covered = *covered;
   if (!invalidates) return;
   ++stats_.invalidations;
   entry.invalidated = true;
@@ -316,11 +340,12 @@ Invalidation Director::feed_snapshot(FeedId feed, std::vector<std::pair<std::str
 
   Invalidation out;
   for (const auto& [label, before] : view.containers) {
-    if (!next.contains(label)) apply_feed_change(label, &before, nullptr, false, out, now);
+    if (!next.contains(label)) apply_feed_change(feed, label, &before, nullptr, false, out, now);
   }
   for (const auto& [label, after] : next) {
     const auto before = view.containers.find(label);
-    apply_feed_change(label, before == view.containers.end() ? nullptr : &before->second, &after, false, out, now);
+    apply_feed_change(feed, label, before == view.containers.end() ? nullptr : &before->second, &after, false, out,
+                      now);
   }
   view.containers = std::move(next);
   view.connected = true;
@@ -333,8 +358,8 @@ Invalidation Director::feed_event(FeedId feed, std::string_view label, std::opti
   view.connected = true;  // a message is news from a live connection
   Invalidation out;
   const auto before = view.containers.find(label);
-  apply_feed_change(label, before == view.containers.end() ? nullptr : &before->second, state ? &*state : nullptr,
-                    false, out, now);
+  apply_feed_change(feed, label, before == view.containers.end() ? nullptr : &before->second,
+                    state ? &*state : nullptr, false, out, now);
   if (state) {
     if (before == view.containers.end()) {
       view.containers.emplace(std::string(label), std::move(*state));
@@ -353,7 +378,7 @@ Invalidation Director::feed_lost(FeedId feed, TimePoint now) {
   Feed& view = feeds_[feed];
   // HAProxy may hold long answers granted while this feed vouched for them.
   out.clear_all = true;
-  for (const auto& [label, before] : view.containers) apply_feed_change(label, &before, nullptr, true, out, now);
+  for (const auto& [label, before] : view.containers) apply_feed_change(feed, label, &before, nullptr, true, out, now);
   view.containers.clear();
   view.connected = false;
   return out;
@@ -361,7 +386,7 @@ Invalidation Director::feed_lost(FeedId feed, TimePoint now) {
 
 void Director::set_haproxy_invalidation(bool available) noexcept { haproxy_invalidation_ = available; }
 
-std::size_t Director::covered_labels() const noexcept { return covered_labels_.size(); }
+std::size_t Director::covered_labels() const noexcept { return covered_labels_; }
 
 std::size_t Director::size() const noexcept { return entries_.size(); }
 

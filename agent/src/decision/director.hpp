@@ -134,7 +134,8 @@ struct Completion {
   Answer answer;
   // Every request queued on this check, in arrival order. Empty when the check overlapped a feed
   // change of its label: its result is not trusted, start_check repeats it and the waiters stay
-  // queued for the repeat.
+  // queued for the repeat; at most Director::kMaxRepeatedChecks times in a row, after which the
+  // check's result is recorded and answers them anyway (under the TTLs: see complete()).
   std::vector<WaiterId> waiters;
   std::optional<CheckPlan> start_check;  // set when the caller must start this check now
   // HAProxy keys to clear in every HAProxy's fast_path table: the label's when it went alive ->
@@ -165,9 +166,27 @@ struct Stats {
 // Identifies an event feed: its index in DIRECTOR_EVENT_FEEDS.
 using FeedId = std::uint32_t;
 
+// A container's id (the runtime's: 64 hex digits for Docker and Podman) as the agent keeps it:
+// a fixed-size value, since the agent only ever compares ids (is this event about the label's
+// current container? did the label get another one?) and holds one per label and feed. Equal
+// texts give equal ids; the empty text gives the empty id. Two different texts compare equal
+// with a probability of 2^-64 (the ids are the runtime's random ones, not a user's input).
+class ContainerId {
+ public:
+  ContainerId() = default;
+  ContainerId(std::string_view text) noexcept;  // NOLINT(google-explicit-constructor): an id is its text
+  ContainerId(const std::string& text) noexcept : ContainerId(std::string_view(text)) {}  // NOLINT
+  ContainerId(const char* text) noexcept : ContainerId(std::string_view(text)) {}         // NOLINT
+  bool empty() const noexcept { return hash_ == 0; }
+  friend bool operator==(ContainerId, ContainerId) = default;
+
+ private:
+  std::uint64_t hash_ = 0;  // 0: no id; a text's hash is never 0
+};
+
 // What a feed says about the container of one label.
 struct ContainerState {
-  std::string id;
+  ContainerId id;
   bool running = false;
   bool unhealthy = false;
   friend bool operator==(const ContainerState&, const ContainerState&) = default;
@@ -216,6 +235,11 @@ class Director {
   // Reports the result of a check started by decide(), an Invalidation or a Completion; releases
   // every waiter queued on it, unless the check overlapped a feed change of its label (see
   // Completion). A label that is not cached gets its Answer but nothing is recorded.
+  // A label whose feed word flaps faster than a check completes would keep its waiters forever:
+  // after kMaxRepeatedChecks repeats in a row, the next overlapped check's result is recorded and
+  // answers the waiters; it was planned before the latest feed change, so it is never under the
+  // event TTL (the short TTLs apply, and a later request checks again).
+  static constexpr std::uint8_t kMaxRepeatedChecks = 3;
   Completion complete(std::string_view label, const CheckResult& result, TimePoint now);
 
   // Feed messages. A snapshot replaces everything `feed` said (labels it no longer lists are
@@ -269,9 +293,10 @@ class Director {
     bool alive = false;
     Reason reason = Reason::ok;
     bool checking = false;          // a check is in flight: pinned, not evictable
-    bool covered = false;           // cache of "covered_labels_ has the label"
+    bool covered = false;           // cache of covered_by_feed(kNoFeed, label)
     bool invalidated = false;       // a feed change expired the last result: wait for a check
     bool untracked_username = false;  // a username HAProxy may store could not be kept: no long hold
+    std::uint8_t repeated_checks = 0;  // overlapped checks repeated in a row for the queued waiters
   };
   using Entries = std::list<Entry>;  // most recently used first
 
@@ -288,10 +313,15 @@ class Director {
   };
 
   Feed& feed_at(FeedId feed);
-  // Records that one feed's word on `label` went from `before` to `after` (nullptr: unknown or
-  // destroyed); `lost`: the feed is gone rather than saying the container is.
-  void apply_feed_change(std::string_view label, const ContainerState* before, const ContainerState* after,
-                         bool lost, Invalidation& out, TimePoint now);
+  // Whether a connected feed other than `except` says `label` is running and not unhealthy
+  // (kNoFeed: any feed). O(number of feeds): the per-feed views are the only record of coverage.
+  bool covered_by_feed(FeedId except, std::string_view label) const;
+  static constexpr FeedId kNoFeed = ~FeedId{0};
+  // Records that `feed`'s word on `label` went from `before` to `after` (nullptr: unknown or
+  // destroyed), before the feed's view changes; `lost`: the feed is gone rather than saying the
+  // container is.
+  void apply_feed_change(FeedId feed, std::string_view label, const ContainerState* before,
+                         const ContainerState* after, bool lost, Invalidation& out, TimePoint now);
   static void remember_username(Entry& entry, std::string_view username);
   static void append_haproxy_keys(const Entry& entry, std::vector<std::string>& keys);  // label + usernames
   static void append_usernames(const Entry& entry, std::vector<std::string>& keys);
@@ -310,8 +340,7 @@ class Director {
   Stats stats_;
 
   std::vector<Feed> feeds_;  // by FeedId; a feed that is not connected knows no label
-  // Covered labels -> how many connected feeds say running && !unhealthy (> 0).
-  std::unordered_map<std::string, std::uint32_t, StringHash, std::equal_to<>> covered_labels_;
+  std::size_t covered_labels_ = 0;  // labels some connected feed says are running && !unhealthy
   bool haproxy_invalidation_ = false;
   // Usernames of evicted entries that HAProxy may hold: cleared with the next Completion.
   std::vector<std::string> evicted_keys_;

@@ -31,25 +31,76 @@ std::optional<std::string> label_of(const Json& object) {
   return label;
 }
 
-LineResult snapshot_of(const Json& line) {
+// A snapshot's containers, decoded one row at a time while the line is parsed (SnapshotReader),
+// so that the parsed line never holds the rows as JSON: at 100,000 labels that would be about
+// 70 MiB for a moment, and the heap keeps what it once held.
+struct SnapshotRows {
+  Containers containers;
+  std::optional<std::string> error;  // the first row that is not a container
+  std::size_t rows = 0;
+};
+
+// One row of a snapshot's "containers" array: a container, or why it is not one.
+void read_row(const Json& row, SnapshotRows& out) {
+  const auto where = [&] { return "snapshot container " + std::to_string(out.rows); };
+  if (out.error) return;
+  if (!row.is_object()) {
+    out.error = where() + " is not an object";
+    return;
+  }
+  auto label = label_of(row);
+  if (!label) {
+    out.error = where() + " has no label (a non-empty string)";
+    return;
+  }
+  const auto id = optional_string(row, "id");
+  const auto state = optional_string(row, "state");
+  const auto health = optional_string(row, "health");
+  if (!id || !state || !health) {
+    out.error = where() + " (" + *label + "): id, state and health must be strings";
+    return;
+  }
+  out.containers.emplace_back(std::move(*label), ContainerState{*id, *state == "running", *health == "unhealthy"});
+}
+
+// The parser callback that reads the rows of the top-level "containers" array as they complete
+// and drops them from the parsed line (which keeps an empty array there). Rows of a later
+// "containers" member replace those of an earlier one, as the parsed line keeps the last.
+class SnapshotReader {
+ public:
+  explicit SnapshotReader(SnapshotRows& rows) : rows_(rows) {}
+
+  bool operator()(int depth, Json::parse_event_t event, Json& parsed) {
+    using Parse = Json::parse_event_t;
+    if (depth == 1) {
+      if (event == Parse::key) {
+        in_key_ = parsed.is_string() && parsed.get_ref<const std::string&>() == "containers";
+      } else if (event == Parse::array_start && in_key_) {
+        in_containers_ = true;
+        rows_ = SnapshotRows{};
+      } else if (event == Parse::array_end) {
+        in_containers_ = false;
+      }
+      return true;
+    }
+    if (depth != 2 || !in_containers_) return true;
+    if (event != Parse::object_end && event != Parse::array_end && event != Parse::value) return true;
+    read_row(parsed, rows_);
+    ++rows_.rows;
+    return false;  // read: not kept in the parsed line
+  }
+
+ private:
+  SnapshotRows& rows_;
+  bool in_key_ = false;        // the depth-1 member being parsed is "containers"
+  bool in_containers_ = false;  // inside that member's array
+};
+
+LineResult snapshot_of(const Json& line, SnapshotRows& rows) {
   const auto list = line.find("containers");
   if (list == line.end() || !list->is_array()) return wrong("a snapshot without a \"containers\" array");
-  Snapshot snapshot;
-  snapshot.containers.reserve(list->size());
-  std::size_t index = 0;
-  for (const auto& row : *list) {
-    const auto where = "snapshot container " + std::to_string(index++);
-    if (!row.is_object()) return wrong(where + " is not an object");
-    auto label = label_of(row);
-    if (!label) return wrong(where + " has no label (a non-empty string)");
-    auto id = optional_string(row, "id");
-    auto state = optional_string(row, "state");
-    auto health = optional_string(row, "health");
-    if (!id || !state || !health) return wrong(where + " (" + *label + "): id, state and health must be strings");
-    snapshot.containers.emplace_back(
-        std::move(*label), ContainerState{std::move(*id), *state == "running", *health == "unhealthy"});
-  }
-  return LineResult(boost::system::in_place_value, FeedMessage(std::move(snapshot)));
+  if (rows.error) return wrong(std::move(*rows.error));
+  return LineResult(boost::system::in_place_value, FeedMessage(Snapshot{std::move(rows.containers)}));
 }
 
 constexpr std::array event_kinds{EventKind::created, EventKind::started, EventKind::stopped,
@@ -86,13 +137,14 @@ std::string_view to_string(EventKind kind) noexcept {
 LineResult decode_line(std::string_view line) {
   if (line.find_first_not_of(" \t\r") == std::string_view::npos) return std::optional<FeedMessage>();
   try {
-    const Json json = Json::parse(line, nullptr, /*allow_exceptions=*/false);
+    SnapshotRows rows;
+    const Json json = Json::parse(line, SnapshotReader(rows), /*allow_exceptions=*/false);
     if (json.is_discarded()) return wrong("not JSON");
     if (!json.is_object()) return wrong("not a JSON object");
     const auto type = json.find("type");
     if (type == json.end() || !type->is_string()) return wrong("no \"type\" (a string)");
     const auto& name = type->get_ref<const std::string&>();
-    if (name == "snapshot") return snapshot_of(json);
+    if (name == "snapshot") return snapshot_of(json, rows);
     if (name == "heartbeat") return std::optional<FeedMessage>(Heartbeat{});
     for (const auto kind : event_kinds) {
       if (name == to_string(kind)) return event_of(kind, json);

@@ -32,6 +32,8 @@ namespace director::feed {
 
 // What a feed says about a label's container: the decision core's (id, running, unhealthy).
 using ContainerState = decision::ContainerState;
+// A container's id as the agent keeps it: fixed-size, compared only (decision/director.hpp).
+using ContainerId = decision::ContainerId;
 
 // Labels and their containers as a snapshot lists them (in the feed's order; a label may come
 // more than once: FeedState::apply resolves that).
@@ -50,7 +52,7 @@ std::string_view to_string(EventKind kind) noexcept;
 struct Event {
   EventKind kind = EventKind::created;
   std::string label;      // never empty
-  std::string id;         // empty when the line has none
+  ContainerId id;         // empty when the line has none
   bool unhealthy = false;  // health events: health == "unhealthy"; false for every other kind
   friend bool operator==(const Event&, const Event&) = default;
 };

@@ -87,6 +87,18 @@ TEST_CASE("events: HAProxy keys are only names of 1-64 characters of [A-Za-z0-9.
   CHECK_FALSE(is_haproxy_key("j\xc3\xa4" "ck"));
 }
 
+TEST_CASE("events: a container id is kept as a fixed-size value that only compares", "[director][events]") {
+  static_assert(sizeof(ContainerId) == 8);
+  const std::string runtime_id(64, 'f');
+  CHECK(ContainerId(runtime_id) == ContainerId(std::string_view(runtime_id)));
+  CHECK(ContainerId("c1") == ContainerId(std::string("c1")));
+  CHECK_FALSE(ContainerId("c1") == ContainerId("c2"));
+  CHECK_FALSE(ContainerId(runtime_id) == ContainerId(std::string(63, 'f')));
+  CHECK(ContainerId("").empty());
+  CHECK(ContainerId() == ContainerId(""));
+  CHECK_FALSE(ContainerId("c1").empty());
+}
+
 TEST_CASE("events: without a feed every alive answer keeps the TTL", "[director][events]") {
   Director director(event_settings());
   director.set_haproxy_invalidation(true);
@@ -263,6 +275,45 @@ TEST_CASE("events: an invalidation while a check is in flight starts none, the c
   CHECK(repeated.waiters == std::vector<WaiterId>{1, 2, 3});
   CHECK_FALSE(repeated.start_check);
   CHECK_FALSE(repeated.answer.alive);
+}
+
+TEST_CASE("events: a label that flaps faster than a check gets its waiters answered after a bounded repeat",
+          "[director][events]") {
+  Director director(event_settings());
+  director.set_haproxy_invalidation(true);
+  director.feed_snapshot(0, Containers{{"jack", running()}}, after(0ms));
+  const auto first = director.decide("jack", 1, after(1ms));
+  REQUIRE(first.start_check);
+
+  // Every check overlaps a change of the label's health: repeated kMaxRepeatedChecks times ...
+  Duration now = 1ms;
+  for (int repeat = 0; repeat < Director::kMaxRepeatedChecks; ++repeat) {
+    director.feed_event(0, "jack", repeat % 2 == 0 ? unhealthy() : running(), after(now += 1ms));
+    const Completion overlapped = director.complete("jack", alive_result(), after(now += 1ms));
+    CHECK(overlapped.waiters.empty());
+    REQUIRE(overlapped.start_check);
+  }
+  CHECK(director.stats().rechecks == Director::kMaxRepeatedChecks);
+
+  // ... then the next overlapped check answers the waiters, under the TTLs, not the event TTL.
+  director.feed_event(0, "jack", running("c2"), after(now += 1ms));
+  const Completion answered = director.complete("jack", alive_result(), after(now += 1ms));
+  CHECK(answered.waiters == std::vector<WaiterId>{1});
+  CHECK_FALSE(answered.start_check);
+  CHECK(answered.answer.alive);
+  CHECK(answered.answer.hold == 500ms);  // fast_path_hold, not the event TTL's
+  CHECK(director.stats().rechecks == Director::kMaxRepeatedChecks);
+  CHECK_FALSE(event_covered(director, "jack"));
+  CHECK(hit(director, "jack", after(now + 200ms)).alive);
+  const auto expired = director.decide("jack", 2, after(now + 800ms));  // alive_ttl
+  CHECK_FALSE(expired.answer);
+  REQUIRE(expired.start_check);
+
+  // The bound counts repeats in a row: a check that answers starts the count again.
+  director.feed_event(0, "jack", stopped("c2"), after(now + 801ms));
+  CHECK(director.complete("jack", refused_result(), after(now + 802ms)).waiters.empty());
+  CHECK(director.stats().rechecks == Director::kMaxRepeatedChecks + 1);
+  CHECK(director.complete("jack", refused_result(), after(now + 803ms)).waiters == std::vector<WaiterId>{2});
 }
 
 TEST_CASE("events: a check overlapping a first sighting is repeated too", "[director][events]") {

@@ -183,6 +183,18 @@ TEST_CASE("absent and null fields mean empty id, not running, not unhealthy", "[
   CHECK_FALSE(std::get<Event>(messages[1]).unhealthy);
 }
 
+TEST_CASE("a snapshot's rows come from its last \"containers\" member, as parsed JSON keeps it", "[feed]") {
+  FeedDecoder decoder;
+  const auto messages = decode_all(
+      decoder,
+      "{\"containers\":[{\"label\":\"a\",\"state\":\"running\"}],\"type\":\"snapshot\","
+      "\"other\":[{\"label\":\"x\"}],\"containers\":[{\"label\":\"b\",\"id\":\"b1\",\"extra\":{\"containers\":[1]}}]}\n");
+  REQUIRE(messages.size() == 1);
+  CHECK(std::get<Snapshot>(messages[0]).containers == Containers{{"b", ContainerState{"b1", false, false}}});
+  CHECK(decode_error("{\"type\":\"snapshot\",\"containers\":[{\"label\":\"c\"}],\"containers\":{}}\n") ==
+        "line 1: a snapshot without a \"containers\" array");
+}
+
 TEST_CASE("the state of a feed follows the plan's mapping", "[feed]") {
   FeedState state;
   const auto snapshot = state.apply(Snapshot{{{"alice", {"a1", true, false}}, {"carol", {"c1", false, false}}}});
