@@ -102,11 +102,14 @@ LivenessChannels make_channels(const director::config::Config& config, boost::as
   return channels;
 }
 
-// The graceful stop that SIGTERM or SIGINT begins: both listeners close, the event feeds and the
-// HAProxy invalidator stop, each SPOP connection answers what is pending (for at most
+// The graceful stop that SIGTERM or SIGINT begins: the SPOP listener closes, the event feeds and
+// the HAProxy invalidator stop, each SPOP connection answers what is pending (for at most
 // stop_grace), says AGENT-DISCONNECT and closes (a peer that stops reading meanwhile is closed
 // after ConnectionLimits::closing_write_timeout), then, once the feeds' and the invalidator's
-// coroutines have returned, the I/O threads end. At stop_deadline they end anyway.
+// coroutines have returned, the HTTP listener closes and the I/O threads end. At stop_deadline
+// they end anyway. The HTTP listener stays up until then so that /readyz answers 503 (the SPOP
+// listener no longer accepts) for the whole stop, which is what load balancers and
+// orchestrators expect, instead of refusing connections.
 class StopSequence {
  public:
   StopSequence(boost::asio::io_context& context, director::net::http::HttpServer& http,
@@ -117,7 +120,6 @@ class StopSequence {
   // Called once, from the signal handler.
   void begin(int signal) {
     log(LogLevel::info, "stopping: finishing in-flight work and disconnecting", {{"signal", std::to_string(signal)}});
-    http_.stop();
     channels_.stop();
     server_.stop(stop_grace, [this] { wait_for_channels(); });
     stop_.arm(stop_deadline, "connections still open at the stop deadline; exiting anyway");
@@ -126,6 +128,7 @@ class StopSequence {
  private:
   void wait_for_channels() {
     if (channels_.stopped()) {
+      http_.stop();
       stop_.finish();
       return;
     }

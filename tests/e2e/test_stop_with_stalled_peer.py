@@ -9,6 +9,7 @@ grace (2 s) and then its writes the closing write timeout (1 s) to make progress
 saying so, and the agent exits 0."""
 
 import fcntl
+import os
 import signal
 import socket
 import struct
@@ -85,6 +86,31 @@ class StopWithStalledPeer(unittest.TestCase):
         self.assertNotIn("connections still open at the stop deadline", log, said)
         self.assertNotIn("SPOP protocol error", log, said)
         print(f"\nstopped {elapsed:.2f} s after SIGTERM with a peer that never reads")
+
+    def test_readyz_answers_not_ready_until_the_end(self):
+        """While the stop waits for a peer, the HTTP listener stays up: /readyz answers 503
+        (what load balancers and orchestrators expect), never a refused connection."""
+        agent = self.agent
+        self.assertEqual(agent.http_get("/readyz")[0], 200)
+        self.stalled_peer()
+        os.killpg(agent.proc.pid, signal.SIGTERM)
+        answers = []
+        while agent.running():
+            try:
+                status, body = agent.http_get("/readyz", timeout=2)
+                answers.append(status)
+                if status == 503:
+                    self.assertIn("not_ready", body)
+            except OSError as error:
+                if agent.running():
+                    answers.append(type(error).__name__)
+            time.sleep(0.05)
+        self.assertEqual(agent.proc.wait(), 0)
+        log = "\n".join(agent.lines())
+        self.assertGreater(len(answers), 10, f"the stop took no time: {answers}; {log[-2000:]}")
+        # The last answers may race the exit (the listener closes just before the process ends).
+        settled = answers[:-3]
+        self.assertEqual(set(settled), {503}, f"/readyz during the stop: {answers}")
 
 
 if __name__ == "__main__":
