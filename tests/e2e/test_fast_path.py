@@ -209,7 +209,11 @@ class HoldSemantics(ScriptedAgent):
     def test_f_no_reuse_while_no_agent_is_up(self):
         self.stack.add_container("mira")
         self.alive_rule("mira", LONG_HOLD)
+        first = len(haproxy_log_decisions(self.stack))
         self.assert_routed("mira")
+        # HAProxy writes the log line once the stream ends, which may be after the client read
+        # the response: the first request's line must be in before the second is counted.
+        poll(lambda: len(haproxy_log_decisions(self.stack)), lambda n: n > first, 5)
         before = len(haproxy_log_decisions(self.stack))
         self.assert_routed("mira")
         # HAProxy writes the log line once the stream ends, which may be after the client read
