@@ -229,8 +229,8 @@ class Stack:
         /events on its SPAWNER_HTTP_LISTEN; needs spawner="director") or a list of URLs (e.g.
         tools/feed_standin.py's FeedStandin.url). haproxy_sockets: True gives the agent
         DIRECTOR_HAPROXY_SOCKETS = this stack's HAProxy stats socket (its invalidation channel).
-        agents: how many agents run behind the one HAProxy (agent, agent2, ...: a test-only
-        copy of haproxy_cfg lists them all in the agents backend, balance roundrobin).
+        agents: how many agents run behind the one HAProxy, 1 to 4 (agent, agent2, ...: HAProxy
+        gets them as DIRECTOR_AGENT, DIRECTOR_AGENT_2, ..., haproxy.cfg's agent slots).
         agent_env: extra environment for every agent, e.g. {"DIRECTOR_EVENT_BACKSTOP": "2m"}."""
         if fake_agent is None:
             fake_agent = os.environ.get("DIRECTOR_E2E_FAKE_AGENT") == "1"
@@ -270,8 +270,9 @@ class Stack:
             raise ValueError('event_feeds="spawner" needs spawner="director"')
         if isinstance(event_feeds, str) and event_feeds != "spawner":
             raise ValueError(f'event_feeds is None, "spawner" or a list of URLs, not {event_feeds!r}')
-        if agents < 1 or (agents > 1 and fake_agent):
-            raise ValueError(f"agents: 1, or more with the real agent, not {agents}")
+        if agents < 1 or agents > 4 or (agents > 1 and fake_agent):
+            raise ValueError(f"agents: 1, or up to 4 with the real agent (haproxy.cfg's slots), "
+                             f"not {agents}")
         self.event_feeds, self.haproxy_sockets = event_feeds, haproxy_sockets
         self.agent_count, self.agent_env = agents, dict(agent_env or {})
         # Each agent's (SPOP, HTTP) addresses by component name; the first's are also
@@ -381,6 +382,12 @@ class Stack:
     def agent_names(self):
         """The agents' component names: "agent", then "agent2", ... (Stack(agents=N))."""
         return ["agent"] + [f"agent{n}" for n in range(2, self.agent_count + 1)]
+
+    @staticmethod
+    def agent_variable(name):
+        """HAProxy's variable for the agent `name` (agent_names()), whose server in the agents
+        backend has the same name: DIRECTOR_AGENT, DIRECTOR_AGENT_2 .. DIRECTOR_AGENT_4."""
+        return "DIRECTOR_AGENT" if name == "agent" else f"DIRECTOR_AGENT_{name.removeprefix('agent')}"
 
     def agent_environment(self):
         """What every agent gets on top of _env(): the event feeds, HAProxy's runtime socket
@@ -622,7 +629,7 @@ class Stack:
         return self._env(
             SPAWNER_HOST=self.spawner[0], SPAWNER_PORT=str(self.spawner[1]),
             DIRECTOR_AGENT=f"{self.agent[0]}:{self.agent[1]}",
-            **{f"DIRECTOR_{name.upper()}": f"{spop[0]}:{spop[1]}"
+            **{self.agent_variable(name): f"{spop[0]}:{spop[1]}"
                for name, (spop, _) in self.agent_endpoints.items()},
             DIRECTOR_HTTP_BIND=f"{self.http[0]}:{self.http[1]}",
             DIRECTOR_HAPROXY_METRICS_BIND=f"{self.metrics[0]}:{self.metrics[1]}",
@@ -645,7 +652,7 @@ class Stack:
 
     def start_haproxy(self):
         self._start("haproxy", [haproxy_binary(), "-W", "-S", self.run_dir / "master.sock",
-                                "-f", self.haproxy_config()], self.haproxy_env())
+                                "-f", self.haproxy_cfg], self.haproxy_env())
         self.wait_haproxy_started()
 
     def wait_haproxy_started(self):
@@ -712,24 +719,6 @@ class Stack:
     def wait_agent_checked(self, timeout=15.0, name="agent"):
         wait_for(f"HAProxy's health check of {name}",
                  lambda: self.agent_server_state(name) == ("UP", "L7OK"), timeout)
-
-    def haproxy_config(self):
-        """The configuration HAProxy runs: haproxy_cfg, or with several agents a copy in the run
-        directory whose agents backend lists each of them, balance roundrobin (a test-only edit:
-        the operator-facing way to run several agents is not this)."""
-        if self.agent_count == 1:
-            return self.haproxy_cfg
-        text = self.haproxy_cfg.read_text()
-        server = re.compile(r'^(\s*)server agent "\$\{DIRECTOR_AGENT\}"(.*)$', re.M)
-        found = server.search(text)
-        if found is None:
-            raise RuntimeError(f"{self.haproxy_cfg}: no 'server agent \"${{DIRECTOR_AGENT}}\"' line")
-        indent, rest = found.groups()
-        lines = [f"{indent}balance roundrobin"] + [
-            f'{indent}server {name} "${{DIRECTOR_{name.upper()}}}"{rest}' for name in self.agent_names()]
-        copy = self.run_dir / "haproxy.cfg"
-        copy.write_text(text[:found.start()] + "\n".join(lines) + text[found.end():])
-        return copy
 
     def fast_path_entry(self, user):
         """`user`'s entry in HAProxy's fast_path table (show table fast_path key <user>), or
