@@ -226,6 +226,24 @@ class RecordingSpawner:
         self.server.server_close()
 
 
+class RecordingSpawnerTest(StackTest):
+    """A stack whose spawner records what it was told (self.spawner, a RecordingSpawner: it
+    starts no container) and where `containers` (labels) run from the start."""
+
+    containers = ()
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.spawner = RecordingSpawner(cls.stack)
+        cls.stack.add_containers(list(cls.containers))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.spawner.close()
+        super().tearDownClass()
+
+
 def haproxy_log_decisions(stack):
     """HAProxy's request log lines as dicts of the director fields (label, alive, reason,
     ptime, error, target) plus "status" and "line"."""

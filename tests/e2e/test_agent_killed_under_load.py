@@ -8,24 +8,15 @@ fails, none gets a raw 5xx, none waits much longer than one SPOE processing time
 import threading
 import time
 
-from common import RecordingSpawner, StackTest, load, main, our_pages
+from common import RecordingSpawnerTest, load, main, our_pages
 
 ALIVE = ["alice", "bob", "carol"]
 NOT_ALIVE = ["nobody1", "nobody2"]
 AGENT_REASONS = {"no-such-host", "dns-error", "refused", "timeout", "probe-failed"}
 
 
-class AgentKilledUnderLoad(StackTest):
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.spawner = RecordingSpawner(cls.stack)  # starts no containers: nobody* stay so
-        cls.stack.add_containers(ALIVE)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.spawner.close()
-        super().tearDownClass()
+class AgentKilledUnderLoad(RecordingSpawnerTest):
+    containers = ALIVE  # nobody* stay without one
 
     def test_kill_then_restart(self):
         stack = self.stack

@@ -14,26 +14,12 @@ silent (dnsmasq SIGSTOPped: queries time out). In both:
 import signal
 import time
 
-from common import RecordingSpawner, StackTest, main, our_pages, poll, who_answered
+from common import RecordingSpawnerTest, main, our_pages, poll, who_answered
 
 DOWN_FOR = 3.0  # s of traffic with DNS down
 
 
-class SpawnerRecordingTest(StackTest):
-    """A stack whose spawner records what it was told (self.spawner)."""
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.spawner = RecordingSpawner(cls.stack)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.spawner.close()
-        super().tearDownClass()
-
-
-class DnsDown(SpawnerRecordingTest):
+class DnsDown(RecordingSpawnerTest):
     def stale_answers(self):
         return self.stack.agent_metrics().get("director_stale_dns_answers_total", 0)
 
@@ -96,7 +82,7 @@ class DnsDown(SpawnerRecordingTest):
         self.check_dns_down("silent", signal.SIGSTOP)
 
 
-class DnsDownBeyondStaleBound(SpawnerRecordingTest):
+class DnsDownBeyondStaleBound(RecordingSpawnerTest):
     """With --stale-if-error 3s, a user known alive keeps their container through the first
     moments of the outage, then goes to the spawner (dns-error) once DNS's last answer is
     older than the bound, and comes back when DNS does."""

@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Two agents behind one HAProxy (haproxy.cfg's slots DIRECTOR_AGENT and DIRECTOR_AGENT_2, the
+real configuration unedited), under steady load from several clients: users with running
+containers and users without one (who always reach the agent: the fast path holds only alive
+answers), with the fast path on and off.
+
+- One agent SIGKILLed mid-load (test_a_one_agent_killed).
+- An agent replaced as docs/operations.md ("Upgrading an agent") says (test_b_agent_replaced):
+  with one agent in service, the new one started on the free slot, HAProxy's check seen UP,
+  then the old one stopped with SIGTERM (AGENT-DISCONNECT).
+
+A request is LOST when its answer is anything but the expected routed answer: the user's own
+container (X-Served-By names it) for users with one, the spawner's loading page for the
+others; an error page of ours, HAProxy's own error, a timeout or a refused connection all
+count as lost. The bound on lost requests is zero in both tests.
+
+A request the agents did not decide (HAProxy's log line has error=, degraded mode) is not
+lost when degraded mode still routed it as expected; those are counted. Replacing an agent
+must cost none: its pending answers are sent before AGENT-DISCONNECT, and a connection it
+refuses is tried on the other agent (backend agents: retries 1, option redispatch). A SIGKILL
+can cost at most the decisions in flight on the killed agent's connections at that instant,
+i.e. at most one per client (each client has one request in flight), and no request may wait
+longer than the SPOE processing timeout allows."""
+
+import signal
+import threading
+import time
+
+from common import RecordingSpawnerTest, haproxy_log_decisions, load, main, our_pages
+
+ALIVE = ["alice", "bob", "carol"]
+NOT_ALIVE = ["nobody1", "nobody2", "nobody3"]
+CLIENTS = (ALIVE, ALIVE[::-1], ALIVE[1:] + ALIVE[:1], NOT_ALIVE, NOT_ALIVE[::-1],
+           NOT_ALIVE[1:] + NOT_ALIVE[:1])
+
+
+class TwoAgentsUnderLoad(RecordingSpawnerTest):
+    containers = ALIVE  # nobody* stay without one
+    stack_options = {"agents": 2}
+
+
+    def setUp(self):
+        for name in self.stack.agent_names():
+            if not self.stack.components[name].running():
+                self.stack.start_agent(name)
+            self.stack.haproxy_cli(f"set server agents/{name} state ready")
+            self.stack.wait_agent_checked(name=name)
+        self.expected = {user: self.backend_of(user) for user in ALIVE}
+        self.expected.update({user: "spawner" for user in NOT_ALIVE})
+        for user in ALIVE:
+            self.assert_routed(user)
+
+    def decisions(self, name):
+        series = self.stack.agent_metrics(name)
+        return sum(v for k, v in series.items() if k.startswith("director_decisions_total"))
+
+    def under_load(self, action):
+        """Runs `action()` while CLIENTS load HAProxy (1 s of load before, 1 s after); returns
+        (results, degraded log lines, whatever action returned)."""
+        log_start = len(haproxy_log_decisions(self.stack))
+        stop, lock, results, pages = threading.Event(), threading.Lock(), [], our_pages()
+        threads = [threading.Thread(target=load, args=(self.stack, users, stop, results, lock),
+                                    kwargs={"pages": pages}) for users in CLIENTS]
+        for thread in threads:
+            thread.start()
+        try:
+            time.sleep(1.0)
+            outcome = action()
+            time.sleep(1.0)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+        time.sleep(0.5)  # HAProxy writes each log line once the response is sent
+        degraded = [d for d in haproxy_log_decisions(self.stack)[log_start:]
+                    if d.get("error", "-") != "-"]
+        return results, degraded, outcome
+
+    def assert_nothing_lost(self, results, degraded):
+        lost = [(user, answer) for user, answer, _ in results if answer != self.expected[user]]
+        self.assertEqual(lost[:10], [], f"{len(lost)} of {len(results)} requests lost")
+        slowest = max(seconds for _, _, seconds in results)
+        self.assertLess(slowest, 3.0, "a request waited longer than the SPOE timeout allows")
+
+    def test_a_one_agent_killed(self):
+        stack = self.stack
+        names = stack.agent_names()
+        start = {name: self.decisions(name) for name in names}
+
+        def kill():
+            # The agent that decided most in the last second: it has decisions in flight. (SPOE
+            # keeps its connections: an agent restarted by an earlier test may get none.)
+            busy = {name: self.decisions(name) - start[name] for name in names}
+            victim = max(names, key=busy.get)
+            survivor = next(name for name in names if name != victim)
+            stack.kill_agent(signal.SIGKILL, name=victim)
+            at_kill = self.decisions(survivor)
+            time.sleep(3.0)  # HAProxy marks it down within 2 s; the other agent decides alone
+            return victim, survivor, busy, at_kill
+
+        results, degraded, (victim, survivor, busy, at_kill) = self.under_load(kill)
+        self.assert_nothing_lost(results, degraded)
+        self.assertGreater(busy[victim], 0, f"no agent decided under load: {busy}")
+        self.assertGreater(self.decisions(survivor), at_kill,
+                           f"{survivor} decided nothing after {victim} was killed")
+        self.assertEqual(stack.agent_server_state(victim)[0], "DOWN")
+        self.assertLessEqual(len(degraded), len(CLIENTS),
+                             f"more decisions failed than were in flight: {degraded[:3]}")
+        print(f"\nSIGKILL of {victim} (decisions in the second before: {busy}): "
+              f"{len(results)} requests, none lost, {len(degraded)} decided in degraded mode",
+              end=" ")
+
+    def test_b_agent_replaced(self):
+        stack = self.stack
+        # One agent in service (agent2's slot free), as docs/operations.md starts from.
+        stack.kill_agent(signal.SIGTERM, name="agent2")
+        self.wait_state("agent2", "DOWN")
+
+        def replace():
+            stack.start_agent("agent2")  # the new agent, on the free slot
+            stack.wait_agent_checked(name="agent2")  # HAProxy's check: UP
+            # The old one: out of HAProxy's rotation first, then a graceful stop.
+            stack.haproxy_cli("set server agents/agent state maint")
+            time.sleep(0.5)
+            stack.kill_agent(signal.SIGTERM, name="agent")
+            return self.decisions("agent2")
+
+        results, degraded, decided_by_new = self.under_load(replace)
+        self.assert_nothing_lost(results, degraded)
+        self.assertEqual([d["line"] for d in degraded], [], "replacing an agent cost decisions")
+        self.assertGreater(self.decisions("agent2"), decided_by_new,
+                           "the new agent decided nothing after the old one stopped")
+        print(f"\nreplaced: {len(results)} requests, none lost, none degraded", end=" ")
+
+    def wait_state(self, name, status, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while (self.stack.agent_server_state(name) or ("",))[0] != status:
+            self.assertLess(time.monotonic(), deadline, f"HAProxy never saw {name} {status}")
+            time.sleep(0.1)
+
+
+class TwoAgentsUnderLoadWithoutFastPath(TwoAgentsUnderLoad):
+    """The same with DIRECTOR_FAST_PATH=off: every request asks an agent."""
+    stack_options = {"agents": 2, "haproxy_extra_env": {"DIRECTOR_FAST_PATH": "off"}}
+
+
+if __name__ == "__main__":
+    main()
