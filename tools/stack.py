@@ -720,6 +720,11 @@ class Stack:
         wait_for(f"HAProxy's health check of {name}",
                  lambda: self.agent_server_state(name) == ("UP", "L7OK"), timeout)
 
+    def wait_agent_down(self, timeout=15.0, name="agent"):
+        """Waits until HAProxy marks the agent server `name` down (e.g. a slot nothing answers)."""
+        wait_for(f"HAProxy to mark {name} down",
+                 lambda: (self.agent_server_state(name) or ("",))[0] == "DOWN", timeout)
+
     def fast_path_entry(self, user):
         """`user`'s entry in HAProxy's fast_path table (show table fast_path key <user>), or
         None: {"addr": gpt0 as an IPv4 address, "expiry": gpt1 (HAProxy's ms clock mod 2^32),

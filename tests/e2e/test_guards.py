@@ -17,7 +17,16 @@ class Guards(StackTest):
         cls.stack.fake_rules = cls.rules_path
         # The spawner's HTTP listener is not started here: the guard refuses before connecting.
         cls.stack.haproxy_extra_env["SPAWNER_HTTP_LISTEN"] = "127.0.0.1:9"
+        # Every agent slot set (nothing listens there: only the guard matters); unset, a slot
+        # must forbid nothing, which every other test's routing shows.
+        cls.agent_slots = {n: ("127.0.0.1", 9 + n) for n in (2, 3, 4)}
+        cls.stack.haproxy_extra_env.update({f"DIRECTOR_AGENT_{n}": f"{addr}:{port}"
+                                            for n, (addr, port) in cls.agent_slots.items()})
         cls.stack.start()
+        # Until HAProxy has checked an empty slot, SPOE may open a connection to it: 3.x then
+        # decides that request in degraded mode (2.6 tries the next agent).
+        for n in cls.agent_slots:
+            cls.stack.wait_agent_down(name=f"agent{n}")
         alice = cls.stack.add_container("alice")
         s = cls.stack
         alive = {"alive": True, "reason": "ok"}
@@ -31,6 +40,8 @@ class Guards(StackTest):
             "agentport": {**alive, "addr": s.agent[0], "port": s.agent[1]},
             "spawnerpages": {**alive, "addr": s.spawner[0], "port": s.spawner[1]},
             "spawnerhttp": {**alive, "addr": "127.0.0.1", "port": 9},
+            **{f"agent{n}port": {**alive, "addr": addr, "port": port}
+               for n, (addr, port) in cls.agent_slots.items()},
             "noport": {**alive, "addr": alice["addr"]},
             "noaddr": {**alive, "port": alice["port"]},
             "notalive": {"alive": False, "reason": "refused", "addr": alice["addr"],
@@ -62,7 +73,7 @@ class Guards(StackTest):
 
     def test_forbidden_addresses(self):
         for user in ("metadata", "linklocal6", "unspecified", "loop", "metrics", "agentport", "spawnerpages",
-                     "spawnerhttp"):
+                     "spawnerhttp", "agent2port", "agent3port", "agent4port"):
             status, served_by, body = self.answer(user)
             self.assertEqual((status, served_by), (502, None), user)
             self.assertIn(b"never connects", body)

@@ -114,14 +114,14 @@ class TwoAgentsUnderLoad(RecordingSpawnerTest):
         stack = self.stack
         # One agent in service (agent2's slot free), as docs/operations.md starts from.
         stack.kill_agent(signal.SIGTERM, name="agent2")
-        self.wait_state("agent2", "DOWN")
+        stack.wait_agent_down(name="agent2")
 
         def replace():
             stack.start_agent("agent2")  # the new agent, on the free slot
             stack.wait_agent_checked(name="agent2")  # HAProxy's check: UP
             # The old one: out of HAProxy's rotation first, then a graceful stop.
             stack.haproxy_cli("set server agents/agent state maint")
-            time.sleep(0.5)
+            time.sleep(1.0)
             stack.kill_agent(signal.SIGTERM, name="agent")
             return self.decisions("agent2")
 
@@ -131,12 +131,6 @@ class TwoAgentsUnderLoad(RecordingSpawnerTest):
         self.assertGreater(self.decisions("agent2"), decided_by_new,
                            "the new agent decided nothing after the old one stopped")
         print(f"\nreplaced: {len(results)} requests, none lost, none degraded", end=" ")
-
-    def wait_state(self, name, status, timeout=10.0):
-        deadline = time.monotonic() + timeout
-        while (self.stack.agent_server_state(name) or ("",))[0] != status:
-            self.assertLess(time.monotonic(), deadline, f"HAProxy never saw {name} {status}")
-            time.sleep(0.1)
 
 
 class TwoAgentsUnderLoadWithoutFastPath(TwoAgentsUnderLoad):
