@@ -1,0 +1,317 @@
+#!/usr/bin/env python3
+"""What `cmake --install` gives an operator, checked as an operator would use it
+(docs/operations.md, "Installing"). Each check installs the build tree into its own temporary
+directory, so the checks may run in parallel:
+
+  layout           the files and where they go, under --prefix and under DESTDIR with /usr;
+                   CHANGELOG.md has an entry for the project version
+  binaries         the installed programs' --version (the CMake project version) and
+                   --check-config, also with every setting of the example environment files
+  haproxy BINARY   `haproxy -c` on the installed haproxy.cfg under the example haproxy.env
+  systemd          `systemd-analyze verify` of the installed units
+  deb              `cpack -G DEB`: the package's files and its Depends
+  dockerfiles      each image's build stage configures from the folders its Dockerfile
+                   copies, installs its program where the image takes it from, and its
+                   HEALTHCHECK's `--health` exists (no image is built: no base image here)
+
+Exit 77 (skipped) when a tool a check needs is absent.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+SKIP = 77
+HAPROXY_DIR = Path("share/container-director/haproxy")
+DOC_DIR = Path("share/doc/container-director")
+UNIT_DIR = Path("lib/systemd/system")
+PROGRAMS = ("director-agent", "director-spawner")
+
+
+def run(command, env=None, check=True):
+    result = subprocess.run([str(c) for c in command], env=env, capture_output=True, text=True, timeout=120)
+    if check and result.returncode != 0:
+        sys.exit(f"FAIL: {' '.join(map(str, command))} exited {result.returncode}\n{result.stdout}{result.stderr}")
+    return result
+
+
+def fail(message):
+    sys.exit(f"FAIL: {message}")
+
+
+def install(args, prefix, destdir=None):
+    env = dict(os.environ)
+    env.pop("DESTDIR", None)
+    if destdir:
+        env["DESTDIR"] = str(destdir)
+    run([args.cmake, "--install", args.build, "--prefix", prefix], env=env)
+
+
+def files_under(root):
+    return {p.relative_to(root).as_posix() for p in Path(root).rglob("*") if not p.is_dir()}
+
+
+def expected_files(source):
+    pages = {f"{HAPROXY_DIR.as_posix()}/pages/{p.name}" for p in (source / "haproxy/pages").iterdir()}
+    return pages | {
+        "bin/director-agent", "bin/director-spawner",
+        f"{HAPROXY_DIR.as_posix()}/haproxy.cfg", f"{HAPROXY_DIR.as_posix()}/spoe.conf",
+        f"{DOC_DIR.as_posix()}/CHANGELOG.md",
+        f"{DOC_DIR.as_posix()}/examples/director-agent.env",
+        f"{DOC_DIR.as_posix()}/examples/director-spawner.env",
+        f"{DOC_DIR.as_posix()}/examples/haproxy.env",
+        f"{UNIT_DIR.as_posix()}/director-agent.service",
+        f"{UNIT_DIR.as_posix()}/director-spawner.service",
+    }
+
+
+def unit_settings(path):
+    """The unit's Key=value lines, each key with its values in order."""
+    settings = {}
+    for line in Path(path).read_text().splitlines():
+        if line and not line.startswith(("#", "[")):
+            key, _, value = line.partition("=")
+            settings.setdefault(key, []).append(value)
+    return settings
+
+
+def check_units(root, bindir, sysconfdir):
+    for program in PROGRAMS:
+        unit = unit_settings(root / UNIT_DIR / f"{program}.service")
+        expect = {"ExecStart": [f"{bindir}/{program}"],
+                  "EnvironmentFile": [f"-{sysconfdir}/container-director/{program}.env"],
+                  "Restart": ["on-failure"], "RestartPreventExitStatus": ["2"], "KillSignal": ["SIGTERM"],
+                  "CapabilityBoundingSet": [""], "NoNewPrivileges": ["yes"], "ProtectSystem": ["strict"]}
+        for key, values in expect.items():
+            if unit.get(key) != values:
+                fail(f"{program}.service: {key} is {unit.get(key)}, expected {values}")
+        if "@DIRECTOR_" in (root / UNIT_DIR / f"{program}.service").read_text():
+            fail(f"{program}.service: a placeholder was not replaced")
+
+
+def example_environment(path, skip=("DIRECTOR_CONFIG",)):
+    """Every VARIABLE=value of an example environment file, commented out or not (the later
+    line wins, as in the file), without the ones naming files that do not exist here."""
+    env = {}
+    for line in Path(path).read_text().splitlines():
+        match = re.fullmatch(r"#?([A-Z][A-Z0-9_]*)=(.*)", line.strip())
+        if match and match.group(1) not in skip:
+            env[match.group(1)] = match.group(2).strip().strip('"')
+    return env
+
+
+def check_layout(args):
+    with tempfile.TemporaryDirectory(prefix="director-install-") as tmp:
+        prefix = Path(tmp) / "prefix"
+        install(args, prefix)
+        found, expected = files_under(prefix), expected_files(args.source)
+        if found != expected:
+            fail(f"installed files differ: unexpected {sorted(found - expected)}, missing {sorted(expected - found)}")
+        for name in ("haproxy.cfg", "spoe.conf", *(f"pages/{p.name}" for p in (args.source / "haproxy/pages").iterdir())):
+            if (prefix / HAPROXY_DIR / name).read_bytes() != (args.source / "haproxy" / name).read_bytes():
+                fail(f"{HAPROXY_DIR / name} differs from haproxy/{name}")
+        for program in PROGRAMS:
+            if not os.access(prefix / "bin" / program, os.X_OK):
+                fail(f"bin/{program} is not executable")
+        # The release procedure (docs/operations.md, "Releasing"): the version has its entry.
+        if not re.search(rf"^## {re.escape(args.version)} - \d{{4}}-\d{{2}}-\d{{2}}$",
+                         (prefix / DOC_DIR / "CHANGELOG.md").read_text(), re.M):
+            fail(f"CHANGELOG.md has no '## {args.version} - YYYY-MM-DD' entry for the project version")
+        # The units and haproxy.env name the prefix installed to, not the configured one.
+        check_units(prefix, prefix / "bin", prefix / "etc")
+        haproxy_env = example_environment(prefix / DOC_DIR / "examples/haproxy.env")
+        if haproxy_env["CONFIG"] != str(prefix / HAPROXY_DIR / "haproxy.cfg") or \
+                haproxy_env["DIRECTOR_HAPROXY_DIR"] != str(prefix / HAPROXY_DIR):
+            fail(f"haproxy.env names {haproxy_env['CONFIG']} and {haproxy_env['DIRECTOR_HAPROXY_DIR']}")
+
+        # A system install (the package's): /usr, with the configuration directory /etc.
+        staged = Path(tmp) / "staged"
+        install(args, "/usr", destdir=staged)
+        found = files_under(staged)
+        expected = {f"usr/{f}" for f in expected_files(args.source)}
+        if found != expected:
+            fail(f"DESTDIR install differs: unexpected {sorted(found - expected)}, missing {sorted(expected - found)}")
+        check_units(staged / "usr", "/usr/bin", "/etc")
+    print("layout: as documented, under --prefix and under DESTDIR with /usr")
+
+
+def check_config(program_path, env_overrides):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DIRECTOR_", "SPAWNER_", "CONTAINER_"))}
+    env.update(env_overrides)
+    result = run([program_path, "--check-config"], env=env)
+    return json.loads(result.stdout)
+
+
+def check_binaries(args):
+    with tempfile.TemporaryDirectory(prefix="director-install-") as tmp:
+        prefix = Path(tmp)
+        install(args, prefix)
+        for program in PROGRAMS:
+            path = prefix / "bin" / program
+            version = run([path, "--version"]).stdout
+            if version != f"{program} {args.version}\n":
+                fail(f"{program} --version printed {version!r}, expected the project version {args.version}")
+            printed = check_config(path, {})
+            if printed.get("version") != args.version:
+                fail(f"{program} --check-config says version {printed.get('version')!r}, expected {args.version}")
+            # The example environment file, every setting in it taken: all valid.
+            example = example_environment(prefix / DOC_DIR / f"examples/{program}.env")
+            printed = check_config(path, example)
+            from_environment = sorted(k for k, source in printed["sources"].items() if source == "environment")
+            if len(from_environment) != len(example):
+                fail(f"{program}: {len(example)} settings in examples/{program}.env, "
+                     f"{len(from_environment)} taken from the environment: {from_environment}")
+            print(f"{program}: --version {args.version}; --check-config takes the {len(example)} settings "
+                  f"of examples/{program}.env: {', '.join(from_environment)}")
+
+
+def check_haproxy(args):
+    haproxy = shutil.which(args.haproxy) if not os.path.isabs(args.haproxy) else args.haproxy
+    if not haproxy or not os.path.exists(haproxy):
+        print(f"skipped: no HAProxy at {args.haproxy}")
+        return SKIP
+    with tempfile.TemporaryDirectory(prefix="director-install-") as tmp:
+        prefix = Path(tmp)
+        install(args, prefix)
+        example = example_environment(prefix / DOC_DIR / "examples/haproxy.env")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DIRECTOR_", "SPAWNER_", "CONTAINER_"))}
+        env.update(example)
+        # -dW: any warning is fatal. The installed files only: the source tree is out of reach.
+        result = run([haproxy, "-c", "-dW", "-f", example["CONFIG"]], env=env, check=False)
+        output = result.stdout + result.stderr
+        if result.returncode != 0 or re.search(r"\[(WARNING|ALERT)\]", output):
+            fail(f"{haproxy} -c on the installed files exited {result.returncode}:\n{output}")
+        version = run([haproxy, "-v"]).stdout.splitlines()[0]
+        print(f"{version}: {example['CONFIG']} valid under examples/haproxy.env: {output.strip()}")
+    return 0
+
+
+def check_systemd(args):
+    analyze = shutil.which("systemd-analyze")
+    if not analyze:
+        print("skipped: no systemd-analyze")
+        return SKIP
+    with tempfile.TemporaryDirectory(prefix="director-install-") as tmp:
+        prefix = Path(tmp)
+        install(args, prefix)
+        units = [prefix / UNIT_DIR / f"{p}.service" for p in PROGRAMS]
+        # verify: syntax, every setting known, the ExecStart binaries exist and are executable.
+        result = run([analyze, "verify", *units], check=False)
+        output = (result.stdout + result.stderr).strip()
+        # Only lines about these units count; a host's own broken units are not ours.
+        ours = [line for line in output.splitlines() if any(p in line for p in PROGRAMS)]
+        if result.returncode != 0 or ours:
+            fail(f"systemd-analyze verify exited {result.returncode}:\n{output}")
+        for unit in units:
+            security = run([analyze, "security", "--offline=true", unit], check=False)
+            overall = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", security.stdout + security.stderr)
+            if not overall:
+                fail(f"systemd-analyze security printed no exposure level:\n{security.stdout}{security.stderr}")
+            print(f"{unit.name}: verify clean; exposure {overall.group(1)} (systemd-analyze security --offline)")
+            limit = {"director-agent.service": 2.0, "director-spawner.service": 4.0}[unit.name]
+            if float(overall.group(1)) > limit:
+                fail(f"{unit.name}: exposure {overall.group(1)} above {limit}:\n{security.stdout}")
+    return 0
+
+
+def check_deb(args):
+    for tool in ("cpack", "dpkg-deb", "dpkg-shlibdeps"):
+        if not shutil.which(tool):
+            print(f"skipped: no {tool}")
+            return SKIP
+    with tempfile.TemporaryDirectory(prefix="director-deb-") as tmp:
+        run([args.cpack, "-G", "DEB", "--config", Path(args.build) / "CPackConfig.cmake", "-B", tmp])
+        debs = list(Path(tmp).glob("*.deb"))
+        if len(debs) != 1:
+            fail(f"cpack made {debs}, expected one .deb")
+        deb = debs[0]
+        listing = run(["dpkg-deb", "-c", deb]).stdout
+        files = {line.split()[-1].lstrip(".").lstrip("/") for line in listing.splitlines() if not line.startswith("d")}
+        expected = {f"usr/{f}" for f in expected_files(args.source)}
+        if files != expected:
+            fail(f"{deb.name} holds other files: unexpected {sorted(files - expected)}, missing {sorted(expected - files)}")
+        fields = {name: run(["dpkg-deb", "-f", deb, name]).stdout.strip()
+                  for name in ("Package", "Version", "Architecture", "Depends", "Recommends")}
+        if fields["Version"] != args.version or fields["Package"] != "container-director":
+            fail(f"{deb.name}: package {fields['Package']} version {fields['Version']}")
+        # dpkg-shlibdeps' Depends: the C and C++ runtimes and the two libraries linked
+        # dynamically (c-ares, prometheus-cpp's core), nothing else.
+        depends = {re.split(r"[ (]", d.strip())[0] for d in fields["Depends"].split(",")}
+        for needed in ("libc6", "libstdc++6", "libgcc-s1", "libc-ares2"):
+            if needed not in depends:
+                fail(f"Depends lacks {needed}: {fields['Depends']}")
+        if not any(d.startswith("libprometheus-cpp-core") for d in depends):
+            fail(f"Depends lacks libprometheus-cpp-core: {fields['Depends']}")
+        # The units inside name /usr/bin and /etc, where the package puts and reads things.
+        unpacked = Path(tmp) / "unpacked"
+        run(["dpkg-deb", "-x", deb, unpacked])
+        check_units(unpacked / "usr", "/usr/bin", "/etc")
+        print(f"{deb.name}: {len(files)} files; " + "; ".join(f"{k}: {v}" for k, v in fields.items()))
+    return 0
+
+
+def check_dockerfiles(args):
+    for program, folder in (("director-agent", "agent"), ("director-spawner", "spawner")):
+        dockerfile = (args.source / folder / "Dockerfile").read_text()
+        build_stage = dockerfile.split("\nFROM ")[1]  # after the comments, before the runtime stage
+        copied = [line.split()[1:-1] for line in build_stage.splitlines()
+                  if line.startswith("COPY ") and "--from" not in line]
+        with tempfile.TemporaryDirectory(prefix="director-image-") as tmp:
+            context = Path(tmp) / "src"
+            context.mkdir()
+            for sources in copied:
+                for source in sources:
+                    target = context / source
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    if (args.source / source).is_dir():
+                        shutil.copytree(args.source / source, target)
+                    else:
+                        shutil.copy2(args.source / source, target)
+            # The build stage's configure step, as the Dockerfile writes it.
+            configure = re.search(r"RUN (cmake -S \. -B /build .*?)\s*\\?\n\s*&& cmake --build",
+                                  build_stage, re.S)
+            if not configure:
+                fail(f"{folder}/Dockerfile: no `cmake -S . -B /build` step")
+            words = configure.group(1).replace("\\\n", " ").split()[1:]
+            words = [str(Path(tmp) / "build") if w == "/build" else w for w in words]
+            result = subprocess.run([args.cmake, *words], cwd=context, capture_output=True, text=True, timeout=300)
+            if result.returncode != 0:
+                fail(f"{folder}/Dockerfile's configure step fails with only what it copies:\n{result.stderr}")
+            prefix = re.search(r"-DCMAKE_INSTALL_PREFIX=(\S+)", configure.group(1)).group(1)
+        if f"cmake --install /build --component {program}" not in build_stage:
+            fail(f"{folder}/Dockerfile does not install the {program} component")
+        if f"COPY --from=build {prefix}/bin/{program} " not in dockerfile:
+            fail(f"{folder}/Dockerfile does not take {program} from where it installed it ({prefix}/bin)")
+        healthcheck = re.search(r'HEALTHCHECK .*CMD \["([^"]+)", "([^"]+)"\]', dockerfile)
+        if not healthcheck or healthcheck.group(1) != f"/usr/local/bin/{program}":
+            fail(f"{folder}/Dockerfile's HEALTHCHECK does not run /usr/local/bin/{program}")
+        help_text = run([Path(args.build) / folder / program, "--help"]).stdout
+        if healthcheck.group(2) not in help_text.split():
+            fail(f"{program} --help does not list {healthcheck.group(2)}, which its HEALTHCHECK runs")
+        print(f"{folder}/Dockerfile: configures from {sum(len(s) for s in copied)} copied paths, installs "
+              f"{prefix}/bin/{program}, HEALTHCHECK {healthcheck.group(1)} {healthcheck.group(2)}")
+    return 0
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--build", required=True, help="the build tree")
+    parser.add_argument("--source", required=True, type=Path, help="the source tree")
+    parser.add_argument("--version", required=True, help="the CMake project version")
+    parser.add_argument("--cmake", default="cmake")
+    parser.add_argument("--cpack", default="cpack")
+    parser.add_argument("check", choices=("layout", "binaries", "haproxy", "systemd", "deb", "dockerfiles"))
+    parser.add_argument("haproxy", nargs="?", help="the HAProxy binary, for the haproxy check")
+    args = parser.parse_args()
+    checks = {"layout": check_layout, "binaries": check_binaries, "haproxy": check_haproxy,
+              "systemd": check_systemd, "deb": check_deb, "dockerfiles": check_dockerfiles}
+    return checks[args.check](args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
