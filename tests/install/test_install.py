@@ -10,6 +10,9 @@ directory, so the checks may run in parallel:
   haproxy BINARY   `haproxy -c` on the installed haproxy.cfg under the example haproxy.env
   systemd          `systemd-analyze verify` of the installed units
   deb              `cpack -G DEB`: the package's files and its Depends
+  sandbox          the installed programs under the units' key restrictions, without systemd:
+                   the spawner as uid 0 with no capability on a read-only file system reaches
+                   a real Podman API service's root-owned socket; the agent as nobody, too
   dockerfiles      each image's build stage configures from the folders its Dockerfile
                    copies, installs its program where the image takes it from, and its
                    HEALTHCHECK's `--health` exists (no image is built: no base image here)
@@ -24,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 SKIP = 77
@@ -298,6 +302,94 @@ def check_dockerfiles(args):
     return 0
 
 
+def wait_ready(address, process, what, timeout=15.0):
+    """Until `address` answers GET /readyz with 200; fail when `process` exits first."""
+    from loopback import http_get
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            fail(f"{what} exited {process.returncode}:\n{process.stderr.read()}")
+        try:
+            if http_get(address, "/readyz")[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    fail(f"{what} not ready on {address} within {timeout} s")
+
+
+def restrictions(pid):
+    """The capability sets, NoNewPrivs and uid of a running process, from /proc."""
+    fields = dict(line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                  if ":\t" in line)
+    return {k: fields[k].strip() for k in ("Uid", "CapEff", "CapPrm", "CapBnd", "CapAmb", "NoNewPrivs")}
+
+
+def sandboxed(command, prefix, extra_read_only, uid=None):
+    """`command` in its own mount namespace where / and the given trees are read-only (like
+    ProtectSystem=strict), with no capability and no_new_privs (like CapabilityBoundingSet=
+    and NoNewPrivileges=yes), as `uid` if given."""
+    remounts = "; ".join(f"mount --bind {d} {d} && mount -o remount,bind,ro {d}"
+                         for d in ("/", str(prefix), *map(str, extra_read_only)))
+    user = f"--reuid={uid} --regid={uid} --clear-groups " if uid is not None else ""
+    script = f"{remounts} && exec setpriv {user}--bounding-set=-all --inh-caps=-all --no-new-privs -- \"$@\""
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-ec", script, "sh", *map(str, command)]
+
+
+def check_sandbox(args):
+    sys.path.insert(0, str(args.source / "tools"))
+    import podman
+    from loopback import free_port, http_get
+    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("setpriv"):
+        print("skipped: needs root (to make a mount namespace), unshare and setpriv")
+        return SKIP
+    if podman.available():
+        print(f"skipped: {podman.available()}")
+        return SKIP
+    processes = []
+    with tempfile.TemporaryDirectory(prefix="director-sandbox-") as tmp, podman.PodmanService() as runtime:
+        prefix = Path(tmp)
+        install(args, prefix)
+        os.chmod(runtime.socket, 0o600)  # root's alone, as Docker's and Podman's system sockets
+        try:
+            spawner_http = ("127.0.0.1", free_port())
+            spawner_env = {**os.environ, "SPAWNER_RUNTIME": f"unix://{runtime.socket}",
+                           "SPAWNER_LISTEN": f"127.0.0.1:{free_port()}",
+                           "SPAWNER_HTTP_LISTEN": "%s:%d" % spawner_http, "SPAWNER_IMAGE": podman.TEST_IMAGE}
+            spawner = subprocess.Popen(sandboxed([prefix / "bin/director-spawner"], prefix,
+                                                 [Path(runtime.socket).parent]),
+                                       env=spawner_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            processes.append(spawner)
+            wait_ready(spawner_http, spawner, "director-spawner, uid 0 without capabilities")
+            status = json.loads(http_get(spawner_http, "/status")[1])
+            agent_http = ("127.0.0.1", free_port())
+            agent_env = {**os.environ, "DIRECTOR_LISTEN": f"127.0.0.1:{free_port()}",
+                         "DIRECTOR_HTTP_LISTEN": "%s:%d" % agent_http,
+                         "DIRECTOR_EVENT_FEEDS": "http://%s:%d/events" % spawner_http}
+            agent = subprocess.Popen(sandboxed([prefix / "bin/director-agent"], prefix, [], uid=65534),
+                                     env=agent_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            processes.append(agent)
+            wait_ready(agent_http, agent, "director-agent, nobody without capabilities")
+            deadline = time.monotonic() + 10
+            while json.loads(http_get(agent_http, "/status")[1])["liveness"]["mode"] != "events":
+                if time.monotonic() > deadline:
+                    fail("the sandboxed agent never followed the sandboxed spawner's events")
+                time.sleep(0.1)
+            for name, process, uid in (("director-spawner", spawner, "0"), ("director-agent", agent, "65534")):
+                seen = restrictions(process.pid)
+                if seen["Uid"].split()[0] != uid or seen["NoNewPrivs"] != "1" or any(
+                        int(seen[k], 16) for k in ("CapEff", "CapPrm", "CapBnd", "CapAmb")):
+                    fail(f"{name} ran without the restrictions: {seen}")
+                print(f"{name}: uid {uid}, no capability, no_new_privs, read-only file system: ready")
+            print(f"director-spawner reached {status['configuration']['runtime']} (mode 600, root's); "
+                  f"the agent follows its events")
+        finally:
+            for process in processes:
+                process.terminate()
+                process.wait(timeout=15)
+    return 0
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--build", required=True, help="the build tree")
@@ -305,11 +397,13 @@ def main():
     parser.add_argument("--version", required=True, help="the CMake project version")
     parser.add_argument("--cmake", default="cmake")
     parser.add_argument("--cpack", default="cpack")
-    parser.add_argument("check", choices=("layout", "binaries", "haproxy", "systemd", "deb", "dockerfiles"))
+    parser.add_argument("check", choices=("layout", "binaries", "haproxy", "systemd", "deb", "dockerfiles",
+                                              "sandbox"))
     parser.add_argument("haproxy", nargs="?", help="the HAProxy binary, for the haproxy check")
     args = parser.parse_args()
     checks = {"layout": check_layout, "binaries": check_binaries, "haproxy": check_haproxy,
-              "systemd": check_systemd, "deb": check_deb, "dockerfiles": check_dockerfiles}
+              "systemd": check_systemd, "deb": check_deb, "dockerfiles": check_dockerfiles,
+              "sandbox": check_sandbox}
     return checks[args.check](args) or 0
 
 
