@@ -11,8 +11,9 @@ directory, so the checks may run in parallel:
   systemd          `systemd-analyze verify` of the installed units
   deb              `cpack -G DEB`: the package's files and its Depends
   sandbox          the installed programs under the units' key restrictions, without systemd:
-                   the spawner as uid 0 with no capability on a read-only file system reaches
-                   a real Podman API service's root-owned socket; the agent as nobody, too
+                   the spawner as uid 0 with no capability, on a read-only file system and
+                   under the units' system call filter, reaches a real Podman API service's
+                   root-owned socket; the agent as nobody, likewise, follows its events
   dockerfiles      each image's build stage configures from the folders its Dockerfile
                    copies, installs its program where the image takes it from, and its
                    HEALTHCHECK's `--health` exists (no image is built: no base image here)
@@ -325,15 +326,55 @@ def restrictions(pid):
     return {k: fields[k].strip() for k in ("Uid", "CapEff", "CapPrm", "CapBnd", "CapAmb", "NoNewPrivs")}
 
 
+def unit_system_calls():
+    """The system calls the units allow, as systemd resolves their lines
+    `SystemCallFilter=@system-service` and `SystemCallFilter=~@privileged @resources` (its
+    @default set is always allowed), from `systemd-analyze syscall-filter`."""
+    groups, current = {}, None
+    for line in run(["systemd-analyze", "syscall-filter"]).stdout.splitlines():
+        if line.startswith("@"):
+            current = groups.setdefault(line.strip(), [])
+        elif current is not None and line.strip() and not line.strip().startswith("#"):
+            current.append(line.strip())
+
+    def expand(name):
+        return set().union(*(expand(m) if m.startswith("@") else {m} for m in groups[name]))
+    return sorted((expand("@system-service") | expand("@default")) - expand("@privileged") - expand("@resources"))
+
+
+def exec_with_system_call_filter(allowed, command):
+    """Load a seccomp filter allowing only `allowed` (any other system call kills the process:
+    stricter than the units' SystemCallErrorNumber=EPERM, so that nothing denied goes
+    unnoticed), then exec `command`. Runs after setpriv's no_new_privs, as the last step."""
+    import ctypes
+    seccomp = ctypes.CDLL("libseccomp.so.2", use_errno=True)
+    seccomp.seccomp_init.restype = ctypes.c_void_p
+    seccomp.seccomp_init.argtypes = [ctypes.c_uint32]
+    seccomp.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+    seccomp.seccomp_rule_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint]
+    seccomp.seccomp_load.argtypes = [ctypes.c_void_p]
+    kill_process, allow = 0x80000000, 0x7FFF0000
+    context = seccomp.seccomp_init(kill_process)
+    for name in allowed:
+        number = seccomp.seccomp_syscall_resolve_name(name.encode())
+        if number >= 0:  # names of other architectures resolve to nothing here
+            seccomp.seccomp_rule_add(context, allow, number, 0)
+    if seccomp.seccomp_load(context) != 0:
+        sys.exit("cannot load the seccomp filter")
+    os.execv(command[0], command)
+
+
 def sandboxed(command, prefix, extra_read_only, uid=None):
     """`command` in its own mount namespace where / and the given trees are read-only (like
     ProtectSystem=strict), with no capability and no_new_privs (like CapabilityBoundingSet=
-    and NoNewPrivileges=yes), as `uid` if given."""
+    and NoNewPrivileges=yes), as `uid` if given, under the units' system call filter."""
+    filtered = ["/usr/bin/python3", Path(__file__).resolve(), "--exec-with-system-call-filter",
+                ",".join(unit_system_calls()), "--", *command]
     remounts = "; ".join(f"mount --bind {d} {d} && mount -o remount,bind,ro {d}"
                          for d in ("/", str(prefix), *map(str, extra_read_only)))
     user = f"--reuid={uid} --regid={uid} --clear-groups " if uid is not None else ""
     script = f"{remounts} && exec setpriv {user}--bounding-set=-all --inh-caps=-all --no-new-privs -- \"$@\""
-    return ["unshare", "--mount", "--propagation", "private", "sh", "-ec", script, "sh", *map(str, command)]
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-ec", script, "sh", *map(str, filtered)]
 
 
 def check_sandbox(args):
@@ -346,9 +387,13 @@ def check_sandbox(args):
     if podman.available():
         print(f"skipped: {podman.available()}")
         return SKIP
+    if not Path("/usr/bin/python3").exists() or not shutil.which("systemd-analyze"):
+        print("skipped: needs /usr/bin/python3 (the system call filter's loader) and systemd-analyze")
+        return SKIP
     processes = []
     with tempfile.TemporaryDirectory(prefix="director-sandbox-") as tmp, podman.PodmanService() as runtime:
         prefix = Path(tmp)
+        prefix.chmod(0o755)  # for the agent, which runs as nobody
         install(args, prefix)
         os.chmod(runtime.socket, 0o600)  # root's alone, as Docker's and Podman's system sockets
         try:
@@ -380,17 +425,26 @@ def check_sandbox(args):
                 if seen["Uid"].split()[0] != uid or seen["NoNewPrivs"] != "1" or any(
                         int(seen[k], 16) for k in ("CapEff", "CapPrm", "CapBnd", "CapAmb")):
                     fail(f"{name} ran without the restrictions: {seen}")
-                print(f"{name}: uid {uid}, no capability, no_new_privs, read-only file system: ready")
+                if "Seccomp:\t2" not in Path(f"/proc/{process.pid}/status").read_text():
+                    fail(f"{name} ran without the system call filter")
+                print(f"{name}: uid {uid}, no capability, no_new_privs, read-only file system, "
+                      f"the units' system call filter: ready")
             print(f"director-spawner reached {status['configuration']['runtime']} (mode 600, root's); "
                   f"the agent follows its events")
         finally:
             for process in processes:
                 process.terminate()
                 process.wait(timeout=15)
+        # The graceful stop ran under the same restrictions: exit 0 (docs/operations.md).
+        for process, name in zip(processes, ("director-spawner", "director-agent")):
+            if process.returncode != 0:
+                fail(f"{name} exited {process.returncode} on SIGTERM in the sandbox:\n{process.stderr.read()}")
     return 0
 
 
 def main():
+    if sys.argv[1:2] == ["--exec-with-system-call-filter"]:  # the last step of sandboxed()
+        return exec_with_system_call_filter(sys.argv[2].split(","), sys.argv[4:])
     parser = argparse.ArgumentParser()
     parser.add_argument("--build", required=True, help="the build tree")
     parser.add_argument("--source", required=True, type=Path, help="the source tree")
