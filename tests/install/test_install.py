@@ -420,6 +420,11 @@ def check_sandbox(args):
                 if time.monotonic() > deadline:
                     fail("the sandboxed agent never followed the sandboxed spawner's events")
                 time.sleep(0.1)
+            # /status's version is the project's too (--version and --check-config: `binaries`).
+            for name, address in (("director-spawner", spawner_http), ("director-agent", agent_http)):
+                version = json.loads(http_get(address, "/status")[1])["version"]
+                if version != args.version:
+                    fail(f"{name}'s /status says version {version}, expected {args.version}")
             for name, process, uid in (("director-spawner", spawner, "0"), ("director-agent", agent, "65534")):
                 seen = restrictions(process.pid)
                 if seen["Uid"].split()[0] != uid or seen["NoNewPrivs"] != "1" or any(
