@@ -53,6 +53,9 @@ RUN_BY = {
     "python3 tests/bench/spawner_bench.py --smoke": "ctest bench/spawner-smoke",
     "cmake --preset default && cmake --build --preset default --target director-agent director-spawner":
         "tools/run-tests, stage default (it builds every target)",
+    "cmake --build --preset default --target director-agent director-spawner":
+        "tools/run-tests, stage default (it builds every target)",
+    "cmake --preset default && cmake --build --preset default": "tools/run-tests, stage default",
 }
 
 # Every documented command that no test runs, and why.
@@ -76,6 +79,33 @@ NOT_RUN = {
     "python3 tests/bench/spawner_bench.py": "3 minutes, figures in docs/performance.md; ctest "
                                             "bench/spawner-smoke runs it with --smoke",
     "python3 tests/soak/soak.py": "10 minutes; ctest soak/smoke runs it short",
+    # docs/operations.md, "Installing": what writes to the host's /usr, /etc or systemd.
+    "cmake --preset default -DCMAKE_INSTALL_PREFIX=/usr/local":
+        "would reconfigure the build the tests run from; install/layout installs that build with "
+        "--prefix and DESTDIR into temporary directories",
+    "sudo cmake --install build/default": "writes to /usr/local; install/layout runs cmake --install "
+                                          "of this build into temporary directories",
+    "(cd build/default && cpack)": "install/deb runs cpack -G DEB with this build's CPackConfig.cmake "
+                                   "into a temporary directory, and checks the package",
+    "sudo apt install ./build/default/container-director_0.1.0_amd64.deb":
+        "installs system-wide; install/deb checks the package's files and Depends",
+    "sudo install -d /etc/container-director": "writes to /etc; install/binaries checks every "
+                                                "setting of the example environment files",
+    "sudo cp /usr/share/doc/container-director/examples/director-*.env /etc/container-director/":
+        "as above",
+    "sudoedit /etc/container-director/director-spawner.env": "interactive",
+    "sudo systemctl daemon-reload": "systemd is not PID 1 here; install/systemd verifies the units "
+                                    "(systemd-analyze) and install/sandbox runs the programs under "
+                                    "their restrictions",
+    "sudo systemctl enable --now director-spawner director-agent": "as above",
+    "sudo sh -c 'cat /usr/share/doc/container-director/examples/haproxy.env >> /etc/default/haproxy'":
+        "writes to /etc/default; install/haproxy-2.6 and install/haproxy-3.2 run haproxy -c on "
+        "the installed files under examples/haproxy.env",
+    "sudo sh -c 'set -a; . /etc/default/haproxy; haproxy -c -f \"$CONFIG\"'": "as above",
+    "sudo systemctl restart haproxy": "systemd is not PID 1 here",
+    "cp docs/compose.env.example .env": "the compose demo: no container engine runs here; "
+                                        "compose/config checks compose.yaml with docker-compose config",
+    "docker compose up -d --build": "as above",
 }
 
 
