@@ -44,6 +44,8 @@ RUN_BY = {
     "export DIRECTOR_HAPROXY_DIR=/etc/haproxy SPAWNER_HOST=spawner.internal DIRECTOR_AGENT=127.0.0.1:12345":
         "HAProxyChecks.test_operations_check",
     "haproxy -c -f /etc/haproxy/haproxy.cfg": "HAProxyChecks.test_operations_check",
+    "export DIRECTOR_AGENT=10.0.0.5:12345 DIRECTOR_AGENT_2=10.0.0.6:12345":
+        "HAProxyChecks.test_several_agents_check",
     "tools/run-tests": "CI: .ci/run runs exactly this",
     "tools/install-deps.sh": "tools/run-stack and tools/run-tests run it first (so CI does)",
     "cmake --preset fuzz": "tools/run-tests, stage fuzz (CI)",
@@ -295,6 +297,13 @@ class HAProxyChecks(unittest.TestCase):
                    "DIRECTOR_AGENT=127.0.0.1:12345\nhaproxy -c -f /etc/haproxy/haproxy.cfg",
                    # The name does not resolve here; operations.md says what 2.6 prints then.
                    expected_warnings=("could not resolve address 'spawner.internal', disabling server.",),
+                   **{"/etc/haproxy": str(REPO / "haproxy")})
+
+    def test_several_agents_check(self):
+        # operations.md's "Several agents", with the paths and spawner of its "Running HAProxy".
+        self.check("export DIRECTOR_HAPROXY_DIR=/etc/haproxy SPAWNER_HOST=127.0.0.1\n"
+                   "export DIRECTOR_AGENT=10.0.0.5:12345 DIRECTOR_AGENT_2=10.0.0.6:12345\n"
+                   "haproxy -c -f /etc/haproxy/haproxy.cfg",
                    **{"/etc/haproxy": str(REPO / "haproxy")})
 
 
