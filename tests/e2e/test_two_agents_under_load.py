@@ -7,20 +7,21 @@ answers), with the fast path on and off.
 - One agent SIGKILLed mid-load (test_a_one_agent_killed).
 - An agent replaced as docs/operations.md ("Upgrading an agent") says (test_b_agent_replaced):
   with one agent in service, the new one started on the free slot, HAProxy's check seen UP,
-  then the old one stopped with SIGTERM (AGENT-DISCONNECT).
+  then the old one put in maint and stopped with SIGTERM (AGENT-DISCONNECT).
+- HAProxy's per-agent series (test_c_each_agent_in_haproxys_metrics).
+- The free slot across a reload of HAProxy under load (test_d_free_slot_after_a_reload).
 
 A request is LOST when its answer is anything but the expected routed answer: the user's own
 container (X-Served-By names it) for users with one, the spawner's loading page for the
 others; an error page of ours, HAProxy's own error, a timeout or a refused connection all
-count as lost. The bound on lost requests is zero in both tests.
+count as lost. The bound on lost requests is zero in every test.
 
 A request the agents did not decide (HAProxy's log line has error=: degraded mode) is not
 lost when degraded mode still routed it as expected (every user here is a DNS label, so
 degraded mode finds the same container or, without one, the spawner); those are counted and
 bounded: at most the decisions in flight on the old agent's connections when it stopped, i.e.
-one per client (each client has one request in flight), in both tests. Seen: SIGKILL 0 on 2.6,
-1-3 on 3.2; replacement 0 on 3.2 (its pool drops the connections of a server put in maint),
-0-2 on 2.6 (its SPOE connections stay with the old agent until it disconnects, and the
+one per client (each client has one request in flight). Seen: SIGKILL 0 on 2.6, 1-3 on 3.2;
+replacement 0 on 3.2 (without the maint step 1-2), 0-2 on 2.6 (its SPOE connections stay with the old agent until it disconnects, and the
 messages HAProxy sent after the agent stopped reading fail with error 257). No request may
 wait longer than the SPOE processing timeout allows."""
 
@@ -40,7 +41,6 @@ CLIENTS = (ALIVE, ALIVE[::-1], ALIVE[1:] + ALIVE[:1], NOT_ALIVE, NOT_ALIVE[::-1]
 class TwoAgentsUnderLoad(RecordingSpawnerTest):
     containers = ALIVE  # nobody* stay without one
     stack_options = {"agents": 2}
-
 
     def setUp(self):
         for name in self.stack.agent_names():
@@ -84,6 +84,8 @@ class TwoAgentsUnderLoad(RecordingSpawnerTest):
         self.assertEqual(lost[:10], [], f"{len(lost)} of {len(results)} requests lost")
         slowest = max(seconds for _, _, seconds in results)
         self.assertLess(slowest, 3.0, "a request waited longer than the SPOE timeout allows")
+        self.assertLessEqual(len(degraded), len(CLIENTS),
+                             f"more decisions failed than were in flight: {degraded[:3]}")
 
     def test_a_one_agent_killed(self):
         stack = self.stack
@@ -107,8 +109,6 @@ class TwoAgentsUnderLoad(RecordingSpawnerTest):
         self.assertGreater(self.decisions(survivor), at_kill,
                            f"{survivor} decided nothing after {victim} was killed")
         self.assertEqual(stack.agent_server_state(victim)[0], "DOWN")
-        self.assertLessEqual(len(degraded), len(CLIENTS),
-                             f"more decisions failed than were in flight: {degraded[:3]}")
         print(f"\nSIGKILL of {victim} (decisions in the second before: {busy}): "
               f"{len(results)} requests, none lost, {len(degraded)} decided in degraded mode",
               end=" ")
@@ -130,8 +130,6 @@ class TwoAgentsUnderLoad(RecordingSpawnerTest):
 
         results, degraded, decided_by_new = self.under_load(replace)
         self.assert_nothing_lost(results, degraded)
-        self.assertLessEqual(len(degraded), len(CLIENTS),
-                             f"more decisions failed than were in flight: {degraded[:3]}")
         self.assertGreater(self.decisions("agent2"), decided_by_new,
                            "the new agent decided nothing after the old one stopped")
         print(f"\nreplaced: {len(results)} requests, none lost, {len(degraded)} decided in "
@@ -173,7 +171,6 @@ class TwoAgentsUnderLoad(RecordingSpawnerTest):
 
         results, degraded, _ = self.under_load(reload)
         self.assert_nothing_lost(results, degraded)
-        self.assertLessEqual(len(degraded), len(CLIENTS), degraded[:3])
         print(f"\nfree slot across a reload: {len(results)} requests, none lost, "
               f"{len(degraded)} decided in degraded mode", end=" ")
 
