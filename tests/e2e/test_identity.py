@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Identity: a request without exactly one non-empty X-Forwarded-Preferred-Username gets 403, a
-username that cannot name a container gets 400; neither reaches the spawner or any container.
+username that cannot name a container (the agent in strict mode) gets 400; neither reaches the
+spawner or any container.
 The error pages never echo the username back."""
 
 from common import IDENTITY, StackTest, main
@@ -14,6 +15,8 @@ INVALID = [
 
 
 class Identity(StackTest):
+    stack_options = {"agent_args": ["--username-mode", "strict"]}
+
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
