@@ -32,6 +32,17 @@ from stack import IDENTITY, Stack, director_spawner_unavailable  # noqa: E402
 
 SKIP = 77  # ctest SKIP_RETURN_CODE: the tools the stack runs are not installed
 
+# The line of pages/invalid-username.html that shows the refused name.
+REFUSED_NAME_LINE = re.compile(rb"as the director received it: <code>([^<]*)</code>")
+
+
+def shown_username(raw):
+    """The agent's route::shown_username, written again: printable ASCII as is but & < > " '
+    and backslash, which like every other byte become \\xHH; the first 64 bytes, then "..."."""
+    shown = "".join(chr(b) if 0x20 <= b < 0x7f and chr(b) not in "&<>\"'\\" else f"\\x{b:02x}"
+                    for b in raw[:64])
+    return shown + ("..." if len(raw) > 64 else "")
+
 
 def main(director_spawner=False, event_feeds=False):
     """Runs the test module's tests; exits SKIP when what they need is missing

@@ -6,7 +6,8 @@ leading and trailing "-", case variants, separators), sent as the raw bytes of t
 X-Forwarded-Preferred-Username header, while alice, bob, jack and 127 have running containers.
 
 - strict mode: each value is refused with a 4xx page (by HAProxy itself, or by the agent's
-  invalid-username) and nothing is forwarded, except the values that are DNS labels already
+  invalid-username, whose page shows the value only escaped: no markup, quote or control byte
+  of it reaches the page) and nothing is forwarded, except the values that are DNS labels already
   (e.g. 2130706433, xn--80ak6aa92e): those go to the spawner as their own container host
   vscode-<value>, a name and never an address.
 - escape mode: each value reaches the spawner with its own safe host, distinct from every other
@@ -24,9 +25,11 @@ import socket
 import unittest
 from pathlib import Path
 
-from common import IDENTITY, RecordingSpawner, Stack, StackTest, main, poll, who_answered
+from common import (IDENTITY, REFUSED_NAME_LINE, RecordingSpawner, Stack, StackTest, main, poll,
+                    shown_username, who_answered)
 
-TABLE = Path(__file__).resolve().parents[1] / "data" / "hostile-usernames.txt"
+REPO = Path(__file__).resolve().parents[2]
+TABLE = REPO / "tests" / "data" / "hostile-usernames.txt"
 REAL_USERS = ["alice", "bob", "jack", "127"]
 LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 ESCAPES = {"\\": b"\\", "t": b"\t", "r": b"\r", "n": b"\n", "0": b"\0"}
@@ -107,6 +110,7 @@ class HostileBase(StackTest):
             try:
                 status, headers, body = raw_request(self.stack, [identity(row[3])])
                 who = who_answered(status, headers, body)
+                self.last_response = (headers, body)
             except (OSError, http.client.HTTPException) as error:
                 problems.append((row[0], row[3][:60], f"request failed: {error!r}"))
                 continue
@@ -158,6 +162,8 @@ class HostileBase(StackTest):
 
 class HostileStrict(HostileBase):
     mode = "strict"
+    # "<" in haproxy/pages/invalid-username.html: what its response may have, whatever the name.
+    template_tags = (REPO / "haproxy/pages/invalid-username.html").read_bytes().count(b"<")
 
     def test_every_hostile_value_is_refused_or_its_own_label(self):
         rows = [row for row in hostile_rows() if row[2] == "e2e"]
@@ -166,13 +172,28 @@ class HostileStrict(HostileBase):
         def check(row, status, who, forwarded):
             _, strict, _, value = row
             if strict != "own":
-                return self.refused(status, who, forwarded)
+                return self.refused(status, who, forwarded) or self.refused_name_shown(value)
             hosts = [r["container_host"] for r in forwarded]
             if who != "spawner" or hosts != [f"vscode-{value.decode()}"]:
                 return f"label-shaped name: {status} {who}, spawner saw hosts {hosts}"
             return None
 
         self.send_each(rows, check)
+
+
+    def refused_name_shown(self, value):
+        """None unless the agent's 400 page shows the name otherwise than escaped (HAProxy's
+        own 400, for a NUL byte on 3.2, shows nothing)."""
+        headers, body = self.last_response
+        if headers.get("x-director-reason") != "invalid-username":
+            return None
+        line = REFUSED_NAME_LINE.search(body)
+        # What the agent got: HTTP strips the value, HAProxy turns an obs-fold's CR LF into
+        # two spaces (any other CR or LF is HAProxy's own 400).
+        want = shown_username(value.replace(b"\r\n", b"  ").strip(b" \t"))
+        if line is None or line.group(1) != want.encode() or body.count(b"<") != self.template_tags:
+            return f"400 page shows {line.group(1) if line else None!r}, want {want!r}"
+        return None
 
 
 class HostileEscape(HostileBase):
