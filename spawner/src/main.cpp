@@ -87,13 +87,18 @@ bool image_has_health_check(director::spawner::runtime::Runtime& runtime, const 
   return *answer;
 }
 
-// SIGTERM or SIGINT: both listeners close, the watcher and the retirer stop, the operations in
-// flight finish (for at most stop_grace), then the I/O threads end.
+// SIGTERM or SIGINT: the pages listener closes, the watcher, the retirer and the event feed
+// stop, the operations in flight finish (for at most stop_grace), then the operator listener
+// closes and the I/O threads end. The operator listener stays up until then so that /readyz
+// answers 503 ("stopping") for the whole stop, which is what load balancers and orchestrators
+// expect, instead of refusing connections (the agent does the same).
 class StopSequence {
  public:
   StopSequence(boost::asio::io_context& context, std::vector<std::function<void()>> stoppers,
-               server::SpawnService& service, director::net::Resolver& resolver)
+               director::net::http::HttpServer& operators, server::SpawnService& service,
+               director::net::Resolver& resolver)
       : stoppers_(std::move(stoppers)),
+        operators_(operators),
         service_(service),
         stop_(context, [&resolver] { resolver.shutdown(); }),
         poll_(context) {}
@@ -110,6 +115,7 @@ class StopSequence {
   // Finishes as soon as no operation is in flight.
   void wait() {
     if (service_.operations_in_flight() == 0) {
+      operators_.stop();
       stop_.finish();
       return;
     }
@@ -120,6 +126,7 @@ class StopSequence {
   }
 
   std::vector<std::function<void()>> stoppers_;
+  director::net::http::HttpServer& operators_;
   server::SpawnService& service_;
   director::process::StopOnce stop_;
   boost::asio::steady_timer poll_;
@@ -191,10 +198,9 @@ int run(const config::Config& configuration) {
        {"config", config::to_json(configuration)}});
 
   StopSequence stop(context,
-                    {[&] { pages.stop(); }, [&] { operators.stop(); },
-                     [&] { watcher.stop(); }, [&] { retirer.stop(); }, [&] { feed.close_all(); },
-                     [&] { service.stop(); }},
-                    service, resolver);
+                    {[&] { service.stop(); }, [&] { pages.stop(); }, [&] { watcher.stop(); },
+                     [&] { retirer.stop(); }, [&] { feed.close_all(); }},
+                    operators, service, resolver);
   director::process::run_until_stopped(context, threads, "spawner", [&stop](int signal) { stop.begin(signal); });
   log(LogLevel::info, "stopped");
   return 0;

@@ -306,6 +306,17 @@ class Metrics(StackTest):
                          {"label": "-", "alive": "0", "reason": "invalid-username", "error": "-"})
         self.assertRegex(found["Bad.Name"], r" 400 \d+ ")
 
+        # Every example of the log line in the docs names the fields HAProxy prints, in order.
+        fields = list(alive)
+        examples = 0
+        for doc in [DOCS.parent / "README.md", DOCS.parent / "haproxy" / "README.md",
+                    *sorted(DOCS.glob("*.md"))]:
+            for line in doc.read_text().splitlines():
+                if " director: label=" in line:
+                    examples += 1
+                    self.assertEqual(list(log_fields(line)), fields, f"{doc.name}: {line}")
+        self.assertGreaterEqual(examples, 4)
+
     # --- docs/grafana-dashboard.json and docs/alerts.yml name only existing metrics ------------
 
     def test_docs_name_only_existing_metrics(self):

@@ -206,8 +206,9 @@ net::http::Router page_endpoints(PageSources sources) {
   return router;
 }
 
-std::vector<std::string> readiness_problems(bool runtime_reachable, bool stream_connected) {
+std::vector<std::string> readiness_problems(bool stopping, bool runtime_reachable, bool stream_connected) {
   std::vector<std::string> problems;
+  if (stopping) problems.emplace_back("stopping: the spawner starts no more containers");
   if (!runtime_reachable) problems.emplace_back("the container runtime is not reachable");
   if (!stream_connected) problems.emplace_back("the runtime's event stream is not connected");
   return problems;
@@ -228,7 +229,8 @@ Response healthz_endpoint(const OperatorSources& /*sources*/, const Request& /*r
 }
 
 Response readyz_endpoint(const OperatorSources& sources, const Request& /*request*/) {
-  const auto problems = readiness_problems(sources.watcher.runtime_reachable(), sources.watcher.stream_connected());
+  const auto problems = readiness_problems(sources.service.stopping(), sources.watcher.runtime_reachable(),
+                                             sources.watcher.stream_connected());
   Json body;
   if (problems.empty()) {
     body["status"] = "ready";
@@ -301,6 +303,10 @@ Response users_endpoint(const OperatorSources& sources, const Request& request) 
 }
 
 net::http::StreamResponse events_endpoint(const OperatorSources& sources, const Request& /*request*/) {
+  // The watcher has stopped: a new subscriber would follow a feed that no longer changes.
+  if (sources.service.stopping()) {
+    return {net::http::error_response(Status::service_unavailable, "the spawner is stopping"), {}};
+  }
   auto subscription = sources.feed.subscribe();
   if (!subscription) {
     return {net::http::error_response(Status::service_unavailable, "too many event feed subscribers"), {}};

@@ -65,8 +65,8 @@ struct OperatorSources {
   core::TimePoint started = core::Clock::now();
 };
 
-// Why the spawner is not ready (runtime unreachable, event stream down); empty when ready.
-std::vector<std::string> readiness_problems(bool runtime_reachable, bool stream_connected);
+// Why the spawner is not ready (stopping, runtime unreachable, event stream down); empty when ready.
+std::vector<std::string> readiness_problems(bool stopping, bool runtime_reachable, bool stream_connected);
 
 net::http::Response metrics_endpoint(const OperatorSources& sources, const net::http::Request& request);
 net::http::Response healthz_endpoint(const OperatorSources& sources, const net::http::Request& request);

@@ -82,6 +82,8 @@ class SpawnService {
   std::size_t operations_in_flight() const noexcept { return running_->load(); }
   // No command starts after this; readiness waits end at their next poll. Safe from any thread.
   void stop();
+  // Whether stop() was called.
+  bool stopping() const noexcept { return stopping_.load(); }
 
  private:
   struct LogEntry {

@@ -286,6 +286,27 @@ TEST_CASE("the operator endpoints: readiness follows the watcher, users and metr
   CHECK(status["counts"]["users_by_phase"]["ready"] == 1);
 }
 
+TEST_CASE("a stopping spawner is not ready and takes no new event feed subscriber") {
+  Fixture fixture;
+  fixture.watcher->start();
+  REQUIRE(run_until(fixture.io, [&] { return fixture.watcher->stream_connected(); }));
+  REQUIRE(fixture.operators.route(Request{Method::get, "/readyz", 11}).result() == Status::ok);
+
+  fixture.service->stop();
+  const auto stopping = fixture.operators.route(Request{Method::get, "/readyz", 11});
+  CHECK(stopping.result() == Status::service_unavailable);
+  const auto problems = Json::parse(stopping.body())["problems"];
+  REQUIRE(problems.size() == 1);
+  CHECK(contains(problems[0].get<std::string>(), "stopping"));
+
+  const auto events = fixture.operators.select(Request{Method::get, "/events", 11});
+  REQUIRE(std::holds_alternative<const director::net::http::StreamHandler*>(events));
+  const auto answer = (*std::get<const director::net::http::StreamHandler*>(events))(Request{Method::get, "/events", 11});
+  CHECK(answer.head.result() == Status::service_unavailable);
+  CHECK(!answer.body);
+  CHECK(fixture.feed.subscribers() == 0);
+}
+
 TEST_CASE("GET /events streams NDJSON: the snapshot first, then the events") {
   Fixture fixture;
   fixture.runtime.containers["vscode-alice"] = test::managed_running("alice");
