@@ -6,11 +6,9 @@ itself when it has the sha2 converter (built with OpenSSL, as Debian's 2.6), els
 those users to the spawner without a label."""
 
 import hashlib
-import subprocess
 import time
 
-from common import StackTest, main, poll
-from stack import haproxy_binary
+from common import StackTest, haproxy_has_sha2, main, poll
 
 # Usernames the escape scheme maps to another label, with the labels pinned in
 # tests/unit/decision/username_test.cpp (prefix "vscode"): capitals, an e-mail address, UTF-8,
@@ -23,11 +21,6 @@ ESCAPED = {
     b"a.b" * 100: "a-ba-ba-ba-ba-ba-ba-ba-ba-ba-ba-ba-ba-b-1524e961aa712b73",
     b"b" * 38 + b".x": "b" * 38 + "-6359b4bbea6d5113",
 }
-
-
-def haproxy_has_sha2():
-    features = subprocess.run([haproxy_binary(), "-vv"], capture_output=True, text=True).stdout
-    return "+OPENSSL" in features.split()
 
 
 class Degraded(StackTest):

@@ -23,15 +23,17 @@ import http.client
 import re
 import socket
 import unittest
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import (IDENTITY, REFUSED_NAME_LINE, RecordingSpawner, Stack, StackTest, main, poll,
-                    shown_username, who_answered)
+from common import (IDENTITY, REFUSED_NAME_LINE, RecordingSpawner, Stack, StackTest,
+                    haproxy_has_sha2, main, poll, shown_username, who_answered)
 
 REPO = Path(__file__).resolve().parents[2]
 TABLE = REPO / "tests" / "data" / "hostile-usernames.txt"
 REAL_USERS = ["alice", "bob", "jack", "127"]
 LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+ESCAPED_SHAPE = re.compile(r"-[0-9a-f]{16}$")
 ESCAPES = {"\\": b"\\", "t": b"\t", "r": b"\r", "n": b"\n", "0": b"\0"}
 
 
@@ -230,6 +232,29 @@ class HostileEscape(HostileBase):
         # with 400 while 2.6 passes it on. Either way the value reaches no container.
         self.assertTrue(all(any(c in v for c in (b"\r", b"\n", b"\0")) for v in refused_by_http),
                         refused_by_http)
+
+        # Degraded mode computes the same labels (haproxy.cfg, step 4): with the agent down,
+        # HAProxy asks DNS for exactly the host the agent gave each value, an escaped one
+        # only when it has sha2 (OpenSSL), and for no other.
+        given = {value: host for host, value in owner.items() if isinstance(value, bytes)}
+        stack = self.stack
+        stack.kill_agent()
+        poll(lambda: stack.agent_server_state()[0], lambda state: state.startswith("DOWN"), 10)
+        log = stack.components["dnsmasq"].log_path
+        mark = log.stat().st_size
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda value: raw_request(stack, [identity(value)]), given))
+        with open(log, "rb") as lines:
+            lines.seek(mark)
+            queried = set(re.findall(rb"query\[A+\] (\S+) from", lines.read()))
+        computes = haproxy_has_sha2()
+        want = {host.encode() for host in given.values()
+                if computes or LABEL.match(host[len("vscode-"):]) and not ESCAPED_SHAPE.search(host)}
+        self.assertEqual((sorted(want - queried)[:5], sorted(queried - want)[:5]), ([], []),
+                         f"{len(want - queried)} hosts not asked, {len(queried - want)} others asked")
+        self.assertGreater(len(want), 100 if computes else 5)
+        stack.start_agent()
+        stack.wait_agent_checked()
 
 
 class HostileDegraded(StackTest):
