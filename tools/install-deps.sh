@@ -11,6 +11,7 @@ packages=(
   docker-compose
   podman busybox-static runc uidmap
   chromium  # tests/e2e/test_browser_loading.py: the loading page in a real browser
+  systemd   # systemd-analyze: tests/install verifies the units (systemd need not run)
 )
 
 missing=()
