@@ -129,6 +129,7 @@ INLINE = {
     "haproxy -c": "a fragment: the full commands are in sh blocks (HAProxyChecks here)",
     "haproxy -c -dW": "install/haproxy-2.6 and install/haproxy-3.2 run it on the installed files",
     "haproxy -Ws -f $CONFIG": "not run: what Debian's haproxy.service starts (systemd is not PID 1 here)",
+    "haproxy -vv": "e2e/degraded and e2e/hostile_identities read its feature list (+OPENSSL)",
     "cmake --install": "a fragment; install/layout runs it",
     "cmake --install --component director-agent": "install/dockerfiles checks the component install",
     "cmake --build --preset tsan-server && ctest --preset tsan-server": "tools/run-tests, stage tsan (CI)",
