@@ -490,8 +490,10 @@ class Logs(RunningAgentTest):
         # A DNS server that never answers: a check ends in dns-error after --dns-timeout.
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as dns:
             dns.bind(("127.0.0.1", 0))
+            # strict: "Not A Label!" is refused, which logs nothing.
             agent = self.start(["--log-format", "json", "--dns-server", "127.0.0.1:%d" % dns.getsockname()[1],
-                                "--dns-timeout", "10ms", "--dns-tries", "1", "--dead-ttl", "0s"],
+                                "--dns-timeout", "10ms", "--dns-tries", "1", "--dead-ttl", "0s",
+                                "--username-mode", "strict"],
                                {"CONTAINER_HOST_PREFIX": "jupyter"})
             # Requests: health and status endpoints, and routes for one user, each checked
             # afresh (dead_ttl 0s) with the same outcome: one state-change line in all.

@@ -258,6 +258,11 @@ class AgentTest(unittest.TestCase):
         self.assertTrue(v.get("alive") == (w.BOOL, False), "alive: %r, want BOOL false" % (v.get("alive"),))
         self.assertTrue(v.get("reason") == (w.STRING, reason.encode()), "reason: %r, want %r" % (v.get("reason"), reason))
         want = {"alive", "reason"} | ({"label", "host"} if label else set())
+        if reason == "invalid-username":  # the name as the 400 page shows it
+            want.add("refused_username")
+            shown = v.get("refused_username", (None, b""))
+            self.assertTrue(shown[0] == w.STRING and all(0x20 <= b < 0x7f and b not in b"<>&\"'" for b in shown[1]),
+                            "refused_username: %r, want printable ASCII without markup" % (shown,))
         self.assertTrue(set(v) == want, "variables %s, want %s" % (sorted(v), sorted(want)))
         if label:
             self.assertTrue(v["label"] == (w.STRING, label.encode()), "label: %r, want %r" % (v["label"], label))

@@ -2,7 +2,9 @@
 """The docs hold command by command. Every shell command in a ```sh block of README.md,
 haproxy/README.md and docs/*.md is either run here (RUN_BY: what runs it) or named in
 NOT_RUN with the reason and what runs it instead; a command in neither fails the
-inventory, so a new command in the docs needs a test or a stated reason. What runs here:
+inventory, so a new command in the docs needs a test or a stated reason. Commands quoted
+inside a sentence are accounted for the same way (INLINE), and the package file names the
+docs show carry the project's version. What runs here:
 
 - the agent's configuration examples (docs/configuration.md, docs/operations.md): the example
   file is accepted, `--check-config` prints what the doc shows, and every error line the doc
@@ -111,6 +113,73 @@ NOT_RUN = {
 }
 
 
+# Commands quoted inside a sentence (`...`) that start with one of INLINE_PROGRAMS: each is run
+# by a test, or is a fragment of a command shown in full elsewhere, or is not a command (a log
+# message, a package list). The reason says which.
+INLINE_PROGRAMS = ("director-agent", "director-spawner", "haproxy", "curl", "podman", "python3", "cmake",
+                   "ctest", "cpack", "promtool", "docker", "docker-compose", "systemctl", "systemd-analyze",
+                   "kill", "git", "sudo", "apt", "apt-get")
+INLINE = {
+    "director-agent --check-config": "cli/check-config, and AgentConfiguration here",
+    "director-agent --help": "cli/ (tests/cli/cli_test.py) and the option reference, cli/docs",
+    "director-agent --help-markdown": "cli/docs compares it with configuration.md's table",
+    "director-agent --health": "cli/health (tests/cli/cli_test.py, group health)",
+    "director-agent --threads 1": "a flag, as the benchmark passes it (tests/bench/bench.py)",
+    "director-agent X.Y.Z": "not a command: what --version prints",
+    "director-agent started": "not a command: a log message (cli/logs checks it)",
+    "director-agent failed": "not a command: a log message",
+    "haproxy -c": "a fragment: the full commands are in sh blocks (HAProxyChecks here)",
+    "haproxy -c -dW": "install/haproxy-2.6 and install/haproxy-3.2 run it on the installed files",
+    "haproxy -Ws -f $CONFIG": "not run: what Debian's haproxy.service starts (systemd is not PID 1 here)",
+    "haproxy -vv": "e2e/degraded and e2e/hostile_identities read its feature list (+OPENSSL)",
+    "cmake --install": "a fragment; install/layout runs it",
+    "cmake --install --component director-agent": "install/dockerfiles checks the component install",
+    "cmake --build --preset tsan-server && ctest --preset tsan-server": "tools/run-tests, stage tsan (CI)",
+    "ctest --preset asan": "tools/run-tests, stage asan (CI)",
+    "ctest -L soak": "soak/smoke is that label's test",
+    "ctest --test-dir build/default -R 'e2e/(trusted|hostile|agent_killed|reload_desc|dns_down|unresponsive|"
+    "container_dies|spop_faults|stop_with|username_flood)' --output-on-failure":
+        "tools/run-tests, stage default, runs these tests among all the others (CI)",
+    "curl -f http://localhost:8080/": "not run: a container health check's command, as an example",
+    "docker-compose config": "compose/config runs it",
+    "git clone . /tmp/x && cd /tmp/x && CI=true bash .ci/run": "CI itself",
+    "git tag -a vX.Y.Z -m \"container-director X.Y.Z\"": "not run: the release step (X.Y.Z is a placeholder)",
+    "podman system service --time=0 unix:///run/podman/podman.sock":
+        "tools/podman.py starts the API service this way, on its own socket, for every Podman test",
+    "podman | docker.io": "not a command: the package's Suggests field",
+    "systemctl enable --now podman.socket": "not run: systemd is not PID 1 here",
+    "systemd-analyze verify": "install/systemd runs it on the installed units",
+    "systemd-analyze security --offline=true": "install/systemd runs it on the installed units",
+    "systemd-analyze syscall-filter": "not run: shows a filter group's system calls",
+    "apt-get install --simulate ./container-director_0.1.0_amd64.deb": "checked by hand (docs/operations.md says so)",
+    "promtool check config docs/prometheus.yml": "e2e/metrics (Docs.test_scrape_config_with_its_rules)",
+    "promtool check rules docs/alerts.yml": "e2e/metrics (Docs.test_alerting_rules)",
+    "promtool check metrics": "e2e/metrics (Metrics.test_promtool_accepts_the_agent_metrics)",
+    "promtool check rules/config": "a fragment: the two commands above",
+    "python3 tests/bench/bench.py --json out.json": "not run: the full benchmark (NOT_RUN above)",
+    "python3 tests/bench/spawner_bench.py": "not run: the spawner's full benchmark (NOT_RUN above)",
+    "python3 tests/soak/soak.py": "not run: the full soak (NOT_RUN above)",
+    "python3 tests/cli/cli_test.py --agent build/default/agent/director-agent --doc docs/configuration.md "
+    "--update-doc": "not run: it rewrites the doc; cli/docs runs the same script without --update-doc",
+}
+
+
+def inline_commands():
+    """{span: [where]} for every `...` outside code blocks that starts with a program of
+    INLINE_PROGRAMS followed by a space."""
+    found = {}
+    for doc in DOCS:
+        text = re.sub(r"^```.*?^```", "", doc.read_text(), flags=re.S | re.M)
+        for span in re.finditer(r"`([^`\n]+)`", text):
+            command = span.group(1).strip()
+            if " " in command and command.split(" ")[0] in INLINE_PROGRAMS:
+                found.setdefault(command, []).append(str(doc.relative_to(REPO)))
+    return found
+
+
+def project_version():
+    return re.search(r"project\(container-director VERSION (\S+)", (REPO / "CMakeLists.txt").read_text()).group(1)
+
 def documented_commands():
     """{command: [where]} for every command of every ```sh block: each logical line (backslash
     continuations joined) without its trailing comment; in a block that shows a prompt ("$ "),
@@ -162,6 +231,21 @@ class Inventory(unittest.TestCase):
                                       "run them in tests/docs or say why not in NOT_RUN")
         stale = (set(RUN_BY) | set(NOT_RUN)) - set(found)
         self.assertEqual(stale, set(), "commands listed here that no doc shows any more")
+
+    def test_every_command_quoted_in_a_sentence_is_run_or_excused(self):
+        found = inline_commands()
+        self.assertGreater(len(found), 20)
+        unknown = {command: where for command, where in found.items() if command not in INLINE}
+        self.assertEqual(unknown, {}, "commands quoted in the docs that INLINE does not account for")
+        self.assertEqual(set(INLINE) - set(found), set(), "INLINE entries that no doc quotes any more")
+
+    def test_package_names_carry_the_project_version(self):
+        version = project_version()
+        named = {(doc.name, name) for doc in DOCS
+                 for name in re.findall(r"container-director_([0-9][^_\s`]*)_amd64\.deb", doc.read_text())}
+        self.assertTrue(named)
+        self.assertEqual({(doc, name) for doc, name in named if name != version}, set(),
+                         f"package file names in the docs that are not version {version}'s")
 
 
 class AgentConfiguration(unittest.TestCase):

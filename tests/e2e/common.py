@@ -28,9 +28,27 @@ from agent import AgentProcess, agent_binary  # noqa: E402
 from demo_backend import read_ws_frame  # noqa: E402
 from feed_standin import FeedStandin  # noqa: E402
 from loopback import http_get  # noqa: E402
-from stack import IDENTITY, Stack, director_spawner_unavailable  # noqa: E402
+from stack import IDENTITY, Stack, director_spawner_unavailable, haproxy_binary  # noqa: E402
 
 SKIP = 77  # ctest SKIP_RETURN_CODE: the tools the stack runs are not installed
+
+def haproxy_has_sha2():
+    """Whether the stack's HAProxy has the sha2 converter (built with OpenSSL), which degraded
+    mode needs to compute escaped labels (haproxy.cfg, step 4)."""
+    features = subprocess.run([haproxy_binary(), "-vv"], capture_output=True, text=True).stdout
+    return "+OPENSSL" in features.split()
+
+
+# The line of pages/invalid-username.html that shows the refused name.
+REFUSED_NAME_LINE = re.compile(rb"as the director received it: <code>([^<]*)</code>")
+
+
+def shown_username(raw):
+    """The agent's route::shown_username, written again: printable ASCII as is but & < > " '
+    and backslash, which like every other byte become \\xHH; the first 64 bytes, then "..."."""
+    shown = "".join(chr(b) if 0x20 <= b < 0x7f and chr(b) not in "&<>\"'\\" else f"\\x{b:02x}"
+                    for b in raw[:64])
+    return shown + ("..." if len(raw) > 64 else "")
 
 
 def main(director_spawner=False, event_feeds=False):

@@ -6,7 +6,8 @@ leading and trailing "-", case variants, separators), sent as the raw bytes of t
 X-Forwarded-Preferred-Username header, while alice, bob, jack and 127 have running containers.
 
 - strict mode: each value is refused with a 4xx page (by HAProxy itself, or by the agent's
-  invalid-username) and nothing is forwarded, except the values that are DNS labels already
+  invalid-username, whose page shows the value only escaped: no markup, quote or control byte
+  of it reaches the page) and nothing is forwarded, except the values that are DNS labels already
   (e.g. 2130706433, xn--80ak6aa92e): those go to the spawner as their own container host
   vscode-<value>, a name and never an address.
 - escape mode: each value reaches the spawner with its own safe host, distinct from every other
@@ -22,13 +23,17 @@ import http.client
 import re
 import socket
 import unittest
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import IDENTITY, RecordingSpawner, Stack, StackTest, main, poll, who_answered
+from common import (IDENTITY, REFUSED_NAME_LINE, RecordingSpawner, Stack, StackTest,
+                    haproxy_has_sha2, main, poll, shown_username, who_answered)
 
-TABLE = Path(__file__).resolve().parents[1] / "data" / "hostile-usernames.txt"
+REPO = Path(__file__).resolve().parents[2]
+TABLE = REPO / "tests" / "data" / "hostile-usernames.txt"
 REAL_USERS = ["alice", "bob", "jack", "127"]
 LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+ESCAPED_SHAPE = re.compile(r"-[0-9a-f]{16}$")
 ESCAPES = {"\\": b"\\", "t": b"\t", "r": b"\r", "n": b"\n", "0": b"\0"}
 
 
@@ -107,6 +112,7 @@ class HostileBase(StackTest):
             try:
                 status, headers, body = raw_request(self.stack, [identity(row[3])])
                 who = who_answered(status, headers, body)
+                self.last_response = (headers, body)
             except (OSError, http.client.HTTPException) as error:
                 problems.append((row[0], row[3][:60], f"request failed: {error!r}"))
                 continue
@@ -158,6 +164,8 @@ class HostileBase(StackTest):
 
 class HostileStrict(HostileBase):
     mode = "strict"
+    # "<" in haproxy/pages/invalid-username.html: what its response may have, whatever the name.
+    template_tags = (REPO / "haproxy/pages/invalid-username.html").read_bytes().count(b"<")
 
     def test_every_hostile_value_is_refused_or_its_own_label(self):
         rows = [row for row in hostile_rows() if row[2] == "e2e"]
@@ -166,13 +174,28 @@ class HostileStrict(HostileBase):
         def check(row, status, who, forwarded):
             _, strict, _, value = row
             if strict != "own":
-                return self.refused(status, who, forwarded)
+                return self.refused(status, who, forwarded) or self.refused_name_shown(value)
             hosts = [r["container_host"] for r in forwarded]
             if who != "spawner" or hosts != [f"vscode-{value.decode()}"]:
                 return f"label-shaped name: {status} {who}, spawner saw hosts {hosts}"
             return None
 
         self.send_each(rows, check)
+
+
+    def refused_name_shown(self, value):
+        """None unless the agent's 400 page shows the name otherwise than escaped (HAProxy's
+        own 400, for a NUL byte on 3.2, shows nothing)."""
+        headers, body = self.last_response
+        if headers.get("x-director-reason") != "invalid-username":
+            return None
+        line = REFUSED_NAME_LINE.search(body)
+        # What the agent got: HTTP strips the value, HAProxy turns an obs-fold's CR LF into
+        # two spaces (any other CR or LF is HAProxy's own 400).
+        want = shown_username(value.replace(b"\r\n", b"  ").strip(b" \t"))
+        if line is None or line.group(1) != want.encode() or body.count(b"<") != self.template_tags:
+            return f"400 page shows {line.group(1) if line else None!r}, want {want!r}"
+        return None
 
 
 class HostileEscape(HostileBase):
@@ -209,6 +232,29 @@ class HostileEscape(HostileBase):
         # with 400 while 2.6 passes it on. Either way the value reaches no container.
         self.assertTrue(all(any(c in v for c in (b"\r", b"\n", b"\0")) for v in refused_by_http),
                         refused_by_http)
+
+        # Degraded mode computes the same labels (haproxy.cfg, step 4): with the agent down,
+        # HAProxy asks DNS for exactly the host the agent gave each value, an escaped one
+        # only when it has sha2 (OpenSSL), and for no other.
+        given = {value: host for host, value in owner.items() if isinstance(value, bytes)}
+        stack = self.stack
+        stack.kill_agent()
+        poll(lambda: stack.agent_server_state()[0], lambda state: state.startswith("DOWN"), 10)
+        log = stack.components["dnsmasq"].log_path
+        mark = log.stat().st_size
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda value: raw_request(stack, [identity(value)]), given))
+        with open(log, "rb") as lines:
+            lines.seek(mark)
+            queried = set(re.findall(rb"query\[A+\] (\S+) from", lines.read()))
+        computes = haproxy_has_sha2()
+        want = {host.encode() for host in given.values()
+                if computes or LABEL.match(host[len("vscode-"):]) and not ESCAPED_SHAPE.search(host)}
+        self.assertEqual((sorted(want - queried)[:5], sorted(queried - want)[:5]), ([], []),
+                         f"{len(want - queried)} hosts not asked, {len(queried - want)} others asked")
+        self.assertGreater(len(want), 100 if computes else 5)
+        stack.start_agent()
+        stack.wait_agent_checked()
 
 
 class HostileDegraded(StackTest):

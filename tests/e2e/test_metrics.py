@@ -34,7 +34,8 @@ from stack import REPO, Stack
 DOCS = REPO / "docs"
 PROMTOOL = shutil.which("promtool")
 # Long enough that nothing expires or refreshes during the test (refresh_after < alive_ttl).
-AGENT_ARGS = ["--alive-ttl", "60s", "--refresh-after", "59s", "--dead-ttl", "60s"]
+# strict: the invalid-username counters and log fields need a name the agent refuses.
+AGENT_ARGS = ["--alive-ttl", "60s", "--refresh-after", "59s", "--dead-ttl", "60s", "--username-mode", "strict"]
 N = 20  # requests of the cold user whose container runs
 
 # Every metric the agent must expose (docs/metrics.md), by name as it appears in the text format.

@@ -6,9 +6,9 @@
 // - the Session yields exactly the messages decode_messages decodes, with the ids echoed, or
 //   AGENT-DISCONNECT (invalid-frame; frame-too-big beyond the negotiated size) and nothing else;
 // - the server's path for it (route/route_handler: find_route_request, the username scheme in
-//   both modes, to_actions, Session::encode_ack) yields one ACK that decodes, echoes the ids,
-//   fits the negotiated max-frame-size and carries the actions (or the placeholder action when
-//   they do not fit).
+//   both modes, to_actions with the refused name, Session::encode_ack) yields one ACK that
+//   decodes, echoes the ids, fits the negotiated max-frame-size and carries the actions (or the
+//   placeholder action when they do not fit).
 #include "fuzz_support.hpp"
 
 #include "decision/username.hpp"
@@ -73,7 +73,7 @@ void answer(const Session& session, const Notify& notify) {
         result.reason = decision::Reason::invalid_username;
       }
     }
-    const auto actions = route::to_actions(result);
+    const auto actions = route::to_actions(result, request->username);
     check_ack(session, session.encode_ack(notify.stream_id, notify.frame_id, actions).frame, notify.stream_id,
               notify.frame_id, actions);
   }

@@ -55,7 +55,7 @@ std::vector<Option> options() {
        [](Config& c, std::string_view v) { return config_table::set_container_domain(c.decision.domain_suffix, v); },
        [](const Config& c) -> nlohmann::ordered_json { return c.decision.domain_suffix; }},
       {"username_mode", "DIRECTOR_USERNAME_MODE", "--username-mode",
-       "strict (refuse names that are not DNS labels) or escape (map any name to a safe label). Default strict",
+       "escape (a name that is a DNS label is its own label, any other maps to a safe label) or strict (refuse names that are not DNS labels). Default escape",
        [](Config& c, std::string_view v) -> Failure {
          if (v == "strict") c.decision.username_mode = decision::UsernameMode::strict;
          else if (v == "escape") c.decision.username_mode = decision::UsernameMode::escape;

@@ -58,7 +58,7 @@ struct Settings {
   std::string host_prefix = "vscode";   // CONTAINER_HOST_PREFIX
   std::string domain_suffix;            // optional, e.g. "users.svc.cluster.local" (no dot first)
   std::uint16_t container_port = 8080;  // CONTAINER_PORT
-  UsernameMode username_mode = UsernameMode::strict;
+  UsernameMode username_mode = UsernameMode::escape;
   // An alive answer is served without a new check for `alive_ttl`; after `refresh_after` a
   // request still gets the cached answer but starts a background check. A not-alive answer is
   // served for `dead_ttl`. These bound convergence: started -> routed within dead_ttl + check

@@ -28,7 +28,27 @@ std::optional<RouteRequest> find_route_request(const spop::Notify& notify) {
   return std::nullopt;
 }
 
-std::vector<spop::Action> to_actions(const decision::Answer& answer) {
+std::string shown_username(std::string_view username) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  static constexpr std::string_view kEscaped = "&<>\"'\\";
+  const std::string_view shown_part = username.substr(0, kShownUsernameBytes);
+  std::string shown;
+  shown.reserve(shown_part.size() + 3);
+  for (const char c : shown_part) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte >= 0x20 && byte < 0x7f && kEscaped.find(c) == std::string_view::npos) {
+      shown.push_back(c);
+    } else {
+      shown += "\\x";
+      shown.push_back(kHex[byte >> 4]);
+      shown.push_back(kHex[byte & 0xf]);
+    }
+  }
+  if (username.size() > shown_part.size()) shown += "...";
+  return shown;
+}
+
+std::vector<spop::Action> to_actions(const decision::Answer& answer, std::optional<std::string_view> username) {
   using spop::Scope;
   using spop::SetVar;
   std::vector<spop::Action> actions;
@@ -38,6 +58,9 @@ std::vector<spop::Action> to_actions(const decision::Answer& answer) {
   if (!answer.label.empty()) {
     actions.emplace_back(SetVar{Scope::transaction, "label", answer.label});
     actions.emplace_back(SetVar{Scope::transaction, "host", answer.host});
+  }
+  if (answer.reason == decision::Reason::invalid_username && username) {
+    actions.emplace_back(SetVar{Scope::transaction, "refused_username", shown_username(*username)});
   }
   if (answer.alive && answer.address) {
     if (answer.address->is_v4()) {

@@ -234,14 +234,15 @@ void Connection::handle(spop::FeedResult& result, std::chrono::steady_clock::tim
         }
       };
     });
-    if (answer) this->answer(stream_id, frame_id, *answer, arrived);
+    if (answer) this->answer(stream_id, frame_id, *answer, arrived, request->username);
   }
 }
 
 void Connection::answer(std::uint64_t stream_id, std::uint64_t frame_id, const decision::Answer& answer,
-                        std::chrono::steady_clock::time_point arrived) {
+                        std::chrono::steady_clock::time_point arrived,
+                        std::optional<std::string_view> username) {
   if (closed_ || closing_) return;
-  const auto actions = route::to_actions(answer);
+  const auto actions = route::to_actions(answer, username);
   auto ack = session_.encode_ack(stream_id, frame_id, actions);
   if (ack.actions_dropped) {
     // HAProxy gets the placeholder, not this decision: not counted as one.

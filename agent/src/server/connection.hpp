@@ -19,6 +19,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -62,9 +63,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   auto close_if_thrown(std::string_view coroutine);
   // `arrived`: when the bytes holding result's NOTIFYs were read.
   void handle(spop::FeedResult& result, std::chrono::steady_clock::time_point arrived);
-  // Queues the ACK of a route request whose NOTIFY arrived at `arrived`.
+  // Queues the ACK of a route request whose NOTIFY arrived at `arrived`. `username`: the
+  // request's, for an answer decided at once (route::to_actions shows it when refused).
   void answer(std::uint64_t stream_id, std::uint64_t frame_id, const decision::Answer& answer,
-              std::chrono::steady_clock::time_point arrived);
+              std::chrono::steady_clock::time_point arrived,
+              std::optional<std::string_view> username = std::nullopt);
   void enqueue(spop::Bytes frame);
   void log_protocol_error(const spop::ProtocolError& error);
   // "ip:port" of HAProxy's end, for logs; "-" once the socket is closed.

@@ -54,7 +54,7 @@ TEST_CASE("defaults match the original director's and the documented ones") {
   CHECK(config.listen.address().to_string() == "127.0.0.1");
   CHECK(config.decision.host_prefix == "vscode");
   CHECK(config.decision.container_port == 8080);
-  CHECK(config.decision.username_mode == director::decision::UsernameMode::strict);
+  CHECK(config.decision.username_mode == director::decision::UsernameMode::escape);
   CHECK(config.dns.servers.empty());
   CHECK(config.effective_threads() >= 1);
 }

@@ -94,7 +94,9 @@ TEST_CASE("director: a missing or empty username is answered, never cached", "[d
 }
 
 TEST_CASE("director: hostile names are refused in strict mode and never cached", "[director]") {
-  Director director(test_settings());
+  Settings settings = test_settings();
+  settings.username_mode = UsernameMode::strict;
+  Director director(settings);
   const std::vector<std::string> hostile = {
       "jack.evil.example", "jack:22", "169.254.169.254", "Alice", std::string("a\0b", 3),
       "alice-0123456789abcdef", std::string(200, 'a')};
@@ -661,6 +663,7 @@ TEST_CASE("director: user views show the cache state", "[director]") {
 TEST_CASE("director: stats count exactly", "[director]") {
   Settings settings = test_settings();
   settings.capacity = 1;
+  settings.username_mode = UsernameMode::strict;  // so that a name is refused
   Director director(settings);
 
   director.decide(std::nullopt, 1, at(0ms));             // missing

@@ -293,3 +293,67 @@ TEST_CASE("username escape: distinct names get distinct valid labels", "[usernam
     }
   }
 }
+
+namespace {
+
+// Every string of length 1..max_length over `alphabet`.
+std::vector<std::string> all_strings(std::string_view alphabet, std::size_t max_length) {
+  std::vector<std::string> strings;
+  std::vector<std::string> previous = {""};
+  for (std::size_t length = 1; length <= max_length; ++length) {
+    std::vector<std::string> current;
+    for (const std::string& head : previous) {
+      for (const char c : alphabet) current.push_back(head + c);
+    }
+    strings.insert(strings.end(), current.begin(), current.end());
+    previous = std::move(current);
+  }
+  return strings;
+}
+
+}  // namespace
+
+// The argument for escape as the default (docs/architecture.md, "Username scheme v1"): switching
+// from strict moves nobody, because every name strict accepts is its own label under escape, and
+// no other name gets a label strict would accept. Checked over the grammar's edge cases: every
+// string up to 4 characters over letters and digits at both ends of their ranges, '-', capitals
+// and separators; every length around the limit of several prefixes; and names around the
+// reserved "-<16 hex>" shape.
+TEST_CASE("username: escape maps exactly the names strict accepts to themselves", "[username]") {
+  std::vector<std::string> names = all_strings("az09-A._", 4);
+  for (const std::size_t length : {15, 16, 17, 18, 40, 44, 45, 55, 56, 57, 60, 61, 62, 63, 64}) {
+    names.push_back(repeat("a", length));
+    names.push_back("a" + repeat("-", length - 2) + "a");
+    names.push_back(repeat("9", length));
+  }
+  for (const std::string& hex : {"0123456789abcdef"s, "0123456789abcde"s, "0123456789abcdef0"s,
+                                 "0123456789ABCDEF"s, "0123456789abcdeg"s, "ffffffffffffffff"s}) {
+    for (const std::string& head : {"a"s, "alice"s, "a-b"s, "9"s, ""s}) {
+      names.push_back(head + "-" + hex);
+      names.push_back(head + "--" + hex);
+      names.push_back(head + hex);
+    }
+  }
+  REQUIRE(names.size() > 4000);
+
+  std::size_t identities = 0;
+  for (const std::string& prefix : {"vscode"s, "u"s, repeat("p", 44), repeat("p", 50), repeat("p", 61)}) {
+    CAPTURE(prefix);
+    for (const std::string& name : names) {
+      CAPTURE(name);
+      const auto strict = map_username(name, UsernameMode::strict, prefix);
+      const auto escaped = map_username(name, UsernameMode::escape, prefix);
+      if (strict) {
+        ++identities;
+        REQUIRE(escaped);
+        CHECK(*escaped == name);
+        CHECK(*strict == name);
+      } else if (escaped) {
+        CHECK(*escaped != name);
+        // Not a name strict accepts either, so no strict user's container.
+        CHECK_FALSE(map_username(*escaped, UsernameMode::strict, prefix));
+      }
+    }
+  }
+  CHECK(identities > 1000);
+}

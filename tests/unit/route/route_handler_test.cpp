@@ -5,6 +5,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <string>
+#include <string_view>
 
 namespace {
 
@@ -101,6 +103,54 @@ TEST_CASE("an unmappable username carries neither label nor host") {
   CHECK(find_var(actions, "reason")->value == Value{std::string("invalid-username")});
   CHECK_FALSE(find_var(actions, "label"));
   CHECK_FALSE(find_var(actions, "host"));
+}
+
+TEST_CASE("an invalid-username answer shows the refused name, escaped and cut") {
+  Answer answer;
+  answer.reason = Reason::invalid_username;
+  const auto actions = director::route::to_actions(answer, std::string_view("Jack.Doe@Example.com"));
+  REQUIRE(find_var(actions, "refused_username"));
+  CHECK(find_var(actions, "refused_username")->value == Value{std::string("Jack.Doe@Example.com")});
+  CHECK(find_var(actions, "refused_username")->scope == Scope::transaction);
+  // Without the request's name (a late answer), or for any other reason: no such variable.
+  CHECK_FALSE(find_var(director::route::to_actions(answer), "refused_username"));
+  answer.reason = Reason::no_such_host;
+  answer.label = "jack";
+  answer.host = "vscode-jack";
+  CHECK_FALSE(find_var(director::route::to_actions(answer, std::string_view("jack")), "refused_username"));
+}
+
+TEST_CASE("shown_username: markup, quotes, backslash, control and non-ASCII bytes as \\xHH") {
+  using director::route::shown_username;
+  CHECK(shown_username("alice") == "alice");
+  CHECK(shown_username("Jack Smith") == "Jack Smith");
+  CHECK(shown_username("<script>alert(1)</script>") == "\\x3cscript\\x3ealert(1)\\x3c/script\\x3e");
+  CHECK(shown_username("a&b\"c'd\\e") == "a\\x26b\\x22c\\x27d\\x5ce");
+  CHECK(shown_username(std::string_view("j\0\r\n\t\x7f\x1b", 7)) == "j\\x00\\x0d\\x0a\\x09\\x7f\\x1b");
+  CHECK(shown_username("J\xc3\xa4" "ck\xff") == "J\\xc3\\xa4ck\\xff");
+  CHECK(shown_username("jack%2e") == "jack%2e");
+  CHECK(shown_username("") == "");
+  // Every byte value: the result is printable ASCII with none of & < > " ' (nor CR, LF).
+  std::string every_byte;
+  for (int byte = 0; byte < 256; ++byte) every_byte.push_back(static_cast<char>(byte));
+  for (std::size_t start = 0; start < every_byte.size(); start += director::route::kShownUsernameBytes) {
+    const std::string shown = shown_username(std::string_view(every_byte).substr(start, director::route::kShownUsernameBytes));
+    for (const char c : shown) {
+      CAPTURE(shown);
+      CHECK(c >= 0x20);
+      CHECK(c < 0x7f);
+      CHECK(std::string_view("&<>\"'").find(c) == std::string_view::npos);
+    }
+  }
+}
+
+TEST_CASE("shown_username: at most kShownUsernameBytes of the name, then ...") {
+  using director::route::kShownUsernameBytes;
+  using director::route::shown_username;
+  const std::string exact(kShownUsernameBytes, 'a');
+  CHECK(shown_username(exact) == exact);
+  CHECK(shown_username(exact + "b") == exact + "...");
+  CHECK(shown_username(std::string(10'000, '<')).size() == 4 * kShownUsernameBytes + 3);
 }
 
 TEST_CASE("retry is true only as the BOOL true") {
