@@ -91,7 +91,7 @@ NOT_RUN = {
                                           "of this build into temporary directories",
     "(cd build/default && cpack)": "install/deb runs cpack -G DEB with this build's CPackConfig.cmake "
                                    "into a temporary directory, and checks the package",
-    "sudo apt install ./build/default/container-director_0.1.0_amd64.deb":
+    "sudo apt install ./build/default/container-director_0.2.0_amd64.deb":
         "installs system-wide; install/deb checks the package's files and Depends",
     "sudo install -d /etc/container-director": "writes to /etc; install/binaries checks every "
                                                 "setting of the example environment files",
@@ -151,7 +151,7 @@ INLINE = {
     "systemd-analyze verify": "install/systemd runs it on the installed units",
     "systemd-analyze security --offline=true": "install/systemd runs it on the installed units",
     "systemd-analyze syscall-filter": "not run: shows a filter group's system calls",
-    "apt-get install --simulate ./container-director_0.1.0_amd64.deb": "checked by hand (docs/operations.md says so)",
+    "apt-get install --simulate ./container-director_0.2.0_amd64.deb": "checked by hand (docs/operations.md says so)",
     "promtool check config docs/prometheus.yml": "e2e/metrics (Docs.test_scrape_config_with_its_rules)",
     "promtool check rules docs/alerts.yml": "e2e/metrics (Docs.test_alerting_rules)",
     "promtool check metrics": "e2e/metrics (Metrics.test_promtool_accepts_the_agent_metrics)",
