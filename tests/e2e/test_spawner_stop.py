@@ -3,13 +3,15 @@
 StopSequence), with Podman: the spawner finishes its operations in flight for at most
 5 s, and meanwhile its operator listener stays up so that /readyz answers 503
 naming the stop (what load balancers and orchestrators expect) instead of refusing
-connections, and /events takes no new subscriber. To keep a command in flight, the Podman API
+connections, /events takes no new subscriber, and `director-spawner --health` (the image's
+HEALTHCHECK: GET /readyz with the same configuration) exits 1 saying so; before the stop, 0. To keep a command in flight, the Podman API
 service is paused (SIGSTOP) before the user's first page load: the spawner's runtime call
 waits on it."""
 
 import json
 import os
 import signal
+import subprocess
 import time
 
 from common import SpawnerStackTest, main
@@ -22,10 +24,20 @@ MARGIN = 3.0  # s, for a busy machine
 class SpawnerStop(SpawnerStackTest):
     users = ("stella",)
 
+    def health(self):
+        """`director-spawner --health` as the image runs it (configuration from the
+        environment): (exit status, stdout, stderr)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SPAWNER_")}
+        env["SPAWNER_HTTP_LISTEN"] = "%s:%d" % self.stack.spawner_http
+        run = subprocess.run([self.stack.spawner_bin, "--health"], env=env, capture_output=True, text=True,
+                             timeout=10)
+        return run.returncode, run.stdout, run.stderr
+
     def test_readyz_answers_not_ready_until_the_end(self):
         spawner = self.stack.components["spawner"]
         podman = self.stack.podman.process
         self.assertEqual(http_get(self.stack.spawner_http, "/readyz")[0], 200)
+        self.assertEqual(self.health(), (0, "", ""))
         os.kill(podman.pid, signal.SIGSTOP)
         try:
             answer, status, _, body = self.visit("stella")
@@ -37,7 +49,7 @@ class SpawnerStop(SpawnerStackTest):
 
             began = time.monotonic()
             os.killpg(spawner.proc.pid, signal.SIGTERM)
-            answers, events = [], []
+            answers, events, health = [], [], None
             while spawner.proc.poll() is None:
                 try:
                     status, body = http_get(self.stack.spawner_http, "/readyz")
@@ -46,6 +58,8 @@ class SpawnerStop(SpawnerStackTest):
                         self.assertIn("stopping", " ".join(json.loads(body)["problems"]))
                     if not events:
                         events.append(http_get(self.stack.spawner_http, "/events")[0])
+                    if status == 503 and health is None:
+                        health = self.health()
                 except OSError as error:
                     if spawner.proc.poll() is None:
                         answers.append(type(error).__name__)
@@ -66,6 +80,9 @@ class SpawnerStop(SpawnerStackTest):
             answers.pop(0)
         self.assertEqual(set(answers[:-3]), {503}, f"/readyz during the stop: {answers}")
         self.assertEqual(events, [503])
+        code, stdout, stderr = health
+        self.assertEqual((code, stdout), (1, ""), stderr)
+        self.assertRegex(stderr, r"^director-spawner: not healthy: .*stopping")
 
 
 if __name__ == "__main__":
