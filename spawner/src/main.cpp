@@ -199,7 +199,7 @@ int run(const config::Config& configuration) {
 
   StopSequence stop(context,
                     {[&] { service.stop(); }, [&] { pages.stop(); }, [&] { watcher.stop(); },
-                     [&] { retirer.stop(); }, [&] { feed.close_all(); }},
+                     [&] { retirer.stop(); }, [&] { feed.close(); }},
                     operators, service, resolver);
   director::process::run_until_stopped(context, threads, "spawner", [&stop](int signal) { stop.begin(signal); });
   log(LogLevel::info, "stopped");

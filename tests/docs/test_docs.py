@@ -359,6 +359,7 @@ def haproxy_binaries():
 
 class HAProxyChecks(unittest.TestCase):
     def check(self, script, expected_warnings=(), **replace):
+        self.assertTrue(haproxy_binaries(), "no haproxy on PATH (tools/install-deps.sh installs it)")
         for version, binary in haproxy_binaries().items():
             with self.subTest(haproxy=version), tempfile.TemporaryDirectory() as bin_dir:
                 os.symlink(binary, Path(bin_dir) / "haproxy")
@@ -373,7 +374,6 @@ class HAProxyChecks(unittest.TestCase):
                 self.assertEqual([w for w in warnings if not any(a in w for a in allowed)], [], output)
 
     def test_haproxy_readme_check(self):
-        self.assertTrue(haproxy_binaries(), "no haproxy")
         self.check("DIRECTOR_HAPROXY_DIR=$PWD/haproxy SPAWNER_HOST=127.0.0.1 haproxy -c -f haproxy/haproxy.cfg")
 
     def test_operations_check(self):

@@ -303,13 +303,13 @@ Response users_endpoint(const OperatorSources& sources, const Request& request) 
 }
 
 net::http::StreamResponse events_endpoint(const OperatorSources& sources, const Request& /*request*/) {
-  // The watcher has stopped: a new subscriber would follow a feed that no longer changes.
-  if (sources.service.stopping()) {
-    return {net::http::error_response(Status::service_unavailable, "the spawner is stopping"), {}};
-  }
-  auto subscription = sources.feed.subscribe();
+  // Once the spawner stops, the feed no longer changes and refuses subscribers (EventFeed::close).
+  auto subscription = sources.service.stopping() ? nullptr : sources.feed.subscribe();
   if (!subscription) {
-    return {net::http::error_response(Status::service_unavailable, "too many event feed subscribers"), {}};
+    return {net::http::error_response(Status::service_unavailable, sources.service.stopping()
+                                                                       ? "the spawner is stopping"
+                                                                       : "too many event feed subscribers"),
+            {}};
   }
   net::http::StreamResponse response;
   response.head = net::http::make_response(Status::ok, "application/x-ndjson", std::string());

@@ -164,7 +164,7 @@ std::shared_ptr<Subscription> EventFeed::subscribe() {
   auto subscription = std::make_shared<Subscription>(limits_.heartbeat);
   const std::scoped_lock lock(mutex_);
   std::erase_if(subscribers_, [](const auto& weak) { return weak.expired(); });
-  if (subscribers_.size() >= limits_.max_subscribers) return nullptr;
+  if (closed_ || subscribers_.size() >= limits_.max_subscribers) return nullptr;
   std::vector<core::ContainerStatus> known;
   for (const auto& [id, container] : containers_) known.push_back(container);
   subscription->push(snapshot_line(known), limits_.max_queued);
@@ -172,10 +172,11 @@ std::shared_ptr<Subscription> EventFeed::subscribe() {
   return subscription;
 }
 
-void EventFeed::close_all() {
+void EventFeed::close() {
   std::vector<std::shared_ptr<Subscription>> open;
   {
     const std::scoped_lock lock(mutex_);
+    closed_ = true;
     for (const auto& weak : subscribers_) {
       if (auto subscription = weak.lock()) open.push_back(std::move(subscription));
     }

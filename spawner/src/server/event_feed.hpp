@@ -80,11 +80,12 @@ class EventFeed {
   void on_snapshot(const std::vector<core::ContainerStatus>& containers);
   void on_event(const core::ContainerEvent& event);
 
-  // A new subscriber whose first line is the snapshot of now; nullptr at max_subscribers.
-  // Dropping the pointer unsubscribes.
+  // A new subscriber whose first line is the snapshot of now; nullptr at max_subscribers or
+  // once closed. Dropping the pointer unsubscribes.
   std::shared_ptr<Subscription> subscribe();
-  // Ends every subscription (their next() returns nullopt); later subscribe()s still work.
-  void close_all();
+  // Ends every subscription (their next() returns nullopt) and refuses new ones: the spawner
+  // stops. Safe from any thread.
+  void close();
   std::size_t subscribers() const;
 
   // The managed containers as the feed knows them (by id).
@@ -97,6 +98,7 @@ class EventFeed {
   mutable std::mutex mutex_;
   std::map<std::string, core::ContainerStatus> containers_;  // by id
   std::vector<std::weak_ptr<Subscription>> subscribers_;
+  bool closed_ = false;  // guarded by mutex_
 };
 
 }  // namespace director::spawner::server

@@ -65,8 +65,9 @@ TEST_CASE("a subscriber gets the snapshot of now first, then the events, then a 
   CHECK(first["containers"][1]["state"] == "exited");
   CHECK(Json::parse(lines[1])["type"] == "started");
   CHECK(Json::parse(lines[2])["type"] == "snapshot");
-  feed.close_all();
+  feed.close();
   REQUIRE(run_until(io, [&] { return closed; }));
+  CHECK(feed.subscribe() == nullptr);  // closed for good: the spawner is stopping
 }
 
 TEST_CASE("a quiet feed sends heartbeats") {
