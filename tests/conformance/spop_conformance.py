@@ -33,6 +33,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parents[1] / "tools"))
 import spop_wire as w  # noqa: E402
 from agent import AgentProcess  # noqa: E402
+from test_outcome import test_failed  # noqa: E402
 
 DEFAULT_CAPTURES = HERE.parent / "data" / "spop-captures"
 OUR_MAX_FRAME_SIZE = 16380  # passed to the agent with --max-frame-size
@@ -143,7 +144,7 @@ class AgentTest(unittest.TestCase):
         SENT.clear()
 
     def tearDown(self):
-        if not self._outcome.success:
+        if test_failed(self):
             for data in SENT:
                 print("     sent: %s%s" % (data[:100].hex(), "..." if len(data) > 100 else ""), file=sys.stderr)
             if not self.agent.running():

@@ -28,6 +28,7 @@ from agent import AgentProcess, agent_binary  # noqa: E402
 from demo_backend import read_ws_frame  # noqa: E402
 from feed_standin import FeedStandin  # noqa: E402
 from loopback import http_get  # noqa: E402
+from test_outcome import test_failed  # noqa: E402
 from stack import IDENTITY, Stack, director_spawner_unavailable, haproxy_binary  # noqa: E402
 
 SKIP = 77  # ctest SKIP_RETURN_CODE: the tools the stack runs are not installed
@@ -86,7 +87,7 @@ class StackTest(unittest.TestCase):
             cls.stack.stop()
 
     def tearDown(self):
-        if not self._outcome.success:
+        if test_failed(self):
             print("\n" + self.stack.diagnostics(), file=sys.stderr)
 
     def backend_of(self, user):
@@ -314,7 +315,7 @@ class SpawnerStackTest(StackTest):
         cls.stack = Stack(**options).start()
 
     def tearDown(self):
-        if not self._outcome.success:
+        if test_failed(self):
             print("\n" + self.stack.diagnostics(), file=sys.stderr)
             try:
                 print(f"spawner /users: {self.stack.spawner_users()}", file=sys.stderr)
@@ -444,7 +445,7 @@ class FeedStackTest(StackTest):
 
     def tearDown(self):
         super().tearDown()
-        if not self._outcome.success:
+        if test_failed(self):
             for name in self.stack.agent_names():
                 try:
                     print(f"{name} liveness: {self.stack.liveness(name)}", file=sys.stderr)

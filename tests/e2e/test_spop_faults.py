@@ -15,6 +15,7 @@ import time
 import unittest
 
 from agent_harness import notify, open_session, raise_fd_limit, start_agent, timed_round_trip
+from test_outcome import test_failed  # tools/, on the path through agent_harness
 import spop
 from stack import wait_for
 
@@ -39,7 +40,7 @@ class AgentTest(unittest.TestCase):
         cls.agent.stop()
 
     def tearDown(self):
-        if not self._outcome.success:
+        if test_failed(self):
             print("\n--- agent.log ---\n" + self.agent.log_tail(), flush=True)
 
 
