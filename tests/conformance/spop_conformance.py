@@ -33,7 +33,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parents[1] / "tools"))
 import spop_wire as w  # noqa: E402
 from agent import AgentProcess  # noqa: E402
-from test_outcome import test_failed  # noqa: E402
+from testing import clean_environment, test_failed  # noqa: E402
 
 DEFAULT_CAPTURES = HERE.parent / "data" / "spop-captures"
 OUR_MAX_FRAME_SIZE = 16380  # passed to the agent with --max-frame-size
@@ -129,7 +129,7 @@ class AgentTest(unittest.TestCase):
         # A DNS "server" that never answers: lookups time out (reason dns-error).
         cls.dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         cls.dns.bind(("127.0.0.1", 0))
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DIRECTOR_", "CONTAINER_"))}
+        env = clean_environment()
         cls.agent = AgentProcess(
             ["--dns-server", "127.0.0.1:%d" % cls.dns.getsockname()[1], "--threads", "2",
              "--max-frame-size", str(OUR_MAX_FRAME_SIZE), "--container-host-prefix", HOST_PREFIX,

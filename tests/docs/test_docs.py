@@ -29,6 +29,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = [REPO / "README.md", REPO / "haproxy" / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+sys.path.insert(0, str(REPO / "tools"))
+from testing import clean_environment  # noqa: E402
+
 AGENT_BIN = os.environ.get("DIRECTOR_AGENT_BIN", str(REPO / "build" / "default" / "agent" / "director-agent"))
 CONFIG_PATH = "/etc/director/agent.json"  # the docs' example path
 
@@ -208,14 +211,6 @@ def documented_commands():
     return found
 
 
-def clean_env(**extra):
-    """The environment without any DIRECTOR_*/SPAWNER_*/CONTAINER_* variable, plus `extra`."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("DIRECTOR_", "SPAWNER_", "CONTAINER_"))}
-    env.update(extra)
-    return env
-
-
 def doc_text(name):
     return (REPO / "docs" / name).read_text()
 
@@ -267,13 +262,13 @@ class AgentConfiguration(unittest.TestCase):
         command = command.replace(CONFIG_PATH, str(self.config))
         path = f"{Path(AGENT_BIN).parent}:{os.environ['PATH']}"
         return subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True,
-                              env=clean_env(PATH=path, **env), timeout=30, cwd=REPO)
+                              env=clean_environment({"PATH": path, **env}), timeout=30, cwd=REPO)
 
     def agent(self, *args, **env):
         """director-agent --check-config with `args`: (status, stdout, stderr with this run's
         file shown as the docs' path)."""
         run = subprocess.run([AGENT_BIN, *args, "--check-config"], capture_output=True, text=True,
-                             env=clean_env(**env), timeout=30)
+                             env=clean_environment(env), timeout=30)
         return run.returncode, run.stdout, run.stderr.replace(str(self.config), CONFIG_PATH).strip()
 
     def test_example_file(self):
@@ -341,7 +336,7 @@ class AgentConfiguration(unittest.TestCase):
     def agent_last(self, flag):
         """The agent with `flag` as its last argument (no value after it)."""
         run = subprocess.run([AGENT_BIN, "--check-config", flag], capture_output=True, text=True,
-                             env=clean_env(), timeout=30)
+                             env=clean_environment(), timeout=30)
         return run.returncode, run.stdout, run.stderr.strip()
 
 
@@ -366,7 +361,7 @@ class HAProxyChecks(unittest.TestCase):
                 for old, new in replace.items():
                     script = script.replace(old, new)
                 run = subprocess.run(["bash", "-e", "-c", script], capture_output=True, text=True, cwd=REPO,
-                                     env=clean_env(PATH=f"{bin_dir}:{os.environ['PATH']}"), timeout=60)
+                                     env=clean_environment({"PATH": f"{bin_dir}:{os.environ['PATH']}"}), timeout=60)
                 output = run.stdout + run.stderr
                 self.assertEqual(run.returncode, 0, output)
                 warnings = [line for line in output.splitlines() if "[WARNING]" in line or "[ALERT]" in line]

@@ -28,7 +28,7 @@ from agent import AgentProcess, agent_binary  # noqa: E402
 from demo_backend import read_ws_frame  # noqa: E402
 from feed_standin import FeedStandin  # noqa: E402
 from loopback import http_get  # noqa: E402
-from test_outcome import test_failed  # noqa: E402
+from testing import test_failed  # noqa: E402
 from stack import IDENTITY, Stack, director_spawner_unavailable, haproxy_binary  # noqa: E402
 
 SKIP = 77  # ctest SKIP_RETURN_CODE: the tools the stack runs are not installed

@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 from common import SKIP, main, metric  # noqa: E402
-from test_outcome import test_failed  # noqa: E402
+from testing import test_failed  # noqa: E402
 from demo_backend import read_ws_frame  # noqa: E402
 from signin_standin import SignInStandIn  # noqa: E402
 from stack import SERVE_SCRIPT, Stack  # noqa: E402

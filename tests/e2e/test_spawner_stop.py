@@ -16,6 +16,7 @@ import time
 
 from common import SpawnerStackTest, main
 from loopback import http_get
+from testing import clean_environment
 
 STOP_GRACE = 5.0  # s, spawner/src/main.cpp's stop_grace
 MARGIN = 3.0  # s, for a busy machine
@@ -27,8 +28,7 @@ class SpawnerStop(SpawnerStackTest):
     def health(self):
         """`director-spawner --health` as the image runs it (configuration from the
         environment): (exit status, stdout, stderr)."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SPAWNER_")}
-        env["SPAWNER_HTTP_LISTEN"] = "%s:%d" % self.stack.spawner_http
+        env = clean_environment({"SPAWNER_HTTP_LISTEN": "%s:%d" % self.stack.spawner_http})
         run = subprocess.run([self.stack.spawner_bin, "--health"], env=env, capture_output=True, text=True,
                              timeout=10)
         return run.returncode, run.stdout, run.stderr

@@ -15,7 +15,7 @@ import time
 import unittest
 
 from agent_harness import notify, open_session, raise_fd_limit, start_agent, timed_round_trip
-from test_outcome import test_failed  # tools/, on the path through agent_harness
+from testing import test_failed  # tools/, on the path through agent_harness
 import spop
 from stack import wait_for
 

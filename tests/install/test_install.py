@@ -31,6 +31,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+from testing import clean_environment  # noqa: E402
+
 SKIP = 77
 HAPROXY_DIR = Path("share/container-director/haproxy")
 DOC_DIR = Path("share/doc/container-director")
@@ -146,9 +149,7 @@ def check_layout(args):
 
 
 def check_config(program_path, env_overrides):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DIRECTOR_", "SPAWNER_", "CONTAINER_"))}
-    env.update(env_overrides)
-    result = run([program_path, "--check-config"], env=env)
+    result = run([program_path, "--check-config"], env=clean_environment(env_overrides))
     return json.loads(result.stdout)
 
 
@@ -184,8 +185,7 @@ def check_haproxy(args):
         prefix = Path(tmp)
         install(args, prefix)
         example = example_environment(prefix / DOC_DIR / "examples/haproxy.env")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DIRECTOR_", "SPAWNER_", "CONTAINER_"))}
-        env.update(example)
+        env = clean_environment(example)
         # -dW: any warning is fatal. The installed files only: the source tree is out of reach.
         result = run([haproxy, "-c", "-dW", "-f", example["CONFIG"]], env=env, check=False)
         output = result.stdout + result.stderr
