@@ -56,7 +56,9 @@ class SpawnerStop(SpawnerStackTest):
                     answers.append(status)
                     if status == 503:
                         self.assertIn("stopping", " ".join(json.loads(body)["problems"]))
-                    if not events:
+                    # Only once the stop is seen: before the signal is handled /events
+                    # still takes subscribers.
+                    if status == 503 and not events:
                         events.append(http_get(self.stack.spawner_http, "/events")[0])
                     if status == 503 and health is None:
                         health = self.health()
