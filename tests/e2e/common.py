@@ -469,6 +469,21 @@ def wait_long_hold(stack, user, timeout=5.0, **request_options):
     return stack.fast_path_entry(user)
 
 
+# The agent sends every revocation again this long after it (HaproxyInvalidator's repeat_after):
+# the revocations of a container's own created and started events may still clear its user's
+# entry that long after the events.
+REVOCATION_REPEAT = 1.5
+
+
+def wait_settled_long_hold(stack, user, **request_options):
+    """wait_long_hold, then again once the repeats of the revocations before it are over: from
+    then on, only a new invalidation clears `user`'s entry (a test that waits for the one its
+    event causes must not take a late repeat for it). Returns the entry."""
+    wait_long_hold(stack, user, **request_options)
+    time.sleep(REVOCATION_REPEAT + 0.2)
+    return wait_long_hold(stack, user, **request_options)
+
+
 def wait_entry_cleared(stack, user, timeout=2.0):
     """Polls HAProxy's fast_path table, sending no request, until `user`'s entry is gone or
     revoked (address 0: the agent revoked it through the stats socket; HAProxy keeps an entry a

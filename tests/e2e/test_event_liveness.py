@@ -22,7 +22,7 @@ import sys
 import time
 
 from common import (SpawnerStackTest, covered_users, main, poll, snapshots_received,
-                    wait_entry_cleared, wait_long_hold, who_answered)
+                    wait_entry_cleared, wait_long_hold, wait_settled_long_hold, who_answered)
 
 BOUND = 1.0  # seconds: issue 11's convergence target with events on
 
@@ -47,10 +47,11 @@ class EventLiveness(SpawnerStackTest):
 
     def routed_with_long_hold(self, user):
         """Wakes `user`'s container, waits until it is routed and HAProxy holds the answer long
-        (the event TTL); returns (HAProxy's entry, the container's API id)."""
+        (the event TTL) and no revocation of the container's start is still to come; returns
+        (HAProxy's entry, the container's API id)."""
         self.visit(user)
         self.stack.wait_routed(user, timeout=60)
-        entry = wait_long_hold(self.stack, user)
+        entry = wait_settled_long_hold(self.stack, user)
         self.assertEqual(entry["addr"], self.stack.user_addresses[user])
         [container] = self.managed_containers(user)
         return entry, container["Id"]
