@@ -30,6 +30,7 @@ As a process (the same controls over HTTP on the same port):
     curl -X PUT -d '{"state":"exited"}' http://127.0.0.1:9190/labels/alice   # stopped
     curl -X PUT -d '{"state":"exited","event":"died"}' .../labels/alice       # died (137)
     curl -X PUT -d '{"state":"running"}' .../labels/alice                     # started
+    curl -X PUT -d '{"state":"running","username":"Alice@Example.com"}' ...   # with a username
     curl -X PUT -d '{"health":"unhealthy"}' .../labels/alice                  # health
     curl -X DELETE .../labels/alice                                           # destroyed
     curl -X POST .../drop   .../snapshot   .../refuse?on=1   .../refuse?on=0
@@ -123,17 +124,21 @@ class FeedStandin:
                 self._labels[label] = {"id": new_container_id(), "state": "running",
                                        "health": "none"}
 
-    def start_container(self, label, new_id=False):
-        """`label` running: `created` first when it was unknown (or new_id), then `started`."""
+    def start_container(self, label, new_id=False, username=None):
+        """`label` running: `created` first when it was unknown (or new_id), then `started`.
+        `username`: the user the container is for, which every later event of it names (as the
+        spawner's do, from the container's label io.container-director.user)."""
         events = []
         with self._lock:
             row = self._labels.get(label)
             if row is None or new_id:
                 row = self._labels[label] = {"id": new_container_id(), "state": "created",
                                              "health": "none"}
-                events.append({"type": "created", "label": label, "id": row["id"]})
+                if username is not None:
+                    row["username"] = username
+                events.append(self._event("created", label, row))
             row["state"] = "running"
-            events.append({"type": "started", "label": label, "id": row["id"]})
+            events.append(self._event("started", label, row))
             self._send(events)
 
     def stop_container(self, label, died=False, exit_code=137):
@@ -141,22 +146,30 @@ class FeedStandin:
         with self._lock:
             row = self._labels[label]
             row["state"] = "exited"
-            event = {"type": "died" if died else "stopped", "label": label, "id": row["id"]}
             if died:
-                event["exit_code"] = exit_code
-            self._send([event])
+                self._send([self._event("died", label, row, exit_code=exit_code)])
+            else:
+                self._send([self._event("stopped", label, row)])
 
     def set_health(self, label, health):
         """A `health` event: "healthy", "unhealthy", "starting" or "none"."""
         with self._lock:
             row = self._labels[label]
             row["health"] = health
-            self._send([{"type": "health", "label": label, "id": row["id"], "health": health}])
+            self._send([self._event("health", label, row, health=health)])
 
     def destroy(self, label):
         with self._lock:
             row = self._labels.pop(label)
-            self._send([{"type": "destroyed", "label": label, "id": row["id"]}])
+            self._send([self._event("destroyed", label, row)])
+
+    @staticmethod
+    def _event(kind, label, row, **fields):
+        event = {"type": kind, "label": label, "id": row["id"]}
+        if "username" in row:
+            event["username"] = row["username"]
+        event.update(fields)
+        return event
 
     # --- the connections ------------------------------------------------------------------
 
@@ -262,7 +275,7 @@ class FeedStandin:
                     change = json.loads(body or b"{}")
                     state = change.get("state")
                     if state == "running":
-                        self.start_container(label, bool(change.get("new_id")))
+                        self.start_container(label, bool(change.get("new_id")), change.get("username"))
                     elif state is not None:
                         self.stop_container(label, change.get("event") == "died",
                                             int(change.get("exit_code", 137)))

@@ -93,8 +93,9 @@ LivenessChannels make_channels(const director::config::Config& config, boost::as
       decision_service.on_feed_snapshot(feed, std::move(containers));
     };
     callbacks.on_event = [&decision_service](director::decision::FeedId feed, std::string_view label,
+                                             std::string_view username,
                                              std::optional<director::decision::ContainerState> state) {
-      decision_service.on_feed_event(feed, label, std::move(state));
+      decision_service.on_feed_event(feed, label, username, std::move(state));
     };
     callbacks.on_lost = [&decision_service](director::decision::FeedId feed) { decision_service.on_feed_lost(feed); };
     channels.event_feed = std::make_unique<server::EventFeed>(executor, std::move(urls), std::move(callbacks));

@@ -18,17 +18,23 @@ dead or foreign container, if the mechanism broke:
     worker closes idle keep-alive connections at the reload (2.6 and 3.2 alike) but finishes
     a request begun before it: that is the request it decides as an old worker;
 (d) two agents behind one HAProxy both subscribe; after a stop event no request reaches the
-    container through either of them."""
+    container through either of them;
+(e) an escaped user's answer, which HAProxy holds under the raw username that only the agent
+    that answered remembers, is revoked by the other agent when that one is gone (SIGKILL): the
+    event names the user the container was created for."""
 
+import hashlib
 import signal
 import socket
 import sys
 import time
 
-from common import (FeedStackTest, IDENTITY, covered_users, main, poll, snapshots_received,
-                    wait_entry_cleared, wait_long_hold, who_answered)
+from common import (FeedStackTest, IDENTITY, REVOCATION_REPEAT, covered_users, main, poll,
+                    snapshots_received, wait_entry_cleared, wait_long_hold, who_answered)
 
 BOUND = 1.0  # seconds: issue 11's convergence target with events on
+JACK = "Jack.Doe@Example.com"  # escaped (the default scheme): HAProxy keys its entry by this name
+JACK_LABEL = "jack-doe-example-com-" + hashlib.sha256(JACK.encode()).hexdigest()[:16]
 
 
 class EventInvalidation(FeedStackTest):
@@ -180,6 +186,39 @@ class TwoAgents(FeedStackTest):
         self.assertEqual(set(answers), {"spawner"})
         self.assertEqual(askers, set(self.stack.agent_names()))
         self.stack.containers.forget_dead(self.stack.host_for("quinn"))
+
+    def test_e_an_escaped_users_held_answer_goes_when_its_agent_is_gone(self):
+        agents = self.stack.agent_names()
+        for name in agents:
+            self.stack.wait_liveness_mode("events", name=name, timeout=15)
+        covered_before = {name: covered_users(self.stack, name) for name in agents}
+        self.stack.add_container(JACK_LABEL)
+        self.feed.start_container(JACK_LABEL, username=JACK)
+        # Both agents know the container runs before jack's first request: the first answer is
+        # held long, so exactly one agent answers him.
+        for name in agents:
+            poll(lambda: covered_users(self.stack, name), lambda n: n == covered_before[name] + 1, 5)
+        # The created event's revocation (which names jack) is sent again later: past that, only
+        # the event under test can clear his entry.
+        time.sleep(REVOCATION_REPEAT + 0.2)
+        self.stack.haproxy_cli(f"clear table fast_path key {JACK}")
+        self.assertEqual(self.stack.served_by(JACK), self.backend_of(JACK_LABEL))
+        wait_long_hold(self.stack, JACK)
+        answered = [name for name in agents
+                    if self.stack.agent_status(name, f"/status?user={JACK_LABEL}")["user"] is not None]
+        self.assertEqual(len(answered), 1, f"agents that know {JACK_LABEL}: {answered}")
+        [gone] = answered
+
+        self.stack.kill_agent(signal.SIGKILL, gone)
+        self.stack.stop_container(JACK_LABEL, signal.SIGKILL, forget=False)
+        self.feed.stop_container(JACK_LABEL, died=True)
+        # Only the other agent hears the event; it never answered jack, yet clears his key.
+        waited = wait_entry_cleared(self.stack, JACK, BOUND)
+        print(f"\n{JACK}'s entry cleared {waited * 1000:.0f} ms after the event, {gone} gone",
+              file=sys.stderr, end=" ")
+        self.assertEqual(who_answered(*self.stack.request(JACK)), "spawner")
+        self.stack.containers.forget_dead(self.stack.host_for(JACK_LABEL))
+        self.stack.start_agent(gone)
 
     def decisions(self, name):
         series = self.stack.agent_metrics(name)

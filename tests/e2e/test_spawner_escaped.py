@@ -2,11 +2,16 @@
 """The default username scheme (escape) with director-spawner and Podman: a user whose name is
 an e-mail address with capitals (refused under strict) gets a container, a network alias and a
 volume named after their escaped label, and is routed into it; a user whose name is already a
-label keeps it as is (docs/architecture.md, "Why escape is the default")."""
+label keeps it as is (docs/architecture.md, "Why escape is the default"). The spawner's event
+feed names the user beside the label (HAProxy holds an escaped user's answer under the name,
+and every agent revokes it from the event: docs/spawner.md, "The event feed")."""
 
 import hashlib
+import http.client
+import json
+import threading
 
-from common import SpawnerStackTest, main
+from common import SpawnerStackTest, main, poll
 from podman import api as podman_api
 
 JACK = b"Jack.Doe@Example.com"
@@ -18,7 +23,26 @@ class SpawnerEscaped(SpawnerStackTest):
     users = (JACK_LABEL, "alice")
     spawner_settings = {"SPAWNER_VOLUME_MOUNT": "/data"}
 
+    def follow_events(self):
+        """The spawner's /events lines, appended to the returned list as they come."""
+        connection = http.client.HTTPConnection(*self.stack.spawner_http, timeout=120)
+        connection.request("GET", "/events")
+        response = connection.getresponse()
+        self.assertEqual(response.status, 200)
+        lines = []
+
+        def read():
+            try:
+                for line in iter(response.readline, b""):
+                    lines.append(json.loads(line))
+            except (OSError, ValueError):
+                pass
+        threading.Thread(target=read, daemon=True).start()
+        self.addCleanup(connection.close)
+        return lines
+
     def test_containers_and_volumes_are_named_after_the_label(self):
+        events = self.follow_events()
         for user, label in ((JACK, JACK_LABEL), (b"alice", "alice")):
             with self.subTest(user=user):
                 status, headers, body = self.stack.request(user)
@@ -31,6 +55,10 @@ class SpawnerEscaped(SpawnerStackTest):
                 status, _, body = podman_api(self.stack.podman.socket, "GET",
                                              f"/volumes/director-home-{label}")
                 self.assertEqual(status, 200, body[:300])
+                started, _, _ = poll(lambda: [line for line in list(events)
+                                              if line.get("type") == "started" and line.get("label") == label],
+                                     bool, 5)
+                self.assertEqual({line.get("username") for line in started}, {user.decode()})
 
 
 if __name__ == "__main__":

@@ -205,7 +205,7 @@ TEST_CASE("a feed change starts a check and clears the label's keys in HAProxy; 
 
   // The container stopped: the agent checks again at once, and HAProxy forgets alice.
   agent.exists = false;
-  service.on_feed_event(0, "alice", ContainerState{"c1", false, false});
+  service.on_feed_event(0, "alice", "", ContainerState{"c1", false, false});
   agent.settle();
   CHECK(agent.lookups == 2);
   REQUIRE_FALSE(agent.haproxy.cleared.empty());
@@ -253,7 +253,7 @@ TEST_CASE("a check that overlapped a feed change is repeated; its waiter gets th
       answer = a;
     };
   }));
-  decision_service.on_feed_event(0, "bob", ContainerState{"c2", false, false});  // stopped, check in flight
+  decision_service.on_feed_event(0, "bob", "", ContainerState{"c2", false, false});  // stopped, check in flight
   io.run();
   CHECK(lookups == 2);
   CHECK(answers == 1);

@@ -118,7 +118,8 @@ std::string describe(const ContainerState& state) {
   return id + (state.running ? ":running" : ":not-running") + (state.unhealthy ? ":unhealthy" : "");
 }
 
-// What the callbacks saw, one line each: "snapshot 0 alice=a1:running", "event 0 bob=gone", "lost 0".
+// What the callbacks saw, one line each: "snapshot 0 alice=a1:running", "event 0 bob=gone",
+// "event 0 bob=b1:not-running username=Bob@Example.com", "lost 0".
 struct Recorder {
   std::vector<std::string> seen;
   EventFeedCallbacks callbacks() {
@@ -128,9 +129,10 @@ struct Recorder {
           for (const auto& [label, state] : containers) line += " " + label + "=" + describe(state);
           seen.push_back(line);
         },
-        [this](FeedId feed, std::string_view label, std::optional<ContainerState> state) {
+        [this](FeedId feed, std::string_view label, std::string_view username, std::optional<ContainerState> state) {
           seen.push_back("event " + std::to_string(feed) + " " + std::string(label) + "=" +
-                         (state ? describe(*state) : std::string("gone")));
+                         (state ? describe(*state) : std::string("gone")) +
+                         (username.empty() ? "" : " username=" + std::string(username)));
         },
         [this](FeedId feed) { seen.push_back("lost " + std::to_string(feed)); }};
   }
@@ -225,11 +227,12 @@ TEST_CASE("event feed: the snapshot then events in order", "[event_feed]") {
     subscriber.send("{\"type\":\"started\",\"label\":\"bob\",\"id\":\"b1\"}\n{\"type\":\"hea");
     subscriber.send("lth\",\"label\":\"bob\",\"id\":\"b1\",\"health\":\"unhealthy\"}\n{\"type\":\"heartbeat\"}\n");
     subscriber.send("{\"type\":\"paused\",\"label\":\"alice\"}\n{\"type\":\"died\",\"label\":\"alice\",\"id\":\"a1\",");
-    subscriber.send("\"exit_code\":137}\n{\"type\":\"destroyed\",\"label\":\"carol\",\"id\":\"c1\"}\n");
+    subscriber.send("\"username\":\"Alice@Example.com\",\"exit_code\":137}\n{\"type\":\"destroyed\",\"label\":\"carol\",\"id\":\"c1\"}\n");
     REQUIRE(co_await eventually([&] { return recorder.seen.size() == 5; }));
     CHECK(recorder.seen == std::vector<std::string>{"snapshot 0 alice=a1:running carol=c1:not-running",
                                                     "event 0 bob=b1:running", "event 0 bob=b1:running:unhealthy",
-                                                    "event 0 alice=a1:not-running", "event 0 carol=gone"});
+                                                    "event 0 alice=a1:not-running username=Alice@Example.com",
+                                                    "event 0 carol=gone"});
     CHECK(feed.status().at(0).labels == 2);  // alice, bob
     co_await shut_down(feed, &server);
   }());

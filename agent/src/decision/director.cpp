@@ -284,8 +284,10 @@ bool Director::covered_by_feed(FeedId except, std::string_view label) const {
   return false;
 }
 
-void Director::apply_feed_change(FeedId feed, std::string_view label, const ContainerState* before,
-                                 const ContainerState* after, bool lost, Invalidation& out, TimePoint now) {
+void Director::apply_feed_change(FeedId feed, std::string_view label, std::string_view username,
+                                 const ContainerState* before, const ContainerState* after, ChangeSource source,
+                                 Invalidation& out, TimePoint now) {
+  const bool lost = source == ChangeSource::lost;
   if (same_state(before, after)) return;
   const bool was_covering = covering(before);
   if (lost && !was_covering) return;  // the feed never vouched for it: nothing to take back
@@ -315,20 +317,29 @@ void Director::apply_feed_change(FeedId feed, std::string_view label, const Cont
   const bool invalidates = before != nullptr || !is_covering;
 
   const auto found = index_.find(label);
-  if (found == index_.end()) {
+  Entry* entry = found == index_.end() ? nullptr : &*found->second;
+  if (entry) {
+    ++entry->generation;
+    if (covered) entry->covered = *covered;
+  }
+  if (!invalidates) return;
+  if (entry) {
+    ++stats_.invalidations;
+    entry->invalidated = true;
+    append_haproxy_keys(*entry, out.haproxy_keys);
+    if (!entry->checking) out.checks.push_back(plan_for(*entry, now));
+  } else if (is_haproxy_key(label)) {
     // Not cached here, but HAProxy may hold the label (strict mode: the username is the label)
     // from another agent or from before this agent started.
-    if (invalidates && is_haproxy_key(label)) out.haproxy_keys.emplace_back(label);
-    return;
+    out.haproxy_keys.emplace_back(label);
   }
-  Entry& entry = *found->second;
-  ++entry.generation;
-  if (covered) entry.covered = *covered;
-  if (!invalidates) return;
-  ++stats_.invalidations;
-  entry.invalidated = true;
-  append_haproxy_keys(entry, out.haproxy_keys);
-  if (!entry.checking) out.checks.push_back(plan_for(entry, now));
+  // The user the container was created for: another agent may have answered them under it.
+  if (username != label && is_haproxy_key(username) &&
+      std::find(out.haproxy_keys.begin(), out.haproxy_keys.end(), username) == out.haproxy_keys.end()) {
+    out.haproxy_keys.emplace_back(username);
+  }
+  // A snapshot names no username: what the feed vouched for may be held under one nobody here knows.
+  if (source == ChangeSource::snapshot && was_covering) out.clear_all = true;
 }
 
 Invalidation Director::feed_snapshot(FeedId feed, std::vector<std::pair<std::string, ContainerState>> containers,
@@ -340,26 +351,26 @@ Invalidation Director::feed_snapshot(FeedId feed, std::vector<std::pair<std::str
 
   Invalidation out;
   for (const auto& [label, before] : view.containers) {
-    if (!next.contains(label)) apply_feed_change(feed, label, &before, nullptr, false, out, now);
+    if (!next.contains(label)) apply_feed_change(feed, label, {}, &before, nullptr, ChangeSource::snapshot, out, now);
   }
   for (const auto& [label, after] : next) {
     const auto before = view.containers.find(label);
-    apply_feed_change(feed, label, before == view.containers.end() ? nullptr : &before->second, &after, false, out,
-                      now);
+    apply_feed_change(feed, label, {}, before == view.containers.end() ? nullptr : &before->second, &after,
+                      ChangeSource::snapshot, out, now);
   }
   view.containers = std::move(next);
   view.connected = true;
   return out;
 }
 
-Invalidation Director::feed_event(FeedId feed, std::string_view label, std::optional<ContainerState> state,
-                                  TimePoint now) {
+Invalidation Director::feed_event(FeedId feed, std::string_view label, std::string_view username,
+                                  std::optional<ContainerState> state, TimePoint now) {
   Feed& view = feed_at(feed);
   view.connected = true;  // a message is news from a live connection
   Invalidation out;
   const auto before = view.containers.find(label);
-  apply_feed_change(feed, label, before == view.containers.end() ? nullptr : &before->second,
-                    state ? &*state : nullptr, false, out, now);
+  apply_feed_change(feed, label, username, before == view.containers.end() ? nullptr : &before->second,
+                    state ? &*state : nullptr, ChangeSource::event, out, now);
   if (state) {
     if (before == view.containers.end()) {
       view.containers.emplace(std::string(label), std::move(*state));
@@ -378,7 +389,7 @@ Invalidation Director::feed_lost(FeedId feed, TimePoint now) {
   Feed& view = feeds_[feed];
   // HAProxy may hold long answers granted while this feed vouched for them.
   out.clear_all = true;
-  for (const auto& [label, before] : view.containers) apply_feed_change(feed, label, &before, nullptr, true, out, now);
+  for (const auto& [label, before] : view.containers) apply_feed_change(feed, label, {}, &before, nullptr, ChangeSource::lost, out, now);
   view.containers.clear();
   view.connected = false;
   return out;

@@ -244,14 +244,19 @@ class Director {
 
   // Feed messages. A snapshot replaces everything `feed` said (labels it no longer lists are
   // gone) and marks it connected; an event changes one label (std::nullopt: destroyed) and marks
-  // it connected too; a lost feed (disconnected, silent too long) no longer covers anything, and
+  // it connected too. What a change invalidates, HAProxy must forget under every key it may hold
+  // the label's answer under: the label, the usernames this agent answered for it, and the
+  // event's `username` (the user the container was created for, which another agent may have
+  // answered: an escaped user's key is not the label); a snapshot names no username, so one that
+  // takes back what the feed vouched for (a re-list: the spawner missed events) asks for
+  // clear_all. A lost feed (disconnected, silent too long) no longer covers anything, and
   // asks for clear_all when it was connected. The entries only it covered fall back to the TTLs
   // (the age of their last check decides); none is probed at once (a spawner restart must not
   // probe every cached user), and none is listed in haproxy_keys (clear_all covers them).
   Invalidation feed_snapshot(FeedId feed, std::vector<std::pair<std::string, ContainerState>> containers,
                              TimePoint now);
-  Invalidation feed_event(FeedId feed, std::string_view label, std::optional<ContainerState> state,
-                          TimePoint now);
+  Invalidation feed_event(FeedId feed, std::string_view label, std::string_view username,
+                          std::optional<ContainerState> state, TimePoint now);
   Invalidation feed_lost(FeedId feed, TimePoint now);
   // Whether every configured HAProxy runtime socket is reachable: only then may HAProxy hold an
   // answer under the event TTL (longer than fast_path_hold). Initially false.
@@ -317,11 +322,13 @@ class Director {
   // (kNoFeed: any feed). O(number of feeds): the per-feed views are the only record of coverage.
   bool covered_by_feed(FeedId except, std::string_view label) const;
   static constexpr FeedId kNoFeed = ~FeedId{0};
+  // Where a feed change comes from: a snapshot, an event, or the feed's loss (the feed is gone
+  // rather than saying the container is).
+  enum class ChangeSource : std::uint8_t { snapshot, event, lost };
   // Records that `feed`'s word on `label` went from `before` to `after` (nullptr: unknown or
-  // destroyed), before the feed's view changes; `lost`: the feed is gone rather than saying the
-  // container is.
-  void apply_feed_change(FeedId feed, std::string_view label, const ContainerState* before,
-                         const ContainerState* after, bool lost, Invalidation& out, TimePoint now);
+  // destroyed), before the feed's view changes; `username`: the event's (empty otherwise).
+  void apply_feed_change(FeedId feed, std::string_view label, std::string_view username, const ContainerState* before,
+                         const ContainerState* after, ChangeSource source, Invalidation& out, TimePoint now);
   static void remember_username(Entry& entry, std::string_view username);
   static void append_haproxy_keys(const Entry& entry, std::vector<std::string>& keys);  // label + usernames
   static void append_usernames(const Entry& entry, std::vector<std::string>& keys);

@@ -111,13 +111,15 @@ LineResult event_of(EventKind kind, const Json& line) {
   if (!label) return wrong(std::string("a ") + std::string(to_string(kind)) + " event without a label (a non-empty string)");
   auto id = optional_string(line, "id");
   if (!id) return wrong("a " + std::string(to_string(kind)) + " event for " + *label + " whose id is not a string");
+  auto username = optional_string(line, "username");
+  if (!username) return wrong("a " + std::string(to_string(kind)) + " event for " + *label + " whose username is not a string");
   bool unhealthy = false;
   if (kind == EventKind::health) {
     const auto health = optional_string(line, "health");
     if (!health) return wrong("a health event for " + *label + " whose health is not a string");
     unhealthy = *health == "unhealthy";
   }
-  return LineResult(boost::system::in_place_value, FeedMessage(Event{kind, std::move(*label), std::move(*id), unhealthy}));
+  return LineResult(boost::system::in_place_value, FeedMessage(Event{kind, std::move(*label), std::move(*id), unhealthy, std::move(*username)}));
 }
 
 }  // namespace

@@ -48,12 +48,13 @@ struct Snapshot {
 enum class EventKind : std::uint8_t { created, started, stopped, died, health, destroyed };
 std::string_view to_string(EventKind kind) noexcept;
 
-// {"type":"<kind>","label":"...","id":"...", "health":"..." (health only)}
+// {"type":"<kind>","label":"...","id":"...", "username":"...", "health":"..." (health only)}
 struct Event {
   EventKind kind = EventKind::created;
   std::string label;      // never empty
   ContainerId id;         // empty when the line has none
   bool unhealthy = false;  // health events: health == "unhealthy"; false for every other kind
+  std::string username;   // the user the container was created for; empty when the line has none
   friend bool operator==(const Event&, const Event&) = default;
 };
 

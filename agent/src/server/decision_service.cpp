@@ -41,7 +41,7 @@ void DecisionService::on_feed_snapshot(decision::FeedId feed,
   apply(std::move(invalidation));
 }
 
-void DecisionService::on_feed_event(decision::FeedId feed, std::string_view label,
+void DecisionService::on_feed_event(decision::FeedId feed, std::string_view label, std::string_view username,
                                     std::optional<decision::ContainerState> state) {
   metrics_.feed_message(metrics::FeedMessage::event);
   decision::Invalidation invalidation;
@@ -49,7 +49,7 @@ void DecisionService::on_feed_event(decision::FeedId feed, std::string_view labe
   {
     const std::lock_guard lock(mutex_);
     const auto before = director_.stats().invalidations;
-    invalidation = director_.feed_event(feed, label, std::move(state), decision::Clock::now());
+    invalidation = director_.feed_event(feed, label, username, std::move(state), decision::Clock::now());
     invalidated = director_.stats().invalidations - before;
   }
   metrics_.invalidated(metrics::InvalidationCause::event, invalidated);

@@ -83,7 +83,8 @@ class DecisionService {
   // invalidations they cause are carried out (checks started, HAProxy keys cleared).
   void on_feed_snapshot(decision::FeedId feed,
                         std::vector<std::pair<std::string, decision::ContainerState>> containers);
-  void on_feed_event(decision::FeedId feed, std::string_view label, std::optional<decision::ContainerState> state);
+  void on_feed_event(decision::FeedId feed, std::string_view label, std::string_view username,
+                     std::optional<decision::ContainerState> state);
   void on_feed_lost(decision::FeedId feed);
   // Whether every HAProxy runtime socket is reachable (HaproxyInvalidator's on_reachability): only
   // then may HAProxy hold answers under the event TTL.

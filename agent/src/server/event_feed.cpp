@@ -213,7 +213,7 @@ void EventFeed::deliver(Feed& feed, std::vector<feed::FeedMessage>& messages) {
       auto change = feed.state.apply(*event);
       if (!change) continue;
       set_status(feed, [&](FeedStatus& status) { status.labels = feed.state.labels(); });
-      if (callbacks_.on_event) callbacks_.on_event(feed.id, change->label, std::move(change->state));
+      if (callbacks_.on_event) callbacks_.on_event(feed.id, change->label, event->username, std::move(change->state));
     }
   }
 }

@@ -6,7 +6,7 @@
 // - Per feed (decision::FeedId: the URL's index in the list): the first snapshot of a
 //   connection makes the feed connected and is handed to on_snapshot (one entry per label:
 //   feed::FeedState); later snapshots too; each event after it goes to on_event with the
-//   label's new state (nullopt: the container is gone). Events before a connection's first
+//   label's new state (nullopt: the container is gone) and the event's username. Events before a connection's first
 //   snapshot are ignored (the snapshot tells).
 // - A connected feed that ends (the server closed, an undecodable line, a non-2xx answer, no
 //   line for `heartbeat_timeout`, 45 s: the spawner sends a heartbeat every 15 s) is lost:
@@ -60,7 +60,9 @@ struct EventFeedSettings {
 
 struct EventFeedCallbacks {
   std::function<void(decision::FeedId, feed::Containers)> on_snapshot;
-  std::function<void(decision::FeedId, std::string_view label, std::optional<feed::ContainerState>)> on_event;
+  std::function<void(decision::FeedId, std::string_view label, std::string_view username,
+                     std::optional<feed::ContainerState>)>
+      on_event;
   std::function<void(decision::FeedId)> on_lost;
 };
 

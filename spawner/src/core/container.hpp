@@ -53,6 +53,7 @@ struct ContainerEvent {
   std::string label;         // the container's label_label value
   Health health = Health::none;          // for kind == health
   std::optional<int> exit_code;          // for kind == died, when the runtime says
+  std::string username;                  // the container's user_label value; empty when absent
 };
 
 }  // namespace director::spawner::core

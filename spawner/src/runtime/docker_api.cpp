@@ -225,6 +225,7 @@ std::optional<core::ContainerEvent> parse_event(std::string_view line) {
   result.id = string_at(actor, "ID");
   if (result.id.empty()) result.id = string_at(event, "id");
   result.label = string_at(attributes, core::label_label);
+  result.username = string_at(attributes, core::user_label);
   if (result.id.empty()) return std::nullopt;
 
   const std::string action = string_at(event, "Action");

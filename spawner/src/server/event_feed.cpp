@@ -58,6 +58,9 @@ std::string event_line(const core::ContainerEvent& event) {
   line["type"] = core::to_string(event.kind);
   line["label"] = event.label;
   line["id"] = event.id;
+  // The username HAProxy's fast path may hold the container's answer under: every agent revokes
+  // it, not only the one that answered (an escaped user's key is not the label).
+  if (!event.username.empty()) line["username"] = event.username;
   if (event.kind == core::EventKind::health) line["health"] = core::to_string(event.health);
   if (event.kind == core::EventKind::died && event.exit_code) line["exit_code"] = *event.exit_code;
   return line_of(line);

@@ -122,9 +122,9 @@ TEST_CASE("late create and start events of a run a check already saw ready chang
 
   // The runtime's events for the create and the start above, late (Podman's come after the
   // operation has seen the container listen).
-  CHECK(lifecycle.on_event(ContainerEvent{EventKind::created, "c1", "alice", Health::none, {}}, t0 + 70ms).empty());
+  CHECK(lifecycle.on_event(ContainerEvent{EventKind::created, "c1", "alice", Health::none, {}, {}}, t0 + 70ms).empty());
   CHECK(lifecycle.view("alice").phase == Phase::ready);
-  CHECK(lifecycle.on_event(ContainerEvent{EventKind::started, "c1", "alice", Health::none, {}}, t0 + 80ms).empty());
+  CHECK(lifecycle.on_event(ContainerEvent{EventKind::started, "c1", "alice", Health::none, {}, {}}, t0 + 80ms).empty());
   const auto view = lifecycle.view("alice");
   CHECK(view.phase == Phase::ready);
   CHECK(view.ready_checked == t0 + 50ms);
@@ -437,7 +437,7 @@ TEST_CASE("results of stale operations are ignored", "[lifecycle][stale]") {
 TEST_CASE("an AwaitReady result after the container died is ignored", "[lifecycle][stale][events]") {
   Lifecycle lifecycle(test_settings());
   const auto commands = wake_to_await(lifecycle, t0);
-  lifecycle.on_event(ContainerEvent{EventKind::died, "c1", "alice", Health::none, 137}, t0 + 1s);
+  lifecycle.on_event(ContainerEvent{EventKind::died, "c1", "alice", Health::none, 137, {}}, t0 + 1s);
   auto view = lifecycle.view("alice");
   CHECK(view.phase == Phase::failed);
   REQUIRE(view.failure);
@@ -461,7 +461,7 @@ TEST_CASE("events while starting", "[lifecycle][events][stale]") {
   commands = lifecycle.on_result(result_of(commands, Created{"c1"}), t0);
   REQUIRE(lifecycle.view("alice").phase == Phase::starting);
   SECTION("died before the start call returned: the operation goes on, AwaitReady finds out") {
-    lifecycle.on_event(ContainerEvent{EventKind::died, "c1", "alice", Health::none, 1}, t0);
+    lifecycle.on_event(ContainerEvent{EventKind::died, "c1", "alice", Health::none, 1, {}}, t0);
     CHECK(lifecycle.view("alice").phase == Phase::starting);
     commands = lifecycle.on_result(result_of(commands, Started{}), t0);
     only<AwaitReady>(commands);
@@ -470,7 +470,7 @@ TEST_CASE("events while starting", "[lifecycle][events][stale]") {
     CHECK(lifecycle.view("alice").failure->kind == FailureKind::exited);
   }
   SECTION("destroyed: absent, and the start's result is stale") {
-    lifecycle.on_event(ContainerEvent{EventKind::destroyed, "c1", "alice", Health::none, {}}, t0);
+    lifecycle.on_event(ContainerEvent{EventKind::destroyed, "c1", "alice", Health::none, {}, {}}, t0);
     CHECK(lifecycle.view("alice").phase == Phase::absent);
     CHECK(lifecycle.on_result(result_of(commands, Started{}), t0).empty());
     CHECK(lifecycle.view("alice").phase == Phase::absent);
@@ -482,7 +482,7 @@ TEST_CASE("runtime events", "[lifecycle][events]") {
   auto commands = wake_to_await(lifecycle, t0);
 
   SECTION("unhealthy while waiting: AwaitReady decides, reported once") {
-    CHECK(lifecycle.on_event(ContainerEvent{EventKind::health, "c1", "alice", Health::unhealthy, {}}, t0).empty());
+    CHECK(lifecycle.on_event(ContainerEvent{EventKind::health, "c1", "alice", Health::unhealthy, {}, {}}, t0).empty());
     CHECK(lifecycle.view("alice").phase == Phase::waiting_for_ready);
     REQUIRE(lifecycle.view("alice").container);
     CHECK(lifecycle.view("alice").container->health == Health::unhealthy);
@@ -491,7 +491,7 @@ TEST_CASE("runtime events", "[lifecycle][events]") {
     CHECK(lifecycle.view("alice").failure->kind == FailureKind::unhealthy);
   }
   SECTION("destroyed while waiting: absent, the operation ends") {
-    lifecycle.on_event(ContainerEvent{EventKind::destroyed, "c1", "alice", Health::none, {}}, t0 + 1s);
+    lifecycle.on_event(ContainerEvent{EventKind::destroyed, "c1", "alice", Health::none, {}, {}}, t0 + 1s);
     CHECK(lifecycle.view("alice").phase == Phase::absent);
     CHECK_FALSE(lifecycle.view("alice").in_flight);
     CHECK(lifecycle.on_result(result_of(commands, ReadyResult{ReadyOutcome::ready, std::nullopt}), t0).empty());
@@ -499,30 +499,30 @@ TEST_CASE("runtime events", "[lifecycle][events]") {
     only<InspectContainer>(lifecycle.wake(alice, t0 + 2s));
   }
   SECTION("events of another container id are ignored") {
-    lifecycle.on_event(ContainerEvent{EventKind::died, "old", "alice", Health::none, 1}, t0);
-    lifecycle.on_event(ContainerEvent{EventKind::destroyed, "old", "alice", Health::none, {}}, t0);
+    lifecycle.on_event(ContainerEvent{EventKind::died, "old", "alice", Health::none, 1, {}}, t0);
+    lifecycle.on_event(ContainerEvent{EventKind::destroyed, "old", "alice", Health::none, {}, {}}, t0);
     CHECK(lifecycle.view("alice").phase == Phase::waiting_for_ready);
   }
   SECTION("once ready") {
     lifecycle.on_result(result_of(commands, ReadyResult{ReadyOutcome::ready, std::nullopt}), t0 + 1s);
     REQUIRE(lifecycle.view("alice").phase == Phase::ready);
     SECTION("unhealthy: absent, so that a wake awaits it again; healthy again: ready") {
-      lifecycle.on_event(ContainerEvent{EventKind::health, "c1", "alice", Health::unhealthy, {}}, t0 + 2s);
+      lifecycle.on_event(ContainerEvent{EventKind::health, "c1", "alice", Health::unhealthy, {}, {}}, t0 + 2s);
       CHECK(lifecycle.view("alice").phase == Phase::absent);
       CHECK(lifecycle.view("alice").container->health == Health::unhealthy);
-      lifecycle.on_event(ContainerEvent{EventKind::health, "c1", "alice", Health::healthy, {}}, t0 + 3s);
+      lifecycle.on_event(ContainerEvent{EventKind::health, "c1", "alice", Health::healthy, {}, {}}, t0 + 3s);
       CHECK(lifecycle.view("alice").phase == Phase::ready);
       CHECK(lifecycle.view("alice").phase_since == t0 + 3s);
     }
     SECTION("unhealthy, then a wake: inspect, and the health check is what is awaited") {
-      lifecycle.on_event(ContainerEvent{EventKind::health, "c1", "alice", Health::unhealthy, {}}, t0 + 2s);
+      lifecycle.on_event(ContainerEvent{EventKind::health, "c1", "alice", Health::unhealthy, {}, {}}, t0 + 2s);
       auto again = lifecycle.wake(alice, t0 + 3s);
       again = lifecycle.on_result(
           result_of(again, Inspected{managed_container("c1", ContainerState::running, Health::unhealthy)}), t0 + 3s);
       CHECK(only<AwaitReady>(again).readiness == Readiness::health_check);
     }
     SECTION("died: absent, and the next wake starts it") {
-      lifecycle.on_event(ContainerEvent{EventKind::died, "c1", "alice", Health::none, 0}, t0 + 2s);
+      lifecycle.on_event(ContainerEvent{EventKind::died, "c1", "alice", Health::none, 0, {}}, t0 + 2s);
       CHECK(lifecycle.view("alice").phase == Phase::absent);
       CHECK(lifecycle.view("alice").phase_since == t0 + 2s);
       CHECK(lifecycle.view("alice").container->state == ContainerState::exited);
@@ -530,18 +530,18 @@ TEST_CASE("runtime events", "[lifecycle][events]") {
       only<InspectContainer>(lifecycle.wake(alice, t0 + 2s));
     }
     SECTION("stopped: absent") {
-      lifecycle.on_event(ContainerEvent{EventKind::stopped, "c1", "alice", Health::none, {}}, t0 + 2s);
+      lifecycle.on_event(ContainerEvent{EventKind::stopped, "c1", "alice", Health::none, {}, {}}, t0 + 2s);
       CHECK(lifecycle.view("alice").phase == Phase::absent);
     }
     SECTION("destroyed: absent, nothing known") {
-      lifecycle.on_event(ContainerEvent{EventKind::destroyed, "c1", "alice", Health::none, {}}, t0 + 2s);
+      lifecycle.on_event(ContainerEvent{EventKind::destroyed, "c1", "alice", Health::none, {}, {}}, t0 + 2s);
       CHECK(lifecycle.view("alice").phase == Phase::absent);
       CHECK_FALSE(lifecycle.view("alice").container);
       CHECK(lifecycle.views().empty());
     }
     SECTION("stopped and started again outside an operation: ready again") {
-      lifecycle.on_event(ContainerEvent{EventKind::stopped, "c1", "alice", Health::none, {}}, t0 + 2s);
-      lifecycle.on_event(ContainerEvent{EventKind::started, "c1", "alice", Health::none, {}}, t0 + 3s);
+      lifecycle.on_event(ContainerEvent{EventKind::stopped, "c1", "alice", Health::none, {}, {}}, t0 + 2s);
+      lifecycle.on_event(ContainerEvent{EventKind::started, "c1", "alice", Health::none, {}, {}}, t0 + 3s);
       CHECK(lifecycle.view("alice").phase == Phase::ready);
       CHECK(lifecycle.view("alice").container->state == ContainerState::running);
     }
@@ -576,8 +576,8 @@ TEST_CASE("a ready user sent here is checked again unless a check passed recentl
     auto commands = wake_to_await(lifecycle, t0);
     lifecycle.on_result(result_of(commands, ReadyResult{ReadyOutcome::ready, std::nullopt}), t0 + 1s);
     // A restart: the runtime reports the old run's end, then the new start.
-    lifecycle.on_event(ContainerEvent{EventKind::died, "c1", "alice", Health::none, 137}, t0 + 2s);
-    lifecycle.on_event(ContainerEvent{EventKind::started, "c1", "alice", Health::none, {}}, t0 + 2s);
+    lifecycle.on_event(ContainerEvent{EventKind::died, "c1", "alice", Health::none, 137, {}}, t0 + 2s);
+    lifecycle.on_event(ContainerEvent{EventKind::started, "c1", "alice", Health::none, {}, {}}, t0 + 2s);
     CHECK(lifecycle.view("alice").phase == Phase::ready);
     only<InspectContainer>(lifecycle.wake(alice, t0 + 3s));
   }
@@ -586,7 +586,7 @@ TEST_CASE("a ready user sent here is checked again unless a check passed recentl
 TEST_CASE("events while no operation knows the user", "[lifecycle][events]") {
   Lifecycle lifecycle(test_settings());
   SECTION("started elsewhere: ready, the director finds it") {
-    lifecycle.on_event(ContainerEvent{EventKind::started, "c7", "carol", Health::none, {}}, t0);
+    lifecycle.on_event(ContainerEvent{EventKind::started, "c7", "carol", Health::none, {}, {}}, t0);
     const auto view = lifecycle.view("carol");
     CHECK(view.phase == Phase::ready);
     REQUIRE(view.container);
@@ -596,16 +596,16 @@ TEST_CASE("events while no operation knows the user", "[lifecycle][events]") {
   SECTION("started elsewhere with a health check: ready once healthy") {
     lifecycle.on_snapshot({managed_container("c1", ContainerState::exited, Health::unhealthy)}, t0);
     CHECK(lifecycle.view("alice").phase == Phase::absent);
-    lifecycle.on_event(ContainerEvent{EventKind::started, "c1", "alice", Health::none, {}}, t0 + 1s);
+    lifecycle.on_event(ContainerEvent{EventKind::started, "c1", "alice", Health::none, {}, {}}, t0 + 1s);
     CHECK(lifecycle.view("alice").phase == Phase::absent);
     CHECK(lifecycle.view("alice").container->health == Health::starting);
-    lifecycle.on_event(ContainerEvent{EventKind::health, "c1", "alice", Health::healthy, {}}, t0 + 2s);
+    lifecycle.on_event(ContainerEvent{EventKind::health, "c1", "alice", Health::healthy, {}, {}}, t0 + 2s);
     CHECK(lifecycle.view("alice").phase == Phase::ready);
   }
   SECTION("a new container under the name replaces the old one's knowledge") {
     lifecycle.on_snapshot({managed_container("old", ContainerState::running)}, t0);
     CHECK(lifecycle.view("alice").phase == Phase::ready);
-    lifecycle.on_event(ContainerEvent{EventKind::created, "new", "alice", Health::none, {}}, t0 + 1s);
+    lifecycle.on_event(ContainerEvent{EventKind::created, "new", "alice", Health::none, {}, {}}, t0 + 1s);
     CHECK(lifecycle.view("alice").container->id == "new");
     CHECK(lifecycle.view("alice").phase == Phase::absent);
   }
@@ -613,22 +613,22 @@ TEST_CASE("events while no operation knows the user", "[lifecycle][events]") {
     auto commands = lifecycle.wake(alice, t0);
     commands = lifecycle.on_result(result_of(commands, Inspected{managed_container("c1", ContainerState::dead)}), t0);
     REQUIRE(lifecycle.view("alice").phase == Phase::failed);
-    lifecycle.on_event(ContainerEvent{EventKind::destroyed, "c1", "alice", Health::none, {}}, t0 + 1s);
+    lifecycle.on_event(ContainerEvent{EventKind::destroyed, "c1", "alice", Health::none, {}, {}}, t0 + 1s);
     CHECK(lifecycle.view("alice").phase == Phase::failed);
     CHECK_FALSE(lifecycle.view("alice").container);
     REQUIRE(lifecycle.view("alice").failure);
     CHECK(lifecycle.view("alice").failure->container->id == "c1");
   }
   SECTION("a death of an unknown container records nothing") {
-    lifecycle.on_event(ContainerEvent{EventKind::died, "c7", "carol", Health::none, 1}, t0);
+    lifecycle.on_event(ContainerEvent{EventKind::died, "c7", "carol", Health::none, 1, {}}, t0);
     CHECK(lifecycle.views().empty());
   }
   SECTION("a start during an operation leaves the operation in charge") {
     auto commands = lifecycle.wake(alice, t0);
     commands = lifecycle.on_result(result_of(commands, Inspected{}), t0);
     commands = lifecycle.on_result(result_of(commands, Created{"c1"}), t0);
-    lifecycle.on_event(ContainerEvent{EventKind::created, "c1", "alice", Health::none, {}}, t0);
-    lifecycle.on_event(ContainerEvent{EventKind::started, "c1", "alice", Health::none, {}}, t0);
+    lifecycle.on_event(ContainerEvent{EventKind::created, "c1", "alice", Health::none, {}, {}}, t0);
+    lifecycle.on_event(ContainerEvent{EventKind::started, "c1", "alice", Health::none, {}, {}}, t0);
     CHECK(lifecycle.view("alice").phase == Phase::starting);
     only<AwaitReady>(lifecycle.on_result(result_of(commands, Started{}), t0));
   }

@@ -205,6 +205,7 @@ TEST_CASE("events of managed containers become ContainerEvents (Podman 4.3)") {
     CHECK(event->kind == core::EventKind::started);
     CHECK(event->id == id);
     CHECK(event->label == "alice");
+    CHECK(event->username == "alice");
   }
   SECTION("die, with its exit code") {
     const auto event = docker::parse_event(fixture("podman-4.3-event-die.json"));
@@ -222,6 +223,7 @@ TEST_CASE("events of managed containers become ContainerEvents (Podman 4.3)") {
     const auto event = docker::parse_event(fixture("podman-4.3-event-remove.json"));
     REQUIRE(event);
     CHECK(event->kind == core::EventKind::destroyed);
+    CHECK(event->username == "alice");  // a removed container's labels still come with its event
   }
 }
 
@@ -231,6 +233,10 @@ TEST_CASE("Docker's event forms") {
            attributes + R"(}},"scope":"local","time":1})";
   };
   CHECK(docker::parse_event(docker_event("create"))->kind == core::EventKind::created);
+  CHECK(docker::parse_event(docker_event("create"))->username.empty());
+  const auto escaped = docker::parse_event(docker_event("stop", R"(,"io.container-director.user":"Bob.Doe@Example.com")"));
+  REQUIRE(escaped);
+  CHECK(escaped->username == "Bob.Doe@Example.com");
   CHECK(docker::parse_event(docker_event("stop"))->kind == core::EventKind::stopped);
   CHECK(docker::parse_event(docker_event("destroy"))->kind == core::EventKind::destroyed);
   const auto healthy = docker::parse_event(docker_event("health_status: healthy"));

@@ -336,7 +336,7 @@ TEST_CASE("GET /events streams NDJSON: the snapshot first, then the events") {
       },
       director::net::log_if_thrown("test client"));
   REQUIRE(run_until(fixture.io, [&] { return received.find('\n') != std::string::npos; }));
-  fixture.feed.on_event(core::ContainerEvent{core::EventKind::died, "id-alice", "alice", core::Health::none, 137});
+  fixture.feed.on_event(core::ContainerEvent{core::EventKind::died, "id-alice", "alice", core::Health::none, 137, {}});
   REQUIRE(run_until(fixture.io, [&] { return done; }));
   CHECK(content_type == "application/x-ndjson");
   const auto first = Json::parse(received.substr(0, received.find('\n')));

@@ -36,26 +36,31 @@ TEST_CASE("the lines are one JSON object each, as plan.md describes them") {
   REQUIRE(snapshot["containers"].size() == 1);
   CHECK(snapshot["containers"][0] == Json{{"label", "alice"}, {"id", "id-alice"}, {"state", "running"}, {"health", "none"}});
 
-  const auto died = server::event_line(core::ContainerEvent{core::EventKind::died, "id-alice", "alice", core::Health::none, 137});
+  const auto died = server::event_line(core::ContainerEvent{core::EventKind::died, "id-alice", "alice", core::Health::none, 137, {}});
   CHECK(died.back() == '\n');
   CHECK(Json::parse(died) == Json{{"type", "died"}, {"label", "alice"}, {"id", "id-alice"}, {"exit_code", 137}});
-  const auto health = Json::parse(server::event_line(core::ContainerEvent{core::EventKind::health, "id-alice", "alice", core::Health::unhealthy, std::nullopt}));
+  const auto health = Json::parse(server::event_line(core::ContainerEvent{core::EventKind::health, "id-alice", "alice", core::Health::unhealthy, std::nullopt, {}}));
   CHECK(health == Json{{"type", "health"}, {"label", "alice"}, {"id", "id-alice"}, {"health", "unhealthy"}});
   CHECK(Json::parse(server::heartbeat_line()) == Json{{"type", "heartbeat"}});
+  // The username the container was created for, when it carries one: HAProxy may hold the
+  // user's answer under it.
+  const auto stopped = Json::parse(server::event_line(
+      core::ContainerEvent{core::EventKind::stopped, "id-jack", "jack-doe-5e1f", core::Health::none, std::nullopt, "Jack.Doe@Example.com"}));
+  CHECK(stopped == Json{{"type", "stopped"}, {"label", "jack-doe-5e1f"}, {"id", "id-jack"}, {"username", "Jack.Doe@Example.com"}});
 }
 
 TEST_CASE("a subscriber gets the snapshot of now first, then the events, then a new snapshot on re-list") {
   boost::asio::io_context io;
   server::EventFeed feed;
   feed.on_snapshot({managed_running("alice"), managed_running("bob")});
-  feed.on_event(core::ContainerEvent{core::EventKind::died, "id-bob", "bob", core::Health::none, 1});
+  feed.on_event(core::ContainerEvent{core::EventKind::died, "id-bob", "bob", core::Health::none, 1, {}});
   auto subscription = feed.subscribe();
   REQUIRE(subscription);
   CHECK(feed.subscribers() == 1);
   std::vector<std::string> lines;
   bool closed = false;
   boost::asio::co_spawn(io, read_all(subscription, lines, closed), director::net::log_if_thrown("test reader"));
-  feed.on_event(core::ContainerEvent{core::EventKind::started, "id-carol", "carol", core::Health::none, std::nullopt});
+  feed.on_event(core::ContainerEvent{core::EventKind::started, "id-carol", "carol", core::Health::none, std::nullopt, {}});
   feed.on_snapshot({managed_running("alice")});
   REQUIRE(run_until(io, [&] { return lines.size() == 3; }));
   const auto first = Json::parse(lines[0]);
@@ -93,7 +98,7 @@ TEST_CASE("the feed is bounded: subscribers at most, and a subscriber too far be
   two.reset();  // dropping it unsubscribes
   CHECK(feed.subscribers() == 1);
   for (int i = 0; i < 10; ++i) {
-    feed.on_event(core::ContainerEvent{core::EventKind::started, "id", "alice", core::Health::none, std::nullopt});
+    feed.on_event(core::ContainerEvent{core::EventKind::started, "id", "alice", core::Health::none, std::nullopt, {}});
   }
   CHECK(feed.subscribers() == 0);  // `one` never read: closed
   std::vector<std::string> lines;

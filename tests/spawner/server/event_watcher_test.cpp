@@ -55,7 +55,7 @@ nlohmann::json first_feed_line(Fixture& fixture) {
 TEST_CASE("the watcher lists, then follows the events, the feed's first line is the snapshot") {
   Fixture fixture;
   fixture.runtime.containers["vscode-alice"] = managed_running("alice");
-  fixture.runtime.events = {core::ContainerEvent{core::EventKind::died, "id-alice", "alice", core::Health::none, 137}};
+  fixture.runtime.events = {core::ContainerEvent{core::EventKind::died, "id-alice", "alice", core::Health::none, 137, {}}};
   auto& watcher = fixture.start();
   REQUIRE(run_until(fixture.io, [&] { return watcher.stream_connected(); }));
   CHECK(watcher.runtime_reachable());
@@ -76,7 +76,7 @@ TEST_CASE("a health event publishes the inspected health, not the event's (Podma
   auto alice = managed_running("alice");
   alice.health = core::Health::healthy;
   fixture.runtime.containers["vscode-alice"] = alice;
-  fixture.runtime.events = {core::ContainerEvent{core::EventKind::health, "id-alice", "alice", core::Health::starting, {}}};
+  fixture.runtime.events = {core::ContainerEvent{core::EventKind::health, "id-alice", "alice", core::Health::starting, {}, {}}};
   auto& watcher = fixture.start();
   REQUIRE(run_until(fixture.io, [&] { return watcher.stream_connected() && fixture.runtime.inspects >= 1; }));
   test::run_for(fixture.io, std::chrono::milliseconds(20));

@@ -177,7 +177,7 @@ TEST_CASE("a container that dies once ready is started again by the next wake") 
   REQUIRE(run_until(fixture.io, [&] { return fixture.phase("alice") == core::Phase::ready; }));
   auto& container = fixture.runtime.containers.at("vscode-alice");
   container.state = core::ContainerState::exited;
-  service.on_event(core::ContainerEvent{core::EventKind::died, container.id, "alice", core::Health::none, 137});
+  service.on_event(core::ContainerEvent{core::EventKind::died, container.id, "alice", core::Health::none, 137, {}});
   CHECK(fixture.phase("alice") == core::Phase::absent);
   service.wake(alice);
   REQUIRE(run_until(fixture.io, [&] { return fixture.phase("alice") == core::Phase::ready; }));

@@ -1,6 +1,7 @@
 // The decision core's event mode (docs/architecture.md; issue 11): what the feeds say decides how
 // long an answer lives, feed changes invalidate, HAProxy is told what to forget, and retry.
 #include "decision/director.hpp"
+#include "decision/username.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -194,38 +195,38 @@ TEST_CASE("events: a feed change invalidates the entry, clears its keys and star
 
   Invalidation invalidation;
   SECTION("stopped") {
-    director.feed_event(0, label, running(), after(10ms));
+    director.feed_event(0, label, "", running(), after(10ms));
     check_now(director, "Jack", alive_result(), after(900ms));
     REQUIRE(event_covered(director, label));
-    invalidation = director.feed_event(0, label, stopped(), after(1s));
+    invalidation = director.feed_event(0, label, "", stopped(), after(1s));
   }
   SECTION("died (the same event as far as the core goes)") {
     director.feed_snapshot(0, Containers{{label, running()}}, after(10ms));
-    invalidation = director.feed_event(0, label, stopped(), after(1s));
+    invalidation = director.feed_event(0, label, "", stopped(), after(1s));
   }
   SECTION("unhealthy") {
-    director.feed_event(0, label, running(), after(10ms));
-    invalidation = director.feed_event(0, label, unhealthy(), after(1s));
+    director.feed_event(0, label, "", running(), after(10ms));
+    invalidation = director.feed_event(0, label, "", unhealthy(), after(1s));
   }
   SECTION("destroyed") {
-    director.feed_event(0, label, running(), after(10ms));
-    invalidation = director.feed_event(0, label, std::nullopt, after(1s));
+    director.feed_event(0, label, "", running(), after(10ms));
+    invalidation = director.feed_event(0, label, "", std::nullopt, after(1s));
   }
   SECTION("destroyed: a snapshot no longer lists it") {
     director.feed_snapshot(0, Containers{{label, running()}}, after(10ms));
     invalidation = director.feed_snapshot(0, Containers{}, after(1s));
   }
   SECTION("the container id changed") {
-    director.feed_event(0, label, running("c1"), after(10ms));
-    invalidation = director.feed_event(0, label, running("c2"), after(1s));
+    director.feed_event(0, label, "", running("c1"), after(10ms));
+    invalidation = director.feed_event(0, label, "", running("c2"), after(1s));
   }
   SECTION("started, from stopped") {
     // A first sighting as not running invalidates too; complete its check so that the entry
     // is cached and idle again.
-    const Invalidation stop = director.feed_event(0, label, stopped(), after(10ms));
+    const Invalidation stop = director.feed_event(0, label, "", stopped(), after(10ms));
     REQUIRE(stop.checks.size() == 1);
     director.complete(label, refused_result(), after(30ms));
-    invalidation = director.feed_event(0, label, running(), after(1s));
+    invalidation = director.feed_event(0, label, "", running(), after(1s));
   }
   SECTION("a first sighting as not running") {
     invalidation = director.feed_snapshot(0, Containers{{label, stopped()}}, after(1s));
@@ -259,7 +260,7 @@ TEST_CASE("events: an invalidation while a check is in flight starts none, the c
   const auto second = director.decide("jack", 2, after(2ms));
   CHECK_FALSE(second.start_check);
 
-  const Invalidation invalidation = director.feed_event(0, "jack", stopped(), after(3ms));
+  const Invalidation invalidation = director.feed_event(0, "jack", "", stopped(), after(3ms));
   CHECK(invalidation.checks.empty());
   CHECK(invalidation.haproxy_keys == std::vector<std::string>{"jack"});
 
@@ -288,7 +289,7 @@ TEST_CASE("events: a label that flaps faster than a check gets its waiters answe
   // Every check overlaps a change of the label's health: repeated kMaxRepeatedChecks times ...
   Duration now = 1ms;
   for (int repeat = 0; repeat < Director::kMaxRepeatedChecks; ++repeat) {
-    director.feed_event(0, "jack", repeat % 2 == 0 ? unhealthy() : running(), after(now += 1ms));
+    director.feed_event(0, "jack", "", repeat % 2 == 0 ? unhealthy() : running(), after(now += 1ms));
     const Completion overlapped = director.complete("jack", alive_result(), after(now += 1ms));
     CHECK(overlapped.waiters.empty());
     REQUIRE(overlapped.start_check);
@@ -296,7 +297,7 @@ TEST_CASE("events: a label that flaps faster than a check gets its waiters answe
   CHECK(director.stats().rechecks == Director::kMaxRepeatedChecks);
 
   // ... then the next overlapped check answers the waiters, under the TTLs, not the event TTL.
-  director.feed_event(0, "jack", running("c2"), after(now += 1ms));
+  director.feed_event(0, "jack", "", running("c2"), after(now += 1ms));
   const Completion answered = director.complete("jack", alive_result(), after(now += 1ms));
   CHECK(answered.waiters == std::vector<WaiterId>{1});
   CHECK_FALSE(answered.start_check);
@@ -310,7 +311,7 @@ TEST_CASE("events: a label that flaps faster than a check gets its waiters answe
   REQUIRE(expired.start_check);
 
   // The bound counts repeats in a row: a check that answers starts the count again.
-  director.feed_event(0, "jack", stopped("c2"), after(now + 801ms));
+  director.feed_event(0, "jack", "", stopped("c2"), after(now + 801ms));
   CHECK(director.complete("jack", refused_result(), after(now + 802ms)).waiters.empty());
   CHECK(director.stats().rechecks == Director::kMaxRepeatedChecks + 1);
   CHECK(director.complete("jack", refused_result(), after(now + 803ms)).waiters == std::vector<WaiterId>{2});
@@ -382,7 +383,7 @@ TEST_CASE("events: a feed that repeats itself changes nothing", "[director][even
   director.feed_snapshot(0, Containers{{"jack", running()}}, after(0ms));
   check_now(director, "jack", alive_result(), after(1ms));
   const Invalidation snapshot = director.feed_snapshot(0, Containers{{"jack", running()}}, after(1s));
-  const Invalidation event = director.feed_event(0, "jack", running(), after(2s));
+  const Invalidation event = director.feed_event(0, "jack", "", running(), after(2s));
   CHECK(snapshot.checks.empty());
   CHECK(snapshot.haproxy_keys.empty());
   CHECK(event.checks.empty());
@@ -395,7 +396,7 @@ TEST_CASE("events: a label that is not cached clears only its own HAProxy key, i
           "[director][events]") {
   Director director(event_settings());
   CHECK(director.feed_snapshot(0, Containers{{"jack", running()}}, after(0ms)).haproxy_keys.empty());
-  const Invalidation stop = director.feed_event(0, "jack", stopped(), after(1ms));
+  const Invalidation stop = director.feed_event(0, "jack", "", stopped(), after(1ms));
   CHECK(stop.haproxy_keys == std::vector<std::string>{"jack"});  // an agent restart or another agent
   CHECK(stop.checks.empty());
   CHECK(director.stats().invalidations == 0);
@@ -403,8 +404,65 @@ TEST_CASE("events: a label that is not cached clears only its own HAProxy key, i
 
   // Labels come from the network: never a key outside the charset (CLI injection).
   for (const std::string& hostile : {std::string("a;shutdown sessions"), std::string("a b"), std::string(65, 'a'), std::string("a\nb")}) {
-    director.feed_event(0, hostile, running(), after(2ms));
-    CHECK(director.feed_event(0, hostile, std::nullopt, after(3ms)).haproxy_keys.empty());
+    director.feed_event(0, hostile, "", running(), after(2ms));
+    CHECK(director.feed_event(0, hostile, "", std::nullopt, after(3ms)).haproxy_keys.empty());
+  }
+}
+
+TEST_CASE("events: an event's username is cleared in HAProxy whichever agent answered it", "[director][events]") {
+  // An escaped user's answer is held in HAProxy under the raw username, which only the agent that
+  // answered remembers; the event names it, so every agent revokes it.
+  const std::string jack = "Jack.Doe@Example.com";
+  const auto mapped = map_username(jack, UsernameMode::escape, "vscode");
+  REQUIRE(mapped);
+  const std::string label = *mapped;
+  REQUIRE(label != jack);
+  Director director(event_settings());
+  director.feed_snapshot(0, Containers{{label, running()}}, after(0ms));
+
+  SECTION("not cached here: the label and the username") {
+    const Invalidation stop = director.feed_event(0, label, jack, stopped(), after(1ms));
+    CHECK(stop.haproxy_keys == std::vector<std::string>{label, jack});
+    CHECK_FALSE(stop.clear_all);
+  }
+  SECTION("cached here under that username: each key once") {
+    check_now(director, jack, alive_result(), after(1ms));
+    const Invalidation stop = director.feed_event(0, label, jack, stopped(), after(2ms));
+    CHECK(stop.haproxy_keys == std::vector<std::string>{label, jack});
+  }
+  SECTION("a change that invalidates nothing revokes nothing") {
+    CHECK(director.feed_event(0, "jill", "Jill@Example.com", running(), after(1ms)).haproxy_keys.empty());
+  }
+  SECTION("the label as username, or one that is not a key, adds nothing") {
+    CHECK(director.feed_event(0, label, label, stopped(), after(1ms)).haproxy_keys == std::vector<std::string>{label});
+    director.feed_event(0, label, "", running(), after(2ms));
+    CHECK(director.feed_event(0, label, "a;shutdown sessions", stopped(), after(3ms)).haproxy_keys ==
+          std::vector<std::string>{label});
+  }
+}
+
+TEST_CASE("events: a snapshot that takes back a running container clears HAProxy whole", "[director][events]") {
+  // A snapshot names no username (a re-list after the spawner missed events): what the feed
+  // vouched for may be held under a username no agent here remembers.
+  Director director(event_settings());
+  const Invalidation first = director.feed_snapshot(0, Containers{{"jack", running()}, {"jill", stopped()}}, after(0ms));
+  CHECK_FALSE(first.clear_all);  // nothing vouched for before
+
+  const Invalidation jill_started = director.feed_snapshot(0, Containers{{"jack", running()}, {"jill", running()}}, after(1s));
+  CHECK_FALSE(jill_started.clear_all);  // jill was not vouched for: nobody holds her as alive on its word
+  CHECK(jill_started.haproxy_keys == std::vector<std::string>{"jill"});
+
+  SECTION("gone") {
+    CHECK(director.feed_snapshot(0, Containers{{"jill", running()}}, after(2s)).clear_all);
+  }
+  SECTION("stopped") {
+    CHECK(director.feed_snapshot(0, Containers{{"jack", stopped()}, {"jill", running()}}, after(2s)).clear_all);
+  }
+  SECTION("unhealthy") {
+    CHECK(director.feed_snapshot(0, Containers{{"jack", running()}, {"jill", unhealthy()}}, after(2s)).clear_all);
+  }
+  SECTION("another container") {
+    CHECK(director.feed_snapshot(0, Containers{{"jack", running("c2")}, {"jill", running()}}, after(2s)).clear_all);
   }
 }
 
@@ -528,10 +586,10 @@ TEST_CASE("events: the LRU bound still holds with feeds and keys", "[director][e
   CHECK(director.covered_labels() == 3);  // the feed view does not depend on the cache
 
   // The evicted label: its key is still cleared, no check for it.
-  const Invalidation stop = director.feed_event(0, "ann", stopped(), after(1s));
+  const Invalidation stop = director.feed_event(0, "ann", "", stopped(), after(1s));
   CHECK(stop.haproxy_keys == std::vector<std::string>{"ann"});
   CHECK(stop.checks.empty());
-  director.feed_event(0, "ann", running(), after(2s));
+  director.feed_event(0, "ann", "", running(), after(2s));
   // Cached again: covered from its first check.
   check_now(director, "ann", alive_result(), after(3s));
   CHECK(event_covered(director, "ann"));
@@ -543,20 +601,20 @@ TEST_CASE("events: a label is covered while any connected feed vouches for it", 
   director.feed_snapshot(0, Containers{{"jack", stopped("old")}}, after(0ms));
   CHECK(director.covered_labels() == 0);
   // An event from a feed that sent no snapshot yet still counts: it comes over a live connection.
-  director.feed_event(1, "jack", running("new"), after(1ms));
+  director.feed_event(1, "jack", "", running("new"), after(1ms));
   CHECK(director.covered_labels() == 1);
   check_now(director, "jack", alive_result(), after(2ms));
   CHECK(event_covered(director, "jack"));
 
   // The other feed's word on the old container changes, the label is still covered: but the
   // entry is invalidated all the same (what changed may be the container it routes to).
-  const Invalidation destroyed = director.feed_event(0, "jack", std::nullopt, after(1s));
+  const Invalidation destroyed = director.feed_event(0, "jack", "", std::nullopt, after(1s));
   CHECK(destroyed.checks.size() == 1);
   CHECK(director.covered_labels() == 1);
   director.complete("jack", alive_result(), after(1s + 1ms));
   CHECK(event_covered(director, "jack"));
 
-  director.feed_event(1, "jack", unhealthy("new"), after(2s));
+  director.feed_event(1, "jack", "", unhealthy("new"), after(2s));
   CHECK(director.covered_labels() == 0);
   director.complete("jack", alive_result(), after(2s + 1ms));
   CHECK_FALSE(event_covered(director, "jack"));

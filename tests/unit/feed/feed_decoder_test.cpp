@@ -16,7 +16,7 @@ const std::string example_feed =
     "\"health\":\"healthy\"},{\"label\":\"carol\",\"id\":\"77aa\",\"state\":\"exited\",\"health\":\"none\"}]}\n"
     "{\"type\":\"started\",\"label\":\"bob\",\"id\":\"9a2e\"}\n"
     "{\"type\":\"health\",\"label\":\"bob\",\"id\":\"9a2e\",\"health\":\"unhealthy\"}\n"
-    "{\"type\":\"died\",\"label\":\"alice\",\"id\":\"4f1c\",\"exit_code\":137}\n"
+    "{\"type\":\"died\",\"label\":\"alice\",\"id\":\"4f1c\",\"username\":\"alice\",\"exit_code\":137}\n"
     "{\"type\":\"heartbeat\"}\n";
 
 std::vector<FeedMessage> decode_all(FeedDecoder& decoder, std::string_view bytes) {
@@ -45,6 +45,8 @@ void check_example(const std::vector<FeedMessage>& messages) {
   const auto& died = std::get<Event>(messages[3]);
   CHECK(died.kind == EventKind::died);
   CHECK(died.label == "alice");
+  CHECK(died.username == "alice");
+  CHECK(started.username.empty());
   CHECK(std::holds_alternative<Heartbeat>(messages[4]));
 }
 
@@ -154,6 +156,8 @@ TEST_CASE("lines of the wrong shape are errors that say what is wrong", "[feed]"
         "line 1: a stopped event for a whose id is not a string");
   CHECK(decode_error("{\"type\":\"health\",\"label\":\"a\",\"health\":false}\n") ==
         "line 1: a health event for a whose health is not a string");
+  CHECK(decode_error("{\"type\":\"died\",\"label\":\"a\",\"username\":1}\n") ==
+        "line 1: a died event for a whose username is not a string");
   CHECK(decode_error("{\"type\":\"heartbeat\"}\n{\"type\":\"heartbeat\"\n").starts_with("line 2: not JSON"));
   CHECK(decode_error("{\"type\":\"heartbeat\"} {}\n").starts_with("line 1: not JSON"));
 }
@@ -202,7 +206,7 @@ TEST_CASE("the state of a feed follows the plan's mapping", "[feed]") {
   CHECK(state.labels() == 2);
 
   const auto change = [&](EventKind kind, std::string label, std::string id, bool unhealthy = false) {
-    return state.apply(Event{kind, std::move(label), std::move(id), unhealthy});
+    return state.apply(Event{kind, std::move(label), std::move(id), unhealthy, {}});
   };
   SECTION("started: running; created, stopped, died: not running") {
     CHECK(change(EventKind::started, "carol", "c1")->state == ContainerState{"c1", true, false});
