@@ -30,7 +30,7 @@ As a process (the same controls over HTTP on the same port):
     curl -X PUT -d '{"state":"exited"}' http://127.0.0.1:9190/labels/alice   # stopped
     curl -X PUT -d '{"state":"exited","event":"died"}' .../labels/alice       # died (137)
     curl -X PUT -d '{"state":"running"}' .../labels/alice                     # started
-    curl -X PUT -d '{"state":"running","username":"Alice@Example.com"}' ...   # with a username
+    curl -X PUT -d '{"state":"running","username":"Al@x.io"}' .../labels/al   # a new container for Al@x.io
     curl -X PUT -d '{"health":"unhealthy"}' .../labels/alice                  # health
     curl -X DELETE .../labels/alice                                           # destroyed
     curl -X POST .../drop   .../snapshot   .../refuse?on=1   .../refuse?on=0
@@ -126,8 +126,8 @@ class FeedStandin:
 
     def start_container(self, label, new_id=False, username=None):
         """`label` running: `created` first when it was unknown (or new_id), then `started`.
-        `username`: the user the container is for, which every later event of it names (as the
-        spawner's do, from the container's label io.container-director.user)."""
+        `username` (taken for a new container only): the user it is for, which each of its events
+        names (as the spawner's do, from the container's label io.container-director.user)."""
         events = []
         with self._lock:
             row = self._labels.get(label)

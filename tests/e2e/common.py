@@ -469,10 +469,10 @@ def wait_long_hold(stack, user, timeout=5.0, **request_options):
     return stack.fast_path_entry(user)
 
 
-# The agent sends every revocation again this long after it (HaproxyInvalidator's repeat_after):
-# the revocations of a container's own created and started events may still clear its user's
-# entry that long after the events.
-REVOCATION_REPEAT = 1.5
+# The agent sends every revocation again 1.5 s after it (HaproxyInvalidator's repeat_after), and
+# sends it up to a command timeout (1 s) after the event that caused it: the revocations of a
+# container's own created and started events may still clear its user's entry this long after.
+REVOCATION_REPEAT_BOUND = 2.5
 
 
 def wait_settled_long_hold(stack, user, **request_options):
@@ -480,7 +480,7 @@ def wait_settled_long_hold(stack, user, **request_options):
     then on, only a new invalidation clears `user`'s entry (a test that waits for the one its
     event causes must not take a late repeat for it). Returns the entry."""
     wait_long_hold(stack, user, **request_options)
-    time.sleep(REVOCATION_REPEAT + 0.2)
+    time.sleep(REVOCATION_REPEAT_BOUND)
     return wait_long_hold(stack, user, **request_options)
 
 

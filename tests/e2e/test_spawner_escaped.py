@@ -35,8 +35,8 @@ class SpawnerEscaped(SpawnerStackTest):
             try:
                 for line in iter(response.readline, b""):
                     lines.append(json.loads(line))
-            except (OSError, ValueError):
-                pass
+            except (OSError, ValueError) as error:  # the test's poll then shows it
+                lines.append({"reader_error": repr(error)})
         threading.Thread(target=read, daemon=True).start()
         self.addCleanup(connection.close)
         return lines
@@ -55,8 +55,8 @@ class SpawnerEscaped(SpawnerStackTest):
                 status, _, body = podman_api(self.stack.podman.socket, "GET",
                                              f"/volumes/director-home-{label}")
                 self.assertEqual(status, 200, body[:300])
-                started, _, _ = poll(lambda: [line for line in list(events)
-                                              if line.get("type") == "started" and line.get("label") == label],
+                started, _, _ = poll(lambda: [line for line in list(events) if "reader_error" in line
+                                              or (line.get("type") == "started" and line.get("label") == label)],
                                      bool, 5)
                 self.assertEqual({line.get("username") for line in started}, {user.decode()})
 

@@ -389,7 +389,9 @@ Invalidation Director::feed_lost(FeedId feed, TimePoint now) {
   Feed& view = feeds_[feed];
   // HAProxy may hold long answers granted while this feed vouched for them.
   out.clear_all = true;
-  for (const auto& [label, before] : view.containers) apply_feed_change(feed, label, {}, &before, nullptr, ChangeSource::lost, out, now);
+  for (const auto& [label, before] : view.containers) {
+    apply_feed_change(feed, label, {}, &before, nullptr, ChangeSource::lost, out, now);
+  }
   view.containers.clear();
   view.connected = false;
   return out;

@@ -109,17 +109,22 @@ constexpr std::array event_kinds{EventKind::created, EventKind::started, EventKi
 LineResult event_of(EventKind kind, const Json& line) {
   auto label = label_of(line);
   if (!label) return wrong(std::string("a ") + std::string(to_string(kind)) + " event without a label (a non-empty string)");
+  const auto not_a_string = [&](std::string_view field) {
+    return wrong("a " + std::string(to_string(kind)) + " event for " + *label + " whose " + std::string(field) +
+                 " is not a string");
+  };
   auto id = optional_string(line, "id");
-  if (!id) return wrong("a " + std::string(to_string(kind)) + " event for " + *label + " whose id is not a string");
+  if (!id) return not_a_string("id");
   auto username = optional_string(line, "username");
-  if (!username) return wrong("a " + std::string(to_string(kind)) + " event for " + *label + " whose username is not a string");
+  if (!username) return not_a_string("username");
   bool unhealthy = false;
   if (kind == EventKind::health) {
     const auto health = optional_string(line, "health");
-    if (!health) return wrong("a health event for " + *label + " whose health is not a string");
+    if (!health) return not_a_string("health");
     unhealthy = *health == "unhealthy";
   }
-  return LineResult(boost::system::in_place_value, FeedMessage(Event{kind, std::move(*label), std::move(*id), unhealthy, std::move(*username)}));
+  return LineResult(boost::system::in_place_value,
+                    FeedMessage(Event{kind, std::move(*label), std::move(*id), unhealthy, std::move(*username)}));
 }
 
 }  // namespace

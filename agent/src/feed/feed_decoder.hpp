@@ -48,7 +48,7 @@ struct Snapshot {
 enum class EventKind : std::uint8_t { created, started, stopped, died, health, destroyed };
 std::string_view to_string(EventKind kind) noexcept;
 
-// {"type":"<kind>","label":"...","id":"...", "username":"...", "health":"..." (health only)}
+// {"type":"<kind>","label":"...","id":"...", "username":"..." (optional), "health":"..." (health only)}
 struct Event {
   EventKind kind = EventKind::created;
   std::string label;      // never empty

@@ -464,6 +464,11 @@ TEST_CASE("events: a snapshot that takes back a running container clears HAProxy
   SECTION("another container") {
     CHECK(director.feed_snapshot(0, Containers{{"jack", running("c2")}, {"jill", running()}}, after(2s)).clear_all);
   }
+  SECTION("not the first snapshot after the feed was lost: the loss cleared HAProxy already") {
+    CHECK(director.feed_lost(0, after(2s)).clear_all);
+    const Invalidation reconnected = director.feed_snapshot(0, Containers{{"jill", stopped()}}, after(3s));
+    CHECK_FALSE(reconnected.clear_all);
+  }
 }
 
 TEST_CASE("events: hold is how long HAProxy may reuse an alive answer", "[director][events]") {
