@@ -12,6 +12,7 @@ packages=(
   podman busybox-static runc uidmap
   chromium  # tests/e2e/test_browser_loading.py: the loading page in a real browser
   systemd   # systemd-analyze: tests/install verifies the units (systemd need not run)
+  kubernetes-client  # kubectl: tests/tools drives tools/kube_api_standin.py with it
 )
 
 missing=()
