@@ -27,6 +27,7 @@ As a process (the same controls as HTTP under /_standin/, which needs no token):
     curl -X POST .../_standin/compact   .../_standin/bookmark   .../_standin/drop-watches
     curl -X POST -d '{"verb":"create","count":2,"code":500}' .../_standin/fail-next
     curl -X POST -d '{"on":true}' .../_standin/immediate-deletion
+    curl -X POST .../_standin/pods/NS/NAME/finish-deletion  # the kubelet stopped it: DELETED
     curl .../_standin/requests   .../_standin/watchers
 
 The API it serves (https://kubernetes.io/docs/reference/kubernetes-api/, "Workload Resources:
@@ -39,7 +40,7 @@ https://kubernetes.io/docs/reference/using-api/api-concepts/ for the rest):
   the status alone (the main resource ignores status changes, as the API does). /api/v1/{resource}
   lists and watches all namespaces. Every namespace exists.
 - create: 201 with the object, uid, resourceVersion, creationTimestamp, namespace set; pods
-  start with status.phase Pending, services get a spec.clusterIP from 10.96.0.0/16 and their
+  start with status.phase Pending, services get a spec.clusterIP from 10.96.0.1 on and their
   ports protocol TCP and targetPort, claims status.phase Pending. 409 AlreadyExists; 422 Invalid
   for a missing or malformed metadata.name (pods and claims: a DNS-1123 subdomain; services: a
   DNS-1035 label) and for a pod without spec.containers.
@@ -82,10 +83,13 @@ otherwise; spec.nodeName is never set, and unlike the real API an unscheduled po
 deleted gracefully), no admission, RBAC or quota, no finalizers (claims have no pvc-protection),
 no strategic merge patch, JSON patch or server-side apply (415), no set-based label selectors
 (in, notin: 400) and no field selector but metadata.name, no generateName, no dryRun, no paging
-(limit/continue are ignored: one page), no Table or protobuf (JSON only), no OpenAPI (kubectl
-needs --validate=false), no other resource or API group, no namespace objects, no validation of
-the spec beyond what is listed above, no defaults beyond those listed (no
-terminationGracePeriodSeconds, dnsPolicy... except that the grace period is 30 s).
+(limit and continue are ignored: one page), no resourceVersion for get and list (they always
+serve the current state, which is what "Most Recent", "Any" and "Not older than" allow), no
+/api/v1/watch/... paths (deprecated: ?watch=1 only), no Table or protobuf (JSON only), no
+OpenAPI (kubectl needs --validate=false), no other resource or API group, no namespace objects,
+no immutability of a pod's spec, no validation beyond what is listed above, and no defaults but
+these: a pod's restartPolicy Always and terminationGracePeriodSeconds 30, a service's type
+ClusterIP, clusterIP(s) and its ports' protocol and targetPort, a claim's volumeMode Filesystem.
 """
 
 import argparse
@@ -731,8 +735,8 @@ class KubeApiStandin(ThreadedStandin):
                            "to fail this request", {"causes": [{"message": "injected"}]})
         kind = RESOURCES[resource][0]
         if verb == "watch":
+            timeout = _timeout_seconds(query.get("timeoutSeconds"))  # before registering
             watcher, first = self._watch(resource, namespace, query, connection)
-            timeout = float(query["timeoutSeconds"]) if query.get("timeoutSeconds") else None
             return "watch", watcher, first, timeout
         if verb == "list":
             items, rv = self.list(resource, namespace, query.get("labelSelector", ""),
@@ -821,8 +825,21 @@ def _validate_name(kind, grammar, name):
 def _json(body):
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
+    except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
         raise bad_request(f"the body is not JSON: {error}") from None
+
+
+def _timeout_seconds(text):
+    """A watch's timeoutSeconds: None (no timeout) or a non-negative number of seconds."""
+    if not text:
+        return None
+    try:
+        seconds = int(text)
+    except ValueError:
+        raise bad_request(f'invalid timeoutSeconds "{text}"') from None
+    if seconds < 0:
+        raise bad_request(f'invalid timeoutSeconds "{text}"')
+    return seconds
 
 
 def _route(path):
@@ -901,9 +918,13 @@ def _handler_for(api):
             except ApiError as error:
                 self._answer(error.code, error.status(), error.headers)
                 return
-            except (ValueError, KeyError, TypeError) as error:
-                self._answer(400, status_object(400, "BadRequest", str(error)), {})
+            except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as error:
+                self._answer(400, status_object(400, "BadRequest", f"bad request: {error!r}"), {})
                 return
+            except Exception as error:  # a bug of the stand-in: say so, keep serving
+                self._answer(500, status_object(500, "InternalError",
+                                                f"the stand-in failed: {error!r}"), {})
+                raise
             if answer[0] == "watch":
                 self._stream(*answer[1:])
             else:

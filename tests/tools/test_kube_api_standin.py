@@ -536,6 +536,35 @@ class Faults(StandinTest):
         self.assertEqual(len(self.pods()["items"]), 1)
         self.assertEqual(self.client.request("GET", f"{PODS}/vscode-alice")[0], 200)
 
+    def test_bad_requests_are_answered_and_leave_nothing_behind(self):
+        for query in ("timeoutSeconds=soon", "resourceVersion=abc", "timeoutSeconds=-1"):
+            code, body, _ = self.client.request("GET", f"{PODS}?watch=1&{query}")
+            self.assertEqual((code, body["kind"], body["reason"]), (400, "Status", "BadRequest"),
+                             query)
+        self.assertEqual(self.api.watcher_count(), 0)
+        code, body, _ = self.client.request("DELETE", PODS)  # deletecollection: not served
+        self.assertEqual((code, body["reason"]), (405, "MethodNotAllowed"))
+        code, body, _ = self.client.request("POST", PODS, json.loads("[" * 900 + "]" * 900))
+        self.assertEqual(code, 400, body)
+        deep = "[" * 100000 + "]" * 100000  # deeper than the parser goes
+        connection = self.client.connection()
+        connection.request("POST", PODS, deep.encode(), self.client.headers())
+        response = connection.getresponse()
+        self.assertEqual((response.status, json.loads(response.read())["reason"]),
+                         (400, "BadRequest"))
+        connection.close()
+        connection = self.client.connection()  # a body larger than the API's 3 MiB: refused
+        connection.putrequest("POST", PODS)
+        connection.putheader("Content-Length", str(3 * 1024 * 1024 + 1))
+        connection.endheaders()
+        response = connection.getresponse()
+        self.assertEqual((response.status, json.loads(response.read())["reason"]),
+                         (413, "RequestEntityTooLarge"))
+        connection.close()
+        code, body, _ = self.client.request("POST", "/_standin/fail-next", ["not", "an object"])
+        self.assertEqual(code, 400, body)
+        self.assertEqual(self.client.request("GET", PODS)[0], 200)  # still serving
+
     def test_requests_are_recorded(self):
         self.pods(labelSelector="a%3Db")
         self.assertEqual(self.api.requests(), [("GET", PODS, {"labelSelector": "a=b"})])
@@ -576,9 +605,10 @@ class Tls(unittest.TestCase):
                     Client(api, token="t").request("GET", "/api")  # plain HTTP to TLS
 
 
-class Kubectl(unittest.TestCase):
-    """The stand-in as a process (TLS, token file), driven by Debian's kubectl 1.20 with a
-    fresh $HOME and KUBECONFIG that hold no user configuration."""
+class AsAProcess(unittest.TestCase):
+    """The stand-in as a process (TLS, token file): its control API over HTTP, and Debian's
+    kubectl 1.20 driving it with a fresh $HOME and KUBECONFIG that hold no user
+    configuration."""
 
     @classmethod
     def setUpClass(cls):
@@ -685,6 +715,67 @@ class Kubectl(unittest.TestCase):
             self.assertLess(time.monotonic(), deadline, gone.stdout)
             time.sleep(0.1)
         self.assertIn("NotFound", gone.stderr)
+
+    def api_request(self, method, path, body=None, token="kubectl-t0ken"):
+        context = ssl.create_default_context(cafile=self.tls["ca"])
+        host, port = self.url.rsplit("/", 1)[1].split(":")
+        connection = http.client.HTTPSConnection(host, int(port), timeout=10, context=context)
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        connection.request(method, path, None if body is None else json.dumps(body).encode(),
+                           headers)
+        return connection, connection.getresponse()
+
+    def test_control_api_over_http(self):
+        pods = "/api/v1/namespaces/control-ns/pods"
+        connection, response = self.api_request("POST", pods, named(fixture("pod.json"), "p"))
+        created = json.loads(response.read())
+        connection.close()
+        self.assertEqual(response.status, 201, created)
+        version = created["metadata"]["resourceVersion"]
+        watching, stream = self.api_request(
+            "GET", f"{pods}?watch=true&allowWatchBookmarks=true&resourceVersion={version}")
+        self.addCleanup(watching.close)
+        self.assertEqual(stream.status, 200)
+        self.control("/bookmark")
+        self.assertEqual(json.loads(stream.readline())["type"], "BOOKMARK")
+        self.control("/pods/control-ns/p/status", {"phase": "Running", "podIP": "10.1.0.11"})
+        self.assertEqual(json.loads(stream.readline())["object"]["status"]["podIP"], "10.1.0.11")
+        failed = self.control("/pods/control-ns/p/node-failure", {})
+        self.assertEqual(failed["status"]["phase"], "Failed")
+        self.assertEqual(json.loads(stream.readline())["object"]["status"]["phase"], "Failed")
+        self.control("/immediate-deletion", {"on": True})
+        self.addCleanup(self.control, "/immediate-deletion", {"on": False})
+        connection, response = self.api_request("DELETE", f"{pods}/p")
+        response.read()
+        connection.close()
+        event = json.loads(stream.readline())
+        self.assertEqual((event["type"], "deletionTimestamp" in event["object"]["metadata"]),
+                         ("DELETED", False))
+        self.assertEqual(self.control_get("/watchers"), {"watchers": 1})
+        self.control("/drop-watches")
+        with self.assertRaises((http.client.IncompleteRead, ConnectionError)):
+            stream.read()
+        self.control("/compact")
+        connection, response = self.api_request("GET", f"{pods}?watch=1&resourceVersion={version}")
+        expired = json.loads(response.readline())
+        connection.close()
+        self.assertEqual((expired["type"], expired["object"]["code"],
+                          expired["object"]["reason"]), ("ERROR", 410, "Expired"))
+        self.control("/fail-next", {"verb": "list", "count": 1, "code": 429})
+        connection, response = self.api_request("GET", pods)
+        self.assertEqual((response.status, json.loads(response.read())["reason"]),
+                         (429, "TooManyRequests"))
+        connection.close()
+        self.assertIn(["GET", pods, {}], self.control_get("/requests"))
+
+    def control_get(self, path):
+        connection, response = self.api_request("GET", f"/_standin{path}", token=None)
+        answer = json.loads(response.read())
+        connection.close()
+        self.assertEqual(response.status, 200, answer)
+        return answer
 
     def test_kubectl_with_a_wrong_token_is_unauthorized(self):
         args = self.kubectl_args("get", "pods")
