@@ -71,7 +71,9 @@ https://kubernetes.io/docs/reference/using-api/api-concepts/ for the rest):
   in-stream after a 200) and the stream ends. With a labelSelector, an object that stops matching
   is DELETED (its previous state, at the new resourceVersion) and one that starts matching is
   ADDED, as the API server's watch cache does. A BOOKMARK object carries only kind, apiVersion and
-  metadata.resourceVersion ("Watch bookmarks"). timeoutSeconds ends the stream cleanly.
+  metadata.resourceVersion ("Watch bookmarks"); one is sent when a test calls bookmark() (the
+  API server sends them on its own, about once a minute). timeoutSeconds ends the stream
+  cleanly (the API server's default is 30 to 60 minutes; here, never).
 - authentication: with a token, every request but /_standin/ without "Authorization: Bearer
   <token>" gets 401 Unauthorized; with a certificate and key, TLS only.
 - discovery: /version, /api (APIVersions), /api/v1 (APIResourceList of the three resources and
@@ -907,12 +909,11 @@ def _handler_for(api):
             url = urllib.parse.urlsplit(self.path)
             query = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query).items()}
             try:
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_BODY or length < 0:
-                    self.close_connection = True
-                    raise ApiError(413, "RequestEntityTooLarge",
-                                   f"the request body is larger than {MAX_BODY} bytes")
-                body = self.rfile.read(length) if length else b""
+                try:
+                    body = self._body()
+                except (ApiError, ValueError):
+                    self.close_connection = True  # the rest of the body is still unread
+                    raise
                 answer = api._serve(self.command, url.path, query, self.headers, body,
                                     self.connection)
             except ApiError as error:
@@ -931,6 +932,28 @@ def _handler_for(api):
                 self._answer(*answer)
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+        def _body(self):
+            """The request's body, sent with Content-Length or chunked, at most MAX_BODY bytes."""
+            too_large = ApiError(413, "RequestEntityTooLarge",
+                                 f"the request body is larger than {MAX_BODY} bytes")
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                body = bytearray()
+                while True:
+                    size = int(self.rfile.readline(1024).split(b";")[0].strip(), 16)
+                    if size == 0:
+                        while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                            pass  # trailers
+                        return bytes(body)
+                    if len(body) + size > MAX_BODY:
+                        raise too_large
+                    body += self.rfile.read(size)
+                    if self.rfile.readline(3) not in (b"\r\n", b"\n"):
+                        raise ValueError("a chunk longer than its size")
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_BODY or length < 0:
+                raise too_large
+            return self.rfile.read(length) if length else b""
 
         def _answer(self, code, obj, headers):
             body = obj.encode() if isinstance(obj, str) else _line(obj)

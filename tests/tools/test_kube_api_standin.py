@@ -222,6 +222,18 @@ class Create(StandinTest):
         self.assertEqual((code, body["reason"], body["details"]["kind"]), (422, "Invalid", "Service"))
         self.assertEqual(self.pods()["items"][0]["metadata"]["name"], "1.alice")
 
+    def test_a_chunked_body_is_read(self):
+        connection = self.client.connection()
+        body = json.dumps(fixture("pod.json")).encode()
+        connection.request("POST", PODS, iter([body[:100], body[100:]]), self.client.headers(),
+                           encode_chunked=True)
+        response = connection.getresponse()
+        self.assertEqual((response.status, json.loads(response.read())["metadata"]["name"]),
+                         (201, "vscode-alice"))
+        connection.request("GET", f"{PODS}/vscode-alice", headers=self.client.headers())
+        self.assertEqual(connection.getresponse().status, 200)  # the same connection, in step
+        connection.close()
+
     def test_a_pod_without_containers_is_invalid_and_bad_json_is_bad_request(self):
         pod = fixture("pod.json")
         del pod["spec"]["containers"]
@@ -776,6 +788,13 @@ class AsAProcess(unittest.TestCase):
         connection.close()
         self.assertEqual(response.status, 200, answer)
         return answer
+
+    def test_the_process_listens_on_loopback_only(self):
+        refused = subprocess.run([sys.executable, str(ROOT / "tools" / "kube_api_standin.py"),
+                                  "--listen", "0.0.0.0:0"], capture_output=True, text=True,
+                                 env=self.env, timeout=30)
+        self.assertEqual(refused.returncode, 2)
+        self.assertIn("loopback only", refused.stderr)
 
     def test_kubectl_with_a_wrong_token_is_unauthorized(self):
         args = self.kubectl_args("get", "pods")
