@@ -21,6 +21,7 @@ In a test:
 As a process (the same controls as HTTP under /_standin/, which needs no token):
 
     tools/kube_api_standin.py --listen 127.0.0.1:6443 --token-file t --tls-cert c --tls-key k
+    tools/kube_api_standin.py --serviceaccount-dir d --namespace ns  # d/token, ca.crt, namespace
     curl -X POST -d '{"phase":"Running","ready":true,"podIP":"10.1.0.7"}' \\
          .../_standin/pods/NS/NAME/status             # what the kubelet would report
     curl -X POST -d '{"deleted":false}' .../_standin/pods/NS/NAME/node-failure
@@ -95,6 +96,7 @@ ClusterIP, clusterIP(s) and its ports' protocol and targetPort, a claim's volume
 """
 
 import argparse
+import collections
 import copy
 import datetime
 import http.server
@@ -118,6 +120,7 @@ MAX_BODY = 3 * 1024 * 1024  # bytes: the API server's own request body limit (3 
 DEFAULT_HISTORY = 1000  # watch events kept for "Start at Exact"
 DEFAULT_TERMINATION_DELAY = 0.2  # seconds from a pod's graceful deletion to its DELETED
 DEFAULT_GRACE_PERIOD = 30  # seconds: the API's default terminationGracePeriodSeconds
+MAX_REQUESTS_KEPT = 100000  # requests() remembers the latest this many
 _CLOSE = object()  # queued to a watcher: end its stream cleanly
 _DROP = object()  # queued to a watcher: close its connection without ending the stream
 
@@ -323,13 +326,13 @@ class KubeApiStandin(ThreadedStandin):
         self._lock = threading.Lock()
         self._objects = {}  # (resource, namespace, name) -> object (with kind and apiVersion)
         self._rv = 1
-        self._history = []  # _Event, oldest first
+        self._history = collections.deque()  # _Event, oldest first
         self._compacted_through = 1  # a watch from a version older than this gets 410
         self._watchers = []
         self._failures = {}  # verb -> [code, count]
         self._immediate_deletion = False
         self._next_cluster_ip = 1
-        self._requests = []
+        self._requests = collections.deque(maxlen=MAX_REQUESTS_KEPT)
         self._timers = []
         self._server = None
 
@@ -556,7 +559,8 @@ class KubeApiStandin(ThreadedStandin):
             self._immediate_deletion = on
 
     def requests(self):
-        """[(method, path, query dict)] of every request served so far, control API excluded."""
+        """[(method, path, query dict)] of the requests served so far (the latest
+        MAX_REQUESTS_KEPT), control API excluded."""
         with self._lock:
             return list(self._requests)
 
@@ -620,7 +624,7 @@ class KubeApiStandin(ThreadedStandin):
     def _record(self, event):
         self._history.append(event)
         if len(self._history) > self.history_size:
-            dropped = self._history.pop(0)
+            dropped = self._history.popleft()
             self._compacted_through = dropped.rv
         for watcher in self._watchers:
             seen = watcher.translate(event)
@@ -1029,9 +1033,28 @@ def write_throwaway_tls(directory):
     return {"ca": paths["ca"], "cert": paths["cert"], "key": paths["key"]}
 
 
+def write_serviceaccount(directory, namespace="default", token=None):
+    """What a pod finds in /var/run/secrets/kubernetes.io/serviceaccount (in-cluster
+    configuration), written to `directory` for a client under test: `token`, `ca.crt` (a
+    throwaway CA, write_throwaway_tls) and `namespace`. Returns {"token": the token, "tls":
+    write_throwaway_tls's paths}, what KubeApiStandin(token=..., tls=(cert, key)) serves with."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    token = token or uuid.uuid4().hex
+    tls = write_throwaway_tls(directory)
+    (directory / "token").write_text(token)
+    (directory / "ca.crt").write_bytes(Path(tls["ca"]).read_bytes())
+    (directory / "namespace").write_text(namespace)
+    return {"token": token, "tls": tls}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--listen", default="127.0.0.1:0", help="IP:PORT (loopback only)")
+    parser.add_argument("--serviceaccount-dir",
+                        help="write token, ca.crt and namespace there, as a pod finds them, and "
+                             "serve HTTPS with that token (instead of the next three options)")
+    parser.add_argument("--namespace", default="default", help="of --serviceaccount-dir")
     parser.add_argument("--token-file", help="the bearer token every API request must carry")
     parser.add_argument("--tls-cert", help="PEM certificate (with --tls-key: HTTPS)")
     parser.add_argument("--tls-key", help="PEM key of --tls-cert")
@@ -1041,11 +1064,16 @@ def main():
     args = parser.parse_args()
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
+    if args.serviceaccount_dir and (args.tls_cert or args.token_file):
+        parser.error("--serviceaccount-dir makes its own token and certificate")
     token = Path(args.token_file).read_text().strip() if args.token_file else None
+    tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
+    if args.serviceaccount_dir:
+        account = write_serviceaccount(args.serviceaccount_dir, args.namespace)
+        token, tls = account["token"], (account["tls"]["cert"], account["tls"]["key"])
     try:
-        api = KubeApiStandin(args.listen, token=token,
-                             tls=(args.tls_cert, args.tls_key) if args.tls_cert else None,
-                             history=args.history, termination_delay=args.termination_delay)
+        api = KubeApiStandin(args.listen, token=token, tls=tls, history=args.history,
+                             termination_delay=args.termination_delay)
     except ValueError as error:
         parser.error(str(error))
     api.start()

@@ -789,6 +789,32 @@ class AsAProcess(unittest.TestCase):
         self.assertEqual(response.status, 200, answer)
         return answer
 
+    def test_serviceaccount_dir_is_what_an_in_cluster_client_reads(self):
+        with tempfile.TemporaryDirectory() as directory:
+            account = Path(directory) / "serviceaccount"
+            process = subprocess.Popen(
+                [sys.executable, str(ROOT / "tools" / "kube_api_standin.py"), "--listen",
+                 "127.0.0.1:0", "--serviceaccount-dir", str(account), "--namespace", "users"],
+                stdout=subprocess.PIPE, text=True, env=self.env)
+            try:
+                url = process.stdout.readline().split(": ", 1)[1].strip()
+                self.assertEqual((account / "namespace").read_text(), "users")
+                token = (account / "token").read_text()
+                base = [self.kubectl, "--server", url, "--certificate-authority",
+                        str(account / "ca.crt"), "--request-timeout", "10s", "-n", "users",
+                        "get", "pods", "-o", "json"]
+                run = lambda *extra: subprocess.run(base + list(extra), capture_output=True,
+                                                    text=True, env=self.env, timeout=30)
+                listed = run("--token", token)
+                self.assertEqual(listed.returncode, 0, listed.stderr)
+                self.assertEqual(json.loads(listed.stdout)["items"], [])
+                refused = run("--token", token + "x")
+                self.assertIn("Unauthorized", refused.stderr)
+            finally:
+                process.terminate()
+                process.wait(10)
+                process.stdout.close()
+
     def test_the_process_listens_on_loopback_only(self):
         refused = subprocess.run([sys.executable, str(ROOT / "tools" / "kube_api_standin.py"),
                                   "--listen", "0.0.0.0:0"], capture_output=True, text=True,
