@@ -14,6 +14,7 @@ In a test:
         api.compact()                                 # a watch from an older version gets 410
         api.bookmark()                                # a BOOKMARK to every watcher asking for them
         api.drop_watches()                            # every watch connection closed at once
+        api.end_watches()                             # every watch ended cleanly (a timeout)
         api.fail_next("create", 2, code=429)          # the next 2 creates answer 429
         api.immediate_deletion(True)                  # pod deletion: DELETED at once
         api.requests()                                # [(method, path, query), ...] served so far
@@ -26,6 +27,7 @@ As a process (the same controls as HTTP under /_standin/, which needs no token):
          .../_standin/pods/NS/NAME/status             # what the kubelet would report
     curl -X POST -d '{"deleted":false}' .../_standin/pods/NS/NAME/node-failure
     curl -X POST .../_standin/compact   .../_standin/bookmark   .../_standin/drop-watches
+    curl -X POST .../_standin/end-watches
     curl -X POST -d '{"verb":"create","count":2,"code":500}' .../_standin/fail-next
     curl -X POST -d '{"on":true}' .../_standin/immediate-deletion
     curl -X POST .../_standin/pods/NS/NAME/finish-deletion  # the kubelet stopped it: DELETED
@@ -124,7 +126,7 @@ MAX_REQUESTS_KEPT = 100000  # requests() remembers the latest this many
 _CLOSE = object()  # queued to a watcher: end its stream cleanly
 _DROP = object()  # queued to a watcher: close its connection without ending the stream
 
-# resource (the URL's name) -> (kind, the name's grammar, the verbs in discovery)
+# resource (the URL's name) -> (kind, the grammar of its names)
 RESOURCES = {
     "pods": ("Pod", "subdomain"),
     "services": ("Service", "label1035"),
@@ -456,7 +458,7 @@ class KubeApiStandin(ThreadedStandin):
             if self.termination_delay is not None:
                 timer = threading.Timer(self.termination_delay, self._finish_quietly, key)
                 timer.daemon = True
-                self._timers.append(timer)
+                self._timers = [t for t in self._timers if t.is_alive()] + [timer]
                 timer.start()
             return answer
 
@@ -519,6 +521,14 @@ class KubeApiStandin(ThreadedStandin):
             for watcher in self._watchers:
                 if watcher.bookmarks:
                     watcher.queue.put(self._bookmark_line(watcher.resource))
+
+    def end_watches(self):
+        """Ends every watch stream cleanly (its last chunk), as the API server ends each watch
+        after its timeout: the client is expected to watch again from the last version it saw."""
+        with self._lock:
+            watchers, self._watchers = self._watchers, []
+        for watcher in watchers:
+            watcher.queue.put(_CLOSE)
 
     def drop_watches(self):
         """Closes every watch connection at once, without the stream's last chunk (the client
@@ -790,6 +800,9 @@ class KubeApiStandin(ThreadedStandin):
             if path == "/drop-watches":
                 self.drop_watches()
                 return 200, {}, {}
+            if path == "/end-watches":
+                self.end_watches()
+                return 200, {}, {}
             if path == "/fail-next":
                 self.fail_next(request["verb"], int(request.get("count", 1)),
                                int(request.get("code", 500)))
@@ -806,7 +819,7 @@ class KubeApiStandin(ThreadedStandin):
             if len(parts) == 4 and parts[0] == "pods" and parts[3] == "finish-deletion":
                 return 200, self.finish_deletion(parts[1], parts[2]), {}
         raise ApiError(404, "NotFound", "the stand-in's control API: GET /_standin/requests, "
-                       "/_standin/watchers; POST /_standin/compact, /bookmark, /drop-watches, "
+                       "/_standin/watchers; POST /_standin/compact, /bookmark, /drop-watches, /end-watches, "
                        "/fail-next, /immediate-deletion, /pods/NS/NAME/status|node-failure|"
                        "finish-deletion", {})
 

@@ -507,6 +507,18 @@ class Watching(StandinTest):
         self.assertEqual(int(events[1]["object"]["metadata"]["resourceVersion"]),
                          int(events[0]["object"]["metadata"]["resourceVersion"]) + 2)
 
+    def test_end_watches_ends_streams_cleanly_and_a_new_watch_resumes(self):
+        pod = self.create("pods", fixture("pod.json"))
+        watch = self.watch(resourceVersion=pod["metadata"]["resourceVersion"])
+        self.api.wait_watchers(1)
+        self.api.set_pod_status(NS, "vscode-alice", phase="Running")
+        seen = watch.next()["object"]["metadata"]["resourceVersion"]
+        self.api.end_watches()
+        self.assertEqual(watch.response.read(), b"")  # the last chunk: a clean end
+        self.api.set_pod_status(NS, "vscode-alice", phase="Failed")  # while nobody watches
+        again = self.watch(resourceVersion=seen)
+        self.assertEqual(again.next()["object"]["status"]["phase"], "Failed")
+
     def test_timeout_ends_the_stream_cleanly_and_drop_cuts_it(self):
         watch = self.watch(resourceVersion=self.api.resource_version(), timeoutSeconds=1)
         started = time.monotonic()
@@ -766,6 +778,11 @@ class AsAProcess(unittest.TestCase):
         self.assertEqual((event["type"], "deletionTimestamp" in event["object"]["metadata"]),
                          ("DELETED", False))
         self.assertEqual(self.control_get("/watchers"), {"watchers": 1})
+        self.control("/end-watches")
+        self.assertEqual(stream.read(), b"")
+        watching, stream = self.api_request("GET", f"{pods}?watch=true")
+        self.addCleanup(watching.close)
+        self.assertEqual(stream.status, 200)
         self.control("/drop-watches")
         with self.assertRaises((http.client.IncompleteRead, ConnectionError)):
             stream.read()
