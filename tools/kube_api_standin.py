@@ -101,6 +101,7 @@ import argparse
 import collections
 import copy
 import datetime
+import hmac
 import http.server
 import ipaddress
 import json
@@ -723,7 +724,8 @@ class KubeApiStandin(ThreadedStandin):
             return self._control(method, path[len("/_standin"):], body)
         self._log_request(method, path, query)
         if self.token is not None:
-            if headers.get("Authorization", "") != f"Bearer {self.token}":
+            if not hmac.compare_digest(headers.get("Authorization", "").encode(),
+                                       f"Bearer {self.token}".encode()):
                 raise ApiError(401, "Unauthorized", "Unauthorized")
         if method == "GET" and path in _DISCOVERY:
             return 200, _DISCOVERY[path](), {}
@@ -735,11 +737,8 @@ class KubeApiStandin(ThreadedStandin):
                            {})
         resource, namespace, name, subresource = route
         verb = _verb(method, name, query)
-        if verb is None:
-            raise ApiError(405, "MethodNotAllowed",
-                           f"the server does not allow this method on the requested resource",
-                           {})
-        if subresource is not None and verb not in ("get", "update", "patch"):
+        if (verb is None or (subresource is not None and verb not in ("get", "update", "patch"))
+                or (namespace is None and verb != "list" and verb != "watch")):
             raise ApiError(405, "MethodNotAllowed",
                            "the server does not allow this method on the requested resource", {})
         failure = self._take_failure(verb)

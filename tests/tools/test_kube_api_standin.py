@@ -107,7 +107,8 @@ class Watch:
 
 
 def status(code, reason, message, details=None):
-    """A Status as the API server shapes it."""
+    """A Status as the API server shapes it: written here again on purpose, the test's own
+    reading of the reference, so that a wrong shape in the stand-in cannot agree with itself."""
     body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
             "message": message, "reason": reason}
     if details is not None:
@@ -568,6 +569,8 @@ class Faults(StandinTest):
         self.assertEqual(self.api.watcher_count(), 0)
         code, body, _ = self.client.request("DELETE", PODS)  # deletecollection: not served
         self.assertEqual((code, body["reason"]), (405, "MethodNotAllowed"))
+        code, body, _ = self.client.request("POST", "/api/v1/pods", fixture("pod.json"))
+        self.assertEqual((code, body["reason"]), (405, "MethodNotAllowed"))  # needs a namespace
         code, body, _ = self.client.request("POST", PODS, json.loads("[" * 900 + "]" * 900))
         self.assertEqual(code, 400, body)
         deep = "[" * 100000 + "]" * 100000  # deeper than the parser goes
