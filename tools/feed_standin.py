@@ -43,10 +43,11 @@ import json
 import os
 import queue
 import socket
-import sys
 import threading
 import time
 import urllib.parse
+
+from standin_http import StandinServer, ThreadedStandin, write_chunk
 
 DEFAULT_HEARTBEAT = 15.0  # seconds: director-spawner's heartbeat interval
 _CLOSE = object()  # queued to a subscriber: end its connection
@@ -62,9 +63,11 @@ class _Subscriber:
         self.queue, self.connection = queue.Queue(), connection
 
 
-class FeedStandin:
+class FeedStandin(ThreadedStandin):
     """The feed: a label -> {"id", "state", "health"} table and the subscribers it streams to.
     Thread-safe: the controls may be called from any thread."""
+
+    thread_name = "feed-standin"
 
     def __init__(self, listen="127.0.0.1:0", running=(), stopped=(), heartbeat=DEFAULT_HEARTBEAT):
         host, port = listen.rsplit(":", 1)
@@ -81,31 +84,14 @@ class FeedStandin:
         for label in stopped:
             self._labels[label] = {"id": new_container_id(), "state": "exited", "health": "none"}
         self._server = None
-        self._thread = None
 
-    # --- lifetime -------------------------------------------------------------------------
+    # --- lifetime (start(), stop(), with: ThreadedStandin) ----------------------------------
 
-    def start(self):
-        self._server = _Server(self.address, _handler_for(self))
-        self.address = self._server.server_address[:2]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
-                                        name="feed-standin")
-        self._thread.start()
-        return self
+    def _make_server(self):
+        return StandinServer(self.address, _handler_for(self))
 
-    def stop(self):
-        if self._server is None:
-            return
+    def _close_connections(self):
         self.drop_connections()
-        self._server.shutdown()
-        self._server.server_close()
-        self._server = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
     @property
     def url(self):
@@ -294,15 +280,6 @@ def _line(obj):
     return (json.dumps(obj, separators=(",", ":")) + "\n").encode()
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-
-    def handle_error(self, request, client_address):
-        if not isinstance(sys.exc_info()[1], ConnectionError):  # a subscriber gone: fine
-            super().handle_error(request, client_address)
-
-
 def _handler_for(feed):
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -364,8 +341,7 @@ def _handler_for(feed):
                 feed._unsubscribe(subscriber)
 
         def _chunk(self, data):
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-            self.wfile.flush()
+            write_chunk(self.wfile, data)
             feed.lines_sent += 1
 
         def log_message(self, *args):

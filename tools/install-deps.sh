@@ -12,6 +12,7 @@ packages=(
   podman busybox-static runc uidmap
   chromium  # tests/e2e/test_browser_loading.py: the loading page in a real browser
   systemd   # systemd-analyze: tests/install verifies the units (systemd need not run)
+  kubernetes-client  # kubectl: tests/tools drives tools/kube_api_standin.py with it
 )
 
 missing=()
@@ -25,4 +26,16 @@ sudo=()
 [ "$(id -u)" -eq 0 ] || sudo=(sudo)
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -qq
-"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# kubernetes-client alone: on images with Google Cloud SDK's own "kubectl" package, that one owns
+# /usr/bin/kubectl too and dpkg refuses the file; Debian's kubectl replaces it (--force-overwrite).
+others=() kubectl=()
+for p in "${missing[@]}"; do
+  if [ "$p" = kubernetes-client ]; then kubectl=("$p"); else others+=("$p"); fi
+done
+if [ ${#others[@]} -gt 0 ]; then
+  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${others[@]}" >/dev/null
+fi
+if [ ${#kubectl[@]} -gt 0 ]; then
+  "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
+    -o Dpkg::Options::=--force-overwrite "${kubectl[@]}" >/dev/null
+fi
