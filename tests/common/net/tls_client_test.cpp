@@ -1,9 +1,9 @@
 // HTTPS in the HTTP client (common/src/net/tls_client.hpp) against an in-process TLS server on
 // 127.0.0.1 with the certificates of tests/data/tls (made by its make-certs.sh: a CA, a server
 // certificate it signed for IP 127.0.0.1 and DNS name localhost, and an unrelated CA). Like
-// http_client_test.cpp, the server answers one connection with scripted raw bytes, so the tests
-// pin what the client does over TLS: verification, the handshake's deadline, chunked streams and
-// the limits.
+// http_client_test.cpp, the server answers one connection with scripted raw bytes
+// (scripted_server.hpp): the tests pin verification, the handshake's deadline, chunked streams
+// and the limits over TLS.
 #include "net/tls_client.hpp"
 
 #include "net/awaitable.hpp"
@@ -11,10 +11,8 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/read_until.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/stream.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <catch2/catch.hpp>
 #include <openssl/ssl.h>
@@ -27,6 +25,7 @@
 #include <vector>
 
 #include "../../server/asio_test_support.hpp"
+#include "scripted_server.hpp"
 
 namespace asio = boost::asio;
 namespace ssl = asio::ssl;
@@ -34,7 +33,12 @@ namespace http = director::net::http;
 using asio::ip::tcp;
 using namespace std::chrono_literals;
 using director::net::nothrow_awaitable;
+using director::test::answering;
+using director::test::get;
+using director::test::hold_open;
+using director::test::play;
 using director::test::run_until_complete;
+using director::test::Script;
 
 namespace {
 
@@ -42,29 +46,12 @@ const std::string certificates = std::string(DIRECTOR_TEST_DATA_DIR) + "/tls/";
 const std::string trusted_ca = certificates + "ca.crt";
 const std::string unrelated_ca = certificates + "other-ca.crt";
 
-struct Piece {
-  std::string bytes;
-  std::chrono::milliseconds pause{0};
-};
-
-// How the server behaves on its one connection, and what it saw.
+// How the server behaves on its one connection.
 enum class Mode : std::uint8_t {
-  tls,             // handshakes with server.crt, reads the request head, writes the pieces
-  silent,          // accepts and never handshakes
-  plain_http,      // answers the ClientHello with a plain HTTP 400 and closes
+  tls,         // handshakes with server.crt and plays the script
+  silent,      // accepts and never handshakes
+  plain_http,  // answers the ClientHello with a plain HTTP 400 and closes
 };
-struct Script {
-  Mode mode = Mode::tls;
-  std::vector<Piece> pieces;
-  bool hold_open = false;
-  std::string request_head;  // what the client sent, up to the empty line
-  std::string server_name;   // the SNI the client sent
-};
-
-asio::awaitable<void> hold(const asio::any_io_executor& executor) {
-  asio::steady_timer timer(executor, 1h);
-  co_await timer.async_wait(nothrow_awaitable);
-}
 
 asio::awaitable<void> serve_tls(tcp::socket socket, std::shared_ptr<ssl::context> context,
                                 std::shared_ptr<Script> script) {
@@ -74,32 +61,20 @@ asio::awaitable<void> serve_tls(tcp::socket socket, std::shared_ptr<ssl::context
   if (const char* name = SSL_get_servername(stream.native_handle(), TLSEXT_NAMETYPE_host_name)) {
     script->server_name = name;
   }
-  std::string received;
-  auto [read_error, read] =
-      co_await asio::async_read_until(stream, asio::dynamic_buffer(received, 65536), "\r\n\r\n", nothrow_awaitable);
-  if (read_error) co_return;
-  script->request_head = received.substr(0, received.find("\r\n\r\n"));
-  asio::steady_timer timer(stream.get_executor());
-  for (const auto& piece : script->pieces) {
-    timer.expires_after(piece.pause);
-    co_await timer.async_wait(nothrow_awaitable);
-    auto [write_error, written] = co_await asio::async_write(stream, asio::buffer(piece.bytes), nothrow_awaitable);
-    if (write_error) co_return;
-  }
-  if (script->hold_open) co_await hold(stream.get_executor());
+  co_await play(stream, *script);
   co_await stream.async_shutdown(nothrow_awaitable);
 }
 
 asio::awaitable<void> serve_one(std::shared_ptr<tcp::acceptor> acceptor, std::shared_ptr<ssl::context> context,
-                                std::shared_ptr<Script> script) {
+                                std::shared_ptr<Script> script, Mode mode) {
   auto [error, socket] = co_await acceptor->async_accept(nothrow_awaitable);
   if (error) co_return;
-  switch (script->mode) {
+  switch (mode) {
     case Mode::tls:
       co_await serve_tls(std::move(socket), context, script);
       break;
     case Mode::silent:
-      co_await hold(socket.get_executor());
+      co_await hold_open(socket.get_executor());
       break;
     case Mode::plain_http: {
       std::array<char, 512> hello{};
@@ -111,25 +86,17 @@ asio::awaitable<void> serve_one(std::shared_ptr<tcp::acceptor> acceptor, std::sh
   }
 }
 
-// A server on 127.0.0.1 answering one connection with `script`; the client trusts `ca_file`.
-http::TlsEndpoint serve(asio::io_context& io, std::shared_ptr<Script> script, std::string ca_file = trusted_ca) {
+// A server on 127.0.0.1 answering one connection with `script` as `mode` says; the client
+// trusts `ca_file`.
+http::TlsEndpoint serve(asio::io_context& io, std::shared_ptr<Script> script, Mode mode = Mode::tls,
+                        std::string ca_file = trusted_ca) {
   auto context = std::make_shared<ssl::context>(ssl::context::tls_server);
   context->use_certificate_chain_file(certificates + "server.crt");
   context->use_private_key_file(certificates + "server.key", ssl::context::pem);
   auto acceptor = std::make_shared<tcp::acceptor>(io, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
-  asio::co_spawn(io, serve_one(acceptor, context, script), director::net::log_if_thrown("test TLS server"));
+  asio::co_spawn(io, serve_one(acceptor, context, script, mode), director::net::log_if_thrown("test TLS server"));
   return {"127.0.0.1", acceptor->local_endpoint().port(), std::move(ca_file), ""};
 }
-
-std::shared_ptr<Script> answering(std::vector<Piece> pieces, bool hold_open = false, Mode mode = Mode::tls) {
-  auto script = std::make_shared<Script>();
-  script->mode = mode;
-  script->pieces = std::move(pieces);
-  script->hold_open = hold_open;
-  return script;
-}
-
-http::ClientRequest get(std::string target) { return http::ClientRequest(boost::beast::http::verb::get, target, 11); }
 
 const std::string ok_hello = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
 
@@ -191,7 +158,7 @@ TEST_CASE("a server TLS cannot trust is a tls error naming the endpoint and the 
   asio::io_context io;
   auto script = answering({{ok_hello}});
   SECTION("a certificate of an unrelated CA") {
-    const auto endpoint = serve(io, script, unrelated_ca);
+    const auto endpoint = serve(io, script, Mode::tls, unrelated_ca);
     const auto result = run_until_complete(io, http::request(endpoint, get("/")));
     REQUIRE(result.has_error());
     CHECK(result.error().kind == http::ClientErrorKind::tls);
@@ -218,7 +185,7 @@ TEST_CASE("a server TLS cannot trust is a tls error naming the endpoint and the 
     CHECK(result.error().message.find("IP address mismatch") != std::string::npos);
   }
   SECTION("a CA file that cannot be read") {
-    const auto endpoint = serve(io, script, certificates + "no-such-ca.crt");
+    const auto endpoint = serve(io, script, Mode::tls, certificates + "no-such-ca.crt");
     const auto result = run_until_complete(io, http::request(endpoint, get("/")));
     REQUIRE(result.has_error());
     CHECK(result.error().kind == http::ClientErrorKind::tls);
@@ -229,14 +196,14 @@ TEST_CASE("a server TLS cannot trust is a tls error naming the endpoint and the 
 TEST_CASE("a server that does not speak TLS is a tls error, a silent one a timeout") {
   asio::io_context io;
   SECTION("plain HTTP") {
-    const auto endpoint = serve(io, answering({}, false, Mode::plain_http));
+    const auto endpoint = serve(io, answering({}), Mode::plain_http);
     const auto result = run_until_complete(io, http::request(endpoint, get("/")));
     REQUIRE(result.has_error());
     CHECK(result.error().kind == http::ClientErrorKind::tls);
     CHECK(result.error().message.find(http::to_string(endpoint)) != std::string::npos);
   }
   SECTION("accepts and never handshakes: request()") {
-    const auto endpoint = serve(io, answering({}, false, Mode::silent));
+    const auto endpoint = serve(io, answering({}), Mode::silent);
     const auto started = std::chrono::steady_clock::now();
     const auto result = run_until_complete(io, http::request(endpoint, get("/"), {.timeout = 200ms}));
     const auto took = std::chrono::steady_clock::now() - started;
@@ -247,7 +214,7 @@ TEST_CASE("a server that does not speak TLS is a tls error, a silent one a timeo
     CHECK(took < 2s);
   }
   SECTION("accepts and never handshakes: stream()") {
-    const auto endpoint = serve(io, answering({}, false, Mode::silent));
+    const auto endpoint = serve(io, answering({}), Mode::silent);
     const auto result = run_until_complete(
         io, http::stream(endpoint, get("/"), {}, [](std::string_view) { return true; }, {.timeout = 200ms}));
     REQUIRE(result.has_error());
