@@ -51,7 +51,7 @@ ClientResult<ssl::context> trusting(const TlsEndpoint& endpoint, const std::stri
         failure(ClientErrorKind::tls,
                 "cannot load the CA file " + endpoint.ca_file + " for " + where + ": " + error.message()));
   }
-  context.set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
+  context.set_verify_mode(ssl::verify_peer);
   return ClientResult<ssl::context>(boost::system::in_place_value, std::move(context));
 }
 

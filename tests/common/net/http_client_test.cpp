@@ -8,16 +8,12 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/this_coro.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <catch2/catch.hpp>
 
 #include <chrono>
 #include <filesystem>
 #include <memory>
-#include <optional>
 #include <string>
 #include <unistd.h>
 #include <vector>
@@ -297,21 +293,13 @@ TEST_CASE("stream() bounds the head's wait and a refusal's body") {
 }
 
 TEST_CASE("stream() ends when the awaiting coroutine is cancelled") {
-  using namespace boost::asio::experimental::awaitable_operators;
   asio::io_context io;
   auto script = answering({{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"}}, true);
   const auto endpoint = serve_tcp(io, script);
   std::string received;
-  std::optional<http::ClientResult<http::StreamHead>> ended;
-  auto watch = [&]() -> asio::awaitable<void> {
-    ended = co_await http::stream(endpoint, get("/events"), {}, collect_into(received));
-  };
-  auto later = [&]() -> asio::awaitable<void> {
-    asio::steady_timer timer(co_await asio::this_coro::executor, 200ms);
-    co_await timer.async_wait(nothrow_awaitable);
-  };
   const auto started = std::chrono::steady_clock::now();
-  run_until_complete(io, [&]() -> asio::awaitable<void> { co_await (watch() || later()); }());
+  const auto ended = director::test::cancelled_after(
+      io, http::stream(endpoint, get("/events"), {}, collect_into(received)), 200ms);
   CHECK(std::chrono::steady_clock::now() - started < 2s);
   CHECK(received == "abc");
   REQUIRE(ended.has_value());  // the stream saw the cancellation and returned

@@ -7,16 +7,21 @@
 
 #include "net/awaitable.hpp"
 #include "net/http_client.hpp"
+#include "../../server/asio_test_support.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/buffer.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/write.hpp>
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -81,6 +86,22 @@ inline net::http::OnData collect_into(std::string& received) {
     received += data;
     return true;
   };
+}
+
+// Runs `task` on `io` and cancels it after `after`, as the loser of `task || timer` (how a
+// caller stops a stream). Returns what `task` returned then, or nothing if it never returned.
+template <typename T>
+std::optional<T> cancelled_after(boost::asio::io_context& io, boost::asio::awaitable<T> task,
+                                 std::chrono::milliseconds after) {
+  using namespace boost::asio::experimental::awaitable_operators;
+  std::optional<T> ended;
+  auto watch = [&]() -> boost::asio::awaitable<void> { ended = co_await std::move(task); };
+  auto later = [&]() -> boost::asio::awaitable<void> {
+    boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor, after);
+    co_await timer.async_wait(net::nothrow_awaitable);
+  };
+  run_until_complete(io, [&]() -> boost::asio::awaitable<void> { co_await (watch() || later()); }());
+  return ended;
 }
 
 }  // namespace director::test

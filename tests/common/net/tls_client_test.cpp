@@ -34,6 +34,7 @@ using asio::ip::tcp;
 using namespace std::chrono_literals;
 using director::net::nothrow_awaitable;
 using director::test::answering;
+using director::test::collect_into;
 using director::test::get;
 using director::test::hold_open;
 using director::test::play;
@@ -253,4 +254,18 @@ TEST_CASE("the head and body limits apply over TLS") {
     REQUIRE(result.has_error());
     CHECK(result.error().kind == http::ClientErrorKind::too_large);
   }
+}
+
+TEST_CASE("stream() over TLS ends when the awaiting coroutine is cancelled") {
+  asio::io_context io;
+  const auto endpoint = serve(io, answering({{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"}}, true));
+  std::string received;
+  const auto started = std::chrono::steady_clock::now();
+  const auto ended = director::test::cancelled_after(
+      io, http::stream(endpoint, get("/api/v1/pods?watch=1"), {}, collect_into(received)), 200ms);
+  CHECK(std::chrono::steady_clock::now() - started < 2s);
+  CHECK(received == "abc");
+  REQUIRE(ended.has_value());  // the stream saw the cancellation and returned
+  REQUIRE(ended->has_error());
+  CHECK(ended->error().kind == http::ClientErrorKind::protocol);
 }
