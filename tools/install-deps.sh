@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config
-  libboost1.81-dev nlohmann-json3-dev libc-ares-dev prometheus-cpp-dev catch2
+  libboost1.81-dev nlohmann-json3-dev libc-ares-dev prometheus-cpp-dev libssl-dev catch2
   haproxy dnsmasq-base python3 curl iproute2 procps
   wrk prometheus clang libclang-rt-14-dev
   docker-compose

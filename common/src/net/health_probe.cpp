@@ -59,6 +59,7 @@ std::string describe_failure(const http::ClientError& error, const tcp::endpoint
     }
     case http::ClientErrorKind::protocol:
     case http::ClientErrorKind::too_large:
+    case http::ClientErrorKind::tls:  // --health speaks plain HTTP
       break;
   }
   return "no valid answer from " + url_of(target) + ": " + error.message;

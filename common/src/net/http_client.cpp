@@ -1,6 +1,7 @@
 #include "net/http_client.hpp"
 
 #include "net/awaitable.hpp"
+#include "net/http_exchange.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
@@ -8,15 +9,9 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/beast/core/basic_stream.hpp>
 #include <boost/beast/core/error.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/error.hpp>
-#include <boost/beast/http/parser.hpp>
-#include <boost/beast/http/read.hpp>
-#include <boost/beast/http/write.hpp>
 
-#include <array>
 #include <stdexcept>
 #include <utility>
 
@@ -28,18 +23,10 @@ namespace beast = boost::beast;
 namespace bhttp = beast::http;
 using boost::system::error_code;
 
-using UnixStream = beast::basic_stream<asio::local::stream_protocol>;
-using TcpStream = beast::tcp_stream;
-using Deadline = std::chrono::steady_clock::time_point;
+}  // namespace
 
-// The response head: status line and headers, with the empty line.
-constexpr std::uint32_t head_limit = 16 * 1024;
-// How much of a streamed body one read hands to on_data at most.
-constexpr std::size_t stream_piece = 16 * 1024;
+namespace detail {
 
-ClientError failure(ClientErrorKind kind, std::string message) { return ClientError{kind, std::move(message)}; }
-
-// Classifies a failed step of the exchange with `where` (the endpoint) in the message.
 ClientError step_failure(std::string_view step, const std::string& where, const error_code& error,
                          const ClientLimits& limits) {
   if (error == beast::error::timeout) {
@@ -57,8 +44,6 @@ ClientError step_failure(std::string_view step, const std::string& where, const 
   return failure(ClientErrorKind::protocol, std::string(step) + " " + where + ": " + error.message());
 }
 
-// A request as sent: the caller's, with Host (default "localhost"), Connection: close and a
-// body length.
 void complete(ClientRequest& request) {
   if (request.find(bhttp::field::host) == request.end()) request.set(bhttp::field::host, "localhost");
   request.set(bhttp::field::connection, "close");
@@ -72,11 +57,46 @@ void complete(ClientRequest& request) {
   }
 }
 
-// Beast's streams and headers construct from anything, so a result of one names its alternative.
-template <typename Value>
-ClientResult<Value> failed(ClientError error) {
-  return ClientResult<Value>(boost::system::in_place_error, std::move(error));
+asio::awaitable<ClientResult<beast::tcp_stream>> connect(const TcpEndpoint& endpoint, Deadline deadline,
+                                                         const ClientLimits& limits, const std::string& where) {
+  using TcpStream = beast::tcp_stream;
+  const auto executor = co_await asio::this_coro::executor;
+  // The resolver has no deadline of its own: a timer cancels it.
+  asio::ip::tcp::resolver resolver(executor);
+  asio::steady_timer timer(executor, deadline);
+  bool timed_out = false;
+  timer.async_wait([&resolver, &timed_out](const error_code& error) {
+    if (error) return;  // cancelled: the resolver finished first (and may be gone)
+    timed_out = true;
+    resolver.cancel();
+  });
+  auto [resolve_error, results] =
+      co_await resolver.async_resolve(endpoint.host, std::to_string(endpoint.port), nothrow_awaitable);
+  timer.cancel();
+  if (timed_out) co_return failed<TcpStream>(step_failure("", where, beast::error::timeout, limits));
+  if (resolve_error) {
+    co_return failed<TcpStream>(failure(
+        ClientErrorKind::connect, "cannot resolve " + endpoint.host + " for " + where + ": " + resolve_error.message()));
+  }
+  TcpStream stream(executor);
+  stream.expires_at(deadline);
+  auto [connect_error, connected] = co_await stream.async_connect(results, nothrow_awaitable);
+  if (connect_error == beast::error::timeout) {
+    co_return failed<TcpStream>(step_failure("", where, connect_error, limits));
+  }
+  if (connect_error) {
+    co_return failed<TcpStream>(
+        failure(ClientErrorKind::connect, "cannot connect to " + where + ": " + connect_error.message()));
+  }
+  co_return ClientResult<TcpStream>(boost::system::in_place_value, std::move(stream));
 }
+
+}  // namespace detail
+
+namespace {
+
+using namespace detail;
+using UnixStream = beast::basic_stream<asio::local::stream_protocol>;
 
 asio::awaitable<ClientResult<UnixStream>> connect(const UnixEndpoint& endpoint, Deadline deadline,
                                                   const ClientLimits& limits) {
@@ -91,100 +111,6 @@ asio::awaitable<ClientResult<UnixStream>> connect(const UnixEndpoint& endpoint, 
   co_return ClientResult<UnixStream>(boost::system::in_place_value, std::move(stream));
 }
 
-asio::awaitable<ClientResult<TcpStream>> connect(const TcpEndpoint& endpoint, Deadline deadline,
-                                                 const ClientLimits& limits) {
-  const auto executor = co_await asio::this_coro::executor;
-  // The resolver has no deadline of its own: a timer cancels it.
-  asio::ip::tcp::resolver resolver(executor);
-  asio::steady_timer timer(executor, deadline);
-  bool timed_out = false;
-  timer.async_wait([&resolver, &timed_out](const error_code& error) {
-    if (error) return;  // cancelled: the resolver finished first (and may be gone)
-    timed_out = true;
-    resolver.cancel();
-  });
-  auto [resolve_error, results] =
-      co_await resolver.async_resolve(endpoint.host, std::to_string(endpoint.port), nothrow_awaitable);
-  timer.cancel();
-  if (timed_out) co_return failed<TcpStream>(step_failure("", to_string(endpoint), beast::error::timeout, limits));
-  if (resolve_error) {
-    co_return failed<TcpStream>(failure(
-        ClientErrorKind::connect, "cannot resolve " + endpoint.host + " for " + to_string(endpoint) + ": " + resolve_error.message()));
-  }
-  TcpStream stream(executor);
-  stream.expires_at(deadline);
-  auto [connect_error, connected] = co_await stream.async_connect(results, nothrow_awaitable);
-  if (connect_error == beast::error::timeout) {
-    co_return failed<TcpStream>(step_failure("", to_string(endpoint), connect_error, limits));
-  }
-  if (connect_error) {
-    co_return failed<TcpStream>(
-        failure(ClientErrorKind::connect, "cannot connect to " + to_string(endpoint) + ": " + connect_error.message()));
-  }
-  co_return ClientResult<TcpStream>(boost::system::in_place_value, std::move(stream));
-}
-
-template <typename Stream>
-asio::awaitable<ClientResult<ClientResponse>> exchange(Stream& stream, ClientRequest& request,
-                                                       const ClientLimits& limits, const std::string& where) {
-  auto [write_error, written] = co_await bhttp::async_write(stream, request, nothrow_awaitable);
-  if (write_error) co_return failed<ClientResponse>(step_failure("cannot send the request to", where, write_error, limits));
-  beast::flat_buffer buffer;
-  bhttp::response_parser<bhttp::string_body> parser;
-  parser.header_limit(head_limit);
-  parser.body_limit(limits.body_limit);
-  if (request.method() == bhttp::verb::head) parser.skip(true);
-  auto [read_error, read] = co_await bhttp::async_read(stream, buffer, parser, nothrow_awaitable);
-  if (read_error) co_return failed<ClientResponse>(step_failure("no valid answer from", where, read_error, limits));
-  co_return parser.release();
-}
-
-template <typename Stream>
-asio::awaitable<ClientResult<StreamHead>> stream_exchange(Stream& stream, ClientRequest& request,
-                                                          const std::function<void(const StreamHead&)>& on_head,
-                                                          const OnData& on_data, const ClientLimits& limits,
-                                                          const std::string& where) {
-  auto [write_error, written] = co_await bhttp::async_write(stream, request, nothrow_awaitable);
-  if (write_error) co_return failed<StreamHead>(step_failure("cannot send the request to", where, write_error, limits));
-  beast::flat_buffer buffer;
-  bhttp::response_parser<bhttp::buffer_body> parser;
-  parser.header_limit(head_limit);
-  parser.body_limit(boost::none);  // endless by design; a refusal's body is bounded below
-  auto [head_error, head_read] = co_await bhttp::async_read_header(stream, buffer, parser, nothrow_awaitable);
-  if (head_error) co_return failed<StreamHead>(step_failure("no valid answer from", where, head_error, limits));
-  StreamHead head = parser.get().base();
-  const bool accepted = head.result_int() / 100 == 2;
-  // An accepted stream has no deadline; a refusal's body is read within a fresh one.
-  if (accepted) {
-    stream.expires_never();
-  } else {
-    stream.expires_after(limits.timeout);
-  }
-  if (on_head) on_head(head);
-
-  std::array<char, stream_piece> piece{};
-  std::size_t refusal_bytes = 0;
-  while (!parser.is_done()) {
-    parser.get().body().data = piece.data();
-    parser.get().body().size = piece.size();
-    // read_some: hands over what arrived, where read would wait for the piece to fill up.
-    auto [read_error, read] = co_await bhttp::async_read_some(stream, buffer, parser, nothrow_awaitable);
-    if (read_error == bhttp::error::need_buffer) read_error = {};
-    const std::size_t got = piece.size() - parser.get().body().size;
-    if (got > 0) {
-      if (!accepted) {
-        refusal_bytes += got;
-        if (refusal_bytes > limits.body_limit) {
-          co_return failed<StreamHead>(step_failure("", where, bhttp::error::body_limit, limits));
-        }
-      }
-      if (!on_data(std::string_view(piece.data(), got))) co_return head;
-    }
-    if (read_error) co_return failed<StreamHead>(step_failure("the stream broke from", where, read_error, limits));
-  }
-  co_return head;
-}
-
 // Connects to `endpoint` within the deadline and runs `work(stream)` on the connection.
 template <typename Value, typename Work>
 asio::awaitable<ClientResult<Value>> with_connection(const ClientEndpoint& endpoint, const ClientLimits& limits,
@@ -195,7 +121,7 @@ asio::awaitable<ClientResult<Value>> with_connection(const ClientEndpoint& endpo
     if (!stream) co_return failed<Value>(stream.error());
     co_return co_await work(*stream);
   }
-  auto stream = co_await connect(std::get<TcpEndpoint>(endpoint), deadline, limits);
+  auto stream = co_await detail::connect(std::get<TcpEndpoint>(endpoint), deadline, limits, to_string(endpoint));
   if (!stream) co_return failed<Value>(stream.error());
   co_return co_await work(*stream);
 }

@@ -12,6 +12,8 @@
 //   closes, `on_data` returns false, or the awaiting coroutine is cancelled. Chunked encoding is
 //   undone; the caller splits lines.
 // - Failures are values: ClientError says what failed (connect, timeout, protocol, too large).
+// - HTTPS: tls_client.hpp (its own library, director_net_tls: the one that links OpenSSL) adds
+//   request() and stream() for a TlsEndpoint, with this contract.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
@@ -45,6 +47,7 @@ enum class ClientErrorKind : std::uint8_t {
   timeout,    // the deadline passed
   protocol,   // not HTTP, or the connection broke mid-message
   too_large,  // head or body beyond its limit
+  tls,        // the TLS handshake failed or the server's certificate is not trusted (tls_client.hpp)
 };
 
 struct ClientError {

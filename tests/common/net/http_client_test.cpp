@@ -1,7 +1,6 @@
 // The HTTP client (common/src/net/http_client.hpp) against real loopback servers, over TCP and a
-// unix-domain socket: each server answers one connection with scripted raw bytes (pieces with
-// pauses between them), so the tests pin what the client does with chunked bodies, slow or
-// silent servers, oversized heads and bodies, and endless streams.
+// unix-domain socket: each server answers one connection with scripted raw bytes
+// (scripted_server.hpp).
 #include "net/http_client.hpp"
 
 #include "net/awaitable.hpp"
@@ -9,72 +8,37 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
-#include <boost/asio/read_until.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/this_coro.hpp>
-#include <boost/asio/write.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <catch2/catch.hpp>
 
 #include <chrono>
 #include <filesystem>
 #include <memory>
-#include <optional>
 #include <string>
 #include <unistd.h>
 #include <vector>
 
 #include "../../server/asio_test_support.hpp"
+#include "scripted_server.hpp"
 
 namespace asio = boost::asio;
 namespace http = director::net::http;
 using asio::ip::tcp;
 using namespace std::chrono_literals;
 using director::net::nothrow_awaitable;
+using director::test::answering;
+using director::test::collect_into;
+using director::test::get;
 using director::test::run_until_complete;
+using director::test::Script;
 
 namespace {
-
-// One piece of the server's answer, written after `pause`.
-struct Piece {
-  std::string bytes;
-  std::chrono::milliseconds pause{0};
-};
-
-// What the server saw and does: it reads the request head, writes `pieces` and then closes,
-// or keeps the connection open (silent) when `hold_open`.
-struct Script {
-  std::vector<Piece> pieces;
-  bool hold_open = false;
-  std::string request_head;  // what the client sent, up to the empty line
-};
-
-template <typename Socket>
-asio::awaitable<void> serve_one(Socket socket, std::shared_ptr<Script> script) {
-  std::string received;
-  auto [read_error, read] =
-      co_await asio::async_read_until(socket, asio::dynamic_buffer(received, 65536), "\r\n\r\n", nothrow_awaitable);
-  if (read_error && received.empty()) co_return;
-  script->request_head = received.substr(0, received.find("\r\n\r\n"));
-  asio::steady_timer timer(socket.get_executor());
-  for (const auto& piece : script->pieces) {
-    timer.expires_after(piece.pause);
-    co_await timer.async_wait(nothrow_awaitable);
-    auto [write_error, written] = co_await asio::async_write(socket, asio::buffer(piece.bytes), nothrow_awaitable);
-    if (write_error) co_return;
-  }
-  if (script->hold_open) {
-    timer.expires_after(1h);
-    co_await timer.async_wait(nothrow_awaitable);
-  }
-}
 
 template <typename Acceptor>
 asio::awaitable<void> accept_one(std::shared_ptr<Acceptor> acceptor, std::shared_ptr<Script> script) {
   auto [error, socket] = co_await acceptor->async_accept(nothrow_awaitable);
   if (error) co_return;
-  co_await serve_one(std::move(socket), script);
+  co_await director::test::play(socket, *script);
 }
 
 // A TCP server on 127.0.0.1 answering one connection with `script`.
@@ -96,25 +60,6 @@ http::UnixEndpoint serve_unix(asio::io_context& io, std::shared_ptr<Script> scri
   auto acceptor = std::make_shared<Local::acceptor>(io, Local::endpoint(server.path.string()));
   asio::co_spawn(io, accept_one(acceptor, script), director::net::log_if_thrown("test server"));
   return {server.path.string()};
-}
-
-std::shared_ptr<Script> answering(std::vector<Piece> pieces, bool hold_open = false) {
-  auto script = std::make_shared<Script>();
-  script->pieces = std::move(pieces);
-  script->hold_open = hold_open;
-  return script;
-}
-
-http::ClientRequest get(std::string target) {
-  return http::ClientRequest(boost::beast::http::verb::get, target, 11);
-}
-
-// An on_data that appends every piece to `received` and goes on.
-http::OnData collect_into(std::string& received) {
-  return [&received](std::string_view data) {
-    received += data;
-    return true;
-  };
 }
 
 const std::string ok_hello = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nApi-Version: 1.41\r\n\r\nhello";
@@ -348,21 +293,13 @@ TEST_CASE("stream() bounds the head's wait and a refusal's body") {
 }
 
 TEST_CASE("stream() ends when the awaiting coroutine is cancelled") {
-  using namespace boost::asio::experimental::awaitable_operators;
   asio::io_context io;
   auto script = answering({{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"}}, true);
   const auto endpoint = serve_tcp(io, script);
   std::string received;
-  std::optional<http::ClientResult<http::StreamHead>> ended;
-  auto watch = [&]() -> asio::awaitable<void> {
-    ended = co_await http::stream(endpoint, get("/events"), {}, collect_into(received));
-  };
-  auto later = [&]() -> asio::awaitable<void> {
-    asio::steady_timer timer(co_await asio::this_coro::executor, 200ms);
-    co_await timer.async_wait(nothrow_awaitable);
-  };
   const auto started = std::chrono::steady_clock::now();
-  run_until_complete(io, [&]() -> asio::awaitable<void> { co_await (watch() || later()); }());
+  const auto ended = director::test::cancelled_after(
+      io, http::stream(endpoint, get("/events"), {}, collect_into(received)), 200ms);
   CHECK(std::chrono::steady_clock::now() - started < 2s);
   CHECK(received == "abc");
   REQUIRE(ended.has_value());  // the stream saw the cancellation and returned
