@@ -81,6 +81,8 @@ ContainerSpec render(const ContainerTemplate& container_template, const UserIden
   }
   spec.memory_bytes = container_template.memory_bytes;
   spec.nano_cpus = container_template.nano_cpus;
+  spec.memory_request_bytes = container_template.memory_request_bytes;
+  spec.nano_cpus_request = container_template.nano_cpus_request;
   spec.pids_limit = container_template.pids_limit;
   spec.restart = container_template.restart;
   spec.health_check = container_template.health_check;

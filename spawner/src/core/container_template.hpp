@@ -44,6 +44,10 @@ struct ContainerTemplate {
   std::string volume_prefix = "director-home";  // volume name: <volume_prefix>-<label>
   std::uint64_t memory_bytes = 0;       // 0: no limit
   std::uint64_t nano_cpus = 0;          // CPUs * 1e9; 0: no limit
+  // What the scheduler reserves (Kubernetes' resources.requests; Docker has no such thing and
+  // ignores them). 0: none given, so Kubernetes takes the limit as the request.
+  std::uint64_t memory_request_bytes = 0;
+  std::uint64_t nano_cpus_request = 0;
   std::int64_t pids_limit = 0;          // 0: no limit
   RestartPolicy restart = RestartPolicy::no;
   HealthCheck health_check;             // command empty: none (the image's own check, if any, applies)
@@ -64,6 +68,8 @@ struct ContainerSpec {
   std::string volume_mount;
   std::uint64_t memory_bytes = 0;
   std::uint64_t nano_cpus = 0;
+  std::uint64_t memory_request_bytes = 0;
+  std::uint64_t nano_cpus_request = 0;
   std::int64_t pids_limit = 0;
   RestartPolicy restart = RestartPolicy::no;
   HealthCheck health_check;

@@ -20,6 +20,8 @@ ContainerTemplate code_server() {
   t.volume_prefix = "director-home";
   t.memory_bytes = 2ull << 30;
   t.nano_cpus = 1'500'000'000;
+  t.memory_request_bytes = 1ull << 30;
+  t.nano_cpus_request = 250'000'000;
   t.pids_limit = 512;
   t.restart = RestartPolicy::unless_stopped;
   t.health_check.command = {"curl -fs http://localhost:8080/healthz"};
@@ -59,6 +61,8 @@ TEST_CASE("render names, labels and substitutes", "[template]") {
   CHECK(spec.volume_mount == "/home/coder");
   CHECK(spec.memory_bytes == 2ull << 30);
   CHECK(spec.nano_cpus == 1'500'000'000);
+  CHECK(spec.memory_request_bytes == 1ull << 30);
+  CHECK(spec.nano_cpus_request == 250'000'000);
   CHECK(spec.pids_limit == 512);
   CHECK(spec.restart == RestartPolicy::unless_stopped);
   CHECK(spec.health_check.command == std::vector<std::string>{"curl -fs http://localhost:8080/healthz"});
