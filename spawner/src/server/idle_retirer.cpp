@@ -93,54 +93,10 @@ boost::asio::awaitable<RetirementRound> IdleRetirer::run_once() {
   }
   inputs.now = core::Clock::now();
   inputs.watching_since = watching_since_;
-  for (const auto& url : settings_.agent_urls) {
-    const auto entry = config::parse_agent_url(url);
-    if (!entry) {
-      log(LogLevel::warn, "idle check: not an agent URL (http://IP:PORT or http://NAME:PORT)", {{"agent", url}});
-      metrics_.idle_source_unreadable(metrics::IdleSource::agent);
-      inputs.complete = false;
-      continue;
-    }
-    const auto agents = co_await peers(*entry, url);
-    if (!agents) {
-      inputs.complete = false;
-      continue;
-    }
-    for (const auto& agent : *agents) {
-      auto last_requests = co_await read_agent(url, agent, inputs.now);
-      if (!last_requests) {
-        metrics_.idle_source_unreadable(metrics::IdleSource::agent);
-        inputs.complete = false;
-        continue;
-      }
-      core::merge_last_request(inputs.last_request, *last_requests);
-    }
-  }
+  const bool agents_read = co_await read_agents(inputs.last_request, inputs.now);
   Connections by_username;
-  for (const auto& entry : settings_.haproxy_sockets) {
-    std::vector<std::string> sockets{entry};
-    const auto parsed = config_table::parse_stats_socket(entry);
-    if (const auto* named = parsed ? std::get_if<config_table::NamedEndpoint>(&*parsed) : nullptr) {
-      // A named argument, not a temporary (GCC 12 and temporaries in co_await: read_agent).
-      const config_table::EndpointOrName peer = *named;
-      const auto haproxys = co_await peers(peer, entry);
-      if (!haproxys) {
-        inputs.complete = false;
-        continue;
-      }
-      sockets.clear();
-      for (const auto& haproxy : *haproxys) sockets.push_back(config_table::format_endpoint(haproxy));
-    }
-    for (const auto& socket : sockets) {
-      const auto table = co_await read_table(socket);
-      if (!table) {
-        metrics_.idle_source_unreadable(metrics::IdleSource::haproxy);
-        inputs.complete = false;
-        continue;
-      }
-      for (const auto& [username, count] : *table) by_username[username] += count;
-    }
-  }
+  const bool tables_read = co_await read_tables(by_username);
+  inputs.complete = agents_read && tables_read;
   inputs.unknown_since = core::track_unknown(inputs, unknown_since_);
   unknown_since_ = inputs.unknown_since;
   inputs.open_connections = core::open_connections_by_label(inputs.running, by_username);
@@ -173,6 +129,63 @@ boost::asio::awaitable<RetirementRound> IdleRetirer::run_once() {
     round.retired.push_back(retirement);
   }
   co_return round;
+}
+
+boost::asio::awaitable<bool> IdleRetirer::read_agents(LastRequests& into, core::TimePoint now) {
+  bool complete = true;
+  for (const auto& url : settings_.agent_urls) {
+    const auto entry = config::parse_agent_url(url);
+    if (!entry) {
+      log(LogLevel::warn, "idle check: not an agent URL (http://IP:PORT or http://NAME:PORT)", {{"agent", url}});
+      metrics_.idle_source_unreadable(metrics::IdleSource::agent);
+      complete = false;
+      continue;
+    }
+    const auto agents = co_await peers(*entry, url);
+    if (!agents) {
+      complete = false;
+      continue;
+    }
+    for (const auto& agent : *agents) {
+      const auto last_requests = co_await read_agent(url, agent, now);
+      if (!last_requests) {
+        metrics_.idle_source_unreadable(metrics::IdleSource::agent);
+        complete = false;
+        continue;
+      }
+      core::merge_last_request(into, *last_requests);
+    }
+  }
+  co_return complete;
+}
+
+boost::asio::awaitable<bool> IdleRetirer::read_tables(Connections& into) {
+  bool complete = true;
+  for (const auto& entry : settings_.haproxy_sockets) {
+    std::vector<std::string> sockets{entry};  // a path or IP:PORT as configured; a name's addresses
+    const auto parsed = config_table::parse_stats_socket(entry);
+    if (const auto* named = parsed ? std::get_if<config_table::NamedEndpoint>(&*parsed) : nullptr) {
+      // A named argument, not a temporary (GCC 12 and temporaries in co_await: read_agent).
+      const config_table::EndpointOrName peer = *named;
+      const auto haproxys = co_await peers(peer, entry);
+      if (!haproxys) {
+        complete = false;
+        continue;
+      }
+      sockets.clear();
+      for (const auto& haproxy : *haproxys) sockets.push_back(config_table::format_endpoint(haproxy));
+    }
+    for (const auto& socket : sockets) {
+      const auto table = co_await read_table(socket);
+      if (!table) {
+        metrics_.idle_source_unreadable(metrics::IdleSource::haproxy);
+        complete = false;
+        continue;
+      }
+      for (const auto& [username, count] : *table) into[username] += count;
+    }
+  }
+  co_return complete;
 }
 
 boost::asio::awaitable<std::optional<std::vector<boost::asio::ip::tcp::endpoint>>> IdleRetirer::peers(
@@ -213,7 +226,8 @@ boost::asio::awaitable<std::optional<LastRequests>> IdleRetirer::read_agent(cons
     net::http::ClientEndpoint endpoint = net::http::TcpEndpoint{host, address.port()};
     auto response = co_await net::http::request(std::move(endpoint), std::move(request), limits);
     if (!response) {
-      log(LogLevel::warn, "idle check: cannot read an agent's users", {{"agent", url}, {"address", where}, {"message", response.error().message}});
+      log(LogLevel::warn, "idle check: cannot read an agent's users",
+          {{"agent", url}, {"address", where}, {"message", response.error().message}});
       co_return std::nullopt;
     }
     if (response->result() != boost::beast::http::status::ok) {
@@ -223,14 +237,16 @@ boost::asio::awaitable<std::optional<LastRequests>> IdleRetirer::read_agent(cons
     }
     auto parsed = core::parse_agent_users(response->body(), now);
     if (!parsed) {
-      log(LogLevel::warn, "idle check: an agent's users are not readable", {{"agent", url}, {"address", where}, {"message", parsed.error().message}});
+      log(LogLevel::warn, "idle check: an agent's users are not readable",
+          {{"agent", url}, {"address", where}, {"message", parsed.error().message}});
       co_return std::nullopt;
     }
     core::merge_last_request(last_requests, parsed->last_request);
     offset += parsed->rows;
     if (parsed->rows == 0 || offset >= parsed->total) co_return last_requests;
   }
-  log(LogLevel::warn, "idle check: an agent has more users than read", {{"agent", url}, {"address", where}, {"read", std::to_string(offset)}});
+  log(LogLevel::warn, "idle check: an agent has more users than read",
+      {{"agent", url}, {"address", where}, {"read", std::to_string(offset)}});
   co_return std::nullopt;
 }
 

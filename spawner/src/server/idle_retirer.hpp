@@ -72,6 +72,13 @@ class IdleRetirer {
 
  private:
   boost::asio::awaitable<void> run();
+  // Every agent's last requests (each address of a name is one agent), merged into `into`;
+  // false when any entry or address could not be read (logged, counted).
+  boost::asio::awaitable<bool> read_agents(std::map<std::string, core::TimePoint, std::less<>>& into,
+                                           core::TimePoint now);
+  // Every HAProxy's open connections per username (each address of a name is one HAProxy),
+  // summed into `into`; false when any entry or address could not be read (logged, counted).
+  boost::asio::awaitable<bool> read_tables(std::map<std::string, std::uint64_t, std::less<>>& into);
   // The peers of one configured entry this round: its address, or every address its name
   // resolves to; nullopt (logged, counted) when the name does not resolve.
   boost::asio::awaitable<std::optional<std::vector<boost::asio::ip::tcp::endpoint>>> peers(
