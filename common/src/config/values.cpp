@@ -155,7 +155,8 @@ std::optional<EndpointOrName> parse_endpoint_or_name(std::string_view text) {
   const auto last_label = name.substr(name.rfind('.') + 1);
   const bool numeric = std::all_of(last_label.begin(), last_label.end(), [](char c) { return c >= '0' && c <= '9'; });
   const auto port = parse_integer<std::uint16_t>(text.substr(colon + 1), 1, 65535);
-  if (!is_dns_name(name) || numeric || !port) return std::nullopt;
+  constexpr std::size_t longest_name = 253;  // RFC 1035's 255 bytes on the wire
+  if (name.size() > longest_name || !is_dns_name(name) || numeric || !port) return std::nullopt;
   return EndpointOrName(NamedEndpoint{std::string(name), *port});
 }
 

@@ -115,7 +115,7 @@ bool is_socket_path(std::string_view path);
 // A TCP peer named by DNS: whoever connects resolves `name` each time it needs the peers, and
 // every address the name yields is one peer (a headless Service's A records: one per Pod).
 struct NamedEndpoint {
-  std::string name;  // is_dns_name, and its last label not all digits (never an IPv4 address)
+  std::string name;  // as parse_endpoint_or_name takes it: never an IPv4 address
   std::uint16_t port = 0;
   friend bool operator==(const NamedEndpoint&, const NamedEndpoint&) = default;
 };
@@ -124,8 +124,8 @@ struct NamedEndpoint {
 using EndpointOrName = std::variant<boost::asio::ip::tcp::endpoint, NamedEndpoint>;
 
 // The one grammar of a TCP peer that may be named: parse_endpoint's "ipv4:port" and
-// "[ipv6]:port" (port 1 to 65535), or "NAME:PORT" with NAME a DNS name (is_dns_name: lowercase,
-// no trailing dot) whose last label is not all digits, so that "300.1.1.1:80" is a bad address,
+// "[ipv6]:port" (port 1 to 65535), or "NAME:PORT" with NAME a DNS name of at most 253
+// characters (is_dns_name: lowercase, no trailing dot) whose last label is not all digits, so that "300.1.1.1:80" is a bad address,
 // never a name. std::nullopt for anything else.
 std::optional<EndpointOrName> parse_endpoint_or_name(std::string_view text);
 

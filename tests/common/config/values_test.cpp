@@ -180,6 +180,10 @@ TEST_CASE("one address grammar: an endpoint or a DNS name") {
     INFO(bad);
     CHECK_FALSE(parse_endpoint_or_name(bad));
   }
+  const std::string longest = std::string(63, 'a') + "." + std::string(63, 'b') + "." + std::string(63, 'c') + "." +
+                              std::string(61, 'd');
+  CHECK(parse_endpoint_or_name(longest + ":80"));
+  CHECK_FALSE(parse_endpoint_or_name(longest + "d:80"));
   CHECK(std::holds_alternative<NamedEndpoint>(*parse_stats_socket("replicas:9999")));
   CHECK(std::holds_alternative<std::string>(*parse_stats_socket("/run/a.sock")));
 }
