@@ -125,8 +125,8 @@ using EndpointOrName = std::variant<boost::asio::ip::tcp::endpoint, NamedEndpoin
 
 // The one grammar of a TCP peer that may be named: parse_endpoint's "ipv4:port" and
 // "[ipv6]:port" (port 1 to 65535), or "NAME:PORT" with NAME a DNS name of at most 253
-// characters (is_dns_name: lowercase, no trailing dot) whose last label is not all digits, so that "300.1.1.1:80" is a bad address,
-// never a name. std::nullopt for anything else.
+// characters (is_dns_name: lowercase, no trailing dot) whose last label is not all digits, so
+// that "300.1.1.1:80" is a bad address, never a name. std::nullopt for anything else.
 std::optional<EndpointOrName> parse_endpoint_or_name(std::string_view text);
 
 // An HAProxy stats socket (runtime API): a unix socket path, a TCP address, or a DNS name whose
