@@ -18,6 +18,11 @@
 // Every request carries "Authorization: Bearer <token>" from `token_file`, read again when its
 // modification time or size changes (bound service account tokens rotate); a missing or empty
 // token file: unavailable, naming the file. Not thread-safe: await it from one strand.
+//
+// The calls it makes, all in `namespace_name` (what the service account's Role must grant, no
+// more): pods: get, list, watch, create, delete; pods/log: get; services: get, list, watch,
+// create, delete; persistentvolumeclaims: create. Plus GET /version (allowed to every
+// authenticated client by the default ClusterRole system:public-info-viewer).
 #pragma once
 
 #include "net/tls_client.hpp"
