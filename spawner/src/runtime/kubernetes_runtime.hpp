@@ -26,7 +26,10 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
+#include <optional>
 #include <string>
+#include <string_view>
 
 namespace director::spawner::runtime {
 
@@ -87,7 +90,30 @@ class KubernetesRuntime final : public Runtime {
                                                     EventHandler on_event) override;
 
  private:
+  // One call to the API server: the answer whatever its status, or unavailable when there is
+  // none (or no token to send).
+  boost::asio::awaitable<RuntimeResult<net::http::ClientResponse>> call(boost::beast::http::verb method,
+                                                                         std::string target, std::string body = {},
+                                                                         std::chrono::milliseconds timeout = {},
+                                                                         std::size_t body_limit = max_body);
+  // GET of one object: nullopt on 404.
+  boost::asio::awaitable<RuntimeResult<std::optional<std::string>>> get_object(std::string_view resource,
+                                                                               std::string_view name);
+  // Polls the Pod until it is gone (404), until `deadline`.
+  boost::asio::awaitable<RuntimeResult<void>> await_pod_gone(std::string name,
+                                                             std::chrono::steady_clock::time_point deadline);
+  // DELETE of one object (404: success).
+  boost::asio::awaitable<RuntimeResult<void>> delete_object(std::string_view resource, std::string_view name,
+                                                            std::optional<std::chrono::seconds> grace);
+  // /api/v1/namespaces/<namespace>/<resource>[/<name>]
+  std::string path(std::string_view resource, std::string_view name = {}) const;
+  // The token file's content, read again when its modification time or size changed.
+  RuntimeResult<std::string> bearer_token();
+
   KubernetesRuntimeSettings settings_;
+  std::string token_;
+  std::filesystem::file_time_type token_time_{};
+  std::uintmax_t token_size_ = 0;
 };
 
 }  // namespace director::spawner::runtime
