@@ -321,8 +321,7 @@ class SpawnerOnKubernetes(unittest.TestCase):
         first_uid = self.api.get("pods", self.name)["metadata"]["uid"]
         self.stack.containers.stop(self.stack.host_for(LABEL))  # the node took the container with it
         self.api.control(f"pods/{NAMESPACE}/{self.name}/node-failure", {"deleted": True})
-        gone = self.wait_events(events, lambda line: line.get("label") == LABEL
-                                and line.get("type") in ("died", "stopped", "destroyed"))
+        gone = self.wait_events(events, lambda line: line.get("label") == LABEL and line.get("type") == "stopped")
         self.assertEqual(gone[0].get("username"), USERNAME, gone)
         self.assertIsNone(self.api.get("pods", self.name))
         self.assertIsNotNone(self.api.get("services", self.name))
@@ -362,8 +361,8 @@ class SpawnerOnKubernetes(unittest.TestCase):
         # Nobody's agent has seen the user: idle once a whole timeout passed since the first
         # check that found the Pod running.
         poll(lambda: self.api.get("pods", self.name), lambda pod: pod is None, IDLE_TIMEOUT + 45, 0.5)
-        self.wait_events(events, lambda line: line.get("label") == LABEL
-                         and line.get("type") in ("died", "stopped", "destroyed"))
+        self.wait_events(events, lambda line: line.get("label") == LABEL and line.get("type") == "stopped")
+        self.assertEqual([line for line in list(events) if line.get("type") == "destroyed"], [])
         self.assertIsNotNone(self.api.get("services", self.name))
         self.assertIsNotNone(self.api.get("persistentvolumeclaims", f"director-home-{LABEL}"))
         self.assertGreaterEqual(metric(self.stack.spawner_metrics(), "director_spawner_retirements_total",
