@@ -17,7 +17,8 @@ page while the Pod is Pending; Running+Ready completes the wake; /events carries
 started with the username; a node failure that deletes the Pod shows on /events and the next
 page load creates the Pod again; a compaction with every watch dropped makes the spawner
 re-list (a new snapshot) while /events keeps serving; idle retirement deletes the Pod and keeps
-the Service and the claim; /status names the Kubernetes runtime. And the startup errors: not in
+the Service and the claim; a Pod in ImagePullBackOff fails the wake (502 exited); /status names
+the Kubernetes runtime. And the startup errors: not in
 a cluster, no token file, SPAWNER_NETWORK with kubernetes."""
 
 import http.client
@@ -367,6 +368,24 @@ class SpawnerOnKubernetes(unittest.TestCase):
         self.assertIsNotNone(self.api.get("persistentvolumeclaims", f"director-home-{LABEL}"))
         self.assertGreaterEqual(metric(self.stack.spawner_metrics(), "director_spawner_retirements_total",
                                        reason="idle", action="stop"), 1)
+
+    def test_6_an_image_the_kubelet_cannot_pull_fails_the_wake(self):
+        # Known gap (docs/spawner.md, "Kubernetes"): the kubelet's message does not reach the
+        # page yet (the died event carries no message), and a later visit starts nothing new
+        # and waits on the loading page until SPAWNER_READY_TIMEOUT.
+        other = "bob"
+        name = self.stack.host_for(other).split(".")[0]
+        headers = director_headers(self.stack, other, other)
+        status, answer_headers, body = self.stack.request(None, "/", headers, address=self.stack.spawner)
+        self.assertEqual((status, answer_headers.get("x-director-reason")), (200, "spawning"), body[:500])
+        poll(lambda: self.api.get("pods", name), bool, 15)
+        waiting = {"reason": "ImagePullBackOff", "message": "Back-off pulling image registry.example/team/ide:1.2"}
+        self.api.control(f"pods/{NAMESPACE}/{name}/status", {"phase": "Pending", "containerState": {"waiting": waiting}})
+        (status, answer_headers, body), _, _ = poll(
+            lambda: self.stack.request(None, "/", headers, address=self.stack.spawner),
+            lambda answer: answer[1].get("x-director-reason") != "spawning", 30, 0.3)
+        self.assertEqual((status, answer_headers.get("x-director-reason")), (502, "exited"), body[:800])
+        self.assertIn(b"<dt>State</dt><dd>exited</dd>", body)
 
 
 class StartupErrors(unittest.TestCase):
