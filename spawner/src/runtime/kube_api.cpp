@@ -334,7 +334,8 @@ std::string failure_message(unsigned http_status, std::string_view api_message) 
   std::string message(api_message);
   if (http_status == 401) {
     message += " (the API server did not accept the service account's token: is it the current one?)";
-  } else if (http_status == 403) {
+  } else if (http_status == 403 && message.find(" cannot ") != std::string::npos) {
+    // RBAC's denial ("User ... cannot create resource ..."), not another Forbidden (a quota).
     message += " (RBAC: the spawner's service account needs a Role granting pods, pods/log, services and "
                "persistentvolumeclaims in its namespace, and a RoleBinding to it)";
   }

@@ -127,8 +127,8 @@ std::optional<ApiStatus> parse_status(std::string_view json);
 // The class of a non-2xx answer: 5xx and 429 -> unavailable, 404 -> not_found, 409 ->
 // conflict, 401/403 and 422 (and other 4xx) -> refused.
 core::CallError classify(unsigned http_status);
-// The message of a failure to show: the API's, and for 401/403 what to check (the service
-// account's token, its Role and RoleBinding in the namespace).
+// The message of a failure to show: the API's, and what to check for a 401 (the service
+// account's token) and for RBAC's 403 (its Role and RoleBinding in the namespace).
 std::string failure_message(unsigned http_status, std::string_view api_message);
 
 // GET /version -> "Kubernetes v1.x.y" (from gitVersion); nullopt when it names none.

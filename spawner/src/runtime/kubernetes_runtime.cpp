@@ -391,7 +391,11 @@ asio::awaitable<RuntimeResult<void>> KubernetesRuntime::watch(std::function<void
         if (overflow) co_return unavailable("more than " + std::to_string(max_held_events) + " events before the watches were accepted");
       }
       // Ended cleanly (timeoutSeconds, the server closing), broken or lost: resumed from where
-      // it was (a version too old for the server then ends it with 410).
+      // it was (a version too old for the server then ends it with 410); not when the caller
+      // cancelled (a cancelled stream ends as a broken one).
+      if ((co_await asio::this_coro::cancellation_state).cancelled() != asio::cancellation_type::none) {
+        co_return unavailable("the watch of " + where + " was cancelled");
+      }
       const auto lasted = Clock::now() - began;
       if (lasted < watch_resume_pause) {
         co_await sleep_for(std::chrono::duration_cast<std::chrono::milliseconds>(watch_resume_pause - lasted));

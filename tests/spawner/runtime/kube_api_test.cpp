@@ -340,6 +340,8 @@ TEST_CASE("Status errors, their classes and messages") {
   CHECK(message.starts_with("pods is forbidden"));
   CHECK(message.find("RBAC") != std::string::npos);
   CHECK(kube::failure_message(401, "Unauthorized").find("token") != std::string::npos);
+  const std::string quota = R"(pods "vscode-alice" is forbidden: exceeded quota: users, requested: limits.memory=2Gi)";
+  CHECK(kube::failure_message(403, quota) == quota);
   CHECK(kube::failure_message(409, "x") == "x");
 }
 

@@ -327,6 +327,7 @@ struct Watched {
   std::vector<core::ContainerEvent> events;
   std::optional<director::spawner::runtime::RuntimeError> error;  // why watch() returned, if it did
   bool returned = false;
+  bool returned_before_scenario_end = false;  // watch() returned on its own, not cancelled by the test's end
 };
 
 asio::awaitable<void> watch_into(KubernetesRuntime& runtime, Watched& watched, asio::steady_timer& subscribed_signal) {
@@ -364,6 +365,7 @@ void watch_during(KubernetesRuntime& runtime, Watched& watched, Scenario scenari
     const auto after_subscription = [&]() -> asio::awaitable<void> {
       co_await subscribed_signal.async_wait(director::net::nothrow_awaitable);
       co_await scenario();
+      watched.returned_before_scenario_end = watched.returned;
     };
     co_await (watch_into(runtime, watched, subscribed_signal) || (after_subscription() || sleep_for(30s)));
   }());
@@ -398,7 +400,7 @@ TEST_CASE("watch(): subscribed, then the events of a user's life in order, a cle
   });
   CHECK(watched.subscribed);
   INFO("watch() returned: " << (watched.error ? watched.error->message : std::string("no")));
-  CHECK_FALSE(watched.returned);
+  CHECK_FALSE(watched.returned_before_scenario_end);
   CHECK(kinds(watched) == Names{"created", "created", "started", "health", "stopped", "created", "stopped", "destroyed"});
   for (const auto& event : watched.events) {
     CHECK(event.id == "vscode-dave");
@@ -449,10 +451,26 @@ TEST_CASE("watch(): a bookmark moves the resourceVersion, and after a compaction
     co_await api.control("/drop-watches");
     for (int waited = 0; waited < 100 && !watched.returned; ++waited) co_await sleep_for(50ms);
   });
-  REQUIRE(watched.returned);
+  REQUIRE(watched.returned_before_scenario_end);
   REQUIRE(watched.error);
   INFO(watched.error->message);
   CHECK(watched.error->http_status == 410);
   CHECK(watched.error->error == core::CallError::unavailable);
   CHECK(watched.error->message.find("too old resource version") != std::string::npos);
+}
+
+TEST_CASE("watch() ends when cancelled, also while it waits to resume a stream that ended") {
+  KubeStandin api;
+  KubernetesRuntime runtime(api.settings());
+  Watched watched;
+  const auto began = std::chrono::steady_clock::now();
+  // The streams end within a second of their start: watch() waits before resuming them, and
+  // the scenario's end cancels it then.
+  watch_during(runtime, watched, [&]() -> asio::awaitable<void> {
+    co_await api.control("/end-watches");
+    co_await sleep_for(300ms);
+  });
+  CHECK(watched.subscribed);
+  CHECK_FALSE(watched.returned_before_scenario_end);
+  CHECK(std::chrono::steady_clock::now() - began < 5s);
 }
