@@ -17,8 +17,8 @@ page while the Pod is Pending; Running+Ready completes the wake; /events carries
 started with the username; a node failure that deletes the Pod shows on /events and the next
 page load creates the Pod again; a compaction with every watch dropped makes the spawner
 re-list (a new snapshot) while /events keeps serving; idle retirement deletes the Pod and keeps
-the Service and the claim; a Pod in ImagePullBackOff fails the wake (502 exited); /status names
-the Kubernetes runtime. And the startup errors: not in
+the Service and the claim; a Pod in ImagePullBackOff fails the wake (502 exited); a rotated
+token is read again; /status names the Kubernetes runtime. And the startup errors: not in
 a cluster, no token file, SPAWNER_NETWORK with kubernetes."""
 
 import http.client
@@ -386,6 +386,24 @@ class SpawnerOnKubernetes(unittest.TestCase):
             lambda answer: answer[1].get("x-director-reason") != "spawning", 30, 0.3)
         self.assertEqual((status, answer_headers.get("x-director-reason")), (502, "exited"), body[:800])
         self.assertIn(b"<dt>State</dt><dd>exited</dd>", body)
+
+    def test_7_a_rotated_token_is_read_again(self):
+        # As the kubelet does for a bound token: the file is replaced, then the old token
+        # stops working.
+        token_file = self.api.account_dir / "token"
+        new_token = "rotated-" + os.urandom(8).hex()
+        staged = token_file.with_name(".token.new")
+        staged.write_text(new_token)
+        staged.replace(token_file)
+        self.api.control("token", {"token": new_token})
+        self.api.token = new_token
+        other = "carol"
+        name = self.stack.host_for(other).split(".")[0]
+        status, headers, body = self.stack.request(None, "/", director_headers(self.stack, other, other),
+                                                   address=self.stack.spawner)
+        self.assertEqual((status, headers.get("x-director-reason")), (200, "spawning"), body[:800])
+        poll(lambda: self.api.get("pods", name), bool, 15)
+        self.assertIsNotNone(self.api.get("services", name))
 
 
 class StartupErrors(unittest.TestCase):
