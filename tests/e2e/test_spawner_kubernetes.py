@@ -18,7 +18,8 @@ started with the username; a node failure that deletes the Pod shows on /events 
 page load creates the Pod again; a compaction with every watch dropped makes the spawner
 re-list (a new snapshot) while /events keeps serving; idle retirement deletes the Pod and keeps
 the Service and the claim; a Pod in ImagePullBackOff fails the wake (502 exited); a rotated
-token is read again; /status names the Kubernetes runtime. And the startup errors: not in
+token is read again; /status names the Kubernetes runtime. With SPAWNER_HEALTH_CMD, the Pod's
+readinessProbe, and the wake waiting for the Ready condition. And the startup errors: not in
 a cluster, no token file, SPAWNER_NETWORK with kubernetes."""
 
 import http.client
@@ -150,9 +151,10 @@ class KubeApi:
         return body
 
 
-class SpawnerOnKubernetes(unittest.TestCase):
-    """One stand-in, dnsmasq, agent and spawner for the class; the tests run in name order and
-    build on each other (one user's life), as a user's visits do."""
+class SpawnerAgainstStandin(unittest.TestCase):
+    """One stand-in, dnsmasq, agent and spawner (with `settings`) for each class of tests."""
+
+    settings = SPAWNER_SETTINGS
 
     @classmethod
     def setUpClass(cls):
@@ -199,7 +201,7 @@ class SpawnerOnKubernetes(unittest.TestCase):
             KUBERNETES_SERVICE_PORT=str(cls.api.port),
             SPAWNER_KUBERNETES_SERVICEACCOUNT_DIR=str(cls.api.account_dir),
             SPAWNER_AGENTS=f"http://{cls.agent.http[0]}:{cls.agent.http[1]}",
-            **SPAWNER_SETTINGS))
+            **cls.settings))
 
     def tearDown(self):
         if test_failed(self):
@@ -237,7 +239,10 @@ class SpawnerOnKubernetes(unittest.TestCase):
         self.assertNotIn("reader_error", found[0], found)
         return found
 
-    # --- one user's life ---------------------------------------------------------------------
+
+class SpawnerOnKubernetes(SpawnerAgainstStandin):
+    """The tests run in name order and build on each other (one user's life), as a user's visits
+    do."""
 
     def test_1_status_names_the_kubernetes_runtime(self):
         status = self.stack.spawner_status()
@@ -404,6 +409,29 @@ class SpawnerOnKubernetes(unittest.TestCase):
         self.assertEqual((status, headers.get("x-director-reason")), (200, "spawning"), body[:800])
         poll(lambda: self.api.get("pods", name), bool, 15)
         self.assertIsNotNone(self.api.get("services", name))
+
+
+class ReadinessProbe(SpawnerAgainstStandin):
+    """With SPAWNER_HEALTH_CMD the Pod has a readinessProbe, and the wake waits for its Ready
+    condition, not for the port (no server runs for this user)."""
+
+    settings = dict(SPAWNER_SETTINGS, SPAWNER_HEALTH_CMD="test -e /tmp/ready", SPAWNER_HEALTH_INTERVAL="2s",
+                    SPAWNER_HEALTH_TIMEOUT="1s", SPAWNER_IDLE_TIMEOUT="0s")
+
+    def test_the_wake_waits_for_the_ready_condition(self):
+        status, headers, body = self.page_load()
+        self.assertEqual((status, headers.get("x-director-reason")), (200, "spawning"), body[:500])
+        pod, _, _ = poll(lambda: self.api.get("pods", self.name), bool, 15)
+        probe = pod["spec"]["containers"][0]["readinessProbe"]
+        self.assertEqual(probe["exec"]["command"], ["/bin/sh", "-c", "test -e /tmp/ready"])
+        self.assertEqual((probe.get("periodSeconds"), probe.get("timeoutSeconds")), (2, 1), probe)
+
+        self.api.kubelet_runs(self.name, ready=False)  # running, the probe not passed yet
+        for _ in range(4):
+            self.assertNotEqual(self.phase(), "ready")
+            time.sleep(0.5)
+        self.api.kubelet_runs(self.name, ready=True)
+        poll(self.phase, lambda phase: phase == "ready", 15, 0.2)
 
 
 class StartupErrors(unittest.TestCase):
