@@ -508,14 +508,14 @@ std::vector<Option> options() {
        [](const Config& c) -> Json { return format_cpus(c.container_template.nano_cpus); }},
       {"memory_request", "SPAWNER_MEMORY_REQUEST", "--memory-request",
        "Memory the scheduler reserves for each container (Kubernetes' resources.requests; Docker has none and "
-       "ignores it), at most the limit. Default 0 (none: Kubernetes takes the limit)",
+       "ignores it), at most the limit. Default 0 (none: Kubernetes takes the limit, if any)",
        [](Config& c, std::string_view v) {
          return set_memory(c.container_template.memory_request_bytes, v, "no request");
        },
        [](const Config& c) -> Json { return format_memory(c.container_template.memory_request_bytes); }},
       {"cpus_request", "SPAWNER_CPUS_REQUEST", "--cpus-request",
        "CPUs the scheduler reserves for each container (Kubernetes' resources.requests; Docker has none and ignores "
-       "it), at most the limit. Default 0 (none: Kubernetes takes the limit)",
+       "it), at most the limit. Default 0 (none: Kubernetes takes the limit, if any)",
        [](Config& c, std::string_view v) { return set_cpus(c.container_template.nano_cpus_request, v, "no request"); },
        [](const Config& c) -> Json { return format_cpus(c.container_template.nano_cpus_request); }},
       {"pids_limit", "SPAWNER_PIDS_LIMIT", "--pids-limit",
@@ -635,7 +635,8 @@ std::vector<Option> options() {
 const Table& table() {
   static const Table table(config_table::Program{.name = "director-spawner",
                                                  .description = "Creates, starts and retires each user's container through the Docker Engine API (Docker or\n"
-                         "Podman), and serves the loading and error pages while a container is not ready.",
+                         "Podman) or the Kubernetes API, and serves the loading and error pages while a container\n"
+                         "is not ready.",
                                                  .commands = config_table::standard_commands("spawner"),
                                                  .config_key = config_key},
                            options());
