@@ -97,8 +97,9 @@ What it does NOT do: no scheduling and no kubelet (pods stay Pending until a tes
 otherwise; spec.nodeName is never set, and unlike the real API an unscheduled pod is still
 deleted gracefully), no admission, RBAC or quota, no finalizers (claims have no pvc-protection),
 no strategic merge patch, JSON patch or server-side apply (415), no set-based label selectors
-(in, notin: 400) and no field selector but metadata.name, no generateName, no dryRun, no paging
-(limit and continue are ignored: one page), no resourceVersion for get and list (they always
+(in, notin: 400) and no field selector but metadata.name, no generateName, no dryRun, no
+consistent paging (a list's limit and continue are served, each page cut from the state of the
+moment, not from the first page's snapshot), no resourceVersion for get and list (they always
 serve the current state, which is what "Most Recent", "Any" and "Not older than" allow), no
 /api/v1/watch/... paths (deprecated: ?watch=1 only), no Table or protobuf (JSON only), no
 OpenAPI (kubectl needs --validate=false), no other resource or API group, no namespace objects,
@@ -819,8 +820,10 @@ class KubeApiStandin(ThreadedStandin):
             for item in items:  # a typed list's items carry no kind or apiVersion
                 item.pop("kind", None)
                 item.pop("apiVersion", None)
+            metadata = {"resourceVersion": rv}
+            items = _page(items, query, metadata)
             return 200, {"kind": f"{kind}List", "apiVersion": API_VERSION,
-                         "metadata": {"resourceVersion": rv}, "items": items}, {}
+                         "metadata": metadata, "items": items}, {}
         if verb == "get" and subresource == "log":
             return 200, self.pod_log(namespace, name, _optional_count(query, "tailLines"),
                                      _optional_count(query, "limitBytes")), {}
@@ -916,6 +919,27 @@ def _json(body):
         return json.loads(body)
     except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
         raise bad_request(f"the body is not JSON: {error}") from None
+
+
+def _page(items, query, metadata):
+    """The page a list's `limit` and `continue` ask for (api-concepts, "Retrieving large results
+    sets in chunks"): at most `limit` items from where `continue` says; metadata.continue (an
+    opaque token, here the offset) and remainingItemCount when more follow."""
+    limit = _optional_count(query, "limit")
+    token = query.get("continue", "")
+    try:
+        offset = int(token) if token else 0
+    except ValueError:
+        raise bad_request(f'invalid continue token "{token}"') from None
+    if offset < 0 or (token and not limit):
+        raise bad_request(f'invalid continue token "{token}"')
+    if not limit:
+        return items
+    page = items[offset:offset + limit]
+    if offset + limit < len(items):
+        metadata["continue"] = str(offset + limit)
+        metadata["remainingItemCount"] = len(items) - offset - limit
+    return page
 
 
 def _optional_count(query, key):

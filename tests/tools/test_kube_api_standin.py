@@ -267,6 +267,22 @@ class GetAndList(StandinTest):
         code, everywhere, _ = self.client.request("GET", "/api/v1/services")
         self.assertEqual((code, len(everywhere["items"]), everywhere["kind"]), (200, 1, "ServiceList"))
 
+    def test_a_list_in_pages_of_limit_items(self):
+        for name in ("a", "b", "c", "d", "e"):
+            self.create("pods", named(fixture("pod.json"), name))
+        first = self.pods(limit="2")
+        self.assertEqual([p["metadata"]["name"] for p in first["items"]], ["a", "b"])
+        self.assertEqual(first["metadata"]["remainingItemCount"], 3)
+        second = self.pods(limit="2", **{"continue": first["metadata"]["continue"]})
+        self.assertEqual([p["metadata"]["name"] for p in second["items"]], ["c", "d"])
+        last = self.pods(limit="2", **{"continue": second["metadata"]["continue"]})
+        self.assertEqual([p["metadata"]["name"] for p in last["items"]], ["e"])
+        self.assertNotIn("continue", last["metadata"])
+        self.assertEqual(len(self.pods(limit="9")["items"]), 5)
+        self.assertNotIn("continue", self.pods()["metadata"])
+        code, body, _ = self.client.request("GET", f"{PODS}?limit=2&continue=nonsense")
+        self.assertEqual((code, body["reason"]), (400, "BadRequest"))
+
     def test_label_selectors_equality_based(self):
         pod = fixture("pod.json")
         self.create("pods", named(pod, "a", user="alice", tier="ide"))

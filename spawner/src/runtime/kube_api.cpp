@@ -219,6 +219,7 @@ std::optional<Listed<Item>> parse_list(std::string_view json, From from) {
   if (items == list.end() || !(items->is_array() || items->is_null())) return std::nullopt;
   Listed<Item> listed;
   listed.resource_version = string_at(object_at(list, "metadata"), "resourceVersion");
+  listed.continue_token = string_at(object_at(list, "metadata"), "continue");
   if (items->is_array()) {
     for (const auto& row : *items) {
       if (auto item = from(row)) listed.items.push_back(std::move(*item));

@@ -98,12 +98,14 @@ struct PodState {
 std::optional<ServiceState> parse_service(std::string_view json);
 std::optional<PodState> parse_pod(std::string_view json);
 
-// A list (ServiceList, PodList): its items (rows that are not objects with a name are skipped)
-// and metadata.resourceVersion, where a watch of what follows starts.
+// A list (ServiceList, PodList), or one page of it: its items (rows that are not objects with
+// a name are skipped), metadata.resourceVersion (where a watch of what follows starts) and
+// metadata.continue (empty on the last page; the next page's `continue` query otherwise).
 template <typename Item>
 struct Listed {
   std::vector<Item> items;
   std::string resource_version;
+  std::string continue_token;
 };
 std::optional<Listed<ServiceState>> parse_service_list(std::string_view json);
 std::optional<Listed<PodState>> parse_pod_list(std::string_view json);

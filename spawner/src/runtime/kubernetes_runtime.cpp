@@ -265,18 +265,40 @@ asio::awaitable<RuntimeResult<std::string>> KubernetesRuntime::logs(std::string 
   co_return std::move(output);
 }
 
+template <typename Item, typename Parse>
+asio::awaitable<RuntimeResult<kube::Listed<Item>>> KubernetesRuntime::list_pages(std::string_view resource, Parse parse) {
+  const std::string query = "?labelSelector=" + docker::url_encode(kube::managed_selector()) +
+                            "&limit=" + std::to_string(page_size);
+  kube::Listed<Item> listed;
+  std::string continue_token;
+  for (bool first = true; first || !continue_token.empty(); first = false) {
+    // Built before the co_await: GCC 12 destroys a conditional's temporaries inside one wrongly.
+    std::string target = path(resource) + query;
+    if (!first) target += "&continue=" + docker::url_encode(continue_token);
+    auto response = co_await call(Verb::get, std::move(target));
+    if (!response) co_return response.error();
+    if (!succeeded(response->result_int())) co_return refusal(*response);  // 410: a token expired
+    auto page = parse(response->body());
+    if (!page) co_return unavailable("the API's list of " + std::string(resource) + " is not a list");
+    if (first) listed.resource_version = std::move(page->resource_version);  // every page's snapshot
+    std::move(page->items.begin(), page->items.end(), std::back_inserter(listed.items));
+    continue_token = std::move(page->continue_token);
+  }
+  co_return std::move(listed);
+}
+
+asio::awaitable<RuntimeResult<KubernetesRuntime::ManagedObjects>> KubernetesRuntime::list_managed_objects() {
+  auto listed_services = co_await list_pages<kube::ServiceState>(services, kube::parse_service_list);
+  if (!listed_services) co_return listed_services.error();
+  auto listed_pods = co_await list_pages<kube::PodState>(pods, kube::parse_pod_list);
+  if (!listed_pods) co_return listed_pods.error();
+  co_return ManagedObjects{std::move(*listed_services), std::move(*listed_pods)};
+}
+
 asio::awaitable<RuntimeResult<std::vector<core::ContainerStatus>>> KubernetesRuntime::list_managed() {
-  const std::string selector = "?labelSelector=" + docker::url_encode(kube::managed_selector());
-  auto service_list = co_await call(Verb::get, path(services) + selector);
-  if (!service_list) co_return service_list.error();
-  if (!succeeded(service_list->result_int())) co_return refusal(*service_list);
-  auto pod_list = co_await call(Verb::get, path(pods) + selector);
-  if (!pod_list) co_return pod_list.error();
-  if (!succeeded(pod_list->result_int())) co_return refusal(*pod_list);
-  const auto listed_services = kube::parse_service_list(service_list->body());
-  const auto listed_pods = kube::parse_pod_list(pod_list->body());
-  if (!listed_services || !listed_pods) co_return unavailable("the API's list of Services or Pods is not a list");
-  auto statuses = kube::join(listed_services->items, listed_pods->items);
+  auto listed = co_await list_managed_objects();
+  if (!listed) co_return listed.error();
+  auto statuses = kube::join(listed->services.items, listed->pods.items);
   std::erase_if(statuses, [](const core::ContainerStatus& status) { return !status.managed; });
   co_return std::move(statuses);
 }
@@ -284,17 +306,10 @@ asio::awaitable<RuntimeResult<std::vector<core::ContainerStatus>>> KubernetesRun
 asio::awaitable<RuntimeResult<void>> KubernetesRuntime::watch(std::function<void()> on_subscribed, EventHandler on_event) {
   const std::string selector = "labelSelector=" + docker::url_encode(kube::managed_selector());
   // The listings: where each watch starts, and what the tracker knows before it.
-  auto service_list = co_await call(Verb::get, path(services) + "?" + selector);
-  if (!service_list) co_return service_list.error();
-  if (!succeeded(service_list->result_int())) co_return refusal(*service_list);
-  auto pod_list = co_await call(Verb::get, path(pods) + "?" + selector);
-  if (!pod_list) co_return pod_list.error();
-  if (!succeeded(pod_list->result_int())) co_return refusal(*pod_list);
-  auto listed_services = kube::parse_service_list(service_list->body());
-  auto listed_pods = kube::parse_pod_list(pod_list->body());
-  if (!listed_services || !listed_pods) co_return unavailable("the API's list of Services or Pods is not a list");
+  auto listed = co_await list_managed_objects();
+  if (!listed) co_return listed.error();
   kube::EventTracker tracker;
-  tracker.seed(listed_services->items, listed_pods->items);
+  tracker.seed(listed->services.items, listed->pods.items);
 
   // Both streams deliver here; until both are accepted, events wait (on_subscribed comes first).
   int accepted = 0;
@@ -403,8 +418,8 @@ asio::awaitable<RuntimeResult<void>> KubernetesRuntime::watch(std::function<void
     }
   };
 
-  auto ended = co_await (follow(services, std::move(listed_services->resource_version)) ||
-                         follow(pods, std::move(listed_pods->resource_version)));
+  auto ended = co_await (follow(services, std::move(listed->services.resource_version)) ||
+                         follow(pods, std::move(listed->pods.resource_version)));
   co_return std::visit([](RuntimeError error) { return RuntimeResult<void>(std::move(error)); }, std::move(ended));
 }
 

@@ -21,6 +21,7 @@
 #pragma once
 
 #include "net/tls_client.hpp"
+#include "runtime/kube_api.hpp"
 #include "runtime/runtime.hpp"
 
 #include <chrono>
@@ -49,8 +50,10 @@ class KubernetesRuntime final : public Runtime {
  public:
   // The longest line of a watch stream; a longer one ends watch() with an error.
   static constexpr std::size_t max_line = 1024 * 1024;
-  // The largest answer of any call but logs (a listing of many pods or services included).
+  // The largest answer of any call but logs (a page of a listing included).
   static constexpr std::size_t max_body = 32 * 1024 * 1024;
+  // The items of one page of a listing (the API server's pages of a large namespace).
+  static constexpr unsigned page_size = 500;
 
   explicit KubernetesRuntime(KubernetesRuntimeSettings settings);
 
@@ -105,6 +108,14 @@ class KubernetesRuntime final : public Runtime {
   // DELETE of one object (404: success).
   boost::asio::awaitable<RuntimeResult<void>> delete_object(std::string_view resource, std::string_view name,
                                                             std::optional<std::chrono::seconds> grace);
+  // The managed Services and Pods, page by page (limit page_size, then continue).
+  struct ManagedObjects {
+    kube::Listed<kube::ServiceState> services;
+    kube::Listed<kube::PodState> pods;
+  };
+  boost::asio::awaitable<RuntimeResult<ManagedObjects>> list_managed_objects();
+  template <typename Item, typename Parse>
+  boost::asio::awaitable<RuntimeResult<kube::Listed<Item>>> list_pages(std::string_view resource, Parse parse);
   // /api/v1/namespaces/<namespace>/<resource>[/<name>]
   std::string path(std::string_view resource, std::string_view name = {}) const;
   // The token file's content, read again when its modification time or size changed.

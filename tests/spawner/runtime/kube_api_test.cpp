@@ -295,6 +295,9 @@ TEST_CASE("lists joined by name: a stopped user is its Service alone, exited 0")
   CHECK(listed_services->resource_version == "500");
   CHECK(listed_pods->resource_version == "501");
   CHECK(listed_services->items.size() == 2);
+  CHECK(listed_services->continue_token.empty());
+  services["metadata"]["continue"] = "opaque-token";
+  CHECK(kube::parse_service_list(services.dump())->continue_token == "opaque-token");
   const auto statuses = kube::join(listed_services->items, listed_pods->items);
   REQUIRE(statuses.size() == 3);
   CHECK(statuses[0].name == "vscode-alice");

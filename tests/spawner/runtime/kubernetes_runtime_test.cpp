@@ -474,3 +474,30 @@ TEST_CASE("watch() ends when cancelled, also while it waits to resume a stream t
   CHECK_FALSE(watched.returned_before_scenario_end);
   CHECK(std::chrono::steady_clock::now() - began < 5s);
 }
+
+TEST_CASE("list_managed() reads a listing longer than a page, page by page") {
+  KubeStandin api;
+  asio::io_context io;
+  KubernetesRuntime runtime(api.settings());
+  run_until_complete(io, [&]() -> asio::awaitable<void> {
+    const unsigned users = KubernetesRuntime::page_size + 1;
+    Json service = Json::parse(R"({"apiVersion":"v1","kind":"Service","spec":{"ports":[{"port":8080}]}})");
+    service["metadata"]["labels"]["io.container-director.managed"] = "true";
+    for (unsigned user = 0; user < users; ++user) {
+      service["metadata"]["name"] = "vscode-user" + std::to_string(user);
+      service["metadata"]["labels"]["io.container-director.label"] = "user" + std::to_string(user);
+      const auto response = co_await api.request(Verb::post, "/api/v1/namespaces/director/services", service);
+      REQUIRE(response.result_int() == 201);
+    }
+    const auto listed = co_await runtime.list_managed();
+    REQUIRE_OK(listed);
+    CHECK(listed->size() == users);
+    const Json served = co_await api.requests();
+    const std::string services = "/api/v1/namespaces/director/services";
+    const Json first = Json::parse(R"({"labelSelector":"io.container-director.managed=true","limit":"500"})");
+    Json second = first;
+    second["continue"] = "500";
+    CHECK(requested(served, "GET", services, first));
+    CHECK(requested(served, "GET", services, second));
+  }());
+}
