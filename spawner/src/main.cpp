@@ -1,7 +1,9 @@
 // director-spawner: creates, wakes and retires each user's container (docs/spawner.md). HAProxy
 // sends it the users whose container is not alive; it shows them the loading page while it
-// creates and starts their container through the Docker Engine API (Docker or Podman).
+// creates and starts their container through the Docker Engine API (Docker or Podman) or the
+// Kubernetes API (a Pod per user).
 #include "config/config.hpp"
+#include "config/in_cluster.hpp"
 #include "log/log.hpp"
 #include "metrics/metrics.hpp"
 #include "net/awaitable.hpp"
@@ -11,6 +13,7 @@
 #include "process/program.hpp"
 #include "process/run_loop.hpp"
 #include "runtime/docker_runtime.hpp"
+#include "runtime/kubernetes_runtime.hpp"
 #include "server/endpoints.hpp"
 #include "server/event_feed.hpp"
 #include "server/event_watcher.hpp"
@@ -23,8 +26,11 @@
 #include <boost/asio/strand.hpp>
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <sstream>
+#include <stdexcept>
+#include <variant>
 #include <vector>
 
 namespace {
@@ -48,9 +54,42 @@ std::string endpoint_text(const boost::asio::ip::tcp::endpoint& endpoint) {
   return text.str();
 }
 
-director::net::http::ClientEndpoint runtime_endpoint(const config::RuntimeEndpoint& runtime) {
+// The runtime the spawner drives, and how the startup log names it.
+struct ChosenRuntime {
+  std::unique_ptr<director::spawner::runtime::Runtime> runtime;
+  std::string description;  // "unix:///var/run/docker.sock", "kubernetes https://10.96.0.1:443 namespace users"
+};
+
+director::net::http::ClientEndpoint docker_endpoint(const config::RuntimeEndpoint& runtime) {
   if (runtime.kind == config::RuntimeEndpoint::Kind::unix_socket) return director::net::http::UnixEndpoint{runtime.path};
   return director::net::http::TcpEndpoint{runtime.host, runtime.port};
+}
+
+// The one place that chooses the runtime (SPAWNER_RUNTIME). Kubernetes is in-cluster only: the
+// API server, the token, the CA and the namespace as a pod finds them (config/in_cluster.hpp);
+// without them the spawner does not start (std::runtime_error: main() logs it and exits 1).
+ChosenRuntime choose_runtime(const config::Config& configuration) {
+  namespace runtime = director::spawner::runtime;
+  if (configuration.runtime.kind != config::RuntimeEndpoint::Kind::kubernetes) {
+    const auto endpoint = docker_endpoint(configuration.runtime);
+    return {std::make_unique<runtime::DockerRuntime>(
+                runtime::DockerRuntimeSettings{endpoint, configuration.runtime_timeout, configuration.pull_timeout}),
+            director::net::http::to_string(endpoint)};
+  }
+  auto found = config::find_in_cluster(configuration.kubernetes, config::process_environment());
+  if (const auto* problem = std::get_if<std::string>(&found)) throw std::runtime_error(*problem);
+  auto& cluster = std::get<config::InCluster>(found);
+  runtime::KubernetesRuntimeSettings settings;
+  settings.api = director::net::http::TlsEndpoint{cluster.api_host, cluster.api_port, cluster.ca_file, {}};
+  settings.token_file = cluster.token_file;
+  settings.namespace_name = cluster.namespace_name;
+  settings.container_port = configuration.container_port;
+  settings.volume_size = configuration.kubernetes.volume_size;
+  settings.storage_class = configuration.kubernetes.storage_class;
+  settings.pull_missing_images = configuration.pull_missing_images;
+  settings.timeout = configuration.runtime_timeout;
+  auto description = "kubernetes " + director::net::http::to_string(settings.api) + " namespace " + cluster.namespace_name;
+  return {std::make_unique<runtime::KubernetesRuntime>(std::move(settings)), std::move(description)};
 }
 
 // Whether `image` has a health check of its own (its containers are then awaited by it, not by
@@ -141,9 +180,9 @@ int run(const config::Config& configuration) {
   director::net::Resolver resolver(context.get_executor(), resolver_options);
 
   director::spawner::metrics::Metrics metrics(config::version());
-  director::spawner::runtime::DockerRuntime runtime(director::spawner::runtime::DockerRuntimeSettings{
-      runtime_endpoint(configuration.runtime), configuration.runtime_timeout, configuration.pull_timeout});
-  // DockerRuntime is awaited from one strand: the service, the watcher and the retirer share it.
+  const auto chosen = choose_runtime(configuration);
+  auto& runtime = *chosen.runtime;
+  // The runtime is awaited from one strand: the service, the watcher and the retirer share it.
   const boost::asio::any_io_executor runtime_strand = boost::asio::make_strand(context);
 
   director::spawner::core::LifecycleSettings lifecycle;
@@ -193,7 +232,7 @@ int run(const config::Config& configuration) {
       {{"version", config::version()},
        {"listen", endpoint_text(pages.local_endpoint())},
        {"http_listen", endpoint_text(operators.local_endpoint())},
-       {"runtime", director::net::http::to_string(runtime_endpoint(configuration.runtime))},
+       {"runtime", chosen.description},
        {"threads", std::to_string(threads)},
        {"config", config::to_json(configuration)}});
 

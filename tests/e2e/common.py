@@ -375,6 +375,27 @@ def metric(series, name, **labels):
     return total
 
 
+def follow_events(test, address):
+    """director-spawner's /events at `address` (host, port) as a list the lines (parsed JSON)
+    are appended to as they come; a reading error appends {"reader_error": ...}. The connection
+    closes when `test` ends."""
+    connection = http.client.HTTPConnection(*address, timeout=120)
+    connection.request("GET", "/events")
+    response = connection.getresponse()
+    test.assertEqual(response.status, 200)
+    lines = []
+
+    def read():
+        try:
+            for line in iter(response.readline, b""):
+                lines.append(json.loads(line))
+        except (OSError, ValueError) as error:  # the test's poll then shows it
+            lines.append({"reader_error": repr(error)})
+    threading.Thread(target=read, daemon=True).start()
+    test.addCleanup(connection.close)
+    return lines
+
+
 def director_headers(stack, user, label=None):
     """The headers HAProxy sends the spawner for `user` (to ask the spawner directly)."""
     label = label or user

@@ -7,11 +7,8 @@ feed names the user beside the label (HAProxy holds an escaped user's answer und
 and every agent revokes it from the event: docs/spawner.md, "The event feed")."""
 
 import hashlib
-import http.client
-import json
-import threading
 
-from common import SpawnerStackTest, main, poll
+from common import SpawnerStackTest, follow_events, main, poll
 from podman import api as podman_api
 
 JACK = b"Jack.Doe@Example.com"
@@ -23,26 +20,8 @@ class SpawnerEscaped(SpawnerStackTest):
     users = (JACK_LABEL, "alice")
     spawner_settings = {"SPAWNER_VOLUME_MOUNT": "/data"}
 
-    def follow_events(self):
-        """The spawner's /events lines, appended to the returned list as they come."""
-        connection = http.client.HTTPConnection(*self.stack.spawner_http, timeout=120)
-        connection.request("GET", "/events")
-        response = connection.getresponse()
-        self.assertEqual(response.status, 200)
-        lines = []
-
-        def read():
-            try:
-                for line in iter(response.readline, b""):
-                    lines.append(json.loads(line))
-            except (OSError, ValueError) as error:  # the test's poll then shows it
-                lines.append({"reader_error": repr(error)})
-        threading.Thread(target=read, daemon=True).start()
-        self.addCleanup(connection.close)
-        return lines
-
     def test_containers_and_volumes_are_named_after_the_label(self):
-        events = self.follow_events()
+        events = follow_events(self, self.stack.spawner_http)
         for user, label in ((JACK, JACK_LABEL), (b"alice", "alice")):
             with self.subTest(user=user):
                 status, headers, body = self.stack.request(user)

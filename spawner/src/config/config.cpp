@@ -65,12 +65,20 @@ constexpr OneOf<bool, 2> pull_policies{{true, false}, pull_name};
 
 using config_table::is_socket_path;
 
+constexpr std::string_view kubernetes_runtime = "kubernetes";
+
 Failure set_runtime(RuntimeEndpoint& target, std::string_view text) {
   constexpr std::string_view expected =
-      "unix:///ABSOLUTE/PATH (at most 107 characters) or tcp://IP:PORT ([IPv6]:PORT), e.g. "
-      "unix:///var/run/docker.sock or tcp://127.0.0.1:2375";
+      "unix:///ABSOLUTE/PATH (at most 107 characters) or tcp://IP:PORT ([IPv6]:PORT) for a Docker Engine API, e.g. "
+      "unix:///var/run/docker.sock or tcp://127.0.0.1:2375, or kubernetes";
   constexpr std::string_view unix_scheme = "unix://";
   constexpr std::string_view tcp_scheme = "tcp://";
+  if (text == kubernetes_runtime) {
+    target = RuntimeEndpoint{};
+    target.kind = RuntimeEndpoint::Kind::kubernetes;
+    target.path.clear();
+    return accepted;
+  }
   if (text.starts_with(unix_scheme) && is_socket_path(text.substr(unix_scheme.size()))) {
     target = RuntimeEndpoint{};
     target.path = text.substr(unix_scheme.size());
@@ -90,6 +98,7 @@ Failure set_runtime(RuntimeEndpoint& target, std::string_view text) {
 }
 
 std::string format_runtime(const RuntimeEndpoint& runtime) {
+  if (runtime.kind == RuntimeEndpoint::Kind::kubernetes) return std::string(kubernetes_runtime);
   if (runtime.kind == RuntimeEndpoint::Kind::unix_socket) return "unix://" + runtime.path;
   const bool v6 = runtime.host.find(':') != std::string::npos;
   return "tcp://" + (v6 ? "[" + runtime.host + "]" : runtime.host) + ":" + std::to_string(runtime.port);
@@ -237,14 +246,15 @@ Failure set_volume_prefix(std::string& target, std::string_view text) {
 }
 
 // Memory: a number of bytes with an optional unit b, k, m or g (1024-based, as Docker's
-// --memory); 0 for no limit, else at least 6m (Docker's minimum).
+// --memory); 0 for none (`zero` says what none means: no limit, no request), else at least 6m
+// (Docker's minimum). The grammar of the limit and of the request.
 constexpr std::array<std::pair<char, std::uint64_t>, 4> memory_units{{
     {'g', 1ULL << 30}, {'m', 1ULL << 20}, {'k', 1ULL << 10}, {'b', 1}}};
 
-Failure set_memory(std::uint64_t& target, std::string_view text) {
-  constexpr std::string_view expected =
-      "0 for no limit, or from 6m to 1024g: an integer with an optional unit b, k, m or g (1024-based), e.g. 2g or "
-      "512m";
+Failure set_memory(std::uint64_t& target, std::string_view text, std::string_view zero) {
+  const std::string expected =
+      "0 for " + std::string(zero) +
+      ", or from 6m to 1024g: an integer with an optional unit b, k, m or g (1024-based), e.g. 2g or 512m";
   std::string_view digits = text;
   std::uint64_t unit = 1;
   if (!text.empty()) {
@@ -274,9 +284,11 @@ std::string format_memory(std::uint64_t bytes) {
 
 constexpr std::uint64_t nanos_per_cpu = 1'000'000'000;
 
-// CPUs: a decimal number with at most 9 decimals, 0 for no limit, else from 0.01 to 1024.
-Failure set_cpus(std::uint64_t& target, std::string_view text) {
-  constexpr std::string_view expected = "0 for no limit, or a number of CPUs from 0.01 to 1024 with at most 9 decimals, e.g. 1.5";
+// CPUs: a decimal number with at most 9 decimals, 0 for none (`zero`: no limit, no request),
+// else from 0.01 to 1024. The grammar of the limit and of the request.
+Failure set_cpus(std::uint64_t& target, std::string_view text, std::string_view zero) {
+  const std::string expected =
+      "0 for " + std::string(zero) + ", or a number of CPUs from 0.01 to 1024 with at most 9 decimals, e.g. 1.5";
   const auto dot = text.find('.');
   const auto whole_text = text.substr(0, dot);
   const auto fraction_text = dot == std::string_view::npos ? std::string_view{} : text.substr(dot + 1);
@@ -306,6 +318,50 @@ std::string format_cpus(std::uint64_t nano_cpus) {
     text += "." + digits;
   }
   return text;
+}
+
+// --- the Kubernetes runtime -----------------------------------------------------------------------
+
+Failure set_serviceaccount_dir(std::string& target, std::string_view text) {
+  if (!text.starts_with('/') || !config_table::is_plain_text(text, 4096))
+    return "an absolute directory path (at most 4096 characters), e.g. /var/run/secrets/kubernetes.io/serviceaccount";
+  target = text;
+  return accepted;
+}
+
+// A namespace's name is a DNS label (RFC 1123), as the API validates it.
+Failure set_namespace(std::string& target, std::string_view text) {
+  if (!text.empty() && !config_table::is_dns_label(text))
+    return "empty for the service account's own namespace (the namespace file of kubernetes_serviceaccount_dir), or a "
+           "namespace name: 1 to 63 characters of [a-z0-9-], starting and ending with a letter or digit";
+  target = text;
+  return accepted;
+}
+
+// A storage size as Kubernetes writes quantities (resource.Quantity), in the part of its grammar
+// that sizes volumes: a positive integer without a sign, a fraction or an exponent, and an
+// optional suffix, binary (Ki Mi Gi Ti Pi Ei, powers of 1024) or decimal (k M G T P E).
+Failure set_storage_quantity(std::string& target, std::string_view text) {
+  constexpr std::array<std::string_view, 13> suffixes{"", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei",
+                                                      "k", "M",  "G",  "T",  "P",  "E"};
+  const auto digits_end = std::min(text.find_first_not_of("0123456789"), text.size());
+  const auto digits = text.substr(0, digits_end);
+  const bool positive = !digits.empty() && digits.size() <= 18 && digits.front() != '0';
+  if (!positive || std::find(suffixes.begin(), suffixes.end(), text.substr(digits_end)) == suffixes.end())
+    return "a Kubernetes storage quantity: a positive integer of at most 18 digits (no leading zero, sign, fraction or "
+           "exponent) with an optional suffix Ki, Mi, Gi, Ti, Pi, Ei (powers of 1024) or k, M, G, T, P, E (powers of "
+           "1000), e.g. 10Gi or 500M";
+  target = text;
+  return accepted;
+}
+
+// A storage class's name is a DNS subdomain (RFC 1123): at most 253 characters.
+Failure set_storage_class(std::string& target, std::string_view text) {
+  if (!text.empty() && (text.size() > 253 || !config_table::is_dns_name(text)))
+    return "empty for the cluster's default storage class, or a storage class name: a DNS subdomain of at most 253 "
+           "characters (dot-separated labels of [a-z0-9-], each starting and ending with a letter or digit)";
+  target = text;
+  return accepted;
 }
 
 // --- idle retirement inputs -----------------------------------------------------------------------
@@ -386,10 +442,30 @@ std::vector<Option> options() {
        [](Config& c, std::string_view v) { return config_table::set_dns_servers(c.dns_servers, v); },
        [](const Config& c) -> Json { return c.dns_servers; }},
       {"runtime", "SPAWNER_RUNTIME", "--runtime",
-       "The container runtime's Docker Engine API (Docker or Podman): unix:///PATH or tcp://IP:PORT. Default "
-       "unix:///var/run/docker.sock",
+       "The container runtime: a Docker Engine API (Docker or Podman) at unix:///PATH or tcp://IP:PORT, or kubernetes "
+       "(the API server of the cluster the spawner runs in, found as a pod finds it: KUBERNETES_SERVICE_HOST, "
+       "KUBERNETES_SERVICE_PORT and the service account; docs/spawner.md). Default unix:///var/run/docker.sock",
        [](Config& c, std::string_view v) { return set_runtime(c.runtime, v); },
        [](const Config& c) -> Json { return format_runtime(c.runtime); }},
+      {"kubernetes_serviceaccount_dir", "SPAWNER_KUBERNETES_SERVICEACCOUNT_DIR", "--kubernetes-serviceaccount-dir",
+       "With runtime kubernetes: the service account's directory, its token (read again when it changes), ca.crt "
+       "and namespace. Default /var/run/secrets/kubernetes.io/serviceaccount",
+       [](Config& c, std::string_view v) { return set_serviceaccount_dir(c.kubernetes.serviceaccount_dir, v); },
+       [](const Config& c) -> Json { return c.kubernetes.serviceaccount_dir; }},
+      {"kubernetes_namespace", "SPAWNER_KUBERNETES_NAMESPACE", "--kubernetes-namespace",
+       "With runtime kubernetes: the namespace of every user's Pod, Service and PersistentVolumeClaim. Default: the "
+       "service account's (its namespace file)",
+       [](Config& c, std::string_view v) { return set_namespace(c.kubernetes.namespace_name, v); },
+       [](const Config& c) -> Json { return c.kubernetes.namespace_name; }},
+      {"kubernetes_volume_size", "SPAWNER_KUBERNETES_VOLUME_SIZE", "--kubernetes-volume-size",
+       "With runtime kubernetes: the storage each user's PersistentVolumeClaim requests. Default 10Gi",
+       [](Config& c, std::string_view v) { return set_storage_quantity(c.kubernetes.volume_size, v); },
+       [](const Config& c) -> Json { return c.kubernetes.volume_size; }},
+      {"kubernetes_storage_class", "SPAWNER_KUBERNETES_STORAGE_CLASS", "--kubernetes-storage-class",
+       "With runtime kubernetes: the storage class of each user's PersistentVolumeClaim. Default: the cluster's "
+       "default class",
+       [](Config& c, std::string_view v) { return set_storage_class(c.kubernetes.storage_class, v); },
+       [](const Config& c) -> Json { return c.kubernetes.storage_class; }},
       {"runtime_timeout", "SPAWNER_RUNTIME_TIMEOUT", "--runtime-timeout",
        "Timeout of one runtime API call (not pulls, not the event stream). Default 10s",
        [](Config& c, std::string_view v) { return set_duration(c.runtime_timeout, v, milliseconds(100), minutes(10)); },
@@ -411,8 +487,8 @@ std::vector<Option> options() {
        [](Config& c, std::string_view v) { return set_environment(c.container_template.environment, v); },
        [](const Config& c) -> Json { return c.container_template.environment; }, true, true},
       {"network", "SPAWNER_NETWORK", "--network",
-       "Network the container joins, with the alias PREFIX-<label> (the agent's DNS must resolve it there). "
-       "Default: the runtime's",
+       "Network the container joins, with the alias PREFIX-<label> (the agent's DNS must resolve it there); not with "
+       "runtime kubernetes. Default: the runtime's",
        [](Config& c, std::string_view v) { return set_network(c.container_template.network, v); },
        [](const Config& c) -> Json { return c.container_template.network; }},
       {"volume_mount", "SPAWNER_VOLUME_MOUNT", "--volume-mount",
@@ -425,13 +501,25 @@ std::vector<Option> options() {
        [](Config& c, std::string_view v) { return set_volume_prefix(c.container_template.volume_prefix, v); },
        [](const Config& c) -> Json { return c.container_template.volume_prefix; }},
       {"memory", "SPAWNER_MEMORY", "--memory", "Memory limit of each container, e.g. 2g. Default 0 (no limit)",
-       [](Config& c, std::string_view v) { return set_memory(c.container_template.memory_bytes, v); },
+       [](Config& c, std::string_view v) { return set_memory(c.container_template.memory_bytes, v, "no limit"); },
        [](const Config& c) -> Json { return format_memory(c.container_template.memory_bytes); }},
       {"cpus", "SPAWNER_CPUS", "--cpus", "CPU limit of each container, e.g. 1.5. Default 0 (no limit)",
-       [](Config& c, std::string_view v) { return set_cpus(c.container_template.nano_cpus, v); },
+       [](Config& c, std::string_view v) { return set_cpus(c.container_template.nano_cpus, v, "no limit"); },
        [](const Config& c) -> Json { return format_cpus(c.container_template.nano_cpus); }},
+      {"memory_request", "SPAWNER_MEMORY_REQUEST", "--memory-request",
+       "Memory the scheduler reserves for each container (Kubernetes' resources.requests; Docker has none and "
+       "ignores it), at most the limit. Default 0 (none: Kubernetes takes the limit, if any)",
+       [](Config& c, std::string_view v) {
+         return set_memory(c.container_template.memory_request_bytes, v, "no request");
+       },
+       [](const Config& c) -> Json { return format_memory(c.container_template.memory_request_bytes); }},
+      {"cpus_request", "SPAWNER_CPUS_REQUEST", "--cpus-request",
+       "CPUs the scheduler reserves for each container (Kubernetes' resources.requests; Docker has none and ignores "
+       "it), at most the limit. Default 0 (none: Kubernetes takes the limit, if any)",
+       [](Config& c, std::string_view v) { return set_cpus(c.container_template.nano_cpus_request, v, "no request"); },
+       [](const Config& c) -> Json { return format_cpus(c.container_template.nano_cpus_request); }},
       {"pids_limit", "SPAWNER_PIDS_LIMIT", "--pids-limit",
-       "Process limit of each container. Default 0 (no limit)",
+       "Process limit of each container; not with runtime kubernetes. Default 0 (no limit)",
        [](Config& c, std::string_view v) -> Failure {
          const auto value = parse_integer<std::int64_t>(v, 0, 4'194'304);
          if (!value) return "an integer from 0 (no limit) to 4194304";
@@ -476,7 +564,8 @@ std::vector<Option> options() {
        },
        [](const Config& c) -> Json { return duration(c.container_template.health_check.start_period); }},
       {"pull", "SPAWNER_PULL", "--pull",
-       "missing (pull the image when the runtime does not have it) or never. Default missing",
+       "missing (pull the image when the runtime does not have it) or never; with runtime kubernetes the Pods' "
+       "imagePullPolicy, IfNotPresent or Never (the kubelet pulls). Default missing",
        [](Config& c, std::string_view v) { return pull_policies.set(c.pull_missing_images, v); },
        [](const Config& c) -> Json { return pull_name(c.pull_missing_images); }},
       {"ready_timeout", "SPAWNER_READY_TIMEOUT", "--ready-timeout",
@@ -552,20 +641,39 @@ std::vector<Option> options() {
 const Table& table() {
   static const Table table(config_table::Program{.name = "director-spawner",
                                                  .description = "Creates, starts and retires each user's container through the Docker Engine API (Docker or\n"
-                         "Podman), and serves the loading and error pages while a container is not ready.",
+                         "Podman) or the Kubernetes API, and serves the loading and error pages while a container\n"
+                         "is not ready.",
                                                  .commands = config_table::standard_commands("spawner"),
                                                  .config_key = config_key},
                            options());
   return table;
 }
 
+// "inconsistent options: A, B; why", naming both options with their values and sources.
+std::string inconsistent(const Config& c, std::string_view a, std::string_view b, std::string_view why) {
+  return "inconsistent options: " + table().described(c, a) + ", " + table().described(c, b) + "; " + std::string(why);
+}
+
 // Checks that hold between options.
 Failure check_consistency(const Config& c) {
   if (auto conflict = table().check_bindable(c, "listen", c.listen, "http_listen", c.http_listen)) return conflict;
-  const auto& health = c.container_template.health_check;
-  if (!health.command.empty() && health.timeout > health.interval)
-    return "inconsistent options: " + table().described(c, "health_timeout") + ", " +
-           table().described(c, "health_interval") + "; health_timeout must not be longer than health_interval";
+  const auto& t = c.container_template;
+  if (!t.health_check.command.empty() && t.health_check.timeout > t.health_check.interval)
+    return inconsistent(c, "health_timeout", "health_interval", "health_timeout must not be longer than health_interval");
+  if (t.memory_bytes != 0 && t.memory_request_bytes > t.memory_bytes)
+    return inconsistent(c, "memory_request", "memory", "a request cannot be above its limit");
+  if (t.nano_cpus != 0 && t.nano_cpus_request > t.nano_cpus)
+    return inconsistent(c, "cpus_request", "cpus", "a request cannot be above its limit");
+  if (c.runtime.kind == RuntimeEndpoint::Kind::kubernetes) {
+    if (!t.network.empty())
+      return inconsistent(c, "network", "runtime",
+                          "Kubernetes has no Docker networks: each user's Pod is reached through its Service "
+                          "PREFIX-<label> (CONTAINER_DOMAIN=<namespace>.svc.cluster.local); leave network unset");
+    if (t.pids_limit != 0)
+      return inconsistent(c, "pids_limit", "runtime",
+                          "Kubernetes has no process limit per Pod (the kubelet's podPidsLimit sets one per node); "
+                          "leave pids_limit at 0");
+  }
   return accepted;
 }
 

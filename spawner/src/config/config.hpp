@@ -24,13 +24,24 @@
 
 namespace director::spawner::config {
 
-// Where the container runtime's API is: DOCKER_HOST's grammar, "unix:///path" or "tcp://IP:PORT"
-// (an address, not a host name: `host` is its text, IPv6 without brackets).
+// Which container runtime, and where its API is: the Docker Engine API in DOCKER_HOST's grammar,
+// "unix:///path" or "tcp://IP:PORT" (an address, not a host name: `host` is its text, IPv6
+// without brackets), or "kubernetes": the Kubernetes API of the cluster the spawner runs in
+// (in-cluster configuration, in_cluster.hpp; the options in KubernetesOptions).
 struct RuntimeEndpoint {
-  enum class Kind : std::uint8_t { unix_socket, tcp } kind = Kind::unix_socket;
+  enum class Kind : std::uint8_t { unix_socket, tcp, kubernetes } kind = Kind::unix_socket;
   std::string path = "/var/run/docker.sock";  // kind == unix_socket
   std::string host;                           // kind == tcp
   std::uint16_t port = 0;                     // kind == tcp
+};
+
+// The Kubernetes runtime's own options (runtime kind kubernetes; docs/spawner.md, "Kubernetes").
+struct KubernetesOptions {
+  // What the pod's service account mounts: token, ca.crt and namespace.
+  std::string serviceaccount_dir = "/var/run/secrets/kubernetes.io/serviceaccount";
+  std::string namespace_name;          // where every user's objects live; empty: serviceaccount_dir/namespace
+  std::string volume_size = "10Gi";    // each PersistentVolumeClaim's storage request (a quantity)
+  std::string storage_class;           // the claims' storageClassName; empty: the cluster's default class
 };
 
 // The image used when SPAWNER_IMAGE is not set: the original director's code-server.
@@ -52,12 +63,13 @@ struct Config {
   std::vector<std::string> dns_servers;
 
   RuntimeEndpoint runtime;
+  KubernetesOptions kubernetes;  // used when runtime.kind is kubernetes
   std::chrono::milliseconds runtime_timeout{10'000};  // one runtime API call (not pulls, not the event stream)
   std::chrono::milliseconds pull_timeout{600'000};
 
   // Defaults: image codercom/code-server:latest (the original director's), no command (the
-  // image's own), no limits, restart no, volume prefix director-home, host prefix vscode
-  // (CONTAINER_HOST_PREFIX).
+  // image's own), no limits and no requests, restart no, volume prefix director-home, host
+  // prefix vscode (CONTAINER_HOST_PREFIX).
   core::ContainerTemplate container_template = [] {
     core::ContainerTemplate defaults;
     defaults.image = default_image;

@@ -61,6 +61,10 @@ TEST_CASE("defaults are the documented ones") {
   CHECK(c.container_domain.empty());
   CHECK(c.runtime.kind == config::RuntimeEndpoint::Kind::unix_socket);
   CHECK(c.runtime.path == "/var/run/docker.sock");
+  CHECK(c.kubernetes.serviceaccount_dir == "/var/run/secrets/kubernetes.io/serviceaccount");
+  CHECK(c.kubernetes.namespace_name.empty());
+  CHECK(c.kubernetes.volume_size == "10Gi");
+  CHECK(c.kubernetes.storage_class.empty());
   CHECK(c.runtime_timeout == std::chrono::seconds(10));
   CHECK(c.pull_timeout == std::chrono::minutes(10));
   CHECK(c.container_template.image == "codercom/code-server:latest");
@@ -68,6 +72,8 @@ TEST_CASE("defaults are the documented ones") {
   CHECK(c.container_template.volume_prefix == "director-home");
   CHECK(c.container_template.memory_bytes == 0);
   CHECK(c.container_template.nano_cpus == 0);
+  CHECK(c.container_template.memory_request_bytes == 0);
+  CHECK(c.container_template.nano_cpus_request == 0);
   CHECK(c.container_template.restart == director::spawner::core::RestartPolicy::no);
   CHECK(c.container_template.health_check.command.empty());
   CHECK(c.pull_missing_images);
@@ -95,6 +101,10 @@ TEST_CASE("every option is read from its environment variable") {
            {"CONTAINER_DOMAIN", "users.example"},
            {"SPAWNER_DNS_SERVER", "127.0.0.1:5353,[::1]"},
            {"SPAWNER_RUNTIME", "tcp://127.0.0.1:2375"},
+           {"SPAWNER_KUBERNETES_SERVICEACCOUNT_DIR", "/run/sa"},
+           {"SPAWNER_KUBERNETES_NAMESPACE", "users"},
+           {"SPAWNER_KUBERNETES_VOLUME_SIZE", "500M"},
+           {"SPAWNER_KUBERNETES_STORAGE_CLASS", "fast.ssd"},
            {"SPAWNER_RUNTIME_TIMEOUT", "5s"},
            {"SPAWNER_PULL_TIMEOUT", "30m"},
            {"SPAWNER_IMAGE", "registry.example:5000/team/jupyter:2024@sha256:abc123"},
@@ -105,6 +115,8 @@ TEST_CASE("every option is read from its environment variable") {
            {"SPAWNER_VOLUME_PREFIX", "jupyter_home"},
            {"SPAWNER_MEMORY", "2g"},
            {"SPAWNER_CPUS", "1.5"},
+           {"SPAWNER_MEMORY_REQUEST", "1g"},
+           {"SPAWNER_CPUS_REQUEST", "0.5"},
            {"SPAWNER_PIDS_LIMIT", "512"},
            {"SPAWNER_RESTART", "unless-stopped"},
            {"SPAWNER_HEALTH_CMD", "curl -f http://localhost:8888/"},
@@ -139,6 +151,10 @@ TEST_CASE("every option is read from its environment variable") {
   CHECK(c.runtime.kind == config::RuntimeEndpoint::Kind::tcp);
   CHECK(c.runtime.host == "127.0.0.1");
   CHECK(c.runtime.port == 2375);
+  CHECK(c.kubernetes.serviceaccount_dir == "/run/sa");
+  CHECK(c.kubernetes.namespace_name == "users");
+  CHECK(c.kubernetes.volume_size == "500M");
+  CHECK(c.kubernetes.storage_class == "fast.ssd");
   CHECK(c.runtime_timeout == std::chrono::seconds(5));
   CHECK(c.pull_timeout == std::chrono::minutes(30));
   CHECK(t.image == "registry.example:5000/team/jupyter:2024@sha256:abc123");
@@ -149,6 +165,8 @@ TEST_CASE("every option is read from its environment variable") {
   CHECK(t.volume_prefix == "jupyter_home");
   CHECK(t.memory_bytes == 2ULL * 1024 * 1024 * 1024);
   CHECK(t.nano_cpus == 1'500'000'000);
+  CHECK(t.memory_request_bytes == 1ULL << 30);
+  CHECK(t.nano_cpus_request == 500'000'000);
   CHECK(t.pids_limit == 512);
   CHECK(t.restart == director::spawner::core::RestartPolicy::unless_stopped);
   CHECK(t.health_check.command == std::vector<std::string>{"curl -f http://localhost:8888/"});
@@ -224,6 +242,8 @@ TEST_CASE("the effective configuration's JSON (--check-config), without its extr
                                                 {"SPAWNER_CPUS", "0.25"},
                                                 {"SPAWNER_AGENTS", "http://127.0.0.1:1"},
                                                 {"SPAWNER_RUNTIME", "tcp://[::1]:2375"},
+                                                {"SPAWNER_MEMORY_REQUEST", "1g"},
+                                                {"SPAWNER_KUBERNETES_STORAGE_CLASS", "standard"},
                                                 {"SPAWNER_IDLE_TIMEOUT", "0s"}});
   INFO(first.error);
   REQUIRE(first.config);
@@ -283,6 +303,28 @@ TEST_CASE("every invalid value names its source, the value and what is accepted"
       {{"--runtime", "/var/run/docker.sock"}, {}, "for --runtime: expected unix:///ABSOLUTE/PATH"},
       {{"--runtime", "unix://relative.sock"}, {}, "for --runtime: expected unix:///ABSOLUTE/PATH"},
       {{"--runtime", "tcp://docker:2375"}, {}, "or tcp://IP:PORT"},
+      {{"--runtime", "Kubernetes"}, {}, "for --runtime: expected unix:///ABSOLUTE/PATH (at most 107 characters) or "
+                                        "tcp://IP:PORT ([IPv6]:PORT) for a Docker Engine API, e.g. "
+                                        "unix:///var/run/docker.sock or tcp://127.0.0.1:2375, or kubernetes"},
+      {{"--kubernetes-serviceaccount-dir", "secrets"}, {}, "for --kubernetes-serviceaccount-dir: expected an absolute directory path"},
+      {{"--kubernetes-serviceaccount-dir", ""}, {}, "for --kubernetes-serviceaccount-dir"},
+      {{}, {{"SPAWNER_KUBERNETES_NAMESPACE", "Users"}}, "for SPAWNER_KUBERNETES_NAMESPACE: expected empty for the service account's own namespace"},
+      {{"--kubernetes-namespace", "a.b"}, {}, "for --kubernetes-namespace"},
+      {{"--kubernetes-namespace", std::string_view("a234567890123456789012345678901234567890123456789012345678901234")}, {}, "for --kubernetes-namespace"},
+      {{"--kubernetes-volume-size", "10GB"}, {}, "for --kubernetes-volume-size: expected a Kubernetes storage quantity: a positive integer"},
+      {{"--kubernetes-volume-size", "0"}, {}, "for --kubernetes-volume-size"},
+      {{"--kubernetes-volume-size", "010Gi"}, {}, "for --kubernetes-volume-size"},
+      {{"--kubernetes-volume-size", "1.5Gi"}, {}, "for --kubernetes-volume-size"},
+      {{"--kubernetes-volume-size", "1e9"}, {}, "for --kubernetes-volume-size"},
+      {{"--kubernetes-volume-size", "-1Gi"}, {}, "for --kubernetes-volume-size"},
+      {{"--kubernetes-volume-size", "Gi"}, {}, "for --kubernetes-volume-size"},
+      {{"--kubernetes-volume-size", "10gi"}, {}, "for --kubernetes-volume-size"},
+      {{"--kubernetes-volume-size", "10K"}, {}, "for --kubernetes-volume-size"},
+      {{"--kubernetes-volume-size", "1234567890123456789"}, {}, "for --kubernetes-volume-size"},
+      {{"--kubernetes-volume-size", ""}, {}, "for --kubernetes-volume-size"},
+      {{"--kubernetes-storage-class", "Fast"}, {}, "for --kubernetes-storage-class: expected empty for the cluster's default storage class"},
+      {{"--kubernetes-storage-class", "fast."}, {}, "for --kubernetes-storage-class"},
+      {{"--kubernetes-storage-class", "fast_ssd"}, {}, "for --kubernetes-storage-class"},
       {{"--runtime-timeout", "10"}, {}, "for --runtime-timeout: expected a duration from 100ms to 10m"},
       {{"--pull-timeout", "0s"}, {}, "for --pull-timeout: expected a duration from 1s to 120m"},
       {{"--image", ""}, {}, "invalid value '' for --image: expected an image reference"},
@@ -304,6 +346,8 @@ TEST_CASE("every invalid value names its source, the value and what is accepted"
       {{"--cpus", "0.001"}, {}, "for --cpus"},
       {{"--cpus", "-1"}, {}, "for --cpus"},
       {{"--cpus", "1."}, {}, "for --cpus"},
+      {{"--memory-request", "1x"}, {}, "for --memory-request: expected 0 for no request, or from 6m to 1024g"},
+      {{"--cpus-request", "0.001"}, {}, "for --cpus-request: expected 0 for no request, or a number of CPUs from 0.01 to 1024"},
       {{"--pids-limit", "-1"}, {}, "for --pids-limit: expected an integer from 0 (no limit) to 4194304"},
       {{"--restart", "sometimes"}, {}, "for --restart: expected no, on-failure, unless-stopped or always"},
       {{"--health-cmd", "[\"curl\""}, {}, "for --health-cmd: expected a JSON array of strings run as is"},
@@ -360,7 +404,11 @@ TEST_CASE("every limit's edge is accepted") {
            {"--idle-timeout", "0ms"},  {"--runtime", "unix:///run/podman/podman.sock"},     {"--command", ""},
            {"--health-cmd", ""},       {"--env", ""},              {"--network", "none"},   {"--volume-mount", ""},
            {"--listen", "0.0.0.0:0"},  {"--http-listen", "127.0.0.1:0"},                    {"--agents", ""},
-           {"--haproxy-sockets", "[::1]:9999"},                    {"--refresh-interval", "60s"}}) {
+           {"--haproxy-sockets", "[::1]:9999"},                    {"--refresh-interval", "60s"},
+           {"--runtime", "kubernetes"}, {"--kubernetes-namespace", "a"}, {"--kubernetes-namespace", ""},
+           {"--kubernetes-volume-size", "1"}, {"--kubernetes-volume-size", "999999999999999999"},
+           {"--kubernetes-storage-class", ""}, {"--kubernetes-storage-class", "standard"},
+           {"--kubernetes-serviceaccount-dir", "/"}, {"--memory-request", "6m"}, {"--cpus-request", "0.01"}}) {
     const auto outcome = parse(arguments);
     INFO(arguments[0] << " " << arguments[1] << ": " << outcome.error);
     CHECK(outcome.config);
@@ -385,6 +433,57 @@ TEST_CASE("consistency: listen and http_listen cannot collide, a health check's 
   CHECK_THAT(parse({"--health-cmd", "true", "--health-timeout", "10s", "--health-interval", "5s"}).error,
              Catch::Contains("health_timeout must not be longer than health_interval"));
   CHECK(parse({"--health-timeout", "10s", "--health-interval", "5s"}).config);  // no check: nothing to time out
+}
+
+TEST_CASE("a storage quantity takes every suffix Kubernetes reads for a size, binary and decimal") {
+  for (const auto* size : {"10Gi", "1Ki", "2Mi", "3Ti", "4Pi", "5Ei", "6k", "7M", "8G", "9T", "10P", "11E", "12"}) {
+    const auto outcome = parse({"--kubernetes-volume-size", size});
+    INFO(size << ": " << outcome.error);
+    REQUIRE(outcome.config);
+    CHECK(outcome.config->kubernetes.volume_size == size);
+    CHECK(nlohmann::json::parse(config::to_json(*outcome.config)).at("kubernetes_volume_size") == size);
+  }
+}
+
+TEST_CASE("requests: at most their limits, any without a limit, shown as the limits are") {
+  CHECK_THAT(parse({"--memory-request", "2g", "--memory", "1g"}).error,
+             Catch::Contains("inconsistent options: memory_request (SPAWNER_MEMORY_REQUEST, --memory-request) is \"2g\" "
+                             "(flag), memory (SPAWNER_MEMORY, --memory) is \"1g\" (flag); a request cannot be above its "
+                             "limit"));
+  CHECK_THAT(parse({"--cpus", "1"}, {{"SPAWNER_CPUS_REQUEST", "1.5"}}).error,
+             Catch::Contains("cpus_request (SPAWNER_CPUS_REQUEST, --cpus-request) is \"1.5\" (environment), cpus "
+                             "(SPAWNER_CPUS, --cpus) is \"1\" (flag); a request cannot be above its limit"));
+  const auto equal = parse({"--memory-request", "1g", "--memory", "1024m", "--cpus-request", "2", "--cpus", "2"});
+  INFO(equal.error);
+  REQUIRE(equal.config);
+  const auto unlimited = parse({"--memory-request", "512m", "--cpus-request", "0.25"});
+  REQUIRE(unlimited.config);
+  const auto shown = nlohmann::json::parse(config::to_json(*unlimited.config));
+  CHECK(shown.at("memory_request") == "512m");
+  CHECK(shown.at("cpus_request") == "0.25");
+  CHECK(shown.at("memory") == "0");
+}
+
+TEST_CASE("runtime kubernetes: named as such, and the Docker-only options are refused with it") {
+  const auto kubernetes = parse({"--runtime", "kubernetes", "--kubernetes-namespace", "users"});
+  INFO(kubernetes.error);
+  REQUIRE(kubernetes.config);
+  CHECK(kubernetes.config->runtime.kind == config::RuntimeEndpoint::Kind::kubernetes);
+  const auto shown = nlohmann::json::parse(config::to_json(*kubernetes.config));
+  CHECK(shown.at("runtime") == "kubernetes");
+  CHECK(shown.at("kubernetes_namespace") == "users");
+
+  CHECK_THAT(parse({"--runtime", "kubernetes"}, {{"SPAWNER_NETWORK", "director"}}).error,
+             Catch::Contains("inconsistent options: network (SPAWNER_NETWORK, --network) is \"director\" "
+                             "(environment), runtime (SPAWNER_RUNTIME, --runtime) is \"kubernetes\" (flag); "
+                             "Kubernetes has no Docker networks"));
+  CHECK_THAT(parse({}, {{"SPAWNER_RUNTIME", "kubernetes"}, {"SPAWNER_PIDS_LIMIT", "100"}}).error,
+             Catch::Contains("inconsistent options: pids_limit (SPAWNER_PIDS_LIMIT, --pids-limit) is 100 "
+                             "(environment), runtime (SPAWNER_RUNTIME, --runtime) is \"kubernetes\" (environment); "
+                             "Kubernetes has no process limit per Pod"));
+  // The same options with a Docker runtime, and their defaults with Kubernetes, are fine.
+  CHECK(parse({"--network", "director", "--pids-limit", "100"}).config);
+  CHECK(parse({"--runtime", "kubernetes", "--network", "", "--pids-limit", "0"}).config);
 }
 
 TEST_CASE("the template's host prefix is the director's container host prefix, from any source") {
@@ -473,7 +572,7 @@ TEST_CASE("the Markdown reference (--help-markdown) is one table row per option 
     INFO(r);
     CHECK(r.find("| any text |") == std::string::npos);  // every option refuses something, and says what
   }
-  CHECK(rows.size() == 2 + 39);
+  CHECK(rows.size() == 2 + 45);
 }
 
 TEST_CASE("docs/configuration.md holds the spawner's Markdown reference as generated") {
