@@ -4,7 +4,7 @@
 - `kubectl kustomize deploy/kubernetes` (kubectl 1.20's kustomize, v2.0.3) renders it;
 - every rendered object validates against the Kubernetes v1.33.0 JSON schemas of the npm package
   kubernetes-models 4.5.1 (tests/deploy/package-lock.json pins it; tools/install-deps.sh installs
-  it), with node;
+  it), with node, and has no field the API does not define (validate_schemas.cjs);
 - what a schema cannot say: the spawner's Role grants exactly the verbs its runtime calls, in
   the namespace only; the NetworkPolicies, evaluated here against the Pods' labels and ports,
   let the user containers reach none of the director's own ports and let each port be reached
@@ -264,6 +264,19 @@ class Rendered(unittest.TestCase):
         del broken[2]["rules"][0]["verbs"]
         results = validate_schemas(broken)
         self.assertTrue(all(errors for _, _, errors in results), results)
+
+    def test_schemas_catch_a_misspelt_field(self):
+        """Unknown fields are refused at any depth, maps (labels) excepted."""
+        broken = json.loads(json.dumps(self.director))
+        pod = broken["spec"]["template"]["spec"]
+        agent = [c for c in pod["containers"] if c["name"] == "agent"][0]
+        agent["readinesProbe"] = agent.pop("readinessProbe")
+        pod["volumes"][0]["projected"]["sources"][1]["configMap"]["items"][0]["paht"] = "x"
+        broken["spec"]["template"]["metadata"]["labels"]["any-label"] = "is fine"
+        ((_, _, errors),) = validate_schemas([broken])
+        self.assertEqual(sorted(errors), [
+            '/spec/template/spec/containers/1 has no field "readinesProbe"',
+            '/spec/template/spec/volumes/0/projected/sources/1/configMap/items/0 has no field "paht"'])
 
     # --- RBAC ---------------------------------------------------------------------------------
 
