@@ -306,6 +306,23 @@ class Rendered(unittest.TestCase):
         for deployment in (self.director, self.oauth2_proxy):
             self.assertIs(deployment["spec"]["template"]["spec"]["automountServiceAccountToken"], False)
 
+    def test_pods_are_locked_down(self):
+        """What docs/kubernetes.md promises of every Pod: a non-root user, a read-only root
+        filesystem, no capabilities, no privilege escalation, the runtime's seccomp profile, no
+        service links; a token for the spawner only (test above)."""
+        for deployment in (self.director, self.spawner, self.oauth2_proxy):
+            pod = deployment["spec"]["template"]["spec"]
+            self.assertIs(pod["securityContext"]["runAsNonRoot"], True)
+            self.assertNotEqual(pod["securityContext"]["runAsUser"], 0)
+            self.assertEqual(pod["securityContext"]["seccompProfile"], {"type": "RuntimeDefault"})
+            self.assertIs(pod["enableServiceLinks"], False)
+            for spec in pod["containers"]:
+                self.assertEqual(spec["securityContext"], {"allowPrivilegeEscalation": False,
+                                                           "readOnlyRootFilesystem": True,
+                                                           "capabilities": {"drop": ["ALL"]}},
+                                 spec["name"])
+                self.assertIn("memory", spec["resources"]["limits"], spec["name"])
+
     # --- The director's Pod -------------------------------------------------------------------
 
     def test_spop_and_the_admin_socket_stay_in_the_pod(self):
