@@ -508,6 +508,33 @@ class Rendered(unittest.TestCase):
         self.assertEqual(self.spawner_env["SPAWNER_IMAGE"], compose["director-spawner"]["environment"]["SPAWNER_IMAGE"]
                          .split(":-", 1)[-1].rstrip("}"))
 
+    def test_the_documented_overlay(self):
+        """docs/kubernetes.md's overlay, rendered: another namespace for every object (the
+        RoleBinding's subject included) and for the names the Pods build from it, the images
+        replaced, the settings merged (the rest kept), every reference to them following."""
+        doc = (REPO / "docs" / "kubernetes.md").read_text()
+        (example,) = re.findall(r"```yaml\n(# my-site/kustomization\.yaml\n.*?)```", doc, re.S)
+        overlay = yaml.safe_load(example)
+        with tempfile.TemporaryDirectory() as scratch:
+            site = Path(scratch) / "my-site"
+            site.mkdir()
+            overlay["bases"] = [os.path.relpath(DEPLOY, site)]
+            (site / "kustomization.yaml").write_text(yaml.safe_dump(overlay))
+            objects = render(site)
+        namespace = overlay["namespace"]
+        self.assertEqual({o["metadata"]["namespace"] for o in objects}, {namespace})
+        self.assertEqual(one(objects, "RoleBinding", "director-spawner")["subjects"][0]["namespace"], namespace)
+        director = one(objects, "Deployment", "director")
+        self.assertEqual(container(director, "agent")["image"], "registry.example.com/container-director/agent:0.2.0")
+        self.assertEqual(container(one(objects, "Deployment", "director-spawner"), "spawner")["image"],
+                         "registry.example.com/container-director/spawner:0.2.0")
+        haproxy = container_env(objects, container(director, "haproxy"), namespace)
+        self.assertEqual(haproxy["DIRECTOR_TRUSTED_SOURCES"], "10.244.0.0/16")
+        self.assertEqual(haproxy["CONTAINER_HOST_PREFIX"], self.settings["CONTAINER_HOST_PREFIX"])
+        self.assertEqual(haproxy["CONTAINER_DOMAIN"], f"{namespace}.{CLUSTER_DOMAIN}")
+        self.assertEqual(haproxy["SPAWNER_HOST"], f"director-spawner.{namespace}.{CLUSTER_DOMAIN}")
+        self.assertEqual([r for r in validate_schemas(objects) if r[2]], [])
+
     # --- Network policies ---------------------------------------------------------------------
 
     def cluster(self, policies=None):
