@@ -2,7 +2,7 @@
 #   cmake --build --preset default && cd build/default && cpack     # container-director_<version>_<arch>.deb
 #   sudo apt install ./container-director_*.deb
 # Depends is computed by dpkg-shlibdeps from the binaries (libc6, libstdc++6, libgcc-s1,
-# libc-ares2, libprometheus-cpp-core); HAProxy is recommended, a container runtime suggested:
+# libc-ares2, libprometheus-cpp-core, libssl3); HAProxy is recommended, a container runtime suggested:
 # either may run on another host. No maintainer scripts: the units are installed, not enabled
 # (docs/operations.md, "Installing"). tests/install checks the package's files and Depends.
 set(CPACK_GENERATOR DEB)

@@ -17,6 +17,10 @@ In a test:
         api.end_watches()                             # every watch ended cleanly (a timeout)
         api.fail_next("create", 2, code=429)          # the next 2 creates answer 429
         api.immediate_deletion(True)                  # pod deletion: DELETED at once
+        api.set_pod_log("ns", "vscode-alice", "line 1\nline 2\n")  # what pods/NAME/log serves
+        api.set_pod_status("ns", "vscode-alice", phase="Pending",  # the container's own state
+                           container_state={"waiting": {"reason": "ErrImagePull", "message": "..."}})
+        api.set_token("n3w")                          # the token changed (bound tokens rotate)
         api.requests()                                # [(method, path, query), ...] served so far
 
 As a process (the same controls as HTTP under /_standin/, which needs no token):
@@ -31,6 +35,8 @@ As a process (the same controls as HTTP under /_standin/, which needs no token):
     curl -X POST -d '{"verb":"create","count":2,"code":500}' .../_standin/fail-next
     curl -X POST -d '{"on":true}' .../_standin/immediate-deletion
     curl -X POST .../_standin/pods/NS/NAME/finish-deletion  # the kubelet stopped it: DELETED
+    curl -X POST -d '{"text":"line 1\\n"}' .../_standin/pods/NS/NAME/log  # its container's output
+    curl -X POST -d '{"token":"n3w"}' .../_standin/token        # requests need this token now
     curl .../_standin/requests   .../_standin/watchers
 
 The API it serves (https://kubernetes.io/docs/reference/kubernetes-api/, "Workload Resources:
@@ -40,7 +46,11 @@ https://kubernetes.io/docs/reference/using-api/api-concepts/ for the rest):
 - /api/v1/namespaces/{ns}/{pods|services|persistentvolumeclaims}: GET list (labelSelector,
   fieldSelector metadata.name=..., watch), POST create; .../{name}: GET, PUT (replace), PATCH
   (application/merge-patch+json, RFC 7386), DELETE; .../pods/{name}/status: GET, PUT, PATCH of
-  the status alone (the main resource ignores status changes, as the API does). /api/v1/{resource}
+  the status alone (the main resource ignores status changes, as the API does); .../pods/{name}/log:
+  GET, text/plain, what set_pod_log() gave (tailLines: the last lines; limitBytes: at most that
+  many bytes of them, from their start, as the reference says: "may not display a complete final
+  line"); a pod without a log yet and still Pending: 400 BadRequest "container ... is waiting to
+  start" (the kubelet's words). /api/v1/{resource}
   lists and watches all namespaces. Every namespace exists.
 - create: 201 with the object, uid, resourceVersion, creationTimestamp, namespace set; pods
   start with status.phase Pending, services get a spec.clusterIP from 10.96.0.1 on and their
@@ -87,8 +97,9 @@ What it does NOT do: no scheduling and no kubelet (pods stay Pending until a tes
 otherwise; spec.nodeName is never set, and unlike the real API an unscheduled pod is still
 deleted gracefully), no admission, RBAC or quota, no finalizers (claims have no pvc-protection),
 no strategic merge patch, JSON patch or server-side apply (415), no set-based label selectors
-(in, notin: 400) and no field selector but metadata.name, no generateName, no dryRun, no paging
-(limit and continue are ignored: one page), no resourceVersion for get and list (they always
+(in, notin: 400) and no field selector but metadata.name, no generateName, no dryRun, no
+consistent paging (a list's limit and continue are served, each page cut from the state of the
+moment, not from the first page's snapshot), no resourceVersion for get and list (they always
 serve the current state, which is what "Most Recent", "Any" and "Not older than" allow), no
 /api/v1/watch/... paths (deprecated: ?watch=1 only), no Table or protobuf (JSON only), no
 OpenAPI (kubectl needs --validate=false), no other resource or API group, no namespace objects,
@@ -334,6 +345,7 @@ class KubeApiStandin(ThreadedStandin):
         self._watchers = []
         self._failures = {}  # verb -> [code, count]
         self._immediate_deletion = False
+        self._logs = {}  # (namespace, pod name) -> its container's output (set_pod_log)
         self._next_cluster_ip = 1
         self._requests = collections.deque(maxlen=MAX_REQUESTS_KEPT)
         self._timers = []
@@ -470,10 +482,23 @@ class KubeApiStandin(ThreadedStandin):
 
     # --- what the kubelet and the node would do ---------------------------------------------
 
-    def set_pod_status(self, namespace, name, phase=None, ready=None, pod_ip=None):
+    def set_pod_status(self, namespace, name, phase=None, ready=None, pod_ip=None,
+                       container_state=None, restart_count=0):
         """Sets status.phase, the Ready condition (and ContainersReady) and status.podIP/podIPs,
-        as the kubelet reports them; returns the pod."""
+        as the kubelet reports them; returns the pod. `container_state` (a ContainerState:
+        {"waiting": {"reason", "message"}}, {"running": {...}} or {"terminated": {"exitCode",
+        "reason"}}): status.containerStatuses of the pod's first container becomes it, with
+        `restart_count`."""
         status = {}
+        if container_state is not None:
+            with self._lock:
+                current = self._current("pods", namespace, name, None)
+                container = current["spec"]["containers"][0]
+                status["containerStatuses"] = [{
+                    "name": container.get("name", ""), "state": container_state, "lastState": {},
+                    "ready": bool(ready), "restartCount": restart_count,
+                    "image": container.get("image", ""), "imageID": "",
+                    "started": "running" in container_state}]
         if phase is not None:
             status["phase"] = phase
         if pod_ip is not None:
@@ -554,7 +579,40 @@ class KubeApiStandin(ThreadedStandin):
                 raise TimeoutError(f"{self.watcher_count()} watchers, not {count}, after {timeout} s")
             time.sleep(0.02)
 
+    def set_pod_log(self, namespace, name, text):
+        """What the pod's container wrote (stdout and stderr), served by .../pods/NAME/log until
+        the pod is removed."""
+        with self._lock:
+            self._current("pods", namespace, name, None)
+            self._logs[(namespace, name)] = text
+
+    def pod_log(self, namespace, name, tail_lines=None, limit_bytes=None):
+        """GET .../pods/NAME/log: the output's last `tail_lines` lines, then at most `limit_bytes`
+        bytes of them."""
+        with self._lock:
+            pod = self._current("pods", namespace, name, None)
+            text = self._logs.get((namespace, name))
+            if text is None:
+                if pod.get("status", {}).get("phase") == "Pending":
+                    container = pod["spec"]["containers"][0].get("name", "")
+                    raise bad_request(f'container "{container}" in pod "{name}" is waiting to '
+                                      f'start: ContainerCreating')
+                text = ""
+        if tail_lines is not None:
+            lines = text.splitlines(keepends=True)
+            text = "".join(lines[len(lines) - tail_lines:] if tail_lines else [])
+        data = text.encode()
+        if limit_bytes is not None:
+            data = data[:limit_bytes]
+        return data.decode(errors="replace")
+
     # --- faults and switches ----------------------------------------------------------------
+
+    def set_token(self, token):
+        """From now on every API request must carry this token (None: none): the service
+        account's token was rotated."""
+        with self._lock:
+            self.token = token
 
     def fail_next(self, verb, count=1, code=500):
         """The next `count` requests of `verb` (get, list, watch, create, update, patch, delete)
@@ -622,6 +680,8 @@ class KubeApiStandin(ThreadedStandin):
         obj = self._objects.pop(key, None)
         if obj is None:
             raise not_found(key[0], key[2])
+        if key[0] == "pods":
+            self._logs.pop((key[1], key[2]), None)
         self._rv += 1
         obj["metadata"]["resourceVersion"] = str(self._rv)
         self._record(_Event(self._rv, "DELETED", key[0], key[1], copy.deepcopy(obj), None))
@@ -738,6 +798,7 @@ class KubeApiStandin(ThreadedStandin):
         resource, namespace, name, subresource = route
         verb = _verb(method, name, query)
         if (verb is None or (subresource is not None and verb not in ("get", "update", "patch"))
+                or (subresource == "log" and verb != "get")
                 or (namespace is None and verb != "list" and verb != "watch")):
             raise ApiError(405, "MethodNotAllowed",
                            "the server does not allow this method on the requested resource", {})
@@ -759,8 +820,13 @@ class KubeApiStandin(ThreadedStandin):
             for item in items:  # a typed list's items carry no kind or apiVersion
                 item.pop("kind", None)
                 item.pop("apiVersion", None)
+            metadata = {"resourceVersion": rv}
+            items = _page(items, query, metadata)
             return 200, {"kind": f"{kind}List", "apiVersion": API_VERSION,
-                         "metadata": {"resourceVersion": rv}, "items": items}, {}
+                         "metadata": metadata, "items": items}, {}
+        if verb == "get" and subresource == "log":
+            return 200, self.pod_log(namespace, name, _optional_count(query, "tailLines"),
+                                     _optional_count(query, "limitBytes")), {}
         if verb == "get":
             return 200, self.get(resource, namespace, name), {}
         if verb == "create":
@@ -811,16 +877,24 @@ class KubeApiStandin(ThreadedStandin):
                 return 200, {}, {}
             if len(parts) == 4 and parts[0] == "pods" and parts[3] == "status":
                 return 200, self.set_pod_status(parts[1], parts[2], request.get("phase"),
-                                                request.get("ready"), request.get("podIP")), {}
+                                                request.get("ready"), request.get("podIP"),
+                                                request.get("containerState"),
+                                                int(request.get("restartCount", 0))), {}
             if len(parts) == 4 and parts[0] == "pods" and parts[3] == "node-failure":
                 return 200, self.node_failure(parts[1], parts[2],
                                               bool(request.get("deleted"))), {}
+            if path == "/token":
+                self.set_token(request.get("token"))
+                return 200, {}, {}
+            if len(parts) == 4 and parts[0] == "pods" and parts[3] == "log":
+                self.set_pod_log(parts[1], parts[2], str(request.get("text", "")))
+                return 200, {}, {}
             if len(parts) == 4 and parts[0] == "pods" and parts[3] == "finish-deletion":
                 return 200, self.finish_deletion(parts[1], parts[2]), {}
         raise ApiError(404, "NotFound", "the stand-in's control API: GET /_standin/requests, "
                        "/_standin/watchers; POST /_standin/compact, /bookmark, /drop-watches, /end-watches, "
-                       "/fail-next, /immediate-deletion, /pods/NS/NAME/status|node-failure|"
-                       "finish-deletion", {})
+                       "/fail-next, /immediate-deletion, /token, /pods/NS/NAME/status|"
+                       "node-failure|finish-deletion|log", {})
 
 
 def _validate_name(kind, grammar, name):
@@ -845,6 +919,42 @@ def _json(body):
         return json.loads(body)
     except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
         raise bad_request(f"the body is not JSON: {error}") from None
+
+
+def _page(items, query, metadata):
+    """The page a list's `limit` and `continue` ask for (api-concepts, "Retrieving large results
+    sets in chunks"): at most `limit` items from where `continue` says; metadata.continue (an
+    opaque token, here the offset) and remainingItemCount when more follow."""
+    limit = _optional_count(query, "limit")
+    token = query.get("continue", "")
+    try:
+        offset = int(token) if token else 0
+    except ValueError:
+        raise bad_request(f'invalid continue token "{token}"') from None
+    if offset < 0 or (token and not limit):
+        raise bad_request(f'invalid continue token "{token}"')
+    if not limit:
+        return items
+    page = items[offset:offset + limit]
+    if offset + limit < len(items):
+        metadata["continue"] = str(offset + limit)
+        metadata["remainingItemCount"] = len(items) - offset - limit
+    return page
+
+
+def _optional_count(query, key):
+    """A non-negative integer query parameter (tailLines, limitBytes), or None when absent."""
+    text = query.get(key)
+    if text is None:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise bad_request(f'invalid {key} "{text}"') from None
+    if value < 0 or (key == "limitBytes" and value == 0):
+        raise bad_request(f"{key}: Invalid value: {value}: must be "
+                          f"{'greater than 0' if key == 'limitBytes' else 'non-negative'}")
+    return value
 
 
 def _timeout_seconds(text):
@@ -877,6 +987,8 @@ def _route(path):
         return resource, namespace, rest[0], None
     if len(rest) == 2 and rest[0] and rest[1] == "status" and resource in ("pods",):
         return resource, namespace, rest[0], "status"
+    if len(rest) == 2 and rest[0] and rest[1] == "log" and resource == "pods":
+        return resource, namespace, rest[0], "log"
     return None
 
 
@@ -893,6 +1005,8 @@ def _resource_list():
     for resource, (kind, _) in RESOURCES.items():
         resources.append({"name": resource, "singularName": "", "namespaced": True, "kind": kind,
                           "verbs": VERBS, "shortNames": SHORT_NAMES[resource]})
+    resources.append({"name": "pods/log", "singularName": "", "namespaced": True,
+                      "kind": "Pod", "verbs": ["get"]})
     resources.append({"name": "pods/status", "singularName": "", "namespaced": True,
                       "kind": "Pod", "verbs": ["get", "patch", "update"]})
     return {"kind": "APIResourceList", "groupVersion": API_VERSION, "resources": resources}

@@ -168,7 +168,7 @@ int run(const config::Config& configuration) {
   retirer_settings.haproxy_sockets = configuration.haproxy_sockets;
   retirer_settings.connections_table = configuration.connections_table;
   retirer_settings.stop_grace = configuration.stop_grace;
-  server::IdleRetirer retirer(runtime_strand, retirer_settings, runtime, metrics);
+  server::IdleRetirer retirer(runtime_strand, retirer_settings, runtime, resolver, metrics);
 
   // Every first visit of a crowd comes at once (HAProxy holds one connection per waiting
   // request): the pages listener takes far more than the layer's default 32, each exchange

@@ -244,8 +244,9 @@ def check_deb(args):
                   for name in ("Package", "Version", "Architecture", "Depends", "Recommends")}
         if fields["Version"] != args.version or fields["Package"] != "container-director":
             fail(f"{deb.name}: package {fields['Package']} version {fields['Version']}")
-        # dpkg-shlibdeps' Depends: the C and C++ runtimes and the two libraries linked
-        # dynamically (c-ares, prometheus-cpp's core), nothing else.
+        # dpkg-shlibdeps' Depends: the C and C++ runtimes and the libraries linked dynamically
+        # (c-ares, prometheus-cpp's core; OpenSSL's libssl3 too since the spawner's Kubernetes
+        # runtime, not checked here).
         depends = {re.split(r"[ (]", d.strip())[0] for d in fields["Depends"].split(",")}
         for needed in ("libc6", "libstdc++6", "libgcc-s1", "libc-ares2"):
             if needed not in depends:

@@ -168,7 +168,7 @@ class Discovery(StandinTest):
 
     def test_anything_else_is_a_not_found_status(self):
         for path in ("/apis/apps/v1", "/api/v1/namespaces/x/configmaps", "/api/v2",
-                     "/api/v1/namespaces/x/pods/a/log"):
+                     "/api/v1/namespaces/x/services/a/log", "/api/v1/namespaces/x/pods/a/exec"):
             code, body, _ = self.client.request("GET", path)
             self.assertEqual((code, body), (404, status(
                 404, "NotFound", "the server could not find the requested resource", {})), path)
@@ -266,6 +266,22 @@ class GetAndList(StandinTest):
         self.assertEqual((code, other["items"]), (200, []))
         code, everywhere, _ = self.client.request("GET", "/api/v1/services")
         self.assertEqual((code, len(everywhere["items"]), everywhere["kind"]), (200, 1, "ServiceList"))
+
+    def test_a_list_in_pages_of_limit_items(self):
+        for name in ("a", "b", "c", "d", "e"):
+            self.create("pods", named(fixture("pod.json"), name))
+        first = self.pods(limit="2")
+        self.assertEqual([p["metadata"]["name"] for p in first["items"]], ["a", "b"])
+        self.assertEqual(first["metadata"]["remainingItemCount"], 3)
+        second = self.pods(limit="2", **{"continue": first["metadata"]["continue"]})
+        self.assertEqual([p["metadata"]["name"] for p in second["items"]], ["c", "d"])
+        last = self.pods(limit="2", **{"continue": second["metadata"]["continue"]})
+        self.assertEqual([p["metadata"]["name"] for p in last["items"]], ["e"])
+        self.assertNotIn("continue", last["metadata"])
+        self.assertEqual(len(self.pods(limit="9")["items"]), 5)
+        self.assertNotIn("continue", self.pods()["metadata"])
+        code, body, _ = self.client.request("GET", f"{PODS}?limit=2&continue=nonsense")
+        self.assertEqual((code, body["reason"]), (400, "BadRequest"))
 
     def test_label_selectors_equality_based(self):
         pod = fixture("pod.json")
@@ -546,6 +562,71 @@ class Watching(StandinTest):
         self.assertEqual((deleted["type"], deleted["object"]["metadata"]["name"]), ("DELETED", "b"))
 
 
+class Logs(StandinTest):
+    """GET .../pods/{name}/log (the reference: "read log of the specified Pod"): text/plain,
+    tailLines, limitBytes."""
+
+    def log(self, name="vscode-alice", **query):
+        path = f"{PODS}/{name}/log" + ("?" + "&".join(f"{k}={v}" for k, v in query.items())
+                                       if query else "")
+        connection = self.client.connection()
+        connection.request("GET", path, headers=self.client.headers())
+        response = connection.getresponse()
+        body = response.read().decode()
+        connection.close()
+        return response.status, body, response.getheader("Content-Type")
+
+    def test_the_tail_and_the_byte_limit(self):
+        self.create("pods", fixture("pod.json"))
+        self.api.set_pod_status(NS, "vscode-alice", phase="Running")
+        self.assertEqual(self.log(), (200, "", "text/plain"))  # running, nothing written yet
+        self.api.set_pod_log(NS, "vscode-alice", "one\ntwo\nthree\n")
+        self.assertEqual(self.log()[:2], (200, "one\ntwo\nthree\n"))
+        self.assertEqual(self.log(tailLines=2)[:2], (200, "two\nthree\n"))
+        self.assertEqual(self.log(tailLines=0)[:2], (200, ""))
+        self.assertEqual(self.log(tailLines=9)[:2], (200, "one\ntwo\nthree\n"))
+        # limitBytes counts from the start of what is shown: a final line may be cut
+        self.assertEqual(self.log(tailLines=2, limitBytes=5)[:2], (200, "two\nt"))
+        self.assertEqual(self.api.requests()[-1],
+                         ("GET", f"{PODS}/vscode-alice/log", {"tailLines": "2", "limitBytes": "5"}))
+
+    def test_pending_without_output_missing_and_removed(self):
+        self.create("pods", fixture("pod.json"))
+        code, body, _ = self.log()
+        self.assertEqual((code, json.loads(body)), (400, status(
+            400, "BadRequest",
+            'container "ide" in pod "vscode-alice" is waiting to start: ContainerCreating')))
+        self.api.set_pod_log(NS, "vscode-alice", "early\n")
+        self.assertEqual(self.log()[:2], (200, "early\n"))
+        self.client.request("DELETE", f"{PODS}/vscode-alice?gracePeriodSeconds=0")
+        code, body, _ = self.log()
+        self.assertEqual((code, json.loads(body)["reason"]), (404, "NotFound"))
+        self.create("pods", fixture("pod.json"))  # a new pod of that name has no output yet
+        self.assertEqual(self.log()[0], 400)
+
+    def test_bad_counts_and_methods(self):
+        self.create("pods", fixture("pod.json"))
+        for query in ({"tailLines": "-1"}, {"tailLines": "x"}, {"limitBytes": "0"}):
+            code, body, _ = self.log(**query)
+            self.assertEqual((code, json.loads(body)["reason"]), (400, "BadRequest"), query)
+        code, body, _ = self.client.request("POST", f"{PODS}/vscode-alice/log", {})
+        self.assertEqual((code, body["reason"]), (405, "MethodNotAllowed"))
+
+    def test_container_state_as_the_kubelet_reports_it(self):
+        self.create("pods", fixture("pod.json"))
+        waiting = {"waiting": {"reason": "ErrImagePull", "message": "no such image"}}
+        pod = self.api.set_pod_status(NS, "vscode-alice", container_state=waiting)
+        self.assertEqual(pod["status"]["phase"], "Pending")
+        container = pod["status"]["containerStatuses"][0]
+        self.assertEqual((container["name"], container["state"], container["ready"],
+                          container["restartCount"]), ("ide", waiting, False, 0))
+        pod = self.api.set_pod_status(NS, "vscode-alice", phase="Failed", container_state={
+            "terminated": {"exitCode": 3, "reason": "Error"}}, restart_count=2)
+        container = pod["status"]["containerStatuses"][0]
+        self.assertEqual((container["state"]["terminated"]["exitCode"], container["restartCount"]),
+                         (3, 2))
+
+
 class Faults(StandinTest):
     def test_next_requests_of_a_verb_fail(self):
         self.api.fail_next("create", 1, code=500)
@@ -614,6 +695,15 @@ class Token(StandinTest):
         self.assertEqual(self.client.request("GET", PODS)[0], 200)
         # the control API needs none
         self.assertEqual(Client(self.api).request("POST", "/_standin/bookmark")[0], 200)
+
+    def test_the_token_rotates(self):
+        self.api.set_token("n3w")
+        self.assertEqual(self.client.request("GET", PODS)[0], 401)  # the old one
+        self.assertEqual(Client(self.api, token="n3w").request("GET", PODS)[0], 200)
+        code, _, _ = Client(self.api).request("POST", "/_standin/token", {"token": "n3wer"})
+        self.assertEqual(code, 200)
+        self.assertEqual(Client(self.api, token="n3w").request("GET", PODS)[0], 401)
+        self.assertEqual(Client(self.api, token="n3wer").request("GET", PODS)[0], 200)
 
 
 class Tls(unittest.TestCase):
@@ -687,6 +777,16 @@ class AsAProcess(unittest.TestCase):
         connection.close()
         self.assertEqual(response.status, 200, answer)
         return answer
+
+    def test_kubectl_logs_reads_the_log_subresource(self):
+        self.run_kubectl("create", "--validate=false", "-f", str(FIXTURES / "pod.yaml"))
+        self.addCleanup(self.run_kubectl, "delete", "pod", "vscode-bob", "--grace-period=0",
+                        "--force", check=False)
+        self.control("/pods/kubectl-ns/vscode-bob/status", {"phase": "Running"})
+        self.control("/pods/kubectl-ns/vscode-bob/log", {"text": "first\nsecond\nthird\n"})
+        self.assertEqual(self.run_kubectl("logs", "vscode-bob", "--tail=2").stdout,
+                         "second\nthird\n")
+        self.assertEqual(self.run_kubectl("logs", "vscode-bob", "--limit-bytes=3").stdout, "fir")
 
     def test_kubectl_create_get_watch_delete(self):
         # --validate=false: kubectl validates against the server's /openapi/v2, which the

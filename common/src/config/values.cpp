@@ -147,18 +147,42 @@ bool is_socket_path(std::string_view path) {
   return path.starts_with('/') && is_plain_text(path, longest_socket_path) && path.find(',') == std::string_view::npos;
 }
 
-std::optional<StatsSocket> parse_stats_socket(std::string_view text) {
-  if (is_socket_path(text)) return StatsSocket(std::string(text));
-  if (const auto endpoint = parse_endpoint(text)) return StatsSocket(*endpoint);
-  return std::nullopt;
+std::optional<EndpointOrName> parse_endpoint_or_name(std::string_view text) {
+  if (const auto endpoint = parse_endpoint(text)) return EndpointOrName(*endpoint);
+  const auto colon = text.rfind(':');
+  if (colon == std::string_view::npos) return std::nullopt;
+  const auto name = text.substr(0, colon);
+  const auto last_label = name.substr(name.rfind('.') + 1);
+  const bool numeric = std::all_of(last_label.begin(), last_label.end(), [](char c) { return c >= '0' && c <= '9'; });
+  const auto port = parse_integer<std::uint16_t>(text.substr(colon + 1), 1, 65535);
+  constexpr std::size_t longest_name = 253;  // RFC 1035's 255 bytes on the wire
+  if (name.size() > longest_name || !is_dns_name(name) || numeric || !port) return std::nullopt;
+  return EndpointOrName(NamedEndpoint{std::string(name), *port});
 }
 
-Failure set_stats_sockets(std::vector<std::string>& target, std::string_view text, ListSeparators separators) {
+std::optional<StatsSocket> parse_stats_socket(std::string_view text) {
+  if (is_socket_path(text)) return StatsSocket(std::string(text));
+  const auto peer = parse_endpoint_or_name(text);
+  if (!peer) return std::nullopt;
+  return std::visit([](const auto& alternative) { return StatsSocket(alternative); }, *peer);
+}
+
+Failure set_stats_sockets(std::vector<std::string>& target, std::string_view text, ListSeparators separators,
+                          SocketNames names) {
   const auto is_stats_socket = [](std::string_view entry) { return parse_stats_socket(entry).has_value(); };
+  const auto is_socket_by_address = [](std::string_view entry) {
+    const auto socket = parse_stats_socket(entry);
+    return socket && !std::holds_alternative<NamedEndpoint>(*socket);
+  };
+  const auto prefix = "entries separated by " + std::string(separated_by(separators)) +
+                      ", each an absolute unix socket path (at most 107 characters) or IP:PORT ([IPv6]:PORT)";
+  const std::string_view rest = ", e.g. /run/haproxy/admin.sock (in the file: an array of strings), or empty for none";
+  if (names == SocketNames::refused) {
+    return set_list(target, text, separators, is_socket_by_address, prefix + std::string(rest));
+  }
   return set_list(target, text, separators, is_stats_socket,
-                  "entries separated by " + std::string(separated_by(separators)) +
-                      ", each an absolute unix socket path (at most 107 characters) or IP:PORT ([IPv6]:PORT), e.g. "
-                      "/run/haproxy/admin.sock (in the file: an array of strings), or empty for none");
+                  prefix + " or NAME:PORT (a DNS name, resolved at every use: every address is one HAProxy)" +
+                      std::string(rest));
 }
 
 std::optional<DnsServer> parse_dns_server(std::string_view text) {

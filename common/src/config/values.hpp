@@ -112,16 +112,41 @@ bool overlaps(const boost::asio::ip::tcp::endpoint& a, const boost::asio::ip::tc
 // characters, no comma (lists are comma-separated).
 bool is_socket_path(std::string_view path);
 
-// An HAProxy stats socket (runtime API): a unix socket path, or a TCP address.
-using StatsSocket = std::variant<std::string, boost::asio::ip::tcp::endpoint>;
+// A TCP peer named by DNS: whoever connects resolves `name` each time it needs the peers, and
+// every address the name yields is one peer (a headless Service's A records: one per Pod).
+struct NamedEndpoint {
+  std::string name;  // as parse_endpoint_or_name takes it: never an IPv4 address
+  std::uint16_t port = 0;
+  friend bool operator==(const NamedEndpoint&, const NamedEndpoint&) = default;
+};
+
+// A TCP peer by address, or by a DNS name resolved at each use.
+using EndpointOrName = std::variant<boost::asio::ip::tcp::endpoint, NamedEndpoint>;
+
+// The one grammar of a TCP peer that may be named: parse_endpoint's "ipv4:port" and
+// "[ipv6]:port" (port 1 to 65535), or "NAME:PORT" with NAME a DNS name of at most 253
+// characters (is_dns_name: lowercase, no trailing dot) whose last label is not all digits, so
+// that "300.1.1.1:80" is a bad address, never a name. std::nullopt for anything else.
+std::optional<EndpointOrName> parse_endpoint_or_name(std::string_view text);
+
+// An HAProxy stats socket (runtime API): a unix socket path, a TCP address, or a DNS name whose
+// every address is one HAProxy (the spawner's only: see set_stats_sockets).
+using StatsSocket = std::variant<std::string, boost::asio::ip::tcp::endpoint, NamedEndpoint>;
 // The one parser of a stats socket entry (the spawner's haproxy_sockets, the agent's
 // DIRECTOR_HAPROXY_SOCKETS, net::haproxy_command): an absolute unix socket path
-// (is_socket_path), or IP:PORT ([IPv6]:PORT). std::nullopt for anything else.
+// (is_socket_path), IP:PORT ([IPv6]:PORT), or NAME:PORT (parse_endpoint_or_name). std::nullopt
+// for anything else.
 std::optional<StatsSocket> parse_stats_socket(std::string_view text);
 
+// Whether a stats socket list takes NAME:PORT entries: only a program that resolves them at each
+// use does (the spawner's idle retirer); the agent talks to the HAProxy beside it by address.
+enum class SocketNames : std::uint8_t { refused, resolved_at_each_use };
+
 // Sets `target` to a list of stats sockets (parse_stats_socket), or says what is accepted: the
-// agent's haproxy_sockets (spaces or commas) and the spawner's (commas).
-Failure set_stats_sockets(std::vector<std::string>& target, std::string_view text, ListSeparators separators);
+// agent's haproxy_sockets (spaces or commas, names refused) and the spawner's (commas, names
+// resolved at every idle round).
+Failure set_stats_sockets(std::vector<std::string>& target, std::string_view text, ListSeparators separators,
+                          SocketNames names = SocketNames::refused);
 
 // One DNS server: where --dns-server entries and the resolver's servers point.
 struct DnsServer {

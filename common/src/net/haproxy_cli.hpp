@@ -24,7 +24,7 @@
 namespace director::net {
 
 enum class HaproxyCliErrorKind : std::uint8_t {
-  bad_socket,  // not a socket config_table::parse_stats_socket reads
+  bad_socket,  // not a socket config_table::parse_stats_socket reads, or a NAME:PORT (the caller resolves names)
   connect,     // no connection (no such socket, refused, permission)
   io,          // the command could not be sent, or the connection broke mid-answer
   timeout,     // the deadline passed
@@ -43,7 +43,8 @@ struct HaproxyCliError {
 using HaproxyAnswer = boost::system::result<std::string, HaproxyCliError>;
 
 // Sends `command` to the stats socket `socket` (a unix socket path or IP:PORT, as
-// config_table::parse_stats_socket reads it) and returns HAProxy's whole answer.
+// config_table::parse_stats_socket reads it; a NAME:PORT is bad_socket: this function does no
+// DNS) and returns HAProxy's whole answer.
 boost::asio::awaitable<HaproxyAnswer> haproxy_command(std::string socket, std::string command, std::size_t max_bytes,
                                                       std::chrono::milliseconds timeout);
 

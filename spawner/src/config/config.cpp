@@ -515,18 +515,24 @@ std::vector<Option> options() {
        [](Config& c, std::string_view v) { return set_duration(c.idle_check_interval, v, seconds(1), minutes(60)); },
        [](const Config& c) -> Json { return duration(c.idle_check_interval); }},
       {"agents", "SPAWNER_AGENTS", "--agents",
-       "Comma-separated HTTP listeners of every agent, http://IP:PORT, read for who was seen when (GET /users). "
-       "Default none",
+       "Comma-separated HTTP listeners of every agent, read for who was seen when (GET /users): http://IP:PORT, or "
+       "http://NAME:PORT with a DNS name resolved at every idle round (through SPAWNER_DNS_SERVER), each address "
+       "one agent (a headless Service). Default none",
        [](Config& c, std::string_view v) {
          return config_table::set_list(c.agent_urls, v, config_table::ListSeparators::commas, is_agent_url,
-                                       "entries of http://IP:PORT (http://[IPv6]:PORT) separated by commas, e.g. "
-                                       "http://127.0.0.1:9102 (in the file: an array of strings), or empty for none");
+                                       "entries of http://IP:PORT (http://[IPv6]:PORT) or http://NAME:PORT (a DNS "
+                                       "name) separated by commas, e.g. http://127.0.0.1:9102 or "
+                                       "http://director-agents.director.svc.cluster.local:9102 (in the file: an "
+                                       "array of strings), or empty for none");
        },
        [](const Config& c) -> Json { return c.agent_urls; }},
       {"haproxy_sockets", "SPAWNER_HAPROXY_SOCKETS", "--haproxy-sockets",
-       "Comma-separated stats sockets of every HAProxy, read for open connections per user (show table). Default none",
+       "Comma-separated stats sockets of every HAProxy, read for open connections per user (show table): a unix "
+       "socket path, IP:PORT, or NAME:PORT with a DNS name resolved at every idle round (through "
+       "SPAWNER_DNS_SERVER), each address one HAProxy (a headless Service). Default none",
        [](Config& c, std::string_view v) {
-         return config_table::set_stats_sockets(c.haproxy_sockets, v, config_table::ListSeparators::commas);
+         return config_table::set_stats_sockets(c.haproxy_sockets, v, config_table::ListSeparators::commas,
+                                                config_table::SocketNames::resolved_at_each_use);
        },
        [](const Config& c) -> Json { return c.haproxy_sockets; }},
       {"connections_table", "SPAWNER_CONNECTIONS_TABLE", "--connections-table",
@@ -565,10 +571,10 @@ Failure check_consistency(const Config& c) {
 
 }  // namespace
 
-std::optional<boost::asio::ip::tcp::endpoint> parse_agent_url(std::string_view url) {
+std::optional<config_table::EndpointOrName> parse_agent_url(std::string_view url) {
   constexpr std::string_view scheme = "http://";
   if (!url.starts_with(scheme)) return std::nullopt;
-  return config_table::parse_endpoint(url.substr(scheme.size()));
+  return config_table::parse_endpoint_or_name(url.substr(scheme.size()));
 }
 
 unsigned Config::effective_threads() const noexcept { return config_table::effective_threads(threads); }

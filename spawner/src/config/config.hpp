@@ -74,9 +74,11 @@ struct Config {
   // Idle retirement.
   core::IdleSettings idle;
   std::chrono::milliseconds idle_check_interval{60'000};
-  // http://IP:PORT of each agent's HTTP listener (for /users), each as parse_agent_url reads it.
+  // http://IP:PORT or http://NAME:PORT of the agents' HTTP listeners (for /users), each as
+  // parse_agent_url reads it; a NAME is resolved at every idle round, every address one agent.
   std::vector<std::string> agent_urls;
-  // HAProxy stats sockets for `show table`, each as parse_stats_socket reads it.
+  // HAProxy stats sockets for `show table`, each as parse_stats_socket reads it; a NAME:PORT is
+  // resolved at every idle round, every address one HAProxy.
   std::vector<std::string> haproxy_sockets;
   std::string connections_table = "user_connections";  // the stick table counting conn_cur per username
 
@@ -90,9 +92,10 @@ struct Config {
   unsigned effective_threads() const noexcept;
 };
 
-// The one parser of an agent_urls entry: "http://IP:PORT" ("http://[IPv6]:PORT"), no path; the
-// agent's HTTP listener. std::nullopt for anything else (the option refuses it).
-std::optional<boost::asio::ip::tcp::endpoint> parse_agent_url(std::string_view url);
+// The one parser of an agent_urls entry: "http://IP:PORT" ("http://[IPv6]:PORT") or
+// "http://NAME:PORT" (config_table::parse_endpoint_or_name after the scheme), no path; the
+// agents' HTTP listener. std::nullopt for anything else (the option refuses it).
+std::optional<config_table::EndpointOrName> parse_agent_url(std::string_view url);
 
 // A haproxy_sockets entry: config_table::parse_stats_socket (common/src/config/values.hpp), the
 // grammar the agent's DIRECTOR_HAPROXY_SOCKETS shares.

@@ -102,6 +102,16 @@ std::string_view to_string(PageName page) noexcept {
   return "unknown";
 }
 
+std::string_view to_string(IdleSource source) noexcept {
+  switch (source) {
+    case IdleSource::runtime: return "runtime";
+    case IdleSource::dns: return "dns";
+    case IdleSource::agent: return "agent";
+    case IdleSource::haproxy: return "haproxy";
+  }
+  return "unknown";
+}
+
 Metrics::Metrics(std::string_view version) {
   prometheus::BuildGauge()
       .Name("director_spawner_build_info")
@@ -131,6 +141,14 @@ Metrics::Metrics(std::string_view version) {
   for (const auto action : {core::IdleAction::stop, core::IdleAction::remove}) {
     retirements_[static_cast<std::size_t>(action)] =
         &retirements.Add({{"reason", "idle"}, {"action", std::string(core::to_string(action))}});
+  }
+
+  auto& unreadable = prometheus::BuildCounter()
+                         .Name("director_spawner_idle_unreadable_total")
+                         .Help("Sources an idle round could not read, by source; each makes that round retire nobody")
+                         .Register(registry_);
+  for (std::size_t i = 0; i < idle_source_count; ++i) {
+    idle_unreadable_[i] = &unreadable.Add({{"source", std::string(to_string(static_cast<IdleSource>(i)))}});
   }
 
   auto& requests = prometheus::BuildCounter()
@@ -189,6 +207,11 @@ void Metrics::spawn_finished(std::optional<core::FailureKind> failure, Duration 
 void Metrics::retired(core::IdleAction action) {
   const auto index = static_cast<std::size_t>(action);
   if (index < retirements_.size()) retirements_[index]->Increment();
+}
+
+void Metrics::idle_source_unreadable(IdleSource source) {
+  const auto index = static_cast<std::size_t>(source);
+  if (index < idle_source_count) idle_unreadable_[index]->Increment();
 }
 
 void Metrics::runtime_call(RuntimeCall call, std::optional<core::CallError> error, Duration elapsed) {

@@ -54,6 +54,16 @@ enum class PageName : std::uint8_t {
 };
 std::string_view to_string(PageName page) noexcept;
 
+// What an idle round could not read (director_spawner_idle_unreadable_total{source}): each makes
+// that round retire nobody.
+enum class IdleSource : std::uint8_t {
+  runtime,  // the managed containers' listing
+  dns,      // a name of SPAWNER_AGENTS or SPAWNER_HAPROXY_SOCKETS: no answer, or no address
+  agent,    // one agent's GET /users
+  haproxy,  // one HAProxy's `show table`
+};
+std::string_view to_string(IdleSource source) noexcept;
+
 // State sampled when Prometheus scrapes: the lifecycle already counts these.
 struct StateSample {
   std::map<core::Phase, std::size_t> users_by_phase;
@@ -71,6 +81,7 @@ class Metrics {
   // An operation ended: ready (failure nullopt; `elapsed` from its wake to ready) or failed.
   void spawn_finished(std::optional<core::FailureKind> failure, Duration elapsed);
   void retired(core::IdleAction action);
+  void idle_source_unreadable(IdleSource source);
   // A runtime call ended; `error` nullopt: it succeeded.
   void runtime_call(RuntimeCall call, std::optional<core::CallError> error, Duration elapsed);
   void event_stream_reconnected();
@@ -89,12 +100,14 @@ class Metrics {
   static constexpr std::size_t call_error_count = 5;    // core::CallError
   static constexpr std::size_t refusal_count = 6;       // RefusalKind
   static constexpr std::size_t page_count = 7;          // PageName
+  static constexpr std::size_t idle_source_count = 4;   // IdleSource
 
   prometheus::Registry registry_;
   prometheus::Counter* spawns_ready_ = nullptr;
   std::array<prometheus::Counter*, failure_kind_count> spawns_failed_{};
   prometheus::Histogram* time_to_ready_ = nullptr;
   std::array<prometheus::Counter*, 2> retirements_{};  // core::IdleAction
+  std::array<prometheus::Counter*, idle_source_count> idle_unreadable_{};
   // [call][0] ok, [call][1 + CallError] failures
   std::array<std::array<prometheus::Counter*, 1 + call_error_count>, call_count> runtime_requests_{};
   std::array<prometheus::Histogram*, call_count> runtime_seconds_{};

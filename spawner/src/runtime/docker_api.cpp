@@ -1,5 +1,7 @@
 #include "runtime/docker_api.hpp"
 
+#include "runtime/json_fields.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -10,25 +12,12 @@
 namespace director::spawner::runtime::docker {
 namespace {
 
-using Json = nlohmann::json;
+using json_fields::Json;
+using json_fields::object_at;
+using json_fields::parse;
+using json_fields::string_at;
 
 constexpr std::size_t max_message = 300;
-
-Json parse(std::string_view text) { return Json::parse(text.begin(), text.end(), nullptr, false); }
-
-// The string member `key` of `object`, or empty.
-std::string string_at(const Json& object, std::string_view key) {
-  if (!object.is_object()) return {};
-  const auto found = object.find(key);
-  return found != object.end() && found->is_string() ? found->get<std::string>() : std::string{};
-}
-
-const Json& object_at(const Json& object, std::string_view key) {
-  static const Json none = Json::object();
-  if (!object.is_object()) return none;
-  const auto found = object.find(key);
-  return found != object.end() && found->is_object() ? *found : none;
-}
 
 std::optional<int> int_text(std::string_view text) {
   int value = 0;

@@ -2,6 +2,7 @@
 
 #include "net/awaitable.hpp"
 #include "runtime/docker_api.hpp"
+#include "runtime/line_splitter.hpp"
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -30,34 +31,6 @@ RuntimeError refusal(docker::Call call, const http::ClientResponse& response) {
 }
 
 bool succeeded(const http::ClientResponse& response) { return response.result_int() / 100 == 2; }
-
-// Collects a stream's body one line at a time (lines longer than `max_line` end it).
-class LineSplitter {
- public:
-  explicit LineSplitter(std::size_t max_line) : max_line_(max_line) {}
-
-  // Feeds `data`, calling `on_line` with each complete line; false when a line is too long.
-  template <typename OnLine>
-  bool feed(std::string_view data, OnLine&& on_line) {
-    for (;;) {
-      const auto end = data.find('\n');
-      if (end == std::string_view::npos) break;
-      pending_.append(data.substr(0, end));
-      if (pending_.size() > max_line_) return false;
-      on_line(std::string_view(pending_));
-      pending_.clear();
-      data.remove_prefix(end + 1);
-    }
-    pending_.append(data);
-    return pending_.size() <= max_line_;
-  }
-  // What is left without a newline at the end of the stream.
-  std::string_view rest() const noexcept { return pending_; }
-
- private:
-  std::size_t max_line_;
-  std::string pending_;
-};
 
 // stream() with a deadline over the whole exchange, body included (pulls and logs end; the
 // event stream does not and has none).

@@ -12,6 +12,7 @@
 #include <boost/beast/http/field.hpp>
 
 #include <utility>
+#include <variant>
 
 namespace director::spawner::server {
 namespace {
@@ -27,10 +28,11 @@ std::string milliseconds_text(std::chrono::milliseconds duration) { return std::
 }  // namespace
 
 IdleRetirer::IdleRetirer(boost::asio::any_io_executor executor, RetirerSettings settings, runtime::Runtime& runtime,
-                         metrics::Metrics& metrics)
+                         net::Resolver& resolver, metrics::Metrics& metrics)
     : strand_(boost::asio::make_strand(std::move(executor))),
       settings_(std::move(settings)),
       runtime_(runtime),
+      resolver_(resolver),
       metrics_(metrics),
       watching_since_(core::Clock::now()),
       timer_(strand_) {}
@@ -74,6 +76,7 @@ boost::asio::awaitable<RetirementRound> IdleRetirer::run_once() {
   auto listed = co_await metered(metrics_, RuntimeCall::list_managed, runtime_.list_managed());
   if (!listed) {
     log(LogLevel::warn, "idle check skipped: cannot list the managed containers", {{"message", listed.error().message}});
+    metrics_.idle_source_unreadable(metrics::IdleSource::runtime);
     co_return round;
   }
   core::IdleInputs inputs;
@@ -90,23 +93,10 @@ boost::asio::awaitable<RetirementRound> IdleRetirer::run_once() {
   }
   inputs.now = core::Clock::now();
   inputs.watching_since = watching_since_;
-  for (const auto& url : settings_.agent_urls) {
-    auto last_requests = co_await read_agent(url, inputs.now);
-    if (!last_requests) {
-      inputs.complete = false;
-      continue;
-    }
-    core::merge_last_request(inputs.last_request, *last_requests);
-  }
+  const bool agents_read = co_await read_agents(inputs.last_request, inputs.now);
   Connections by_username;
-  for (const auto& socket : settings_.haproxy_sockets) {
-    const auto table = co_await read_table(socket);
-    if (!table) {
-      inputs.complete = false;
-      continue;
-    }
-    for (const auto& [username, count] : *table) by_username[username] += count;
-  }
+  const bool tables_read = co_await read_tables(by_username);
+  inputs.complete = agents_read && tables_read;
   inputs.unknown_since = core::track_unknown(inputs, unknown_since_);
   unknown_since_ = inputs.unknown_since;
   inputs.open_connections = core::open_connections_by_label(inputs.running, by_username);
@@ -141,14 +131,86 @@ boost::asio::awaitable<RetirementRound> IdleRetirer::run_once() {
   co_return round;
 }
 
-boost::asio::awaitable<std::optional<LastRequests>> IdleRetirer::read_agent(const std::string& url,
-                                                                             core::TimePoint now) {
-  const auto address = config::parse_agent_url(url);
-  if (!address) {
-    log(LogLevel::warn, "idle check: not an agent URL (http://IP:PORT)", {{"agent", url}});
+boost::asio::awaitable<bool> IdleRetirer::read_agents(LastRequests& into, core::TimePoint now) {
+  bool complete = true;
+  for (const auto& url : settings_.agent_urls) {
+    const auto entry = config::parse_agent_url(url);
+    if (!entry) {
+      log(LogLevel::warn, "idle check: not an agent URL (http://IP:PORT or http://NAME:PORT)", {{"agent", url}});
+      metrics_.idle_source_unreadable(metrics::IdleSource::agent);
+      complete = false;
+      continue;
+    }
+    const auto agents = co_await peers(*entry, url);
+    if (!agents) {
+      complete = false;
+      continue;
+    }
+    for (const auto& agent : *agents) {
+      const auto last_requests = co_await read_agent(url, agent, now);
+      if (!last_requests) {
+        metrics_.idle_source_unreadable(metrics::IdleSource::agent);
+        complete = false;
+        continue;
+      }
+      core::merge_last_request(into, *last_requests);
+    }
+  }
+  co_return complete;
+}
+
+boost::asio::awaitable<bool> IdleRetirer::read_tables(Connections& into) {
+  bool complete = true;
+  for (const auto& entry : settings_.haproxy_sockets) {
+    std::vector<std::string> sockets{entry};  // a path or IP:PORT as configured; a name's addresses
+    const auto parsed = config_table::parse_stats_socket(entry);
+    if (const auto* named = parsed ? std::get_if<config_table::NamedEndpoint>(&*parsed) : nullptr) {
+      // A named argument, not a temporary (GCC 12 and temporaries in co_await: read_agent).
+      const config_table::EndpointOrName peer = *named;
+      const auto haproxys = co_await peers(peer, entry);
+      if (!haproxys) {
+        complete = false;
+        continue;
+      }
+      sockets.clear();
+      for (const auto& haproxy : *haproxys) sockets.push_back(config_table::format_endpoint(haproxy));
+    }
+    for (const auto& socket : sockets) {
+      const auto table = co_await read_table(socket);
+      if (!table) {
+        metrics_.idle_source_unreadable(metrics::IdleSource::haproxy);
+        complete = false;
+        continue;
+      }
+      for (const auto& [username, count] : *table) into[username] += count;
+    }
+  }
+  co_return complete;
+}
+
+boost::asio::awaitable<std::optional<std::vector<boost::asio::ip::tcp::endpoint>>> IdleRetirer::peers(
+    const config_table::EndpointOrName& entry, const std::string& configured) {
+  using Endpoints = std::vector<boost::asio::ip::tcp::endpoint>;
+  if (const auto* address = std::get_if<boost::asio::ip::tcp::endpoint>(&entry)) co_return Endpoints{*address};
+  const auto& named = std::get<config_table::NamedEndpoint>(entry);
+  const auto resolved = co_await resolver_.resolve(named.name);
+  if (resolved.outcome != net::DnsOutcome::ok) {
+    log(LogLevel::warn, "idle check: a name of the replicas gave no address",
+        {{"entry", configured},
+         {"outcome", resolved.outcome == net::DnsOutcome::no_such_host ? "no_such_host" : "error"}});
+    metrics_.idle_source_unreadable(metrics::IdleSource::dns);
     co_return std::nullopt;
   }
-  const auto host = address->address().to_string();
+  Endpoints endpoints;
+  for (const auto& address : resolved.addresses) endpoints.emplace_back(address, named.port);
+  co_return endpoints;
+}
+
+boost::asio::awaitable<std::optional<LastRequests>> IdleRetirer::read_agent(const std::string& url,
+                                                                             boost::asio::ip::tcp::endpoint address,
+                                                                             core::TimePoint now) {
+  const auto host = address.address().to_string();
+  const auto where = config_table::format_endpoint(address);
   LastRequests last_requests;
   std::uint64_t offset = 0;
   for (std::size_t page = 0; page < settings_.max_agent_pages; ++page) {
@@ -161,27 +223,30 @@ boost::asio::awaitable<std::optional<LastRequests>> IdleRetirer::read_agent(cons
     limits.body_limit = settings_.max_page_bytes;
     // A named endpoint, not a temporary: GCC 12 destroys a temporary argument of a coroutine
     // called in a co_await expression twice.
-    net::http::ClientEndpoint endpoint = net::http::TcpEndpoint{host, address->port()};
+    net::http::ClientEndpoint endpoint = net::http::TcpEndpoint{host, address.port()};
     auto response = co_await net::http::request(std::move(endpoint), std::move(request), limits);
     if (!response) {
-      log(LogLevel::warn, "idle check: cannot read an agent's users", {{"agent", url}, {"message", response.error().message}});
+      log(LogLevel::warn, "idle check: cannot read an agent's users",
+          {{"agent", url}, {"address", where}, {"message", response.error().message}});
       co_return std::nullopt;
     }
     if (response->result() != boost::beast::http::status::ok) {
       log(LogLevel::warn, "idle check: an agent refused its users",
-          {{"agent", url}, {"status", std::to_string(response->result_int())}});
+          {{"agent", url}, {"address", where}, {"status", std::to_string(response->result_int())}});
       co_return std::nullopt;
     }
     auto parsed = core::parse_agent_users(response->body(), now);
     if (!parsed) {
-      log(LogLevel::warn, "idle check: an agent's users are not readable", {{"agent", url}, {"message", parsed.error().message}});
+      log(LogLevel::warn, "idle check: an agent's users are not readable",
+          {{"agent", url}, {"address", where}, {"message", parsed.error().message}});
       co_return std::nullopt;
     }
     core::merge_last_request(last_requests, parsed->last_request);
     offset += parsed->rows;
     if (parsed->rows == 0 || offset >= parsed->total) co_return last_requests;
   }
-  log(LogLevel::warn, "idle check: an agent has more users than read", {{"agent", url}, {"read", std::to_string(offset)}});
+  log(LogLevel::warn, "idle check: an agent has more users than read",
+      {{"agent", url}, {"address", where}, {"read", std::to_string(offset)}});
   co_return std::nullopt;
 }
 

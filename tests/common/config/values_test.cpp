@@ -154,6 +154,40 @@ TEST_CASE("stats socket lists: the message names the option's separators") {
   CHECK(sockets == std::vector<std::string>{"/run/a.sock", "127.0.0.1:9999"});
 }
 
+TEST_CASE("stats socket lists: DNS names only where the program resolves them") {
+  std::vector<std::string> sockets{"before"};
+  const auto refused = answer(set_stats_sockets(sockets, "/run/a.sock,haproxy:9999", ListSeparators::commas));
+  CHECK(refused.find("NAME") == std::string::npos);
+  CHECK(sockets == std::vector<std::string>{"before"});
+  CHECK(answer(set_stats_sockets(sockets, "/run/a.sock,haproxy.director.svc:9999", ListSeparators::commas,
+                                 SocketNames::resolved_at_each_use)) == "accepted");
+  CHECK(sockets == std::vector<std::string>{"/run/a.sock", "haproxy.director.svc:9999"});
+  CHECK(answer(set_stats_sockets(sockets, "haproxy", ListSeparators::commas, SocketNames::resolved_at_each_use))
+            .find("or NAME:PORT (a DNS name, resolved at every use: every address is one HAProxy)") != std::string::npos);
+}
+
+TEST_CASE("one address grammar: an endpoint or a DNS name") {
+  using boost::asio::ip::tcp;
+  CHECK(std::get<tcp::endpoint>(*parse_endpoint_or_name("127.0.0.1:80")).port() == 80);
+  CHECK(std::get<tcp::endpoint>(*parse_endpoint_or_name("[::1]:80")).address().to_string() == "::1");
+  CHECK(std::get<NamedEndpoint>(*parse_endpoint_or_name("replicas:9999")) == NamedEndpoint{"replicas", 9999});
+  CHECK(std::get<NamedEndpoint>(*parse_endpoint_or_name("a-1.b.svc.cluster.local:1")) ==
+        NamedEndpoint{"a-1.b.svc.cluster.local", 1});
+  CHECK(std::get<NamedEndpoint>(*parse_endpoint_or_name("1.2.3.example:80")) == NamedEndpoint{"1.2.3.example", 80});
+  for (const auto* bad : {"replicas", "replicas:", "replicas:0", "replicas:65536", "Replicas:80", "replicas.:80",
+                          ".replicas:80", "re_plicas:80", "300.1.1.1:80", "1.2.3:80", "127.0.0.1", "::1:80",
+                          "[replicas]:80", "replicas:80:80", ":80", "/run/a.sock"}) {
+    INFO(bad);
+    CHECK_FALSE(parse_endpoint_or_name(bad));
+  }
+  const std::string longest = std::string(63, 'a') + "." + std::string(63, 'b') + "." + std::string(63, 'c') + "." +
+                              std::string(61, 'd');
+  CHECK(parse_endpoint_or_name(longest + ":80"));
+  CHECK_FALSE(parse_endpoint_or_name(longest + "d:80"));
+  CHECK(std::holds_alternative<NamedEndpoint>(*parse_stats_socket("replicas:9999")));
+  CHECK(std::holds_alternative<std::string>(*parse_stats_socket("/run/a.sock")));
+}
+
 TEST_CASE("one address grammar: endpoints") {
   CHECK(parse_endpoint("127.0.0.1:80")->port() == 80);
   CHECK(parse_endpoint("[::1]:80")->address().to_string() == "::1");

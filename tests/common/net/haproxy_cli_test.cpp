@@ -96,6 +96,12 @@ TEST_CASE("haproxy_command reports failures as values", "[haproxy_cli]") {
     REQUIRE_FALSE(answer.has_value());
     CHECK(answer.error().kind == HaproxyCliErrorKind::bad_socket);
   }
+  SECTION("a DNS name: the caller resolves it (this function connects to one address)") {
+    const auto answer = run_command("localhost:9999", "show info\n");
+    REQUIRE_FALSE(answer.has_value());
+    CHECK(answer.error().kind == HaproxyCliErrorKind::bad_socket);
+    CHECK(answer.error().message == "a DNS name, not an address (resolve it first): localhost:9999");
+  }
   SECTION("nothing listens") {
     const auto answer = run_command("/nonexistent/haproxy.sock", "show info\n");
     REQUIRE_FALSE(answer.has_value());

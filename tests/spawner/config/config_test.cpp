@@ -322,11 +322,16 @@ TEST_CASE("every invalid value names its source, the value and what is accepted"
       {{"--idle-action", "pause"}, {}, "for --idle-action: expected stop or remove"},
       {{"--idle-check-interval", "2h"}, {}, "for --idle-check-interval: expected a duration from 1s to 60m"},
       {{"--agents", "127.0.0.1:9102"}, {}, "for --agents: expected entries of http://IP:PORT"},
-      {{"--agents", "http://agent:9102"}, {}, "for --agents"},
+      {{"--agents", "http://Agent:9102"}, {}, "for --agents"},
+      {{"--agents", "http://agents.:9102"}, {}, "for --agents"},
+      {{"--agents", "http://300.1.1.1:9102"}, {}, "for --agents"},
+      {{"--agents", "http://agents:0"}, {}, "for --agents"},
       {{"--agents", "https://127.0.0.1:9102"}, {}, "for --agents"},
       {{"--agents", "http://127.0.0.1:9102/"}, {}, "for --agents"},
       {{"--haproxy-sockets", "run/haproxy.sock"}, {}, "for --haproxy-sockets: expected entries separated by commas, each an absolute unix socket path"},
-      {{"--haproxy-sockets", "haproxy:9999"}, {}, "for --haproxy-sockets"},
+      {{"--haproxy-sockets", "haproxy"}, {}, "for --haproxy-sockets"},
+      {{"--haproxy-sockets", "haproxy_1:9999"}, {}, "for --haproxy-sockets"},
+      {{"--haproxy-sockets", "tcp://haproxy:9999"}, {}, "for --haproxy-sockets"},
       {{"--connections-table", "user connections"}, {}, "for --connections-table: expected an HAProxy table"},
       {{"--log-level", "trace"}, {}, "for --log-level: expected error, warn, info or debug"},
       {{"--log-format", "xml"}, {}, "for --log-format: expected text or json"},
@@ -494,11 +499,17 @@ TEST_CASE("docs/configuration.md holds the spawner's Markdown reference as gener
 }
 
 TEST_CASE("agent URLs and stats sockets: the parsers the server uses read what the options accept") {
+  using boost::asio::ip::tcp;
+  using director::config_table::NamedEndpoint;
   const auto agent = config::parse_agent_url("http://127.0.0.1:9102");
   REQUIRE(agent);
-  CHECK(agent->port() == 9102);
-  CHECK(config::parse_agent_url("http://[::1]:1")->address().to_string() == "::1");
-  for (const auto* bad : {"127.0.0.1:9102", "http://127.0.0.1", "http://127.0.0.1:9102/", "http://agent:9102"}) {
+  CHECK(std::get<tcp::endpoint>(*agent).port() == 9102);
+  CHECK(std::get<tcp::endpoint>(*config::parse_agent_url("http://[::1]:1")).address().to_string() == "::1");
+  const auto named = config::parse_agent_url("http://director-agents.director.svc.cluster.local:9102");
+  REQUIRE(named);
+  CHECK(std::get<NamedEndpoint>(*named) == NamedEndpoint{"director-agents.director.svc.cluster.local", 9102});
+  for (const auto* bad : {"127.0.0.1:9102", "http://127.0.0.1", "http://127.0.0.1:9102/", "http://agent", "http://agent:",
+                          "http://Agent:9102", "http://1.2.3:9102", "http://agent:9102/users"}) {
     INFO(bad);
     CHECK_FALSE(config::parse_agent_url(bad));
   }
@@ -510,5 +521,18 @@ TEST_CASE("agent URLs and stats sockets: the parsers the server uses read what t
   CHECK(std::get<boost::asio::ip::tcp::endpoint>(*tcp_socket).port() == 9999);
   CHECK_FALSE(config::parse_stats_socket("/" + std::string(107, 'a')));
   CHECK_FALSE(config::parse_stats_socket("relative.sock"));
-  CHECK_FALSE(config::parse_stats_socket("haproxy:9999"));
+  const auto named_socket = config::parse_stats_socket("haproxy:9999");
+  REQUIRE(named_socket);
+  CHECK(std::get<NamedEndpoint>(*named_socket) == NamedEndpoint{"haproxy", 9999});
+}
+
+TEST_CASE("the replicas by DNS name: SPAWNER_AGENTS and SPAWNER_HAPROXY_SOCKETS take names beside addresses") {
+  const auto outcome = parse({}, {{"SPAWNER_AGENTS", "http://director-agents.director.svc.cluster.local:9102,http://127.0.0.1:9102"},
+                                  {"SPAWNER_HAPROXY_SOCKETS", "director-haproxy.director.svc.cluster.local:9999,/run/a.sock"}});
+  INFO(outcome.error);
+  REQUIRE(outcome.config);
+  CHECK(outcome.config->agent_urls == std::vector<std::string>{"http://director-agents.director.svc.cluster.local:9102",
+                                                               "http://127.0.0.1:9102"});
+  CHECK(outcome.config->haproxy_sockets ==
+        std::vector<std::string>{"director-haproxy.director.svc.cluster.local:9999", "/run/a.sock"});
 }

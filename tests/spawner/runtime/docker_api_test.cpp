@@ -3,11 +3,11 @@
 // and on Docker's documented forms where Podman differs.
 #include "runtime/docker_api.hpp"
 
+#include "api_fixture.hpp"
+
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
-#include <fstream>
-#include <sstream>
 #include <string>
 
 namespace docker = director::spawner::runtime::docker;
@@ -16,13 +16,7 @@ using Json = nlohmann::json;
 
 namespace {
 
-std::string fixture(const std::string& name) {
-  std::ifstream file(std::string(DIRECTOR_TEST_DATA_DIR) + "/docker-api/" + name, std::ios::binary);
-  REQUIRE(file.good());
-  std::ostringstream text;
-  text << file.rdbuf();
-  return text.str();
-}
+std::string fixture(const std::string& name) { return director::test::api_fixture("docker-api", name); }
 
 core::ContainerSpec alice_spec() {
   core::ContainerSpec spec;

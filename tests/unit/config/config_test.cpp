@@ -126,6 +126,16 @@ TEST_CASE("every invalid value names its source, the value and what is accepted"
   }
 }
 
+TEST_CASE("HAProxy sockets: the agent talks to the HAProxy beside it by address, never by DNS name") {
+  // The stats socket grammar is shared with the spawner, whose list also takes NAME:PORT.
+  const auto outcome = parse({"--haproxy-sockets", "/run/a.sock haproxy:9999"});
+  CHECK_FALSE(outcome.config);
+  CHECK(outcome.error.find("for --haproxy-sockets: expected entries separated by spaces or commas, each an absolute "
+                           "unix socket path (at most 107 characters) or IP:PORT ([IPv6]:PORT), e.g.") !=
+        std::string::npos);
+  CHECK(parse({"--haproxy-sockets", "/run/a.sock 127.0.0.1:9999"}).config);
+}
+
 TEST_CASE("one grammar for DNS servers: what --dns-server accepts is what parse_dns_server reads") {
   using director::config::parse_dns_server;
   struct Good {

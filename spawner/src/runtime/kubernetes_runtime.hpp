@@ -1,0 +1,130 @@
+// runtime::Runtime over the Kubernetes API, in-cluster: one namespace, HTTPS to the API server
+// with the service account's CA and bearer token (net::http's TlsEndpoint overloads, one
+// connection per call). The JSON is kube_api.hpp's (pure); this class does the HTTP and maps
+// its failures onto RuntimeError: no connection, a timeout, 5xx or 429 -> unavailable; 404 ->
+// not_found; 409 -> conflict; 401/403 (RBAC, token) and 422 -> refused.
+//
+// Per user (docs/kubernetes.md), all named <prefix>-<label> (ContainerSpec::name) but the PVC
+// (<volume_prefix>-<label>, ContainerSpec::volume_name), all labelled
+// io.container-director.managed=true and io.container-director.label=<label>, the raw username
+// in the annotation io.container-director.user:
+// - a PersistentVolumeClaim, kept across stops and removals (never deleted here);
+// - a ClusterIP Service (port and targetPort `container_port`) that keeps the Pod's manifest in
+//   its annotation io.container-director.pod: create() makes the PVC and the Service, start()
+//   the Pod from that annotation, as a Docker start reuses what create made;
+// - a bare Pod while the user is started; a stopped user has no Pod (inspect: exited, code 0).
+// The container id is the object name <prefix>-<label>: stable across stop and start.
+//
+// Every request carries "Authorization: Bearer <token>" from `token_file`, read again when its
+// modification time or size changes (bound service account tokens rotate); a missing or empty
+// token file: unavailable, naming the file. Not thread-safe: await it from one strand.
+#pragma once
+
+#include "net/tls_client.hpp"
+#include "runtime/kube_api.hpp"
+#include "runtime/runtime.hpp"
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace director::spawner::runtime {
+
+// Built from config::Config (main.cpp): no defaults of its own.
+struct KubernetesRuntimeSettings {
+  net::http::TlsEndpoint api;           // https://KUBERNETES_SERVICE_HOST:PORT, ca_file = <serviceaccount dir>/ca.crt
+  std::string token_file;               // <serviceaccount dir>/token: read again when it changes (bound tokens rotate)
+  std::string namespace_name;           // every object lives here
+  std::uint16_t container_port = 0;     // CONTAINER_PORT: the Pod's containerPort, the Service's port and targetPort
+  std::string volume_size;              // each PVC's spec.resources.requests.storage, e.g. "10Gi"
+  std::string storage_class;            // empty: the cluster's default class
+  bool pull_missing_images = true;      // imagePullPolicy IfNotPresent; false: Never
+  std::chrono::milliseconds timeout{};  // each call (a stop adds its grace period)
+};
+
+class KubernetesRuntime final : public Runtime {
+ public:
+  // The longest line of a watch stream; a longer one ends watch() with an error.
+  static constexpr std::size_t max_line = 1024 * 1024;
+  // The largest answer of any call but logs (a page of a listing included).
+  static constexpr std::size_t max_body = 32 * 1024 * 1024;
+  // The items of one page of a listing (the API server's pages of a large namespace).
+  static constexpr unsigned page_size = 500;
+
+  explicit KubernetesRuntime(KubernetesRuntimeSettings settings);
+
+  // GET /version: name "Kubernetes v1.x.y", api_version "v1".
+  boost::asio::awaitable<RuntimeResult<RuntimeInfo>> ping() override;
+  // The Service and the Pod named `name_or_id` (<prefix>-<label>); nullopt when neither exists.
+  boost::asio::awaitable<RuntimeResult<std::optional<core::ContainerStatus>>> inspect(std::string name_or_id) override;
+  // Always false: the kubelet never runs an image's HEALTHCHECK (a Docker image format field),
+  // so only the template's check (a readinessProbe) exists.
+  boost::asio::awaitable<RuntimeResult<bool>> image_has_health_check(std::string image) override;
+  // Success without a call: the kubelet pulls (imagePullPolicy); an image it cannot pull shows
+  // in the Pod's status, which inspect reports as exited with the kubelet's message.
+  boost::asio::awaitable<RuntimeResult<void>> pull(std::string image) override;
+  // The PVC (one that exists already is the user's) and the Service (one that exists: conflict);
+  // returns spec.name.
+  boost::asio::awaitable<RuntimeResult<std::string>> create(core::ContainerSpec spec) override;
+  // Creates the Pod from the Service's annotation. A Pod that exists and has not ended: success;
+  // one that ended (Succeeded/Failed): deleted at once and created again; one being deleted:
+  // waited for (within the call's timeout), then created.
+  boost::asio::awaitable<RuntimeResult<void>> start(std::string id) override;
+  // Deletes the Pod with gracePeriodSeconds = grace (none: success) and waits until it is gone,
+  // within timeout + grace.
+  boost::asio::awaitable<RuntimeResult<void>> stop(std::string id, std::chrono::seconds grace) override;
+  // Deletes the Pod (grace 0) and the Service; never the PVC.
+  boost::asio::awaitable<RuntimeResult<void>> remove(std::string id) override;
+  // GET pods/{id}/log?tailLines=lines&limitBytes=max_bytes.
+  boost::asio::awaitable<RuntimeResult<std::string>> logs(std::string id, unsigned lines, std::size_t max_bytes) override;
+  // Services and Pods with labelSelector io.container-director.managed=true, joined by name.
+  boost::asio::awaitable<RuntimeResult<std::vector<core::ContainerStatus>>> list_managed() override;
+  // Lists Pods and Services (for their resourceVersions), then watches both with
+  // allowWatchBookmarks; on_subscribed once both watch streams are accepted; each change
+  // becomes the events DockerRuntime would report for it (kube::EventTracker). A stream that
+  // ends cleanly (timeoutSeconds, the server closing) is resumed from its last resourceVersion
+  // (bookmarks included) without telling the caller; an ERROR 410 Expired (or a 410 answer)
+  // ends watch() with an unavailable error, so that the caller lists again.
+  boost::asio::awaitable<RuntimeResult<void>> watch(std::function<void()> on_subscribed,
+                                                    EventHandler on_event) override;
+
+ private:
+  // One call to the API server: the answer whatever its status, or unavailable when there is
+  // none (or no token to send).
+  boost::asio::awaitable<RuntimeResult<net::http::ClientResponse>> call(boost::beast::http::verb method,
+                                                                         std::string target, std::string body = {},
+                                                                         std::chrono::milliseconds timeout = {},
+                                                                         std::size_t body_limit = max_body);
+  // GET of one object: nullopt on 404.
+  boost::asio::awaitable<RuntimeResult<std::optional<std::string>>> get_object(std::string_view resource,
+                                                                               std::string_view name);
+  // Polls the Pod until it is gone (404), until `deadline`.
+  boost::asio::awaitable<RuntimeResult<void>> await_pod_gone(std::string name,
+                                                             std::chrono::steady_clock::time_point deadline);
+  // DELETE of one object (404: success).
+  boost::asio::awaitable<RuntimeResult<void>> delete_object(std::string_view resource, std::string_view name,
+                                                            std::optional<std::chrono::seconds> grace);
+  // The managed Services and Pods, page by page (limit page_size, then continue).
+  struct ManagedObjects {
+    kube::Listed<kube::ServiceState> services;
+    kube::Listed<kube::PodState> pods;
+  };
+  boost::asio::awaitable<RuntimeResult<ManagedObjects>> list_managed_objects();
+  template <typename Item, typename Parse>
+  boost::asio::awaitable<RuntimeResult<kube::Listed<Item>>> list_pages(std::string_view resource, Parse parse);
+  // /api/v1/namespaces/<namespace>/<resource>[/<name>]
+  std::string path(std::string_view resource, std::string_view name = {}) const;
+  // The token file's content, read again when its modification time or size changed.
+  RuntimeResult<std::string> bearer_token();
+
+  KubernetesRuntimeSettings settings_;
+  std::string token_;
+  std::filesystem::file_time_type token_time_{};
+  std::uintmax_t token_size_ = 0;
+};
+
+}  // namespace director::spawner::runtime

@@ -1,0 +1,503 @@
+// KubernetesRuntime (spawner/src/runtime/kubernetes_runtime.hpp) against the Kubernetes API
+// stand-in, tools/kube_api_standin.py, run as a process by each test: HTTPS with a throwaway CA
+// and a bearer token, both written as a pod finds them (--serviceaccount-dir). The test plays
+// the kubelet through the stand-in's control API (/_standin/...).
+#include "runtime/kubernetes_runtime.hpp"
+
+#include "net/awaitable.hpp"
+#include "net/tls_client.hpp"
+
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <csignal>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "../../common/child_process_fixture.hpp"
+#include "../../server/asio_test_support.hpp"
+
+namespace asio = boost::asio;
+namespace core = director::spawner::core;
+namespace http = director::net::http;
+using director::spawner::runtime::KubernetesRuntime;
+using director::spawner::runtime::KubernetesRuntimeSettings;
+using director::test::run_until_complete;
+using Json = nlohmann::json;
+using Verb = boost::beast::http::verb;
+using namespace std::chrono_literals;
+using namespace asio::experimental::awaitable_operators;
+
+// REQUIREs that a RuntimeResult holds a value, showing the runtime's message when not. (A
+// co_await inside CHECK(...) of a RuntimeResult<std::string> came out false although the call
+// succeeded, with GCC 12: such results are awaited into a variable first.)
+#define REQUIRE_OK(result)                                                          \
+  do {                                                                              \
+    const auto& checked = (result);                                                 \
+    INFO((checked ? std::string() : checked.error().message));                     \
+    REQUIRE(checked.has_value());                                                   \
+  } while (false)
+
+namespace {
+
+constexpr const char* ns = "director";
+
+asio::awaitable<void> sleep_for(std::chrono::milliseconds duration) {
+  asio::steady_timer timer(co_await asio::this_coro::executor, duration);
+  co_await timer.async_wait(director::net::nothrow_awaitable);
+}
+
+// The stand-in as a process on a free port of 127.0.0.1, its service account files in a
+// temporary directory.
+class KubeStandin {
+ public:
+  KubeStandin() : port_(director::test::free_port()) {
+    const auto log = directory_ / "standin.log";
+    const int error = process_.start(DIRECTOR_TEST_PYTHON,
+                                     {DIRECTOR_TEST_PYTHON, DIRECTOR_TEST_KUBE_STANDIN, "--listen",
+                                      "127.0.0.1:" + std::to_string(port_), "--serviceaccount-dir",
+                                      (directory_ / "serviceaccount").string(), "--namespace", ns,
+                                      "--termination-delay", "0.3"},
+                                     log, director::test::ChildProcess::Log::truncate);
+    REQUIRE(error == 0);
+    const bool ready = process_.wait_until_ready(
+        [&] { return director::test::read_file(log).find("kube-api stand-in: https://") != std::string::npos; }, 20s, 50ms);
+    INFO(director::test::read_file(log));
+    REQUIRE(ready);
+  }
+
+  std::filesystem::path token_file() const { return directory_ / "serviceaccount" / "token"; }
+
+  KubernetesRuntimeSettings settings() const {
+    KubernetesRuntimeSettings settings;
+    settings.api = {"127.0.0.1", port_, (directory_ / "serviceaccount" / "ca.crt").string(), ""};
+    settings.token_file = token_file().string();
+    settings.namespace_name = ns;
+    settings.container_port = 8080;
+    settings.volume_size = "1Gi";
+    settings.timeout = 10s;
+    return settings;
+  }
+
+  // A request to the API with the current token, or to the control API (/_standin/..., none).
+  asio::awaitable<http::ClientResponse> request(Verb method, std::string target, const Json& body = nullptr) {
+    http::ClientRequest request(method, target, 11);
+    request.set(boost::beast::http::field::authorization,
+                "Bearer " + director::test::read_file(token_file()));
+    if (!body.is_null()) {
+      request.set(boost::beast::http::field::content_type, "application/json");
+      request.body() = body.dump();
+    }
+    request.prepare_payload();
+    auto response = co_await http::request(settings().api, std::move(request));
+    INFO((response ? std::string() : response.error().message));
+    REQUIRE(response.has_value());
+    co_return std::move(*response);
+  }
+  // `body`: JSON text (a braced Json in a co_await expression does not compile with GCC 12:
+  // "array used as initializer").
+  asio::awaitable<void> control(std::string path, std::string body = "{}") {
+    const auto response = co_await request(Verb::post, "/_standin" + path, Json::parse(body));
+    INFO(response.body());
+    CHECK(response.result_int() == 200);
+  }
+  asio::awaitable<Json> get(std::string resource, std::string name) {
+    const auto response = co_await request(Verb::get, "/api/v1/namespaces/director/" + resource + "/" + name);
+    if (response.result_int() == 404) co_return Json();
+    REQUIRE(response.result_int() == 200);
+    co_return Json::parse(response.body());
+  }
+  // [method, path, query] of the API requests served so far.
+  asio::awaitable<Json> requests() {
+    co_return Json::parse((co_await request(Verb::get, "/_standin/requests")).body());
+  }
+
+ private:
+  director::test::TempDirectory directory_{"kube-runtime-test"};
+  std::uint16_t port_;
+  director::test::ChildProcess process_{SIGTERM};
+};
+
+core::ContainerSpec spec_for(const std::string& label) {
+  core::ContainerSpec spec;
+  spec.name = "vscode-" + label;
+  spec.image = "codercom/code-server:4.96.4";
+  spec.command = {"--bind-addr", "0.0.0.0:8080"};
+  spec.environment = {"USER=" + label};
+  spec.labels = {{std::string(core::managed_label), "true"}, {std::string(core::label_label), label},
+                 {std::string(core::user_label), label + "@Example.com"}};
+  spec.volume_name = "director-home-" + label;
+  spec.volume_mount = "/home/coder";
+  spec.memory_bytes = 1ULL << 30;
+  spec.health_check.command = {"true"};
+  return spec;
+}
+
+std::string pod_status_path(const std::string& name) { return "/pods/director/" + name + "/status"; }
+
+bool requested(const Json& requests, std::string_view method, const std::string& path, const Json& query) {
+  return std::any_of(requests.begin(), requests.end(), [&](const Json& row) {
+    return row[0] == method && row[1] == path && row[2] == query;
+  });
+}
+
+}  // namespace
+
+TEST_CASE("a user's life against the API stand-in: create, start, stop, start again, remove") {
+  KubeStandin api;
+  asio::io_context io;
+  KubernetesRuntime runtime(api.settings());
+  run_until_complete(io, [&]() -> asio::awaitable<void> {
+    const auto info = co_await runtime.ping();
+    REQUIRE(info.has_value());
+    CHECK(info->name == "Kubernetes v1.20.0-standin");
+    CHECK(info->api_version == "v1");
+    CHECK_FALSE((co_await runtime.inspect("vscode-alice")).value());
+    CHECK_FALSE((co_await runtime.image_has_health_check("codercom/code-server:4.96.4")).value());
+    CHECK((co_await runtime.pull("codercom/code-server:4.96.4")).has_value());
+
+    // create: the claim and the Service; the user is stopped (no Pod).
+    const auto spec = spec_for("alice");
+    const auto id = co_await runtime.create(spec);
+    REQUIRE(id.has_value());
+    CHECK(*id == "vscode-alice");
+    const Json claim = co_await api.get("persistentvolumeclaims", "director-home-alice");
+    REQUIRE(claim.is_object());
+    CHECK(claim["spec"]["resources"]["requests"]["storage"] == "1Gi");
+    const Json service = co_await api.get("services", "vscode-alice");
+    REQUIRE(service.is_object());
+    CHECK(service["spec"]["selector"]["io.container-director.label"] == "alice");
+    CHECK((co_await api.get("pods", "vscode-alice")).is_null());
+    auto status = (co_await runtime.inspect(*id)).value();
+    REQUIRE(status);
+    CHECK(status->state == core::ContainerState::exited);
+    CHECK(status->exit_code == 0);
+    CHECK(status->managed);
+    CHECK(status->label == "alice");
+    CHECK(status->username == "alice@Example.com");
+
+    // A second create: the Service exists.
+    const auto again = co_await runtime.create(spec);
+    REQUIRE_FALSE(again.has_value());
+    CHECK(again.error().error == core::CallError::conflict);
+    CHECK(again.error().http_status == 409);
+
+    // start: the Pod from the Service's annotation, as create made it.
+    REQUIRE((co_await runtime.start(*id)).has_value());
+    const Json pod = co_await api.get("pods", "vscode-alice");
+    REQUIRE(pod.is_object());
+    const Json manifest = Json::parse(service["metadata"]["annotations"]["io.container-director.pod"].get<std::string>());
+    CHECK(pod["spec"]["containers"] == manifest["spec"]["containers"]);
+    CHECK(pod["metadata"]["labels"] == manifest["metadata"]["labels"]);
+    CHECK(pod["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == "director-home-alice");
+    CHECK((co_await runtime.inspect(*id)).value()->state == core::ContainerState::created);
+
+    // The kubelet runs it; start again changes nothing.
+    co_await api.control(pod_status_path("vscode-alice"), R"({"phase":"Running","ready":true})");
+    status = (co_await runtime.inspect(*id)).value();
+    CHECK(status->state == core::ContainerState::running);
+    CHECK(status->health == core::Health::healthy);
+    REQUIRE((co_await runtime.start(*id)).has_value());
+    CHECK((co_await api.get("pods", "vscode-alice"))["metadata"]["uid"] == pod["metadata"]["uid"]);
+
+    // logs: the tail, at most max_bytes of its end.
+    co_await api.control("/pods/director/vscode-alice/log", R"({"text":"one\ntwo\nthree\n"})");
+    const auto tail = co_await runtime.logs(*id, 2, 1000);
+    CHECK(tail.value() == "two\nthree\n");
+    const auto end = co_await runtime.logs(*id, 10, 4);
+    CHECK(end.value() == "ree\n");
+
+    const auto listed = (co_await runtime.list_managed()).value();
+    REQUIRE(listed.size() == 1);
+    CHECK(listed[0].name == "vscode-alice");
+    CHECK(listed[0].state == core::ContainerState::running);
+
+    // stop: a graceful deletion, complete when the call returns.
+    REQUIRE((co_await runtime.stop(*id, 2s)).has_value());
+    CHECK((co_await api.get("pods", "vscode-alice")).is_null());
+    CHECK((co_await runtime.inspect(*id)).value()->state == core::ContainerState::exited);
+    const Json served = co_await api.requests();
+    CHECK(requested(served, "DELETE", "/api/v1/namespaces/director/pods/vscode-alice", Json::parse(R"({"gracePeriodSeconds":"2"})")));
+    REQUIRE((co_await runtime.stop(*id, 2s)).has_value());  // stopped already: fine
+
+    // Started again: a new Pod; it fails; a start replaces it.
+    REQUIRE((co_await runtime.start(*id)).has_value());
+    const Json second = co_await api.get("pods", "vscode-alice");
+    CHECK(second["metadata"]["uid"] != pod["metadata"]["uid"]);
+    co_await api.control("/pods/director/vscode-alice/node-failure");
+    CHECK((co_await runtime.inspect(*id)).value()->state == core::ContainerState::exited);
+    REQUIRE((co_await runtime.start(*id)).has_value());
+    const Json third = co_await api.get("pods", "vscode-alice");
+    CHECK(third["metadata"]["uid"] != second["metadata"]["uid"]);
+    CHECK((co_await runtime.inspect(*id)).value()->state == core::ContainerState::created);
+
+    // remove: the Pod and the Service, never the claim; a new create keeps using it.
+    REQUIRE((co_await runtime.remove(*id)).has_value());
+    CHECK_FALSE((co_await runtime.inspect(*id)).value());
+    CHECK((co_await api.get("persistentvolumeclaims", "director-home-alice"))["metadata"]["uid"] == claim["metadata"]["uid"]);
+    CHECK((co_await runtime.list_managed()).value().empty());
+    const auto recreated = co_await runtime.create(spec);
+    REQUIRE_OK(recreated);
+  }());
+}
+
+TEST_CASE("start waits for a Pod still being deleted, and an image that cannot be pulled shows in inspect") {
+  KubeStandin api;
+  asio::io_context io;
+  KubernetesRuntime runtime(api.settings());
+  run_until_complete(io, [&]() -> asio::awaitable<void> {
+    const auto spec = spec_for("bob");
+    const auto created = co_await runtime.create(spec);
+    REQUIRE_OK(created);
+    REQUIRE((co_await runtime.start(spec.name)).has_value());
+    const Json first = co_await api.get("pods", spec.name);
+    // Deleted gracefully by someone else: terminating for 0.3 s; a start waits it out.
+    co_await api.request(Verb::delete_, "/api/v1/namespaces/director/pods/" + spec.name);
+    CHECK((co_await runtime.inspect(spec.name)).value()->state == core::ContainerState::removing);
+    REQUIRE((co_await runtime.start(spec.name)).has_value());
+    const Json second = co_await api.get("pods", spec.name);
+    REQUIRE(second.is_object());
+    CHECK(second["metadata"]["uid"] != first["metadata"]["uid"]);
+    CHECK_FALSE(second["metadata"].contains("deletionTimestamp"));
+
+    co_await api.control(pod_status_path(spec.name),
+                         R"({"containerState":{"waiting":{"reason":"ErrImagePull","message":"manifest unknown"}}})");
+    const auto status = (co_await runtime.inspect(spec.name)).value();
+    CHECK(status->state == core::ContainerState::exited);
+    CHECK(status->error == "ErrImagePull: manifest unknown");
+    // A container that wrote nothing yet (the stand-in answers 400 "waiting to start"): no output.
+    const auto nothing = co_await runtime.logs(spec.name, 10, 100);
+    CHECK(nothing.value().empty());
+    CHECK((co_await runtime.start("vscode-nobody")).error().error == core::CallError::not_found);
+  }());
+}
+
+TEST_CASE("failures are classified: 500 and 429 unavailable, a wrong token refused, the token read again") {
+  KubeStandin api;
+  asio::io_context io;
+  KubernetesRuntime runtime(api.settings());
+  run_until_complete(io, [&]() -> asio::awaitable<void> {
+    REQUIRE((co_await runtime.ping()).has_value());
+    co_await api.control("/fail-next", R"({"verb":"create","count":1,"code":500})");
+    auto created = co_await runtime.create(spec_for("carol"));
+    REQUIRE_FALSE(created.has_value());
+    CHECK(created.error().error == core::CallError::unavailable);
+    CHECK(created.error().http_status == 500);
+    co_await api.control("/fail-next", R"({"verb":"get","count":1,"code":429})");
+    const auto inspected = co_await runtime.inspect("vscode-carol");
+    REQUIRE_FALSE(inspected.has_value());
+    CHECK(inspected.error().error == core::CallError::unavailable);
+    CHECK(inspected.error().http_status == 429);
+
+    // The API server's token rotates: refused (401, naming the token) until the file has it.
+    co_await api.control("/token", R"({"token":"rotated-token-0002"})");
+    const auto refused = co_await runtime.ping();
+    REQUIRE_FALSE(refused.has_value());
+    CHECK(refused.error().error == core::CallError::refused);
+    CHECK(refused.error().http_status == 401);
+    CHECK(refused.error().message.find("token") != std::string::npos);
+    director::test::write_file(api.token_file(), "rotated-token-0002\n");
+    CHECK((co_await runtime.ping()).has_value());
+    const auto created_now = co_await runtime.create(spec_for("carol"));
+    REQUIRE_OK(created_now);
+
+    std::filesystem::remove(api.token_file());
+    const auto missing = co_await runtime.ping();
+    REQUIRE_FALSE(missing.has_value());
+    CHECK(missing.error().error == core::CallError::unavailable);
+    CHECK(missing.error().message.find(api.token_file().string()) != std::string::npos);
+    director::test::write_file(api.token_file(), "");
+    const auto empty = co_await runtime.ping();
+    REQUIRE_FALSE(empty.has_value());
+    CHECK(empty.error().message.find("empty") != std::string::npos);
+  }());
+}
+
+namespace {
+
+struct Watched {
+  bool subscribed = false;
+  std::vector<core::ContainerEvent> events;
+  std::optional<director::spawner::runtime::RuntimeError> error;  // why watch() returned, if it did
+  bool returned = false;
+  bool returned_before_scenario_end = false;  // watch() returned on its own, not cancelled by the test's end
+};
+
+asio::awaitable<void> watch_into(KubernetesRuntime& runtime, Watched& watched, asio::steady_timer& subscribed_signal) {
+  auto ended = co_await runtime.watch(
+      [&] {
+        watched.subscribed = true;
+        subscribed_signal.cancel();
+      },
+      [&](const core::ContainerEvent& event) { watched.events.push_back(event); });
+  watched.returned = true;
+  if (!ended) watched.error = ended.error();
+}
+
+std::vector<std::string> kinds(const Watched& watched) {
+  std::vector<std::string> names;
+  for (const auto& event : watched.events) {
+    names.emplace_back(event.kind == core::EventKind::created ? "created" : core::to_string(event.kind));
+  }
+  return names;
+}
+
+// Waits (at most 10 s) until `count` events were seen or watch() returned.
+asio::awaitable<void> await_events(const Watched& watched, std::size_t count) {
+  for (int waited = 0; waited < 200 && watched.events.size() < count && !watched.returned; ++waited) {
+    co_await sleep_for(50ms);
+  }
+}
+
+// Runs watch() until `scenario`, started once subscribed, ends (at most 30 s).
+template <typename Scenario>
+void watch_during(KubernetesRuntime& runtime, Watched& watched, Scenario scenario) {
+  asio::io_context io;
+  run_until_complete(io, [&]() -> asio::awaitable<void> {
+    asio::steady_timer subscribed_signal(co_await asio::this_coro::executor, std::chrono::steady_clock::time_point::max());
+    const auto after_subscription = [&]() -> asio::awaitable<void> {
+      co_await subscribed_signal.async_wait(director::net::nothrow_awaitable);
+      co_await scenario();
+      watched.returned_before_scenario_end = watched.returned;
+    };
+    co_await (watch_into(runtime, watched, subscribed_signal) || (after_subscription() || sleep_for(30s)));
+  }());
+}
+
+using Names = std::vector<std::string>;
+
+}  // namespace
+
+TEST_CASE("watch(): subscribed, then the events of a user's life in order, a clean end resumed") {
+  KubeStandin api;
+  KubernetesRuntime runtime(api.settings());
+  Watched watched;
+  watch_during(runtime, watched, [&]() -> asio::awaitable<void> {
+    const auto spec = spec_for("dave");
+    const auto created = co_await runtime.create(spec);
+    REQUIRE_OK(created);
+    REQUIRE((co_await runtime.start(spec.name)).has_value());
+    co_await api.control(pod_status_path(spec.name), R"({"phase":"Running","ready":false})");
+    co_await api.control(pod_status_path(spec.name), R"({"phase":"Running","ready":true})");
+    co_await await_events(watched, 4);
+    CHECK(kinds(watched) == Names{"created", "created", "started", "health"});
+    REQUIRE((co_await runtime.stop(spec.name, 1s)).has_value());
+    co_await await_events(watched, 5);
+    // Both streams end cleanly (as after timeoutSeconds): resumed, nothing missed.
+    co_await api.control("/end-watches");
+    REQUIRE((co_await runtime.start(spec.name)).has_value());
+    co_await await_events(watched, 6);
+    // The Pod's DELETED and the Service's come on two streams, in either order: the same events.
+    REQUIRE((co_await runtime.remove(spec.name)).has_value());
+    co_await await_events(watched, 8);
+  });
+  CHECK(watched.subscribed);
+  INFO("watch() returned: " << (watched.error ? watched.error->message : std::string("no")));
+  CHECK_FALSE(watched.returned_before_scenario_end);
+  CHECK(kinds(watched) == Names{"created", "created", "started", "health", "stopped", "created", "stopped", "destroyed"});
+  for (const auto& event : watched.events) {
+    CHECK(event.id == "vscode-dave");
+    CHECK(event.label == "dave");
+    CHECK(event.username == "dave@Example.com");
+  }
+  const auto health = std::find_if(watched.events.begin(), watched.events.end(),
+                                   [](const auto& event) { return event.kind == core::EventKind::health; });
+  REQUIRE(health != watched.events.end());
+  CHECK(health->health == core::Health::healthy);
+}
+
+namespace {
+
+// An object outside the watch's selector: its change moves the cluster's resourceVersion past
+// the last event the watch saw.
+asio::awaitable<void> change_unwatched_object(KubeStandin& api, const std::string& name) {
+  Json pod = Json::parse(R"({"apiVersion":"v1","kind":"Pod","spec":{"containers":[{"name":"c","image":"x"}]}})");
+  pod["metadata"]["name"] = name;
+  const auto response = co_await api.request(Verb::post, "/api/v1/namespaces/director/pods", pod);
+  CHECK(response.result_int() == 201);
+}
+
+}  // namespace
+
+TEST_CASE("watch(): a bookmark moves the resourceVersion, and after a compaction a lost watch ends with 410") {
+  KubeStandin api;
+  KubernetesRuntime runtime(api.settings());
+  Watched watched;
+  watch_during(runtime, watched, [&]() -> asio::awaitable<void> {
+    const auto created = co_await runtime.create(spec_for("erin"));
+    REQUIRE_OK(created);
+    co_await await_events(watched, 1);
+    // With a bookmark, the watches resume from now: a compaction of what came before is no loss.
+    co_await change_unwatched_object(api, "unwatched-1");
+    co_await api.control("/bookmark");
+    co_await sleep_for(300ms);
+    co_await api.control("/compact");
+    co_await api.control("/end-watches");
+    co_await sleep_for(1500ms);
+    CHECK_FALSE(watched.returned);
+    REQUIRE((co_await runtime.start("vscode-erin")).has_value());
+    co_await await_events(watched, 2);
+    CHECK(kinds(watched) == Names{"created", "created"});
+    // Without one: the connections cut after a compaction; the resumed watch is too old.
+    co_await change_unwatched_object(api, "unwatched-2");
+    co_await api.control("/compact");
+    co_await api.control("/drop-watches");
+    for (int waited = 0; waited < 100 && !watched.returned; ++waited) co_await sleep_for(50ms);
+  });
+  REQUIRE(watched.returned_before_scenario_end);
+  REQUIRE(watched.error);
+  INFO(watched.error->message);
+  CHECK(watched.error->http_status == 410);
+  CHECK(watched.error->error == core::CallError::unavailable);
+  CHECK(watched.error->message.find("too old resource version") != std::string::npos);
+}
+
+TEST_CASE("watch() ends when cancelled, also while it waits to resume a stream that ended") {
+  KubeStandin api;
+  KubernetesRuntime runtime(api.settings());
+  Watched watched;
+  const auto began = std::chrono::steady_clock::now();
+  // The streams end within a second of their start: watch() waits before resuming them, and
+  // the scenario's end cancels it then.
+  watch_during(runtime, watched, [&]() -> asio::awaitable<void> {
+    co_await api.control("/end-watches");
+    co_await sleep_for(300ms);
+  });
+  CHECK(watched.subscribed);
+  CHECK_FALSE(watched.returned_before_scenario_end);
+  CHECK(std::chrono::steady_clock::now() - began < 5s);
+}
+
+TEST_CASE("list_managed() reads a listing longer than a page, page by page") {
+  KubeStandin api;
+  asio::io_context io;
+  KubernetesRuntime runtime(api.settings());
+  run_until_complete(io, [&]() -> asio::awaitable<void> {
+    const unsigned users = KubernetesRuntime::page_size + 1;
+    Json service = Json::parse(R"({"apiVersion":"v1","kind":"Service","spec":{"ports":[{"port":8080}]}})");
+    service["metadata"]["labels"]["io.container-director.managed"] = "true";
+    for (unsigned user = 0; user < users; ++user) {
+      service["metadata"]["name"] = "vscode-user" + std::to_string(user);
+      service["metadata"]["labels"]["io.container-director.label"] = "user" + std::to_string(user);
+      const auto response = co_await api.request(Verb::post, "/api/v1/namespaces/director/services", service);
+      REQUIRE(response.result_int() == 201);
+    }
+    const auto listed = co_await runtime.list_managed();
+    REQUIRE_OK(listed);
+    CHECK(listed->size() == users);
+    const Json served = co_await api.requests();
+    const std::string services = "/api/v1/namespaces/director/services";
+    const Json first = Json::parse(R"({"labelSelector":"io.container-director.managed=true","limit":"500"})");
+    Json second = first;
+    second["continue"] = "500";
+    CHECK(requested(served, "GET", services, first));
+    CHECK(requested(served, "GET", services, second));
+  }());
+}
