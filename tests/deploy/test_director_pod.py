@@ -12,7 +12,7 @@ through the namespace's /etc/resolv.conf). Checked:
 - a request with the identity header is routed by the agent to the user's Service name
   <prefix>-<label>.<namespace>.svc.cluster.local (CONTAINER_DOMAIN) and answered by the user's
   container there;
-- the spawner's TCP runtime API socket (haproxy-kubernetes.cfg) shows that user in
+- the spawner's TCP runtime API socket (DIRECTOR_HAPROXY_STATS_BIND) shows that user in
   `show table user_connections`, and refuses an admin command.
 
 The volumes are directories: each mount path of a container is replaced by its volume's

@@ -240,7 +240,7 @@ class Rendered(unittest.TestCase):
                        for o in self.objects if o["kind"] != "NetworkPolicy")
         self.assertEqual(kinds, sorted([
             ("ConfigMap", "director-haproxy"), ("ConfigMap", "director-haproxy-pages"),
-            ("ConfigMap", "director-haproxy-kubernetes"), ("ConfigMap", "director-settings"),
+            ("ConfigMap", "director-settings"),
             ("Deployment", "director"), ("Service", "director"), ("Service", "director-replicas"),
             ("PodDisruptionBudget", "director"),
             ("ServiceAccount", "director-spawner"), ("Role", "director-spawner"),
@@ -346,14 +346,14 @@ class Rendered(unittest.TestCase):
             c.get("securityContext", {}).get("runAsUser", pod["securityContext"].get("runAsUser"))
             for c in pod["containers"]}
         self.assertEqual(len(users), 1, users)
-        # The spawner's TCP socket (haproxy-kubernetes.cfg) is the one on the network, at operator level.
-        cfg = (DEPLOY / "haproxy-kubernetes.cfg").read_text()
-        (line,) = re.findall(r"(?m)^\s*stats socket .*$", cfg)
-        self.assertRegex(line, r"ipv4@0\.0\.0\.0:9999 level operator$")
+        # The spawner's socket is the one on the network (haproxy.cfg makes it level operator).
+        self.assertEqual(self.haproxy_env["DIRECTOR_HAPROXY_STATS_BIND"], ":9999")
+        cfg = (REPO / "haproxy" / "haproxy.cfg").read_text()
+        self.assertRegex(cfg, r'(?m)^\s*stats socket "\$\{DIRECTOR_HAPROXY_STATS_BIND\}" level operator$')
 
     def test_haproxy_mounts_the_repository_files(self):
         """haproxy.cfg and spoe.conf as they are in haproxy/, every page of haproxy/pages under
-        pages/ in DIRECTOR_HAPROXY_DIR, and the second configuration file given with -f."""
+        pages/ in DIRECTOR_HAPROXY_DIR, and haproxy.cfg the one configuration file."""
         haproxy = container(self.director, "haproxy")
         directory = self.haproxy_env["DIRECTOR_HAPROXY_DIR"]
         config = generated(self.objects, "director-haproxy")["data"]
@@ -374,15 +374,10 @@ class Rendered(unittest.TestCase):
         command = haproxy["command"]
         self.assertIn("-W", command)
         files = [command[i + 1] for i, arg in enumerate(command) if arg == "-f"]
-        self.assertEqual(files[0], f"{directory}/haproxy.cfg")
-        (extra,) = [m for m in haproxy["volumeMounts"] if files[1].startswith(m["mountPath"] + "/")]
-        (extra_volume,) = [v for v in self.director["spec"]["template"]["spec"]["volumes"] if v["name"] == extra["name"]]
-        extra_data = next(o["data"] for o in self.objects if o["metadata"]["name"] == extra_volume["configMap"]["name"])
-        self.assertEqual(extra_data[os.path.basename(files[1])], text_of(DEPLOY / "haproxy-kubernetes.cfg"))
+        self.assertEqual(files, [f"{directory}/haproxy.cfg"])
 
     def test_haproxy_accepts_its_environment(self):
-        """haproxy -c -dW (no warning) on haproxy.cfg and haproxy-kubernetes.cfg with the HAProxy
-        container's environment, with each HAProxy here (Debian's 2.6, and 3.2 when CMake found it).
+        """haproxy -c -dW (no warning) on haproxy.cfg with the HAProxy container's environment, with each HAProxy here (Debian's 2.6, and 3.2 when CMake found it).
         Changed for this machine only: the directories are this checkout's, and the spawner's
         Service name, which no DNS here resolves (-dW would fail on HAProxy's warning), is
         127.0.0.1."""
@@ -394,8 +389,7 @@ class Rendered(unittest.TestCase):
         with tempfile.TemporaryDirectory() as scratch:
             env["DIRECTOR_HAPROXY_STATS_SOCKET"] = f"{scratch}/director.sock"
             for binary in binaries:
-                done = subprocess.run([binary, "-c", "-dW", "-f", str(REPO / "haproxy" / "haproxy.cfg"),
-                                       "-f", str(DEPLOY / "haproxy-kubernetes.cfg")],
+                done = subprocess.run([binary, "-c", "-dW", "-f", str(REPO / "haproxy" / "haproxy.cfg")],
                                       capture_output=True, text=True, env=env, timeout=60)
                 self.assertEqual(done.returncode, 0, f"{binary}:\n{done.stdout}{done.stderr}")
 
@@ -486,7 +480,7 @@ class Rendered(unittest.TestCase):
         self.assertEqual(self.agent_env["DIRECTOR_HTTP_LISTEN"], f"0.0.0.0:{agent_port}")
         self.assertEqual(self.spawner_env["SPAWNER_AGENTS"], f"http://{replicas}:{agent_port}")
         table_port = service_port("director-replicas", "haproxy-table")
-        self.assertRegex((DEPLOY / "haproxy-kubernetes.cfg").read_text(), rf"ipv4@0\.0\.0\.0:{table_port} ")
+        self.assertEqual(self.haproxy_env["DIRECTOR_HAPROXY_STATS_BIND"], f":{table_port}")
         self.assertEqual(self.spawner_env["SPAWNER_HAPROXY_SOCKETS"], f"{replicas}:{table_port}")
         self.assertEqual(self.haproxy_env["DIRECTOR_HTTP_BIND"], f":{service_port('director', 'http')}")
         upstream = [a for a in container(self.oauth2_proxy, "oauth2-proxy")["args"] if a.startswith("--upstream=")]
