@@ -411,23 +411,25 @@ class Rendered(unittest.TestCase):
         spawner = os.environ.get("DIRECTOR_SPAWNER_BIN")
         if not spawner:
             self.skipTest("DIRECTOR_SPAWNER_BIN not set")
-        # Until issue 12's spawner work lands (branches kwiring: SPAWNER_RUNTIME=kubernetes and its
-        # options; replicas: a DNS name in SPAWNER_AGENTS), the spawner refuses this environment:
-        # this check starts by itself once its option table says it accepts both.
-        help_text = subprocess.run([spawner, "--help-markdown"], capture_output=True, text=True, timeout=30).stdout
-        agents_row = next((line for line in help_text.splitlines() if "`SPAWNER_AGENTS`" in line), "")
-        if "SPAWNER_KUBERNETES_NAMESPACE" not in help_text or not re.search(r"\bNAME\b|DNS name|host name", agents_row):
-            self.skipTest("director-spawner does not take SPAWNER_RUNTIME=kubernetes and DNS names yet (issue 12)")
+        env = dict(self.spawner_env)
+        # Until issue 12's spawner wiring lands (branch kwiring: SPAWNER_RUNTIME=kubernetes and its
+        # options), the spawner refuses those: everything else is checked meanwhile, and the whole
+        # environment as soon as its option table lists them. The lead may remove this.
+        if not PENDING_SPAWNER_NAMES <= options_of(spawner):
+            for name in PENDING_SPAWNER_NAMES | {"SPAWNER_RUNTIME"}:
+                env.pop(name, None)
         with tempfile.TemporaryDirectory() as account:
             for name, content in (("token", "not-a-token"), ("namespace", NAMESPACE),
                                   ("ca.crt", text_of(REPO / "tests" / "data" / "tls" / "ca.crt"))):
                 Path(account, name).write_text(content)
-            env = dict(self.spawner_env, PATH=os.environ["PATH"], KUBERNETES_SERVICE_HOST="127.0.0.1",
-                       KUBERNETES_SERVICE_PORT="6443", SPAWNER_KUBERNETES_SERVICEACCOUNT_DIR=account)
+            env.update(PATH=os.environ["PATH"], KUBERNETES_SERVICE_HOST="127.0.0.1", KUBERNETES_SERVICE_PORT="6443")
+            if "SPAWNER_RUNTIME" in env:
+                env["SPAWNER_KUBERNETES_SERVICEACCOUNT_DIR"] = account
             done = subprocess.run([spawner, "--check-config"], capture_output=True, text=True, env=env, timeout=30)
         self.assertEqual(done.returncode, 0, done.stderr)
         effective = json.loads(done.stdout)
         self.assertEqual(effective["container_domain"], f"{NAMESPACE}.{CLUSTER_DOMAIN}")
+        self.assertEqual(effective["agents"], [self.spawner_env["SPAWNER_AGENTS"]])
 
     def test_env_names_are_the_programs(self):
         """Every variable the manifests set is one its program reads: HAProxy's are those
