@@ -63,6 +63,7 @@ RUN_BY = {
     "cmake --build --preset default --target director-agent director-spawner":
         "tools/run-tests, stage default (it builds every target)",
     "cmake --preset default && cmake --build --preset default": "tools/run-tests, stage default",
+    "kubectl kustomize deploy/kubernetes": "deploy/kubernetes (tests/deploy/test_kubernetes.py)",
 }
 
 # Every documented command that no test runs, and why.
@@ -113,6 +114,18 @@ NOT_RUN = {
     "cp docs/compose.env.example .env": "the compose demo: no container engine runs here; "
                                         "compose/config checks compose.yaml with docker-compose config",
     "docker compose up -d --build": "as above",
+    # docs/kubernetes.md: what changes a cluster; none runs here. deploy/kubernetes renders and
+    # checks what they would apply.
+    "kubectl create namespace container-director": "no Kubernetes cluster runs here",
+    "kubectl -n container-director create secret generic oauth2-proxy "
+    "--from-literal=OAUTH2_PROXY_CLIENT_ID=container-director --from-literal=OAUTH2_PROXY_CLIENT_SECRET=... "
+    "--from-literal=OAUTH2_PROXY_COOKIE_SECRET=... "
+    "--from-literal=OAUTH2_PROXY_OIDC_ISSUER_URL=https://idp.example.com "
+    "--from-literal=OAUTH2_PROXY_REDIRECT_URL=https://director.example.com/oauth2/callback":
+        "no Kubernetes cluster runs here; '...' stands for the site's secrets",
+    "kubectl apply -k deploy/kubernetes": "no Kubernetes cluster runs here; deploy/kubernetes renders "
+                                          "the same kustomization and validates every object",
+    "kubectl -n container-director scale deployment/director --replicas=4": "no Kubernetes cluster runs here",
 }
 
 
