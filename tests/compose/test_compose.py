@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """compose.yaml, checked without a container engine: `docker-compose config` accepts it with the
 example .env and names the missing variable without one; HAProxy's environment holds only
-variables haproxy.cfg reads; director-agent --check-config accepts the agent's environment; the
+variables haproxy.cfg reads; director-agent and director-spawner --check-config accept their environments; the
 zones hold (the user containers' network never meets the sign-in hop); the parts agree on
 addresses (Dex's issuer and redirect URI, the spawner's listener, the metrics listeners and
 Prometheus' targets); Dex gives its users preferred_username; the Grafana provisioning loads
@@ -244,6 +244,18 @@ class Compose(unittest.TestCase):
         done = subprocess.run([agent, "--check-config"], capture_output=True, text=True, env=env, timeout=10)
         self.assertEqual(done.returncode, 0, done.stderr)
         self.assertIn('"container_host_prefix":"vscode"', done.stdout.replace(" ", ""))
+
+    def test_spawner_accepts_its_environment(self):
+        """The defaults compose.yaml writes must start the spawner (a 1h idle timeout once did
+        not: durations take ms, s and m)."""
+        spawner = os.environ.get("DIRECTOR_SPAWNER_BIN")
+        if not spawner:
+            self.skipTest("DIRECTOR_SPAWNER_BIN not set")
+        env = {k: str(v) for k, v in self.config["services"]["director-spawner"]["environment"].items()}
+        env["PATH"] = os.environ["PATH"]
+        done = subprocess.run([spawner, "--check-config"], capture_output=True, text=True, env=env, timeout=10)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertIn('"idle_timeout":"60m"', done.stdout.replace(" ", ""))
 
 
 if __name__ == "__main__":
