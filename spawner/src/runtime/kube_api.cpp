@@ -198,7 +198,8 @@ std::optional<PodState> pod_from(const Json& object) {
     status.health = ready ? core::Health::healthy : core::Health::starting;
   }
   pod.state_before_deletion = status.state;
-  if (object_at(object, "metadata").contains("deletionTimestamp")) status.state = core::ContainerState::removing;
+  pod.being_deleted = object_at(object, "metadata").contains("deletionTimestamp");
+  if (pod.being_deleted) status.state = core::ContainerState::exited;
   return pod;
 }
 

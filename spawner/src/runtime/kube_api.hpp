@@ -84,11 +84,13 @@ struct PodState {
   // reason that means the container cannot start (ErrImagePull, ImagePullBackOff,
   // InvalidImageName, CreateContainerConfigError, CreateContainerError) -> exited with error =
   // the kubelet's message, CrashLoopBackOff -> restarting, metadata.deletionTimestamp set ->
-  // removing. health: none without a readinessProbe; with one, the Ready condition: True ->
+  // exited (being_deleted): a Pod being deleted is a stop under way, never a container that
+  // comes back, so the lifecycle starts the user again and start() waits for it to be gone. health: none without a readinessProbe; with one, the Ready condition: True ->
   // healthy, anything else -> starting. Kubernetes has no "unhealthy" for readiness: a failing
   // probe only takes the Pod out of its Service's endpoints.
   core::ContainerStatus status;
   core::ContainerState state_before_deletion = core::ContainerState::unknown;  // status.state without deletionTimestamp
+  bool being_deleted = false;               // metadata.deletionTimestamp set: in its grace period
   std::optional<int> terminated_exit_code;  // state.terminated.exitCode of the container, when it has ended
   int restart_count = 0;                    // the container's restartCount
   std::optional<int> last_exit_code;        // lastState.terminated.exitCode (the run before a restart)

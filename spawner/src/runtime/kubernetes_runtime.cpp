@@ -209,7 +209,7 @@ asio::awaitable<RuntimeResult<void>> KubernetesRuntime::start(std::string id) {
     if (*pod_body) {
       const auto pod = kube::parse_pod(**pod_body);
       if (!pod) co_return unavailable("the API's Pod " + id + " is not a Pod");
-      if (pod->status.state == core::ContainerState::removing) {
+      if (pod->being_deleted) {
         auto gone = co_await await_pod_gone(id, deadline);
         if (!gone) co_return gone.error();
         continue;

@@ -251,10 +251,11 @@ TEST_CASE("a Pod's status in the core's terms") {
     CHECK(parsed->status.state == core::ContainerState::restarting);
     CHECK(parsed->status.exit_code == 137);
   }
-  SECTION("deletionTimestamp set: removing, and what it was before") {
+  SECTION("deletionTimestamp set: exited (a stop under way), and what it was before") {
     const auto pod = kube::parse_pod(fixture("pod-terminating.json"));
     REQUIRE(pod);
-    CHECK(pod->status.state == core::ContainerState::removing);
+    CHECK(pod->being_deleted);
+    CHECK(pod->status.state == core::ContainerState::exited);
     CHECK(pod->state_before_deletion == core::ContainerState::running);
   }
   SECTION("bad input: nullopt, never a throw") {
