@@ -36,12 +36,6 @@ NODE_PREFIX = Path(os.environ.get("DIRECTOR_DEPLOY_NODE_PREFIX",
 NAMESPACE = "container-director"  # kustomization.yaml's namespace
 CLUSTER_DOMAIN = "svc.cluster.local"
 
-# Names the spawner accepts with SPAWNER_RUNTIME=kubernetes (issue 12, branch "kwiring"), not in
-# its option table until that lands. Remove this set once director-spawner --help-markdown lists
-# them (test_env_names_are_the_programs then checks them like every other).
-PENDING_SPAWNER_NAMES = {"SPAWNER_KUBERNETES_SERVICEACCOUNT_DIR", "SPAWNER_KUBERNETES_NAMESPACE",
-                         "SPAWNER_KUBERNETES_VOLUME_SIZE", "SPAWNER_KUBERNETES_STORAGE_CLASS",
-                         "SPAWNER_MEMORY_REQUEST", "SPAWNER_CPUS_REQUEST"}
 # Set by the manifests for $(...) expansion only (the downward API's namespace): no program reads it.
 HELPER_NAMES = {"POD_NAMESPACE"}
 
@@ -412,19 +406,12 @@ class Rendered(unittest.TestCase):
         if not spawner:
             self.skipTest("DIRECTOR_SPAWNER_BIN not set")
         env = dict(self.spawner_env)
-        # Until issue 12's spawner wiring lands (branch kwiring: SPAWNER_RUNTIME=kubernetes and its
-        # options), the spawner refuses those: everything else is checked meanwhile, and the whole
-        # environment as soon as its option table lists them. The lead may remove this.
-        if not PENDING_SPAWNER_NAMES <= options_of(spawner):
-            for name in PENDING_SPAWNER_NAMES | {"SPAWNER_RUNTIME"}:
-                env.pop(name, None)
         with tempfile.TemporaryDirectory() as account:
             for name, content in (("token", "not-a-token"), ("namespace", NAMESPACE),
                                   ("ca.crt", text_of(REPO / "tests" / "data" / "tls" / "ca.crt"))):
                 Path(account, name).write_text(content)
             env.update(PATH=os.environ["PATH"], KUBERNETES_SERVICE_HOST="127.0.0.1", KUBERNETES_SERVICE_PORT="6443")
-            if "SPAWNER_RUNTIME" in env:
-                env["SPAWNER_KUBERNETES_SERVICEACCOUNT_DIR"] = account
+            env["SPAWNER_KUBERNETES_SERVICEACCOUNT_DIR"] = account
             done = subprocess.run([spawner, "--check-config"], capture_output=True, text=True, env=env, timeout=30)
         self.assertEqual(done.returncode, 0, done.stderr)
         effective = json.loads(done.stdout)
@@ -442,8 +429,6 @@ class Rendered(unittest.TestCase):
                 self.skipTest(f"{variable} not set")
             accepted = options_of(program) | HELPER_NAMES
             env = self.agent_env if name == "agent" else self.spawner_env
-            if name == "spawner":
-                accepted |= PENDING_SPAWNER_NAMES
             self.assertEqual(set(env) - accepted, set(), f"variables {name} does not read")
         # The helper is there only to be expanded, before the names that use it.
         for env in (self.haproxy_env, self.agent_env, self.spawner_env):

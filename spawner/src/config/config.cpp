@@ -611,7 +611,7 @@ std::vector<Option> options() {
          return config_table::set_list(c.agent_urls, v, config_table::ListSeparators::commas, is_agent_url,
                                        "entries of http://IP:PORT (http://[IPv6]:PORT) or http://NAME:PORT (a DNS "
                                        "name) separated by commas, e.g. http://127.0.0.1:9102 or "
-                                       "http://director-agents.director.svc.cluster.local:9102 (in the file: an "
+                                       "http://director-replicas.container-director.svc.cluster.local:9102 (in the file: an "
                                        "array of strings), or empty for none");
        },
        [](const Config& c) -> Json { return c.agent_urls; }},
