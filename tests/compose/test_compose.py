@@ -235,28 +235,25 @@ class Compose(unittest.TestCase):
         cfg = (REPO / "haproxy" / "haproxy.cfg").read_text()
         self.assertNotRegex(cfg, r"(?m)^\s*master-worker")
 
-    def test_agent_accepts_its_environment(self):
-        agent = os.environ.get("DIRECTOR_AGENT_BIN")
-        if not agent:
-            self.skipTest("DIRECTOR_AGENT_BIN not set")
-        env = {k: str(v) for k, v in self.config["services"]["director-agent"]["environment"].items()}
+    def check_config(self, binary_variable, service):
+        """The program's --check-config on the environment compose gives `service`: its
+        effective configuration, compact JSON text."""
+        program = os.environ.get(binary_variable)
+        if not program:
+            self.skipTest(f"{binary_variable} not set")
+        env = {k: str(v) for k, v in self.config["services"][service]["environment"].items()}
         env["PATH"] = os.environ["PATH"]
-        done = subprocess.run([agent, "--check-config"], capture_output=True, text=True, env=env, timeout=10)
+        done = subprocess.run([program, "--check-config"], capture_output=True, text=True, env=env, timeout=10)
         self.assertEqual(done.returncode, 0, done.stderr)
-        self.assertIn('"container_host_prefix":"vscode"', done.stdout.replace(" ", ""))
+        return done.stdout.replace(" ", "")
+
+    def test_agent_accepts_its_environment(self):
+        self.assertIn('"container_host_prefix":"vscode"', self.check_config("DIRECTOR_AGENT_BIN", "director-agent"))
 
     def test_spawner_accepts_its_environment(self):
         """The defaults compose.yaml writes must start the spawner (a 1h idle timeout once did
         not: durations take ms, s and m)."""
-        spawner = os.environ.get("DIRECTOR_SPAWNER_BIN")
-        if not spawner:
-            self.skipTest("DIRECTOR_SPAWNER_BIN not set")
-        env = {k: str(v) for k, v in self.config["services"]["director-spawner"]["environment"].items()}
-        env["PATH"] = os.environ["PATH"]
-        done = subprocess.run([spawner, "--check-config"], capture_output=True, text=True, env=env, timeout=10)
-        self.assertEqual(done.returncode, 0, done.stderr)
-        self.assertIn('"idle_timeout":"60m"', done.stdout.replace(" ", ""))
-
+        self.assertIn('"idle_timeout":"60m"', self.check_config("DIRECTOR_SPAWNER_BIN", "director-spawner"))
 
 if __name__ == "__main__":
     if not shutil.which("docker-compose"):
