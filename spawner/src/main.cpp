@@ -86,6 +86,7 @@ ChosenRuntime choose_runtime(const config::Config& configuration) {
   settings.container_port = configuration.container_port;
   settings.volume_size = configuration.kubernetes.volume_size;
   settings.storage_class = configuration.kubernetes.storage_class;
+  settings.fs_group = configuration.kubernetes.fs_group;
   settings.pull_missing_images = configuration.pull_missing_images;
   settings.timeout = configuration.runtime_timeout;
   auto description = "kubernetes " + director::net::http::to_string(settings.api) + " namespace " + cluster.namespace_name;

@@ -466,6 +466,16 @@ std::vector<Option> options() {
        "default class",
        [](Config& c, std::string_view v) { return set_storage_class(c.kubernetes.storage_class, v); },
        [](const Config& c) -> Json { return c.kubernetes.storage_class; }},
+      {"kubernetes_fs_group", "SPAWNER_KUBERNETES_FS_GROUP", "--kubernetes-fs-group",
+       "With runtime kubernetes: the group that owns each user's volume (the Pods' securityContext.fsGroup), e.g. "
+       "1000 for code-server, whose user cannot write a new volume's root-owned directory otherwise. Default 0 (none)",
+       [](Config& c, std::string_view v) -> Failure {
+         const auto value = parse_integer<std::uint32_t>(v, 0, 2'147'483'647);
+         if (!value) return "a group id from 1 to 2147483647, or 0 for none";
+         c.kubernetes.fs_group = *value;
+         return accepted;
+       },
+       [](const Config& c) -> Json { return c.kubernetes.fs_group; }},
       {"runtime_timeout", "SPAWNER_RUNTIME_TIMEOUT", "--runtime-timeout",
        "Timeout of one runtime API call (not pulls, not the event stream). Default 10s",
        [](Config& c, std::string_view v) { return set_duration(c.runtime_timeout, v, milliseconds(100), minutes(10)); },

@@ -42,6 +42,10 @@ struct KubernetesOptions {
   std::string namespace_name;          // where every user's objects live; empty: serviceaccount_dir/namespace
   std::string volume_size = "10Gi";    // each PersistentVolumeClaim's storage request (a quantity)
   std::string storage_class;           // the claims' storageClassName; empty: the cluster's default class
+  // The Pods' securityContext.fsGroup: the group the kubelet gives each user's volume, so that
+  // an image running as a non-root user can write its empty home (Docker copies the image's
+  // files and owners into a new volume; Kubernetes does not). 0: none.
+  std::uint32_t fs_group = 0;
 };
 
 // The image used when SPAWNER_IMAGE is not set: the original director's code-server.

@@ -96,6 +96,7 @@ Json pod_json(const core::ContainerSpec& spec, const ObjectSettings& settings) {
   Json spec_json = {{"restartPolicy", std::string(restart_policy(spec.restart))},
                     {"automountServiceAccountToken", false},
                     {"enableServiceLinks", false}};
+  if (settings.fs_group != 0) spec_json["securityContext"] = {{"fsGroup", settings.fs_group}};
   if (!spec.volume_name.empty() && !spec.volume_mount.empty()) {
     container["volumeMounts"] = Json::array({{{"name", "home"}, {"mountPath", spec.volume_mount}}});
     spec_json["volumes"] = Json::array({{{"name", "home"}, {"persistentVolumeClaim", {{"claimName", spec.volume_name}}}}});

@@ -49,6 +49,7 @@ struct ObjectSettings {
   std::string volume_size;    // a quantity, e.g. "10Gi"
   std::string storage_class;  // empty: none named (the cluster's default class)
   bool pull_missing_images = true;
+  std::uint32_t fs_group = 0;  // spec.securityContext.fsGroup: the volume's group; 0: none
 };
 
 // Request bodies (JSON) for POST /api/v1/namespaces/{ns}/{persistentvolumeclaims|services|pods}.

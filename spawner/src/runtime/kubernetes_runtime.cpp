@@ -56,7 +56,8 @@ kube::ObjectSettings object_settings(const KubernetesRuntimeSettings& settings) 
   return {.container_port = settings.container_port,
           .volume_size = settings.volume_size,
           .storage_class = settings.storage_class,
-          .pull_missing_images = settings.pull_missing_images};
+          .pull_missing_images = settings.pull_missing_images,
+          .fs_group = settings.fs_group};
 }
 
 http::ClientRequest authorized_request(Verb method, std::string target, const std::string& token) {

@@ -48,6 +48,7 @@ struct KubernetesRuntimeSettings {
   std::string volume_size;              // each PVC's spec.resources.requests.storage, e.g. "10Gi"
   std::string storage_class;            // empty: the cluster's default class
   bool pull_missing_images = true;      // imagePullPolicy IfNotPresent; false: Never
+  std::uint32_t fs_group = 0;           // the Pods' securityContext.fsGroup; 0: none
   std::chrono::milliseconds timeout{};  // each call (a stop adds its grace period)
 };
 

@@ -65,6 +65,7 @@ TEST_CASE("defaults are the documented ones") {
   CHECK(c.kubernetes.namespace_name.empty());
   CHECK(c.kubernetes.volume_size == "10Gi");
   CHECK(c.kubernetes.storage_class.empty());
+  CHECK(c.kubernetes.fs_group == 0);
   CHECK(c.runtime_timeout == std::chrono::seconds(10));
   CHECK(c.pull_timeout == std::chrono::minutes(10));
   CHECK(c.container_template.image == "codercom/code-server:latest");
@@ -105,6 +106,7 @@ TEST_CASE("every option is read from its environment variable") {
            {"SPAWNER_KUBERNETES_NAMESPACE", "users"},
            {"SPAWNER_KUBERNETES_VOLUME_SIZE", "500M"},
            {"SPAWNER_KUBERNETES_STORAGE_CLASS", "fast.ssd"},
+           {"SPAWNER_KUBERNETES_FS_GROUP", "1000"},
            {"SPAWNER_RUNTIME_TIMEOUT", "5s"},
            {"SPAWNER_PULL_TIMEOUT", "30m"},
            {"SPAWNER_IMAGE", "registry.example:5000/team/jupyter:2024@sha256:abc123"},
@@ -155,6 +157,7 @@ TEST_CASE("every option is read from its environment variable") {
   CHECK(c.kubernetes.namespace_name == "users");
   CHECK(c.kubernetes.volume_size == "500M");
   CHECK(c.kubernetes.storage_class == "fast.ssd");
+  CHECK(c.kubernetes.fs_group == 1000);
   CHECK(c.runtime_timeout == std::chrono::seconds(5));
   CHECK(c.pull_timeout == std::chrono::minutes(30));
   CHECK(t.image == "registry.example:5000/team/jupyter:2024@sha256:abc123");
@@ -325,6 +328,8 @@ TEST_CASE("every invalid value names its source, the value and what is accepted"
       {{"--kubernetes-storage-class", "Fast"}, {}, "for --kubernetes-storage-class: expected empty for the cluster's default storage class"},
       {{"--kubernetes-storage-class", "fast."}, {}, "for --kubernetes-storage-class"},
       {{"--kubernetes-storage-class", "fast_ssd"}, {}, "for --kubernetes-storage-class"},
+      {{"--kubernetes-fs-group", "-1"}, {}, "for --kubernetes-fs-group: expected a group id from 1 to 2147483647, or 0 for none"},
+      {{"--kubernetes-fs-group", "2147483648"}, {}, "for --kubernetes-fs-group"},
       {{"--runtime-timeout", "10"}, {}, "for --runtime-timeout: expected a duration from 100ms to 10m"},
       {{"--pull-timeout", "0s"}, {}, "for --pull-timeout: expected a duration from 1s to 120m"},
       {{"--image", ""}, {}, "invalid value '' for --image: expected an image reference"},

@@ -113,6 +113,11 @@ TEST_CASE("the Pod: one container from the spec, limits and requests, the probe,
   CHECK(spec["restartPolicy"] == "Always");
   CHECK(spec["automountServiceAccountToken"] == false);
   CHECK(spec["enableServiceLinks"] == false);
+  CHECK_FALSE(spec.contains("securityContext"));  // no fsGroup unless given
+  auto with_group = settings();
+  with_group.fs_group = 1000;
+  CHECK(Json::parse(kube::pod_body(alice_spec(), with_group))["spec"]["securityContext"] ==
+        Json::parse(R"({"fsGroup":1000})"));
   CHECK(spec["volumes"] == Json::parse(R"([{"name":"home","persistentVolumeClaim":{"claimName":"director-home-alice"}}])"));
   REQUIRE(spec["containers"].size() == 1);
   const Json& container = spec["containers"][0];
