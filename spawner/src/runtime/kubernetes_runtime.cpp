@@ -204,6 +204,14 @@ asio::awaitable<RuntimeResult<void>> KubernetesRuntime::start(std::string id) {
                            "the Service " + id + " has no annotation " + std::string(kube::pod_annotation) +
                                " (not created by director-spawner?)"};
   }
+  // Only a managed Service's manifest of a managed Pod of that name is started: whoever can
+  // write Services in the namespace must not get other Pods made with the spawner's rights.
+  const auto manifest = kube::parse_pod(service->pod_manifest);
+  if (!service->managed || !manifest || manifest->status.name != id || !manifest->status.managed) {
+    co_return RuntimeError{core::CallError::refused, 0,
+                           "the Service " + id + " is not director-spawner's, or its " + std::string(kube::pod_annotation) +
+                               " is not a managed Pod named " + id + ": not started"};
+  }
   for (;;) {
     auto pod_body = co_await get_object(pods, id);
     if (!pod_body) co_return pod_body.error();
@@ -229,11 +237,16 @@ asio::awaitable<RuntimeResult<void>> KubernetesRuntime::start(std::string id) {
     if (!created) co_return created.error();
     if (succeeded(created->result_int())) co_return RuntimeResult<void>{};
     if (created->result_int() != 409 || Clock::now() >= deadline) co_return refusal(*created);
-    // 409: another start created it meanwhile; look at it again.
+    // 409: another start created it meanwhile; look at it again, not at once.
+    co_await sleep_for(deletion_poll);
   }
 }
 
 asio::awaitable<RuntimeResult<void>> KubernetesRuntime::stop(std::string id, std::chrono::seconds grace) {
+  // At least a second: the API takes gracePeriodSeconds=0 as a force deletion, which removes
+  // the object before the kubelet has stopped the container, so that a start could run a
+  // second Pod on the same claim while the first still writes to it.
+  grace = std::max(grace, std::chrono::seconds(1));
   const auto deadline = Clock::now() + settings_.timeout + grace;
   auto deleted = co_await delete_object(pods, id, grace);
   if (!deleted) co_return deleted.error();
@@ -241,8 +254,13 @@ asio::awaitable<RuntimeResult<void>> KubernetesRuntime::stop(std::string id, std
 }
 
 asio::awaitable<RuntimeResult<void>> KubernetesRuntime::remove(std::string id) {
-  auto pod = co_await delete_object(pods, id, std::chrono::seconds(0));
+  // One second, not a force deletion (stop() says why); the Service goes once the Pod is gone.
+  const auto grace = std::chrono::seconds(1);
+  const auto deadline = Clock::now() + settings_.timeout + grace;
+  auto pod = co_await delete_object(pods, id, grace);
   if (!pod) co_return pod.error();
+  auto gone = co_await await_pod_gone(id, deadline);
+  if (!gone) co_return gone.error();
   co_return co_await delete_object(services, id, std::nullopt);  // never the claim
 }
 
@@ -408,13 +426,14 @@ asio::awaitable<RuntimeResult<void>> KubernetesRuntime::watch(std::function<void
       }
       // Ended cleanly (timeoutSeconds, the server closing), broken or lost: resumed from where
       // it was (a version too old for the server then ends it with 410); not when the caller
-      // cancelled (a cancelled stream ends as a broken one).
-      if ((co_await asio::this_coro::cancellation_state).cancelled() != asio::cancellation_type::none) {
-        co_return unavailable("the watch of " + where + " was cancelled");
-      }
+      // cancelled (a cancelled stream ends as a broken one), before or during the pause (the
+      // pause ends at once then; checked after it, as the next co_await would throw).
       const auto lasted = Clock::now() - began;
       if (lasted < watch_resume_pause) {
         co_await sleep_for(std::chrono::duration_cast<std::chrono::milliseconds>(watch_resume_pause - lasted));
+      }
+      if ((co_await asio::this_coro::cancellation_state).cancelled() != asio::cancellation_type::none) {
+        co_return unavailable("the watch of " + where + " was cancelled");
       }
     }
   };

@@ -237,6 +237,12 @@ TEST_CASE("a user's life against the API stand-in: create, start, stop, start ag
     const Json third = co_await api.get("pods", "vscode-alice");
     CHECK(third["metadata"]["uid"] != second["metadata"]["uid"]);
     CHECK((co_await runtime.inspect(*id)).value()->state == core::ContainerState::created);
+    // A grace period of 0 would be a force deletion (the object gone before the container):
+    // stop asks for at least a second.
+    REQUIRE((co_await runtime.stop(*id, 0s)).has_value());
+    CHECK(requested(co_await api.requests(), "DELETE", "/api/v1/namespaces/director/pods/vscode-alice",
+                    Json::parse(R"({"gracePeriodSeconds":"1"})")));
+    REQUIRE((co_await runtime.start(*id)).has_value());
 
     // remove: the Pod and the Service, never the claim; a new create keeps using it.
     REQUIRE((co_await runtime.remove(*id)).has_value());
@@ -476,6 +482,37 @@ TEST_CASE("watch() ends when cancelled, also while it waits to resume a stream t
   CHECK(watched.subscribed);
   CHECK_FALSE(watched.returned_before_scenario_end);
   CHECK(std::chrono::steady_clock::now() - began < 5s);
+}
+
+TEST_CASE("start() makes no Pod from a Service that is not the spawner's, or whose manifest is another Pod") {
+  KubeStandin api;
+  asio::io_context io;
+  KubernetesRuntime runtime(api.settings());
+  run_until_complete(io, [&]() -> asio::awaitable<void> {
+    Json pod = Json::parse(R"({"apiVersion":"v1","kind":"Pod","spec":{"containers":[{"name":"main","image":"x"}]}})");
+    pod["metadata"]["labels"]["io.container-director.managed"] = "true";
+    Json service = Json::parse(R"({"apiVersion":"v1","kind":"Service","spec":{"ports":[{"port":8080}]}})");
+    const auto post_service = [&](std::string name, bool managed, std::string pod_name) -> asio::awaitable<void> {
+      service["metadata"]["name"] = name;
+      service["metadata"]["labels"] = Json::object();
+      if (managed) service["metadata"]["labels"]["io.container-director.managed"] = "true";
+      pod["metadata"]["name"] = std::move(pod_name);
+      service["metadata"]["annotations"]["io.container-director.pod"] = pod.dump();
+      const auto response = co_await api.request(Verb::post, "/api/v1/namespaces/director/services", service);
+      REQUIRE(response.result_int() == 201);
+    };
+    co_await post_service("vscode-mallory", false, "vscode-mallory");  // not managed
+    co_await post_service("vscode-trudy", true, "kube-apiserver-node1");  // another Pod's name
+    for (const char* name : {"vscode-mallory", "vscode-trudy"}) {
+      const auto started = co_await runtime.start(name);
+      REQUIRE_FALSE(started.has_value());
+      CHECK(started.error().error == core::CallError::refused);
+      CHECK(started.error().message.find("not started") != std::string::npos);
+    }
+    CHECK((co_await api.get("pods", "vscode-mallory")).is_null());
+    CHECK((co_await api.get("pods", "kube-apiserver-node1")).is_null());
+    CHECK((co_await api.get("pods", "vscode-trudy")).is_null());
+  }());
 }
 
 TEST_CASE("list_managed() reads a listing longer than a page, page by page") {
