@@ -577,7 +577,7 @@ TEST_CASE("the Markdown reference (--help-markdown) is one table row per option 
     INFO(r);
     CHECK(r.find("| any text |") == std::string::npos);  // every option refuses something, and says what
   }
-  CHECK(rows.size() == 2 + 45);
+  CHECK(rows.size() == 2 + 46);
 }
 
 TEST_CASE("docs/configuration.md holds the spawner's Markdown reference as generated") {
