@@ -468,7 +468,7 @@ std::vector<Option> options() {
        [](const Config& c) -> Json { return c.kubernetes.storage_class; }},
       {"kubernetes_fs_group", "SPAWNER_KUBERNETES_FS_GROUP", "--kubernetes-fs-group",
        "With runtime kubernetes: the group that owns each user's volume (the Pods' securityContext.fsGroup), e.g. "
-       "1000 for code-server, whose user cannot write a new volume's root-owned directory otherwise. Default 0 (none)",
+       "1000 for code-server, whose user cannot write a new volume whose root directory is root's (as provisioners commonly make it). Default 0 (none)",
        [](Config& c, std::string_view v) -> Failure {
          const auto value = parse_integer<std::uint32_t>(v, 0, 2'147'483'647);
          if (!value) return "a group id from 1 to 2147483647, or 0 for none";
