@@ -67,7 +67,7 @@ std::string memory_quantity(std::uint64_t bytes);
 std::string cpu_quantity(std::uint64_t nano_cpus);
 
 // The labelSelector of every managed object: io.container-director.managed=true (to be
-// URL-encoded: docker::url_encode).
+// URL-encoded: url_encode, api_call.hpp).
 std::string managed_selector();
 
 // A Service as the runtime reads it.
@@ -132,7 +132,7 @@ struct ApiStatus {
   std::string message;
 };
 // nullopt unless it is an object of kind Status. (An error answer's message for pages:
-// docker::error_message reads a Status's "message" as it reads Docker's.)
+// error_message, api_call.hpp, reads a Status's "message" as it reads Docker's.)
 std::optional<ApiStatus> parse_status(std::string_view json);
 
 // The class of a non-2xx answer: 5xx and 429 -> unavailable, 404 -> not_found, 409 ->

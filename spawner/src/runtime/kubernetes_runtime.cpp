@@ -2,7 +2,7 @@
 
 #include "log/log.hpp"
 #include "net/awaitable.hpp"
-#include "runtime/docker_api.hpp"
+#include "runtime/api_call.hpp"
 #include "runtime/kube_api.hpp"
 #include "runtime/line_splitter.hpp"
 
@@ -44,13 +44,9 @@ constexpr std::chrono::seconds watch_resume_pause{1};
 constexpr std::size_t max_held_events = 10'000;
 constexpr std::uintmax_t max_token_size = 64 * 1024;
 
-RuntimeError unavailable(std::string message) { return RuntimeError{core::CallError::unavailable, 0, std::move(message)}; }
-
-bool succeeded(unsigned status) { return status / 100 == 2; }
-
 // The failure of an answer with a non-2xx status: its class and the Status's message.
 RuntimeError refusal(unsigned status, std::string_view body) {
-  std::string message = docker::error_message(body);  // a Status's "message", as Docker's
+  std::string message = error_message(body);  // a Status's "message"
   if (message.empty()) message = "answered " + std::to_string(status);
   return RuntimeError{kube::classify(status), status, kube::failure_message(status, message)};
 }
@@ -108,8 +104,8 @@ asio::awaitable<void> sleep_for(std::chrono::milliseconds duration) {
 KubernetesRuntime::KubernetesRuntime(KubernetesRuntimeSettings settings) : settings_(std::move(settings)) {}
 
 std::string KubernetesRuntime::path(std::string_view resource, std::string_view name) const {
-  std::string target = "/api/v1/namespaces/" + docker::url_encode(settings_.namespace_name) + "/" + std::string(resource);
-  if (!name.empty()) target += "/" + docker::url_encode(name);
+  std::string target = "/api/v1/namespaces/" + url_encode(settings_.namespace_name) + "/" + std::string(resource);
+  if (!name.empty()) target += "/" + url_encode(name);
   return target;
 }
 
@@ -309,7 +305,7 @@ asio::awaitable<RuntimeResult<std::string>> KubernetesRuntime::logs(std::string 
   if (!response) co_return response.error();
   if (!succeeded(response->result_int())) {
     // 400 "container ... is waiting to start": it wrote nothing yet.
-    if (response->result_int() == 400 && docker::error_message(response->body()).find("waiting to start") != std::string::npos) {
+    if (response->result_int() == 400 && error_message(response->body()).find("waiting to start") != std::string::npos) {
       co_return std::string{};
     }
     co_return refusal(*response);
@@ -321,7 +317,7 @@ asio::awaitable<RuntimeResult<std::string>> KubernetesRuntime::logs(std::string 
 
 template <typename Item, typename Parse>
 asio::awaitable<RuntimeResult<kube::Listed<Item>>> KubernetesRuntime::list_pages(std::string_view resource, Parse parse) {
-  const std::string query = "?labelSelector=" + docker::url_encode(kube::managed_selector()) +
+  const std::string query = "?labelSelector=" + url_encode(kube::managed_selector()) +
                             "&limit=" + std::to_string(page_size);
   kube::Listed<Item> listed;
   std::string continue_token;
@@ -330,7 +326,7 @@ asio::awaitable<RuntimeResult<kube::Listed<Item>>> KubernetesRuntime::list_pages
   while (first || !continue_token.empty()) {
     // Built before the co_await: GCC 12 destroys a conditional's temporaries inside one wrongly.
     std::string target = path(resource) + query;
-    if (!first) target += "&continue=" + docker::url_encode(continue_token);
+    if (!first) target += "&continue=" + url_encode(continue_token);
     auto response = co_await call(Verb::get, std::move(target));
     if (!response) co_return response.error();
     // 410 on a continue token: the snapshot it pages was compacted away; the list starts over
@@ -370,7 +366,7 @@ asio::awaitable<RuntimeResult<std::vector<core::ContainerStatus>>> KubernetesRun
 }
 
 asio::awaitable<RuntimeResult<void>> KubernetesRuntime::watch(std::function<void()> on_subscribed, EventHandler on_event) {
-  const std::string selector = "labelSelector=" + docker::url_encode(kube::managed_selector());
+  const std::string selector = "labelSelector=" + url_encode(kube::managed_selector());
   // The listings: where each watch starts, and what the tracker knows before it.
   auto listed = co_await list_managed_objects();
   if (!listed) co_return listed.error();
@@ -412,7 +408,7 @@ asio::awaitable<RuntimeResult<void>> KubernetesRuntime::watch(std::function<void
       auto request = authorized_request(Verb::get,
                                         path(resource) + "?watch=1&allowWatchBookmarks=true&" + selector +
                                             "&timeoutSeconds=" + std::to_string(watch_timeout_seconds) +
-                                            "&resourceVersion=" + docker::url_encode(resource_version),
+                                            "&resourceVersion=" + url_encode(resource_version),
                                         *token);
       LineSplitter lines(max_line);
       unsigned status = 0;
