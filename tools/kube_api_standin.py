@@ -65,7 +65,8 @@ https://kubernetes.io/docs/reference/using-api/api-concepts/ for the rest):
   been modified"); a merge patch carrying metadata.resourceVersion is checked the same way. A
   write that changes nothing changes no resourceVersion and sends no event.
 - delete: 200 with the object; 404 NotFound. A pod is deleted gracefully: its
-  metadata.deletionTimestamp and deletionGracePeriodSeconds set (a MODIFIED event), then, when
+  metadata.deletionTimestamp (now plus the grace period: when it is to be gone) and
+  deletionGracePeriodSeconds set (a MODIFIED event), then, when
   the kubelet would have stopped it (`termination_delay` seconds later, or finish_deletion()),
   removed (DELETED). gracePeriodSeconds=0 (query or DeleteOptions body) or immediate_deletion()
   removes it at once. Services and claims are removed at once.
@@ -472,7 +473,8 @@ class KubeApiStandin(ThreadedStandin):
             if grace_period is None:
                 grace_period = terminating["spec"].get("terminationGracePeriodSeconds",
                                                        DEFAULT_GRACE_PERIOD)
-            terminating["metadata"]["deletionTimestamp"] = _now()
+            # When it will be gone: the deletion's time plus its grace period (ObjectMeta).
+            terminating["metadata"]["deletionTimestamp"] = _now(-grace_period)
             terminating["metadata"]["deletionGracePeriodSeconds"] = grace_period
             answer = self._store("MODIFIED", key, terminating, current)
             if self.termination_delay is not None:

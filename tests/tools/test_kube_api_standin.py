@@ -385,8 +385,12 @@ class Deletion(StandinTest):
         watch = self.watch(resourceVersion=pod["metadata"]["resourceVersion"])
         code, deleted, _ = self.client.request("DELETE", f"{PODS}/vscode-alice")
         self.assertEqual(code, 200, deleted)
-        self.assertIn("deletionTimestamp", deleted["metadata"])
         self.assertEqual(deleted["metadata"]["deletionGracePeriodSeconds"], 30)
+        # When it is to be gone: the deletion's time plus the grace period.
+        ends = datetime.datetime.strptime(deleted["metadata"]["deletionTimestamp"],
+                                          "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+        ahead = ends - datetime.datetime.now(datetime.timezone.utc)
+        self.assertTrue(datetime.timedelta(seconds=27) < ahead <= datetime.timedelta(seconds=30), ahead)
         modified, gone = watch.events(2)
         self.assertEqual((modified["type"], modified["object"]), ("MODIFIED", deleted))
         self.assertEqual(gone["type"], "DELETED")
