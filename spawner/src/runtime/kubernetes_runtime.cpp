@@ -75,10 +75,11 @@ std::string not_a_user_service(const kube::ServiceState& service, std::string_vi
   return {};
 }
 
-// The failure of a start that finds the Pod stuck Terminating (stuck_after), at once rather than
-// after the call's timeout: the message says what the operator must do, and the log says it too.
+// The failure of a start or stop that finds the Pod stuck Terminating (stuck_after), at once
+// rather than after the call's timeout: the message says what the operator must do, and the log
+// says it too.
 RuntimeError stuck_terminating(const std::string& pod, const std::string& since, const std::string& namespace_name) {
-  log(LogLevel::warn, "a user's Pod is stuck Terminating: its node may be lost; not started again until it is gone",
+  log(LogLevel::warn, "a user's Pod is stuck Terminating: its node may be lost; no start or stop of it completes until it is gone",
       {{"pod", pod}, {"namespace", namespace_name}, {"grace_period_ended", since}});
   return unavailable("the Pod " + pod + " has been Terminating since " + since +
                      " (past its grace period: its node may be lost); once its node is known to be down, " +
@@ -177,6 +178,10 @@ asio::awaitable<RuntimeResult<void>> KubernetesRuntime::await_pod_gone(std::stri
     auto pod = co_await get_object(pods, name);
     if (!pod) co_return pod.error();
     if (!*pod) co_return RuntimeResult<void>{};
+    if (const auto state = kube::parse_pod(**pod); state && state->being_deleted && state->deletion_time &&
+                                                   std::chrono::system_clock::now() - *state->deletion_time > stuck_after) {
+      co_return stuck_terminating(name, state->deletion_timestamp, settings_.namespace_name);
+    }
     if (Clock::now() >= deadline) co_return unavailable("the Pod " + name + " is still being deleted");
     co_await sleep_for(deletion_poll);
   }
@@ -247,9 +252,6 @@ asio::awaitable<RuntimeResult<void>> KubernetesRuntime::start(std::string id) {
       const auto pod = kube::parse_pod(**pod_body);
       if (!pod) co_return unavailable("the API's Pod " + id + " is not a Pod");
       if (pod->being_deleted) {
-        if (pod->deletion_time && std::chrono::system_clock::now() - *pod->deletion_time > stuck_after) {
-          co_return stuck_terminating(id, pod->deletion_timestamp, settings_.namespace_name);
-        }
         auto gone = co_await await_pod_gone(id, deadline);
         if (!gone) co_return gone.error();
         continue;

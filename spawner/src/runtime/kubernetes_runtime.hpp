@@ -87,13 +87,11 @@ class KubernetesRuntime final : public Runtime {
   // io.container-director.label L, the name <prefix>-L, the annotation io.container-director.user);
   // a Service that is not such a user's: refused, no Pod. A Pod that exists and has not ended: success;
   // one that ended (Succeeded/Failed): deleted at once and created again; one being deleted:
-  // waited for (within the call's timeout), then created; one stuck Terminating (its
-  // deletionTimestamp, the end of its grace period, more than a minute past: a lost node):
-  // unavailable at once, the message naming the Pod and `kubectl delete pod --force`, and a
-  // warning logged.
+  // waited for (within the call's timeout), then created; one stuck Terminating: unavailable
+  // at once (await_pod_gone).
   boost::asio::awaitable<RuntimeResult<void>> start(std::string id) override;
   // Deletes the Pod with gracePeriodSeconds = grace (none: success) and waits until it is gone,
-  // within timeout + grace.
+  // within timeout + grace (one stuck Terminating: unavailable at once, as for start).
   boost::asio::awaitable<RuntimeResult<void>> stop(std::string id, std::chrono::seconds grace) override;
   // Deletes the Pod (grace 0) and the Service; never the PVC.
   boost::asio::awaitable<RuntimeResult<void>> remove(std::string id) override;
@@ -120,7 +118,9 @@ class KubernetesRuntime final : public Runtime {
   // GET of one object: nullopt on 404.
   boost::asio::awaitable<RuntimeResult<std::optional<std::string>>> get_object(std::string_view resource,
                                                                                std::string_view name);
-  // Polls the Pod until it is gone (404), until `deadline`.
+  // Polls the Pod until it is gone (404), until `deadline`; one stuck Terminating (its
+  // deletionTimestamp, the end of its grace period, more than a minute past: a lost node) fails
+  // at once, the message naming it and `kubectl delete pod --force`, and a warning is logged.
   boost::asio::awaitable<RuntimeResult<void>> await_pod_gone(std::string name,
                                                              std::chrono::steady_clock::time_point deadline);
   // DELETE of one object (404: success).

@@ -573,6 +573,12 @@ TEST_CASE("start() fails at once on a Pod stuck Terminating, naming it and the f
     CHECK(started.error().message.find("the Pod vscode-grace has been Terminating since") != std::string::npos);
     CHECK(started.error().message.find("kubectl delete pod vscode-grace -n director --force --grace-period=0") !=
           std::string::npos);
+    // A stop (idle retirement) fails as fast, with the same message.
+    const auto stop_began = std::chrono::steady_clock::now();
+    const auto stopped = co_await runtime.stop(spec.name, 1s);
+    CHECK(std::chrono::steady_clock::now() - stop_began < 3s);
+    REQUIRE_FALSE(stopped.has_value());
+    CHECK(stopped.error().message.find("has been Terminating since") != std::string::npos);
     // The operator forces it: the next start makes the Pod.
     const auto forced = co_await api.request(Verb::delete_, "/api/v1/namespaces/director/pods/vscode-grace?gracePeriodSeconds=0");
     CHECK(forced.result_int() == 200);
