@@ -41,6 +41,7 @@ As a process (the same controls as HTTP under /_standin/, which needs no token):
     curl -X POST -d '{"text":"line 1\\n"}' .../_standin/pods/NS/NAME/log  # its container's output
     curl -X POST -d '{"token":"n3w"}' .../_standin/token        # requests need this token now
     curl .../_standin/requests   .../_standin/watchers
+    curl .../_standin/objects/RESOURCE/NS/NAME   # any object, whatever a Role grants (a test's reads)
 
 The API it serves (https://kubernetes.io/docs/reference/kubernetes-api/, "Workload Resources:
 Pod", "Service Resources: Service", "Config and Storage Resources: PersistentVolumeClaim";
@@ -938,6 +939,11 @@ class KubeApiStandin(ThreadedStandin):
             return 200, [list(r) for r in self.requests()], {}
         if method == "GET" and path == "/watchers":
             return 200, {"watchers": self.watcher_count()}, {}
+        if method == "GET" and path.startswith("/objects/") and len(path.strip("/").split("/")) == 4:
+            _, resource, namespace, name = path.strip("/").split("/")
+            if resource not in RESOURCES:
+                raise not_found(resource, name)
+            return 200, self.get(resource, namespace, name), {}
         if method == "POST":
             parts = path.strip("/").split("/")
             if path == "/compact":
@@ -976,7 +982,7 @@ class KubeApiStandin(ThreadedStandin):
             if len(parts) == 4 and parts[0] == "pods" and parts[3] == "finish-deletion":
                 return 200, self.finish_deletion(parts[1], parts[2]), {}
         raise ApiError(404, "NotFound", "the stand-in's control API: GET /_standin/requests, "
-                       "/_standin/watchers; POST /_standin/compact, /bookmark, /drop-watches, /end-watches, "
+                       "/_standin/watchers, /_standin/objects/RESOURCE/NS/NAME; POST /_standin/compact, /bookmark, /drop-watches, /end-watches, "
                        "/fail-next, /immediate-deletion, /token, /pods/NS/NAME/status|"
                        "node-failure|finish-deletion|log", {})
 

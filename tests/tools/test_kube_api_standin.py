@@ -791,6 +791,22 @@ class Rbac(unittest.TestCase):
         for path in ("/api", "/api/v1", "/apis", "/version", "/healthz"):
             self.assertEqual(client.request("GET", path)[0], 200, path)
 
+    def test_the_control_api_reads_any_object_whatever_the_role(self):
+        client = self.standin(rule(["persistentvolumeclaims"], ["create"]))
+        claim = self.create_claim(client)
+        name = claim["metadata"]["name"]
+        self.assertEqual(client.request("GET", f"/api/v1/namespaces/{NS}/persistentvolumeclaims/{name}")[0], 403)
+        code, body, _ = Client(self.api).request("GET", f"/_standin/objects/persistentvolumeclaims/{NS}/{name}")
+        self.assertEqual((code, body), (200, claim))
+        code, body, _ = Client(self.api).request("GET", f"/_standin/objects/persistentvolumeclaims/{NS}/nobody")
+        self.assertEqual((code, body["reason"]), (404, "NotFound"))
+
+    def create_claim(self, client):
+        code, body, _ = client.request("POST", f"/api/v1/namespaces/{NS}/persistentvolumeclaims",
+                                       fixture("persistentvolumeclaim.json"))
+        self.assertEqual(code, 201, body)
+        return body
+
     def test_load_role_from_yaml_or_json(self):
         with tempfile.TemporaryDirectory() as directory:
             wanted = role(rule(["pods"], ["get"]))
