@@ -266,7 +266,10 @@ def load_role(path):
         documents = json.loads(text)
     except ValueError:
         import yaml  # python3-yaml, only for a YAML file
-        documents = [d for d in yaml.safe_load_all(text) if d]
+        try:
+            documents = [d for d in yaml.safe_load_all(text) if d]
+        except yaml.YAMLError as error:
+            raise ValueError(f"{path}: neither JSON nor YAML: {error}") from None
     if isinstance(documents, dict):
         documents = documents.get("items", [documents]) if documents.get("kind") == "List" else [documents]
     roles = [d for d in documents if isinstance(d, dict) and d.get("kind") == "Role"]

@@ -820,6 +820,9 @@ class Rbac(unittest.TestCase):
             json_file.write_text(json.dumps([wanted, wanted]))
             with self.assertRaisesRegex(ValueError, "2 Roles"):
                 load_role(json_file)
+            json_file.write_text("kind: [Role\n")
+            with self.assertRaisesRegex(ValueError, "neither JSON nor YAML"):
+                load_role(json_file)
         without_namespace = role()
         del without_namespace["metadata"]["namespace"]
         with self.assertRaisesRegex(ValueError, "no metadata.namespace"):
