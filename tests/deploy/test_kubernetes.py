@@ -648,10 +648,14 @@ class Rendered(unittest.TestCase):
                                  (destination, number))
 
     def test_policies_match_the_container_port(self):
-        """network-policies.yaml names CONTAINER_PORT as a number: it must be the settings' one."""
+        """users-namespace.yaml and network-policies.yaml name CONTAINER_PORT as a number: it must
+        be the settings' one, on both sides (the user containers' ingress, the director's egress)."""
         port = int(self.settings["CONTAINER_PORT"])
         policy = one(self.objects, "NetworkPolicy", "user-containers-from-director")
         self.assertEqual([p["port"] for r in policy["spec"]["ingress"] for p in r["ports"]], [port])
+        egress = one(self.objects, "NetworkPolicy", "director-egress")
+        self.assertEqual([p["port"] for r in egress["spec"]["egress"] for peer in r.get("to", [])
+                          if "namespaceSelector" in peer for p in r["ports"]], [port])
 
     def test_the_evaluator_sees_an_opening(self):
         """The evaluation is not vacuous: without the default deny, or with a policy that lets
