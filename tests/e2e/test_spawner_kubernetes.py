@@ -23,8 +23,10 @@ page load creates the Pod again; a compaction with every watch dropped makes the
 re-list (a new snapshot) while /events keeps serving; idle retirement deletes the Pod and keeps
 the Service and the claim; a Pod in ImagePullBackOff fails the wake (502 exited); a rotated
 token is read again; /status names the Kubernetes runtime. With SPAWNER_HEALTH_CMD, the Pod's
-readinessProbe, and the wake waiting for the Ready condition. And the startup errors: not in
-a cluster, no token file, SPAWNER_NETWORK with kubernetes."""
+readinessProbe, and the wake waiting for the Ready condition. With the Role lacking
+persistentvolumeclaims create, a new user's page is the 502 "refused" page quoting the API's 403
+and no Pod is made. And the startup errors: not in a cluster, no token file, SPAWNER_NETWORK
+with kubernetes."""
 
 import http.client
 import json
