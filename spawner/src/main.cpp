@@ -87,8 +87,10 @@ ChosenRuntime choose_runtime(const config::Config& configuration) {
   settings.volume_size = configuration.kubernetes.volume_size;
   settings.storage_class = configuration.kubernetes.storage_class;
   settings.fs_group = configuration.kubernetes.fs_group;
+  settings.restricted = configuration.kubernetes.pod_security == config::KubernetesOptions::PodSecurity::restricted;
   settings.pull_missing_images = configuration.pull_missing_images;
   settings.timeout = configuration.runtime_timeout;
+  settings.container_template = configuration.container_template;
   auto description = "kubernetes " + director::net::http::to_string(settings.api) + " namespace " + cluster.namespace_name;
   return {std::make_unique<runtime::KubernetesRuntime>(std::move(settings)), std::move(description)};
 }

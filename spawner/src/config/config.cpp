@@ -476,6 +476,24 @@ std::vector<Option> options() {
          return accepted;
        },
        [](const Config& c) -> Json { return c.kubernetes.fs_group; }},
+      {"kubernetes_pod_security", "SPAWNER_KUBERNETES_POD_SECURITY", "--kubernetes-pod-security",
+       "With runtime kubernetes: the Pod Security Standard the users' Pods meet. baseline: no securityContext but "
+       "kubernetes_fs_group (the image's user, capabilities and sudo, as with Docker); restricted: runAsNonRoot, "
+       "seccompProfile RuntimeDefault, allowPrivilegeEscalation false, capabilities drop ALL (the image must run as a "
+       "numeric non-root USER, e.g. code-server's 1000; no sudo). Default baseline",
+       [](Config& c, std::string_view v) -> Failure {
+         if (v == "baseline") {
+           c.kubernetes.pod_security = KubernetesOptions::PodSecurity::baseline;
+         } else if (v == "restricted") {
+           c.kubernetes.pod_security = KubernetesOptions::PodSecurity::restricted;
+         } else {
+           return "baseline or restricted";
+         }
+         return accepted;
+       },
+       [](const Config& c) -> Json {
+         return c.kubernetes.pod_security == KubernetesOptions::PodSecurity::restricted ? "restricted" : "baseline";
+       }},
       {"runtime_timeout", "SPAWNER_RUNTIME_TIMEOUT", "--runtime-timeout",
        "Timeout of one runtime API call (not pulls, not the event stream). Default 10s",
        [](Config& c, std::string_view v) { return set_duration(c.runtime_timeout, v, milliseconds(100), minutes(10)); },
@@ -683,6 +701,18 @@ Failure check_consistency(const Config& c) {
       return inconsistent(c, "pids_limit", "runtime",
                           "Kubernetes has no process limit per Pod (the kubelet's podPidsLimit sets one per node); "
                           "leave pids_limit at 0");
+    // Service names are DNS-1035 labels (a letter first); the agent keeps <prefix>-<label>
+    // within 63 characters of [a-z0-9-]. Claim names are DNS-1123 subdomains.
+    if (const char first = t.host_prefix.empty() ? '0' : t.host_prefix.front(); first < 'a' || first > 'z')
+      return inconsistent(c, "container_host_prefix", "runtime",
+                          "a Kubernetes Service's name (PREFIX-<label>) must start with a letter");
+    if (!t.volume_mount.empty() && !config_table::is_dns_name(t.volume_prefix + "-a"))
+      return inconsistent(c, "volume_prefix", "runtime",
+                          "a PersistentVolumeClaim's name (PREFIX-<label>) is lowercase [a-z0-9.-], each "
+                          "dot-separated part starting and ending with a letter or digit");
+  } else if (c.kubernetes.pod_security != KubernetesOptions::PodSecurity::baseline) {
+    return inconsistent(c, "kubernetes_pod_security", "runtime",
+                        "the Pods' securityContext exists only with runtime kubernetes; leave it at baseline");
   }
   return accepted;
 }

@@ -46,6 +46,12 @@ struct KubernetesOptions {
   // an image running as a non-root user can write its empty home (Docker copies the image's
   // files and owners into a new volume; Kubernetes does not). 0: none.
   std::uint32_t fs_group = 0;
+  // The users' Pods' securityContext, named after the Pod Security Standard they meet: baseline
+  // (none beyond fs_group: the image's user, its capabilities, sudo, as with Docker) or
+  // restricted (runAsNonRoot, seccompProfile RuntimeDefault, and in the container
+  // allowPrivilegeEscalation false and capabilities drop ALL: an image that runs as a numeric
+  // non-root USER, without sudo).
+  enum class PodSecurity : std::uint8_t { baseline, restricted } pod_security = PodSecurity::baseline;
 };
 
 // The image used when SPAWNER_IMAGE is not set: the original director's code-server.

@@ -66,6 +66,7 @@ TEST_CASE("defaults are the documented ones") {
   CHECK(c.kubernetes.volume_size == "10Gi");
   CHECK(c.kubernetes.storage_class.empty());
   CHECK(c.kubernetes.fs_group == 0);
+  CHECK(c.kubernetes.pod_security == config::KubernetesOptions::PodSecurity::baseline);
   CHECK(c.runtime_timeout == std::chrono::seconds(10));
   CHECK(c.pull_timeout == std::chrono::minutes(10));
   CHECK(c.container_template.image == "codercom/code-server:latest");
@@ -486,6 +487,29 @@ TEST_CASE("runtime kubernetes: named as such, and the Docker-only options are re
              Catch::Contains("inconsistent options: pids_limit (SPAWNER_PIDS_LIMIT, --pids-limit) is 100 "
                              "(environment), runtime (SPAWNER_RUNTIME, --runtime) is \"kubernetes\" (environment); "
                              "Kubernetes has no process limit per Pod"));
+  // Service names start with a letter; claim names are lowercase.
+  CHECK_THAT(parse({"--runtime", "kubernetes", "--container-host-prefix", "1desk"}).error,
+             Catch::Contains("inconsistent options: container_host_prefix (CONTAINER_HOST_PREFIX, "
+                             "--container-host-prefix) is \"1desk\" (flag), runtime (SPAWNER_RUNTIME, --runtime) is "
+                             "\"kubernetes\" (flag); a Kubernetes Service's name (PREFIX-<label>) must start with a letter"));
+  CHECK(parse({"--container-host-prefix", "1desk"}).config);  // a Docker container's name may
+  CHECK_THAT(parse({"--runtime", "kubernetes", "--volume-mount", "/home", "--volume-prefix", "Home_dir"}).error,
+             Catch::Contains("volume_prefix (SPAWNER_VOLUME_PREFIX, --volume-prefix) is \"Home_dir\" (flag), "
+                             "runtime (SPAWNER_RUNTIME, --runtime) is \"kubernetes\" (flag); a PersistentVolumeClaim's name"));
+  CHECK(parse({"--runtime", "kubernetes", "--volume-mount", "/home", "--volume-prefix", "home.v2"}).config);
+  CHECK(parse({"--runtime", "kubernetes", "--volume-prefix", "Home_dir"}).config);  // no volume, no claim
+  CHECK(parse({"--volume-mount", "/home", "--volume-prefix", "Home_dir"}).config);
+  // The Pods' securityContext: Kubernetes only.
+  CHECK_THAT(parse({"--kubernetes-pod-security", "restricted"}).error,
+             Catch::Contains("inconsistent options: kubernetes_pod_security (SPAWNER_KUBERNETES_POD_SECURITY, "
+                             "--kubernetes-pod-security) is \"restricted\" (flag), runtime (SPAWNER_RUNTIME, "
+                             "--runtime) is \"unix:///var/run/docker.sock\" (default); the Pods' securityContext "
+                             "exists only with runtime kubernetes"));
+  const auto restricted = parse({"--runtime", "kubernetes"}, {{"SPAWNER_KUBERNETES_POD_SECURITY", "restricted"}});
+  REQUIRE(restricted.config);
+  CHECK(restricted.config->kubernetes.pod_security == config::KubernetesOptions::PodSecurity::restricted);
+  CHECK(nlohmann::json::parse(config::to_json(*restricted.config)).at("kubernetes_pod_security") == "restricted");
+  CHECK_THAT(parse({"--kubernetes-pod-security", "privileged"}).error, Catch::Contains("baseline or restricted"));
   // The same options with a Docker runtime, and their defaults with Kubernetes, are fine.
   CHECK(parse({"--network", "director", "--pids-limit", "100"}).config);
   CHECK(parse({"--runtime", "kubernetes", "--network", "", "--pids-limit", "0"}).config);
@@ -577,7 +601,7 @@ TEST_CASE("the Markdown reference (--help-markdown) is one table row per option 
     INFO(r);
     CHECK(r.find("| any text |") == std::string::npos);  // every option refuses something, and says what
   }
-  CHECK(rows.size() == 2 + 46);
+  CHECK(rows.size() == 2 + 47);
 }
 
 TEST_CASE("docs/configuration.md holds the spawner's Markdown reference as generated") {
