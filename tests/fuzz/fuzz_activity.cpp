@@ -1,4 +1,6 @@
-// libFuzzer target: the idle planner's parsers of network text (spawner/src/core/activity.hpp).
+// libFuzzer target: the idle planner's parsers of network text (spawner/src/core/activity.hpp)
+// and HAProxy's `show table` answer (common/src/net/show_table.hpp, which the agent's
+// /connections reads).
 //
 // Input: byte 0 picks the parser (even: HAProxy's `show table` output, odd: an agent's /users
 // page); bytes 1.. are the text. Checks:
@@ -11,6 +13,7 @@
 #include "fuzz_check.hpp"
 
 #include "core/activity.hpp"
+#include "net/show_table.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -56,13 +59,13 @@ void check_show_table(std::string_view text) {
     if (newline == std::string_view::npos) break;
     at = newline + 1;
   }
-  const auto table = core::parse_show_table(text);
+  const auto table = director::net::parse_show_table(text);
   FUZZ_CHECK(table.connections.size() + table.skipped_lines <= lines);
   for (const auto& [key, count] : table.connections) {
     if (key.empty()) continue;  // "key= use=0": an empty key is not something HAProxy tracks
     const std::string line = "0x7f02c4053558: key=" + escape_like_haproxy(key) +
                              " use=0 exp=86399796 shard=0 conn_cur=" + std::to_string(count) + " http_req_cnt=1\n";
-    const auto again = core::parse_show_table("# table: t, type: string, size:1, used:1\n" + line);
+    const auto again = director::net::parse_show_table("# table: t, type: string, size:1, used:1\n" + line);
     FUZZ_CHECK(again.header_seen);
     FUZZ_CHECK(again.skipped_lines == 0);
     FUZZ_CHECK(again.connections.size() == 1);
