@@ -2,14 +2,15 @@
 // and HAProxy's `show table` answer (common/src/net/show_table.hpp, which the agent's
 // /connections reads).
 //
-// Input: byte 0 picks the parser (even: HAProxy's `show table` output, odd: an agent's /users
-// page); bytes 1.. are the text. Checks:
+// Input: byte 0 picks the parser (0 modulo 3: HAProxy's `show table` output, 1: an agent's
+// /users page, 2: an agent's /connections page); bytes 1.. are the text. Checks:
 // - show table: every line is an entry, skipped, a comment or empty (entries + skipped never
 //   exceed the lines); each parsed key, escaped here as HAProxy escapes it (a reference written
 //   from its output), parses back to itself and its count, alone on a line with shard= and
 //   unknown fields around conn_cur=;
 // - /users: a page that parses has at most `rows` labels plus skipped rows, each label 1 to 63
-//   bytes, each last request at most ten years before `now` and never after it.
+//   bytes, each last request at most ten years before `now` and never after it;
+// - /connections: a page that parses has a cursor of lowercase hex digits, at most 2048.
 #include "fuzz_check.hpp"
 
 #include "core/activity.hpp"
@@ -89,15 +90,27 @@ void check_agent_users(std::string_view text) {
   }
 }
 
+void check_agent_connections(std::string_view text) {
+  const auto page = core::parse_agent_connections(text);
+  if (!page) {
+    FUZZ_CHECK(!page.error().message.empty());
+    return;
+  }
+  FUZZ_CHECK(page->next.size() % 2 == 0 && page->next.size() <= 2048);
+  for (const char c : page->next) FUZZ_CHECK((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'));
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size < 1) return 0;
   const std::string_view text(reinterpret_cast<const char*>(data) + 1, size - 1);
-  if (data[0] % 2 == 0) {
+  if (data[0] % 3 == 0) {
     check_show_table(text);
-  } else {
+  } else if (data[0] % 3 == 1) {
     check_agent_users(text);
+  } else {
+    check_agent_connections(text);
   }
   return 0;
 }
