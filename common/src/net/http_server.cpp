@@ -348,7 +348,11 @@ asio::awaitable<void> HttpServer::exchange(tcp::socket socket, std::shared_ptr<S
         co_return;
       }
       if (auto* async_handler = std::get_if<const AsyncHandler*>(&selected)) {
-        response = co_await answer_async(parser.get(), **async_handler);
+        using namespace asio::experimental::awaitable_operators;
+        asio::steady_timer deadline(stream.get_executor(), limits.exchange_timeout);
+        auto answered = co_await (answer_async(parser.get(), **async_handler) || deadline.async_wait(nothrow_awaitable));
+        if (answered.index() != 0) co_return;  // past the deadline: closed without an answer
+        response = std::move(std::get<0>(answered));
       } else {
         response = std::move(std::get<Response>(selected));
       }

@@ -24,8 +24,9 @@
 // - A handler that throws is answered 500, and the exception is logged (`HTTP handler failed`).
 // - An AsyncHandler (Router::get_async) runs inside the exchange deadline: its awaits are the
 //   handler's to bound (well below HttpLimits::exchange_timeout, so that its answer can still be
-//   written in what is left). The server adds no deadline of its own: one that never completes
-//   holds its connection's slot.
+//   written in what is left). One still running HttpLimits::exchange_timeout after it started
+//   is cancelled (its pending operation completes with operation_aborted) and the client closed
+//   without an answer.
 // - Errors the layer answers itself are JSON: {"error": "<message>"}.
 //
 // Streams (Router::stream, GET only: the spawner's NDJSON event feed): the handler answers a
@@ -86,8 +87,9 @@ using Response = boost::beast::http::response<boost::beast::http::string_body>;
 using Handler = std::function<Response(const Request&)>;
 
 // A handler that awaits I/O before it answers (the agent's /connections reads HAProxy's runtime
-// API). Runs on the connection's strand, like a Handler; it bounds what it awaits (see the
-// contract above). An exception it throws is answered 500 (and logged).
+// API). Runs on the connection's strand, like a Handler; it bounds what it awaits, and is
+// cancelled past the exchange deadline (see the contract above). An exception it throws is
+// answered 500 (and logged).
 using AsyncHandler = std::function<boost::asio::awaitable<Response>(const Request&)>;
 
 inline constexpr std::string_view json_type = "application/json";

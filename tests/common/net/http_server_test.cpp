@@ -124,6 +124,10 @@ Router test_router() {
     co_return director::net::http::make_response(Status::ok, "text/plain",
                                                  "later " + std::string(request.target()) + "\n");
   });
+  router.get_async("/never", [](const Request&) -> asio::awaitable<Response> {
+    co_await sleep_for(std::chrono::milliseconds(60'000));
+    co_return director::net::http::make_response(Status::ok, "text/plain", "too late\n");
+  });
   router.get_async("/later-throws", [](const Request&) -> asio::awaitable<Response> {
     co_await sleep_for(std::chrono::milliseconds(10));
     throw std::runtime_error("async handler bug");
@@ -703,4 +707,17 @@ TEST_CASE("http: an async handler answers after its awaits; one that throws is 5
   const Router router = test_router();
   const Request request(Method::get, "/later", 11);
   CHECK(router.route(request).body() == "later /later\n");
+}
+
+TEST_CASE("http: an async handler still running at the deadline is cancelled, the client closed", "[http][async]") {
+  HttpLimits limits;
+  limits.exchange_timeout = 200ms;
+  Served served(limits);
+  const auto started = std::chrono::steady_clock::now();
+  const auto reply = served.run_get("/never");
+  const auto elapsed = std::chrono::steady_clock::now() - started;
+  CHECK(reply.status == 0);  // closed without an answer
+  CHECK(elapsed >= 180ms);
+  CHECK(elapsed < 3s);
+  CHECK(served.run_get("/later").status == 200);  // the server goes on
 }
