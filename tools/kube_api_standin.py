@@ -22,11 +22,14 @@ In a test:
                            container_state={"waiting": {"reason": "ErrImagePull", "message": "..."}})
         api.set_token("n3w")                          # the token changed (bound tokens rotate)
         api.requests()                                # [(method, path, query), ...] served so far
+    KubeApiStandin(..., role=load_role("role.yaml"), user="system:serviceaccount:ns:sa")
+                                                      # RBAC: only what that Role grants (403)
 
 As a process (the same controls as HTTP under /_standin/, which needs no token):
 
     tools/kube_api_standin.py --listen 127.0.0.1:6443 --token-file t --tls-cert c --tls-key k
     tools/kube_api_standin.py --serviceaccount-dir d --namespace ns  # d/token, ca.crt, namespace
+    tools/kube_api_standin.py ... --role role.yaml --user system:serviceaccount:ns:sa   # RBAC
     curl -X POST -d '{"phase":"Running","ready":true,"podIP":"10.1.0.7"}' \\
          .../_standin/pods/NS/NAME/status             # what the kubelet would report
     curl -X POST -d '{"deleted":false}' .../_standin/pods/NS/NAME/node-failure
@@ -38,6 +41,7 @@ As a process (the same controls as HTTP under /_standin/, which needs no token):
     curl -X POST -d '{"text":"line 1\\n"}' .../_standin/pods/NS/NAME/log  # its container's output
     curl -X POST -d '{"token":"n3w"}' .../_standin/token        # requests need this token now
     curl .../_standin/requests   .../_standin/watchers
+    curl .../_standin/objects/RESOURCE/NS/NAME   # any object, whatever a Role grants (a test's reads)
 
 The API it serves (https://kubernetes.io/docs/reference/kubernetes-api/, "Workload Resources:
 Pod", "Service Resources: Service", "Config and Storage Resources: PersistentVolumeClaim";
@@ -89,13 +93,28 @@ https://kubernetes.io/docs/reference/using-api/api-concepts/ for the rest):
   cleanly (the API server's default is 30 to 60 minutes; here, never).
 - authentication: with a token, every request but /_standin/ without "Authorization: Bearer
   <token>" gets 401 Unauthorized; with a certificate and key, TLS only.
+- authorization (with a Role: role=, --role FILE, a Role manifest in YAML or JSON, alone or
+  among other objects): every API request whose (verb, resource, subresource, namespace, name)
+  no rule of the Role grants gets 403 Forbidden, reason Forbidden, with the API server's message
+  ('pods "x" is forbidden: User "U" cannot get resource "pods/log" in API group "" in the
+  namespace "ns"'; "at the cluster scope" for a request naming no namespace) and details
+  {"kind": resource, "name": name}. Checked after authentication and before anything else, as
+  the API server does. The verbs are the API server's (api-concepts and "Authorization",
+  "Determine the request verb"): GET of one object get, of a collection list, with ?watch=1|true
+  watch; POST create; PUT update; PATCH patch; DELETE of one object delete. A Role grants only in
+  its own namespace (metadata.namespace); a rule matches when its apiGroups hold "" or "*", its
+  resources the resource, "resource/subresource" or "*", its verbs the verb or "*", and, when it
+  has resourceNames, the request names one of them (so never a create, list or watch). Discovery
+  and health paths are allowed to everyone (the API server's system:discovery and
+  system:public-info-viewer ClusterRoles). Without a Role, everything is allowed.
 - discovery: /version, /api (APIVersions), /api/v1 (APIResourceList of the three resources and
   pods/status), /apis (an empty APIGroupList), /healthz, /readyz, /livez; 404 NotFound Status
   for any other path.
 
 What it does NOT do: no scheduling and no kubelet (pods stay Pending until a test says
 otherwise; spec.nodeName is never set, and unlike the real API an unscheduled pod is still
-deleted gracefully), no admission, RBAC or quota, no finalizers (claims have no pvc-protection),
+deleted gracefully), no admission or quota, no RBAC but one Role (no RoleBindings: the Role is the token's), no
+ClusterRoles, no deletecollection, no finalizers (claims have no pvc-protection),
 no strategic merge patch, JSON patch or server-side apply (415), no set-based label selectors
 (in, notin: 400) and no field selector but metadata.name, no generateName, no dryRun, no
 consistent paging (a list's limit and continue are served, each page cut from the state of the
@@ -135,6 +154,7 @@ DEFAULT_HISTORY = 1000  # watch events kept for "Start at Exact"
 DEFAULT_TERMINATION_DELAY = 0.2  # seconds from a pod's graceful deletion to its DELETED
 DEFAULT_GRACE_PERIOD = 30  # seconds: the API's default terminationGracePeriodSeconds
 MAX_REQUESTS_KEPT = 100000  # requests() remembers the latest this many
+DEFAULT_USER = "system:serviceaccount:default:default"  # who the token is, in a 403's message
 _CLOSE = object()  # queued to a watcher: end its stream cleanly
 _DROP = object()  # queued to a watcher: close its connection without ending the stream
 
@@ -195,6 +215,68 @@ def bad_request(message):
 
 
 # --- selectors -----------------------------------------------------------------------------
+
+# --- RBAC: one Role ------------------------------------------------------------------------
+
+class RoleAuthorizer:
+    """What one Role (rbac.authorization.k8s.io/v1) lets its holder do, as the API server's RBAC
+    authorizer decides it for the resources served here (the module's docstring says how)."""
+
+    def __init__(self, role, user):
+        if not isinstance(role, dict) or role.get("kind") != "Role":
+            raise ValueError("not a Role manifest")
+        self.namespace = (role.get("metadata") or {}).get("namespace")
+        if not self.namespace:
+            raise ValueError("the Role has no metadata.namespace: a Role grants in its namespace only")
+        self.rules = role.get("rules") or []
+        self.user = user
+
+    def allows(self, verb, resource, subresource, namespace, name):
+        if namespace != self.namespace:
+            return False
+        requested = resource if subresource is None else f"{resource}/{subresource}"
+        for rule in self.rules:
+            if not {"", "*"} & set(rule.get("apiGroups") or []):
+                continue
+            resources = rule.get("resources") or []
+            if "*" not in resources and requested not in resources:
+                continue
+            verbs = rule.get("verbs") or []
+            if "*" not in verbs and verb not in verbs:
+                continue
+            names = rule.get("resourceNames")
+            if names and name not in names:
+                continue
+            return True
+        return False
+
+    def forbidden(self, verb, resource, subresource, namespace, name):
+        requested = resource if subresource is None else f"{resource}/{subresource}"
+        what = f'{resource} "{name}"' if name else resource
+        where = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
+        details = {"kind": resource} if not name else {"name": name, "kind": resource}
+        return ApiError(403, "Forbidden", f'{what} is forbidden: User "{self.user}" cannot {verb} resource '
+                        f'"{requested}" in API group "" {where}', details)
+
+
+def load_role(path):
+    """The one Role in a file of YAML documents or JSON (an object, or a list of objects)."""
+    text = Path(path).read_text()
+    try:
+        documents = json.loads(text)
+    except ValueError:
+        import yaml  # python3-yaml, only for a YAML file
+        try:
+            documents = [d for d in yaml.safe_load_all(text) if d]
+        except yaml.YAMLError as error:
+            raise ValueError(f"{path}: neither JSON nor YAML: {error}") from None
+    if isinstance(documents, dict):
+        documents = documents.get("items", [documents]) if documents.get("kind") == "List" else [documents]
+    roles = [d for d in documents if isinstance(d, dict) and d.get("kind") == "Role"]
+    if len(roles) != 1:
+        raise ValueError(f"{path}: {len(roles)} Roles (one is needed)")
+    return roles[0]
+
 
 def parse_label_selector(text):
     """An equality-based label selector (api "Labels and Selectors"): comma-separated
@@ -326,8 +408,10 @@ class KubeApiStandin(ThreadedStandin):
     thread_name = "kube-api-standin"
 
     def __init__(self, listen="127.0.0.1:0", token=None, tls=None, history=DEFAULT_HISTORY,
-                 termination_delay=DEFAULT_TERMINATION_DELAY):
+                 termination_delay=DEFAULT_TERMINATION_DELAY, role=None, user=DEFAULT_USER):
         """`token`: the bearer token every API request must carry (None: no authentication).
+        `role`: a Role manifest (a dict: load_role()) that authorizes every API request (None:
+        everything is allowed); `user`: who the token is, as a 403's message names it.
         `tls`: (certificate file, key file), or None for plain HTTP. `history`: watch events
         kept. `termination_delay`: seconds a gracefully deleted pod stays before its DELETED
         (None: until finish_deletion())."""
@@ -336,6 +420,7 @@ class KubeApiStandin(ThreadedStandin):
             raise ValueError("the Kubernetes API stand-in listens on loopback only")
         self.address = (host, int(port))
         self.token, self.tls = token, tls
+        self.authorizer = None if role is None else RoleAuthorizer(role, user)
         self.history_size, self.termination_delay = history, termination_delay
         self._lock = threading.Lock()
         self._objects = {}  # (resource, namespace, name) -> object (with kind and apiVersion)
@@ -797,6 +882,9 @@ class KubeApiStandin(ThreadedStandin):
                            {})
         resource, namespace, name, subresource = route
         verb = _verb(method, name, query)
+        if (self.authorizer is not None and verb is not None
+                and not self.authorizer.allows(verb, resource, subresource, namespace, name)):
+            raise self.authorizer.forbidden(verb, resource, subresource, namespace, name)
         if (verb is None or (subresource is not None and verb not in ("get", "update", "patch"))
                 or (subresource == "log" and verb != "get")
                 or (namespace is None and verb != "list" and verb != "watch")):
@@ -854,6 +942,11 @@ class KubeApiStandin(ThreadedStandin):
             return 200, [list(r) for r in self.requests()], {}
         if method == "GET" and path == "/watchers":
             return 200, {"watchers": self.watcher_count()}, {}
+        if method == "GET" and path.startswith("/objects/") and len(path.strip("/").split("/")) == 4:
+            _, resource, namespace, name = path.strip("/").split("/")
+            if resource not in RESOURCES:
+                raise not_found(resource, name)
+            return 200, self.get(resource, namespace, name), {}
         if method == "POST":
             parts = path.strip("/").split("/")
             if path == "/compact":
@@ -892,7 +985,7 @@ class KubeApiStandin(ThreadedStandin):
             if len(parts) == 4 and parts[0] == "pods" and parts[3] == "finish-deletion":
                 return 200, self.finish_deletion(parts[1], parts[2]), {}
         raise ApiError(404, "NotFound", "the stand-in's control API: GET /_standin/requests, "
-                       "/_standin/watchers; POST /_standin/compact, /bookmark, /drop-watches, /end-watches, "
+                       "/_standin/watchers, /_standin/objects/RESOURCE/NS/NAME; POST /_standin/compact, /bookmark, /drop-watches, /end-watches, "
                        "/fail-next, /immediate-deletion, /token, /pods/NS/NAME/status|"
                        "node-failure|finish-deletion|log", {})
 
@@ -1185,6 +1278,9 @@ def main():
     parser.add_argument("--tls-cert", help="PEM certificate (with --tls-key: HTTPS)")
     parser.add_argument("--tls-key", help="PEM key of --tls-cert")
     parser.add_argument("--history", type=int, default=DEFAULT_HISTORY, help="watch events kept")
+    parser.add_argument("--role", help="a file holding a Role manifest (YAML or JSON): every API "
+                                       "request it does not grant gets 403 Forbidden")
+    parser.add_argument("--user", default=DEFAULT_USER, help="who the token is (a 403 names it)")
     parser.add_argument("--termination-delay", type=float, default=DEFAULT_TERMINATION_DELAY,
                         help="seconds from a pod's graceful deletion to its DELETED")
     args = parser.parse_args()
@@ -1198,9 +1294,10 @@ def main():
         account = write_serviceaccount(args.serviceaccount_dir, args.namespace)
         token, tls = account["token"], (account["tls"]["cert"], account["tls"]["key"])
     try:
+        role = load_role(args.role) if args.role else None
         api = KubeApiStandin(args.listen, token=token, tls=tls, history=args.history,
-                             termination_delay=args.termination_delay)
-    except ValueError as error:
+                             termination_delay=args.termination_delay, role=role, user=args.user)
+    except (ValueError, OSError) as error:
         parser.error(str(error))
     api.start()
     print(f"kube-api stand-in: {api.url}", flush=True)

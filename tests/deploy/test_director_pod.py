@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO / "tools"))
 from loopback import http_get, parse_metrics  # noqa: E402
 from stack import wait_for  # noqa: E402
 from testing import test_failed  # noqa: E402
-from test_kubernetes import NAMESPACE, CLUSTER_DOMAIN, container, container_env, render  # noqa: E402
+from test_kubernetes import NAMESPACE, USERS_NAMESPACE, CLUSTER_DOMAIN, container, container_env, render  # noqa: E402
 
 SERVICE_ADDRESS = "10.96.0.10"  # alice's Service (ClusterIP), on this namespace's loopback interface
 SPAWNER_ADDRESS = "10.96.0.20"  # the spawner's Service: nothing listens there
@@ -149,17 +149,18 @@ class DirectorPod(unittest.TestCase):
         resolv.chmod(0o644)
         subprocess.run(["mount", "--bind", str(resolv), "/etc/resolv.conf"], check=True)
         self.addCleanup(subprocess.run, ["umount", "/etc/resolv.conf"], check=False)
+        users_domain = f"{USERS_NAMESPACE}.{CLUSTER_DOMAIN}"
         domain = f"{NAMESPACE}.{CLUSTER_DOMAIN}"
         self.start("dnsmasq", ["dnsmasq", "--keep-in-foreground", "--log-facility=-", "--conf-file=/dev/null",
                                "--no-resolv", "--no-hosts", "--user=root", "--bind-interfaces",
                                "--listen-address=127.0.0.1", "--port=53", "--local=/#/",
-                               f"--address=/vscode-alice.{domain}/{SERVICE_ADDRESS}",
+                               f"--address=/vscode-alice.{users_domain}/{SERVICE_ADDRESS}",
                                f"--address=/director-spawner.{domain}/{SPAWNER_ADDRESS}",
                                f"--pid-file={self.scratch / 'dnsmasq.pid'}"])
         hosts = self.scratch / "hosts"
         hosts.mkdir()
         self.start("alice", [sys.executable, str(REPO / "tools" / "demo_backend.py"),
-                             "--listen", f"{SERVICE_ADDRESS}:8080", "--host", f"vscode-alice.{domain}",
+                             "--listen", f"{SERVICE_ADDRESS}:8080", "--host", f"vscode-alice.{users_domain}",
                              "--user", "alice", "--hosts-dir", str(hosts),
                              "--request-log", str(self.scratch / "alice-requests.log"), "--owner-pid", str(os.getpid())])
         wait_for("alice's container", lambda: socket.create_connection((SERVICE_ADDRESS, 8080), timeout=1).close() or True)
@@ -209,7 +210,7 @@ class DirectorPod(unittest.TestCase):
         body = response.read().decode(errors="replace")
         connection.close()
         self.assertEqual(response.status, 200, body + self.log_of("haproxy"))
-        self.assertIn(f"vscode-alice.{NAMESPACE}.{CLUSTER_DOMAIN}", response.getheader("X-Served-By", ""))
+        self.assertIn(f"vscode-alice.{USERS_NAMESPACE}.{CLUSTER_DOMAIN}", response.getheader("X-Served-By", ""))
 
         # The spawner's view, from the agent's HTTP port: alice while a request of hers is open
         # (its body still to come), nobody once it closed.

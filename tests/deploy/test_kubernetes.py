@@ -5,10 +5,13 @@
 - every rendered object validates against the Kubernetes v1.33.0 JSON schemas of the npm package
   kubernetes-models 4.5.1 (tests/deploy/package-lock.json pins it; tools/install-deps.sh installs
   it), with node, and has no field the API does not define (validate_schemas.cjs);
-- what a schema cannot say: the spawner's Role grants exactly the verbs its runtime calls, in
-  the namespace only; the NetworkPolicies, evaluated here against the Pods' labels and ports,
-  let the user containers reach none of the director's own ports and let each port be reached
-  by whom it should only; SPOP and HAProxy's admin runtime API stay inside the director's Pod;
+- what a schema cannot say: two namespaces, the director's and the users' (Pod Security Standard
+  baseline enforced there); the spawner's Role grants exactly the verbs its runtime calls, in
+  the users' namespace only (no rights in the director's, no Secrets anywhere), bound to its
+  ServiceAccount in the director's; the NetworkPolicies, evaluated here across both namespaces
+  against the Pods' labels and ports, let the user containers reach none of the director's own
+  ports and let each port be reached by whom it should only; an overlay renaming both
+  namespaces changes every name that refers to them; SPOP and HAProxy's admin runtime API stay inside the director's Pod;
   every environment variable is one its program reads, and the agent (--check-config) and HAProxy
   (haproxy -c, 2.6 and 3.2) accept the environment the Pods give them; the images are
   compose.yaml's; the programs agree on names and ports.
@@ -33,7 +36,11 @@ HERE = Path(__file__).resolve().parent
 # Where tools/install-deps.sh installs tests/deploy's npm packages (its node_prefix).
 NODE_PREFIX = Path(os.environ.get("DIRECTOR_DEPLOY_NODE_PREFIX",
                                   "/usr/local/lib/container-director/tests-deploy"))
-NAMESPACE = "container-director"  # kustomization.yaml's namespace
+NAMESPACE = "container-director"  # kustomization.yaml's namespace: the director's
+USERS_NAMESPACE = "container-director-users"  # users-namespace.yaml's: the users' objects
+# The objects kustomization.yaml moves into the users' namespace (besides the Namespace itself).
+IN_USERS_NAMESPACE = {("Role", "director-spawner"), ("RoleBinding", "director-spawner"),
+                      ("NetworkPolicy", "user-containers-from-director")}
 CLUSTER_DOMAIN = "svc.cluster.local"
 
 # Set by the manifests for $(...) expansion only (the downward API's namespace): no program reads it.
@@ -66,6 +73,20 @@ def one(objects, kind, name):
     if len(found) != 1:
         raise AssertionError(f"{len(found)} {kind} named {name}")
     return found[0]
+
+
+def namespaces_of(objects):
+    """{(kind, name): namespace}, None for a cluster-scoped object."""
+    return {(o["kind"], o["metadata"]["name"]): o["metadata"].get("namespace") for o in objects}
+
+
+def strings_of(value, where=""):
+    """[(path, text)] of every string in a rendered object tree."""
+    if isinstance(value, dict):
+        return [found for key, item in value.items() for found in strings_of(item, f"{where}/{key}")]
+    if isinstance(value, list):
+        return [found for index, item in enumerate(value) for found in strings_of(item, f"{where}/{index}")]
+    return [(where, value)] if isinstance(value, str) else []
 
 
 def generated(objects, name):
@@ -210,7 +231,7 @@ def pod_of(deployment, namespace=NAMESPACE):
 def user_pod(label, port):
     """A user's Pod as the spawner's Kubernetes runtime makes it (the shared decisions of issue 12:
     labels io.container-director.managed=true and io.container-director.label=<label>)."""
-    return Pod(f"vscode-{label}", NAMESPACE,
+    return Pod(f"vscode-{label}", USERS_NAMESPACE,
                {"io.container-director.managed": "true", "io.container-director.label": label},
                [("http", port, "TCP")])
 
@@ -239,11 +260,23 @@ class Rendered(unittest.TestCase):
             ("PodDisruptionBudget", "director"),
             ("ServiceAccount", "director-spawner"), ("Role", "director-spawner"),
             ("RoleBinding", "director-spawner"), ("Deployment", "director-spawner"),
-            ("Service", "director-spawner"), ("Deployment", "oauth2-proxy"), ("Service", "oauth2-proxy")]))
-        # One namespace, kustomize's: every object is namespaced and in it.
-        self.assertEqual({o["metadata"].get("namespace") for o in self.objects}, {NAMESPACE})
+            ("Service", "director-spawner"), ("Deployment", "oauth2-proxy"), ("Service", "oauth2-proxy"),
+            ("Namespace", USERS_NAMESPACE)]))
+        # Two namespaces: the users' objects in theirs, everything else in the director's.
+        self.assertEqual(namespaces_of(self.objects), {
+            (o["kind"], o["metadata"]["name"]): USERS_NAMESPACE if (o["kind"], o["metadata"]["name"]) in IN_USERS_NAMESPACE
+            else None if o["kind"] == "Namespace" else NAMESPACE for o in self.objects})
         # No credentials committed: oauth2-proxy's Secret is the operator's.
         self.assertNotIn("Secret", {o["kind"] for o in self.objects})
+
+    def test_users_namespace_enforces_baseline(self):
+        """The Pod Security Standard: baseline enforced (no privileged, hostPath or host-network
+        Pod, whatever the spawner is asked to make), restricted warned about and audited."""
+        labels = one(self.objects, "Namespace", USERS_NAMESPACE)["metadata"]["labels"]
+        self.assertEqual({k: v for k, v in labels.items() if k.startswith("pod-security.kubernetes.io/")}, {
+            "pod-security.kubernetes.io/enforce": "baseline",
+            "pod-security.kubernetes.io/warn": "restricted",
+            "pod-security.kubernetes.io/audit": "restricted"})
 
     def test_schemas(self):
         results = validate_schemas(self.objects)
@@ -277,6 +310,10 @@ class Rendered(unittest.TestCase):
 
     def test_role_grants_exactly_what_the_runtime_calls(self):
         self.assertEqual({o["kind"] for o in self.objects} & {"ClusterRole", "ClusterRoleBinding"}, set())
+        # One Role and one RoleBinding, both in the users' namespace: no rights in the director's.
+        self.assertEqual([(o["kind"], o["metadata"]["namespace"]) for o in self.objects
+                          if o["kind"] in ("Role", "RoleBinding")],
+                         [("Role", USERS_NAMESPACE), ("RoleBinding", USERS_NAMESPACE)])
         role = one(self.objects, "Role", "director-spawner")
         granted = {(group, resource, verb) for rule in role["rules"] for group in rule["apiGroups"]
                    for resource in rule["resources"] for verb in rule["verbs"]}
@@ -285,6 +322,7 @@ class Rendered(unittest.TestCase):
             | {("", "services", v) for v in ("get", "list", "watch", "create", "delete")} \
             | {("", "persistentvolumeclaims", "create")}
         self.assertEqual(granted, wanted)
+        self.assertNotIn("secrets", {resource.split("/")[0] for _, resource, _ in granted})
         for rule in role["rules"]:
             self.assertNotIn("resourceNames", rule)
             self.assertNotIn("nonResourceURLs", rule)
@@ -293,8 +331,13 @@ class Rendered(unittest.TestCase):
         binding = one(self.objects, "RoleBinding", "director-spawner")
         self.assertEqual(binding["roleRef"], {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                               "name": "director-spawner"})
+        # The ServiceAccount lives in the director's namespace, the binding in the users'.
+        self.assertEqual(binding["metadata"]["namespace"], USERS_NAMESPACE)
         self.assertEqual(binding["subjects"], [{"kind": "ServiceAccount", "name": "director-spawner",
                                                 "namespace": NAMESPACE}])
+        self.assertEqual(one(self.objects, "ServiceAccount", "director-spawner")["metadata"]["namespace"], NAMESPACE)
+        # The spawner works where its Role is.
+        self.assertEqual(self.spawner_env["SPAWNER_KUBERNETES_NAMESPACE"], USERS_NAMESPACE)
         spawner = self.spawner["spec"]["template"]["spec"]
         self.assertEqual(spawner["serviceAccountName"], "director-spawner")
         for deployment in (self.director, self.oauth2_proxy):
@@ -398,7 +441,7 @@ class Rendered(unittest.TestCase):
         done = subprocess.run([agent, "--check-config"], capture_output=True, text=True, env=env, timeout=30)
         self.assertEqual(done.returncode, 0, done.stderr)
         effective = json.loads(done.stdout)
-        self.assertEqual(effective["container_domain"], f"{NAMESPACE}.{CLUSTER_DOMAIN}")
+        self.assertEqual(effective["container_domain"], f"{USERS_NAMESPACE}.{CLUSTER_DOMAIN}")
         self.assertEqual(effective["listen"], "127.0.0.1:12345")
         self.assertEqual(effective["event_feeds"], [self.agent_env["DIRECTOR_EVENT_FEEDS"]])
 
@@ -418,7 +461,9 @@ class Rendered(unittest.TestCase):
             done = subprocess.run([spawner, "--check-config"], capture_output=True, text=True, env=env, timeout=30)
         self.assertEqual(done.returncode, 0, done.stderr)
         effective = json.loads(done.stdout)
-        self.assertEqual(effective["container_domain"], f"{NAMESPACE}.{CLUSTER_DOMAIN}")
+        self.assertEqual(effective["container_domain"], f"{USERS_NAMESPACE}.{CLUSTER_DOMAIN}")
+        # Its own namespace (the service account's file) is the director's; it works in the users'.
+        self.assertEqual(effective["kubernetes_namespace"], USERS_NAMESPACE)
         self.assertEqual(effective["agents"], [self.spawner_env["SPAWNER_AGENTS"]])
 
     def test_env_names_are_the_programs(self):
@@ -446,7 +491,7 @@ class Rendered(unittest.TestCase):
         for key in ("CONTAINER_HOST_PREFIX", "CONTAINER_PORT", "CONTAINER_DOMAIN"):
             values = {env[key] for env in (self.haproxy_env, self.agent_env, self.spawner_env)}
             self.assertEqual(len(values), 1, (key, values))
-        self.assertEqual(self.spawner_env["CONTAINER_DOMAIN"], f"{NAMESPACE}.{CLUSTER_DOMAIN}")
+        self.assertEqual(self.spawner_env["CONTAINER_DOMAIN"], f"{USERS_NAMESPACE}.{CLUSTER_DOMAIN}")
         self.assertEqual(self.spawner_env["SPAWNER_RUNTIME"], "kubernetes")
 
         def service_port(name, port_name):
@@ -490,30 +535,55 @@ class Rendered(unittest.TestCase):
                          .split(":-", 1)[-1].rstrip("}"))
 
     def test_the_documented_overlay(self):
-        """docs/kubernetes.md's overlay, rendered: another namespace for every object (the
-        RoleBinding's subject included) and for the names the Pods build from it, the images
-        replaced, the settings merged (the rest kept), every reference to them following."""
+        """docs/kubernetes.md's overlay, rendered: both namespaces renamed, every object in the one
+        it belongs to, every name that refers to them following (CONTAINER_DOMAIN,
+        SPAWNER_KUBERNETES_NAMESPACE, the RoleBinding's subject, the namespace selectors), the
+        images replaced, the settings merged (the rest kept)."""
         doc = (REPO / "docs" / "kubernetes.md").read_text()
-        (example,) = re.findall(r"```yaml\n(# my-site/kustomization\.yaml\n.*?)```", doc, re.S)
-        overlay = yaml.safe_load(example)
+        files = dict(re.findall(r"```yaml\n# my-site/([a-z-]+\.yaml)\n(.*?)```", doc, re.S))
+        self.assertEqual(sorted(files), ["kustomization.yaml", "users-namespace-name.yaml", "users-namespace.yaml"])
+        overlay = yaml.safe_load(files["kustomization.yaml"])
         with tempfile.TemporaryDirectory() as scratch:
             site = Path(scratch) / "my-site"
             site.mkdir()
             overlay["bases"] = [os.path.relpath(DEPLOY, site)]
             (site / "kustomization.yaml").write_text(yaml.safe_dump(overlay))
+            for name in ("users-namespace-name.yaml", "users-namespace.yaml"):
+                (site / name).write_text(files[name])
             objects = render(site)
         namespace = overlay["namespace"]
-        self.assertEqual({o["metadata"]["namespace"] for o in objects}, {namespace})
+        (users,) = {patch["value"] for name in ("users-namespace-name.yaml", "users-namespace.yaml")
+                    for patch in yaml.safe_load(files[name])}
+        self.assertNotIn(namespace, (NAMESPACE, USERS_NAMESPACE))
+        self.assertNotIn(users, (NAMESPACE, USERS_NAMESPACE, namespace))
+        # Neither old name is left anywhere a namespace is named (the part-of label is a name).
+        stale = [(where, value) for where, value in strings_of(objects) if not where.endswith("/app.kubernetes.io/part-of")
+                 and re.search(rf"(^|\.)({NAMESPACE}|{USERS_NAMESPACE})(\.|$)", value)]
+        self.assertEqual(stale, [])
+        self.assertEqual(namespaces_of(objects), {
+            (o["kind"], o["metadata"]["name"]): users if (o["kind"], o["metadata"]["name"]) in IN_USERS_NAMESPACE
+            else None if o["kind"] == "Namespace" else namespace for o in objects})
+        self.assertIn(("Namespace", users), namespaces_of(objects))
         self.assertEqual(one(objects, "RoleBinding", "director-spawner")["subjects"][0]["namespace"], namespace)
         director = one(objects, "Deployment", "director")
+        spawner = one(objects, "Deployment", "director-spawner")
         self.assertEqual(container(director, "agent")["image"], "registry.example.com/container-director/agent:0.2.0")
-        self.assertEqual(container(one(objects, "Deployment", "director-spawner"), "spawner")["image"],
-                         "registry.example.com/container-director/spawner:0.2.0")
+        self.assertEqual(container(spawner, "spawner")["image"], "registry.example.com/container-director/spawner:0.2.0")
         haproxy = container_env(objects, container(director, "haproxy"), namespace)
+        agent = container_env(objects, container(director, "agent"), namespace)
+        spawner_env = container_env(objects, container(spawner, "spawner"), namespace)
         self.assertEqual(haproxy["DIRECTOR_TRUSTED_SOURCES"], "10.244.0.0/16")
         self.assertEqual(haproxy["CONTAINER_HOST_PREFIX"], self.settings["CONTAINER_HOST_PREFIX"])
-        self.assertEqual(haproxy["CONTAINER_DOMAIN"], f"{namespace}.{CLUSTER_DOMAIN}")
+        for env in (haproxy, agent, spawner_env):
+            self.assertEqual(env["CONTAINER_DOMAIN"], f"{users}.{CLUSTER_DOMAIN}")
+        self.assertEqual(spawner_env["SPAWNER_KUBERNETES_NAMESPACE"], users)
         self.assertEqual(haproxy["SPAWNER_HOST"], f"director-spawner.{namespace}.{CLUSTER_DOMAIN}")
+        selectors = [e["values"] for o in objects if o["kind"] == "NetworkPolicy"
+                     for rule in o["spec"].get("ingress", []) + o["spec"].get("egress", [])
+                     for peer in rule.get("from", []) + rule.get("to", [])
+                     for e in peer.get("namespaceSelector", {}).get("matchExpressions", [])
+                     if e["key"] == "kubernetes.io/metadata.name"]
+        self.assertEqual(sorted(map(tuple, selectors)), [(namespace,), (namespace,), (users,)])
         self.assertEqual([r for r in validate_schemas(objects) if r[2]], [])
 
     # --- Network policies ---------------------------------------------------------------------
@@ -529,6 +599,11 @@ class Rendered(unittest.TestCase):
             "ingress-controller": Pod("ingress-controller", "ingress-nginx", {"app": "ingress"}, [("http", 80, "TCP")]),
             "elsewhere": Pod("elsewhere", "another-namespace", {"app": "x"}, [("http", 80, "TCP")]),
             "dns": Pod("dns", "kube-system", {"k8s-app": "kube-dns"}, [("dns", 53, "UDP"), ("dns-tcp", 53, "TCP")]),
+            # The director's labels in another namespace: the labels alone open nothing.
+            "impostor": Pod("impostor", "another-namespace", {"app.kubernetes.io/name": "director"},
+                            [("http", 8080, "TCP")]),
+            # A Pod of the users' namespace the spawner did not make: isolated all the same.
+            "stray": Pod("stray", USERS_NAMESPACE, {"app": "x"}, [("http", port, "TCP")]),
         }
         return pods, policies
 
@@ -544,34 +619,43 @@ class Rendered(unittest.TestCase):
         director_ports = {n for _, n, _ in pod_of(self.director).ports}
         self.assertEqual(director_ports, {8080, 8405, 9102})
         port = int(self.settings["CONTAINER_PORT"])
-        ours = {"director", "spawner", "oauth2-proxy", "user", "other-user"}
+        ours = {"director", "spawner", "oauth2-proxy", "user", "other-user", "stray"}
         inside = {c for c in self.reachable() if c[1] in ours}
         self.assertEqual(inside, {
             ("oauth2-proxy", "director", 8080),
             ("ingress-controller", "oauth2-proxy", 4180),
             ("director", "user", port), ("director", "other-user", port),
             ("spawner", "user", port), ("spawner", "other-user", port),
+            # Every Pod of the users' namespace admits the spawner on CONTAINER_PORT (the director's
+            # egress admits only the managed ones); only the spawner can create Pods there.
+            ("spawner", "stray", port),
             ("director", "spawner", 9180), ("director", "spawner", 9181),
             ("spawner", "director", 9102),
         })
         outside = {c for c in self.reachable() if c[1] not in ours}
         self.assertIn(("director", "dns", 53), outside)
         self.assertNotIn(("director", "elsewhere", 80), outside)
+        self.assertNotIn(("director", "impostor", 8080), outside)
         # The user containers' own egress stays open (their work needs the internet).
         self.assertIn(("user", "elsewhere", 80), outside)
 
     def test_user_containers_reach_none_of_the_director_s_ports(self):
         pods, policies = self.cluster()
-        for destination in ("director", "spawner", "oauth2-proxy", "other-user"):
+        self.assertNotEqual(pods["user"].namespace, pods["director"].namespace)
+        for destination in ("director", "spawner", "oauth2-proxy", "other-user", "stray"):
             for _, number, protocol in pods[destination].ports:
                 self.assertFalse(allowed(policies, pods["user"], pods[destination], number, protocol),
                                  (destination, number))
 
     def test_policies_match_the_container_port(self):
-        """network-policies.yaml names CONTAINER_PORT as a number: it must be the settings' one."""
+        """users-namespace.yaml and network-policies.yaml name CONTAINER_PORT as a number: it must
+        be the settings' one, on both sides (the user containers' ingress, the director's egress)."""
         port = int(self.settings["CONTAINER_PORT"])
         policy = one(self.objects, "NetworkPolicy", "user-containers-from-director")
         self.assertEqual([p["port"] for r in policy["spec"]["ingress"] for p in r["ports"]], [port])
+        egress = one(self.objects, "NetworkPolicy", "director-egress")
+        self.assertEqual([p["port"] for r in egress["spec"]["egress"] for peer in r.get("to", [])
+                          if "namespaceSelector" in peer for p in r["ports"]], [port])
 
     def test_the_evaluator_sees_an_opening(self):
         """The evaluation is not vacuous: without the default deny, or with a policy that lets
@@ -584,7 +668,7 @@ class Rendered(unittest.TestCase):
         opened = json.loads(json.dumps(policies))
         for policy in opened:
             if policy["metadata"]["name"] == "director-runtime-api-from-spawner":
-                policy["spec"]["ingress"][0]["from"] = [{"podSelector": {}}]
+                policy["spec"]["ingress"][0]["from"] = [{"namespaceSelector": {}}]
         self.assertTrue(allowed(opened, pods["user"], pods["director"], 9102))
         self.assertFalse(allowed(policies, pods["user"], pods["director"], 9102))
 

@@ -5,7 +5,11 @@ CA, as a pod finds them): no API server can run here, so the stand-in is the API
 test plays the kubelet through its control API (docs/spawner.md, "Kubernetes").
 
 The spawner is in-cluster as in a pod: KUBERNETES_SERVICE_HOST/PORT name the stand-in,
-SPAWNER_KUBERNETES_SERVICEACCOUNT_DIR its token, ca.crt and namespace. The user's Service name
+SPAWNER_KUBERNETES_SERVICEACCOUNT_DIR its token, ca.crt and namespace. As deploy/kubernetes
+deploys it: its service account in the director's namespace, SPAWNER_KUBERNETES_NAMESPACE the
+users', and the stand-in enforcing the spawner's Role exactly as `kubectl kustomize
+deploy/kubernetes` renders it (403 Forbidden for anything else), so every test here also proves
+that Role suffices; and a Role without one rule the spawner needs fails that path visibly. The user's Service name
 <prefix>-<label>.<namespace>.svc.cluster.local (CONTAINER_DOMAIN) resolves through the test's
 dnsmasq to a 127.0.x.y where the test runs the user's "container" (tools/demo_backend.py) once
 it has made the Pod Running and Ready, so the spawner's port check passes as it would in a
@@ -19,8 +23,10 @@ page load creates the Pod again; a compaction with every watch dropped makes the
 re-list (a new snapshot) while /events keeps serving; idle retirement deletes the Pod and keeps
 the Service and the claim; a Pod in ImagePullBackOff fails the wake (502 exited); a rotated
 token is read again; /status names the Kubernetes runtime. With SPAWNER_HEALTH_CMD, the Pod's
-readinessProbe, and the wake waiting for the Ready condition. And the startup errors: not in
-a cluster, no token file, SPAWNER_NETWORK with kubernetes."""
+readinessProbe, and the wake waiting for the Ready condition. With the Role lacking
+persistentvolumeclaims create, a new user's page is the 502 "refused" page quoting the API's 403
+and no Pod is made. And the startup errors: not in a cluster, no token file, SPAWNER_NETWORK
+with kubernetes."""
 
 import http.client
 import json
@@ -39,12 +45,16 @@ from common import SKIP, director_headers, follow_events, metric, poll
 from stack import Component, Stack, spawner_binary, wait_for  # noqa: E402 (common put tools/ on the path)
 from agent import AgentProcess  # noqa: E402
 from containers import Containers  # noqa: E402
+from kube_api_standin import load_role  # noqa: E402
 from loopback import free_port, http_get  # noqa: E402
 from testing import clean_environment, test_failed  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 STANDIN = REPO / "tools" / "kube_api_standin.py"
-NAMESPACE = "director-users"
+DEPLOY = REPO / "deploy" / "kubernetes"
+NAMESPACE = "container-director-users"  # deploy/kubernetes: the users' (the Role's; SPAWNER_KUBERNETES_NAMESPACE)
+DIRECTOR_NAMESPACE = "container-director"  # deploy/kubernetes: the spawner's own (its service account's)
+SPAWNER_USER = f"system:serviceaccount:{DIRECTOR_NAMESPACE}:director-spawner"
 DOMAIN = f"{NAMESPACE}.svc.cluster.local"
 IDLE_TIMEOUT = 60  # seconds: SPAWNER_IDLE_TIMEOUT's minimum
 USERNAME = "Alice.Smith@example.com"  # not a label: the annotation carries it
@@ -74,7 +84,7 @@ def unavailable():
     """Why this test cannot run here, or None."""
     if not Path(spawner_binary()).is_file():
         return f"{spawner_binary()} is not built"
-    for tool in ("dnsmasq", "openssl"):
+    for tool in ("dnsmasq", "openssl", "kubectl"):
         if not shutil.which(tool) and not Path("/usr/sbin", tool).exists():
             return f"{tool} not installed (tools/install-deps.sh)"
     return None
@@ -91,14 +101,38 @@ def quantity(text):
     return float(match.group(1)) * factor[match.group(2)]
 
 
-class KubeApi:
-    """The stand-in as a process (tools/kube_api_standin.py --serviceaccount-dir), and the test's
-    HTTPS client of its API (with the token) and of its control API (/_standin/)."""
+def spawner_role(run_dir, without=None):
+    """The spawner's Role as `kubectl kustomize deploy/kubernetes` renders it, in NAMESPACE, minus
+    the verb `without` = (resource, verb) when given: written to run_dir for the stand-in's --role."""
+    rendered = Path(run_dir) / "deploy-kubernetes.yaml"
+    done = subprocess.run(["kubectl", "kustomize", str(DEPLOY)], capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise AssertionError(f"kubectl kustomize {DEPLOY}: {done.stderr}")
+    rendered.write_text(done.stdout)
+    role = load_role(rendered)
+    if role["metadata"]["namespace"] != NAMESPACE:
+        raise AssertionError(f"the rendered Role is in {role['metadata']['namespace']}, not {NAMESPACE}")
+    if without is not None:
+        resource, verb = without
+        (rule,) = [r for r in role["rules"] if resource in r["resources"] and verb in r["verbs"]]
+        rule["verbs"] = [v for v in rule["verbs"] if v != verb]
+        role["rules"] = [r for r in role["rules"] if r["verbs"]]
+    path = Path(run_dir) / "role.json"
+    path.write_text(json.dumps(role))
+    return path
 
-    def __init__(self, run_dir, account_dir):
+
+class KubeApi:
+    """The stand-in as a process (tools/kube_api_standin.py --serviceaccount-dir), enforcing the
+    Role in `role_file` on its API, and the test's HTTPS client of its control API (/_standin/,
+    which no Role restricts: the test reads every object there, the claims too, which the
+    spawner's Role lets it create only)."""
+
+    def __init__(self, run_dir, account_dir, role_file):
         self.account_dir = Path(account_dir)
         self.component = Component("kube-api", [sys.executable, STANDIN, "--listen", "127.0.0.1:0",
-                                                "--serviceaccount-dir", account_dir, "--namespace", NAMESPACE,
+                                                "--serviceaccount-dir", account_dir, "--namespace", DIRECTOR_NAMESPACE,
+                                                "--role", role_file, "--user", SPAWNER_USER,
                                                 "--termination-delay", "0.5"],
                                    clean_environment(), run_dir)
         self.component.start()
@@ -130,7 +164,7 @@ class KubeApi:
 
     def get(self, resource, name):
         """The object, or None (404)."""
-        status, body = self.call("GET", f"/api/v1/namespaces/{NAMESPACE}/{resource}/{name}")
+        status, body = self.call("GET", f"/_standin/objects/{resource}/{NAMESPACE}/{name}")
         if status == 404:
             return None
         if status != 200:
@@ -155,6 +189,7 @@ class SpawnerAgainstStandin(unittest.TestCase):
     """One stand-in, dnsmasq, agent and spawner (with `settings`) for each class of tests."""
 
     settings = SPAWNER_SETTINGS
+    missing_from_role = None  # (resource, verb) the stand-in's Role lacks, or None: deploy/kubernetes' Role
 
     @classmethod
     def setUpClass(cls):
@@ -164,7 +199,8 @@ class SpawnerAgainstStandin(unittest.TestCase):
         cls.agent = cls.api = None
         try:
             cls.stack.start_dns()
-            cls.api = KubeApi(cls.stack.run_dir, cls.stack.run_dir / "serviceaccount")
+            cls.api = KubeApi(cls.stack.run_dir, cls.stack.run_dir / "serviceaccount",
+                              spawner_role(cls.stack.run_dir, cls.missing_from_role))
             cls.stack.components["kube-api"] = cls.api.component
             cls.agent = AgentProcess(log_path=cls.stack.run_dir / "agent.log")
             cls.spawner = Component("spawner", [spawner_binary()], cls.spawner_env(), cls.stack.run_dir)
@@ -200,6 +236,7 @@ class SpawnerAgainstStandin(unittest.TestCase):
             KUBERNETES_SERVICE_HOST="127.0.0.1",
             KUBERNETES_SERVICE_PORT=str(cls.api.port),
             SPAWNER_KUBERNETES_SERVICEACCOUNT_DIR=str(cls.api.account_dir),
+            SPAWNER_KUBERNETES_NAMESPACE=NAMESPACE,
             SPAWNER_AGENTS=f"http://{cls.agent.http[0]}:{cls.agent.http[1]}",
             **cls.settings))
 
@@ -432,6 +469,22 @@ class ReadinessProbe(SpawnerAgainstStandin):
             time.sleep(0.5)
         self.api.kubelet_runs(self.name, ready=True)
         poll(self.phase, lambda phase: phase == "ready", 15, 0.2)
+
+
+class WithoutARuleOfTheRole(SpawnerAgainstStandin):
+    """deploy/kubernetes' Role without persistentvolumeclaims create: a new user's page load
+    fails visibly, with the API's 403 and what to grant, and no Pod is made."""
+
+    missing_from_role = ("persistentvolumeclaims", "create")
+
+    def test_a_new_user_s_page_says_what_the_role_lacks(self):
+        (status, headers, body), _, _ = poll(self.page_load, lambda answer: answer[1].get("x-director-reason") != "spawning",
+                                             30, 0.3)
+        self.assertEqual((status, headers.get("x-director-reason")), (502, "limits_refused"), body[:800])
+        self.assertIn(f'persistentvolumeclaims is forbidden: User &quot;{SPAWNER_USER}&quot; cannot create resource '
+                      f'&quot;persistentvolumeclaims&quot; in API group &quot;&quot; in the namespace '
+                      f'&quot;{NAMESPACE}&quot; (RBAC: '.encode(), body)
+        self.assertIsNone(self.api.get("pods", self.name))
 
 
 class StartupErrors(unittest.TestCase):

@@ -2,7 +2,8 @@
 """tools/kube_api_standin.py, the Kubernetes API stand-in, held to what the API reference says:
 status codes and Status bodies, resourceVersion, the watch stream (events in order, replay,
 410 Expired after compaction, bookmarks, label selectors), 409 on a stale replace, merge patch,
-graceful pod deletion, the control API, bearer token and TLS; then the same server, run as a
+graceful pod deletion, the control API, bearer token and TLS, RBAC by one Role (403 as the API
+server words it, the verbs as it maps them); then the same server, run as a
 process, driven by a real client: Debian's kubectl (kubernetes-client, tools/install-deps.sh).
 Objects come from tests/data/kube-api/."""
 
@@ -18,13 +19,14 @@ import tempfile
 import threading
 import time
 import unittest
+import unittest.mock
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
-from kube_api_standin import KubeApiStandin, write_throwaway_tls  # noqa: E402
+from kube_api_standin import KubeApiStandin, load_role, write_throwaway_tls  # noqa: E402
 from testing import clean_environment  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "data" / "kube-api"
@@ -704,6 +706,127 @@ class Token(StandinTest):
         self.assertEqual(code, 200)
         self.assertEqual(Client(self.api, token="n3w").request("GET", PODS)[0], 401)
         self.assertEqual(Client(self.api, token="n3wer").request("GET", PODS)[0], 200)
+
+
+def role(*rules, namespace=NS):
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": "director-spawner", "namespace": namespace}, "rules": list(rules)}
+
+
+def rule(resources, verbs, **more):
+    return {"apiGroups": [""], "resources": resources, "verbs": verbs, **more}
+
+
+SPAWNER_USER = "system:serviceaccount:director:director-spawner"
+
+
+class Rbac(unittest.TestCase):
+    """With a Role, only what it grants; everything else 403 Forbidden in the API's words."""
+
+    def standin(self, *rules, namespace=NS, token=None):
+        self.api = KubeApiStandin(token=token, role=role(*rules, namespace=namespace), user=SPAWNER_USER).start()
+        self.addCleanup(self.api.stop)
+        return Client(self.api, token=token)
+
+    def forbidden(self, verb, resource, name=None, namespace=NS):
+        kind, _, _ = resource.partition("/")
+        what = f'{kind} "{name}"' if name else kind
+        where = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
+        return status(403, "Forbidden", f'{what} is forbidden: User "{SPAWNER_USER}" cannot {verb} resource '
+                      f'"{resource}" in API group "" {where}', {"name": name, "kind": kind} if name else {"kind": kind})
+
+    def test_a_denied_create_is_the_api_server_s_403(self):
+        """Byte for byte the fixture taken from the reference's shape (tests/data/kube-api)."""
+        client = self.standin(rule(["pods"], ["get", "list", "watch", "delete"]))
+        code, body, _ = client.request("POST", PODS, fixture("pod.json"))
+        self.assertEqual((code, body), (403, fixture("status-forbidden.json")))
+
+    def test_verbs_map_as_the_api_server_maps_them(self):
+        client = self.standin(rule(["pods"], ["create", "list"]))
+        pod = fixture("pod.json")
+        self.assertEqual(client.request("POST", PODS, pod)[0], 201)
+        name = pod["metadata"]["name"]
+        self.assertEqual(client.request("GET", PODS)[0], 200)
+        for method, path, verb, body in (
+                ("GET", f"{PODS}?watch=1", "watch", None), ("GET", f"{PODS}?watch=true", "watch", None),
+                ("GET", f"{PODS}/{name}", "get", None), ("PUT", f"{PODS}/{name}", "update", pod),
+                ("PATCH", f"{PODS}/{name}", "patch", {}), ("DELETE", f"{PODS}/{name}", "delete", None)):
+            code, answer, _ = client.request(method, path, body, "application/merge-patch+json")
+            self.assertEqual((code, answer), (403, self.forbidden(verb, "pods", None if verb == "watch" else name)),
+                             (method, path))
+
+    def test_subresources_are_resources_of_their_own(self):
+        client = self.standin(rule(["pods"], ["*"]), rule(["pods/status"], ["get"]))
+        pod = fixture("pod.json")
+        name = pod["metadata"]["name"]
+        self.assertEqual(client.request("POST", PODS, pod)[0], 201)
+        self.assertEqual(client.request("GET", f"{PODS}/{name}/status")[0], 200)
+        code, body, _ = client.request("GET", f"{PODS}/{name}/log")
+        self.assertEqual((code, body), (403, self.forbidden("get", "pods/log", name)))
+        code, body, _ = client.request("PUT", f"{PODS}/{name}/status", pod)
+        self.assertEqual((code, body), (403, self.forbidden("update", "pods/status", name)))
+
+    def test_only_in_the_role_s_namespace(self):
+        client = self.standin(rule(["*"], ["*"]))
+        self.assertEqual(client.request("GET", PODS)[0], 200)
+        code, body, _ = client.request("GET", "/api/v1/namespaces/other/services")
+        self.assertEqual((code, body), (403, self.forbidden("list", "services", namespace="other")))
+        code, body, _ = client.request("GET", "/api/v1/persistentvolumeclaims")
+        self.assertEqual((code, body), (403, self.forbidden("list", "persistentvolumeclaims", namespace=None)))
+
+    def test_resource_names_and_api_groups(self):
+        client = self.standin(rule(["services"], ["*"], resourceNames=["vscode-alice"]),
+                              {"apiGroups": ["apps"], "resources": ["pods"], "verbs": ["*"]})
+        services = f"/api/v1/namespaces/{NS}/services"
+        self.assertEqual(client.request("GET", f"{services}/vscode-alice")[0], 404)  # allowed, not there
+        self.assertEqual(client.request("GET", f"{services}/vscode-bob"),
+                         (403, self.forbidden("get", "services", "vscode-bob"), unittest.mock.ANY))
+        self.assertEqual(client.request("POST", services, fixture("service.json"))[0], 403)  # a create names none
+        self.assertEqual(client.request("GET", PODS)[0], 403)  # another API group's rule
+
+    def test_authentication_first_discovery_for_everyone(self):
+        client = self.standin(token="t0ken")
+        self.assertEqual(Client(self.api, token="wrong").request("GET", PODS)[0], 401)
+        self.assertEqual(client.request("GET", PODS)[0], 403)  # a Role without rules
+        for path in ("/api", "/api/v1", "/apis", "/version", "/healthz"):
+            self.assertEqual(client.request("GET", path)[0], 200, path)
+
+    def test_the_control_api_reads_any_object_whatever_the_role(self):
+        client = self.standin(rule(["persistentvolumeclaims"], ["create"]))
+        claim = self.create_claim(client)
+        name = claim["metadata"]["name"]
+        self.assertEqual(client.request("GET", f"/api/v1/namespaces/{NS}/persistentvolumeclaims/{name}")[0], 403)
+        code, body, _ = Client(self.api).request("GET", f"/_standin/objects/persistentvolumeclaims/{NS}/{name}")
+        self.assertEqual((code, body), (200, claim))
+        code, body, _ = Client(self.api).request("GET", f"/_standin/objects/persistentvolumeclaims/{NS}/nobody")
+        self.assertEqual((code, body["reason"]), (404, "NotFound"))
+
+    def create_claim(self, client):
+        code, body, _ = client.request("POST", f"/api/v1/namespaces/{NS}/persistentvolumeclaims",
+                                       fixture("persistentvolumeclaim.json"))
+        self.assertEqual(code, 201, body)
+        return body
+
+    def test_load_role_from_yaml_or_json(self):
+        with tempfile.TemporaryDirectory() as directory:
+            wanted = role(rule(["pods"], ["get"]))
+            yaml_file = Path(directory, "rendered.yaml")
+            yaml_file.write_text("apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: x}\n---\n"
+                                 + json.dumps(wanted) + "\n---\nkind: RoleBinding\n")
+            self.assertEqual(load_role(yaml_file), wanted)
+            json_file = Path(directory, "role.json")
+            json_file.write_text(json.dumps({"kind": "List", "items": [wanted]}))
+            self.assertEqual(load_role(json_file), wanted)
+            json_file.write_text(json.dumps([wanted, wanted]))
+            with self.assertRaisesRegex(ValueError, "2 Roles"):
+                load_role(json_file)
+            json_file.write_text("kind: [Role\n")
+            with self.assertRaisesRegex(ValueError, "neither JSON nor YAML"):
+                load_role(json_file)
+        without_namespace = role()
+        del without_namespace["metadata"]["namespace"]
+        with self.assertRaisesRegex(ValueError, "no metadata.namespace"):
+            KubeApiStandin(role=without_namespace)
 
 
 class Tls(unittest.TestCase):
