@@ -207,8 +207,6 @@ int run(const config::Config& configuration) {
   retirer_settings.idle = configuration.idle;
   retirer_settings.check_interval = configuration.idle_check_interval;
   retirer_settings.agent_urls = configuration.agent_urls;
-  retirer_settings.haproxy_sockets = configuration.haproxy_sockets;
-  retirer_settings.connections_table = configuration.connections_table;
   retirer_settings.stop_grace = configuration.stop_grace;
   server::IdleRetirer retirer(runtime_strand, retirer_settings, runtime, resolver, metrics);
 

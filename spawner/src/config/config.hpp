@@ -96,13 +96,10 @@ struct Config {
   // Idle retirement.
   core::IdleSettings idle;
   std::chrono::milliseconds idle_check_interval{60'000};
-  // http://IP:PORT or http://NAME:PORT of the agents' HTTP listeners (for /users), each as
+  // http://IP:PORT or http://NAME:PORT of the agents' HTTP listeners (for /users and
+  // /connections), each as
   // parse_agent_url reads it; a NAME is resolved at every idle round, every address one agent.
   std::vector<std::string> agent_urls;
-  // HAProxy stats sockets for `show table`, each as parse_stats_socket reads it; a NAME:PORT is
-  // resolved at every idle round, every address one HAProxy.
-  std::vector<std::string> haproxy_sockets;
-  std::string connections_table = "user_connections";  // the stick table counting conn_cur per username
 
   LogLevel log_level = LogLevel::info;
   LogFormat log_format = LogFormat::text;
@@ -119,10 +116,6 @@ struct Config {
 // agents' HTTP listener. std::nullopt for anything else (the option refuses it).
 std::optional<config_table::EndpointOrName> parse_agent_url(std::string_view url);
 
-// A haproxy_sockets entry: config_table::parse_stats_socket (common/src/config/values.hpp), the
-// grammar the agent's DIRECTOR_HAPROXY_SOCKETS shares.
-using config_table::StatsSocket;
-using config_table::parse_stats_socket;
 
 using config_table::Command;
 using Invocation = config_table::Invocation<Config>;
