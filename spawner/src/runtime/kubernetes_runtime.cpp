@@ -77,9 +77,10 @@ std::string not_a_user_service(const kube::ServiceState& service, std::string_vi
 
 // The failure of a start or stop that finds the Pod stuck Terminating (stuck_after), at once
 // rather than after the call's timeout: the message says what the operator must do, and the log
-// says it too.
-RuntimeError stuck_terminating(const std::string& pod, const std::string& since, const std::string& namespace_name) {
-  log(LogLevel::warn, "a user's Pod is stuck Terminating: its node may be lost; no start or stop of it completes until it is gone",
+// says it too when `warn` (once per Pod and deletionTimestamp, not at every call).
+RuntimeError stuck_terminating(const std::string& pod, const std::string& since, const std::string& namespace_name,
+                               bool warn) {
+  if (warn) log(LogLevel::warn, "a user's Pod is stuck Terminating: its node may be lost; no start or stop of it completes until it is gone",
       {{"pod", pod}, {"namespace", namespace_name}, {"grace_period_ended", since}});
   return unavailable("the Pod " + pod + " has been Terminating since " + since +
                      " (past its grace period: its node may be lost); once its node is known to be down, " +
@@ -185,11 +186,17 @@ asio::awaitable<RuntimeResult<void>> KubernetesRuntime::await_pod_gone(std::stri
   for (;;) {
     auto response = co_await call(Verb::get, path(pods, name));
     if (!response) co_return response.error();
-    if (response->result_int() == 404) co_return RuntimeResult<void>{};
+    if (response->result_int() == 404) {
+      stuck_warned_.erase(name);
+      co_return RuntimeResult<void>{};
+    }
     if (!succeeded(response->result_int())) co_return refusal(*response);
     if (const auto state = kube::parse_pod(response->body()); state && state->being_deleted && state->deletion_time &&
                                                                server_now(*response) - *state->deletion_time > stuck_after) {
-      co_return stuck_terminating(name, state->deletion_timestamp, settings_.namespace_name);
+      auto& warned = stuck_warned_[name];
+      const bool warn = warned != state->deletion_timestamp;
+      warned = state->deletion_timestamp;
+      co_return stuck_terminating(name, state->deletion_timestamp, settings_.namespace_name, warn);
     }
     if (Clock::now() >= deadline) co_return unavailable("the Pod " + name + " is still being deleted");
     co_await sleep_for(deletion_poll);

@@ -39,6 +39,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -127,7 +128,8 @@ class KubernetesRuntime final : public Runtime {
   // Polls the Pod until it is gone (404), until `deadline`; one stuck Terminating (its
   // deletionTimestamp, the end of its grace period, more than a minute past by the API server's
   // clock, the Date of the same answer: a lost node) fails
-  // at once, the message naming it and `kubectl delete pod --force`, and a warning is logged.
+  // at once, the message naming it and `kubectl delete pod --force`, and a warning is logged (once
+  // per Pod and deletionTimestamp: stuck_warned_).
   boost::asio::awaitable<RuntimeResult<void>> await_pod_gone(std::string name,
                                                              std::chrono::steady_clock::time_point deadline);
   // POST of the user's PersistentVolumeClaim when the spec mounts one (409, it exists: success).
@@ -156,6 +158,9 @@ class KubernetesRuntime final : public Runtime {
   std::string token_;
   std::filesystem::file_time_type token_time_{};
   std::uintmax_t token_size_ = 0;
+  // Pod name -> the deletionTimestamp of it already warned about as stuck (await_pod_gone); a
+  // Pod's entry goes when it is seen gone, so it holds at most the Pods stuck now.
+  std::map<std::string, std::string> stuck_warned_;
 };
 
 }  // namespace director::spawner::runtime

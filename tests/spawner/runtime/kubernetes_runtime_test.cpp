@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "../../common/child_process_fixture.hpp"
+#include "../../common/stderr_capture.hpp"
 #include "../../server/asio_test_support.hpp"
 
 namespace asio = boost::asio;
@@ -618,6 +619,7 @@ TEST_CASE("start() fails at once on a Pod stuck Terminating, naming it and the f
   run_until_complete(io, [&]() -> asio::awaitable<void> {
     // Its node lost: Terminating, the grace period ended five minutes ago, never DELETED.
     const auto spec = co_await started_then_stuck(api, runtime, "grace", 300);
+    director::test::StderrCapture log;
     const auto began = std::chrono::steady_clock::now();
     const auto started = co_await runtime.start(spec.name, user_of(spec.name));
     CHECK(std::chrono::steady_clock::now() - began < 3s);  // not the call's timeout (10 s)
@@ -627,6 +629,15 @@ TEST_CASE("start() fails at once on a Pod stuck Terminating, naming it and the f
     CHECK(started.error().message.find("the Pod vscode-grace has been Terminating since") != std::string::npos);
     CHECK(started.error().message.find("kubectl delete pod vscode-grace -n director --force --grace-period=0") !=
           std::string::npos);
+    // Tried again: failed the same, but warned about once per Pod and deletionTimestamp.
+    CHECK_FALSE((co_await runtime.start(spec.name, user_of(spec.name))).has_value());
+    const std::string logged = log.finish();
+    INFO(logged);
+    std::size_t warnings = 0;
+    for (auto at = logged.find("stuck Terminating"); at != std::string::npos; at = logged.find("stuck Terminating", at + 1)) {
+      ++warnings;
+    }
+    CHECK(warnings == 1);
     // A stop (idle retirement) fails as fast, with the same message.
     const auto stop_began = std::chrono::steady_clock::now();
     const auto stopped = co_await runtime.stop(spec.name, 1s);
