@@ -6,7 +6,8 @@
   kubernetes-models 4.5.1 (tests/deploy/package-lock.json pins it; tools/install-deps.sh installs
   it), with node, and has no field the API does not define (validate_schemas.cjs);
 - what a schema cannot say: two namespaces, the director's and the users' (Pod Security Standard
-  baseline enforced there); the spawner's Role grants exactly the verbs its runtime calls, in
+  baseline enforced there); the spawner's Role (exactly what its runtime calls: the e2e test
+  spawner_kubernetes proves it) is in
   the users' namespace only (no rights in the director's, no Secrets anywhere), bound to its
   ServiceAccount in the director's; the NetworkPolicies, evaluated here across both namespaces
   against the Pods' labels and ports, let the user containers reach none of the director's own
@@ -335,7 +336,10 @@ class Rendered(unittest.TestCase):
 
     # --- RBAC ---------------------------------------------------------------------------------
 
-    def test_role_grants_exactly_what_the_runtime_calls(self):
+    def test_role_is_namespaced_and_narrow(self):
+        """The Role's shape. That it grants exactly what the runtime calls is proved against
+        the calls themselves: tests/e2e/test_spawner_kubernetes.py runs the spawner under this
+        Role and compares what it asked of it with what it grants."""
         self.assertEqual({o["kind"] for o in self.objects} & {"ClusterRole", "ClusterRoleBinding"}, set())
         # One Role and one RoleBinding, both in the users' namespace: no rights in the director's.
         self.assertEqual([(o["kind"], o["metadata"]["namespace"]) for o in self.objects
@@ -344,11 +348,8 @@ class Rendered(unittest.TestCase):
         role = one(self.objects, "Role", "director-spawner")
         granted = {(group, resource, verb) for rule in role["rules"] for group in rule["apiGroups"]
                    for resource in rule["resources"] for verb in rule["verbs"]}
-        wanted = {("", "pods", v) for v in ("get", "list", "watch", "create", "delete")} \
-            | {("", "pods/log", "get")} \
-            | {("", "services", v) for v in ("get", "list", "watch", "create", "delete")} \
-            | {("", "persistentvolumeclaims", "create")}
-        self.assertEqual(granted, wanted)
+        self.assertEqual({group for group, _, _ in granted}, {""})  # the core group only
+        self.assertNotIn("*", {part for entry in granted for part in entry})  # no wildcards
         self.assertNotIn("secrets", {resource.split("/")[0] for _, resource, _ in granted})
         for rule in role["rules"]:
             self.assertNotIn("resourceNames", rule)
@@ -489,6 +490,34 @@ class Rendered(unittest.TestCase):
         # Its own namespace (the service account's file) is the director's; it works in the users'.
         self.assertEqual(effective["kubernetes_namespace"], USERS_NAMESPACE)
         self.assertEqual(effective["agents"], [self.spawner_env["SPAWNER_AGENTS"]])
+
+    def test_spawner_refuses_one_namespace_for_both(self):
+        """An overlay that sets one "namespace:" over both bases (what the docs once advised)
+        puts the users' objects next to the director's Secrets: the spawner's --check-config,
+        with the environment it renders and its service account there, refuses it (exit 2)."""
+        spawner = os.environ.get("DIRECTOR_SPAWNER_BIN")
+        if not spawner:
+            self.skipTest("DIRECTOR_SPAWNER_BIN not set")
+        with tempfile.TemporaryDirectory() as scratch:
+            site = Path(scratch) / "one-namespace"
+            site.mkdir()
+            (site / "kustomization.yaml").write_text(yaml.safe_dump(
+                {"bases": [os.path.relpath(DEPLOY, site)], "namespace": "directors"}))
+            objects = render(site)
+            self.assertEqual({o["metadata"].get("namespace") for o in objects if o["kind"] != "Namespace"}, {"directors"})
+            deployment = one(objects, "Deployment", "director-spawner")
+            env = container_env(objects, container(deployment, "spawner"), "directors")
+            account = Path(scratch) / "serviceaccount"
+            account.mkdir()
+            for name, content in (("token", "not-a-token"), ("namespace", "directors"),
+                                  ("ca.crt", text_of(REPO / "tests" / "data" / "tls" / "ca.crt"))):
+                (account / name).write_text(content)
+            env.update(PATH=os.environ["PATH"], KUBERNETES_SERVICE_HOST="127.0.0.1", KUBERNETES_SERVICE_PORT="6443",
+                       SPAWNER_KUBERNETES_SERVICEACCOUNT_DIR=str(account))
+            done = subprocess.run([spawner, "--check-config"], capture_output=True, text=True, env=env, timeout=30)
+        self.assertEqual(done.returncode, 2, done.stdout + done.stderr)
+        self.assertIn('kubernetes_namespace (SPAWNER_KUBERNETES_NAMESPACE) "directors" is the spawner\'s own namespace',
+                      done.stderr)
 
     def test_env_names_are_the_programs(self):
         """Every variable the manifests set is one its program reads: HAProxy's are those

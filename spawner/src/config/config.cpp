@@ -1,5 +1,7 @@
 #include "config/config.hpp"
 
+#include "config/in_cluster.hpp"
+
 #include "config/option_table.hpp"
 #include "config/values.hpp"
 
@@ -457,6 +459,17 @@ std::vector<Option> options() {
        "service account's (its namespace file)",
        [](Config& c, std::string_view v) { return set_namespace(c.kubernetes.namespace_name, v); },
        [](const Config& c) -> Json { return c.kubernetes.namespace_name; }},
+      {"kubernetes_share_namespace", "SPAWNER_KUBERNETES_SHARE_NAMESPACE", "--kubernetes-share-namespace",
+       "With runtime kubernetes: true lets kubernetes_namespace be the spawner's own namespace (its service account's), "
+       "where its right to create Pods would reach the director's Secrets; false refuses to start then "
+       "(docs/kubernetes.md). Default false",
+       [](Config& c, std::string_view v) -> Failure {
+         const auto value = config_table::parse_boolean(v);
+         if (!value) return "true or false";
+         c.kubernetes.share_namespace = *value;
+         return accepted;
+       },
+       [](const Config& c) -> Json { return c.kubernetes.share_namespace; }},
       {"kubernetes_volume_size", "SPAWNER_KUBERNETES_VOLUME_SIZE", "--kubernetes-volume-size",
        "With runtime kubernetes: the storage each user's PersistentVolumeClaim requests. Default 10Gi",
        [](Config& c, std::string_view v) { return set_storage_quantity(c.kubernetes.volume_size, v); },
@@ -683,6 +696,9 @@ Failure check_consistency(const Config& c) {
       return inconsistent(c, "pids_limit", "runtime",
                           "Kubernetes has no process limit per Pod (the kubelet's podPidsLimit sets one per node); "
                           "leave pids_limit at 0");
+    // Reads the service account's namespace file (in_cluster.hpp), so that --check-config
+    // refuses what the spawner would refuse at startup.
+    if (auto shared = shared_namespace_problem(c.kubernetes)) return shared;
   }
   return accepted;
 }

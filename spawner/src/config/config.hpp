@@ -46,6 +46,10 @@ struct KubernetesOptions {
   // an image running as a non-root user can write its empty home (Docker copies the image's
   // files and owners into a new volume; Kubernetes does not). 0: none.
   std::uint32_t fs_group = 0;
+  // Whether namespace_name may be the service account's own namespace (the director's): off, the
+  // spawner refuses to start there, since its right to create Pods would reach the director's
+  // Secrets (in_cluster.hpp, shared_namespace_problem).
+  bool share_namespace = false;
 };
 
 // The image used when SPAWNER_IMAGE is not set: the original director's code-server.
