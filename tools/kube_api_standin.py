@@ -21,6 +21,8 @@ In a test:
         api.set_pod_status("ns", "vscode-alice", phase="Pending",  # the container's own state
                            container_state={"waiting": {"reason": "ErrImagePull", "message": "..."}})
         api.set_token("n3w")                          # the token changed (bound tokens rotate)
+        api.expire_continue_tokens(1)                 # the next list page by continue: 410 Expired
+        api.stick_terminating("ns", "vscode-alice", since=300)  # its node lost: Terminating for good
         api.requests()                                # [(method, path, query), ...] served so far
         api.authorized()                              # [RequestInfo] asked of the Role (with one)
     KubeApiStandin(..., role=load_role("role.yaml"), user="system:serviceaccount:ns:sa")
@@ -41,6 +43,8 @@ As a process (the same controls as HTTP under /_standin/, which needs no token):
     curl -X POST .../_standin/pods/NS/NAME/finish-deletion  # the kubelet stopped it: DELETED
     curl -X POST -d '{"text":"line 1\\n"}' .../_standin/pods/NS/NAME/log  # its container's output
     curl -X POST -d '{"token":"n3w"}' .../_standin/token        # requests need this token now
+    curl -X POST -d '{"count":1}' .../_standin/expire-continue
+    curl -X POST -d '{"since":300}' .../_standin/pods/NS/NAME/stuck-terminating
     curl .../_standin/requests   .../_standin/watchers   .../_standin/authorized
     curl .../_standin/objects/RESOURCE/NS/NAME   # any object, whatever a Role grants (a test's reads)
 
@@ -66,7 +70,8 @@ https://kubernetes.io/docs/reference/using-api/api-concepts/ for the rest):
   been modified"); a merge patch carrying metadata.resourceVersion is checked the same way. A
   write that changes nothing changes no resourceVersion and sends no event.
 - delete: 200 with the object; 404 NotFound. A pod is deleted gracefully: its
-  metadata.deletionTimestamp and deletionGracePeriodSeconds set (a MODIFIED event), then, when
+  metadata.deletionTimestamp (now plus the grace period: when it is to be gone) and
+  deletionGracePeriodSeconds set (a MODIFIED event), then, when
   the kubelet would have stopped it (`termination_delay` seconds later, or finish_deletion()),
   removed (DELETED). gracePeriodSeconds=0 (query or DeleteOptions body) or immediate_deletion()
   removes it at once. Services and claims are removed at once.
@@ -370,8 +375,9 @@ def merge_patch(target, patch):
     return result
 
 
-def _now():
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _now(seconds_ago=0):
+    when = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=seconds_ago)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _line(obj):
@@ -450,6 +456,8 @@ class KubeApiStandin(ThreadedStandin):
         self._watchers = []
         self._failures = {}  # verb -> [code, count]
         self._immediate_deletion = False
+        self._expire_continue = 0  # list requests by continue token still to answer 410
+        self._stuck = set()  # (resource, namespace, name) of pods whose deletion never completes
         self._logs = {}  # (namespace, pod name) -> its container's output (set_pod_log)
         self._next_cluster_ip = 1
         self._requests = collections.deque(maxlen=MAX_REQUESTS_KEPT)
@@ -571,7 +579,8 @@ class KubeApiStandin(ThreadedStandin):
             if grace_period is None:
                 grace_period = terminating["spec"].get("terminationGracePeriodSeconds",
                                                        DEFAULT_GRACE_PERIOD)
-            terminating["metadata"]["deletionTimestamp"] = _now()
+            # When it will be gone: the deletion's time plus its grace period (ObjectMeta).
+            terminating["metadata"]["deletionTimestamp"] = _now(-grace_period)
             terminating["metadata"]["deletionGracePeriodSeconds"] = grace_period
             answer = self._store("MODIFIED", key, terminating, current)
             if self.termination_delay is not None:
@@ -585,6 +594,21 @@ class KubeApiStandin(ThreadedStandin):
         """The kubelet has stopped a terminating pod: it is removed (DELETED)."""
         with self._lock:
             return self._remove(("pods", namespace, name))
+
+    def stick_terminating(self, namespace, name, since=0):
+        """The pod's node is lost: the pod is Terminating (metadata.deletionTimestamp `since`
+        seconds ago, the end of its grace period) and stays so, whatever termination_delay,
+        until finish_deletion() or a deletion with grace period 0 (kubectl delete --force)."""
+        with self._lock:
+            key = ("pods", namespace, name)
+            current = self._objects.get(key)
+            if current is None:
+                raise not_found("pods", name)
+            self._stuck.add(key)
+            terminating = copy.deepcopy(current)
+            terminating["metadata"]["deletionTimestamp"] = _now(since)
+            terminating["metadata"].setdefault("deletionGracePeriodSeconds", 0)
+            return self._store("MODIFIED", key, terminating, current)
 
     # --- what the kubelet and the node would do ---------------------------------------------
 
@@ -728,6 +752,12 @@ class KubeApiStandin(ThreadedStandin):
         with self._lock:
             self._failures[verb] = [code, count]
 
+    def expire_continue_tokens(self, count=1):
+        """The next `count` list requests carrying a continue token answer 410 Expired, as
+        when the snapshot the token pages has been compacted away."""
+        with self._lock:
+            self._expire_continue = count
+
     def immediate_deletion(self, on=True):
         """While on, a pod's deletion removes it at once (one DELETED, as with grace period 0)."""
         with self._lock:
@@ -794,6 +824,7 @@ class KubeApiStandin(ThreadedStandin):
             raise not_found(key[0], key[2])
         if key[0] == "pods":
             self._logs.pop((key[1], key[2]), None)
+        self._stuck.discard(key)
         self._rv += 1
         obj["metadata"]["resourceVersion"] = str(self._rv)
         self._record(_Event(self._rv, "DELETED", key[0], key[1], copy.deepcopy(obj), None))
@@ -801,8 +832,9 @@ class KubeApiStandin(ThreadedStandin):
 
     def _finish_quietly(self, resource, namespace, name):
         with self._lock:
-            if (resource, namespace, name) in self._objects:
-                self._remove((resource, namespace, name))
+            key = (resource, namespace, name)
+            if key in self._objects and key not in self._stuck:
+                self._remove(key)
 
     def _record(self, event):
         self._history.append(event)
@@ -875,6 +907,13 @@ class KubeApiStandin(ThreadedStandin):
             if watcher in self._watchers:
                 self._watchers.remove(watcher)
 
+    def _take_continue_expiry(self):
+        with self._lock:
+            if self._expire_continue <= 0:
+                return False
+            self._expire_continue -= 1
+            return True
+
     def _take_failure(self, verb):
         with self._lock:
             failure = self._failures.get(verb)
@@ -941,6 +980,10 @@ class KubeApiStandin(ThreadedStandin):
             watcher, first = self._watch(resource, namespace, query, connection)
             return "watch", watcher, first, timeout
         if verb == "list":
+            if query.get("continue") and self._take_continue_expiry():
+                raise ApiError(410, "Expired", "the continue token is too old for a consistent "
+                               "list: start a new list without it (the stand-in was told to "
+                               "expire it)", {})
             items, rv = self.list(resource, namespace, query.get("labelSelector", ""),
                                   query.get("fieldSelector", ""))
             for item in items:  # a typed list's items carry no kind or apiVersion
@@ -1005,6 +1048,12 @@ class KubeApiStandin(ThreadedStandin):
                 self.fail_next(request["verb"], int(request.get("count", 1)),
                                int(request.get("code", 500)))
                 return 200, {}, {}
+            if path == "/expire-continue":
+                self.expire_continue_tokens(int(request.get("count", 1)))
+                return 200, {}, {}
+            if len(parts) == 4 and parts[0] == "pods" and parts[3] == "stuck-terminating":
+                return 200, self.stick_terminating(parts[1], parts[2],
+                                                   int(request.get("since", 0))), {}
             if path == "/immediate-deletion":
                 self.immediate_deletion(bool(request.get("on", True)))
                 return 200, {}, {}
@@ -1026,8 +1075,8 @@ class KubeApiStandin(ThreadedStandin):
                 return 200, self.finish_deletion(parts[1], parts[2]), {}
         raise ApiError(404, "NotFound", "the stand-in's control API: GET /_standin/requests, "
                        "/_standin/watchers, /_standin/authorized, /_standin/objects/RESOURCE/NS/NAME; POST /_standin/compact, /bookmark, /drop-watches, /end-watches, "
-                       "/fail-next, /immediate-deletion, /token, /pods/NS/NAME/status|"
-                       "node-failure|finish-deletion|log", {})
+                       "/fail-next, /expire-continue, /immediate-deletion, /token, "
+                       "/pods/NS/NAME/status|node-failure|finish-deletion|stuck-terminating|log", {})
 
 
 def _validate_name(kind, grammar, name):

@@ -218,7 +218,7 @@ class Stack:
                  haproxy_cfg=REPO / "haproxy" / "haproxy.cfg", haproxy_extra_env=None,
                  spawner="demo", spawner_bin=None, spawner_settings=None, users=(),
                  container_script=SERVE_SCRIPT, spawner_http="127.0.0.1:0",
-                 event_feeds=None, haproxy_sockets=False, agents=1, agent_env=None):
+                 event_feeds=None, haproxy_sockets=None, agents=1, agent_env=None):
         """spawner: "demo" (tools/demo_spawner.py) or "director" (director-spawner with a
         Podman API service of its own; spawner_settings are extra SPAWNER_* variables, e.g.
         {"SPAWNER_IDLE_TIMEOUT": "3s"}; users: labels given an address up front, see
@@ -228,7 +228,9 @@ class Stack:
         event_feeds: the agent's DIRECTOR_EVENT_FEEDS: None (none), "spawner" (director-spawner's
         /events on its SPAWNER_HTTP_LISTEN; needs spawner="director") or a list of URLs (e.g.
         tools/feed_standin.py's FeedStandin.url). haproxy_sockets: True gives the agent
-        DIRECTOR_HAPROXY_SOCKETS = this stack's HAProxy stats socket (its invalidation channel).
+        DIRECTOR_HAPROXY_SOCKETS = this stack's HAProxy stats socket (its invalidation channel,
+        and what its GET /connections reads for director-spawner's idle retirement); None (the
+        default): True with spawner="director", else False.
         agents: how many agents run behind the one HAProxy, 1 to 4 (agent, agent2, ...: HAProxy
         gets them as DIRECTOR_AGENT, DIRECTOR_AGENT_2, ..., haproxy.cfg's agent slots).
         agent_env: extra environment for every agent, e.g. {"DIRECTOR_EVENT_BACKSTOP": "2m"}."""
@@ -273,6 +275,8 @@ class Stack:
         if agents < 1 or agents > 4 or (agents > 1 and fake_agent):
             raise ValueError(f"agents: 1, or up to 4 with the real agent (haproxy.cfg's slots), "
                              f"not {agents}")
+        if haproxy_sockets is None:
+            haproxy_sockets = spawner == "director"
         self.event_feeds, self.haproxy_sockets = event_feeds, haproxy_sockets
         self.agent_count, self.agent_env = agents, dict(agent_env or {})
         # Each agent's (SPOP, HTTP) addresses by component name; the first's are also
@@ -543,8 +547,7 @@ class Stack:
             SPAWNER_COMMAND=json.dumps(["sh", "-c", ADDRESS_PRELUDE + self.container_script]),
             SPAWNER_ENV=f"ADDRESSES={addresses},CONTAINER_PORT={self.container_port}",
             SPAWNER_STOP_GRACE="1s",
-            SPAWNER_AGENTS=f"http://{self.agent_http[0]}:{self.agent_http[1]}",
-            SPAWNER_HAPROXY_SOCKETS=str(self.run_dir / "haproxy.sock"))
+            SPAWNER_AGENTS=f"http://{self.agent_http[0]}:{self.agent_http[1]}")
         env.update(self.spawner_settings)
         return env
 

@@ -87,8 +87,10 @@ ChosenRuntime choose_runtime(const config::Config& configuration) {
   settings.volume_size = configuration.kubernetes.volume_size;
   settings.storage_class = configuration.kubernetes.storage_class;
   settings.fs_group = configuration.kubernetes.fs_group;
+  settings.restricted = configuration.kubernetes.pod_security == config::KubernetesOptions::PodSecurity::restricted;
   settings.pull_missing_images = configuration.pull_missing_images;
   settings.timeout = configuration.runtime_timeout;
+  settings.container_template = configuration.container_template;
   auto description = "kubernetes " + director::net::http::to_string(settings.api) + " namespace " + cluster.namespace_name;
   return {std::make_unique<runtime::KubernetesRuntime>(std::move(settings)), std::move(description)};
 }
@@ -205,8 +207,6 @@ int run(const config::Config& configuration) {
   retirer_settings.idle = configuration.idle;
   retirer_settings.check_interval = configuration.idle_check_interval;
   retirer_settings.agent_urls = configuration.agent_urls;
-  retirer_settings.haproxy_sockets = configuration.haproxy_sockets;
-  retirer_settings.connections_table = configuration.connections_table;
   retirer_settings.stop_grace = configuration.stop_grace;
   server::IdleRetirer retirer(runtime_strand, retirer_settings, runtime, resolver, metrics);
 

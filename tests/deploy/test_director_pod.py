@@ -12,8 +12,9 @@ through the namespace's /etc/resolv.conf). Checked:
 - a request with the identity header is routed by the agent to the user's Service name
   <prefix>-<label>.<namespace>.svc.cluster.local (CONTAINER_DOMAIN) and answered by the user's
   container there;
-- the spawner's TCP runtime API socket (DIRECTOR_HAPROXY_STATS_BIND) shows that user in
-  `show table user_connections`, and refuses an admin command.
+- the agent's GET /connections (the spawner's view, on the agent's HTTP port) shows that user
+  while a request of theirs is open through HAProxy, and not once it closed; HAProxy's runtime
+  API listens on no TCP port.
 
 The volumes are directories: each mount path of a container is replaced by its volume's
 directory in the environment and the command. One more change: HAProxy listens on 127.0.0.1:8080
@@ -21,6 +22,7 @@ instead of every address (`:8080`), because the user's container, another Pod in
 listens on port 8080 in this same namespace (no veth here to give it one of its own)."""
 
 import http.client
+import json
 import os
 import shutil
 import socket
@@ -43,9 +45,11 @@ SERVICE_ADDRESS = "10.96.0.10"  # alice's Service (ClusterIP), on this namespace
 SPAWNER_ADDRESS = "10.96.0.20"  # the spawner's Service: nothing listens there
 
 
-def runtime_api(address, command):
-    """One command on an HAProxy runtime API socket over TCP: its answer."""
-    with socket.create_connection(address, timeout=5) as s:
+def runtime_api(path, command):
+    """One command on an HAProxy runtime API unix socket: its answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(5)
+        s.connect(str(path))
         s.sendall(command.encode() + b"\n")
         data = b""
         while chunk := s.recv(65536):
@@ -180,16 +184,15 @@ class DirectorPod(unittest.TestCase):
             status, _ = http_get(("127.0.0.1", 9102), "/readyz")
             return status == 200
         wait_for("the agent's /readyz", ready)
-        table_socket = ("127.0.0.1", 9999)
+        socket_path = Path(mounted(container(self.deployment, "haproxy"), directories,
+                                   container_env(self.objects, container(self.deployment, "haproxy"))["DIRECTOR_HAPROXY_STATS_SOCKET"]))
 
         def agent_up():
-            stat = runtime_api(table_socket, "show stat")
+            stat = runtime_api(socket_path, "show stat")
             return any(line.startswith("agents,agent,") and ",UP," in line for line in stat.splitlines())
         wait_for("HAProxy's agents backend to have the agent UP", agent_up)
 
         # The agent revokes through the shared unix socket (it cleared the fast_path table on start).
-        socket_path = Path(mounted(container(self.deployment, "haproxy"), directories,
-                                   container_env(self.objects, container(self.deployment, "haproxy"))["DIRECTOR_HAPROXY_STATS_SOCKET"]))
         haproxy_uid = int(self.as_pod_user(container(self.deployment, "haproxy"))[1].split("=")[1])
         self.assertEqual((socket_path.stat().st_uid, socket_path.stat().st_mode & 0o777), (haproxy_uid, 0o600))
 
@@ -209,10 +212,23 @@ class DirectorPod(unittest.TestCase):
         self.assertEqual(response.status, 200, body + self.log_of("haproxy"))
         self.assertIn(f"vscode-alice.{USERS_NAMESPACE}.{CLUSTER_DOMAIN}", response.getheader("X-Served-By", ""))
 
-        # The spawner's view: alice in user_connections, through the TCP socket at level operator.
-        table = runtime_api(table_socket, "show table user_connections")
-        self.assertRegex(table, r"key=alice .*http_req_cnt=1", table)
-        self.assertIn("Permission denied", runtime_api(table_socket, "disable server agents/agent"))
+        # The spawner's view, from the agent's HTTP port: alice while a request of hers is open
+        # (its body still to come), nobody once it closed.
+        def connections():
+            status, body = http_get(("127.0.0.1", 9102), "/connections")
+            self.assertEqual(status, 200, body)
+            answer = json.loads(body)
+            self.assertEqual(answer["sockets"], [str(socket_path)])
+            return {row["user"]: row["open"] for row in answer["connections"]}
+        self.assertEqual(connections(), {})
+        with socket.create_connection(("127.0.0.1", 8080), timeout=10) as open_request:
+            open_request.sendall(b"POST / HTTP/1.1\r\nHost: director\r\nX-Forwarded-Preferred-Username: alice\r\n"
+                                 b"Content-Length: 100000\r\n\r\n")
+            wait_for("alice's open request in /connections", lambda: connections() == {"alice": 1})
+        wait_for("alice's closed request gone from /connections", lambda: connections() == {})
+        # HAProxy's runtime API is on no TCP port of the Pod (the old one was 9999).
+        with self.assertRaises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", 9999), timeout=5).close()
 
 
 class DirectorPodHAProxy32(DirectorPod):

@@ -411,10 +411,13 @@ class Rendered(unittest.TestCase):
             c.get("securityContext", {}).get("runAsUser", pod["securityContext"].get("runAsUser"))
             for c in pod["containers"]}
         self.assertEqual(len(users), 1, users)
-        # The spawner's socket is the one on the network (haproxy.cfg makes it level operator).
-        self.assertEqual(self.haproxy_env["DIRECTOR_HAPROXY_STATS_BIND"], ":9999")
+        # No runtime API on the network: the spawner reads open connections from the agents
+        # (GET /connections); haproxy.cfg refuses the old TCP listener's variable.
+        self.assertNotIn("DIRECTOR_HAPROXY_STATS_BIND", self.haproxy_env)
+        self.assertNotIn("SPAWNER_HAPROXY_SOCKETS", self.spawner_env)
         cfg = (REPO / "haproxy" / "haproxy.cfg").read_text()
-        self.assertRegex(cfg, r'(?m)^\s*stats socket "\$\{DIRECTOR_HAPROXY_STATS_BIND\}" level operator$')
+        self.assertNotRegex(cfg, r'(?m)^\s*stats socket "\$\{DIRECTOR_HAPROXY_STATS_BIND\}"')
+        self.assertRegex(cfg, r'(?m)^\.alert "DIRECTOR_HAPROXY_STATS_BIND is no longer read')
 
     def test_haproxy_mounts_the_repository_files(self):
         """haproxy.cfg and spoe.conf as they are in haproxy/, every page of haproxy/pages under
@@ -567,9 +570,6 @@ class Rendered(unittest.TestCase):
         agent_port = service_port("director-replicas", "agent-http")
         self.assertEqual(self.agent_env["DIRECTOR_HTTP_LISTEN"], f"0.0.0.0:{agent_port}")
         self.assertEqual(self.spawner_env["SPAWNER_AGENTS"], f"http://{replicas}:{agent_port}")
-        table_port = service_port("director-replicas", "haproxy-table")
-        self.assertEqual(self.haproxy_env["DIRECTOR_HAPROXY_STATS_BIND"], f":{table_port}")
-        self.assertEqual(self.spawner_env["SPAWNER_HAPROXY_SOCKETS"], f"{replicas}:{table_port}")
         self.assertEqual(self.haproxy_env["DIRECTOR_HTTP_BIND"], f":{service_port('director', 'http')}")
         upstream = [a for a in container(self.oauth2_proxy, "oauth2-proxy")["args"] if a.startswith("--upstream=")]
         env = container_env(self.objects, container(self.oauth2_proxy, "oauth2-proxy"))
@@ -682,7 +682,7 @@ class Rendered(unittest.TestCase):
         """The whole matrix: exactly these connections into the namespace's Pods, and the
         director's Pods reach nothing else."""
         director_ports = {n for _, n, _ in pod_of(self.director).ports}
-        self.assertEqual(director_ports, {8080, 8405, 9102, 9999})
+        self.assertEqual(director_ports, {8080, 8405, 9102})
         port = int(self.settings["CONTAINER_PORT"])
         ours = {"director", "spawner", "oauth2-proxy", "user", "other-user", "stray"}
         inside = {c for c in self.reachable() if c[1] in ours}
@@ -695,7 +695,7 @@ class Rendered(unittest.TestCase):
             # egress admits only the managed ones); only the spawner can create Pods there.
             ("spawner", "stray", port),
             ("director", "spawner", 9180), ("director", "spawner", 9181),
-            ("spawner", "director", 9102), ("spawner", "director", 9999),
+            ("spawner", "director", 9102),
         })
         outside = {c for c in self.reachable() if c[1] not in ours}
         self.assertIn(("director", "dns", 53), outside)

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Idle retirement, with director-spawner, Podman, the agent's /users and HAProxy's
-user_connections table: a user who sent no request for SPAWNER_IDLE_TIMEOUT (1 minute, the
+"""Idle retirement, with director-spawner, Podman, the agent's /users and its /connections (its
+HAProxy's user_connections table, which the agent reads through DIRECTOR_HAPROXY_SOCKETS): a user who sent no request for SPAWNER_IDLE_TIMEOUT (1 minute, the
 shortest the spawner accepts) and has no open connection gets their container stopped, their
 volume kept; a user just as quiet but with a WebSocket open through HAProxy to their container
 is spared. The next visit starts the stopped container again."""
@@ -14,6 +14,7 @@ import sys
 import time
 
 from common import SpawnerStackTest, main, metric
+from loopback import http_get
 from podman import api as podman_api
 
 IDLE_TIMEOUT = 60  # seconds: SPAWNER_IDLE_TIMEOUT's minimum
@@ -40,13 +41,14 @@ def open_websocket(stack, user):
 
 
 def open_connections(stack):
-    """{username: conn_cur} from HAProxy's user_connections table."""
-    counts = {}
-    for line in stack.haproxy_cli("show table user_connections").splitlines():
-        fields = dict(item.split("=", 1) for item in line.split() if "=" in item)
-        if "key" in fields and "conn_cur" in fields:
-            counts[fields["key"]] = int(fields["conn_cur"])
-    return counts
+    """{username: open} as the stack's agent serves it to the spawner (GET /connections: its
+    HAProxy's user_connections table), one page (the tests have a handful of users)."""
+    status, body = http_get(stack.agent_http, "/connections")
+    if status != 200:
+        raise AssertionError(f"/connections answered {status}: {body}")
+    answer = json.loads(body)
+    assert answer["sockets"] and answer["next"] is None, answer
+    return {row["user"]: row["open"] for row in answer["connections"]}
 
 
 class SpawnerIdle(SpawnerStackTest):

@@ -3,10 +3,11 @@
 behind a headless Service would have them: replica 1 on 127.0.<r>.1, replica 2 on 127.0.<r>.2
 (127.0.1.x unless another test holds that /24), each a real HAProxy with its own real agent, the
 same ports on both addresses; one director-spawner with Podman (tools/podman.py) whose
-SPAWNER_AGENTS and SPAWNER_HAPROXY_SOCKETS name the replicas by one DNS name (`director-replicas`,
-in the stack's dnsmasq: one A record per replica), read over HAProxy's runtime API on TCP
-(DIRECTOR_HAPROXY_STATS_BIND, level operator). Both agents follow the spawner's /events and
-clear their own HAProxy's fast_path table.
+SPAWNER_AGENTS names the replicas by one DNS name (`director-replicas`, in the stack's dnsmasq:
+one A record per replica): each agent serves its last requests (/users) and its own HAProxy's
+open connections (/connections, read on its local runtime socket, DIRECTOR_HAPROXY_SOCKETS);
+HAProxy's runtime API is on no TCP port. Both agents follow the spawner's /events and clear
+their own HAProxy's fast_path table.
 
 (a) a user is routed into their container through either replica;
 (b) a container stopped through Podman is revoked in both HAProxys' tables within 1 s;
@@ -51,11 +52,10 @@ class SpawnerReplicas(SpawnerStackTest):
         subnet, cls.subnet_lock = claim_subnet(1)
         cls.replica_addresses = [f"{subnet}.{n}" for n in (1, 2, 3)]
         first = cls.replica_addresses[0]
-        cls.ports = {"spop": free_port(first), "agent_http": free_port(first), "stats": free_port(first)}
+        cls.ports = {"spop": free_port(first), "agent_http": free_port(first)}
         cls.spawner_settings = {
             "SPAWNER_IDLE_TIMEOUT": f"{IDLE_TIMEOUT}s", "SPAWNER_IDLE_CHECK_INTERVAL": "1s",
-            "SPAWNER_AGENTS": f"http://{NAME}:{cls.ports['agent_http']}",
-            "SPAWNER_HAPROXY_SOCKETS": f"{NAME}:{cls.ports['stats']}"}
+            "SPAWNER_AGENTS": f"http://{NAME}:{cls.ports['agent_http']}"}
         cls.stack_options = cls.replica_options(first, http=f"{first}:0", metrics=f"{first}:0")
         cls.stack_options["event_feeds"] = "spawner"
         try:
@@ -88,10 +88,9 @@ class SpawnerReplicas(SpawnerStackTest):
     @classmethod
     def replica_options(cls, address, **listeners):
         """Stack options of the replica on `address`: HAProxy and its agent, the agent clearing
-        that HAProxy's table, HAProxy's runtime API also on TCP for the spawner."""
+        that HAProxy's table and reading its open connections (local runtime socket only)."""
         return dict(listeners, agent=f"{address}:{cls.ports['spop']}",
-                    agent_http=f"{address}:{cls.ports['agent_http']}", haproxy_sockets=True,
-                    haproxy_extra_env={"DIRECTOR_HAPROXY_STATS_BIND": f"{address}:{cls.ports['stats']}"})
+                    agent_http=f"{address}:{cls.ports['agent_http']}", haproxy_sockets=True)
 
     @classmethod
     def publish_replicas(cls, count):
@@ -129,10 +128,10 @@ class SpawnerReplicas(SpawnerStackTest):
         return metric(self.stack.spawner_metrics(), "director_spawner_retirements_total")
 
     def failures_at(self, what, address):
-        """How many times the spawner logged that it could not read `what` ("agent" or
-        "haproxy") of the replica at `address`: once per round that found it."""
-        marker = {"agent": "cannot read an agent's users", "haproxy": "cannot read HAProxy's table"}[what]
-        needle = f"{address}:{self.ports['agent_http' if what == 'agent' else 'stats']}"
+        """How many times the spawner logged that it could not read `what` (the "agent") of the
+        replica at `address`: once per round that found it."""
+        marker = {"agent": "cannot read an agent's users"}[what]
+        needle = f"{address}:{self.ports['agent_http']}"
         return sum(needle in line for line in self.spawner_log_lines(marker))
 
     def wait_failures_at(self, what, address, more, timeout=15):
@@ -173,6 +172,7 @@ class SpawnerReplicas(SpawnerStackTest):
         try:
             self.assertTrue(head.startswith("HTTP/1.1 101"), head)
             self.assertEqual(open_connections(stack).get("wendy"), 1)
+            self.assertIsNone(open_connections(replica2).get("wendy"))  # only replica 1 carries it
             zoe_seen = None
             while self.running("ivan"):
                 elapsed = time.monotonic() - ivan_seen
@@ -197,7 +197,6 @@ class SpawnerReplicas(SpawnerStackTest):
             self.publish_replicas(3)
             third = self.replica_addresses[2]
             self.wait_failures_at("agent", third, 1)
-            self.wait_failures_at("haproxy", third, 1)
             while time.monotonic() - zoe_seen < IDLE_TIMEOUT + 2:
                 time.sleep(0.5)
             self.wait_failures_at("agent", third, 2)  # two more rounds past zoe's timeout

@@ -7,8 +7,8 @@ Writes one directory per target under --out (docs/fuzzing.md describes each inpu
   notify/    one control byte + NOTIFY payloads
   session/   one control byte + everything HAProxy sent on one connection
   username/  one control byte + usernames: those in the captures and hostile ones
-  activity/  one control byte + `show table` outputs of HAProxy 2.6 and 3.2 (even) or agent
-             /users pages (odd), written here
+  activity/  one control byte + `show table` outputs of HAProxy 2.6 and 3.2 (0), agent /users
+             pages (1) or agent /connections pages (2), written here
   feed/      one control byte + an event feed as the spawner writes it (docs/spawner.md), or a
              feed URL, written here
 Standard library and tools/spop.py only; deterministic file names (content hashes), so reruns change nothing.
@@ -47,6 +47,14 @@ AGENT_USERS_SEEDS = [
     '{"label": "alice", "host": "vscode-alice", "address": "127.0.89.1", "state": "alive", "reason": "ok", '
     '"last_seen_seconds_ago": 0.047, "last_checked_seconds_ago": 0.045, "last_probe_ms": 0.381}]}',
     '{"total":0,"offset":1000,"users":[]}',
+]
+
+# The agents' GET /connections pages (docs/metrics.md "HTTP endpoints").
+AGENT_CONNECTIONS_SEEDS = [
+    '{"table": "user_connections", "sockets": ["/run/haproxy/director.sock"], "total": 3, '
+    '"connections": [{"user": "alice", "open": 2}, {"user": "bob smith", "open": 1}], '
+    '"next": "626f6220736d697468"}',
+    '{"table":"user_connections","sockets":[],"total":0,"connections":[],"next":null}',
 ]
 
 # The spawner's event feed (docs/spawner.md "The event feed"), and feed URLs (the same target
@@ -132,6 +140,8 @@ def main():
         write(args.out / "activity", b"\x00" + text.encode())
     for text in AGENT_USERS_SEEDS:
         write(args.out / "activity", b"\x01" + text.encode())
+    for text in AGENT_CONNECTIONS_SEEDS:
+        write(args.out / "activity", b"\x02" + text.encode())
     for text in FEED_SEEDS:
         for control in (0x00, 0x04, 0x0f):  # one byte at a time, 5-byte pieces, 4096-byte pieces with a 64-byte limit
             write(args.out / "feed", bytes([control]) + text.encode())

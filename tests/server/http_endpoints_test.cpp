@@ -551,3 +551,54 @@ TEST_CASE("routes: GET of each endpoint, nothing else", "[http][requests]") {
   CHECK(agent.run_get("/metrics/").status == 404);
   CHECK(agent.run_get("/nowhere").status == 404);
 }
+
+TEST_CASE("/connections: its query, and pages by cursor over keys in byte order", "[http][connections]") {
+  using director::server::ConnectionsQuery;
+  using director::server::parse_connections_query;
+  const auto parsed = [](std::string_view query) { return std::get<ConnectionsQuery>(parse_connections_query(query)); };
+  CHECK(parsed("").after.empty());
+  CHECK(parsed("").limit == 1000);
+  CHECK(parsed("limit=10000&after=61ff").after == std::string("a\xff"));
+  CHECK(parsed("limit=10000&after=61ff").limit == 10000);
+  for (const auto* bad : {"limit=0", "limit=10001", "limit=x", "after=6", "after=6G", "after=6A", "limit=1&limit=2",
+                          "after=61&after=62", "offset=1", "after", "after=" }) {
+    CAPTURE(bad);
+    if (std::string_view(bad) == "after=") continue;  // an empty cursor: from the start
+    CHECK(std::holds_alternative<std::string>(parse_connections_query(bad)));
+  }
+  CHECK(std::holds_alternative<std::string>(parse_connections_query("after=" + std::string(2050, 'a'))));
+
+  director::server::OpenConnectionsSettings settings;
+  settings.sockets = {"/run/haproxy.sock"};
+  const std::map<std::string, std::uint64_t, std::less<>> open{
+      {"alice", 1}, {"bob smith", 2}, {"caf\xc3\xa9", 1}, {"bad\xff", 3}, {"zed", 4}};
+  std::map<std::string, std::uint64_t> seen;
+  std::string target;
+  int pages = 0;
+  for (;;) {
+    ConnectionsQuery query = parsed(target);
+    query.limit = 2;
+    const auto page = Json::parse(director::server::connections_page(settings, open, query));
+    ++pages;
+    CHECK(page["total"] == 5);
+    CHECK(page["table"] == "user_connections");
+    CHECK(page["connections"].size() <= 2);
+    for (const auto& row : page["connections"]) seen[row["user"].get<std::string>()] += row["open"].get<std::uint64_t>();
+    if (page["next"].is_null()) break;
+    target = "after=" + page["next"].get<std::string>();
+  }
+  CHECK(pages == 3);
+  // "bad\xff" is not UTF-8: its bad byte shows as U+FFFD.
+  CHECK(seen == std::map<std::string, std::uint64_t>{
+                    {"alice", 1}, {"bob smith", 2}, {"caf\xc3\xa9", 1}, {"bad\xef\xbf\xbd", 3}, {"zed", 4}});
+}
+
+TEST_CASE("/connections: routed as a GET; without HAProxy sockets it reads none", "[http][connections]") {
+  Agent agent({shared_dnsmasq().server()});
+  const auto reply = agent.run_get("/connections");
+  CHECK(reply.status == 200);
+  CHECK(reply.json()["sockets"] == Json::array());
+  CHECK(agent.run_get("/connections?limit=0").status == 400);
+  director::net::http::Request post(director::net::http::Method::post, "/connections", 11);
+  CHECK(agent.router.route(post).result_int() == 405);
+}

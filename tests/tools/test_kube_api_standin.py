@@ -8,6 +8,7 @@ process, driven by a real client: Debian's kubectl (kubernetes-client, tools/ins
 Objects come from tests/data/kube-api/."""
 
 import copy
+import datetime
 import http.client
 import json
 import os
@@ -285,6 +286,19 @@ class GetAndList(StandinTest):
         code, body, _ = self.client.request("GET", f"{PODS}?limit=2&continue=nonsense")
         self.assertEqual((code, body["reason"]), (400, "BadRequest"))
 
+    def test_an_expired_continue_token_is_410_expired_and_a_new_list_works(self):
+        for name in ("a", "b", "c"):
+            self.create("pods", named(fixture("pod.json"), name))
+        first = self.pods(limit="2")
+        self.api.expire_continue_tokens(1)
+        self.assertEqual(len(self.pods(limit="2")["items"]), 2)  # a first page has no token
+        code, body, _ = self.client.request(
+            "GET", f"{PODS}?limit=2&continue={first['metadata']['continue']}")
+        self.assertEqual((code, body["reason"], body["code"]), (410, "Expired", 410))
+        self.assertEqual(body["kind"], "Status")
+        again = self.pods(limit="2", **{"continue": first["metadata"]["continue"]})  # once only
+        self.assertEqual([p["metadata"]["name"] for p in again["items"]], ["c"])
+
     def test_label_selectors_equality_based(self):
         pod = fixture("pod.json")
         self.create("pods", named(pod, "a", user="alice", tier="ide"))
@@ -373,8 +387,12 @@ class Deletion(StandinTest):
         watch = self.watch(resourceVersion=pod["metadata"]["resourceVersion"])
         code, deleted, _ = self.client.request("DELETE", f"{PODS}/vscode-alice")
         self.assertEqual(code, 200, deleted)
-        self.assertIn("deletionTimestamp", deleted["metadata"])
         self.assertEqual(deleted["metadata"]["deletionGracePeriodSeconds"], 30)
+        # When it is to be gone: the deletion's time plus the grace period.
+        ends = datetime.datetime.strptime(deleted["metadata"]["deletionTimestamp"],
+                                          "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+        ahead = ends - datetime.datetime.now(datetime.timezone.utc)
+        self.assertTrue(datetime.timedelta(seconds=27) < ahead <= datetime.timedelta(seconds=30), ahead)
         modified, gone = watch.events(2)
         self.assertEqual((modified["type"], modified["object"]), ("MODIFIED", deleted))
         self.assertEqual(gone["type"], "DELETED")
@@ -427,6 +445,29 @@ class Deletion(StandinTest):
         self.api.finish_deletion(NS, "vscode-alice")
         code, _, _ = self.client.request("GET", f"{PODS}/vscode-alice")
         self.assertEqual(code, 404)
+
+
+    def test_a_pod_stuck_terminating_stays_until_forced(self):
+        self.api.termination_delay = 0.1
+        self.create("pods", fixture("pod.json"))
+        watch = self.watch(resourceVersion=self.api.resource_version())
+        stuck = self.api.stick_terminating(NS, "vscode-alice", since=300)
+        event = watch.next()
+        self.assertEqual((event["type"], event["object"]["metadata"]["deletionTimestamp"]),
+                         ("MODIFIED", stuck["metadata"]["deletionTimestamp"]))
+        ended = datetime.datetime.strptime(stuck["metadata"]["deletionTimestamp"],
+                                           "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+        ago = datetime.datetime.now(datetime.timezone.utc) - ended
+        self.assertTrue(datetime.timedelta(seconds=290) < ago < datetime.timedelta(seconds=310), ago)
+        self.client.request("DELETE", f"{PODS}/vscode-alice")  # a graceful deletion changes nothing
+        time.sleep(0.5)
+        code, _, _ = self.client.request("GET", f"{PODS}/vscode-alice")
+        self.assertEqual(code, 200)
+        code, _, _ = self.client.request("DELETE", f"{PODS}/vscode-alice?gracePeriodSeconds=0")
+        self.assertEqual(code, 200)
+        code, _, _ = self.client.request("GET", f"{PODS}/vscode-alice")
+        self.assertEqual(code, 404)
+        self.assertEqual(watch.next()["type"], "DELETED")
 
 
 class Watching(StandinTest):

@@ -136,7 +136,8 @@ std::vector<Option> options() {
        }},
       {"haproxy_sockets", "DIRECTOR_HAPROXY_SOCKETS", "--haproxy-sockets",
        "HAProxy runtime API sockets, separated by spaces or commas, whose fast_path tables the agent clears when "
-       "an answer is invalidated. While every one is reachable, HAProxy may hold an answer covered by an event "
+       "an answer is invalidated, and whose user_connections tables GET /connections reads for the spawner's idle "
+       "retirement. While every one is reachable, HAProxy may hold an answer covered by an event "
        "feed for up to three quarters of DIRECTOR_EVENT_BACKSTOP. Default none",
        [](Config& c, std::string_view v) {
          return config_table::set_stats_sockets(c.haproxy_sockets, v, ListSeparators::spaces_or_commas);

@@ -76,8 +76,9 @@ struct Config {
   // The spawners' event feeds (GET /events), each http://HOST:PORT/PATH; empty = no feed: every
   // answer keeps the TTL-mode timing (docs/architecture.md).
   std::vector<std::string> event_feeds;
-  // HAProxy runtime API sockets whose fast_path tables the agent clears on invalidations, each as
-  // parse_stats_socket reads it; empty = no invalidation channel: holds stay TTL-mode.
+  // HAProxy runtime API sockets whose fast_path tables the agent clears on invalidations, and whose
+  // user_connections tables GET /connections reads, each as parse_stats_socket reads it; empty =
+  // no invalidation channel (holds stay TTL-mode) and /connections reads no HAProxy.
   std::vector<std::string> haproxy_sockets;
   ProbeSettings probe;
   DnsSettings dns;

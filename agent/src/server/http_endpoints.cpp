@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <optional>
 #include <string_view>
 #include <utility>
@@ -336,6 +337,100 @@ Response users_endpoint(const HttpSources& sources, const Request& request) {
   return json_response(Status::ok, body);
 }
 
+std::variant<ConnectionsQuery, std::string> parse_connections_query(std::string_view query) {
+  constexpr std::string_view accepted =
+      "expected after=CURSOR (the previous page's next) and limit=1..10000, each at most once";
+  ConnectionsQuery parsed;
+  bool seen_after = false;
+  bool seen_limit = false;
+  while (!query.empty()) {
+    const auto end = query.find('&');
+    const auto parameter = query.substr(0, end);
+    query = end == std::string_view::npos ? std::string_view{} : query.substr(end + 1);
+    const auto equals = parameter.find('=');
+    if (equals == std::string_view::npos) return std::string(accepted);
+    const auto name = parameter.substr(0, equals);
+    const auto value = parameter.substr(equals + 1);
+    if (name == "after" && !seen_after) {
+      seen_after = true;
+      if (value.size() % 2 != 0 || value.size() > ConnectionsQuery::max_cursor) return std::string(accepted);
+      for (std::size_t i = 0; i < value.size(); i += 2) {
+        const auto digit = [](char c) {
+          return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        };
+        const int high = digit(value[i]);
+        const int low = digit(value[i + 1]);
+        if (high < 0 || low < 0) return std::string(accepted);
+        parsed.after += static_cast<char>(high * 16 + low);
+      }
+    } else if (name == "limit" && !seen_limit) {
+      seen_limit = true;
+      std::size_t limit = 0;
+      const auto [end_of_number, error] = std::from_chars(value.data(), value.data() + value.size(), limit);
+      if (error != std::errc{} || end_of_number != value.data() + value.size() || limit == 0 ||
+          limit > ConnectionsQuery::max_limit) {
+        return std::string(accepted);
+      }
+      parsed.limit = limit;
+    } else {
+      return std::string(accepted);
+    }
+  }
+  return parsed;
+}
+
+std::string connections_page(const OpenConnectionsSettings& settings,
+                             const std::map<std::string, std::uint64_t, std::less<>>& connections,
+                             const ConnectionsQuery& query) {
+  Json rows = Json::array();
+  auto at = query.after.empty() ? connections.begin() : connections.upper_bound(query.after);
+  std::string last;
+  for (std::size_t taken = 0; at != connections.end() && taken < query.limit; ++at, ++taken) {
+    rows.push_back(Json{{"user", at->first}, {"open", at->second}});
+    last = at->first;
+  }
+  Json body;
+  body["table"] = settings.table;
+  body["sockets"] = settings.sockets;
+  body["total"] = connections.size();
+  body["connections"] = std::move(rows);
+  if (at == connections.end()) {
+    body["next"] = nullptr;
+  } else {
+    constexpr std::string_view digits = "0123456789abcdef";
+    std::string cursor;
+    for (const char c : last) {
+      cursor += digits[static_cast<unsigned char>(c) >> 4];
+      cursor += digits[static_cast<unsigned char>(c) & 0xf];
+    }
+    body["next"] = cursor;
+  }
+  return body.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
+}
+
+boost::asio::awaitable<Response> connections_endpoint(const OpenConnectionsSettings& settings, const Request& request) {
+  const auto parsed = parse_connections_query(net::http::split_target(request.target()).query);
+  if (const auto* problem = std::get_if<std::string>(&parsed)) {
+    co_return net::http::error_response(Status::bad_request, *problem);
+  }
+  const auto& query = std::get<ConnectionsQuery>(parsed);
+  const auto read = co_await read_open_connections(settings);  // a copy of a named object
+  if (!read.unreadable.empty()) {
+    Json body;
+    body["error"] = "cannot read HAProxy's open connections (table " + settings.table +
+                    "): the counts would be incomplete";
+    Json unreadable = Json::array();
+    for (const auto& socket : read.unreadable) {
+      unreadable.push_back(Json{{"socket", socket.socket}, {"reason", socket.reason}});
+    }
+    body["unreadable"] = std::move(unreadable);
+    co_return net::http::make_response(Status::service_unavailable, net::http::json_type,
+                                       body.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n");
+  }
+  co_return net::http::make_response(Status::ok, net::http::json_type,
+                                     connections_page(settings, read.by_key, query));
+}
+
 net::http::Router http_endpoints(HttpSources sources) {
   net::http::Router router;
   const auto serve = [sources](Response (*endpoint)(const HttpSources&, const Request&)) {
@@ -346,6 +441,10 @@ net::http::Router http_endpoints(HttpSources sources) {
   router.get("/readyz", serve(readyz_endpoint));
   router.get("/status", serve(status_endpoint));
   router.get("/users", serve(users_endpoint));
+  router.get_async("/connections",
+                   [settings = sources.connections](const Request& request) {
+                     return connections_endpoint(settings, request);
+                   });
   return router;
 }
 

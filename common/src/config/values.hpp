@@ -130,21 +130,21 @@ using EndpointOrName = std::variant<boost::asio::ip::tcp::endpoint, NamedEndpoin
 std::optional<EndpointOrName> parse_endpoint_or_name(std::string_view text);
 
 // An HAProxy stats socket (runtime API): a unix socket path, a TCP address, or a DNS name whose
-// every address is one HAProxy (the spawner's only: see set_stats_sockets).
+// every address is one HAProxy (SocketNames::resolved_at_each_use; no option takes names since
+// the spawner stopped reading HAProxy: only the agent's DIRECTOR_HAPROXY_SOCKETS remains).
 using StatsSocket = std::variant<std::string, boost::asio::ip::tcp::endpoint, NamedEndpoint>;
-// The one parser of a stats socket entry (the spawner's haproxy_sockets, the agent's
-// DIRECTOR_HAPROXY_SOCKETS, net::haproxy_command): an absolute unix socket path
+// The one parser of a stats socket entry (the agent's DIRECTOR_HAPROXY_SOCKETS,
+// net::haproxy_command): an absolute unix socket path
 // (is_socket_path), IP:PORT ([IPv6]:PORT), or NAME:PORT (parse_endpoint_or_name). std::nullopt
 // for anything else.
 std::optional<StatsSocket> parse_stats_socket(std::string_view text);
 
 // Whether a stats socket list takes NAME:PORT entries: only a program that resolves them at each
-// use does (the spawner's idle retirer); the agent talks to the HAProxy beside it by address.
+// use would (the spawner's idle retirer did); the agent talks to the HAProxy beside it by address.
 enum class SocketNames : std::uint8_t { refused, resolved_at_each_use };
 
 // Sets `target` to a list of stats sockets (parse_stats_socket), or says what is accepted: the
-// agent's haproxy_sockets (spaces or commas, names refused) and the spawner's (commas, names
-// resolved at every idle round).
+// agent's haproxy_sockets (spaces or commas, names refused).
 Failure set_stats_sockets(std::vector<std::string>& target, std::string_view text, ListSeparators separators,
                           SocketNames names = SocketNames::refused);
 

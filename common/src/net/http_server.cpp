@@ -5,7 +5,9 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/use_future.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/http/chunk_encode.hpp>
 #include <boost/beast/http/serializer.hpp>
@@ -88,7 +90,7 @@ void log_handler_failure(const Request& request, std::exception_ptr failure) {
 Response internal_error() { return error_response(Status::internal_server_error, "internal error"); }
 
 // The router's choice; 400 for a version other than 1.0 and 1.1, 500 when the handler threw.
-std::variant<Response, const StreamHandler*> respond(const Router& router, const Request& request) {
+std::variant<Response, const StreamHandler*, const AsyncHandler*> respond(const Router& router, const Request& request) {
   if (request.version() != 10 && request.version() != 11) {
     return error_response(Status::bad_request, "HTTP/1.0 or HTTP/1.1 only");
   }
@@ -136,6 +138,18 @@ asio::awaitable<void> answer_and_close(beast::tcp_stream& stream, Response respo
   const auto [write_error, written] = co_await beast::http::async_write(stream, response, nothrow_awaitable);
   if (write_error) co_return;  // the stream closes with the coroutine
   co_await linger_and_close(stream, linger_limit);
+}
+
+// An async handler's response; 500 (logged) when it threw.
+asio::awaitable<Response> answer_async(const Request& request, const AsyncHandler& handler) {
+  std::exception_ptr failure;
+  try {
+    co_return co_await handler(request);
+  } catch (...) {
+    failure = std::current_exception();
+  }
+  log_handler_failure(request, failure);
+  co_return internal_error();
 }
 
 // Runs a stream's body; what it throws is logged, except the cancellation that stop() causes.
@@ -188,12 +202,17 @@ Target split_target(std::string_view target) {
 }
 
 Router& Router::add(Method method, std::string path, Handler handler) {
-  routes_.push_back(Route{method, std::move(path), std::move(handler), {}});
+  routes_.push_back(Route{method, std::move(path), std::move(handler), {}, {}});
+  return *this;
+}
+
+Router& Router::get_async(std::string path, AsyncHandler handler) {
+  routes_.push_back(Route{Method::get, std::move(path), {}, {}, std::move(handler)});
   return *this;
 }
 
 Router& Router::stream(std::string path, StreamHandler handler) {
-  routes_.push_back(Route{Method::get, std::move(path), {}, std::move(handler)});
+  routes_.push_back(Route{Method::get, std::move(path), {}, std::move(handler), {}});
   return *this;
 }
 
@@ -205,10 +224,14 @@ Router& Router::fallback(Handler handler) {
 Response Router::route(const Request& request) const {
   auto selected = select(request);
   if (auto* response = std::get_if<Response>(&selected)) return std::move(*response);
-  return (*std::get<const StreamHandler*>(selected))(request).head;
+  if (auto* stream_handler = std::get_if<const StreamHandler*>(&selected)) return (**stream_handler)(request).head;
+  asio::io_context context;
+  auto answer = asio::co_spawn(context, (*std::get<const AsyncHandler*>(selected))(request), asio::use_future);
+  context.run();
+  return answer.get();
 }
 
-std::variant<Response, const StreamHandler*> Router::select(const Request& request) const {
+std::variant<Response, const StreamHandler*, const AsyncHandler*> Router::select(const Request& request) const {
   const std::string_view target = request.target();
   if (target.empty() || target.front() != '/') {
     return error_response(Status::bad_request, "the request target must be a path");
@@ -219,6 +242,7 @@ std::variant<Response, const StreamHandler*> Router::select(const Request& reque
     if (route.path != path) continue;
     if (route.method == request.method()) {
       if (route.stream_handler) return &route.stream_handler;
+      if (route.async_handler) return &route.async_handler;
       return route.handler(request);
     }
     if (!allow.empty()) allow += ", ";
@@ -323,7 +347,15 @@ asio::awaitable<void> HttpServer::exchange(tcp::socket socket, std::shared_ptr<S
         co_await answer_stream(stream, parser.get(), **stream_handler, shared, [&release] { release.now(); });
         co_return;
       }
-      response = std::move(std::get<Response>(selected));
+      if (auto* async_handler = std::get_if<const AsyncHandler*>(&selected)) {
+        using namespace asio::experimental::awaitable_operators;
+        asio::steady_timer deadline(stream.get_executor(), limits.exchange_timeout);
+        auto answered = co_await (answer_async(parser.get(), **async_handler) || deadline.async_wait(nothrow_awaitable));
+        if (answered.index() != 0) co_return;  // past the deadline: closed without an answer
+        response = std::move(std::get<0>(answered));
+      } else {
+        response = std::move(std::get<Response>(selected));
+      }
     } else {
       // The request line ended when the parser has it, or (Beast waits for the whole head
       // before parsing when it arrives in pieces) when the bytes received so far hold its CRLF.

@@ -1,6 +1,7 @@
 // The HTTP layer every server of the project uses for its pages (the agent's /metrics and
 // operator endpoints; the spawner's pages): Boost.Beast underneath, handlers on top that are
-// plain functions of a request returning a response, with no sockets in sight. Thread-safe.
+// plain functions of a request returning a response, with no sockets in sight (or coroutines
+// that await bounded I/O before they answer: AsyncHandler). Thread-safe.
 //
 // The contract, the same for every handler:
 // - HTTP/1.0 and HTTP/1.1, one request per connection: every response carries
@@ -21,6 +22,11 @@
 //   known path asked with a method it has no handler for is 405 with `Allow` listing the methods
 //   it has.
 // - A handler that throws is answered 500, and the exception is logged (`HTTP handler failed`).
+// - An AsyncHandler (Router::get_async) runs inside the exchange deadline: its awaits are the
+//   handler's to bound (well below HttpLimits::exchange_timeout, so that its answer can still be
+//   written in what is left). One still running HttpLimits::exchange_timeout after it started
+//   is cancelled (its pending operation completes with operation_aborted) and the client closed
+//   without an answer.
 // - Errors the layer answers itself are JSON: {"error": "<message>"}.
 //
 // Streams (Router::stream, GET only: the spawner's NDJSON event feed): the handler answers a
@@ -80,6 +86,12 @@ using Response = boost::beast::http::response<boost::beast::http::string_body>;
 // exception it throws is answered 500 (and logged).
 using Handler = std::function<Response(const Request&)>;
 
+// A handler that awaits I/O before it answers (the agent's /connections reads HAProxy's runtime
+// API). Runs on the connection's strand, like a Handler; it bounds what it awaits, and is
+// cancelled past the exchange deadline (see the contract above). An exception it throws is
+// answered 500 (and logged).
+using AsyncHandler = std::function<boost::asio::awaitable<Response>(const Request&)>;
+
 inline constexpr std::string_view json_type = "application/json";
 
 // The body side of a stream, handed to the body coroutine; used on the connection's strand only
@@ -138,6 +150,8 @@ class Router {
   // Requests for exactly `path` (the query aside) with `method` go to `handler`.
   Router& add(Method method, std::string path, Handler handler);
   Router& get(std::string path, Handler handler) { return add(Method::get, std::move(path), std::move(handler)); }
+  // GET requests for exactly `path` go to the coroutine `handler`.
+  Router& get_async(std::string path, AsyncHandler handler);
   // GET requests for exactly `path` are answered by a stream (the contract above).
   Router& stream(std::string path, StreamHandler handler);
   // Requests for any path no route names, whatever their method, go to `handler` instead of 404
@@ -146,12 +160,14 @@ class Router {
 
   // The handler's response; 404 for an unknown path, 405 with `Allow` for a method the path has
   // no handler for, 400 for a target that is not a path. For a stream route: the head its
-  // handler answers (its body is not run), e.g. for tests of a stream's head.
+  // handler answers (its body is not run), e.g. for tests of a stream's head. For an
+  // AsyncHandler route: its response, the handler run to completion on an io_context of this
+  // call's own (it blocks: for tests, never on a server's thread).
   Response route(const Request& request) const;
 
-  // What `request` goes to: the response route() gives for anything but a stream route, or the
-  // stream route's handler (not yet called).
-  std::variant<Response, const StreamHandler*> select(const Request& request) const;
+  // What `request` goes to: the response route() gives for anything but a stream or async route,
+  // or that route's handler (not yet called).
+  std::variant<Response, const StreamHandler*, const AsyncHandler*> select(const Request& request) const;
 
  private:
   struct Route {
@@ -159,6 +175,7 @@ class Router {
     std::string path;
     Handler handler;               // set for ordinary routes
     StreamHandler stream_handler;  // set for stream routes
+    AsyncHandler async_handler;    // set for async routes
   };
   std::vector<Route> routes_;
   Handler fallback_;  // empty: 404

@@ -370,17 +370,6 @@ Failure set_storage_class(std::string& target, std::string_view text) {
 
 bool is_agent_url(std::string_view text) { return parse_agent_url(text).has_value(); }
 
-Failure set_table_name(std::string& target, std::string_view text) {
-  const auto allowed = [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
-           c == '-' || c == ':';
-  };
-  if (text.empty() || text.size() > 64 || !std::all_of(text.begin(), text.end(), allowed))
-    return "an HAProxy table (backend) name of 1 to 64 characters of [a-zA-Z0-9_.:-]";
-  target = text;
-  return accepted;
-}
-
 // The longest idle timeout: 30 days.
 constexpr milliseconds longest_idle_timeout = std::chrono::hours(24 * 30);
 
@@ -489,6 +478,24 @@ std::vector<Option> options() {
          return accepted;
        },
        [](const Config& c) -> Json { return c.kubernetes.fs_group; }},
+      {"kubernetes_pod_security", "SPAWNER_KUBERNETES_POD_SECURITY", "--kubernetes-pod-security",
+       "With runtime kubernetes: the Pod Security Standard the users' Pods meet. baseline: no securityContext but "
+       "kubernetes_fs_group (the image's user, capabilities and sudo, as with Docker); restricted: runAsNonRoot, "
+       "seccompProfile RuntimeDefault, allowPrivilegeEscalation false, capabilities drop ALL (the image must run as a "
+       "numeric non-root USER, e.g. code-server's 1000; no sudo). Default baseline",
+       [](Config& c, std::string_view v) -> Failure {
+         if (v == "baseline") {
+           c.kubernetes.pod_security = KubernetesOptions::PodSecurity::baseline;
+         } else if (v == "restricted") {
+           c.kubernetes.pod_security = KubernetesOptions::PodSecurity::restricted;
+         } else {
+           return "baseline or restricted";
+         }
+         return accepted;
+       },
+       [](const Config& c) -> Json {
+         return c.kubernetes.pod_security == KubernetesOptions::PodSecurity::restricted ? "restricted" : "baseline";
+       }},
       {"runtime_timeout", "SPAWNER_RUNTIME_TIMEOUT", "--runtime-timeout",
        "Timeout of one runtime API call (not pulls, not the event stream). Default 10s",
        [](Config& c, std::string_view v) { return set_duration(c.runtime_timeout, v, milliseconds(100), minutes(10)); },
@@ -627,7 +634,8 @@ std::vector<Option> options() {
        [](Config& c, std::string_view v) { return set_duration(c.idle_check_interval, v, seconds(1), minutes(60)); },
        [](const Config& c) -> Json { return duration(c.idle_check_interval); }},
       {"agents", "SPAWNER_AGENTS", "--agents",
-       "Comma-separated HTTP listeners of every agent, read for who was seen when (GET /users): http://IP:PORT, or "
+       "Comma-separated HTTP listeners of every agent, read for who was seen when (GET /users) and for the open "
+       "connections per user in the agent's HAProxy (GET /connections): http://IP:PORT, or "
        "http://NAME:PORT with a DNS name resolved at every idle round (through SPAWNER_DNS_SERVER), each address "
        "one agent (a headless Service). Default none",
        [](Config& c, std::string_view v) {
@@ -638,19 +646,6 @@ std::vector<Option> options() {
                                        "array of strings), or empty for none");
        },
        [](const Config& c) -> Json { return c.agent_urls; }},
-      {"haproxy_sockets", "SPAWNER_HAPROXY_SOCKETS", "--haproxy-sockets",
-       "Comma-separated stats sockets of every HAProxy, read for open connections per user (show table): a unix "
-       "socket path, IP:PORT, or NAME:PORT with a DNS name resolved at every idle round (through "
-       "SPAWNER_DNS_SERVER), each address one HAProxy (a headless Service). Default none",
-       [](Config& c, std::string_view v) {
-         return config_table::set_stats_sockets(c.haproxy_sockets, v, config_table::ListSeparators::commas,
-                                                config_table::SocketNames::resolved_at_each_use);
-       },
-       [](const Config& c) -> Json { return c.haproxy_sockets; }},
-      {"connections_table", "SPAWNER_CONNECTIONS_TABLE", "--connections-table",
-       "HAProxy stick table counting each user's open connections. Default user_connections",
-       [](Config& c, std::string_view v) { return set_table_name(c.connections_table, v); },
-       [](const Config& c) -> Json { return c.connections_table; }},
       {"log_level", "SPAWNER_LOG_LEVEL", "--log-level", "error, warn, info or debug. Default info",
        [](Config& c, std::string_view v) { return config_table::set_log_level(c.log_level, v); },
        [](const Config& c) -> Json { return to_string(c.log_level); }},
@@ -696,12 +691,40 @@ Failure check_consistency(const Config& c) {
       return inconsistent(c, "pids_limit", "runtime",
                           "Kubernetes has no process limit per Pod (the kubelet's podPidsLimit sets one per node); "
                           "leave pids_limit at 0");
+    // Service names are DNS-1035 labels (a letter first); the agent keeps <prefix>-<label>
+    // within 63 characters of [a-z0-9-]. Claim names are DNS-1123 subdomains.
+    if (const char first = t.host_prefix.empty() ? '0' : t.host_prefix.front(); first < 'a' || first > 'z')
+      return inconsistent(c, "container_host_prefix", "runtime",
+                          "a Kubernetes Service's name (PREFIX-<label>) must start with a letter");
+    if (!t.volume_mount.empty() && !config_table::is_dns_name(t.volume_prefix + "-a"))
+      return inconsistent(c, "volume_prefix", "runtime",
+                          "a PersistentVolumeClaim's name (PREFIX-<label>) is lowercase [a-z0-9.-], each "
+                          "dot-separated part starting and ending with a letter or digit");
     // Reads the service account's namespace file (in_cluster.hpp), so that --check-config
     // refuses what the spawner would refuse at startup.
     if (auto shared = shared_namespace_problem(c.kubernetes)) return shared;
+  } else if (c.kubernetes.pod_security != KubernetesOptions::PodSecurity::baseline) {
+    return inconsistent(c, "kubernetes_pod_security", "runtime",
+                        "the Pods' securityContext exists only with runtime kubernetes; leave it at baseline");
   }
   return accepted;
 }
+
+// Variables that are no longer read, and what replaced them: set (even empty), they stop the
+// spawner at startup rather than be ignored silently.
+struct RetiredVariable {
+  std::string_view variable;
+  std::string_view instead;
+};
+constexpr std::array retired_variables{
+    RetiredVariable{"SPAWNER_HAPROXY_SOCKETS",
+                    "the spawner reads each HAProxy's open connections from its agent (GET /connections on the agents "
+                    "of SPAWNER_AGENTS, which read their own HAProxy through DIRECTOR_HAPROXY_SOCKETS). Unset it, and "
+                    "HAProxy's TCP runtime API (DIRECTOR_HAPROXY_STATS_BIND) with it (docs/spawner.md)"},
+    RetiredVariable{"SPAWNER_CONNECTIONS_TABLE",
+                    "the agents read haproxy.cfg's table user_connections (GET /connections). Unset it "
+                    "(docs/spawner.md)"},
+};
 
 }  // namespace
 
@@ -715,6 +738,9 @@ unsigned Config::effective_threads() const noexcept { return config_table::effec
 
 std::variant<Invocation, std::string> parse(std::span<const std::string_view> arguments,
                                             const EnvironmentLookup& environment) {
+  for (const auto& [variable, instead] : retired_variables) {
+    if (environment(variable)) return std::string(variable) + " is no longer read: " + std::string(instead);
+  }
   return table().parse(arguments, environment, check_consistency);
 }
 

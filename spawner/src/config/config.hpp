@@ -46,6 +46,12 @@ struct KubernetesOptions {
   // an image running as a non-root user can write its empty home (Docker copies the image's
   // files and owners into a new volume; Kubernetes does not). 0: none.
   std::uint32_t fs_group = 0;
+  // The users' Pods' securityContext, named after the Pod Security Standard they meet: baseline
+  // (none beyond fs_group: the image's user, its capabilities, sudo, as with Docker) or
+  // restricted (runAsNonRoot, seccompProfile RuntimeDefault, and in the container
+  // allowPrivilegeEscalation false and capabilities drop ALL: an image that runs as a numeric
+  // non-root USER, without sudo).
+  enum class PodSecurity : std::uint8_t { baseline, restricted } pod_security = PodSecurity::baseline;
   // Whether namespace_name may be the service account's own namespace (the director's): off, the
   // spawner refuses to start there, since its right to create Pods would reach the director's
   // Secrets (in_cluster.hpp, shared_namespace_problem).
@@ -94,13 +100,10 @@ struct Config {
   // Idle retirement.
   core::IdleSettings idle;
   std::chrono::milliseconds idle_check_interval{60'000};
-  // http://IP:PORT or http://NAME:PORT of the agents' HTTP listeners (for /users), each as
+  // http://IP:PORT or http://NAME:PORT of the agents' HTTP listeners (for /users and
+  // /connections), each as
   // parse_agent_url reads it; a NAME is resolved at every idle round, every address one agent.
   std::vector<std::string> agent_urls;
-  // HAProxy stats sockets for `show table`, each as parse_stats_socket reads it; a NAME:PORT is
-  // resolved at every idle round, every address one HAProxy.
-  std::vector<std::string> haproxy_sockets;
-  std::string connections_table = "user_connections";  // the stick table counting conn_cur per username
 
   LogLevel log_level = LogLevel::info;
   LogFormat log_format = LogFormat::text;
@@ -117,10 +120,6 @@ struct Config {
 // agents' HTTP listener. std::nullopt for anything else (the option refuses it).
 std::optional<config_table::EndpointOrName> parse_agent_url(std::string_view url);
 
-// A haproxy_sockets entry: config_table::parse_stats_socket (common/src/config/values.hpp), the
-// grammar the agent's DIRECTOR_HAPROXY_SOCKETS shares.
-using config_table::StatsSocket;
-using config_table::parse_stats_socket;
 
 using config_table::Command;
 using Invocation = config_table::Invocation<Config>;

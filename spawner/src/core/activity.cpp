@@ -2,7 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include <charconv>
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -11,65 +11,6 @@
 namespace director::spawner::core {
 
 namespace {
-
-int hex_digit(char c) noexcept {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// HAProxy's escaped key (up to the first unescaped space); false on a malformed escape.
-bool unescape_key(std::string_view& rest, std::string& key) {
-  while (!rest.empty() && rest.front() != ' ') {
-    char c = rest.front();
-    rest.remove_prefix(1);
-    if (c == '\\') {
-      if (rest.empty()) return false;
-      const char escaped = rest.front();
-      rest.remove_prefix(1);
-      switch (escaped) {
-        case ' ': case '=': case '\\': c = escaped; break;
-        case 't': c = '\t'; break;
-        case 'n': c = '\n'; break;
-        case 'r': c = '\r'; break;
-        case 'x': {
-          if (rest.size() < 2) return false;
-          const int high = hex_digit(rest[0]);
-          const int low = hex_digit(rest[1]);
-          if (high < 0 || low < 0) return false;
-          c = static_cast<char>(high * 16 + low);
-          rest.remove_prefix(2);
-          break;
-        }
-        default: return false;
-      }
-    }
-    key += c;
-  }
-  return true;
-}
-
-// One entry line: "<pointer>: key=<escaped> field=value ...". nullopt-like false when malformed.
-bool parse_entry(std::string_view line, std::string& key, std::uint64_t& conn_cur) {
-  const auto colon = line.find(": key=");
-  if (colon == std::string_view::npos || colon == 0) return false;
-  std::string_view rest = line.substr(colon + 6);
-  if (!unescape_key(rest, key)) return false;
-  bool found = false;
-  while (!rest.empty()) {
-    while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
-    const auto end = rest.find(' ');
-    const auto field = rest.substr(0, end);
-    rest = end == std::string_view::npos ? std::string_view{} : rest.substr(end);
-    if (!field.starts_with("conn_cur=")) continue;
-    const auto value = field.substr(9);
-    const auto [ptr, error] = std::from_chars(value.data(), value.data() + value.size(), conn_cur);
-    if (error != std::errc{} || ptr != value.data() + value.size()) return false;
-    found = true;
-  }
-  return found;
-}
 
 // Nesting depth of a JSON text, strings skipped; stops counting past `limit`.
 bool nested_deeper_than(std::string_view json, int limit) {
@@ -92,31 +33,6 @@ bool nested_deeper_than(std::string_view json, int limit) {
 }
 
 }  // namespace
-
-ShowTable parse_show_table(std::string_view text) {
-  ShowTable table;
-  while (!text.empty()) {
-    const auto newline = text.find('\n');
-    auto line = text.substr(0, newline);
-    text = newline == std::string_view::npos ? std::string_view{} : text.substr(newline + 1);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (line.empty()) continue;
-    if (line.front() == '#') {
-      if (line.starts_with("# table:")) table.header_seen = true;
-      continue;
-    }
-    std::string key;
-    std::uint64_t conn_cur = 0;
-    if (table.connections.size() >= max_show_table_entries || !parse_entry(line, key, conn_cur)) {
-      ++table.skipped_lines;
-      continue;
-    }
-    // One line per key in a table; a repeated key is summed (saturating).
-    auto& sum = table.connections[std::move(key)];
-    sum = conn_cur > UINT64_MAX - sum ? UINT64_MAX : sum + conn_cur;
-  }
-  return table;
-}
 
 void throw_exception_from_error(const ParseError& error, const boost::source_location&) {
   throw std::runtime_error(error.message);
@@ -161,11 +77,56 @@ boost::system::result<AgentUsersPage, ParseError> parse_agent_users(std::string_
   return page;
 }
 
+boost::system::result<AgentConnectionsPage, ParseError> parse_agent_connections(std::string_view json) {
+  if (nested_deeper_than(json, 32)) return ParseError{"nested too deeply"};
+  const auto body = nlohmann::json::parse(json, nullptr, false);
+  if (body.is_discarded()) return ParseError{"not JSON"};
+  if (!body.is_object()) return ParseError{"not a JSON object"};
+  const auto sockets = body.find("sockets");
+  const auto connections = body.find("connections");
+  const auto next = body.find("next");
+  if (sockets == body.end() || !sockets->is_array()) return ParseError{"no sockets"};
+  if (connections == body.end() || !connections->is_array()) return ParseError{"no connections"};
+  if (next == body.end() || !(next->is_null() || next->is_string())) return ParseError{"no next"};
+  AgentConnectionsPage page;
+  page.sockets = sockets->size();
+  for (const auto& row : *connections) {
+    const auto user = row.is_object() ? row.find("user") : row.end();
+    const auto open = row.is_object() ? row.find("open") : row.end();
+    if (!row.is_object() || user == row.end() || !user->is_string() || open == row.end() ||
+        !open->is_number_unsigned()) {
+      return ParseError{"a connections row without a string user and an unsigned open"};
+    }
+    auto& sum = page.connections[user->get<std::string>()];
+    const auto count = open->get<std::uint64_t>();
+    sum = count > UINT64_MAX - sum ? UINT64_MAX : sum + count;
+  }
+  if (next->is_string()) {
+    const auto& cursor = next->get_ref<const std::string&>();
+    const bool hex = std::all_of(cursor.begin(), cursor.end(), [](char c) {
+      return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+    });
+    if (cursor.empty() || cursor.size() > 2048 || cursor.size() % 2 != 0 || !hex) {
+      return ParseError{"next is not a cursor (hex digits)"};
+    }
+    page.next = cursor;
+  }
+  return page;
+}
+
 void merge_last_request(std::map<std::string, TimePoint, std::less<>>& into,
                         const std::map<std::string, TimePoint, std::less<>>& from) {
   for (const auto& [label, seen] : from) {
     auto [at, inserted] = into.try_emplace(label, seen);
     if (!inserted && seen > at->second) at->second = seen;
+  }
+}
+
+void add_connections(std::map<std::string, std::uint64_t, std::less<>>& into,
+                     const std::map<std::string, std::uint64_t, std::less<>>& from) {
+  for (const auto& [username, count] : from) {
+    auto& sum = into[username];
+    sum = count > UINT64_MAX - sum ? UINT64_MAX : sum + count;
   }
 }
 

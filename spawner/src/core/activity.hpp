@@ -1,7 +1,7 @@
-// The idle planner's inputs, as text from the network: HAProxy's `show table` output (open
-// connections per username) and the agents' /users pages (last request per label). Pure
-// parsers: the I/O layer (server/) reads the stats sockets and the agents and bounds what it
-// reads; these refuse or skip anything malformed and never throw.
+// The idle planner's inputs, as text from the network: the agents' /users pages (last request
+// per label) and /connections pages (their HAProxy's open connections per username). Pure
+// parsers: the I/O layer (server/) reads the agents and bounds what it reads; these refuse or
+// skip anything malformed and never throw.
 #pragma once
 
 #include "core/container.hpp"
@@ -16,26 +16,6 @@
 #include <vector>
 
 namespace director::spawner::core {
-
-// `show table <name>` on an HAProxy stats socket (checked against HAProxy 2.6 and 3.2):
-//   # table: user_connections, type: string, size:102400, used:2
-//   0x55d0c8a7b0a0: key=alice use=0 exp=86395000 shard=0 conn_cur=1 http_req_cnt=4
-// (2.6 prints no shard=; fields other than key= and conn_cur= are ignored, whatever they are).
-// With `http-request track-sc1`, conn_cur counts the user's streams in progress: an open
-// WebSocket tunnel stays counted for its whole life, a finished request on a keep-alive
-// connection does not (checked on both versions).
-// HAProxy escapes the key: "\ " (space), "\=", "\\", "\t", "\n", "\r" and "\xHH" for other
-// bytes outside 0x21-0x7e; they are unescaped here. A `type string len 64` table keeps only the
-// first 64 bytes of a longer username: such users share one entry, and open_connections_by_label
-// counts it for each of them (never too few connections, so never retired by mistake).
-struct ShowTable {
-  std::map<std::string, std::uint64_t, std::less<>> connections;  // key -> conn_cur
-  std::size_t skipped_lines = 0;  // entry lines that did not parse (bad escape, no conn_cur=, ...)
-  bool header_seen = false;       // the "# table:" line was there (an unknown table prints none)
-};
-// At most max_show_table_entries entries are kept; further lines count as skipped.
-inline constexpr std::size_t max_show_table_entries = 1'000'000;
-ShowTable parse_show_table(std::string_view text);
 
 // One page of an agent's GET /users?offset=N&limit=M (docs/metrics.md "HTTP endpoints"):
 // {"total":N,"offset":0,"users":[{"label":"alice","last_seen_seconds_ago":1.234,...},...]}.
@@ -54,9 +34,27 @@ struct ParseError {
 // the right types) is an error; bad rows are skipped.
 boost::system::result<AgentUsersPage, ParseError> parse_agent_users(std::string_view json, TimePoint now);
 
+// One page of an agent's GET /connections?after=CURSOR&limit=N (docs/metrics.md "HTTP
+// endpoints"): {"table":"user_connections","sockets":["/run/haproxy.sock"],"total":1,
+// "connections":[{"user":"alice","open":2}],"next":null}. Unlike /users, a bad row makes the
+// whole page an error: a row skipped could be a user's open WebSocket.
+struct AgentConnectionsPage {
+  std::size_t sockets = 0;  // the HAProxy sockets the agent read; 0: it reads no HAProxy
+  std::map<std::string, std::uint64_t, std::less<>> connections;  // username -> open (summed if repeated)
+  std::string next;  // the cursor of the next page (lowercase hex, at most 2048 digits); empty: the last page
+};
+// A body that is not such an object (not JSON, nested deeper than 32, fields missing or of the
+// wrong types, a row without a string user and an unsigned open, a next that is not such a
+// cursor) is an error.
+boost::system::result<AgentConnectionsPage, ParseError> parse_agent_connections(std::string_view json);
+
 // Merges one agent's (or page's) last requests into `into`, keeping the most recent per label.
 void merge_last_request(std::map<std::string, TimePoint, std::less<>>& into,
                         const std::map<std::string, TimePoint, std::less<>>& from);
+
+// Sums one agent's (or page's) open connections per username into `into` (saturating).
+void add_connections(std::map<std::string, std::uint64_t, std::less<>>& into,
+                     const std::map<std::string, std::uint64_t, std::less<>>& from);
 
 // Open connections per label for the running containers, from HAProxy's per-username counts
 // (summed over HAProxy processes by the caller): each container's username (its user label),

@@ -58,9 +58,9 @@ std::string_view to_string(PageName page) noexcept;
 // that round retire nobody.
 enum class IdleSource : std::uint8_t {
   runtime,  // the managed containers' listing
-  dns,      // a name of SPAWNER_AGENTS or SPAWNER_HAPROXY_SOCKETS: no answer, or no address
-  agent,    // one agent's GET /users
-  haproxy,  // one HAProxy's `show table`
+  dns,      // a name of SPAWNER_AGENTS: no answer, or no address
+  agent,    // one agent's GET /users or GET /connections (unreachable, refused, unparsable)
+  haproxy,  // one agent's HAProxy: its GET /connections answered 503 (a socket it could not read)
 };
 std::string_view to_string(IdleSource source) noexcept;
 

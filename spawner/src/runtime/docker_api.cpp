@@ -17,8 +17,6 @@ using json_fields::object_at;
 using json_fields::parse;
 using json_fields::string_at;
 
-constexpr std::size_t max_message = 300;
-
 std::optional<int> int_text(std::string_view text) {
   int value = 0;
   const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
@@ -51,15 +49,6 @@ std::int64_t nanoseconds(std::chrono::milliseconds duration) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(duration).count();
 }
 
-std::string one_line(std::string_view text) {
-  std::string line;
-  for (const char c : text.substr(0, max_message)) {
-    line += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? ' ' : c;
-  }
-  while (!line.empty() && line.back() == ' ') line.pop_back();
-  return line;
-}
-
 bool contains_word(std::string_view text, std::string_view word) {
   std::string lower(text);
   std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
@@ -74,22 +63,6 @@ std::optional<std::string> negotiate_api_version(std::string_view daemon_version
   const auto oldest = parse_version(oldest_api_version);
   if (!daemon || *daemon < *oldest) return std::nullopt;
   return std::string(*daemon < *client ? daemon_version : client_api_version);
-}
-
-std::string url_encode(std::string_view value) {
-  static constexpr char hex[] = "0123456789ABCDEF";
-  std::string encoded;
-  for (const char c : value) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (std::isalnum(byte) != 0 || c == '-' || c == '_' || c == '.' || c == '~') {
-      encoded += c;
-    } else {
-      encoded += '%';
-      encoded += hex[byte >> 4];
-      encoded += hex[byte & 0xF];
-    }
-  }
-  return encoded;
 }
 
 std::string managed_containers_filter() {
@@ -241,12 +214,6 @@ std::optional<core::ContainerEvent> parse_event(std::string_view line) {
     return std::nullopt;
   }
   return result;
-}
-
-std::string error_message(std::string_view body) {
-  const Json json = parse(body);
-  if (const std::string message = string_at(json, "message"); !message.empty()) return message;
-  return one_line(body);
 }
 
 std::optional<std::string> pull_error(std::string_view progress) {

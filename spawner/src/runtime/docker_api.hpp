@@ -26,9 +26,6 @@ inline constexpr std::string_view oldest_api_version = "1.41";
 // oldest_api_version (the caller says so, naming both).
 std::optional<std::string> negotiate_api_version(std::string_view daemon_version);
 
-// Percent-encoding of a query parameter value (RFC 3986 unreserved characters kept).
-std::string url_encode(std::string_view value);
-
 // The `filters` query value that selects managed containers, for listing:
 // {"label":["io.container-director.managed=true"]}. The label filter names key AND value:
 // Podman (4.3 here; podman#26702) matches nothing for a key alone.
@@ -59,10 +56,6 @@ std::optional<bool> parse_image_has_health_check(std::string_view json);
 // Podman 4.3's HealthStatus is the status before the check that emitted the event: treat a
 // health event as "look again" (inspect) rather than as the new status.
 std::optional<core::ContainerEvent> parse_event(std::string_view line);
-
-// The error message of an API answer: {"message": "..."} (Docker and Podman); else the body
-// itself, shortened to one line of at most 300 characters.
-std::string error_message(std::string_view body);
 
 // POST /images/create's progress stream (one JSON object a line): the first error it reports
 // ("error" or "errorDetail.message"), or nullopt when it reports none.

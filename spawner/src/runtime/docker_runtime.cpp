@@ -1,6 +1,7 @@
 #include "runtime/docker_runtime.hpp"
 
 #include "net/awaitable.hpp"
+#include "runtime/api_call.hpp"
 #include "runtime/docker_api.hpp"
 #include "runtime/line_splitter.hpp"
 
@@ -20,17 +21,13 @@ namespace http = net::http;
 using Verb = boost::beast::http::verb;
 using namespace asio::experimental::awaitable_operators;
 
-RuntimeError unavailable(std::string message) { return RuntimeError{core::CallError::unavailable, 0, std::move(message)}; }
-
 // The failure of an answer with a non-2xx status.
 RuntimeError refusal(docker::Call call, const http::ClientResponse& response) {
   const unsigned status = response.result_int();
-  std::string message = docker::error_message(response.body());
+  std::string message = error_message(response.body());
   if (message.empty()) message = "answered " + std::to_string(status);
   return RuntimeError{docker::classify(call, status, message), status, std::move(message)};
 }
-
-bool succeeded(const http::ClientResponse& response) { return response.result_int() / 100 == 2; }
 
 // stream() with a deadline over the whole exchange, body included (pulls and logs end; the
 // event stream does not and has none).
@@ -103,7 +100,7 @@ asio::awaitable<RuntimeResult<RuntimeInfo>> DockerRuntime::ping() {
   auto response = co_await http::request(settings_.endpoint, std::move(request),
                                          {.timeout = settings_.timeout, .body_limit = 64 * 1024});
   if (!response) co_return unavailable(response.error().message);
-  if (!succeeded(*response)) co_return refusal(docker::Call::other, *response);
+  if (!succeeded(response->result_int())) co_return refusal(docker::Call::other, *response);
   const std::string daemon_version((*response)["Api-Version"]);
   const auto version = docker::negotiate_api_version(daemon_version);
   if (!version) {
@@ -122,10 +119,10 @@ asio::awaitable<RuntimeResult<RuntimeInfo>> DockerRuntime::ping() {
 }
 
 asio::awaitable<RuntimeResult<std::optional<core::ContainerStatus>>> DockerRuntime::inspect(std::string name_or_id) {
-  auto response = co_await call(Verb::get, "/containers/" + docker::url_encode(name_or_id) + "/json");
+  auto response = co_await call(Verb::get, "/containers/" + url_encode(name_or_id) + "/json");
   if (!response) co_return response.error();
   if (response->result_int() == 404) co_return std::optional<core::ContainerStatus>{};
-  if (!succeeded(*response)) co_return refusal(docker::Call::other, *response);
+  if (!succeeded(response->result_int())) co_return refusal(docker::Call::other, *response);
   auto status = docker::parse_inspect(response->body());
   if (!status) co_return unavailable("the runtime's inspect of " + name_or_id + " is not a container");
   co_return std::optional<core::ContainerStatus>(std::move(*status));
@@ -136,9 +133,9 @@ asio::awaitable<RuntimeResult<bool>> DockerRuntime::image_has_health_check(std::
   auto response = co_await call(Verb::get, "/images/" + image + "/json");
   if (!response) co_return response.error();
   if (response->result_int() == 404) {
-    co_return RuntimeError{core::CallError::image_missing, 404, docker::error_message(response->body())};
+    co_return RuntimeError{core::CallError::image_missing, 404, error_message(response->body())};
   }
-  if (!succeeded(*response)) co_return refusal(docker::Call::other, *response);
+  if (!succeeded(response->result_int())) co_return refusal(docker::Call::other, *response);
   const auto has_check = docker::parse_image_has_health_check(response->body());
   if (!has_check) co_return unavailable("the runtime's inspect of image " + image + " is not an image");
   co_return *has_check;
@@ -147,8 +144,8 @@ asio::awaitable<RuntimeResult<bool>> DockerRuntime::image_has_health_check(std::
 asio::awaitable<RuntimeResult<void>> DockerRuntime::pull(std::string image) {
   if (auto ready = co_await ensure_version(); !ready) co_return ready.error();
   const auto reference = split_image(image);  // repository, tag
-  std::string target = "/images/create?fromImage=" + docker::url_encode(reference.first);
-  if (!reference.second.empty()) target += "&tag=" + docker::url_encode(reference.second);
+  std::string target = "/images/create?fromImage=" + url_encode(reference.first);
+  if (!reference.second.empty()) target += "&tag=" + url_encode(reference.second);
   // The progress stream: one JSON object a line, until the pull ends; an error line fails it.
   LineSplitter lines(max_line);
   std::optional<std::string> error;
@@ -187,49 +184,49 @@ asio::awaitable<RuntimeResult<std::string>> DockerRuntime::create(core::Containe
     // Labelled like the container, created before it; one that exists already is the user's.
     auto volume = co_await call(Verb::post, "/volumes/create", docker::volume_create_body(spec));
     if (!volume) co_return volume.error();
-    if (!succeeded(*volume) && volume->result_int() != 409) {
+    if (!succeeded(volume->result_int()) && volume->result_int() != 409) {
       auto failure = refusal(docker::Call::other, *volume);
       if (failure.message.find("already exists") == std::string::npos) co_return failure;
     }
   }
   auto response =
-      co_await call(Verb::post, "/containers/create?name=" + docker::url_encode(spec.name), docker::create_body(spec));
+      co_await call(Verb::post, "/containers/create?name=" + url_encode(spec.name), docker::create_body(spec));
   if (!response) co_return response.error();
-  if (!succeeded(*response)) co_return refusal(docker::Call::create, *response);
+  if (!succeeded(response->result_int())) co_return refusal(docker::Call::create, *response);
   auto id = docker::parse_created_id(response->body());
   if (id.empty()) co_return unavailable("the runtime created " + spec.name + " but named no Id");
   co_return std::move(id);
 }
 
 asio::awaitable<RuntimeResult<void>> DockerRuntime::start(std::string id) {
-  auto response = co_await call(Verb::post, "/containers/" + docker::url_encode(id) + "/start");
+  auto response = co_await call(Verb::post, "/containers/" + url_encode(id) + "/start");
   if (!response) co_return response.error();
   // 304: already running.
-  if (!succeeded(*response) && response->result_int() != 304) co_return refusal(docker::Call::other, *response);
+  if (!succeeded(response->result_int()) && response->result_int() != 304) co_return refusal(docker::Call::other, *response);
   co_return RuntimeResult<void>{};
 }
 
 asio::awaitable<RuntimeResult<void>> DockerRuntime::stop(std::string id, std::chrono::seconds grace) {
-  auto response = co_await call(Verb::post, "/containers/" + docker::url_encode(id) + "/stop?t=" + std::to_string(grace.count()),
+  auto response = co_await call(Verb::post, "/containers/" + url_encode(id) + "/stop?t=" + std::to_string(grace.count()),
                                 {}, settings_.timeout + grace);
   if (!response) co_return response.error();
   // 304: already stopped.
-  if (!succeeded(*response) && response->result_int() != 304) co_return refusal(docker::Call::other, *response);
+  if (!succeeded(response->result_int()) && response->result_int() != 304) co_return refusal(docker::Call::other, *response);
   co_return RuntimeResult<void>{};
 }
 
 asio::awaitable<RuntimeResult<void>> DockerRuntime::remove(std::string id) {
   // force: a running container too; no v=1: volumes stay (named ones are never removed anyway).
-  auto response = co_await call(Verb::delete_, "/containers/" + docker::url_encode(id) + "?force=1");
+  auto response = co_await call(Verb::delete_, "/containers/" + url_encode(id) + "?force=1");
   if (!response) co_return response.error();
-  if (!succeeded(*response)) co_return refusal(docker::Call::other, *response);
+  if (!succeeded(response->result_int())) co_return refusal(docker::Call::other, *response);
   co_return RuntimeResult<void>{};
 }
 
 asio::awaitable<RuntimeResult<std::string>> DockerRuntime::logs(std::string id, unsigned lines, std::size_t max_bytes) {
   if (auto ready = co_await ensure_version(); !ready) co_return ready.error();
   const std::string target =
-      "/containers/" + docker::url_encode(id) + "/logs?stdout=1&stderr=1&tail=" + std::to_string(lines);
+      "/containers/" + url_encode(id) + "/logs?stdout=1&stderr=1&tail=" + std::to_string(lines);
   // The frames of `lines` lines: read at most twice what is kept (frame headers, long lines),
   // keeping the end.
   const std::size_t read_limit = 2 * max_bytes + 8 * static_cast<std::size_t>(lines) + 4096;
@@ -254,9 +251,9 @@ asio::awaitable<RuntimeResult<std::string>> DockerRuntime::logs(std::string id, 
 
 asio::awaitable<RuntimeResult<std::vector<core::ContainerStatus>>> DockerRuntime::list_managed() {
   auto response =
-      co_await call(Verb::get, "/containers/json?all=1&filters=" + docker::url_encode(docker::managed_containers_filter()));
+      co_await call(Verb::get, "/containers/json?all=1&filters=" + url_encode(docker::managed_containers_filter()));
   if (!response) co_return response.error();
-  if (!succeeded(*response)) co_return refusal(docker::Call::other, *response);
+  if (!succeeded(response->result_int())) co_return refusal(docker::Call::other, *response);
   auto rows = docker::parse_list(response->body());
   if (!rows) co_return unavailable("the runtime's container list is not a JSON array");
   // The runtime filtered already; a row without the label is dropped all the same.
@@ -272,7 +269,7 @@ asio::awaitable<RuntimeResult<void>> DockerRuntime::watch(std::function<void()> 
   bool too_long = false;
   auto head = co_await http::stream(
       settings_.endpoint,
-      make_request(Verb::get, "/events?filters=" + docker::url_encode(docker::managed_events_filter()), {}),
+      make_request(Verb::get, "/events?filters=" + url_encode(docker::managed_events_filter()), {}),
       [&](const http::StreamHead& stream_head) {
         status = stream_head.result_int();
         if (status == 200 && on_subscribed) on_subscribed();

@@ -96,7 +96,14 @@ Json pod_json(const core::ContainerSpec& spec, const ObjectSettings& settings) {
   Json spec_json = {{"restartPolicy", std::string(restart_policy(spec.restart))},
                     {"automountServiceAccountToken", false},
                     {"enableServiceLinks", false}};
-  if (settings.fs_group != 0) spec_json["securityContext"] = {{"fsGroup", settings.fs_group}};
+  Json pod_security = Json::object();
+  if (settings.fs_group != 0) pod_security["fsGroup"] = settings.fs_group;
+  if (settings.restricted) {
+    pod_security["runAsNonRoot"] = true;
+    pod_security["seccompProfile"] = {{"type", "RuntimeDefault"}};
+    container["securityContext"] = {{"allowPrivilegeEscalation", false}, {"capabilities", {{"drop", {"ALL"}}}}};
+  }
+  if (!pod_security.empty()) spec_json["securityContext"] = std::move(pod_security);
   if (!spec.volume_name.empty() && !spec.volume_mount.empty()) {
     container["volumeMounts"] = Json::array({{{"name", "home"}, {"mountPath", spec.volume_mount}}});
     spec_json["volumes"] = Json::array({{{"name", "home"}, {"persistentVolumeClaim", {{"claimName", spec.volume_name}}}}});
@@ -200,6 +207,8 @@ std::optional<PodState> pod_from(const Json& object) {
   }
   pod.state_before_deletion = status.state;
   pod.being_deleted = object_at(object, "metadata").contains("deletionTimestamp");
+  pod.deletion_timestamp = string_at(object_at(object, "metadata"), "deletionTimestamp");
+  pod.deletion_time = parse_time(pod.deletion_timestamp);
   if (pod.being_deleted) status.state = core::ContainerState::exited;
   return pod;
 }
@@ -209,7 +218,6 @@ std::optional<ServiceState> service_from(const Json& object) {
   ServiceState service;
   read_identity(object, service);
   if (service.name.empty()) return std::nullopt;
-  service.pod_manifest = string_at(object_at(object_at(object, "metadata"), "annotations"), pod_annotation);
   return service;
 }
 
@@ -265,12 +273,10 @@ std::string pod_body(const core::ContainerSpec& spec, const ObjectSettings& sett
 }
 
 std::string service_body(const core::ContainerSpec& spec, const ObjectSettings& settings) {
-  Json meta = metadata(spec.name, spec);
-  meta["annotations"][std::string(pod_annotation)] = pod_body(spec, settings);
   const std::string label = label_of(spec, core::label_label);
   return dump({{"apiVersion", "v1"},
                {"kind", "Service"},
-               {"metadata", std::move(meta)},
+               {"metadata", metadata(spec.name, spec)},
                {"spec",
                 {{"type", "ClusterIP"},
                  {"selector", {{std::string(core::managed_label), "true"}, {std::string(core::label_label), label}}},
@@ -343,6 +349,37 @@ std::string failure_message(unsigned http_status, std::string_view api_message) 
                "persistentvolumeclaims in its namespace, and a RoleBinding to it)";
   }
   return message;
+}
+
+std::optional<std::chrono::system_clock::time_point> parse_time(std::string_view text) {
+  // YYYY-MM-DDTHH:MM:SS[.fraction]Z
+  if (text.size() < 20 || text.back() != 'Z' || text[4] != '-' || text[7] != '-' || text[10] != 'T' ||
+      text[13] != ':' || text[16] != ':') {
+    return std::nullopt;
+  }
+  const auto number = [&](std::size_t at, std::size_t length) -> std::optional<int> {
+    int value = 0;
+    for (std::size_t i = at; i < at + length; ++i) {
+      if (text[i] < '0' || text[i] > '9') return std::nullopt;
+      value = value * 10 + (text[i] - '0');
+    }
+    return value;
+  };
+  const std::string_view fraction = text.substr(19, text.size() - 20);
+  if (!fraction.empty() && (fraction.front() != '.' || fraction.size() == 1 ||
+                            !std::all_of(fraction.begin() + 1, fraction.end(), [](char c) { return c >= '0' && c <= '9'; }))) {
+    return std::nullopt;
+  }
+  const auto year = number(0, 4), month = number(5, 2), day = number(8, 2);
+  const auto hour = number(11, 2), minute = number(14, 2), second = number(17, 2);
+  if (!year || !month || !day || !hour || !minute || !second || *hour > 23 || *minute > 59 || *second > 60) {
+    return std::nullopt;
+  }
+  const std::chrono::year_month_day date{std::chrono::year(*year), std::chrono::month(static_cast<unsigned>(*month)),
+                                         std::chrono::day(static_cast<unsigned>(*day))};
+  if (!date.ok()) return std::nullopt;
+  return std::chrono::sys_days(date) + std::chrono::hours(*hour) + std::chrono::minutes(*minute) +
+         std::chrono::seconds(*second);
 }
 
 std::optional<std::string> parse_version(std::string_view json) {

@@ -9,13 +9,14 @@
 // - PersistentVolumeClaim <volume_name>: ReadWriteOnce, requests.storage `volume_size`,
 //   storageClassName `storage_class` when given.
 // - Service <name>: ClusterIP, selector io.container-director.managed=true +
-//   io.container-director.label=<label>, one TCP port `container_port` -> targetPort the same;
-//   its annotation io.container-director.pod holds the Pod's manifest (JSON).
+//   io.container-director.label=<label>, one TCP port `container_port` -> targetPort the same.
+//   It is what stays of a stopped user (with the claim): start() renders the Pod again from the
+//   template for the user it names, never from anything the Service carries.
 // - Pod <name>: one container "main" (image, args = the template's command (Docker's Cmd
 //   replaces the image's CMD, not its ENTRYPOINT, as `args` does), env, containerPort,
 //   resources, readinessProbe from the health check, the PVC mounted at volume_mount,
 //   imagePullPolicy), restartPolicy from the template's, automountServiceAccountToken false,
-//   enableServiceLinks false.
+//   enableServiceLinks false, the securityContext of ObjectSettings (fs_group, restricted).
 // All three carry the labels io.container-director.managed=true and
 // io.container-director.label=<label>, and the raw username in the ANNOTATION
 // io.container-director.user (a label value is at most 63 characters of [A-Za-z0-9._-]).
@@ -28,6 +29,7 @@
 #include "core/container_template.hpp"
 #include "core/lifecycle.hpp"
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -38,8 +40,6 @@
 
 namespace director::spawner::runtime::kube {
 
-// The Service's annotation that keeps the Pod's manifest: start() creates the Pod from it.
-inline constexpr std::string_view pod_annotation = "io.container-director.pod";
 // The name of the Pod's one container.
 inline constexpr std::string_view container_name = "main";
 
@@ -50,12 +50,15 @@ struct ObjectSettings {
   std::string storage_class;  // empty: none named (the cluster's default class)
   bool pull_missing_images = true;
   std::uint32_t fs_group = 0;  // spec.securityContext.fsGroup: the volume's group; 0: none
+  // The Pod Security Standard restricted: spec.securityContext runAsNonRoot true and
+  // seccompProfile RuntimeDefault, the container's allowPrivilegeEscalation false and
+  // capabilities drop ALL. false: no securityContext but fsGroup (baseline admits that).
+  bool restricted = false;
 };
 
 // Request bodies (JSON) for POST /api/v1/namespaces/{ns}/{persistentvolumeclaims|services|pods}.
 std::string persistent_volume_claim_body(const core::ContainerSpec& spec, const ObjectSettings& settings);
 std::string pod_body(const core::ContainerSpec& spec, const ObjectSettings& settings);
-// The Service, with pod_body() in its annotation pod_annotation.
 std::string service_body(const core::ContainerSpec& spec, const ObjectSettings& settings);
 
 // Quantities: memory as bytes ("2147483648"), CPU as millicores ("1500m") from nano CPUs
@@ -64,7 +67,7 @@ std::string memory_quantity(std::uint64_t bytes);
 std::string cpu_quantity(std::uint64_t nano_cpus);
 
 // The labelSelector of every managed object: io.container-director.managed=true (to be
-// URL-encoded: docker::url_encode).
+// URL-encoded: url_encode, api_call.hpp).
 std::string managed_selector();
 
 // A Service as the runtime reads it.
@@ -73,7 +76,6 @@ struct ServiceState {
   bool managed = false;
   std::string label;          // the label io.container-director.label
   std::string username;       // the annotation io.container-director.user
-  std::string pod_manifest;   // the annotation pod_annotation; empty when absent
   std::string resource_version;
 };
 
@@ -92,6 +94,10 @@ struct PodState {
   core::ContainerStatus status;
   core::ContainerState state_before_deletion = core::ContainerState::unknown;  // status.state without deletionTimestamp
   bool being_deleted = false;               // metadata.deletionTimestamp set: in its grace period
+  // metadata.deletionTimestamp: when its grace period ends (the API sets it to the deletion's
+  // time plus the grace period); nullopt when unset or unreadable.
+  std::optional<std::chrono::system_clock::time_point> deletion_time;
+  std::string deletion_timestamp;           // its text, for messages
   std::optional<int> terminated_exit_code;  // state.terminated.exitCode of the container, when it has ended
   int restart_count = 0;                    // the container's restartCount
   std::optional<int> last_exit_code;        // lastState.terminated.exitCode (the run before a restart)
@@ -126,7 +132,7 @@ struct ApiStatus {
   std::string message;
 };
 // nullopt unless it is an object of kind Status. (An error answer's message for pages:
-// docker::error_message reads a Status's "message" as it reads Docker's.)
+// error_message, api_call.hpp, reads a Status's "message" as it reads Docker's.)
 std::optional<ApiStatus> parse_status(std::string_view json);
 
 // The class of a non-2xx answer: 5xx and 429 -> unavailable, 404 -> not_found, 409 ->
@@ -135,6 +141,10 @@ core::CallError classify(unsigned http_status);
 // The message of a failure to show: the API's, and what to check for a 401 (the service
 // account's token) and for RBAC's 403 (its Role and RoleBinding in the namespace).
 std::string failure_message(unsigned http_status, std::string_view api_message);
+
+// A metav1.Time as the API writes it: RFC 3339 in UTC to the second, "2026-11-29T06:00:00Z"
+// (fractional seconds are accepted and dropped); nullopt for anything else.
+std::optional<std::chrono::system_clock::time_point> parse_time(std::string_view text);
 
 // GET /version -> "Kubernetes v1.x.y" (from gitVersion); nullopt when it names none.
 std::optional<std::string> parse_version(std::string_view json);

@@ -1,7 +1,8 @@
 #include "runtime/kubernetes_runtime.hpp"
 
+#include "log/log.hpp"
 #include "net/awaitable.hpp"
-#include "runtime/docker_api.hpp"
+#include "runtime/api_call.hpp"
 #include "runtime/kube_api.hpp"
 #include "runtime/line_splitter.hpp"
 
@@ -28,6 +29,10 @@ constexpr std::string_view pods = "pods";
 constexpr std::string_view claims = "persistentvolumeclaims";
 // How often a Pod being deleted is looked at again.
 constexpr std::chrono::milliseconds deletion_poll{100};
+// A Pod still Terminating this long after its grace period ended (its deletionTimestamp) is
+// stuck: its kubelet does not answer (a lost node), and only a force deletion removes it. The
+// minute leaves room for the kubelet's own delay and the clocks' difference.
+constexpr std::chrono::seconds stuck_after{60};
 // The server ends each watch after this (timeoutSeconds), and the watch is resumed; a stream
 // still open `watch_slack` later is taken as lost and resumed too (a half-open connection
 // never ends otherwise).
@@ -39,13 +44,9 @@ constexpr std::chrono::seconds watch_resume_pause{1};
 constexpr std::size_t max_held_events = 10'000;
 constexpr std::uintmax_t max_token_size = 64 * 1024;
 
-RuntimeError unavailable(std::string message) { return RuntimeError{core::CallError::unavailable, 0, std::move(message)}; }
-
-bool succeeded(unsigned status) { return status / 100 == 2; }
-
 // The failure of an answer with a non-2xx status: its class and the Status's message.
 RuntimeError refusal(unsigned status, std::string_view body) {
-  std::string message = docker::error_message(body);  // a Status's "message", as Docker's
+  std::string message = error_message(body);  // a Status's "message"
   if (message.empty()) message = "answered " + std::to_string(status);
   return RuntimeError{kube::classify(status), status, kube::failure_message(status, message)};
 }
@@ -57,7 +58,33 @@ kube::ObjectSettings object_settings(const KubernetesRuntimeSettings& settings) 
           .volume_size = settings.volume_size,
           .storage_class = settings.storage_class,
           .pull_missing_images = settings.pull_missing_images,
-          .fs_group = settings.fs_group};
+          .fs_group = settings.fs_group,
+          .restricted = settings.restricted};
+}
+
+// Why `service` does not name a user of the spawner's as create() makes them (empty: it does):
+// the managed label, the user's label L with the name <prefix>-L, the username's annotation.
+std::string not_a_user_service(const kube::ServiceState& service, std::string_view id,
+                               const core::ContainerTemplate& container_template) {
+  if (!service.managed) return "is not director-spawner's (no label " + std::string(core::managed_label) + "=true)";
+  if (service.label.empty() || core::container_name(container_template, service.label) != id) {
+    return "has the label " + std::string(core::label_label) + "=" + service.label + ", but a user's Service is named " +
+           core::container_name(container_template, service.label.empty() ? "<label>" : service.label);
+  }
+  if (service.username.empty()) return "has no annotation " + std::string(core::user_label) + " naming its user";
+  return {};
+}
+
+// The failure of a start or stop that finds the Pod stuck Terminating (stuck_after), at once
+// rather than after the call's timeout: the message says what the operator must do, and the log
+// says it too.
+RuntimeError stuck_terminating(const std::string& pod, const std::string& since, const std::string& namespace_name) {
+  log(LogLevel::warn, "a user's Pod is stuck Terminating: its node may be lost; no start or stop of it completes until it is gone",
+      {{"pod", pod}, {"namespace", namespace_name}, {"grace_period_ended", since}});
+  return unavailable("the Pod " + pod + " has been Terminating since " + since +
+                     " (past its grace period: its node may be lost); once its node is known to be down, " +
+                     "remove it with `kubectl delete pod " + pod + " -n " + namespace_name +
+                     " --force --grace-period=0`");
 }
 
 http::ClientRequest authorized_request(Verb method, std::string target, const std::string& token) {
@@ -78,18 +105,18 @@ asio::awaitable<void> sleep_for(std::chrono::milliseconds duration) {
 KubernetesRuntime::KubernetesRuntime(KubernetesRuntimeSettings settings) : settings_(std::move(settings)) {}
 
 std::string KubernetesRuntime::path(std::string_view resource, std::string_view name) const {
-  std::string target = "/api/v1/namespaces/" + docker::url_encode(settings_.namespace_name) + "/" + std::string(resource);
-  if (!name.empty()) target += "/" + docker::url_encode(name);
+  std::string target = "/api/v1/namespaces/" + url_encode(settings_.namespace_name) + "/" + std::string(resource);
+  if (!name.empty()) target += "/" + url_encode(name);
   return target;
 }
 
-RuntimeResult<std::string> KubernetesRuntime::bearer_token() {
+RuntimeResult<std::string> KubernetesRuntime::bearer_token(bool read_again) {
   const auto& file = settings_.token_file;
   std::error_code error;
   const auto time = std::filesystem::last_write_time(file, error);
   const auto size = error ? 0 : std::filesystem::file_size(file, error);
   if (error) return unavailable("cannot read the service account token " + file + ": " + error.message());
-  if (!token_.empty() && time == token_time_ && size == token_size_) return token_;
+  if (!read_again && !token_.empty() && time == token_time_ && size == token_size_) return token_;
   if (size > max_token_size) {
     return unavailable("the service account token " + file + " is larger than " + std::to_string(max_token_size) + " bytes");
   }
@@ -108,18 +135,23 @@ asio::awaitable<RuntimeResult<http::ClientResponse>> KubernetesRuntime::call(Ver
                                                                              std::string body,
                                                                              std::chrono::milliseconds timeout,
                                                                              std::size_t body_limit) {
-  auto token = bearer_token();
-  if (!token) co_return token.error();
-  auto request = authorized_request(method, std::move(target), *token);
-  if (!body.empty()) {
-    request.set(boost::beast::http::field::content_type, "application/json");
-    request.body() = std::move(body);
+  for (bool again = false;; again = true) {
+    auto token = bearer_token(again);
+    if (!token) co_return token.error();
+    auto request = authorized_request(method, target, *token);
+    if (!body.empty()) {
+      request.set(boost::beast::http::field::content_type, "application/json");
+      request.body() = body;
+    }
+    auto response = co_await http::request(settings_.api, std::move(request),
+                                           {.timeout = timeout.count() > 0 ? timeout : settings_.timeout,
+                                            .body_limit = body_limit});
+    if (!response) co_return unavailable(response.error().message);
+    // 401: the token may have rotated unseen (rewritten within the file time's resolution at
+    // the same size): read again, and the call made once more.
+    if (response->result_int() == 401 && !again) continue;
+    co_return std::move(*response);
   }
-  auto response = co_await http::request(settings_.api, std::move(request),
-                                         {.timeout = timeout.count() > 0 ? timeout : settings_.timeout,
-                                          .body_limit = body_limit});
-  if (!response) co_return unavailable(response.error().message);
-  co_return std::move(*response);
 }
 
 asio::awaitable<RuntimeResult<std::optional<std::string>>> KubernetesRuntime::get_object(std::string_view resource,
@@ -146,6 +178,10 @@ asio::awaitable<RuntimeResult<void>> KubernetesRuntime::await_pod_gone(std::stri
     auto pod = co_await get_object(pods, name);
     if (!pod) co_return pod.error();
     if (!*pod) co_return RuntimeResult<void>{};
+    if (const auto state = kube::parse_pod(**pod); state && state->being_deleted && state->deletion_time &&
+                                                   std::chrono::system_clock::now() - *state->deletion_time > stuck_after) {
+      co_return stuck_terminating(name, state->deletion_timestamp, settings_.namespace_name);
+    }
     if (Clock::now() >= deadline) co_return unavailable("the Pod " + name + " is still being deleted");
     co_await sleep_for(deletion_poll);
   }
@@ -199,19 +235,16 @@ asio::awaitable<RuntimeResult<void>> KubernetesRuntime::start(std::string id) {
   if (!service_body) co_return service_body.error();
   if (!*service_body) co_return RuntimeError{core::CallError::not_found, 404, "no Service " + id + " to start a Pod of"};
   const auto service = kube::parse_service(**service_body);
-  if (!service || service->pod_manifest.empty()) {
-    co_return RuntimeError{core::CallError::refused, 0,
-                           "the Service " + id + " has no annotation " + std::string(kube::pod_annotation) +
-                               " (not created by director-spawner?)"};
+  if (!service) co_return unavailable("the API's Service " + id + " is not a Service");
+  // The Pod is rendered from the current template for the user the Service names, as the
+  // lifecycle's create does (core::render): nothing else the Service carries reaches the Pod,
+  // so whoever can write Services in the namespace gets no other Pod made with the spawner's
+  // rights, and a stopped user starts with the template of now.
+  if (const auto problem = not_a_user_service(*service, id, settings_.container_template); !problem.empty()) {
+    co_return RuntimeError{core::CallError::refused, 0, "the Service " + id + " " + problem + ": not started"};
   }
-  // Only a managed Service's manifest of a managed Pod of that name is started: whoever can
-  // write Services in the namespace must not get other Pods made with the spawner's rights.
-  const auto manifest = kube::parse_pod(service->pod_manifest);
-  if (!service->managed || !manifest || manifest->status.name != id || !manifest->status.managed) {
-    co_return RuntimeError{core::CallError::refused, 0,
-                           "the Service " + id + " is not director-spawner's, or its " + std::string(kube::pod_annotation) +
-                               " is not a managed Pod named " + id + ": not started"};
-  }
+  const auto user = core::UserIdentity{service->username, service->label};
+  const auto pod_manifest = kube::pod_body(core::render(settings_.container_template, user), object_settings(settings_));
   for (;;) {
     auto pod_body = co_await get_object(pods, id);
     if (!pod_body) co_return pod_body.error();
@@ -233,7 +266,7 @@ asio::awaitable<RuntimeResult<void>> KubernetesRuntime::start(std::string id) {
       auto gone = co_await await_pod_gone(id, deadline);
       if (!gone) co_return gone.error();
     }
-    auto created = co_await call(Verb::post, path(pods), service->pod_manifest);
+    auto created = co_await call(Verb::post, path(pods), pod_manifest);
     if (!created) co_return created.error();
     if (succeeded(created->result_int())) co_return RuntimeResult<void>{};
     if (created->result_int() != 409 || Clock::now() >= deadline) co_return refusal(*created);
@@ -274,7 +307,7 @@ asio::awaitable<RuntimeResult<std::string>> KubernetesRuntime::logs(std::string 
   if (!response) co_return response.error();
   if (!succeeded(response->result_int())) {
     // 400 "container ... is waiting to start": it wrote nothing yet.
-    if (response->result_int() == 400 && docker::error_message(response->body()).find("waiting to start") != std::string::npos) {
+    if (response->result_int() == 400 && error_message(response->body()).find("waiting to start") != std::string::npos) {
       co_return std::string{};
     }
     co_return refusal(*response);
@@ -286,22 +319,34 @@ asio::awaitable<RuntimeResult<std::string>> KubernetesRuntime::logs(std::string 
 
 template <typename Item, typename Parse>
 asio::awaitable<RuntimeResult<kube::Listed<Item>>> KubernetesRuntime::list_pages(std::string_view resource, Parse parse) {
-  const std::string query = "?labelSelector=" + docker::url_encode(kube::managed_selector()) +
+  const std::string query = "?labelSelector=" + url_encode(kube::managed_selector()) +
                             "&limit=" + std::to_string(page_size);
   kube::Listed<Item> listed;
   std::string continue_token;
-  for (bool first = true; first || !continue_token.empty(); first = false) {
+  bool started_over = false;
+  bool first = true;
+  while (first || !continue_token.empty()) {
     // Built before the co_await: GCC 12 destroys a conditional's temporaries inside one wrongly.
     std::string target = path(resource) + query;
-    if (!first) target += "&continue=" + docker::url_encode(continue_token);
+    if (!first) target += "&continue=" + url_encode(continue_token);
     auto response = co_await call(Verb::get, std::move(target));
     if (!response) co_return response.error();
-    if (!succeeded(response->result_int())) co_return refusal(*response);  // 410: a token expired
+    // 410 on a continue token: the snapshot it pages was compacted away; the list starts over
+    // from its first page, once (a second 410 is the caller's to retry).
+    if (response->result_int() == 410 && !first && !started_over) {
+      started_over = true;
+      listed = {};
+      continue_token.clear();
+      first = true;
+      continue;
+    }
+    if (!succeeded(response->result_int())) co_return refusal(*response);
     auto page = parse(response->body());
     if (!page) co_return unavailable("the API's list of " + std::string(resource) + " is not a list");
     if (first) listed.resource_version = std::move(page->resource_version);  // every page's snapshot
     std::move(page->items.begin(), page->items.end(), std::back_inserter(listed.items));
     continue_token = std::move(page->continue_token);
+    first = false;
   }
   co_return std::move(listed);
 }
@@ -323,7 +368,7 @@ asio::awaitable<RuntimeResult<std::vector<core::ContainerStatus>>> KubernetesRun
 }
 
 asio::awaitable<RuntimeResult<void>> KubernetesRuntime::watch(std::function<void()> on_subscribed, EventHandler on_event) {
-  const std::string selector = "labelSelector=" + docker::url_encode(kube::managed_selector());
+  const std::string selector = "labelSelector=" + url_encode(kube::managed_selector());
   // The listings: where each watch starts, and what the tracker knows before it.
   auto listed = co_await list_managed_objects();
   if (!listed) co_return listed.error();
@@ -365,7 +410,7 @@ asio::awaitable<RuntimeResult<void>> KubernetesRuntime::watch(std::function<void
       auto request = authorized_request(Verb::get,
                                         path(resource) + "?watch=1&allowWatchBookmarks=true&" + selector +
                                             "&timeoutSeconds=" + std::to_string(watch_timeout_seconds) +
-                                            "&resourceVersion=" + docker::url_encode(resource_version),
+                                            "&resourceVersion=" + url_encode(resource_version),
                                         *token);
       LineSplitter lines(max_line);
       unsigned status = 0;
@@ -411,6 +456,7 @@ asio::awaitable<RuntimeResult<void>> KubernetesRuntime::watch(std::function<void
         // restarting, a proxy's idle timeout); one that never was is the caller's to retry.
         if (!head && status != 200) co_return unavailable(head.error().message);
         if (head && status != 200) {
+          if (status == 401) token_.clear();  // the next call reads the token file again
           auto failure = refusal(status, refusal_body);
           if (status == 410) failure.error = core::CallError::unavailable;  // too old: the caller lists again
           co_return failure;

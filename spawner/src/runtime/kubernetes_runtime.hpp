@@ -9,15 +9,19 @@
 // io.container-director.managed=true and io.container-director.label=<label>, the raw username
 // in the annotation io.container-director.user:
 // - a PersistentVolumeClaim, kept across stops and removals (never deleted here);
-// - a ClusterIP Service (port and targetPort `container_port`) that keeps the Pod's manifest in
-//   its annotation io.container-director.pod: create() makes the PVC and the Service, start()
-//   the Pod from that annotation, as a Docker start reuses what create made;
+// - a ClusterIP Service (port and targetPort `container_port`): create() makes the PVC and the
+//   Service;
 // - a bare Pod while the user is started; a stopped user has no Pod (inspect: exited, code 0).
+//   start() renders it from the CURRENT template (settings.container_template, core::render, as
+//   the lifecycle's create renders its spec) for the user the Service names: a new image or
+//   command reaches a user at their next start (a Docker start restarts the container create
+//   made), and nothing written into a Service can change what Pod is made.
 // The container id is the object name <prefix>-<label>: stable across stop and start.
 //
 // Every request carries "Authorization: Bearer <token>" from `token_file`, read again when its
-// modification time or size changes (bound service account tokens rotate); a missing or empty
-// token file: unavailable, naming the file. Not thread-safe: await it from one strand.
+// modification time or size changes (bound service account tokens rotate); a call answered 401
+// reads it again whatever its time and size and is made once more (a watch's 401 ends it, and
+// the next call reads it again); a missing or empty token file: unavailable, naming the file. Not thread-safe: await it from one strand.
 //
 // The calls it makes, all in `namespace_name` (what the service account's Role must grant, no
 // more): pods: get, list, watch, create, delete; pods/log: get; services: get, list, watch,
@@ -49,7 +53,10 @@ struct KubernetesRuntimeSettings {
   std::string storage_class;            // empty: the cluster's default class
   bool pull_missing_images = true;      // imagePullPolicy IfNotPresent; false: Never
   std::uint32_t fs_group = 0;           // the Pods' securityContext.fsGroup; 0: none
+  bool restricted = false;              // the Pod Security Standard restricted (kube::ObjectSettings::restricted)
   std::chrono::milliseconds timeout{};  // each call (a stop adds its grace period)
+  // The spawner's template (Config::container_template): start() renders each user's Pod from it.
+  core::ContainerTemplate container_template;
 };
 
 class KubernetesRuntime final : public Runtime {
@@ -76,12 +83,15 @@ class KubernetesRuntime final : public Runtime {
   // The PVC (one that exists already is the user's) and the Service (one that exists: conflict);
   // returns spec.name.
   boost::asio::awaitable<RuntimeResult<std::string>> create(core::ContainerSpec spec) override;
-  // Creates the Pod from the Service's annotation. A Pod that exists and has not ended: success;
+  // Creates the Pod rendered from container_template for the user the Service names (its label
+  // io.container-director.label L, the name <prefix>-L, the annotation io.container-director.user);
+  // a Service that is not such a user's: refused, no Pod. A Pod that exists and has not ended: success;
   // one that ended (Succeeded/Failed): deleted at once and created again; one being deleted:
-  // waited for (within the call's timeout), then created.
+  // waited for (within the call's timeout), then created; one stuck Terminating: unavailable
+  // at once (await_pod_gone).
   boost::asio::awaitable<RuntimeResult<void>> start(std::string id) override;
   // Deletes the Pod with gracePeriodSeconds = grace (none: success) and waits until it is gone,
-  // within timeout + grace.
+  // within timeout + grace (one stuck Terminating: unavailable at once, as for start).
   boost::asio::awaitable<RuntimeResult<void>> stop(std::string id, std::chrono::seconds grace) override;
   // Deletes the Pod (grace 0) and the Service; never the PVC.
   boost::asio::awaitable<RuntimeResult<void>> remove(std::string id) override;
@@ -108,13 +118,16 @@ class KubernetesRuntime final : public Runtime {
   // GET of one object: nullopt on 404.
   boost::asio::awaitable<RuntimeResult<std::optional<std::string>>> get_object(std::string_view resource,
                                                                                std::string_view name);
-  // Polls the Pod until it is gone (404), until `deadline`.
+  // Polls the Pod until it is gone (404), until `deadline`; one stuck Terminating (its
+  // deletionTimestamp, the end of its grace period, more than a minute past: a lost node) fails
+  // at once, the message naming it and `kubectl delete pod --force`, and a warning is logged.
   boost::asio::awaitable<RuntimeResult<void>> await_pod_gone(std::string name,
                                                              std::chrono::steady_clock::time_point deadline);
   // DELETE of one object (404: success).
   boost::asio::awaitable<RuntimeResult<void>> delete_object(std::string_view resource, std::string_view name,
                                                             std::optional<std::chrono::seconds> grace);
-  // The managed Services and Pods, page by page (limit page_size, then continue).
+  // The managed Services and Pods, page by page (limit page_size, then continue); a 410 on a
+  // continue token (its snapshot compacted) starts that list over from its first page, once.
   struct ManagedObjects {
     kube::Listed<kube::ServiceState> services;
     kube::Listed<kube::PodState> pods;
@@ -124,8 +137,9 @@ class KubernetesRuntime final : public Runtime {
   boost::asio::awaitable<RuntimeResult<kube::Listed<Item>>> list_pages(std::string_view resource, Parse parse);
   // /api/v1/namespaces/<namespace>/<resource>[/<name>]
   std::string path(std::string_view resource, std::string_view name = {}) const;
-  // The token file's content, read again when its modification time or size changed.
-  RuntimeResult<std::string> bearer_token();
+  // The token file's content, read again when its modification time or size changed, or when
+  // `read_again` (after a 401).
+  RuntimeResult<std::string> bearer_token(bool read_again = false);
 
   KubernetesRuntimeSettings settings_;
   std::string token_;

@@ -3,7 +3,6 @@
 #include "config/config.hpp"
 #include "log/log.hpp"
 #include "net/awaitable.hpp"
-#include "net/haproxy_cli.hpp"
 #include "net/http_client.hpp"
 #include "server/metered.hpp"
 
@@ -21,9 +20,25 @@ using metrics::RuntimeCall;
 using LastRequests = std::map<std::string, core::TimePoint, std::less<>>;
 using Connections = std::map<std::string, std::uint64_t, std::less<>>;
 
-constexpr std::size_t agent_page_limit = 1000;
+constexpr std::size_t agent_page_limit = 1000;          // /users rows a page (the agent's most)
+constexpr std::size_t agent_connections_limit = 10'000;  // /connections rows a page (the agent's most)
 
-std::string milliseconds_text(std::chrono::milliseconds duration) { return std::to_string(duration.count()) + "ms"; }
+// One GET of an agent's page at `address` (`url` names it: the Host header), bounded by the
+// retirer's read_timeout and max_page_bytes.
+boost::asio::awaitable<net::http::ClientResult<net::http::ClientResponse>> get_agent_page(
+    const std::string& url, boost::asio::ip::tcp::endpoint address, std::string target,
+    const RetirerSettings& settings) {
+  net::http::ClientRequest request(boost::beast::http::verb::get, target, 11);
+  request.set(boost::beast::http::field::host, url.substr(std::string_view("http://").size()));
+  request.set(boost::beast::http::field::accept, "application/json");
+  net::http::ClientLimits limits;
+  limits.timeout = settings.read_timeout;
+  limits.body_limit = settings.max_page_bytes;
+  // A named endpoint, not a temporary: GCC 12 destroys a temporary argument of a coroutine
+  // called in a co_await expression twice.
+  net::http::ClientEndpoint endpoint = net::http::TcpEndpoint{address.address().to_string(), address.port()};
+  co_return co_await net::http::request(std::move(endpoint), std::move(request), limits);
+}
 
 }  // namespace
 
@@ -49,10 +64,6 @@ void IdleRetirer::start() {
   if (settings_.agent_urls.empty()) {
     log(LogLevel::warn, "idle retirement off: no agent to ask who is active (SPAWNER_AGENTS)");
     return;
-  }
-  if (settings_.haproxy_sockets.empty()) {
-    log(LogLevel::warn, "idle retirement sees no open connections: no HAProxy stats socket (SPAWNER_HAPROXY_SOCKETS); "
-                        "a user working over one long WebSocket counts as idle");
   }
   boost::asio::co_spawn(strand_, run(), net::log_if_thrown("idle retirer"));
 }
@@ -93,10 +104,8 @@ boost::asio::awaitable<RetirementRound> IdleRetirer::run_once() {
   }
   inputs.now = core::Clock::now();
   inputs.watching_since = watching_since_;
-  const bool agents_read = co_await read_agents(inputs.last_request, inputs.now);
   Connections by_username;
-  const bool tables_read = co_await read_tables(by_username);
-  inputs.complete = agents_read && tables_read;
+  inputs.complete = co_await read_agents(inputs.last_request, by_username, inputs.now);
   inputs.unknown_since = core::track_unknown(inputs, unknown_since_);
   unknown_since_ = inputs.unknown_since;
   inputs.open_connections = core::open_connections_by_label(inputs.running, by_username);
@@ -131,7 +140,8 @@ boost::asio::awaitable<RetirementRound> IdleRetirer::run_once() {
   co_return round;
 }
 
-boost::asio::awaitable<bool> IdleRetirer::read_agents(LastRequests& into, core::TimePoint now) {
+boost::asio::awaitable<bool> IdleRetirer::read_agents(LastRequests& last_requests, Connections& connections,
+                                                      core::TimePoint now) {
   bool complete = true;
   for (const auto& url : settings_.agent_urls) {
     const auto entry = config::parse_agent_url(url);
@@ -147,42 +157,19 @@ boost::asio::awaitable<bool> IdleRetirer::read_agents(LastRequests& into, core::
       continue;
     }
     for (const auto& agent : *agents) {
-      const auto last_requests = co_await read_agent(url, agent, now);
-      if (!last_requests) {
+      const auto agent_requests = co_await read_agent(url, agent, now);
+      if (!agent_requests) {
         metrics_.idle_source_unreadable(metrics::IdleSource::agent);
         complete = false;
         continue;
       }
-      core::merge_last_request(into, *last_requests);
-    }
-  }
-  co_return complete;
-}
-
-boost::asio::awaitable<bool> IdleRetirer::read_tables(Connections& into) {
-  bool complete = true;
-  for (const auto& entry : settings_.haproxy_sockets) {
-    std::vector<std::string> sockets{entry};  // a path or IP:PORT as configured; a name's addresses
-    const auto parsed = config_table::parse_stats_socket(entry);
-    if (const auto* named = parsed ? std::get_if<config_table::NamedEndpoint>(&*parsed) : nullptr) {
-      // A named argument, not a temporary (GCC 12 and temporaries in co_await: read_agent).
-      const config_table::EndpointOrName peer = *named;
-      const auto haproxys = co_await peers(peer, entry);
-      if (!haproxys) {
+      core::merge_last_request(last_requests, *agent_requests);
+      const auto agent_connections = co_await read_connections(url, agent);
+      if (!agent_connections) {
         complete = false;
         continue;
       }
-      sockets.clear();
-      for (const auto& haproxy : *haproxys) sockets.push_back(config_table::format_endpoint(haproxy));
-    }
-    for (const auto& socket : sockets) {
-      const auto table = co_await read_table(socket);
-      if (!table) {
-        metrics_.idle_source_unreadable(metrics::IdleSource::haproxy);
-        complete = false;
-        continue;
-      }
-      for (const auto& [username, count] : *table) into[username] += count;
+      core::add_connections(connections, *agent_connections);
     }
   }
   co_return complete;
@@ -209,22 +196,12 @@ boost::asio::awaitable<std::optional<std::vector<boost::asio::ip::tcp::endpoint>
 boost::asio::awaitable<std::optional<LastRequests>> IdleRetirer::read_agent(const std::string& url,
                                                                              boost::asio::ip::tcp::endpoint address,
                                                                              core::TimePoint now) {
-  const auto host = address.address().to_string();
   const auto where = config_table::format_endpoint(address);
   LastRequests last_requests;
   std::uint64_t offset = 0;
   for (std::size_t page = 0; page < settings_.max_agent_pages; ++page) {
-    net::http::ClientRequest request(boost::beast::http::verb::get,
-                                     "/users?offset=" + std::to_string(offset) + "&limit=" + std::to_string(agent_page_limit), 11);
-    request.set(boost::beast::http::field::host, url.substr(std::string_view("http://").size()));
-    request.set(boost::beast::http::field::accept, "application/json");
-    net::http::ClientLimits limits;
-    limits.timeout = settings_.read_timeout;
-    limits.body_limit = settings_.max_page_bytes;
-    // A named endpoint, not a temporary: GCC 12 destroys a temporary argument of a coroutine
-    // called in a co_await expression twice.
-    net::http::ClientEndpoint endpoint = net::http::TcpEndpoint{host, address.port()};
-    auto response = co_await net::http::request(std::move(endpoint), std::move(request), limits);
+    auto target = "/users?offset=" + std::to_string(offset) + "&limit=" + std::to_string(agent_page_limit);
+    auto response = co_await get_agent_page(url, address, std::move(target), settings_);
     if (!response) {
       log(LogLevel::warn, "idle check: cannot read an agent's users",
           {{"agent", url}, {"address", where}, {"message", response.error().message}});
@@ -250,26 +227,55 @@ boost::asio::awaitable<std::optional<LastRequests>> IdleRetirer::read_agent(cons
   co_return std::nullopt;
 }
 
-boost::asio::awaitable<std::optional<Connections>> IdleRetirer::read_table(const std::string& socket) {
-  std::string command = "show table " + settings_.connections_table + "\n";
-  auto answer = co_await net::haproxy_command(socket, std::move(command), settings_.max_table_bytes, settings_.read_timeout);
-  if (!answer && answer.error().kind == net::HaproxyCliErrorKind::timeout) {
-    log(LogLevel::warn, "idle check: HAProxy's stats socket did not answer in time",
-        {{"socket", socket}, {"timeout", milliseconds_text(settings_.read_timeout)}});
-    co_return std::nullopt;
+boost::asio::awaitable<std::optional<Connections>> IdleRetirer::read_connections(
+    const std::string& url, boost::asio::ip::tcp::endpoint address) {
+  const auto where = config_table::format_endpoint(address);
+  Connections connections;
+  std::string after;
+  for (std::size_t page = 0; page < settings_.max_agent_pages; ++page) {
+    auto target = "/connections?limit=" + std::to_string(agent_connections_limit);
+    if (!after.empty()) target += "&after=" + after;
+    auto response = co_await get_agent_page(url, address, std::move(target), settings_);
+    if (!response) {
+      log(LogLevel::warn, "idle check: cannot read an agent's connections",
+          {{"agent", url}, {"address", where}, {"message", response.error().message}});
+      metrics_.idle_source_unreadable(metrics::IdleSource::agent);
+      co_return std::nullopt;
+    }
+    if (response->result() == boost::beast::http::status::service_unavailable) {
+      // The agent could not read its HAProxy: its body says which socket and why.
+      log(LogLevel::warn, "idle check: an agent cannot read its HAProxy's connections",
+          {{"agent", url}, {"address", where}, {"answer", response->body().substr(0, 500)}});
+      metrics_.idle_source_unreadable(metrics::IdleSource::haproxy);
+      co_return std::nullopt;
+    }
+    if (response->result() != boost::beast::http::status::ok) {
+      log(LogLevel::warn, "idle check: an agent refused its connections",
+          {{"agent", url}, {"address", where}, {"status", std::to_string(response->result_int())}});
+      metrics_.idle_source_unreadable(metrics::IdleSource::agent);
+      co_return std::nullopt;
+    }
+    auto parsed = core::parse_agent_connections(response->body());
+    if (!parsed) {
+      log(LogLevel::warn, "idle check: an agent's connections are not readable",
+          {{"agent", url}, {"address", where}, {"message", parsed.error().message}});
+      metrics_.idle_source_unreadable(metrics::IdleSource::agent);
+      co_return std::nullopt;
+    }
+    if (parsed->sockets == 0 && !warned_no_sockets_) {
+      warned_no_sockets_ = true;
+      log(LogLevel::warn, "idle check: an agent reads no HAProxy (no DIRECTOR_HAPROXY_SOCKETS): a user working over "
+                          "one long WebSocket through its HAProxy counts as idle",
+          {{"agent", url}, {"address", where}});
+    }
+    core::add_connections(connections, parsed->connections);
+    if (parsed->next.empty()) co_return connections;
+    after = std::move(parsed->next);
   }
-  if (!answer) {
-    log(LogLevel::warn, "idle check: cannot read HAProxy's table", {{"socket", socket}, {"message", answer.error().message}});
-    co_return std::nullopt;
-  }
-  auto table = core::parse_show_table(*answer);
-  if (!table.header_seen) {
-    // An unknown table (or an error message): HAProxy prints no "# table:" line.
-    log(LogLevel::warn, "idle check: HAProxy has no such table",
-        {{"socket", socket}, {"table", settings_.connections_table}, {"answer", answer->substr(0, 200)}});
-    co_return std::nullopt;
-  }
-  co_return std::move(table.connections);
+  log(LogLevel::warn, "idle check: an agent has more connections' pages than read",
+      {{"agent", url}, {"address", where}, {"pages", std::to_string(settings_.max_agent_pages)}});
+  metrics_.idle_source_unreadable(metrics::IdleSource::agent);
+  co_return std::nullopt;
 }
 
 }  // namespace director::spawner::server

@@ -1,13 +1,16 @@
 // The idle retirer's I/O (the planner is core/idle.hpp): every check_interval it lists the
-// running managed containers, reads every agent's GET /users (all pages) and every HAProxy
-// stats socket's `show table <connections_table>`, and stops (or removes) the containers of
-// users idle for longer than the idle timeout. An entry naming its peers by DNS (http://NAME:PORT,
-// NAME:PORT: the replicas of a headless Service) is resolved at every round, through the
-// spawner's one Resolver; every address it yields is one agent or one HAProxy. A source that
-// cannot be read, and a name that does not resolve or yields no address, make the round
-// incomplete: nobody is retired that round (logged, and counted in
-// director_spawner_idle_unreadable_total{source}). Off when the timeout is 0 or no agent is
-// configured (without the agents nobody's activity is known).
+// running managed containers, reads every agent's GET /users (last requests) and GET
+// /connections (its own HAProxy's open connections per username, summed over the agents; all
+// pages of both), and stops (or removes) the containers of users idle for longer than the idle
+// timeout. An entry naming its peers by DNS (http://NAME:PORT: the replicas of a headless
+// Service) is resolved at every round, through the spawner's one Resolver; every address it
+// yields is one agent (beside its HAProxy). A source that cannot be read (an agent, or the
+// HAProxy an agent reads: its 503), and a name that does not resolve or yields no address, make
+// the round incomplete: nobody is retired that round (logged, and counted in
+// director_spawner_idle_unreadable_total{source}). An agent that reads no HAProxy (no
+// DIRECTOR_HAPROXY_SOCKETS: "sockets": []) contributes no connections, logged once as a
+// warning: a user working over one long WebSocket through its HAProxy counts as idle. Off when
+// the timeout is 0 or no agent is configured (without the agents nobody's activity is known).
 #pragma once
 
 #include "core/activity.hpp"
@@ -40,13 +43,11 @@ struct RetirerSettings {
   core::IdleSettings idle;
   std::chrono::milliseconds check_interval{};
   std::vector<std::string> agent_urls;       // each as config::parse_agent_url reads it (IP or NAME)
-  std::vector<std::string> haproxy_sockets;  // each as config::parse_stats_socket reads it (path, IP or NAME)
-  std::string connections_table;
   std::chrono::milliseconds stop_grace{};
-  std::chrono::milliseconds read_timeout{5'000};     // one agent page, or one whole `show table`
-  std::size_t max_table_bytes = 64 * 1024 * 1024;    // one `show table` answer
-  std::size_t max_page_bytes = 8 * 1024 * 1024;      // one /users page
-  std::size_t max_agent_pages = 1000;                // of 1000 users each
+  // One agent page (/users, or /connections: the agent reads its HAProxy within 3 s of it).
+  std::chrono::milliseconds read_timeout{5'000};
+  std::size_t max_page_bytes = 8 * 1024 * 1024;      // one /users or /connections page
+  std::size_t max_agent_pages = 1000;                // of 1000 users (/users) or 10,000 usernames (/connections)
 };
 
 // What one round found and did.
@@ -72,13 +73,12 @@ class IdleRetirer {
 
  private:
   boost::asio::awaitable<void> run();
-  // Every agent's last requests (each address of a name is one agent), merged into `into`;
-  // false when any entry or address could not be read (logged, counted).
-  boost::asio::awaitable<bool> read_agents(std::map<std::string, core::TimePoint, std::less<>>& into,
+  // Every agent's last requests, merged into `last_requests`, and its HAProxy's open connections
+  // per username, summed into `connections` (each address of a name is one agent); false when
+  // any entry or address could not be read (logged, counted).
+  boost::asio::awaitable<bool> read_agents(std::map<std::string, core::TimePoint, std::less<>>& last_requests,
+                                           std::map<std::string, std::uint64_t, std::less<>>& connections,
                                            core::TimePoint now);
-  // Every HAProxy's open connections per username (each address of a name is one HAProxy),
-  // summed into `into`; false when any entry or address could not be read (logged, counted).
-  boost::asio::awaitable<bool> read_tables(std::map<std::string, std::uint64_t, std::less<>>& into);
   // The peers of one configured entry this round: its address, or every address its name
   // resolves to; nullopt (logged, counted) when the name does not resolve.
   boost::asio::awaitable<std::optional<std::vector<boost::asio::ip::tcp::endpoint>>> peers(
@@ -87,9 +87,10 @@ class IdleRetirer {
   // (logged) when unreadable.
   boost::asio::awaitable<std::optional<std::map<std::string, core::TimePoint, std::less<>>>> read_agent(
       const std::string& url, boost::asio::ip::tcp::endpoint address, core::TimePoint now);
-  // conn_cur per username from one stats socket (a path or IP:PORT); nullopt (logged) when unreadable.
-  boost::asio::awaitable<std::optional<std::map<std::string, std::uint64_t, std::less<>>>> read_table(
-      const std::string& socket);
+  // Open connections per username over all pages of the agent's /connections; nullopt (logged,
+  // counted: source agent, or haproxy when the agent says its HAProxy is unreadable) when unreadable.
+  boost::asio::awaitable<std::optional<std::map<std::string, std::uint64_t, std::less<>>>> read_connections(
+      const std::string& url, boost::asio::ip::tcp::endpoint address);
 
   boost::asio::strand<boost::asio::any_io_executor> strand_;
   RetirerSettings settings_;
@@ -98,6 +99,7 @@ class IdleRetirer {
   metrics::Metrics& metrics_;
   core::TimePoint watching_since_;
   core::UnknownSince unknown_since_;  // across rounds: see core::track_unknown (on the strand)
+  bool warned_no_sockets_ = false;    // an agent reading no HAProxy was logged (on the strand)
   boost::asio::steady_timer timer_;
   std::atomic<bool> stopping_{false};
 };

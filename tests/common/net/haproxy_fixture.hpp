@@ -63,6 +63,9 @@ class Haproxy {
     bool fast_path_table = true;  // false: HAProxy has no table `fast_path` (a stale haproxy.cfg)
     bool tcp_socket = false;      // also a stats socket on 127.0.0.1:<free port>
     bool tracking_frontend = false;  // a frontend on 127.0.0.1:<free port> tracking x-user in fast_path
+    // A table `user_connections` like haproxy.cfg's (conn_cur per username), which the tracking
+    // frontend's requests also track (track-sc1), as haproxy.cfg's do.
+    bool connections_table = false;
   };
 
   // An open request tracking a key's entry (HAProxy refuses to delete it meanwhile); closed on
@@ -239,7 +242,9 @@ class Haproxy {
           << "    mode http\n"
           << "    timeout client 30s\n"
           << "    bind 127.0.0.1:" << frontend_port_ << "\n"
-          << "    http-request track-sc0 req.hdr(x-user) table fast_path\n"
+          << "    http-request track-sc0 req.hdr(x-user) table fast_path\n";
+      if (options_.connections_table) out << "    http-request track-sc1 req.hdr(x-user) table user_connections\n";
+      out
           << "    http-request wait-for-body time 30s at-least 1000000\n"
           << "    http-request return status 200\n";
     }
@@ -249,6 +254,10 @@ class Haproxy {
     } else {
       out << "backend other_table\n"
           << "    stick-table type string len 64 size 1k expire 2m store gpt(3)\n";
+    }
+    if (options_.connections_table) {
+      out << "backend user_connections\n"
+          << "    stick-table type string len 64 size 100k expire 24h store conn_cur,http_req_cnt\n";
     }
     write_file(config_file(), out.str());
   }

@@ -118,6 +118,20 @@ Router test_router() {
   router.get("/echo", echo);
   router.add(Method::post, "/echo", echo);
   router.get("/throws", [](const Request&) -> Response { throw std::runtime_error("handler bug"); });
+  // Coroutine handlers: /later answers after awaiting a timer, /later-throws throws after it.
+  router.get_async("/later", [](const Request& request) -> asio::awaitable<Response> {
+    co_await sleep_for(std::chrono::milliseconds(50));
+    co_return director::net::http::make_response(Status::ok, "text/plain",
+                                                 "later " + std::string(request.target()) + "\n");
+  });
+  router.get_async("/never", [](const Request&) -> asio::awaitable<Response> {
+    co_await sleep_for(std::chrono::milliseconds(60'000));
+    co_return director::net::http::make_response(Status::ok, "text/plain", "too late\n");
+  });
+  router.get_async("/later-throws", [](const Request&) -> asio::awaitable<Response> {
+    co_await sleep_for(std::chrono::milliseconds(10));
+    throw std::runtime_error("async handler bug");
+  });
   return router;
 }
 
@@ -675,4 +689,35 @@ TEST_CASE("http stream: streams on a multi-threaded io_context, stopped from ano
   work.reset();
   server_io.stop();
   for (auto& thread : threads) thread.join();
+}
+
+TEST_CASE("http: an async handler answers after its awaits; one that throws is 500; route() runs it", "[http][async]") {
+  Served served;
+  const auto reply = served.run_get("/later?x=1");
+  CHECK(reply.status == 200);
+  CHECK(reply.body == "later /later?x=1\n");
+  CHECK(reply.header("Connection") == "close");
+  CHECK(reply.header("Content-Length") == std::to_string(reply.body.size()));
+  CHECK(served.run_get("/later-throws").status == 500);
+  CHECK(served.run_get("/hello").status == 200);
+  const auto post = served.send("POST /later HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+  CHECK(post.status == 405);
+  CHECK(post.header("Allow") == "GET");
+
+  const Router router = test_router();
+  const Request request(Method::get, "/later", 11);
+  CHECK(router.route(request).body() == "later /later\n");
+}
+
+TEST_CASE("http: an async handler still running at the deadline is cancelled, the client closed", "[http][async]") {
+  HttpLimits limits;
+  limits.exchange_timeout = 200ms;
+  Served served(limits);
+  const auto started = std::chrono::steady_clock::now();
+  const auto reply = served.run_get("/never");
+  const auto elapsed = std::chrono::steady_clock::now() - started;
+  CHECK(reply.status == 0);  // closed without an answer
+  CHECK(elapsed >= 180ms);
+  CHECK(elapsed < 3s);
+  CHECK(served.run_get("/later").status == 200);  // the server goes on
 }

@@ -67,6 +67,7 @@ TEST_CASE("defaults are the documented ones") {
   CHECK(c.kubernetes.volume_size == "10Gi");
   CHECK(c.kubernetes.storage_class.empty());
   CHECK(c.kubernetes.fs_group == 0);
+  CHECK(c.kubernetes.pod_security == config::KubernetesOptions::PodSecurity::baseline);
   CHECK_FALSE(c.kubernetes.share_namespace);
   CHECK(c.runtime_timeout == std::chrono::seconds(10));
   CHECK(c.pull_timeout == std::chrono::minutes(10));
@@ -88,8 +89,6 @@ TEST_CASE("defaults are the documented ones") {
   CHECK(c.idle.action == director::spawner::core::IdleAction::stop);
   CHECK(c.idle_check_interval == std::chrono::minutes(1));
   CHECK(c.agent_urls.empty());
-  CHECK(c.haproxy_sockets.empty());
-  CHECK(c.connections_table == "user_connections");
   CHECK(c.sources.empty());
   CHECK(c.effective_threads() >= 1);
 }
@@ -138,8 +137,6 @@ TEST_CASE("every option is read from its environment variable") {
            {"SPAWNER_IDLE_ACTION", "remove"},
            {"SPAWNER_IDLE_CHECK_INTERVAL", "30s"},
            {"SPAWNER_AGENTS", "http://127.0.0.1:9102,http://[::1]:9103"},
-           {"SPAWNER_HAPROXY_SOCKETS", "/run/haproxy/admin.sock,127.0.0.1:9999"},
-           {"SPAWNER_CONNECTIONS_TABLE", "open_connections"},
            {"SPAWNER_LOG_LEVEL", "debug"},
            {"SPAWNER_LOG_FORMAT", "json"}});
   INFO(outcome.error);
@@ -190,8 +187,6 @@ TEST_CASE("every option is read from its environment variable") {
   CHECK(c.idle.action == director::spawner::core::IdleAction::remove);
   CHECK(c.idle_check_interval == std::chrono::seconds(30));
   CHECK(c.agent_urls == std::vector<std::string>{"http://127.0.0.1:9102", "http://[::1]:9103"});
-  CHECK(c.haproxy_sockets == std::vector<std::string>{"/run/haproxy/admin.sock", "127.0.0.1:9999"});
-  CHECK(c.connections_table == "open_connections");
   CHECK(c.log_level == director::LogLevel::debug);
   CHECK(c.log_format == director::LogFormat::json);
   CHECK(c.sources.at("memory") == Source::environment);
@@ -221,7 +216,6 @@ TEST_CASE("the file takes lists as arrays, and commands and the environment as a
     "environment": ["LIST=a,b", "TZ=UTC"],
     "health_command": ["CMD-ARGS", "x"],
     "agents": ["http://127.0.0.1:9102", "http://127.0.0.2:9102"],
-    "haproxy_sockets": ["/tmp/haproxy.sock"],
     "dns_servers": ["127.0.0.1:5353"]
   })");
   const auto outcome = parse({"--config", file.path()});
@@ -232,7 +226,6 @@ TEST_CASE("the file takes lists as arrays, and commands and the environment as a
   CHECK(t.environment == std::vector<std::string>{"LIST=a,b", "TZ=UTC"});
   CHECK(t.health_check.command == std::vector<std::string>{"CMD-ARGS", "x"});
   CHECK(outcome.config->agent_urls.size() == 2);
-  CHECK(outcome.config->haproxy_sockets == std::vector<std::string>{"/tmp/haproxy.sock"});
   CHECK(outcome.config->dns_servers == std::vector<std::string>{"127.0.0.1:5353"});
 
   TempFile shell(R"({"health_command": "wget -q -O- http://localhost:8080/ || exit 1"})");
@@ -381,11 +374,6 @@ TEST_CASE("every invalid value names its source, the value and what is accepted"
       {{"--agents", "http://agents:0"}, {}, "for --agents"},
       {{"--agents", "https://127.0.0.1:9102"}, {}, "for --agents"},
       {{"--agents", "http://127.0.0.1:9102/"}, {}, "for --agents"},
-      {{"--haproxy-sockets", "run/haproxy.sock"}, {}, "for --haproxy-sockets: expected entries separated by commas, each an absolute unix socket path"},
-      {{"--haproxy-sockets", "haproxy"}, {}, "for --haproxy-sockets"},
-      {{"--haproxy-sockets", "haproxy_1:9999"}, {}, "for --haproxy-sockets"},
-      {{"--haproxy-sockets", "tcp://haproxy:9999"}, {}, "for --haproxy-sockets"},
-      {{"--connections-table", "user connections"}, {}, "for --connections-table: expected an HAProxy table"},
       {{"--log-level", "trace"}, {}, "for --log-level: expected error, warn, info or debug"},
       {{"--log-format", "xml"}, {}, "for --log-format: expected text or json"},
       {{"--config", std::string_view("a\nb")}, {}, "for --config: expected a file path"},
@@ -413,7 +401,7 @@ TEST_CASE("every limit's edge is accepted") {
            {"--idle-timeout", "0ms"},  {"--runtime", "unix:///run/podman/podman.sock"},     {"--command", ""},
            {"--health-cmd", ""},       {"--env", ""},              {"--network", "none"},   {"--volume-mount", ""},
            {"--listen", "0.0.0.0:0"},  {"--http-listen", "127.0.0.1:0"},                    {"--agents", ""},
-           {"--haproxy-sockets", "[::1]:9999"},                    {"--refresh-interval", "60s"},
+           {"--refresh-interval", "60s"},
            {"--runtime", "kubernetes"}, {"--kubernetes-namespace", "a"}, {"--kubernetes-namespace", ""},
            {"--kubernetes-volume-size", "1"}, {"--kubernetes-volume-size", "999999999999999999"},
            {"--kubernetes-storage-class", ""}, {"--kubernetes-storage-class", "standard"},
@@ -490,6 +478,29 @@ TEST_CASE("runtime kubernetes: named as such, and the Docker-only options are re
              Catch::Contains("inconsistent options: pids_limit (SPAWNER_PIDS_LIMIT, --pids-limit) is 100 "
                              "(environment), runtime (SPAWNER_RUNTIME, --runtime) is \"kubernetes\" (environment); "
                              "Kubernetes has no process limit per Pod"));
+  // Service names start with a letter; claim names are lowercase.
+  CHECK_THAT(parse({"--runtime", "kubernetes", "--container-host-prefix", "1desk"}).error,
+             Catch::Contains("inconsistent options: container_host_prefix (CONTAINER_HOST_PREFIX, "
+                             "--container-host-prefix) is \"1desk\" (flag), runtime (SPAWNER_RUNTIME, --runtime) is "
+                             "\"kubernetes\" (flag); a Kubernetes Service's name (PREFIX-<label>) must start with a letter"));
+  CHECK(parse({"--container-host-prefix", "1desk"}).config);  // a Docker container's name may
+  CHECK_THAT(parse({"--runtime", "kubernetes", "--volume-mount", "/home", "--volume-prefix", "Home_dir"}).error,
+             Catch::Contains("volume_prefix (SPAWNER_VOLUME_PREFIX, --volume-prefix) is \"Home_dir\" (flag), "
+                             "runtime (SPAWNER_RUNTIME, --runtime) is \"kubernetes\" (flag); a PersistentVolumeClaim's name"));
+  CHECK(parse({"--runtime", "kubernetes", "--volume-mount", "/home", "--volume-prefix", "home.v2"}).config);
+  CHECK(parse({"--runtime", "kubernetes", "--volume-prefix", "Home_dir"}).config);  // no volume, no claim
+  CHECK(parse({"--volume-mount", "/home", "--volume-prefix", "Home_dir"}).config);
+  // The Pods' securityContext: Kubernetes only.
+  CHECK_THAT(parse({"--kubernetes-pod-security", "restricted"}).error,
+             Catch::Contains("inconsistent options: kubernetes_pod_security (SPAWNER_KUBERNETES_POD_SECURITY, "
+                             "--kubernetes-pod-security) is \"restricted\" (flag), runtime (SPAWNER_RUNTIME, "
+                             "--runtime) is \"unix:///var/run/docker.sock\" (default); the Pods' securityContext "
+                             "exists only with runtime kubernetes"));
+  const auto restricted = parse({"--runtime", "kubernetes"}, {{"SPAWNER_KUBERNETES_POD_SECURITY", "restricted"}});
+  REQUIRE(restricted.config);
+  CHECK(restricted.config->kubernetes.pod_security == config::KubernetesOptions::PodSecurity::restricted);
+  CHECK(nlohmann::json::parse(config::to_json(*restricted.config)).at("kubernetes_pod_security") == "restricted");
+  CHECK_THAT(parse({"--kubernetes-pod-security", "privileged"}).error, Catch::Contains("baseline or restricted"));
   CHECK_THAT(parse({"--kubernetes-share-namespace", "yes"}).error,
              Catch::Contains("for --kubernetes-share-namespace: expected true or false"));
 
@@ -603,7 +614,7 @@ TEST_CASE("the Markdown reference (--help-markdown) is one table row per option 
     INFO(r);
     CHECK(r.find("| any text |") == std::string::npos);  // every option refuses something, and says what
   }
-  CHECK(rows.size() == 2 + 47);
+  CHECK(rows.size() == 2 + 46);
 }
 
 TEST_CASE("docs/configuration.md holds the spawner's Markdown reference as generated") {
@@ -628,7 +639,7 @@ TEST_CASE("docs/configuration.md holds the spawner's Markdown reference as gener
   }
 }
 
-TEST_CASE("agent URLs and stats sockets: the parsers the server uses read what the options accept") {
+TEST_CASE("agent URLs: the parser the server uses reads what the option accepts") {
   using boost::asio::ip::tcp;
   using director::config_table::NamedEndpoint;
   const auto agent = config::parse_agent_url("http://127.0.0.1:9102");
@@ -643,26 +654,25 @@ TEST_CASE("agent URLs and stats sockets: the parsers the server uses read what t
     INFO(bad);
     CHECK_FALSE(config::parse_agent_url(bad));
   }
-  const auto unix_socket = config::parse_stats_socket("/run/haproxy/admin.sock");
-  REQUIRE(unix_socket);
-  CHECK(std::get<std::string>(*unix_socket) == "/run/haproxy/admin.sock");
-  const auto tcp_socket = config::parse_stats_socket("127.0.0.1:9999");
-  REQUIRE(tcp_socket);
-  CHECK(std::get<boost::asio::ip::tcp::endpoint>(*tcp_socket).port() == 9999);
-  CHECK_FALSE(config::parse_stats_socket("/" + std::string(107, 'a')));
-  CHECK_FALSE(config::parse_stats_socket("relative.sock"));
-  const auto named_socket = config::parse_stats_socket("haproxy:9999");
-  REQUIRE(named_socket);
-  CHECK(std::get<NamedEndpoint>(*named_socket) == NamedEndpoint{"haproxy", 9999});
 }
 
-TEST_CASE("the replicas by DNS name: SPAWNER_AGENTS and SPAWNER_HAPROXY_SOCKETS take names beside addresses") {
-  const auto outcome = parse({}, {{"SPAWNER_AGENTS", "http://director-agents.director.svc.cluster.local:9102,http://127.0.0.1:9102"},
-                                  {"SPAWNER_HAPROXY_SOCKETS", "director-haproxy.director.svc.cluster.local:9999,/run/a.sock"}});
+TEST_CASE("the replicas by DNS name: SPAWNER_AGENTS takes names beside addresses") {
+  const auto outcome = parse({}, {{"SPAWNER_AGENTS", "http://director-agents.director.svc.cluster.local:9102,http://127.0.0.1:9102"}});
   INFO(outcome.error);
   REQUIRE(outcome.config);
   CHECK(outcome.config->agent_urls == std::vector<std::string>{"http://director-agents.director.svc.cluster.local:9102",
                                                                "http://127.0.0.1:9102"});
-  CHECK(outcome.config->haproxy_sockets ==
-        std::vector<std::string>{"director-haproxy.director.svc.cluster.local:9999", "/run/a.sock"});
+}
+
+TEST_CASE("SPAWNER_HAPROXY_SOCKETS and SPAWNER_CONNECTIONS_TABLE are refused, saying what replaced them") {
+  for (const auto* value : {"127.0.0.1:9999", ""}) {
+    const auto sockets = parse({}, {{"SPAWNER_HAPROXY_SOCKETS", value}});
+    CHECK_FALSE(sockets.config);
+    CHECK_THAT(sockets.error, Catch::Contains("SPAWNER_HAPROXY_SOCKETS is no longer read") &&
+                                  Catch::Contains("GET /connections") && Catch::Contains("DIRECTOR_HAPROXY_SOCKETS"));
+  }
+  const auto table = parse({}, {{"SPAWNER_CONNECTIONS_TABLE", "user_connections"}});
+  CHECK_FALSE(table.config);
+  CHECK_THAT(table.error, Catch::Contains("SPAWNER_CONNECTIONS_TABLE is no longer read"));
+  CHECK_THAT(parse({"--haproxy-sockets", "/run/haproxy.sock"}).error, Catch::Contains("unknown argument"));
 }

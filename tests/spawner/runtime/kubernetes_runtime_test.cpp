@@ -83,14 +83,30 @@ class KubeStandin {
     settings.container_port = 8080;
     settings.volume_size = "1Gi";
     settings.timeout = 10s;
+    settings.container_template = container_template();
     return settings;
+  }
+
+  // What every user's Pod is made of (the spawner's template; start() renders it).
+  static core::ContainerTemplate container_template() {
+    core::ContainerTemplate made;
+    made.host_prefix = "vscode";
+    made.image = "codercom/code-server:4.96.4";
+    made.command = {"--bind-addr", "0.0.0.0:8080"};
+    made.environment = {"USER={label}"};
+    made.volume_prefix = "director-home";
+    made.volume_mount = "/home/coder";
+    made.memory_bytes = 1ULL << 30;
+    made.health_check.command = {"true"};
+    return made;
   }
 
   // A request to the API with the current token, or to the control API (/_standin/..., none).
   asio::awaitable<http::ClientResponse> request(Verb method, std::string target, const Json& body = nullptr) {
     http::ClientRequest request(method, target, 11);
-    request.set(boost::beast::http::field::authorization,
-                "Bearer " + director::test::read_file(token_file()));
+    std::string token = director::test::read_file(token_file());
+    while (!token.empty() && token.back() == '\n') token.pop_back();  // a newline in a header would end the head
+    request.set(boost::beast::http::field::authorization, "Bearer " + token);
     if (!body.is_null()) {
       request.set(boost::beast::http::field::content_type, "application/json");
       request.body() = body.dump();
@@ -125,19 +141,9 @@ class KubeStandin {
   director::test::ChildProcess process_{SIGTERM};
 };
 
+// The spec the lifecycle's create would give the runtime for this user.
 core::ContainerSpec spec_for(const std::string& label) {
-  core::ContainerSpec spec;
-  spec.name = "vscode-" + label;
-  spec.image = "codercom/code-server:4.96.4";
-  spec.command = {"--bind-addr", "0.0.0.0:8080"};
-  spec.environment = {"USER=" + label};
-  spec.labels = {{std::string(core::managed_label), "true"}, {std::string(core::label_label), label},
-                 {std::string(core::user_label), label + "@Example.com"}};
-  spec.volume_name = "director-home-" + label;
-  spec.volume_mount = "/home/coder";
-  spec.memory_bytes = 1ULL << 30;
-  spec.health_check.command = {"true"};
-  return spec;
+  return core::render(KubeStandin::container_template(), core::UserIdentity{label + "@Example.com", label});
 }
 
 std::string pod_status_path(const std::string& name) { return "/pods/director/" + name + "/status"; }
@@ -189,13 +195,17 @@ TEST_CASE("a user's life against the API stand-in: create, start, stop, start ag
     CHECK(again.error().error == core::CallError::conflict);
     CHECK(again.error().http_status == 409);
 
-    // start: the Pod from the Service's annotation, as create made it.
+    CHECK_FALSE(service["metadata"]["annotations"].contains("io.container-director.pod"));  // no manifest kept
+
+    // start: the Pod rendered from the template for the Service's user.
     REQUIRE((co_await runtime.start(*id)).has_value());
     const Json pod = co_await api.get("pods", "vscode-alice");
     REQUIRE(pod.is_object());
-    const Json manifest = Json::parse(service["metadata"]["annotations"]["io.container-director.pod"].get<std::string>());
-    CHECK(pod["spec"]["containers"] == manifest["spec"]["containers"]);
-    CHECK(pod["metadata"]["labels"] == manifest["metadata"]["labels"]);
+    CHECK(pod["spec"]["containers"][0]["image"] == "codercom/code-server:4.96.4");
+    CHECK(pod["spec"]["containers"][0]["args"] == Json{"--bind-addr", "0.0.0.0:8080"});
+    CHECK(pod["spec"]["containers"][0]["env"] == Json::parse(R"([{"name":"USER","value":"alice"}])"));
+    CHECK(pod["metadata"]["labels"] == service["metadata"]["labels"]);
+    CHECK(pod["metadata"]["annotations"]["io.container-director.user"] == "alice@Example.com");
     CHECK(pod["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == "director-home-alice");
     CHECK((co_await runtime.inspect(*id)).value()->state == core::ContainerState::created);
 
@@ -316,6 +326,15 @@ TEST_CASE("failures are classified: 500 and 429 unavailable, a wrong token refus
     CHECK((co_await runtime.ping()).has_value());
     const auto created_now = co_await runtime.create(spec_for("carol"));
     REQUIRE_OK(created_now);
+
+    // Rotated again, the file rewritten at the same size with the same time (a rewrite within
+    // the file time's resolution): the 401 makes the runtime read it again and call once more.
+    const auto written = std::filesystem::last_write_time(api.token_file());
+    co_await api.control("/token", R"({"token":"rotated-token-0003"})");
+    director::test::write_file(api.token_file(), "rotated-token-0003\n");
+    std::filesystem::last_write_time(api.token_file(), written);
+    const auto reread = co_await runtime.ping();
+    REQUIRE_OK(reread);
 
     std::filesystem::remove(api.token_file());
     const auto missing = co_await runtime.ping();
@@ -484,34 +503,112 @@ TEST_CASE("watch() ends when cancelled, also while it waits to resume a stream t
   CHECK(std::chrono::steady_clock::now() - began < 5s);
 }
 
-TEST_CASE("start() makes no Pod from a Service that is not the spawner's, or whose manifest is another Pod") {
+TEST_CASE("start() renders the template's Pod: never a manifest a Service carries, nor for another user's name") {
   KubeStandin api;
   asio::io_context io;
   KubernetesRuntime runtime(api.settings());
   run_until_complete(io, [&]() -> asio::awaitable<void> {
-    Json pod = Json::parse(R"({"apiVersion":"v1","kind":"Pod","spec":{"containers":[{"name":"main","image":"x"}]}})");
-    pod["metadata"]["labels"]["io.container-director.managed"] = "true";
+    // A Service written by someone who may write Services: managed labels, a user, and a
+    // hostPath, privileged Pod in the annotation the spawner once kept its manifest in.
     Json service = Json::parse(R"({"apiVersion":"v1","kind":"Service","spec":{"ports":[{"port":8080}]}})");
-    const auto post_service = [&](std::string name, bool managed, std::string pod_name) -> asio::awaitable<void> {
+    const Json evil = Json::parse(R"({"apiVersion":"v1","kind":"Pod","metadata":{"name":"vscode-mallory",
+        "labels":{"io.container-director.managed":"true","io.container-director.label":"mallory"}},
+        "spec":{"containers":[{"name":"main","image":"evil:1","securityContext":{"privileged":true},
+        "volumeMounts":[{"name":"root","mountPath":"/host"}]}],"volumes":[{"name":"root","hostPath":{"path":"/"}}]}})");
+    const auto post_service = [&](std::string name, bool managed, std::string label) -> asio::awaitable<void> {
       service["metadata"]["name"] = name;
       service["metadata"]["labels"] = Json::object();
       if (managed) service["metadata"]["labels"]["io.container-director.managed"] = "true";
-      pod["metadata"]["name"] = std::move(pod_name);
-      service["metadata"]["annotations"]["io.container-director.pod"] = pod.dump();
+      if (!label.empty()) service["metadata"]["labels"]["io.container-director.label"] = label;
+      service["metadata"]["annotations"]["io.container-director.user"] = label + "@Example.com";
+      service["metadata"]["annotations"]["io.container-director.pod"] = evil.dump();
       const auto response = co_await api.request(Verb::post, "/api/v1/namespaces/director/services", service);
       REQUIRE(response.result_int() == 201);
     };
-    co_await post_service("vscode-mallory", false, "vscode-mallory");  // not managed
-    co_await post_service("vscode-trudy", true, "kube-apiserver-node1");  // another Pod's name
-    for (const char* name : {"vscode-mallory", "vscode-trudy"}) {
+
+    co_await post_service("vscode-mallory", true, "mallory");
+    REQUIRE((co_await runtime.start("vscode-mallory")).has_value());
+    const Json pod = co_await api.get("pods", "vscode-mallory");
+    REQUIRE(pod.is_object());
+    CHECK(pod["spec"]["volumes"].dump().find("hostPath") == std::string::npos);
+    CHECK(pod["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == "director-home-mallory");
+    CHECK(pod["spec"]["containers"][0]["image"] == "codercom/code-server:4.96.4");
+    CHECK_FALSE(pod["spec"]["containers"][0].contains("securityContext"));
+
+    // Not managed, another user's label under this name, or no user: refused, no Pod.
+    co_await post_service("vscode-trudy", false, "trudy");
+    co_await post_service("vscode-eve", true, "alice");
+    co_await post_service("vscode-oscar", true, "");
+    for (const char* name : {"vscode-trudy", "vscode-eve", "vscode-oscar"}) {
+      INFO(name);
       const auto started = co_await runtime.start(name);
       REQUIRE_FALSE(started.has_value());
       CHECK(started.error().error == core::CallError::refused);
       CHECK(started.error().message.find("not started") != std::string::npos);
+      CHECK((co_await api.get("pods", name)).is_null());
     }
-    CHECK((co_await api.get("pods", "vscode-mallory")).is_null());
-    CHECK((co_await api.get("pods", "kube-apiserver-node1")).is_null());
-    CHECK((co_await api.get("pods", "vscode-trudy")).is_null());
+    const auto eve = co_await runtime.start("vscode-eve");
+    CHECK(eve.error().message.find("io.container-director.label=alice") != std::string::npos);
+    CHECK((co_await api.get("pods", "vscode-alice")).is_null());
+  }());
+}
+
+TEST_CASE("start() fails at once on a Pod stuck Terminating, naming it and the force deletion") {
+  KubeStandin api;
+  asio::io_context io;
+  KubernetesRuntime runtime(api.settings());
+  run_until_complete(io, [&]() -> asio::awaitable<void> {
+    const auto spec = spec_for("grace");
+    const auto created = co_await runtime.create(spec);
+    REQUIRE_OK(created);
+    REQUIRE((co_await runtime.start(spec.name)).has_value());
+    // Its node lost: Terminating, the grace period ended five minutes ago, never DELETED.
+    co_await api.control("/pods/director/" + spec.name + "/stuck-terminating", R"({"since":300})");
+    const auto began = std::chrono::steady_clock::now();
+    const auto started = co_await runtime.start(spec.name);
+    CHECK(std::chrono::steady_clock::now() - began < 3s);  // not the call's timeout (10 s)
+    REQUIRE_FALSE(started.has_value());
+    CHECK(started.error().error == core::CallError::unavailable);
+    INFO(started.error().message);
+    CHECK(started.error().message.find("the Pod vscode-grace has been Terminating since") != std::string::npos);
+    CHECK(started.error().message.find("kubectl delete pod vscode-grace -n director --force --grace-period=0") !=
+          std::string::npos);
+    // A stop (idle retirement) fails as fast, with the same message.
+    const auto stop_began = std::chrono::steady_clock::now();
+    const auto stopped = co_await runtime.stop(spec.name, 1s);
+    CHECK(std::chrono::steady_clock::now() - stop_began < 3s);
+    REQUIRE_FALSE(stopped.has_value());
+    CHECK(stopped.error().message.find("has been Terminating since") != std::string::npos);
+    // The operator forces it: the next start makes the Pod.
+    const auto forced = co_await api.request(Verb::delete_, "/api/v1/namespaces/director/pods/vscode-grace?gracePeriodSeconds=0");
+    CHECK(forced.result_int() == 200);
+    REQUIRE((co_await runtime.start(spec.name)).has_value());
+    const Json pod = co_await api.get("pods", spec.name);
+    REQUIRE(pod.is_object());
+    CHECK_FALSE(pod["metadata"].contains("deletionTimestamp"));
+  }());
+}
+
+TEST_CASE("a template changed since create() shows at the user's next start") {
+  KubeStandin api;
+  asio::io_context io;
+  run_until_complete(io, [&]() -> asio::awaitable<void> {
+    KubernetesRuntime before(api.settings());
+    const auto created = co_await before.create(spec_for("frank"));
+    REQUIRE_OK(created);
+    REQUIRE((co_await before.start("vscode-frank")).has_value());
+    CHECK((co_await api.get("pods", "vscode-frank"))["spec"]["containers"][0]["image"] == "codercom/code-server:4.96.4");
+    REQUIRE((co_await before.stop("vscode-frank", 1s)).has_value());
+
+    // The spawner restarted with a new image and environment: the next start has them.
+    auto settings = api.settings();
+    settings.container_template.image = "codercom/code-server:4.99.0";
+    settings.container_template.environment = {"OWNER={username}"};
+    KubernetesRuntime after(settings);
+    REQUIRE((co_await after.start("vscode-frank")).has_value());
+    const Json pod = co_await api.get("pods", "vscode-frank");
+    CHECK(pod["spec"]["containers"][0]["image"] == "codercom/code-server:4.99.0");
+    CHECK(pod["spec"]["containers"][0]["env"] == Json::parse(R"([{"name":"OWNER","value":"frank@Example.com"}])"));
   }());
 }
 
@@ -539,5 +636,15 @@ TEST_CASE("list_managed() reads a listing longer than a page, page by page") {
     second["continue"] = "500";
     CHECK(requested(served, "GET", services, first));
     CHECK(requested(served, "GET", services, second));
+
+    // The continue token expires (its snapshot compacted): the list starts over, once.
+    co_await api.control("/expire-continue", R"({"count":1})");
+    const auto started_over = co_await runtime.list_managed();
+    REQUIRE_OK(started_over);
+    CHECK(started_over->size() == users);
+    co_await api.control("/expire-continue", R"({"count":2})");
+    const auto expired_twice = co_await runtime.list_managed();
+    REQUIRE_FALSE(expired_twice.has_value());
+    CHECK(expired_twice.error().http_status == 410);
   }());
 }

@@ -1,7 +1,7 @@
-// The idle retirer's I/O with a fake runtime (a fake is fine for a unit test of one class),
-// real HTTP servers standing in for the agents' GET /users and a real unix socket standing in
-// for HAProxy's stats socket (it answers `show table` with HAProxy 2.6's format). The end-to-end
-// test with real HAProxy and agents is tests/e2e's.
+// The idle retirer's I/O with a fake runtime (a fake is fine for a unit test of one class) and
+// real HTTP servers standing in for the agents' GET /users and GET /connections (paged by cursor
+// as the agent pages; or answering 503 as an agent whose HAProxy is unreadable). The end-to-end
+// test with real HAProxy and agents is tests/e2e's (test_spawner_idle.py, test_spawner_replicas.py).
 #include "server/idle_retirer.hpp"
 
 #include "../../common/net/dns_fixture.hpp"
@@ -11,17 +11,13 @@
 #include "run_until.hpp"
 
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/local/stream_protocol.hpp>
-#include <boost/asio/read_until.hpp>
-#include <boost/asio/write.hpp>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
 #include <array>
-#include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
-#include <unistd.h>
 
 namespace {
 
@@ -34,11 +30,36 @@ using director::net::http::Request;
 using director::net::http::Response;
 using director::net::http::Status;
 
-// An agent's GET /users: `seen` (label, seconds ago), paged as the agent pages.
-director::net::http::Router agent_users(std::vector<std::pair<std::string, double>> seen, int* requests) {
+// What a fake agent's GET /connections answers: its HAProxy's open connections per username,
+// or 503 (unreadable), or "sockets": [] (it reads no HAProxy).
+struct AgentHaproxy {
+  std::map<std::string, std::uint64_t> open;
+  bool unreadable = false;
+  bool no_sockets = false;
+};
+
+struct AgentRequests {
+  int users = 0;
+  std::vector<std::string> connections;  // the query of each /connections request
+};
+
+std::string hex(std::string_view text) {
+  static constexpr std::string_view digits = "0123456789abcdef";
+  std::string out;
+  for (const char c : text) {
+    out += digits[static_cast<unsigned char>(c) >> 4];
+    out += digits[static_cast<unsigned char>(c) & 0xf];
+  }
+  return out;
+}
+
+// An agent's GET /users: `seen` (label, seconds ago), paged as the agent pages; and its GET
+// /connections from `haproxy`, paged by the cursor `after` as the agent pages.
+director::net::http::Router fake_agent(std::vector<std::pair<std::string, double>> seen, AgentHaproxy haproxy,
+                                       AgentRequests* requests) {
   director::net::http::Router router;
   router.get("/users", [seen, requests](const Request& request) {
-    ++*requests;
+    ++requests->users;
     const auto query = director::net::http::split_target(request.target()).query;
     std::size_t offset = 0;
     std::size_t limit = 100;
@@ -50,58 +71,42 @@ director::net::http::Router agent_users(std::vector<std::pair<std::string, doubl
     return director::net::http::make_response(Status::ok, "application/json",
                                               Json{{"total", seen.size()}, {"offset", offset}, {"users", users}}.dump());
   });
+  router.get("/connections", [haproxy, requests](const Request& request) {
+    const auto query = std::string(director::net::http::split_target(request.target()).query);
+    requests->connections.push_back(query);
+    if (haproxy.unreadable) {
+      return director::net::http::make_response(
+          Status::service_unavailable, "application/json",
+          R"({"error":"cannot read HAProxy's open connections","unreadable":[{"socket":"/run/haproxy.sock","reason":"cannot connect"}]})");
+    }
+    std::size_t limit = 1000;
+    std::string after;
+    for (std::size_t at = 0; at < query.size();) {
+      const auto end = std::min(query.find('&', at), query.size());
+      const auto parameter = query.substr(at, end - at);
+      if (parameter.starts_with("limit=")) limit = std::stoul(parameter.substr(6));
+      if (parameter.starts_with("after=")) after = parameter.substr(6);
+      at = end + 1;
+    }
+    Json rows = Json::array();
+    Json next = nullptr;
+    for (const auto& [user, open] : haproxy.open) {
+      if (!after.empty() && hex(user) <= after) continue;  // hex keeps the byte order
+      if (rows.size() == limit) {
+        next = hex(rows.back()["user"].get<std::string>());
+        break;
+      }
+      rows.push_back({{"user", user}, {"open", open}});
+    }
+    Json sockets = haproxy.no_sockets ? Json::array() : Json::array({"/run/haproxy.sock"});
+    return director::net::http::make_response(
+        Status::ok, "application/json",
+        Json{{"table", "user_connections"}, {"sockets", sockets}, {"total", haproxy.open.size()},
+             {"connections", rows}, {"next", next}}
+            .dump());
+  });
   return router;
 }
-
-// A stats socket that answers every command with `answer` and closes, like HAProxy's: on a unix
-// socket path, or on TCP (Protocol = boost::asio::ip::tcp) at an address, as a replica's HAProxy
-// listens in Kubernetes.
-template <typename Protocol>
-class BasicStatsSocket {
- public:
-  BasicStatsSocket(boost::asio::io_context& io, typename Protocol::endpoint endpoint, std::string answer)
-      : acceptor_(io, endpoint) {
-    boost::asio::co_spawn(io, serve(std::move(answer)), director::net::log_if_thrown("stats socket"));
-  }
-  ~BasicStatsSocket() { acceptor_.close(); }
-  typename Protocol::endpoint endpoint() const { return acceptor_.local_endpoint(); }
-  std::vector<std::string> commands;
-
- private:
-  boost::asio::awaitable<void> serve(std::string answer) {
-    for (;;) {
-      auto [accepted, socket] = co_await acceptor_.async_accept(director::net::nothrow_awaitable);
-      if (accepted) co_return;
-      std::string command;
-      auto [read, size] = co_await boost::asio::async_read_until(socket, boost::asio::dynamic_buffer(command), '\n',
-                                                                  director::net::nothrow_awaitable);
-      commands.push_back(command.substr(0, size));
-      co_await boost::asio::async_write(socket, boost::asio::buffer(answer), director::net::nothrow_awaitable);
-    }
-  }
-  typename Protocol::acceptor acceptor_;
-};
-
-using TcpStatsSocket = BasicStatsSocket<boost::asio::ip::tcp>;
-
-class StatsSocket : public BasicStatsSocket<boost::asio::local::stream_protocol> {
- public:
-  StatsSocket(boost::asio::io_context& io, std::string answer)
-      : BasicStatsSocket(io, endpoint_at(next_path()), std::move(answer)) {}
-  ~StatsSocket() { std::filesystem::remove(path()); }
-  std::string path() const { return endpoint().path(); }
-
- private:
-  static std::string next_path() {
-    return (std::filesystem::temp_directory_path() /
-            ("director-stats-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++) + ".sock"))
-        .string();
-  }
-  static boost::asio::local::stream_protocol::endpoint endpoint_at(const std::string& path) { return {path}; }
-  static inline int counter_ = 0;
-};
-
-constexpr std::string_view table_header = "# table: user_connections, type: string, size:102400, used:3\n";
 
 struct Fixture {
   boost::asio::io_context io;
@@ -109,31 +114,24 @@ struct Fixture {
   FakeRuntime runtime;
   // The DNS of tests that name their replicas (serve_dns); the others' resolver asks nobody.
   std::optional<director::test::Dnsmasq> dns;
-  int agent_requests = 0;
+  AgentRequests agent_requests;
   std::unique_ptr<director::net::http::HttpServer> agent;
-  std::unique_ptr<StatsSocket> haproxy;
   server::RetirerSettings settings;
 
   Fixture() {
     for (const auto* label : {"idle", "websocket", "recent", "unknown"}) runtime.containers["vscode-" + std::string(label)] = managed_running(label);
     settings.idle.timeout = std::chrono::milliseconds(3'600'000);
     settings.check_interval = std::chrono::milliseconds(60'000);
-    settings.connections_table = "user_connections";
     settings.stop_grace = std::chrono::milliseconds(10'000);
     settings.read_timeout = std::chrono::milliseconds(1000);
   }
 
-  void serve_agent(std::vector<std::pair<std::string, double>> seen) {
+  void serve_agent(std::vector<std::pair<std::string, double>> seen, AgentHaproxy haproxy = {}) {
     agent = std::make_unique<director::net::http::HttpServer>(
         io, boost::asio::ip::tcp::endpoint(boost::asio::ip::address_v4::loopback(), 0), "agent",
-        agent_users(std::move(seen), &agent_requests));
+        fake_agent(std::move(seen), std::move(haproxy), &agent_requests));
     agent->start();
     settings.agent_urls.push_back("http://127.0.0.1:" + std::to_string(agent->local_endpoint().port()));
-  }
-
-  void serve_haproxy(std::string rows) {
-    haproxy = std::make_unique<StatsSocket>(io, std::string(table_header) + rows + "\n");
-    settings.haproxy_sockets.push_back(haproxy->path());
   }
 
   // A name resolving to the hosts file's addresses (e.g. "127.0.1.1 replicas\n127.0.1.2 replicas\n").
@@ -152,31 +150,25 @@ struct Fixture {
     return *result;
   }
 
-  // Replica `index` (0, 1, ...) at 127.0.1.<index + 1>: an agent and an HAProxy stats socket on
-  // the same ports as every other replica's, as Pods behind a headless Service have them.
+  // Replica `index` (0, 1, ...) at 127.0.1.<index + 1>: an agent (beside its HAProxy) on the same
+  // port as every other replica's, as Pods behind a headless Service have it.
   std::vector<std::unique_ptr<director::net::http::HttpServer>> replica_agents;
-  std::vector<std::unique_ptr<TcpStatsSocket>> replica_haproxys;
-  std::array<int, 4> replica_requests{};
+  std::array<AgentRequests, 4> replica_requests{};
   std::uint16_t agent_port = 0;
-  std::uint16_t haproxy_port = 0;
 
-  void serve_replica(std::vector<std::pair<std::string, double>> seen, std::string rows) {
+  void serve_replica(std::vector<std::pair<std::string, double>> seen, AgentHaproxy haproxy) {
     const auto index = replica_agents.size();
     const auto address = boost::asio::ip::make_address("127.0.1." + std::to_string(index + 1));
     replica_agents.push_back(std::make_unique<director::net::http::HttpServer>(
         io, boost::asio::ip::tcp::endpoint(address, agent_port), "agent",
-        agent_users(std::move(seen), &replica_requests.at(index))));
+        fake_agent(std::move(seen), std::move(haproxy), &replica_requests.at(index))));
     replica_agents.back()->start();
     agent_port = replica_agents.back()->local_endpoint().port();
-    replica_haproxys.push_back(std::make_unique<TcpStatsSocket>(
-        io, boost::asio::ip::tcp::endpoint(address, haproxy_port), std::string(table_header) + rows + "\n"));
-    haproxy_port = replica_haproxys.back()->endpoint().port();
   }
 
-  // Every replica served so far, by one name each for the agents and the HAProxys.
+  // Every replica served so far, by one name.
   void name_replicas(std::string_view name) {
     settings.agent_urls.push_back("http://" + std::string(name) + ":" + std::to_string(agent_port));
-    settings.haproxy_sockets.push_back(std::string(name) + ":" + std::to_string(haproxy_port));
   }
 };
 
@@ -194,10 +186,7 @@ bool counted(const metrics::Metrics& metrics, std::string_view series) {
 
 TEST_CASE("an idle user is stopped, open connections and recent requests spare the others") {
   Fixture fixture;
-  fixture.serve_agent({{"idle", 7200.0}, {"websocket", 7200.0}, {"recent", 60.0}});
-  fixture.serve_haproxy(
-      "0x55d0c8a7b0a0: key=idle use=0 exp=86395000 conn_cur=0 http_req_cnt=4\n"
-      "0x55d0c8a7b0b0: key=websocket use=1 exp=86395000 conn_cur=1 http_req_cnt=9\n");
+  fixture.serve_agent({{"idle", 7200.0}, {"websocket", 7200.0}, {"recent", 60.0}}, {.open = {{"websocket", 1}}});
   const auto round = fixture.round();
   CHECK(round.complete);
   CHECK(round.running == 4);
@@ -205,8 +194,7 @@ TEST_CASE("an idle user is stopped, open connections and recent requests spare t
   CHECK(round.retired[0].label == "idle");
   CHECK(fixture.runtime.stopped_ids == std::vector<std::string>{"id-idle"});
   CHECK(fixture.runtime.removes == 0);
-  REQUIRE(fixture.haproxy->commands.size() == 1);
-  CHECK(fixture.haproxy->commands[0] == "show table user_connections\n");
+  CHECK(fixture.agent_requests.connections == std::vector<std::string>{"limit=10000"});
   CHECK(fixture.metrics.serialize({}).find("director_spawner_retirements_total{action=\"stop\",reason=\"idle\"} 1") !=
         std::string::npos);
 }
@@ -215,23 +203,29 @@ TEST_CASE("the remove action removes the container (its volume stays: the runtim
   Fixture fixture;
   fixture.settings.idle.action = core::IdleAction::remove;
   fixture.serve_agent({{"idle", 7200.0}, {"websocket", 60.0}, {"recent", 60.0}});
-  fixture.serve_haproxy("");
   const auto round = fixture.round();
   REQUIRE(round.retired.size() == 1);
   CHECK(fixture.runtime.removed_ids == std::vector<std::string>{"id-idle"});
 }
 
-TEST_CASE("every page of an agent's users is read") {
+TEST_CASE("every page of an agent's users and connections is read") {
   Fixture fixture;
   std::vector<std::pair<std::string, double>> seen;
-  for (int i = 0; i < 2500; ++i) seen.emplace_back("user" + std::to_string(i), 10.0);
+  AgentHaproxy haproxy;
+  for (int i = 0; i < 25'000; ++i) {
+    seen.emplace_back("user" + std::to_string(i), 7200.0);
+    haproxy.open["user" + std::to_string(i)] = 1;
+  }
+  seen.resize(2500);
   seen.emplace_back("idle", 7200.0);
-  seen.emplace_back("websocket", 10.0);
+  seen.emplace_back("websocket", 7200.0);
   seen.emplace_back("recent", 10.0);
-  fixture.serve_agent(seen);
-  fixture.serve_haproxy("");
+  haproxy.open["websocket"] = 2;  // after every "user..." key: on the last page
+  fixture.serve_agent(seen, haproxy);
   const auto round = fixture.round();
-  CHECK(fixture.agent_requests == 3);
+  CHECK(fixture.agent_requests.users == 3);
+  REQUIRE(fixture.agent_requests.connections.size() == 3);
+  CHECK(fixture.agent_requests.connections[1].starts_with("limit=10000&after="));
   REQUIRE(round.retired.size() == 1);
   CHECK(round.retired[0].label == "idle");
 }
@@ -241,27 +235,18 @@ TEST_CASE("an unreadable source retires nobody that round") {
     Fixture fixture;
     fixture.serve_agent({{"idle", 7200.0}});
     fixture.settings.agent_urls.push_back("http://127.0.0.1:1");
-    fixture.serve_haproxy("");
     const auto round = fixture.round();
     CHECK_FALSE(round.complete);
     CHECK(round.retired.empty());
+    CHECK(counted(fixture.metrics, "director_spawner_idle_unreadable_total{source=\"agent\"} 1"));
   }
-  SECTION("a stats socket that is not there") {
+  SECTION("an agent that cannot read its HAProxy (503)") {
     Fixture fixture;
-    fixture.serve_agent({{"idle", 7200.0}});
-    fixture.settings.haproxy_sockets.push_back("/nonexistent/haproxy.sock");
+    fixture.serve_agent({{"idle", 7200.0}}, {.unreadable = true});
     const auto round = fixture.round();
     CHECK_FALSE(round.complete);
     CHECK(round.retired.empty());
-  }
-  SECTION("a table HAProxy does not have") {
-    Fixture fixture;
-    fixture.serve_agent({{"idle", 7200.0}});
-    fixture.haproxy = std::make_unique<StatsSocket>(fixture.io, "No such table.\n");
-    fixture.settings.haproxy_sockets.push_back(fixture.haproxy->path());
-    const auto round = fixture.round();
-    CHECK_FALSE(round.complete);
-    CHECK(round.retired.empty());
+    CHECK(counted(fixture.metrics, "director_spawner_idle_unreadable_total{source=\"haproxy\"} 1"));
   }
   SECTION("the runtime's listing") {
     Fixture fixture;
@@ -273,17 +258,21 @@ TEST_CASE("an unreadable source retires nobody that round") {
   }
 }
 
+TEST_CASE("an agent that reads no HAProxy contributes no connections: the round goes on") {
+  Fixture fixture;
+  fixture.serve_agent({{"idle", 7200.0}, {"websocket", 7200.0}, {"recent", 60.0}}, {.no_sockets = true});
+  const auto round = fixture.round();
+  CHECK(round.complete);
+  CHECK(round.retired.size() == 2);  // idle and websocket: nobody saw websocket's connection
+}
 
-TEST_CASE("replicas found by name: every address is one agent and one HAProxy, activity on any one spares a user") {
+TEST_CASE("replicas found by name: every address is one agent, activity on any one spares a user") {
   Fixture fixture;
   // Replica 1 saw "recent" long ago, replica 2 a minute ago; "websocket" has its WebSocket open
   // through replica 1's HAProxy only; "idle" is idle on both; "unknown" no agent knows (spared:
   // the spawner has just started watching).
-  fixture.serve_replica({{"idle", 7200.0}, {"websocket", 7200.0}, {"recent", 7200.0}},
-                        "0x1: key=idle use=0 exp=86395000 conn_cur=0 http_req_cnt=4\n"
-                        "0x2: key=websocket use=1 exp=86395000 conn_cur=1 http_req_cnt=9\n");
-  fixture.serve_replica({{"idle", 7300.0}, {"websocket", 7300.0}, {"recent", 60.0}},
-                        "0x3: key=idle use=0 exp=86395000 conn_cur=0 http_req_cnt=1\n");
+  fixture.serve_replica({{"idle", 7200.0}, {"websocket", 7200.0}, {"recent", 7200.0}}, {.open = {{"websocket", 1}}});
+  fixture.serve_replica({{"idle", 7300.0}, {"websocket", 7300.0}, {"recent", 60.0}}, {});
   fixture.serve_dns(hosts_for("replicas", 2));
   fixture.name_replicas("replicas");
   const auto round = fixture.round();
@@ -291,52 +280,45 @@ TEST_CASE("replicas found by name: every address is one agent and one HAProxy, a
   REQUIRE(round.retired.size() == 1);
   CHECK(round.retired[0].label == "idle");
   CHECK(fixture.runtime.stopped_ids == std::vector<std::string>{"id-idle"});
-  CHECK(fixture.replica_requests[0] == 1);
-  CHECK(fixture.replica_requests[1] == 1);
-  CHECK(fixture.replica_haproxys[0]->commands == std::vector<std::string>{"show table user_connections\n"});
-  CHECK(fixture.replica_haproxys[1]->commands == std::vector<std::string>{"show table user_connections\n"});
+  CHECK(fixture.replica_requests[0].users == 1);
+  CHECK(fixture.replica_requests[1].users == 1);
+  CHECK(fixture.replica_requests[0].connections.size() == 1);
+  CHECK(fixture.replica_requests[1].connections.size() == 1);
 }
 
 TEST_CASE("a name of the replicas that gives no address retires nobody that round") {
-  for (const bool agents_named : {true, false}) {
-    DYNAMIC_SECTION((agents_named ? "the agents' name" : "the HAProxys' name") << " does not exist") {
-      Fixture fixture;
-      fixture.serve_replica({{"idle", 7200.0}}, "");
-      fixture.serve_dns(hosts_for("replicas", 1));
-      fixture.name_replicas("replicas");
-      if (agents_named) {
-        fixture.settings.agent_urls = {"http://gone:" + std::to_string(fixture.agent_port)};
-      } else {
-        fixture.settings.haproxy_sockets = {"gone:" + std::to_string(fixture.haproxy_port)};
-      }
-      const auto round = fixture.round();
-      CHECK_FALSE(round.complete);
-      CHECK(round.retired.empty());
-      CHECK(counted(fixture.metrics, "director_spawner_idle_unreadable_total{source=\"dns\"} 1"));
-    }
+  SECTION("the agents' name does not exist") {
+    Fixture fixture;
+    fixture.serve_replica({{"idle", 7200.0}}, {});
+    fixture.serve_dns(hosts_for("replicas", 1));
+    fixture.settings.agent_urls = {"http://gone:" + std::to_string(fixture.agent_port)};
+    const auto round = fixture.round();
+    CHECK_FALSE(round.complete);
+    CHECK(round.retired.empty());
+    CHECK(counted(fixture.metrics, "director_spawner_idle_unreadable_total{source=\"dns\"} 1"));
   }
   SECTION("the DNS server does not answer") {
     Fixture fixture;
-    fixture.serve_replica({{"idle", 7200.0}}, "");
+    fixture.serve_replica({{"idle", 7200.0}}, {});
     fixture.name_replicas("replicas");  // no serve_dns: the resolver asks a port nobody serves
     const auto round = fixture.round();
     CHECK_FALSE(round.complete);
     CHECK(round.retired.empty());
-    CHECK(fixture.replica_requests[0] == 0);
+    CHECK(fixture.replica_requests[0].users == 0);
   }
 }
 
 TEST_CASE("one address of the replicas' name that answers nothing retires nobody that round") {
   Fixture fixture;
-  fixture.serve_replica({{"idle", 7200.0}}, "");
-  fixture.serve_replica({{"idle", 7200.0}}, "");
+  fixture.serve_replica({{"idle", 7200.0}}, {});
+  fixture.serve_replica({{"idle", 7200.0}}, {.unreadable = true});
   fixture.serve_dns(hosts_for("replicas", 3));  // 127.0.1.3: nothing listens
   fixture.name_replicas("replicas");
   const auto round = fixture.round();
   CHECK_FALSE(round.complete);
   CHECK(round.retired.empty());
-  CHECK(fixture.replica_requests[0] == 1);
-  CHECK(fixture.replica_requests[1] == 1);
+  CHECK(fixture.replica_requests[0].users == 1);
+  CHECK(fixture.replica_requests[1].users == 1);
   CHECK(counted(fixture.metrics, "director_spawner_idle_unreadable_total{source=\"agent\"} 1"));
   CHECK(counted(fixture.metrics, "director_spawner_idle_unreadable_total{source=\"haproxy\"} 1"));
 }

@@ -1,0 +1,47 @@
+#include "server/open_connections.hpp"
+
+#include "net/haproxy_cli.hpp"
+#include "net/show_table.hpp"
+
+#include <string>
+#include <utility>
+
+namespace director::server {
+
+boost::asio::awaitable<OpenConnections> read_open_connections(OpenConnectionsSettings settings) {
+  using Clock = std::chrono::steady_clock;
+  OpenConnections result;
+  const auto deadline = Clock::now() + settings.timeout;
+  for (const auto& socket : settings.sockets) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left <= std::chrono::milliseconds::zero()) {
+      result.unreadable.push_back({socket, "not read: the other sockets took the whole " +
+                                               std::to_string(settings.timeout.count()) + "ms"});
+      continue;
+    }
+    // Named arguments, not temporaries: GCC 12 destroys a temporary argument of a coroutine
+    // called in a co_await expression twice.
+    std::string command = "show table " + settings.table + " data.conn_cur gt 0\n";
+    std::string address = socket;
+    auto answer = co_await net::haproxy_command(std::move(address), std::move(command), settings.max_bytes, left);
+    if (!answer) {
+      result.unreadable.push_back({socket, answer.error().message});
+      continue;
+    }
+    const auto table = net::parse_show_table(*answer);
+    if (!table.header_seen) {
+      // An unknown table (or an error message): HAProxy prints no "# table:" line.
+      result.unreadable.push_back(
+          {socket, "no table " + settings.table + " in HAProxy: " + net::first_answer_line(*answer)});
+      continue;
+    }
+    for (const auto& [key, count] : table.connections) {
+      if (count == 0) continue;
+      auto& sum = result.by_key[key];
+      sum = count > UINT64_MAX - sum ? UINT64_MAX : sum + count;
+    }
+  }
+  co_return result;
+}
+
+}  // namespace director::server

@@ -1,0 +1,34 @@
+// HAProxy's answer to `show table <name>` (its runtime API, net/haproxy_cli.hpp), as text: the
+// one parser of that grammar. Pure: no I/O; refuses or skips anything malformed, never throws.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+
+namespace director::net {
+
+// `show table <name>` on an HAProxy stats socket (checked against HAProxy 2.6 and 3.2):
+//   # table: user_connections, type: string, size:102400, used:2
+//   0x55d0c8a7b0a0: key=alice use=0 exp=86395000 shard=0 conn_cur=1 http_req_cnt=4
+// (2.6 prints no shard=; fields other than key= and conn_cur= are ignored, whatever they are).
+// With `http-request track-sc1`, conn_cur counts the user's streams in progress: an open
+// WebSocket tunnel stays counted for its whole life, a finished request on a keep-alive
+// connection does not (checked on both versions).
+// HAProxy escapes the key: "\ " (space), "\=", "\\", "\t", "\n", "\r" and "\xHH" for other
+// bytes outside 0x21-0x7e; they are unescaped here. A `type string len 64` table keeps only the
+// first 64 bytes of a longer username: such users share one entry, and the spawner's
+// core::open_connections_by_label counts it for each of them (never too few connections, so
+// never retired by mistake).
+struct ShowTable {
+  std::map<std::string, std::uint64_t, std::less<>> connections;  // key -> conn_cur
+  std::size_t skipped_lines = 0;  // entry lines that did not parse (bad escape, no conn_cur=, ...)
+  bool header_seen = false;       // the "# table:" line was there (an unknown table prints none)
+};
+// At most max_show_table_entries entries are kept; further lines count as skipped.
+inline constexpr std::size_t max_show_table_entries = 1'000'000;
+ShowTable parse_show_table(std::string_view text);
+
+}  // namespace director::net

@@ -1,0 +1,137 @@
+// GET /connections (connections_endpoint, over read_open_connections) against real HAProxy 2.6
+// and 3.2 (../common/net/haproxy_fixture.hpp): a request that stays open through HAProxy's
+// tracking frontend is what an open WebSocket is to haproxy.cfg's user_connections table
+// (track-sc1: conn_cur counts the user's streams in progress).
+#include "server/http_endpoints.hpp"
+#include "server/open_connections.hpp"
+
+#include "../common/net/haproxy_fixture.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <thread>
+
+using namespace std::chrono_literals;
+using director::server::OpenConnectionsSettings;
+using director::test::Haproxy;
+using Json = nlohmann::json;
+
+namespace {
+
+struct Reply {
+  int status = 0;
+  Json body;
+};
+
+// GET `target` of connections_endpoint with `settings`, run to completion.
+Reply get(const OpenConnectionsSettings& settings, const std::string& target = "/connections") {
+  boost::asio::io_context io;
+  const director::net::http::Request request(director::net::http::Method::get, target, 11);
+  auto answer = boost::asio::co_spawn(io, director::server::connections_endpoint(settings, request),
+                                      boost::asio::use_future);
+  io.run();
+  const auto response = answer.get();
+  return Reply{static_cast<int>(response.result_int()), Json::parse(response.body())};
+}
+
+// The open connections /connections lists: username -> open.
+std::map<std::string, std::uint64_t> open_of(const Reply& reply) {
+  std::map<std::string, std::uint64_t> open;
+  for (const auto& row : reply.body["connections"]) open[row["user"].get<std::string>()] = row["open"].get<std::uint64_t>();
+  return open;
+}
+
+// Polls /connections until `expected` (at most 5 s: HAProxy counts a closed stream down at once,
+// but asynchronously to the client's close).
+bool eventually(const OpenConnectionsSettings& settings, const std::map<std::string, std::uint64_t>& expected) {
+  for (int i = 0; i < 500; ++i) {
+    const auto reply = get(settings);
+    if (reply.status == 200 && open_of(reply) == expected) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("/connections: users with streams open through HAProxy, summed over its sockets; none once closed",
+          "[connections]") {
+  const auto versions = director::test::haproxy_versions();
+  if (versions.empty()) WARN("skipped: HAProxy is not installed (tools/install-deps.sh installs it)");
+  for (const auto& version : versions) {
+    DYNAMIC_SECTION("HAProxy " << version.name) {
+      Haproxy haproxy({.executable = version.executable, .tcp_socket = true, .tracking_frontend = true,
+                       .connections_table = true});
+      OpenConnectionsSettings settings;
+      settings.sockets = {haproxy.socket()};
+
+      auto nobody = get(settings);
+      CHECK(nobody.status == 200);
+      CHECK(nobody.body["sockets"] == Json::array({haproxy.socket()}));
+      CHECK(nobody.body["table"] == "user_connections");
+      CHECK(nobody.body["total"] == 0);
+      CHECK(nobody.body["connections"] == Json::array());
+      CHECK(nobody.body["next"].is_null());
+
+      std::optional<Haproxy::TrackedRequest> alice(haproxy.track("alice"));
+      auto bob_first = haproxy.track("bob");
+      auto bob_second = haproxy.track("bob");
+      CHECK(eventually(settings, {{"alice", 1}, {"bob", 2}}));
+
+      // The same HAProxy on two sockets: each socket is read, and the counts summed.
+      settings.sockets = {haproxy.socket(), haproxy.tcp_socket()};
+      CHECK(eventually(settings, {{"alice", 2}, {"bob", 4}}));
+      settings.sockets = {haproxy.socket()};
+
+      alice.reset();  // closed: alice has no stream open any more (her entry stays, conn_cur 0)
+      CHECK(eventually(settings, {{"bob", 2}}));
+      CHECK(haproxy.command("show table user_connections\n").find("key=alice") != std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("/connections: a socket that cannot be read makes it 503, naming the socket and why", "[connections]") {
+  const auto versions = director::test::haproxy_versions();
+  if (versions.empty()) WARN("skipped: HAProxy is not installed (tools/install-deps.sh installs it)");
+  for (const auto& version : versions) {
+    DYNAMIC_SECTION("HAProxy " << version.name) {
+      Haproxy haproxy({.executable = version.executable, .tracking_frontend = true, .connections_table = true});
+      auto open = haproxy.track("alice");
+      OpenConnectionsSettings settings;
+      settings.sockets = {haproxy.socket(), "/nonexistent/haproxy.sock"};
+      const auto unreachable = get(settings);
+      CHECK(unreachable.status == 503);
+      CHECK_THAT(unreachable.body["error"].get<std::string>(), Catch::Contains("cannot read HAProxy's open connections"));
+      REQUIRE(unreachable.body["unreadable"].size() == 1);
+      CHECK(unreachable.body["unreadable"][0]["socket"] == "/nonexistent/haproxy.sock");
+      CHECK_THAT(unreachable.body["unreadable"][0]["reason"].get<std::string>(), Catch::Contains("cannot connect"));
+      CHECK_FALSE(unreachable.body.contains("connections"));
+
+      settings.sockets = {haproxy.socket()};
+      settings.table = "no_such_table";
+      const auto no_table = get(settings);
+      CHECK(no_table.status == 503);
+      CHECK_THAT(no_table.body["unreadable"][0]["reason"].get<std::string>(), Catch::Contains("no table no_such_table"));
+
+      settings.table = "user_connections";
+      haproxy.stop();
+      const auto stopped = get(settings);
+      CHECK(stopped.status == 503);
+      CHECK(stopped.body["unreadable"][0]["socket"] == haproxy.socket());
+    }
+  }
+}
+
+TEST_CASE("/connections: without a socket it says it reads none (200, sockets [])", "[connections]") {
+  const auto none = get(OpenConnectionsSettings{});
+  CHECK(none.status == 200);
+  CHECK(none.body["sockets"] == Json::array());
+  CHECK(none.body["connections"] == Json::array());
+}
