@@ -24,6 +24,7 @@ In a test:
         api.expire_continue_tokens(1)                 # the next list page by continue: 410 Expired
         api.stick_terminating("ns", "vscode-alice", since=300)  # its node lost: Terminating for good
         api.requests()                                # [(method, path, query), ...] served so far
+        api.authorized()                              # [RequestInfo] asked of the Role (with one)
     KubeApiStandin(..., role=load_role("role.yaml"), user="system:serviceaccount:ns:sa")
                                                       # RBAC: only what that Role grants (403)
 
@@ -44,7 +45,7 @@ As a process (the same controls as HTTP under /_standin/, which needs no token):
     curl -X POST -d '{"token":"n3w"}' .../_standin/token        # requests need this token now
     curl -X POST -d '{"count":1}' .../_standin/expire-continue
     curl -X POST -d '{"since":300}' .../_standin/pods/NS/NAME/stuck-terminating
-    curl .../_standin/requests   .../_standin/watchers
+    curl .../_standin/requests   .../_standin/watchers   .../_standin/authorized
     curl .../_standin/objects/RESOURCE/NS/NAME   # any object, whatever a Role grants (a test's reads)
 
 The API it serves (https://kubernetes.io/docs/reference/kubernetes-api/, "Workload Resources:
@@ -99,19 +100,29 @@ https://kubernetes.io/docs/reference/using-api/api-concepts/ for the rest):
 - authentication: with a token, every request but /_standin/ without "Authorization: Bearer
   <token>" gets 401 Unauthorized; with a certificate and key, TLS only.
 - authorization (with a Role: role=, --role FILE, a Role manifest in YAML or JSON, alone or
-  among other objects): every API request whose (verb, resource, subresource, namespace, name)
-  no rule of the Role grants gets 403 Forbidden, reason Forbidden, with the API server's message
-  ('pods "x" is forbidden: User "U" cannot get resource "pods/log" in API group "" in the
-  namespace "ns"'; "at the cluster scope" for a request naming no namespace) and details
-  {"kind": resource, "name": name}. Checked after authentication and before anything else, as
-  the API server does. The verbs are the API server's (api-concepts and "Authorization",
-  "Determine the request verb"): GET of one object get, of a collection list, with ?watch=1|true
-  watch; POST create; PUT update; PATCH patch; DELETE of one object delete. A Role grants only in
-  its own namespace (metadata.namespace); a rule matches when its apiGroups hold "" or "*", its
-  resources the resource, "resource/subresource" or "*", its verbs the verb or "*", and, when it
-  has resourceNames, the request names one of them (so never a create, list or watch). Discovery
-  and health paths are allowed to everyone (the API server's system:discovery and
-  system:public-info-viewer ClusterRoles). Without a Role, everything is allowed.
+  among other objects): checked after authentication and before routing, as the API server
+  does, so a request for anything (served here or not: secrets, events, pods/exec, another API
+  group, a collection's DELETE) that no rule of the Role grants gets 403 Forbidden, reason
+  Forbidden, with the API server's message ('pods "x" is forbidden: User "U" cannot get resource
+  "pods/log" in API group "" in the namespace "ns"'; "deployments.apps" for another group; "at
+  the cluster scope" for a request naming no namespace) and details {"name", "group", "kind"}
+  (name and group when there are). What is asked is read from the path as the API server's
+  request-info resolver reads it (request_info()): /api/VERSION or /apis/GROUP/VERSION, then
+  [namespaces/NS/]RESOURCE[/NAME[/SUBRESOURCE]]; the verbs are the API server's (the
+  Authorization docs, "Determine the request verb"): GET of one object get, of a collection list,
+  with ?watch watch (true unless "0" or "false", any case, as apimachinery converts booleans);
+  POST create; PUT update; PATCH patch; DELETE of one object delete, of a collection
+  deletecollection. A list or watch whose fieldSelector requires metadata.name=X names X (the
+  resolver does so, and the RBAC docs say resourceNames then apply). A Role grants only in its
+  own namespace (metadata.namespace); a rule matches when its apiGroups hold the group or "*",
+  its resources the resource, "resource/subresource" or "*", its verbs the verb or "*", and, when
+  it has resourceNames, the request names one of them (so never a create or a list or watch
+  without that field selector). Discovery and health paths are allowed to everyone (the API
+  server's system:discovery and system:public-info-viewer ClusterRoles); any other non-resource
+  path is 403 ('forbidden: User "U" cannot get path "/x"'). Then what is not served here is 404
+  NotFound (405 MethodNotAllowed for a verb a served resource lacks). authorized() (GET
+  /_standin/authorized) lists every question asked of the Role (verb, group, resource,
+  subresource, namespace, name), granted or not. Without a Role, everything is allowed.
 - discovery: /version, /api (APIVersions), /api/v1 (APIResourceList of the three resources and
   pods/status), /apis (an empty APIGroupList), /healthz, /readyz, /livez; 404 NotFound Status
   for any other path.
@@ -119,13 +130,13 @@ https://kubernetes.io/docs/reference/using-api/api-concepts/ for the rest):
 What it does NOT do: no scheduling and no kubelet (pods stay Pending until a test says
 otherwise; spec.nodeName is never set, and unlike the real API an unscheduled pod is still
 deleted gracefully), no admission or quota, no RBAC but one Role (no RoleBindings: the Role is the token's), no
-ClusterRoles, no deletecollection, no finalizers (claims have no pvc-protection),
+ClusterRoles, no deletecollection (authorized, then 405), no finalizers (claims have no pvc-protection),
 no strategic merge patch, JSON patch or server-side apply (415), no set-based label selectors
 (in, notin: 400) and no field selector but metadata.name, no generateName, no dryRun, no
 consistent paging (a list's limit and continue are served, each page cut from the state of the
 moment, not from the first page's snapshot), no resourceVersion for get and list (they always
 serve the current state, which is what "Most Recent", "Any" and "Not older than" allow), no
-/api/v1/watch/... paths (deprecated: ?watch=1 only), no Table or protobuf (JSON only), no
+/api/v1/watch/... paths (deprecated: ?watch only; authorized as watch, then 404), no Table or protobuf (JSON only), no
 OpenAPI (kubectl needs --validate=false), no other resource or API group, no namespace objects,
 no immutability of a pod's spec, no validation beyond what is listed above, and no defaults but
 these: a pod's restartPolicy Always and terminationGracePeriodSeconds 30, a service's type
@@ -236,32 +247,41 @@ class RoleAuthorizer:
         self.rules = role.get("rules") or []
         self.user = user
 
-    def allows(self, verb, resource, subresource, namespace, name):
-        if namespace != self.namespace:
+    def allows(self, info):
+        """Whether a RequestInfo is granted: in the Role's namespace, by a rule naming its API
+        group (or "*"), its "resource[/subresource]" (or "*"), its verb (or "*") and, when the
+        rule has resourceNames, the name the request carries."""
+        if info.namespace != self.namespace:
             return False
-        requested = resource if subresource is None else f"{resource}/{subresource}"
         for rule in self.rules:
-            if not {"", "*"} & set(rule.get("apiGroups") or []):
+            if not {info.api_group, "*"} & set(rule.get("apiGroups") or []):
                 continue
             resources = rule.get("resources") or []
-            if "*" not in resources and requested not in resources:
+            if "*" not in resources and info.resources not in resources:
                 continue
             verbs = rule.get("verbs") or []
-            if "*" not in verbs and verb not in verbs:
+            if "*" not in verbs and info.verb not in verbs:
                 continue
             names = rule.get("resourceNames")
-            if names and name not in names:
+            if names and info.name not in names:
                 continue
             return True
         return False
 
-    def forbidden(self, verb, resource, subresource, namespace, name):
-        requested = resource if subresource is None else f"{resource}/{subresource}"
-        what = f'{resource} "{name}"' if name else resource
-        where = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
-        details = {"kind": resource} if not name else {"name": name, "kind": resource}
-        return ApiError(403, "Forbidden", f'{what} is forbidden: User "{self.user}" cannot {verb} resource '
-                        f'"{requested}" in API group "" {where}', details)
+    def forbidden(self, info):
+        qualified = info.resource if not info.api_group else f"{info.resource}.{info.api_group}"
+        what = f'{qualified} "{info.name}"' if info.name else qualified
+        where = f'in the namespace "{info.namespace}"' if info.namespace else "at the cluster scope"
+        details = {"name": info.name} if info.name else {}
+        if info.api_group:
+            details["group"] = info.api_group
+        details["kind"] = info.resource
+        return ApiError(403, "Forbidden", f'{what} is forbidden: User "{self.user}" cannot {info.verb} resource '
+                        f'"{info.resources}" in API group "{info.api_group}" {where}', details)
+
+    def forbidden_path(self, method, path):
+        """A non-resource path no discovery rule allows (a Role grants none)."""
+        return ApiError(403, "Forbidden", f'forbidden: User "{self.user}" cannot {method.lower()} path "{path}"', {})
 
 
 def load_role(path):
@@ -454,6 +474,7 @@ class KubeApiStandin(ThreadedStandin):
         self._logs = {}  # (namespace, pod name) -> its container's output (set_pod_log)
         self._next_cluster_ip = 1
         self._requests = collections.deque(maxlen=MAX_REQUESTS_KEPT)
+        self._attributes = collections.deque(maxlen=MAX_REQUESTS_KEPT)  # RequestInfo, with a Role
         self._timers = []
         self._server = None
 
@@ -771,6 +792,12 @@ class KubeApiStandin(ThreadedStandin):
         with self._lock:
             return list(self._requests)
 
+    def authorized(self):
+        """With a Role: [RequestInfo] of every resource request it was asked about so far (the
+        latest MAX_REQUESTS_KEPT), granted or not: what a client's calls need of a Role."""
+        with self._lock:
+            return list(self._attributes)
+
     # --- internals (the lock held) ----------------------------------------------------------
 
     def _current(self, resource, namespace, name, rv):
@@ -922,6 +949,10 @@ class KubeApiStandin(ThreadedStandin):
         with self._lock:
             self._requests.append((method, path, query))
 
+    def _log_attributes(self, info):
+        with self._lock:
+            self._attributes.append(info)
+
     # --- the HTTP API -----------------------------------------------------------------------
 
     def _serve(self, method, path, query, headers, body, connection):
@@ -938,18 +969,25 @@ class KubeApiStandin(ThreadedStandin):
             return 200, _DISCOVERY[path](), {}
         if method == "GET" and path in ("/healthz", "/readyz", "/livez"):
             return 200, "ok", {}
-        route = _route(path)
+        # Authorization before routing, as the API server does: what is asked is parsed from any
+        # path the API server would parse (request_info), served here or not.
+        info = request_info(method, path, query)
+        if self.authorizer is not None:
+            if info is None:
+                raise self.authorizer.forbidden_path(method, path)
+            self._log_attributes(info)
+            if not self.authorizer.allows(info):
+                raise self.authorizer.forbidden(info)
+        route = None if path.startswith(("/api/v1/watch/", "/api/v1/watch?")) else _route(info)
         if route is None:
             raise ApiError(404, "NotFound", "the server could not find the requested resource",
                            {})
         resource, namespace, name, subresource = route
-        verb = _verb(method, name, query)
-        if (self.authorizer is not None and verb is not None
-                and not self.authorizer.allows(verb, resource, subresource, namespace, name)):
-            raise self.authorizer.forbidden(verb, resource, subresource, namespace, name)
-        if (verb is None or (subresource is not None and verb not in ("get", "update", "patch"))
+        verb = info.verb
+        if (verb not in VERBS or (subresource is not None and verb not in ("get", "update", "patch"))
                 or (subresource == "log" and verb != "get")
-                or (namespace is None and verb != "list" and verb != "watch")):
+                or (namespace is None and verb != "list" and verb != "watch")
+                or (name is None and verb in ("get", "update", "patch", "delete"))):
             raise ApiError(405, "MethodNotAllowed",
                            "the server does not allow this method on the requested resource", {})
         failure = self._take_failure(verb)
@@ -1006,6 +1044,8 @@ class KubeApiStandin(ThreadedStandin):
         request = _json(body) if body else {}
         if method == "GET" and path == "/requests":
             return 200, [list(r) for r in self.requests()], {}
+        if method == "GET" and path == "/authorized":
+            return 200, [info._asdict() for info in self.authorized()], {}
         if method == "GET" and path == "/watchers":
             return 200, {"watchers": self.watcher_count()}, {}
         if method == "GET" and path.startswith("/objects/") and len(path.strip("/").split("/")) == 4:
@@ -1057,7 +1097,7 @@ class KubeApiStandin(ThreadedStandin):
             if len(parts) == 4 and parts[0] == "pods" and parts[3] == "finish-deletion":
                 return 200, self.finish_deletion(parts[1], parts[2]), {}
         raise ApiError(404, "NotFound", "the stand-in's control API: GET /_standin/requests, "
-                       "/_standin/watchers, /_standin/objects/RESOURCE/NS/NAME; POST /_standin/compact, /bookmark, /drop-watches, /end-watches, "
+                       "/_standin/watchers, /_standin/authorized, /_standin/objects/RESOURCE/NS/NAME; POST /_standin/compact, /bookmark, /drop-watches, /end-watches, "
                        "/fail-next, /expire-continue, /immediate-deletion, /token, "
                        "/pods/NS/NAME/status|node-failure|finish-deletion|stuck-terminating|log", {})
 
@@ -1135,34 +1175,96 @@ def _timeout_seconds(text):
     return seconds
 
 
-def _route(path):
-    """(resource, namespace or None, name or None, subresource or None), or None."""
-    parts = path.strip("/").split("/")
-    if parts[:2] != ["api", API_VERSION] or len(parts) < 3:
-        return None
-    parts = parts[2:]
-    if len(parts) == 1 and parts[0] in RESOURCES:
-        return parts[0], None, None, None
-    if len(parts) < 3 or parts[0] != "namespaces" or parts[2] not in RESOURCES or not parts[1]:
-        return None
-    namespace, resource, rest = parts[1], parts[2], parts[3:]
-    if not rest:
-        return resource, namespace, None, None
-    if len(rest) == 1 and rest[0]:
-        return resource, namespace, rest[0], None
-    if len(rest) == 2 and rest[0] and rest[1] == "status" and resource in ("pods",):
-        return resource, namespace, rest[0], "status"
-    if len(rest) == 2 and rest[0] and rest[1] == "log" and resource == "pods":
-        return resource, namespace, rest[0], "log"
-    return None
+class RequestInfo(collections.namedtuple(
+        "RequestInfo", "verb api_group api_version resource subresource namespace name")):
+    """What an API request asks for, as the API server's request-info resolver reads it from the
+    path and query (k8s.io/apiserver, "Determine the request verb" in the Authorization docs)."""
+
+    @property
+    def resources(self):
+        """"resource" or "resource/subresource": what a Role's rules name."""
+        return self.resource if self.subresource is None else f"{self.resource}/{self.subresource}"
 
 
-def _verb(method, name, query):
-    """The Kubernetes verb of a request (api "Request verbs"), or None when not served."""
-    watch = query.get("watch") in ("1", "true")
-    if name is None:
-        return {"GET": "watch" if watch else "list", "POST": "create"}.get(method)
-    return {"GET": "get", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method)
+# A namespace's own subresources: /api/v1/namespaces/NAME/status is the namespace's, not a
+# resource "status" in namespace NAME.
+_NAMESPACE_SUBRESOURCES = ("status", "finalize")
+_METHOD_VERBS = {"POST": "create", "GET": "get", "HEAD": "get", "PUT": "update", "PATCH": "patch",
+                 "DELETE": "delete"}
+
+
+def request_info(method, path, query):
+    """The RequestInfo of a resource request, /api/VERSION/... (the core group) or
+    /apis/GROUP/VERSION/...: [namespaces/NS/]RESOURCE[/NAME[/SUBRESOURCE]], the verb from the
+    method (GET of one object get, of a collection list, or watch with ?watch set; POST create;
+    PUT update; PATCH patch; DELETE of one object delete, of a collection deletecollection).
+    A list or watch whose fieldSelector requires metadata.name=X names X, as the API server's
+    resolver does (so a Role's resourceNames can allow it). None for a non-resource path."""
+    parts = [part for part in path.strip("/").split("/")]
+    if len(parts) >= 3 and parts[0] == "api" and parts[1]:
+        group, version, rest = "", parts[1], parts[2:]
+    elif len(parts) >= 4 and parts[0] == "apis" and parts[1] and parts[2]:
+        group, version, rest = parts[1], parts[2], parts[3:]
+    else:
+        return None
+    verb = _METHOD_VERBS.get(method, method.lower())
+    if rest[0] == "watch":  # the deprecated /api/v1/watch/... paths (authorized, not served)
+        verb, rest = "watch", rest[1:]
+    namespace = None
+    if rest and rest[0] == "namespaces" and len(rest) > 1:
+        namespace = rest[1]
+        if len(rest) > 2 and rest[2] not in _NAMESPACE_SUBRESOURCES:
+            rest = rest[2:]
+    if not rest or not rest[0]:
+        return None
+    resource = rest[0]
+    name = rest[1] if len(rest) > 1 and rest[1] else None
+    subresource = rest[2] if len(rest) > 2 and rest[2] else None
+    if name is None and verb == "get":
+        verb = "watch" if _query_true(query, "watch") else "list"
+        selected = _exact_name(query.get("fieldSelector", ""))
+        if selected is not None:
+            name = selected
+    elif name is None and verb == "delete":
+        verb = "deletecollection"
+    return RequestInfo(verb, group, version, resource, subresource, namespace, name)
+
+
+def _query_true(query, key):
+    """A boolean query parameter as the API server converts it: absent, "0" or "false" (any
+    case) is false, anything else (the empty string too) true (apimachinery's
+    Convert_Slice_string_To_bool)."""
+    if key not in query:
+        return False
+    value = query[key]
+    return value != "0" and value.lower() != "false"
+
+
+def _exact_name(field_selector):
+    """X when the field selector requires metadata.name=X (or ==), else None."""
+    names = set()
+    for part in field_selector.split(","):
+        field, equals, value = part.replace("==", "=").partition("=")
+        if equals and field.strip() == "metadata.name" and not field.endswith("!"):
+            names.add(value.strip())
+    if len(names) != 1:
+        return None
+    name = names.pop()
+    # The API server takes it only when it could be a path segment.
+    return None if name in ("", ".", "..") or "/" in name or "%" in name else name
+
+
+def _route(info):
+    """(resource, namespace or None, name or None, subresource or None) of what is served
+    here, or None (404)."""
+    if info is None or info.api_group != "" or info.api_version != API_VERSION:
+        return None
+    if info.resource not in RESOURCES:
+        return None
+    if info.subresource is not None and (info.resource, info.subresource) not in (("pods", "status"), ("pods", "log")):
+        return None
+    path_name = info.name if info.verb not in ("list", "watch") else None
+    return info.resource, info.namespace, path_name, info.subresource
 
 
 def _resource_list():
@@ -1202,7 +1304,8 @@ def _handler_for(api):
 
         def _handle(self):
             url = urllib.parse.urlsplit(self.path)
-            query = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query).items()}
+            # The first value of each, blank ones kept: as the API server decodes its parameters.
+            query = {k: v[0] for k, v in urllib.parse.parse_qs(url.query, keep_blank_values=True).items()}
             try:
                 try:
                     body = self._body()

@@ -6,7 +6,8 @@
   kubernetes-models 4.5.1 (tests/deploy/package-lock.json pins it; tools/install-deps.sh installs
   it), with node, and has no field the API does not define (validate_schemas.cjs);
 - what a schema cannot say: two namespaces, the director's and the users' (Pod Security Standard
-  baseline enforced there); the spawner's Role grants exactly the verbs its runtime calls, in
+  baseline enforced there); the spawner's Role (exactly what its runtime calls: the e2e test
+  spawner_kubernetes proves it) is in
   the users' namespace only (no rights in the director's, no Secrets anywhere), bound to its
   ServiceAccount in the director's; the NetworkPolicies, evaluated here across both namespaces
   against the Pods' labels and ports, let the user containers reach none of the director's own
@@ -36,9 +37,9 @@ HERE = Path(__file__).resolve().parent
 # Where tools/install-deps.sh installs tests/deploy's npm packages (its node_prefix).
 NODE_PREFIX = Path(os.environ.get("DIRECTOR_DEPLOY_NODE_PREFIX",
                                   "/usr/local/lib/container-director/tests-deploy"))
-NAMESPACE = "container-director"  # kustomization.yaml's namespace: the director's
-USERS_NAMESPACE = "container-director-users"  # users-namespace.yaml's: the users' objects
-# The objects kustomization.yaml moves into the users' namespace (besides the Namespace itself).
+NAMESPACE = "container-director"  # director/kustomization.yaml's namespace: the director's
+USERS_NAMESPACE = "container-director-users"  # users/kustomization.yaml's: the users' objects
+# The objects of users/ (besides the Namespace itself): in the users' namespace.
 IN_USERS_NAMESPACE = {("Role", "director-spawner"), ("RoleBinding", "director-spawner"),
                       ("NetworkPolicy", "user-containers-from-director")}
 CLUSTER_DOMAIN = "svc.cluster.local"
@@ -87,6 +88,13 @@ def strings_of(value, where=""):
     if isinstance(value, list):
         return [found for index, item in enumerate(value) for found in strings_of(item, f"{where}/{index}")]
     return [(where, value)] if isinstance(value, str) else []
+
+
+def unsubstituted(objects):
+    """[(path, text)] of every string still holding a kustomize var, $(DIRECTOR_NAMESPACE) or
+    $(USERS_NAMESPACE): kustomize leaves one as it is where its varReference misses."""
+    return [(where, value) for where, value in strings_of(objects)
+            if re.search(r"\$\((DIRECTOR|USERS)_NAMESPACE\)", value)]
 
 
 def generated(objects, name):
@@ -269,6 +277,26 @@ class Rendered(unittest.TestCase):
         # No credentials committed: oauth2-proxy's Secret is the operator's.
         self.assertNotIn("Secret", {o["kind"] for o in self.objects})
 
+    def test_every_var_is_substituted(self):
+        """No $(DIRECTOR_NAMESPACE) or $(USERS_NAMESPACE) is left anywhere in the output."""
+        self.assertEqual(unsubstituted(self.objects), [])
+        # Not vacuous: the bases alone leave the other base's var.
+        self.assertNotEqual(unsubstituted(render(DEPLOY / "users")), [])
+
+    def test_no_namespace_over_both_bases(self):
+        """Each namespace is one base's "namespace:", the top has none, and no kustomization
+        renders a Namespace object under another "namespace:" than its name (kustomize from
+        v3.8.3 on would rename it: docs/kubernetes.md, "Install")."""
+        expected = {DEPLOY: None, DEPLOY / "director": NAMESPACE, DEPLOY / "users": USERS_NAMESPACE}
+        found = {path.parent for path in DEPLOY.rglob("kustomization.yaml")}
+        self.assertEqual(found, set(expected))
+        for directory, namespace in expected.items():
+            kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+            self.assertEqual(kustomization.get("namespace"), namespace, directory)
+            if namespace is not None:
+                for listed in (o for o in render(directory) if o["kind"] == "Namespace"):
+                    self.assertEqual(listed["metadata"]["name"], namespace, directory)
+
     def test_users_namespace_enforces_baseline(self):
         """The Pod Security Standard: baseline enforced (no privileged, hostPath or host-network
         Pod, whatever the spawner is asked to make), restricted warned about and audited."""
@@ -308,7 +336,10 @@ class Rendered(unittest.TestCase):
 
     # --- RBAC ---------------------------------------------------------------------------------
 
-    def test_role_grants_exactly_what_the_runtime_calls(self):
+    def test_role_is_namespaced_and_narrow(self):
+        """The Role's shape. That it grants exactly what the runtime calls is proved against
+        the calls themselves: tests/e2e/test_spawner_kubernetes.py runs the spawner under this
+        Role and compares what it asked of it with what it grants."""
         self.assertEqual({o["kind"] for o in self.objects} & {"ClusterRole", "ClusterRoleBinding"}, set())
         # One Role and one RoleBinding, both in the users' namespace: no rights in the director's.
         self.assertEqual([(o["kind"], o["metadata"]["namespace"]) for o in self.objects
@@ -317,11 +348,8 @@ class Rendered(unittest.TestCase):
         role = one(self.objects, "Role", "director-spawner")
         granted = {(group, resource, verb) for rule in role["rules"] for group in rule["apiGroups"]
                    for resource in rule["resources"] for verb in rule["verbs"]}
-        wanted = {("", "pods", v) for v in ("get", "list", "watch", "create", "delete")} \
-            | {("", "pods/log", "get")} \
-            | {("", "services", v) for v in ("get", "list", "watch", "create", "delete")} \
-            | {("", "persistentvolumeclaims", "create")}
-        self.assertEqual(granted, wanted)
+        self.assertEqual({group for group, _, _ in granted}, {""})  # the core group only
+        self.assertNotIn("*", {part for entry in granted for part in entry})  # no wildcards
         self.assertNotIn("secrets", {resource.split("/")[0] for _, resource, _ in granted})
         for rule in role["rules"]:
             self.assertNotIn("resourceNames", rule)
@@ -466,6 +494,34 @@ class Rendered(unittest.TestCase):
         self.assertEqual(effective["kubernetes_namespace"], USERS_NAMESPACE)
         self.assertEqual(effective["agents"], [self.spawner_env["SPAWNER_AGENTS"]])
 
+    def test_spawner_refuses_one_namespace_for_both(self):
+        """An overlay that sets one "namespace:" over both bases (what the docs once advised)
+        puts the users' objects next to the director's Secrets: the spawner's --check-config,
+        with the environment it renders and its service account there, refuses it (exit 2)."""
+        spawner = os.environ.get("DIRECTOR_SPAWNER_BIN")
+        if not spawner:
+            self.skipTest("DIRECTOR_SPAWNER_BIN not set")
+        with tempfile.TemporaryDirectory() as scratch:
+            site = Path(scratch) / "one-namespace"
+            site.mkdir()
+            (site / "kustomization.yaml").write_text(yaml.safe_dump(
+                {"bases": [os.path.relpath(DEPLOY, site)], "namespace": "directors"}))
+            objects = render(site)
+            self.assertEqual({o["metadata"].get("namespace") for o in objects if o["kind"] != "Namespace"}, {"directors"})
+            deployment = one(objects, "Deployment", "director-spawner")
+            env = container_env(objects, container(deployment, "spawner"), "directors")
+            account = Path(scratch) / "serviceaccount"
+            account.mkdir()
+            for name, content in (("token", "not-a-token"), ("namespace", "directors"),
+                                  ("ca.crt", text_of(REPO / "tests" / "data" / "tls" / "ca.crt"))):
+                (account / name).write_text(content)
+            env.update(PATH=os.environ["PATH"], KUBERNETES_SERVICE_HOST="127.0.0.1", KUBERNETES_SERVICE_PORT="6443",
+                       SPAWNER_KUBERNETES_SERVICEACCOUNT_DIR=str(account))
+            done = subprocess.run([spawner, "--check-config"], capture_output=True, text=True, env=env, timeout=30)
+        self.assertEqual(done.returncode, 2, done.stdout + done.stderr)
+        self.assertIn('kubernetes_namespace (SPAWNER_KUBERNETES_NAMESPACE) "directors" is the spawner\'s own namespace',
+                      done.stderr)
+
     def test_env_names_are_the_programs(self):
         """Every variable the manifests set is one its program reads: HAProxy's are those
         haproxy.cfg reads; the agent's and the spawner's are in their --help-markdown tables."""
@@ -535,31 +591,40 @@ class Rendered(unittest.TestCase):
                          .split(":-", 1)[-1].rstrip("}"))
 
     def test_the_documented_overlay(self):
-        """docs/kubernetes.md's overlay, rendered: both namespaces renamed, every object in the one
-        it belongs to, every name that refers to them following (CONTAINER_DOMAIN,
-        SPAWNER_KUBERNETES_NAMESPACE, the RoleBinding's subject, the namespace selectors), the
-        images replaced, the settings merged (the rest kept)."""
+        """docs/kubernetes.md's overlay (one per namespace base, composed without "namespace:"),
+        rendered: both namespaces renamed, every object in the one it belongs to, every name that
+        refers to them following (CONTAINER_DOMAIN, SPAWNER_KUBERNETES_NAMESPACE, the
+        RoleBinding's subject, the namespace selectors), the images replaced, the settings merged
+        (the rest kept)."""
         doc = (REPO / "docs" / "kubernetes.md").read_text()
-        files = dict(re.findall(r"```yaml\n# my-site/([a-z-]+\.yaml)\n(.*?)```", doc, re.S))
-        self.assertEqual(sorted(files), ["kustomization.yaml", "users-namespace-name.yaml", "users-namespace.yaml"])
-        overlay = yaml.safe_load(files["kustomization.yaml"])
+        files = dict(re.findall(r"```yaml\n# my-site/([a-z/-]+\.yaml)\n(.*?)```", doc, re.S))
+        self.assertEqual(sorted(files), ["director/kustomization.yaml", "kustomization.yaml",
+                                         "users/kustomization.yaml", "users/namespace-name.yaml"])
+        top = yaml.safe_load(files["kustomization.yaml"])
+        self.assertNotIn("namespace", top)  # never one namespace over both bases
+        overlays = {base: yaml.safe_load(files[f"{base}/kustomization.yaml"]) for base in ("director", "users")}
         with tempfile.TemporaryDirectory() as scratch:
             site = Path(scratch) / "my-site"
-            site.mkdir()
-            overlay["bases"] = [os.path.relpath(DEPLOY, site)]
-            (site / "kustomization.yaml").write_text(yaml.safe_dump(overlay))
-            for name in ("users-namespace-name.yaml", "users-namespace.yaml"):
-                (site / name).write_text(files[name])
+            for name, text in files.items():
+                (site / name).parent.mkdir(parents=True, exist_ok=True)
+                (site / name).write_text(text)
+            for base, overlay in overlays.items():
+                # The documented path (my-site beside deploy/) made this checkout's.
+                self.assertEqual(overlay["bases"], [f"../../deploy/kubernetes/{base}"])
+                overlay["bases"] = [os.path.relpath(DEPLOY / base, site / base)]
+                (site / base / "kustomization.yaml").write_text(yaml.safe_dump(overlay))
             objects = render(site)
-        namespace = overlay["namespace"]
-        (users,) = {patch["value"] for name in ("users-namespace-name.yaml", "users-namespace.yaml")
-                    for patch in yaml.safe_load(files[name])}
+        namespace, users = overlays["director"]["namespace"], overlays["users"]["namespace"]
+        (renamed,) = [patch["value"] for patch in yaml.safe_load(files["users/namespace-name.yaml"])]
+        self.assertEqual(renamed, users)
         self.assertNotIn(namespace, (NAMESPACE, USERS_NAMESPACE))
         self.assertNotIn(users, (NAMESPACE, USERS_NAMESPACE, namespace))
-        # Neither old name is left anywhere a namespace is named (the part-of label is a name).
+        # Neither old name is left anywhere a namespace is named (the part-of label is a name),
+        # and no variable is left unsubstituted.
         stale = [(where, value) for where, value in strings_of(objects) if not where.endswith("/app.kubernetes.io/part-of")
                  and re.search(rf"(^|\.)({NAMESPACE}|{USERS_NAMESPACE})(\.|$)", value)]
         self.assertEqual(stale, [])
+        self.assertEqual(unsubstituted(objects), [])
         self.assertEqual(namespaces_of(objects), {
             (o["kind"], o["metadata"]["name"]): users if (o["kind"], o["metadata"]["name"]) in IN_USERS_NAMESPACE
             else None if o["kind"] == "Namespace" else namespace for o in objects})

@@ -23,10 +23,14 @@ page load creates the Pod again; a compaction with every watch dropped makes the
 re-list (a new snapshot) while /events keeps serving; idle retirement deletes the Pod and keeps
 the Service and the claim; a Pod in ImagePullBackOff fails the wake (502 exited); a rotated
 token is read again; /status names the Kubernetes runtime. With SPAWNER_HEALTH_CMD, the Pod's
-readinessProbe, and the wake waiting for the Ready condition. With the Role lacking
+readinessProbe, and the wake waiting for the Ready condition. With SPAWNER_IDLE_ACTION=remove,
+idle retirement deletes the Pod and the Service and keeps the claim. With the Role lacking
 persistentvolumeclaims create, a new user's page is the 502 "refused" page quoting the API's 403
-and no Pod is made. And the startup errors: not in a cluster, no token file, SPAWNER_NETWORK
-with kubernetes."""
+and no Pod is made; lacking pods delete, a Pod that ended cannot be replaced and the page quotes
+the 403. The Role is exactly what the runtime uses: the stand-in records every (verb, resource)
+asked of it, and their union over the classes running deploy/kubernetes' Role unchanged must
+equal its grants (tearDownModule). And the startup errors: not in a cluster, no token file,
+SPAWNER_NETWORK with kubernetes, the users' namespace the spawner's own (also --check-config)."""
 
 import http.client
 import json
@@ -122,6 +126,17 @@ def spawner_role(run_dir, without=None):
     return path
 
 
+def role_grants(role):
+    """{(verb, "resource[/subresource]")} a Role's rules grant (core group, no wildcards: the
+    deploy test checks the Role has none)."""
+    return {(verb, resource) for rule in role["rules"] for resource in rule["resources"] for verb in rule["verbs"]}
+
+
+# {class name: {(verb, "resource[/subresource]")}} the spawner asked of deploy/kubernetes' Role
+# in each class of tests using that Role unchanged (the stand-in records every question).
+ROLE_USED = {}
+
+
 class KubeApi:
     """The stand-in as a process (tools/kube_api_standin.py --serviceaccount-dir), enforcing the
     Role in `role_file` on its API, and the test's HTTPS client of its control API (/_standin/,
@@ -184,6 +199,14 @@ class KubeApi:
         status, body = self.call("GET", "/_standin/requests")
         return body
 
+    def authorized(self):
+        """{(verb, "resource[/subresource]")} of every request the Role was asked about."""
+        status, body = self.call("GET", "/_standin/authorized")
+        if status != 200:
+            raise AssertionError(f"/_standin/authorized: {status} {body}")
+        return {(info["verb"], info["resource"] + (f"/{info['subresource']}" if info["subresource"] else ""))
+                for info in body}
+
 
 class SpawnerAgainstStandin(unittest.TestCase):
     """One stand-in, dnsmasq, agent and spawner (with `settings`) for each class of tests."""
@@ -216,6 +239,8 @@ class SpawnerAgainstStandin(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
+        if cls.api is not None and cls.missing_from_role is None and cls.api.component.running():
+            ROLE_USED[cls.__name__] = cls.api.authorized()
         if cls.agent is not None:
             cls.agent.stop()
         cls.stack.stop()  # the spawner, dnsmasq and the users' servers
@@ -486,6 +511,44 @@ class WithoutARuleOfTheRole(SpawnerAgainstStandin):
         self.assertIsNone(self.api.get("pods", self.name))
 
 
+class IdleRemoval(SpawnerAgainstStandin):
+    """SPAWNER_IDLE_ACTION=remove: idle retirement deletes the Pod, then its Service (remove()),
+    and keeps the claim (a user's files outlive their container)."""
+
+    settings = dict(SPAWNER_SETTINGS, SPAWNER_IDLE_ACTION="remove")
+
+    def test_idle_removal_deletes_the_pod_and_the_service_and_keeps_the_claim(self):
+        status, headers, body = self.page_load()
+        self.assertEqual((status, headers.get("x-director-reason")), (200, "spawning"), body[:500])
+        poll(lambda: self.api.get("pods", self.name), bool, 15)
+        self.api.kubelet_runs(self.name)
+        poll(lambda: self.api.get("services", self.name), lambda service: service is None, IDLE_TIMEOUT + 45, 0.5)
+        self.assertIsNone(self.api.get("pods", self.name))
+        self.assertIsNotNone(self.api.get("persistentvolumeclaims", f"director-home-{LABEL}"))
+        self.assertGreaterEqual(metric(self.stack.spawner_metrics(), "director_spawner_retirements_total",
+                                       reason="idle", action="remove"), 1)
+
+
+class WithoutPodsDelete(SpawnerAgainstStandin):
+    """deploy/kubernetes' Role without pods delete: a Pod that ended cannot be replaced, and the
+    next page load says so with the API's 403 (docs/kubernetes.md, "RBAC")."""
+
+    missing_from_role = ("pods", "delete")
+
+    def test_an_ended_pod_s_next_page_says_what_the_role_lacks(self):
+        status, headers, body = self.page_load()
+        self.assertEqual((status, headers.get("x-director-reason")), (200, "spawning"), body[:500])
+        poll(lambda: self.api.get("pods", self.name), bool, 15)
+        self.api.control(f"pods/{NAMESPACE}/{self.name}/node-failure", {"deleted": False})  # Failed, kept
+        # That wake ends on the "exited" page; the next one ("Try again") must replace the Pod.
+        (status, headers, body), _, _ = poll(
+            self.page_load, lambda answer: answer[0] != 200 and b"forbidden" in answer[2], 30, 0.3)
+        self.assertEqual(status, 502, body[:800])
+        self.assertIn(f'pods &quot;{self.name}&quot; is forbidden: User &quot;{SPAWNER_USER}&quot; cannot delete '
+                      f'resource &quot;pods&quot; in API group &quot;&quot; in the namespace '
+                      f'&quot;{NAMESPACE}&quot;'.encode(), body)
+
+
 class StartupErrors(unittest.TestCase):
     """With runtime kubernetes, the spawner refuses to start without what a pod has."""
 
@@ -494,14 +557,17 @@ class StartupErrors(unittest.TestCase):
         self.addCleanup(shutil.rmtree, self.directory, True)
         self.account = self.directory / "serviceaccount"
         self.account.mkdir()
-        for name, content in (("token", "t0ken"), ("ca.crt", "-----BEGIN CERTIFICATE-----\n"), ("namespace", NAMESPACE)):
+        # As in a Pod of deploy/kubernetes: the service account's namespace is the director's.
+        for name, content in (("token", "t0ken"), ("ca.crt", "-----BEGIN CERTIFICATE-----\n"),
+                              ("namespace", DIRECTOR_NAMESPACE)):
             (self.account / name).write_text(content)
 
-    def run_spawner(self, **variables):
+    def run_spawner(self, *arguments, **variables):
         env = clean_environment({"SPAWNER_RUNTIME": "kubernetes",
                                  "SPAWNER_LISTEN": f"127.0.0.1:{free_port()}",
                                  "SPAWNER_HTTP_LISTEN": f"127.0.0.1:{free_port()}",
                                  "SPAWNER_KUBERNETES_SERVICEACCOUNT_DIR": str(self.account),
+                                 "SPAWNER_KUBERNETES_NAMESPACE": NAMESPACE,
                                  "KUBERNETES_SERVICE_HOST": "127.0.0.1",
                                  "KUBERNETES_SERVICE_PORT": str(free_port())})
         for name, value in variables.items():
@@ -510,7 +576,7 @@ class StartupErrors(unittest.TestCase):
             else:
                 env[name] = value
         env.pop("KUBERNETES_PORT", None)
-        done = subprocess.run([spawner_binary()], env=env, capture_output=True, text=True, timeout=30)
+        done = subprocess.run([spawner_binary(), *arguments], env=env, capture_output=True, text=True, timeout=30)
         return done.returncode, done.stdout + done.stderr
 
     def test_not_in_a_cluster(self):
@@ -524,12 +590,46 @@ class StartupErrors(unittest.TestCase):
         self.assertEqual(code, 1, output)
         self.assertIn(f"cannot read {self.account / 'token'} (No such file or directory)", output)
 
+    def test_the_users_namespace_the_spawner_s_own(self):
+        """An overlay that puts everything in one namespace: refused at startup and by
+        --check-config (exit 2), saying why and how to accept it."""
+        for users in (DIRECTOR_NAMESPACE, None):  # named, or the default (the service account's)
+            for arguments in ((), ("--check-config",)):
+                code, output = self.run_spawner(*arguments, SPAWNER_KUBERNETES_NAMESPACE=users)
+                self.assertEqual(code, 2, (users, arguments, output))
+                self.assertIn(f'"{DIRECTOR_NAMESPACE}"', output)
+                self.assertIn(f"the spawner's own namespace ({self.account / 'namespace'}): the spawner's right to "
+                              "create Pods there (or a Pod it is tricked into making) could mount the director's "
+                              "Secrets", output)
+                self.assertIn("SPAWNER_KUBERNETES_SHARE_NAMESPACE=true", output)
+        code, output = self.run_spawner("--check-config", SPAWNER_KUBERNETES_NAMESPACE=None,
+                                        SPAWNER_KUBERNETES_SHARE_NAMESPACE="true")
+        self.assertEqual(code, 0, output)
+        self.assertIs(json.loads(output)["kubernetes_share_namespace"], True)
+
     def test_a_network_with_kubernetes(self):
         code, output = self.run_spawner(SPAWNER_NETWORK="director")
         self.assertEqual(code, 2, output)
         self.assertIn('inconsistent options: network (SPAWNER_NETWORK, --network) is "director" (environment), '
                       'runtime (SPAWNER_RUNTIME, --runtime) is "kubernetes" (environment); Kubernetes has no '
                       'Docker networks', output)
+
+
+def tearDownModule():
+    """The Role is exactly what the runtime uses: the union of what the spawner asked of it over
+    the classes that run it unchanged equals what it grants. A grant never used is a finding
+    too: a path no test takes, or a right to drop. Checked when all those classes ran."""
+    scenario = {"SpawnerOnKubernetes", "ReadinessProbe", "IdleRemoval"}
+    if set(ROLE_USED) != scenario:
+        return  # some classes were left out (a -k filter) or failed to start: nothing to compare
+    used = set().union(*ROLE_USED.values())
+    with tempfile.TemporaryDirectory() as scratch:
+        granted = role_grants(json.loads(spawner_role(scratch).read_text()))
+    print(f"\nwhat the spawner used of the Role over {sorted(ROLE_USED)}: {sorted(used)}",
+          file=sys.stderr)
+    if used != granted:
+        raise AssertionError(f"the spawner used what deploy/kubernetes' Role does not grant: {sorted(used - granted)}; "
+                             f"the Role grants what no test used: {sorted(granted - used)}")
 
 
 if __name__ == "__main__":

@@ -807,6 +807,63 @@ class Rbac(unittest.TestCase):
             self.assertEqual((code, answer), (403, self.forbidden(verb, "pods", None if verb == "watch" else name)),
                              (method, path))
 
+    def test_authorization_comes_before_routing(self):
+        """What the stand-in does not serve is still 403 first, as the API server answers
+        (never a 404 the spawner would take for "absent"): secrets, events, pods/exec, another
+        API group, a collection's DELETE (deletecollection); granted, it is then 404 or 405."""
+        client = self.standin(rule(["pods"], ["get", "list", "delete"]))
+        secrets = f"/api/v1/namespaces/{NS}/secrets"
+        cases = (("GET", f"{secrets}/oauth2-proxy", ("get", "", "secrets", "oauth2-proxy")),
+                 ("GET", secrets, ("list", "", "secrets", None)),
+                 ("GET", f"/api/v1/namespaces/{NS}/events?watch=true", ("watch", "", "events", None)),
+                 ("POST", f"{PODS}/vscode-alice/exec", ("create", "", "pods/exec", "vscode-alice")),
+                 ("DELETE", PODS, ("deletecollection", "", "pods", None)),
+                 ("GET", f"/apis/apps/v1/namespaces/{NS}/deployments/director",
+                  ("get", "apps", "deployments", "director")))
+        for method, path, (verb, group, resource, name) in cases:
+            code, body, _ = client.request(method, path, {} if method == "POST" else None)
+            kind = resource.partition("/")[0]
+            qualified = f"{kind}.{group}" if group else kind
+            what = f'{qualified} "{name}"' if name else qualified
+            details = {"name": name} if name else {}
+            details.update({"group": group} if group else {})
+            details["kind"] = kind
+            self.assertEqual((code, body), (403, status(403, "Forbidden", f'{what} is forbidden: User "{SPAWNER_USER}" '
+                                                        f'cannot {verb} resource "{resource}" in API group "{group}" '
+                                                        f'in the namespace "{NS}"', details)), (method, path))
+        code, body, _ = client.request("GET", "/metrics")
+        self.assertEqual((code, body), (403, status(403, "Forbidden", f'forbidden: User "{SPAWNER_USER}" cannot get '
+                                                    f'path "/metrics"', {})))
+        # What the Role grants but the stand-in does not serve: after authorization, 404 or 405.
+        everything = self.standin(rule(["*"], ["*"]), {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]})
+        for method, path, code in (("GET", f"{secrets}/oauth2-proxy", 404), ("POST", f"{PODS}/vscode-alice/exec", 404),
+                                   ("GET", f"/apis/apps/v1/namespaces/{NS}/deployments", 404),
+                                   ("DELETE", PODS, 405)):
+            self.assertEqual(everything.request(method, path)[0], code, (method, path))
+
+    def test_watch_and_names_as_the_api_server_reads_them(self):
+        """?watch is true unless absent, "0" or "false" (any case), as apimachinery converts
+        it; a list or watch whose fieldSelector requires metadata.name=X names X, so a Role's
+        resourceNames can allow it; every question asked of the Role is recorded."""
+        client = self.standin(rule(["pods"], ["list"]), rule(["services"], ["list", "watch"], resourceNames=["vscode-alice"]))
+        for value in ("0", "false", "FALSE"):
+            self.assertEqual(client.request("GET", f"{PODS}?watch={value}")[0], 200, value)
+        for value in ("1", "true", "", "yes"):
+            code, body, _ = client.request("GET", f"{PODS}?watch={value}")
+            self.assertEqual((code, body), (403, self.forbidden("watch", "pods")), value)
+        services = f"/api/v1/namespaces/{NS}/services"
+        self.assertEqual(client.request("GET", f"{services}?fieldSelector=metadata.name%3Dvscode-alice")[0], 200)
+        self.assertEqual(client.request("GET", f"{services}?fieldSelector=metadata.name%3D%3Dvscode-bob"),
+                         (403, self.forbidden("list", "services", "vscode-bob"), unittest.mock.ANY))
+        self.assertEqual(client.request("GET", services)[0], 403)  # no name: all of them
+        asked = [(info.verb, info.resources, info.name) for info in self.api.authorized()]
+        self.assertEqual(asked[-3:], [("list", "services", "vscode-alice"), ("list", "services", "vscode-bob"),
+                                      ("list", "services", None)])
+        code, body, _ = Client(self.api).request("GET", "/_standin/authorized")
+        self.assertEqual((code, body[-1]), (200, {"verb": "list", "api_group": "", "api_version": "v1",
+                                                  "resource": "services", "subresource": None,
+                                                  "namespace": NS, "name": None}))
+
     def test_subresources_are_resources_of_their_own(self):
         client = self.standin(rule(["pods"], ["*"]), rule(["pods/status"], ["get"]))
         pod = fixture("pod.json")

@@ -42,7 +42,7 @@ struct HttpSources {
   const EventFeed* event_feed = nullptr;
   const HaproxyInvalidator* haproxy_invalidator = nullptr;
   // /connections: the sockets (DIRECTOR_HAPROXY_SOCKETS; none: it answers that it reads none).
-  OpenConnectionsSettings connections;
+  OpenConnectionsSettings connections{};
 };
 
 // Why the agent is not ready; empty when it is.

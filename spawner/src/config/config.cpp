@@ -1,5 +1,7 @@
 #include "config/config.hpp"
 
+#include "config/in_cluster.hpp"
+
 #include "config/option_table.hpp"
 #include "config/values.hpp"
 
@@ -446,6 +448,17 @@ std::vector<Option> options() {
        "service account's (its namespace file)",
        [](Config& c, std::string_view v) { return set_namespace(c.kubernetes.namespace_name, v); },
        [](const Config& c) -> Json { return c.kubernetes.namespace_name; }},
+      {"kubernetes_share_namespace", "SPAWNER_KUBERNETES_SHARE_NAMESPACE", "--kubernetes-share-namespace",
+       "With runtime kubernetes: true lets kubernetes_namespace be the spawner's own namespace (its service account's), "
+       "where its right to create Pods would reach the director's Secrets; false refuses to start then "
+       "(docs/kubernetes.md). Default false",
+       [](Config& c, std::string_view v) -> Failure {
+         const auto value = config_table::parse_boolean(v);
+         if (!value) return "true or false";
+         c.kubernetes.share_namespace = *value;
+         return accepted;
+       },
+       [](const Config& c) -> Json { return c.kubernetes.share_namespace; }},
       {"kubernetes_volume_size", "SPAWNER_KUBERNETES_VOLUME_SIZE", "--kubernetes-volume-size",
        "With runtime kubernetes: the storage each user's PersistentVolumeClaim requests. Default 10Gi",
        [](Config& c, std::string_view v) { return set_storage_quantity(c.kubernetes.volume_size, v); },
@@ -687,6 +700,9 @@ Failure check_consistency(const Config& c) {
       return inconsistent(c, "volume_prefix", "runtime",
                           "a PersistentVolumeClaim's name (PREFIX-<label>) is lowercase [a-z0-9.-], each "
                           "dot-separated part starting and ending with a letter or digit");
+    // Reads the service account's namespace file (in_cluster.hpp), so that --check-config
+    // refuses what the spawner would refuse at startup.
+    if (auto shared = shared_namespace_problem(c.kubernetes)) return shared;
   } else if (c.kubernetes.pod_security != KubernetesOptions::PodSecurity::baseline) {
     return inconsistent(c, "kubernetes_pod_security", "runtime",
                         "the Pods' securityContext exists only with runtime kubernetes; leave it at baseline");

@@ -52,6 +52,10 @@ struct KubernetesOptions {
   // allowPrivilegeEscalation false and capabilities drop ALL: an image that runs as a numeric
   // non-root USER, without sudo).
   enum class PodSecurity : std::uint8_t { baseline, restricted } pod_security = PodSecurity::baseline;
+  // Whether namespace_name may be the service account's own namespace (the director's): off, the
+  // spawner refuses to start there, since its right to create Pods would reach the director's
+  // Secrets (in_cluster.hpp, shared_namespace_problem).
+  bool share_namespace = false;
 };
 
 // The image used when SPAWNER_IMAGE is not set: the original director's code-server.

@@ -38,7 +38,63 @@ bool is_address(std::string_view text) {
   return !error;
 }
 
+std::string in_directory(const KubernetesOptions& options, std::string_view name) {
+  auto path = options.serviceaccount_dir;
+  if (!path.ends_with('/')) path += '/';
+  return path + std::string(name);
+}
+
+// The service account's namespace file: the namespace the spawner runs in.
+struct NamespaceFile {
+  std::string path;
+  std::string name;     // a DNS label, or empty when the file is no good
+  std::string problem;  // why the file is no good: unreadable (errno's text) or no name in it
+  bool readable = false;
+};
+
+NamespaceFile read_namespace_file(const KubernetesOptions& options) {
+  NamespaceFile found{in_directory(options, "namespace"), {}, {}, false};
+  std::ifstream file(found.path, std::ios::binary);
+  if (!file) {
+    found.problem = std::strerror(errno);
+    return found;
+  }
+  found.readable = true;
+  std::string text;
+  text.resize(longest_namespace_file + 1);
+  file.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<std::size_t>(file.gcount()));
+  auto name = without_surrounding_space(std::move(text));
+  if (!config_table::is_dns_label(name)) {
+    found.problem = "expected 1 to 63 characters of [a-z0-9-]" + std::string(name.empty() ? ", found it empty" : "");
+    return found;
+  }
+  found.name = std::move(name);
+  return found;
+}
+
+std::string shared_namespace_message(const KubernetesOptions& options, const std::string& own, const std::string& path) {
+  return "runtime kubernetes: the users' namespace " +
+         std::string(options.namespace_name.empty() ? "(kubernetes_namespace, SPAWNER_KUBERNETES_NAMESPACE, unset: the "
+                                                      "default) is \"" + own + "\", "
+                                                    : "kubernetes_namespace (SPAWNER_KUBERNETES_NAMESPACE) \"" + own +
+                                                          "\" is ") +
+         "the spawner's own namespace (" + path +
+         "): the spawner's right to create Pods there (or a Pod it is tricked into making) could mount the director's "
+         "Secrets, e.g. oauth2-proxy's cookie secret, which signs every session. Put the users' objects in a namespace "
+         "of their own (deploy/kubernetes: container-director-users; docs/kubernetes.md), or accept the risk with "
+         "kubernetes_share_namespace (SPAWNER_KUBERNETES_SHARE_NAMESPACE=true)";
+}
+
 }  // namespace
+
+std::optional<std::string> shared_namespace_problem(const KubernetesOptions& options) {
+  if (options.share_namespace) return std::nullopt;
+  const auto own = read_namespace_file(options);
+  if (own.name.empty()) return std::nullopt;
+  if (!options.namespace_name.empty() && options.namespace_name != own.name) return std::nullopt;
+  return shared_namespace_message(options, own.name, own.path);
+}
 
 std::variant<InCluster, std::string> find_in_cluster(const KubernetesOptions& options,
                                                      const EnvironmentLookup& environment) {
@@ -63,13 +119,8 @@ std::variant<InCluster, std::string> find_in_cluster(const KubernetesOptions& op
     return "runtime kubernetes: " + std::string(port_variable) + " is '" + *port + "', expected a port from 1 to 65535";
   found.api_port = *port_number;
 
-  const auto in_directory = [&](std::string_view name) {
-    auto path = options.serviceaccount_dir;
-    if (!path.ends_with('/')) path += '/';
-    return path + std::string(name);
-  };
-  found.token_file = in_directory("token");
-  found.ca_file = in_directory("ca.crt");
+  found.token_file = in_directory(options, "token");
+  found.ca_file = in_directory(options, "ca.crt");
   for (const auto* file : {&found.token_file, &found.ca_file}) {
     if (const auto problem = unreadable(*file))
       return "runtime kubernetes: cannot read " + *file + " (" + *problem +
@@ -78,25 +129,24 @@ std::variant<InCluster, std::string> find_in_cluster(const KubernetesOptions& op
              "(SPAWNER_KUBERNETES_SERVICEACCOUNT_DIR) names the directory";
   }
 
-  if (!options.namespace_name.empty()) {
-    found.namespace_name = options.namespace_name;
-    return found;
+  // The namespace file names where the spawner runs: the users' namespace when the option is
+  // unset, and what the option must differ from unless sharing is accepted.
+  auto own = read_namespace_file(options);
+  const bool needed = options.namespace_name.empty() || !options.share_namespace;
+  if (own.name.empty() && needed) {
+    const auto remedy = options.namespace_name.empty()
+                            ? std::string("set kubernetes_namespace (SPAWNER_KUBERNETES_NAMESPACE)")
+                            : std::string("it is needed to check that kubernetes_namespace (SPAWNER_KUBERNETES_NAMESPACE) "
+                                          "is not the spawner's own namespace (the service account mounts it beside "
+                                          "the token)");
+    if (!own.readable)
+      return "runtime kubernetes: cannot read " + own.path + " (" + own.problem + ") for the namespace; " + remedy;
+    return "runtime kubernetes: " + own.path + " holds no namespace name (" + own.problem + "); " + remedy;
   }
-  const auto namespace_file = in_directory("namespace");
-  std::ifstream file(namespace_file, std::ios::binary);
-  if (!file)
-    return "runtime kubernetes: cannot read " + namespace_file + " (" + std::strerror(errno) +
-           ") for the namespace; set kubernetes_namespace (SPAWNER_KUBERNETES_NAMESPACE)";
-  std::string text;
-  text.resize(longest_namespace_file + 1);
-  file.read(text.data(), static_cast<std::streamsize>(text.size()));
-  text.resize(static_cast<std::size_t>(file.gcount()));
-  auto name = without_surrounding_space(std::move(text));
-  if (!config_table::is_dns_label(name))
-    return "runtime kubernetes: " + namespace_file + " holds no namespace name (expected 1 to 63 characters of " +
-           "[a-z0-9-]" + (name.empty() ? std::string(", found it empty") : std::string()) +
-           "); set kubernetes_namespace (SPAWNER_KUBERNETES_NAMESPACE)";
-  found.namespace_name = std::move(name);
+  found.own_namespace = own.name;
+  found.namespace_name = options.namespace_name.empty() ? own.name : options.namespace_name;
+  if (!options.share_namespace && found.namespace_name == found.own_namespace)
+    return shared_namespace_message(options, own.name, own.path);
   return found;
 }
 

@@ -1,5 +1,6 @@
 #include "config/config.hpp"
 
+#include "../../common/child_process_fixture.hpp"
 #include "temp_config_file.hpp"
 
 #include <catch2/catch.hpp>
@@ -67,6 +68,7 @@ TEST_CASE("defaults are the documented ones") {
   CHECK(c.kubernetes.storage_class.empty());
   CHECK(c.kubernetes.fs_group == 0);
   CHECK(c.kubernetes.pod_security == config::KubernetesOptions::PodSecurity::baseline);
+  CHECK_FALSE(c.kubernetes.share_namespace);
   CHECK(c.runtime_timeout == std::chrono::seconds(10));
   CHECK(c.pull_timeout == std::chrono::minutes(10));
   CHECK(c.container_template.image == "codercom/code-server:latest");
@@ -106,6 +108,7 @@ TEST_CASE("every option is read from its environment variable") {
            {"SPAWNER_KUBERNETES_VOLUME_SIZE", "500M"},
            {"SPAWNER_KUBERNETES_STORAGE_CLASS", "fast.ssd"},
            {"SPAWNER_KUBERNETES_FS_GROUP", "1000"},
+           {"SPAWNER_KUBERNETES_SHARE_NAMESPACE", "true"},
            {"SPAWNER_RUNTIME_TIMEOUT", "5s"},
            {"SPAWNER_PULL_TIMEOUT", "30m"},
            {"SPAWNER_IMAGE", "registry.example:5000/team/jupyter:2024@sha256:abc123"},
@@ -155,6 +158,7 @@ TEST_CASE("every option is read from its environment variable") {
   CHECK(c.kubernetes.volume_size == "500M");
   CHECK(c.kubernetes.storage_class == "fast.ssd");
   CHECK(c.kubernetes.fs_group == 1000);
+  CHECK(c.kubernetes.share_namespace);
   CHECK(c.runtime_timeout == std::chrono::seconds(5));
   CHECK(c.pull_timeout == std::chrono::minutes(30));
   CHECK(t.image == "registry.example:5000/team/jupyter:2024@sha256:abc123");
@@ -497,6 +501,28 @@ TEST_CASE("runtime kubernetes: named as such, and the Docker-only options are re
   CHECK(restricted.config->kubernetes.pod_security == config::KubernetesOptions::PodSecurity::restricted);
   CHECK(nlohmann::json::parse(config::to_json(*restricted.config)).at("kubernetes_pod_security") == "restricted");
   CHECK_THAT(parse({"--kubernetes-pod-security", "privileged"}).error, Catch::Contains("baseline or restricted"));
+  CHECK_THAT(parse({"--kubernetes-share-namespace", "yes"}).error,
+             Catch::Contains("for --kubernetes-share-namespace: expected true or false"));
+
+  // The users' namespace the spawner's own (its service account's namespace file): refused, as
+  // at startup, unless sharing is accepted (in_cluster_test.cpp has the message's words).
+  const director::test::TempDirectory account("director-config-test");
+  std::ofstream(account / "namespace") << "container-director\n";
+  const std::map<std::string, std::string> in_director_s = {{"SPAWNER_RUNTIME", "kubernetes"},
+                                                            {"SPAWNER_KUBERNETES_SERVICEACCOUNT_DIR", account.path().string()}};
+  for (const auto* users : {"", "container-director"}) {
+    auto environment = in_director_s;
+    environment["SPAWNER_KUBERNETES_NAMESPACE"] = users;
+    CHECK_THAT(parse({"--check-config"}, environment).error,
+               Catch::StartsWith("runtime kubernetes: the users' namespace ") &&
+                   Catch::Contains("\"container-director\"") && Catch::Contains("SPAWNER_KUBERNETES_SHARE_NAMESPACE=true"));
+    environment["SPAWNER_KUBERNETES_SHARE_NAMESPACE"] = "true";
+    CHECK(parse({"--check-config"}, environment).config);
+  }
+  auto apart = in_director_s;
+  apart["SPAWNER_KUBERNETES_NAMESPACE"] = "container-director-users";
+  CHECK(parse({"--check-config"}, apart).config);
+
   // The same options with a Docker runtime, and their defaults with Kubernetes, are fine.
   CHECK(parse({"--network", "director", "--pids-limit", "100"}).config);
   CHECK(parse({"--runtime", "kubernetes", "--network", "", "--pids-limit", "0"}).config);
@@ -588,7 +614,7 @@ TEST_CASE("the Markdown reference (--help-markdown) is one table row per option 
     INFO(r);
     CHECK(r.find("| any text |") == std::string::npos);  // every option refuses something, and says what
   }
-  CHECK(rows.size() == 2 + 45);
+  CHECK(rows.size() == 2 + 46);
 }
 
 TEST_CASE("docs/configuration.md holds the spawner's Markdown reference as generated") {
