@@ -380,6 +380,19 @@ def _now(seconds_ago=0):
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _shortened_deletion(metadata, grace_period):
+    """The deletionTimestamp and deletionGracePeriodSeconds of a terminating object (its
+    `metadata`) after a deletion with the shorter `grace_period`, or None when that is not
+    shorter (or not given)."""
+    current = metadata.get("deletionGracePeriodSeconds")
+    if grace_period is None or current is None or grace_period >= current:
+        return None
+    ends = datetime.datetime.strptime(metadata["deletionTimestamp"], "%Y-%m-%dT%H:%M:%SZ")
+    ends -= datetime.timedelta(seconds=current - grace_period)
+    return {"deletionTimestamp": ends.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "deletionGracePeriodSeconds": grace_period}
+
+
 def _line(obj):
     return (json.dumps(obj, separators=(",", ":")) + "\n").encode()
 
@@ -574,7 +587,15 @@ class KubeApiStandin(ThreadedStandin):
             if resource != "pods" or self._immediate_deletion or grace_period == 0:
                 return self._remove(key)
             if "deletionTimestamp" in current["metadata"]:
-                return copy.deepcopy(current)  # already terminating: as the API answers
+                # Already terminating: unchanged, unless this deletion's grace period is
+                # shorter; then, as the API server does, deletionTimestamp moves earlier by the
+                # difference (the first deletion's time plus the new grace period).
+                earlier = _shortened_deletion(current["metadata"], grace_period)
+                if earlier is None:
+                    return copy.deepcopy(current)
+                shortened = copy.deepcopy(current)
+                shortened["metadata"].update(earlier)
+                return self._store("MODIFIED", key, shortened, current)
             terminating = copy.deepcopy(current)
             if grace_period is None:
                 grace_period = terminating["spec"].get("terminationGracePeriodSeconds",
@@ -607,7 +628,9 @@ class KubeApiStandin(ThreadedStandin):
             self._stuck.add(key)
             terminating = copy.deepcopy(current)
             terminating["metadata"]["deletionTimestamp"] = _now(since)
-            terminating["metadata"].setdefault("deletionGracePeriodSeconds", 0)
+            terminating["metadata"].setdefault(
+                "deletionGracePeriodSeconds",
+                terminating["spec"].get("terminationGracePeriodSeconds", DEFAULT_GRACE_PERIOD))
             return self._store("MODIFIED", key, terminating, current)
 
     # --- what the kubelet and the node would do ---------------------------------------------

@@ -2,6 +2,8 @@
 // field values hold, and nothing below the configured level is written.
 #include "log/log.hpp"
 
+#include "stderr_capture.hpp"
+
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -17,6 +19,8 @@
 #include <vector>
 
 namespace {
+
+using director::test::StderrCapture;
 
 using director::LogFormat;
 using director::LogLevel;
@@ -41,43 +45,6 @@ bool is_one_printable_line(const std::string& line) {
   if (line.empty() || line.back() != '\n') return false;
   return std::all_of(line.begin(), line.end() - 1, [](char c) { return c >= ' ' && c < '\x7f'; });
 }
-
-// What is written to file descriptor 2 between construction and finish().
-class StderrCapture {
- public:
-  StderrCapture() : file_(std::tmpfile()) {
-    REQUIRE(file_ != nullptr);
-    std::fflush(stderr);
-    saved_ = ::dup(2);
-    REQUIRE(saved_ >= 0);
-    REQUIRE(::dup2(::fileno(file_), 2) == 2);
-  }
-  StderrCapture(const StderrCapture&) = delete;
-  StderrCapture& operator=(const StderrCapture&) = delete;
-  ~StderrCapture() { restore(); }
-
-  std::string finish() {
-    restore();
-    std::string text;
-    std::rewind(file_);
-    char buffer[4096];
-    std::size_t read = 0;
-    while ((read = std::fread(buffer, 1, sizeof buffer, file_)) > 0) text.append(buffer, read);
-    return text;
-  }
-
- private:
-  void restore() {
-    if (saved_ < 0) return;
-    std::fflush(stderr);
-    ::dup2(saved_, 2);
-    ::close(saved_);
-    saved_ = -1;
-  }
-
-  std::FILE* file_;
-  int saved_ = -1;
-};
 
 // Puts the process-wide logging state back to the defaults when a test ends.
 struct DefaultLogging {

@@ -459,8 +459,19 @@ class Deletion(StandinTest):
                                            "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
         ago = datetime.datetime.now(datetime.timezone.utc) - ended
         self.assertTrue(datetime.timedelta(seconds=290) < ago < datetime.timedelta(seconds=310), ago)
+        self.assertEqual(stuck["metadata"]["deletionGracePeriodSeconds"], 30)  # the Pod's own
         self.client.request("DELETE", f"{PODS}/vscode-alice")  # a graceful deletion changes nothing
         time.sleep(0.5)
+        code, same, _ = self.client.request("GET", f"{PODS}/vscode-alice")
+        self.assertEqual(same["metadata"]["deletionTimestamp"], stuck["metadata"]["deletionTimestamp"])
+        # A shorter grace period brings the end forward by the difference, as the API does.
+        code, shortened, _ = self.client.request("DELETE", f"{PODS}/vscode-alice?gracePeriodSeconds=10")
+        self.assertEqual(code, 200)
+        self.assertEqual(shortened["metadata"]["deletionGracePeriodSeconds"], 10)
+        moved = ended - datetime.datetime.strptime(shortened["metadata"]["deletionTimestamp"],
+                                                   "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+        self.assertEqual(moved, datetime.timedelta(seconds=20))
+        self.assertEqual(watch.next()["type"], "MODIFIED")
         code, _, _ = self.client.request("GET", f"{PODS}/vscode-alice")
         self.assertEqual(code, 200)
         code, _, _ = self.client.request("DELETE", f"{PODS}/vscode-alice?gracePeriodSeconds=0")

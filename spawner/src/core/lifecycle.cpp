@@ -139,7 +139,7 @@ std::vector<Command> Lifecycle::after_inspect(const std::string& label, Record& 
     case ContainerState::exited:
     case ContainerState::unknown:
       record.readiness = readiness;  // kept for after the start
-      return issue(label, record, Phase::starting, Step::start, StartContainer{container.id}, now);
+      return issue(label, record, Phase::starting, Step::start, StartContainer{container.id, UserIdentity{record.username, label}}, now);
     case ContainerState::paused:
     case ContainerState::dead:
     case ContainerState::removing:
@@ -228,7 +228,7 @@ std::vector<Command> Lifecycle::on_result(const Result& result, TimePoint now) {
         const bool has_check = !settings_.container_template.health_check.command.empty() ||
                                settings_.image_has_health_check;
         record.readiness = has_check ? Readiness::health_check : Readiness::port;
-        return issue(label, record, Phase::starting, Step::start, StartContainer{created->id}, now);
+        return issue(label, record, Phase::starting, Step::start, StartContainer{created->id, UserIdentity{record.username, label}}, now);
       }
       break;
     case Step::start:

@@ -96,7 +96,12 @@ enum class Readiness : std::uint8_t { health_check, port };
 struct InspectContainer { std::string name; };
 struct PullImage { std::string image; };
 struct CreateContainer { ContainerSpec spec; };
-struct StartContainer { std::string id; };
+// `user`: whose container it is (the record's username and label), as CreateContainer's spec
+// is rendered for: a runtime that makes anything at start (Kubernetes' Pod) makes it for them.
+struct StartContainer {
+  std::string id;
+  UserIdentity user;
+};
 // Wait until the container is ready (Readiness), has exited, or the deadline passes; the
 // I/O layer polls the runtime (health) or connects to <container host>:<port> (port).
 struct AwaitReady {

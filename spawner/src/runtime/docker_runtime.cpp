@@ -198,7 +198,7 @@ asio::awaitable<RuntimeResult<std::string>> DockerRuntime::create(core::Containe
   co_return std::move(id);
 }
 
-asio::awaitable<RuntimeResult<void>> DockerRuntime::start(std::string id) {
+asio::awaitable<RuntimeResult<void>> DockerRuntime::start(std::string id, core::UserIdentity) {
   auto response = co_await call(Verb::post, "/containers/" + url_encode(id) + "/start");
   if (!response) co_return response.error();
   // 304: already running.

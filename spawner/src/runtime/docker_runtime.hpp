@@ -41,7 +41,7 @@ class DockerRuntime final : public Runtime {
   boost::asio::awaitable<RuntimeResult<bool>> image_has_health_check(std::string image) override;
   boost::asio::awaitable<RuntimeResult<void>> pull(std::string image) override;
   boost::asio::awaitable<RuntimeResult<std::string>> create(core::ContainerSpec spec) override;
-  boost::asio::awaitable<RuntimeResult<void>> start(std::string id) override;
+  boost::asio::awaitable<RuntimeResult<void>> start(std::string id, core::UserIdentity user) override;
   boost::asio::awaitable<RuntimeResult<void>> stop(std::string id, std::chrono::seconds grace) override;
   boost::asio::awaitable<RuntimeResult<void>> remove(std::string id) override;
   boost::asio::awaitable<RuntimeResult<std::string>> logs(std::string id, unsigned lines, std::size_t max_bytes) override;

@@ -59,18 +59,36 @@ std::int64_t probe_seconds(std::chrono::milliseconds duration) {
   return std::max<std::int64_t>(1, (duration.count() + 999) / 1000);
 }
 
+// The kubelet expands $(NAME) in a container's command, args and env values, and turns $$ into
+// $; Docker passes them as written. Every $ doubled, the container sees exactly the text given
+// (a username or template text with "$(" pulls in no other variable).
+std::string literal_for_kubelet(std::string_view text) {
+  std::string escaped;
+  escaped.reserve(text.size());
+  for (const char c : text) {
+    if (c == '$') escaped += '$';
+    escaped += c;
+  }
+  return escaped;
+}
+
 Json pod_json(const core::ContainerSpec& spec, const ObjectSettings& settings) {
   Json environment = Json::array();
   for (const auto& entry : spec.environment) {
     const auto equals = entry.find('=');
-    environment.push_back({{"name", entry.substr(0, equals)},
-                           {"value", equals == std::string::npos ? std::string{} : entry.substr(equals + 1)}});
+    environment.push_back(
+        {{"name", entry.substr(0, equals)},
+         {"value", equals == std::string::npos ? std::string{} : literal_for_kubelet(std::string_view(entry).substr(equals + 1))}});
   }
   Json container = {{"name", std::string(container_name)},
                     {"image", spec.image},
                     {"imagePullPolicy", settings.pull_missing_images ? "IfNotPresent" : "Never"},
                     {"ports", Json::array({{{"name", "http"}, {"containerPort", settings.container_port}, {"protocol", "TCP"}}})}};
-  if (!spec.command.empty()) container["args"] = spec.command;
+  if (!spec.command.empty()) {
+    Json args = Json::array();
+    for (const auto& arg : spec.command) args.push_back(literal_for_kubelet(arg));
+    container["args"] = std::move(args);
+  }
   if (!environment.empty()) container["env"] = std::move(environment);
   Json limits = Json::object();
   Json requests = Json::object();
@@ -351,27 +369,22 @@ std::string failure_message(unsigned http_status, std::string_view api_message) 
   return message;
 }
 
-std::optional<std::chrono::system_clock::time_point> parse_time(std::string_view text) {
-  // YYYY-MM-DDTHH:MM:SS[.fraction]Z
-  if (text.size() < 20 || text.back() != 'Z' || text[4] != '-' || text[7] != '-' || text[10] != 'T' ||
-      text[13] != ':' || text[16] != ':') {
-    return std::nullopt;
+namespace {
+
+// The digits text[at, at + length) as a number; nullopt if any is not a digit.
+std::optional<int> digits_at(std::string_view text, std::size_t at, std::size_t length) {
+  int value = 0;
+  for (std::size_t i = at; i < at + length; ++i) {
+    if (text[i] < '0' || text[i] > '9') return std::nullopt;
+    value = value * 10 + (text[i] - '0');
   }
-  const auto number = [&](std::size_t at, std::size_t length) -> std::optional<int> {
-    int value = 0;
-    for (std::size_t i = at; i < at + length; ++i) {
-      if (text[i] < '0' || text[i] > '9') return std::nullopt;
-      value = value * 10 + (text[i] - '0');
-    }
-    return value;
-  };
-  const std::string_view fraction = text.substr(19, text.size() - 20);
-  if (!fraction.empty() && (fraction.front() != '.' || fraction.size() == 1 ||
-                            !std::all_of(fraction.begin() + 1, fraction.end(), [](char c) { return c >= '0' && c <= '9'; }))) {
-    return std::nullopt;
-  }
-  const auto year = number(0, 4), month = number(5, 2), day = number(8, 2);
-  const auto hour = number(11, 2), minute = number(14, 2), second = number(17, 2);
+  return value;
+}
+
+// A UTC date and time of day as a time point; nullopt when any part is missing or out of range.
+std::optional<std::chrono::system_clock::time_point> utc_time(std::optional<int> year, std::optional<int> month,
+                                                              std::optional<int> day, std::optional<int> hour,
+                                                              std::optional<int> minute, std::optional<int> second) {
   if (!year || !month || !day || !hour || !minute || !second || *hour > 23 || *minute > 59 || *second > 60) {
     return std::nullopt;
   }
@@ -380,6 +393,36 @@ std::optional<std::chrono::system_clock::time_point> parse_time(std::string_view
   if (!date.ok()) return std::nullopt;
   return std::chrono::sys_days(date) + std::chrono::hours(*hour) + std::chrono::minutes(*minute) +
          std::chrono::seconds(*second);
+}
+
+}  // namespace
+
+std::optional<std::chrono::system_clock::time_point> parse_time(std::string_view text) {
+  // YYYY-MM-DDTHH:MM:SS[.fraction]Z
+  if (text.size() < 20 || text.back() != 'Z' || text[4] != '-' || text[7] != '-' || text[10] != 'T' ||
+      text[13] != ':' || text[16] != ':') {
+    return std::nullopt;
+  }
+  const std::string_view fraction = text.substr(19, text.size() - 20);
+  if (!fraction.empty() && (fraction.front() != '.' || fraction.size() == 1 ||
+                            !std::all_of(fraction.begin() + 1, fraction.end(), [](char c) { return c >= '0' && c <= '9'; }))) {
+    return std::nullopt;
+  }
+  return utc_time(digits_at(text, 0, 4), digits_at(text, 5, 2), digits_at(text, 8, 2), digits_at(text, 11, 2),
+                  digits_at(text, 14, 2), digits_at(text, 17, 2));
+}
+
+std::optional<std::chrono::system_clock::time_point> parse_http_date(std::string_view text) {
+  // IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT"
+  if (text.size() != 29 || text.substr(3, 2) != ", " || text[7] != ' ' || text[11] != ' ' || text[16] != ' ' ||
+      text[19] != ':' || text[22] != ':' || text.substr(25) != " GMT") {
+    return std::nullopt;
+  }
+  constexpr std::string_view months = "JanFebMarAprMayJunJulAugSepOctNovDec";
+  const auto month_at = months.find(text.substr(8, 3));
+  if (month_at == std::string_view::npos || month_at % 3 != 0) return std::nullopt;
+  return utc_time(digits_at(text, 12, 4), static_cast<int>(month_at / 3) + 1, digits_at(text, 5, 2),
+                  digits_at(text, 17, 2), digits_at(text, 20, 2), digits_at(text, 23, 2));
 }
 
 std::optional<std::string> parse_version(std::string_view json) {

@@ -145,6 +145,9 @@ std::string failure_message(unsigned http_status, std::string_view api_message);
 // A metav1.Time as the API writes it: RFC 3339 in UTC to the second, "2026-11-29T06:00:00Z"
 // (fractional seconds are accepted and dropped); nullopt for anything else.
 std::optional<std::chrono::system_clock::time_point> parse_time(std::string_view text);
+// An HTTP Date header (RFC 9110's IMF-fixdate, as the API server sends it):
+// "Sun, 06 Nov 1994 08:49:37 GMT"; nullopt for anything else (the obsolete forms included).
+std::optional<std::chrono::system_clock::time_point> parse_http_date(std::string_view text);
 
 // GET /version -> "Kubernetes v1.x.y" (from gitVersion); nullopt when it names none.
 std::optional<std::string> parse_version(std::string_view json);

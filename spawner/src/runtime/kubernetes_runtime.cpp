@@ -29,9 +29,9 @@ constexpr std::string_view pods = "pods";
 constexpr std::string_view claims = "persistentvolumeclaims";
 // How often a Pod being deleted is looked at again.
 constexpr std::chrono::milliseconds deletion_poll{100};
-// A Pod still Terminating this long after its grace period ended (its deletionTimestamp) is
-// stuck: its kubelet does not answer (a lost node), and only a force deletion removes it. The
-// minute leaves room for the kubelet's own delay and the clocks' difference.
+// A Pod still Terminating this long after its grace period ended (its deletionTimestamp, by the
+// API server's clock) is stuck: its kubelet does not answer (a lost node), and only a force
+// deletion removes it. The minute leaves room for the kubelet's own delay.
 constexpr std::chrono::seconds stuck_after{60};
 // The server ends each watch after this (timeoutSeconds), and the watch is resumed; a stream
 // still open `watch_slack` later is taken as lost and resumed too (a half-open connection
@@ -77,9 +77,10 @@ std::string not_a_user_service(const kube::ServiceState& service, std::string_vi
 
 // The failure of a start or stop that finds the Pod stuck Terminating (stuck_after), at once
 // rather than after the call's timeout: the message says what the operator must do, and the log
-// says it too.
-RuntimeError stuck_terminating(const std::string& pod, const std::string& since, const std::string& namespace_name) {
-  log(LogLevel::warn, "a user's Pod is stuck Terminating: its node may be lost; no start or stop of it completes until it is gone",
+// says it too when `warn` (once per Pod and deletionTimestamp, not at every call).
+RuntimeError stuck_terminating(const std::string& pod, const std::string& since, const std::string& namespace_name,
+                               bool warn) {
+  if (warn) log(LogLevel::warn, "a user's Pod is stuck Terminating: its node may be lost; no start or stop of it completes until it is gone",
       {{"pod", pod}, {"namespace", namespace_name}, {"grace_period_ended", since}});
   return unavailable("the Pod " + pod + " has been Terminating since " + since +
                      " (past its grace period: its node may be lost); once its node is known to be down, " +
@@ -173,14 +174,29 @@ asio::awaitable<RuntimeResult<void>> KubernetesRuntime::delete_object(std::strin
   co_return RuntimeResult<void>{};
 }
 
+std::chrono::system_clock::time_point KubernetesRuntime::server_now(const http::ClientResponse& response) const {
+  // deletionTimestamp is the server's time: compared with the server's clock, a spawner whose
+  // clock is ahead never takes a Pod in its grace period for a stuck one. The local clock only
+  // when the answer has no Date header, or one that is not an IMF-fixdate (a proxy's doing).
+  if (const auto date = kube::parse_http_date(response[boost::beast::http::field::date])) return *date;
+  return settings_.local_clock();
+}
+
 asio::awaitable<RuntimeResult<void>> KubernetesRuntime::await_pod_gone(std::string name, Clock::time_point deadline) {
   for (;;) {
-    auto pod = co_await get_object(pods, name);
-    if (!pod) co_return pod.error();
-    if (!*pod) co_return RuntimeResult<void>{};
-    if (const auto state = kube::parse_pod(**pod); state && state->being_deleted && state->deletion_time &&
-                                                   std::chrono::system_clock::now() - *state->deletion_time > stuck_after) {
-      co_return stuck_terminating(name, state->deletion_timestamp, settings_.namespace_name);
+    auto response = co_await call(Verb::get, path(pods, name));
+    if (!response) co_return response.error();
+    if (response->result_int() == 404) {
+      stuck_warned_.erase(name);
+      co_return RuntimeResult<void>{};
+    }
+    if (!succeeded(response->result_int())) co_return refusal(*response);
+    if (const auto state = kube::parse_pod(response->body()); state && state->being_deleted && state->deletion_time &&
+                                                               server_now(*response) - *state->deletion_time > stuck_after) {
+      auto& warned = stuck_warned_[name];
+      const bool warn = warned != state->deletion_timestamp;
+      warned = state->deletion_timestamp;
+      co_return stuck_terminating(name, state->deletion_timestamp, settings_.namespace_name, warn);
     }
     if (Clock::now() >= deadline) co_return unavailable("the Pod " + name + " is still being deleted");
     co_await sleep_for(deletion_poll);
@@ -215,36 +231,50 @@ asio::awaitable<RuntimeResult<bool>> KubernetesRuntime::image_has_health_check(s
 
 asio::awaitable<RuntimeResult<void>> KubernetesRuntime::pull(std::string) { co_return RuntimeResult<void>{}; }
 
+asio::awaitable<RuntimeResult<void>> KubernetesRuntime::ensure_claim(const core::ContainerSpec& spec) {
+  if (spec.volume_name.empty()) co_return RuntimeResult<void>{};
+  // Kept across stops and removals: one that exists already (409) is the user's.
+  auto claim = co_await call(Verb::post, path(claims), kube::persistent_volume_claim_body(spec, object_settings(settings_)));
+  if (!claim) co_return claim.error();
+  if (!succeeded(claim->result_int()) && claim->result_int() != 409) co_return refusal(*claim);
+  co_return RuntimeResult<void>{};
+}
+
 asio::awaitable<RuntimeResult<std::string>> KubernetesRuntime::create(core::ContainerSpec spec) {
-  const auto objects = object_settings(settings_);
-  if (!spec.volume_name.empty()) {
-    // Kept across stops and removals: one that exists already is the user's.
-    auto claim = co_await call(Verb::post, path(claims), kube::persistent_volume_claim_body(spec, objects));
-    if (!claim) co_return claim.error();
-    if (!succeeded(claim->result_int()) && claim->result_int() != 409) co_return refusal(*claim);
-  }
-  auto service = co_await call(Verb::post, path(services), kube::service_body(spec, objects));
+  auto claim = co_await ensure_claim(spec);
+  if (!claim) co_return claim.error();
+  auto service = co_await call(Verb::post, path(services), kube::service_body(spec, object_settings(settings_)));
   if (!service) co_return service.error();
   if (!succeeded(service->result_int())) co_return refusal(*service);
   co_return std::move(spec.name);
 }
 
-asio::awaitable<RuntimeResult<void>> KubernetesRuntime::start(std::string id) {
+asio::awaitable<RuntimeResult<void>> KubernetesRuntime::start(std::string id, core::UserIdentity user) {
   const auto deadline = Clock::now() + settings_.timeout;
   auto service_body = co_await get_object(services, id);
   if (!service_body) co_return service_body.error();
   if (!*service_body) co_return RuntimeError{core::CallError::not_found, 404, "no Service " + id + " to start a Pod of"};
   const auto service = kube::parse_service(**service_body);
   if (!service) co_return unavailable("the API's Service " + id + " is not a Service");
-  // The Pod is rendered from the current template for the user the Service names, as the
-  // lifecycle's create does (core::render): nothing else the Service carries reaches the Pod,
-  // so whoever can write Services in the namespace gets no other Pod made with the spawner's
-  // rights, and a stopped user starts with the template of now.
-  if (const auto problem = not_a_user_service(*service, id, settings_.container_template); !problem.empty()) {
+  // The Pod is rendered from the current template for `user` (the lifecycle's record: the
+  // username HAProxy's header gave the agent), as the lifecycle's create does (core::render):
+  // nothing the Service carries reaches the Pod, so whoever can write Services in the
+  // namespace gets no other Pod made with the spawner's rights, and a stopped user starts with
+  // the template of now. The Service must still be that user's, as create() made it.
+  if (auto problem = not_a_user_service(*service, id, settings_.container_template); !problem.empty()) {
     co_return RuntimeError{core::CallError::refused, 0, "the Service " + id + " " + problem + ": not started"};
   }
-  const auto user = core::UserIdentity{service->username, service->label};
-  const auto pod_manifest = kube::pod_body(core::render(settings_.container_template, user), object_settings(settings_));
+  if (service->label != user.label || service->username != user.username) {
+    co_return RuntimeError{core::CallError::refused, 0,
+                           "the Service " + id + " is " + service->username + "'s (label " + service->label +
+                               "), not " + user.username + "'s (label " + user.label + "): not started"};
+  }
+  const auto spec = core::render(settings_.container_template, user);
+  // The claim the Pod mounts, made here too: the template may mount one, or name another
+  // (a new volume prefix), that create() never made; a Pod on a missing claim stays Pending.
+  auto claim = co_await ensure_claim(spec);
+  if (!claim) co_return claim.error();
+  const auto pod_manifest = kube::pod_body(spec, object_settings(settings_));
   for (;;) {
     auto pod_body = co_await get_object(pods, id);
     if (!pod_body) co_return pod_body.error();
@@ -332,7 +362,8 @@ asio::awaitable<RuntimeResult<kube::Listed<Item>>> KubernetesRuntime::list_pages
     auto response = co_await call(Verb::get, std::move(target));
     if (!response) co_return response.error();
     // 410 on a continue token: the snapshot it pages was compacted away; the list starts over
-    // from its first page, once (a second 410 is the caller's to retry).
+    // from its first page, once. A second 410 is unavailable, the caller's to retry (as a
+    // watch's 410), never refused.
     if (response->result_int() == 410 && !first && !started_over) {
       started_over = true;
       listed = {};
@@ -340,7 +371,11 @@ asio::awaitable<RuntimeResult<kube::Listed<Item>>> KubernetesRuntime::list_pages
       first = true;
       continue;
     }
-    if (!succeeded(response->result_int())) co_return refusal(*response);
+    if (!succeeded(response->result_int())) {
+      auto failure = refusal(*response);
+      if (response->result_int() == 410) failure.error = core::CallError::unavailable;
+      co_return failure;
+    }
     auto page = parse(response->body());
     if (!page) co_return unavailable("the API's list of " + std::string(resource) + " is not a list");
     if (first) listed.resource_version = std::move(page->resource_version);  // every page's snapshot

@@ -13,9 +13,10 @@
 //   Service;
 // - a bare Pod while the user is started; a stopped user has no Pod (inspect: exited, code 0).
 //   start() renders it from the CURRENT template (settings.container_template, core::render, as
-//   the lifecycle's create renders its spec) for the user the Service names: a new image or
-//   command reaches a user at their next start (a Docker start restarts the container create
-//   made), and nothing written into a Service can change what Pod is made.
+//   the lifecycle's create renders its spec) for the user the lifecycle names (the Service
+//   must name the same): a new image or command reaches a user at their next start (a Docker
+//   start restarts the container create made), a new volume prefix a new, empty claim (made
+//   then; the old one is kept), and nothing written into a Service can change what Pod is made.
 // The container id is the object name <prefix>-<label>: stable across stop and start.
 //
 // Every request carries "Authorization: Bearer <token>" from `token_file`, read again when its
@@ -37,6 +38,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -57,6 +60,9 @@ struct KubernetesRuntimeSettings {
   std::chrono::milliseconds timeout{};  // each call (a stop adds its grace period)
   // The spawner's template (Config::container_template): start() renders each user's Pod from it.
   core::ContainerTemplate container_template;
+  // The spawner's own clock: only when an answer has no readable Date header is a Pod's
+  // deletionTimestamp (server time) compared with it. A test sets one that is off.
+  std::function<std::chrono::system_clock::time_point()> local_clock = [] { return std::chrono::system_clock::now(); };
 };
 
 class KubernetesRuntime final : public Runtime {
@@ -83,13 +89,14 @@ class KubernetesRuntime final : public Runtime {
   // The PVC (one that exists already is the user's) and the Service (one that exists: conflict);
   // returns spec.name.
   boost::asio::awaitable<RuntimeResult<std::string>> create(core::ContainerSpec spec) override;
-  // Creates the Pod rendered from container_template for the user the Service names (its label
-  // io.container-director.label L, the name <prefix>-L, the annotation io.container-director.user);
-  // a Service that is not such a user's: refused, no Pod. A Pod that exists and has not ended: success;
+  // Creates the Pod rendered from container_template for `user`, after the claim it mounts
+  // (ensure_claim: the template may name one create() did not make). The Service must be that
+  // user's (its label io.container-director.label = user.label, the name <prefix>-<label>, the
+  // annotation io.container-director.user = user.username); one that is not: refused, no Pod. A Pod that exists and has not ended: success;
   // one that ended (Succeeded/Failed): deleted at once and created again; one being deleted:
   // waited for (within the call's timeout), then created; one stuck Terminating: unavailable
   // at once (await_pod_gone).
-  boost::asio::awaitable<RuntimeResult<void>> start(std::string id) override;
+  boost::asio::awaitable<RuntimeResult<void>> start(std::string id, core::UserIdentity user) override;
   // Deletes the Pod with gracePeriodSeconds = grace (none: success) and waits until it is gone,
   // within timeout + grace (one stuck Terminating: unavailable at once, as for start).
   boost::asio::awaitable<RuntimeResult<void>> stop(std::string id, std::chrono::seconds grace) override;
@@ -119,10 +126,16 @@ class KubernetesRuntime final : public Runtime {
   boost::asio::awaitable<RuntimeResult<std::optional<std::string>>> get_object(std::string_view resource,
                                                                                std::string_view name);
   // Polls the Pod until it is gone (404), until `deadline`; one stuck Terminating (its
-  // deletionTimestamp, the end of its grace period, more than a minute past: a lost node) fails
-  // at once, the message naming it and `kubectl delete pod --force`, and a warning is logged.
+  // deletionTimestamp, the end of its grace period, more than a minute past by the API server's
+  // clock, the Date of the same answer: a lost node) fails
+  // at once, the message naming it and `kubectl delete pod --force`, and a warning is logged (once
+  // per Pod and deletionTimestamp: stuck_warned_).
   boost::asio::awaitable<RuntimeResult<void>> await_pod_gone(std::string name,
                                                              std::chrono::steady_clock::time_point deadline);
+  // POST of the user's PersistentVolumeClaim when the spec mounts one (409, it exists: success).
+  boost::asio::awaitable<RuntimeResult<void>> ensure_claim(const core::ContainerSpec& spec);
+  // The API server's time when it answered: the answer's Date header, else the local clock.
+  std::chrono::system_clock::time_point server_now(const net::http::ClientResponse& response) const;
   // DELETE of one object (404: success).
   boost::asio::awaitable<RuntimeResult<void>> delete_object(std::string_view resource, std::string_view name,
                                                             std::optional<std::chrono::seconds> grace);
@@ -145,6 +158,9 @@ class KubernetesRuntime final : public Runtime {
   std::string token_;
   std::filesystem::file_time_type token_time_{};
   std::uintmax_t token_size_ = 0;
+  // Pod name -> the deletionTimestamp of it already warned about as stuck (await_pod_gone); a
+  // Pod's entry goes when it is seen gone, so it holds at most the Pods stuck now.
+  std::map<std::string, std::string> stuck_warned_;
 };
 
 }  // namespace director::spawner::runtime

@@ -55,8 +55,9 @@ class Runtime {
   virtual boost::asio::awaitable<RuntimeResult<void>> pull(std::string image) = 0;
   // Creates the container (and its volume, labelled, when the spec names one); returns its id.
   virtual boost::asio::awaitable<RuntimeResult<std::string>> create(core::ContainerSpec spec) = 0;
-  // Success also when it is already running.
-  virtual boost::asio::awaitable<RuntimeResult<void>> start(std::string id) = 0;
+  // Success also when it is already running. `user`: whose it is (the lifecycle's record), for
+  // a runtime that makes the container at start (Kubernetes); Docker's made it at create.
+  virtual boost::asio::awaitable<RuntimeResult<void>> start(std::string id, core::UserIdentity user) = 0;
   virtual boost::asio::awaitable<RuntimeResult<void>> stop(std::string id, std::chrono::seconds grace) = 0;
   // Removes the container, never its volume.
   virtual boost::asio::awaitable<RuntimeResult<void>> remove(std::string id) = 0;

@@ -227,7 +227,7 @@ boost::asio::awaitable<core::ResultValue> SpawnService::run(core::Command& comma
     co_return call_failure(result.error());
   }
   if (const auto* start = std::get_if<core::StartContainer>(&command.action)) {
-    auto result = co_await metered(metrics_, RuntimeCall::start, runtime_.start(start->id));
+    auto result = co_await metered(metrics_, RuntimeCall::start, runtime_.start(start->id, start->user));
     if (result) co_return core::Started{};
     co_return call_failure(result.error());
   }

@@ -84,6 +84,8 @@ TEST_CASE("an absent container is inspected, created, started and awaited, then 
 
   commands = lifecycle.on_result(result_of(commands, Created{"c1"}), t0 + 20ms);
   CHECK(only<StartContainer>(commands).id == "c1");
+  CHECK(only<StartContainer>(commands).user.username == "Alice@Example");  // whose: the record's
+  CHECK(only<StartContainer>(commands).user.label == "alice");
   CHECK(lifecycle.view("alice").phase == Phase::starting);
 
   commands = lifecycle.on_result(result_of(commands, Started{}), t0 + 30ms);
@@ -146,6 +148,8 @@ TEST_CASE("a stopped managed container is started, not created", "[lifecycle]") 
     auto commands = lifecycle.wake(alice, t0);
     commands = lifecycle.on_result(result_of(commands, Inspected{managed_container("old", state)}), t0);
     CHECK(only<StartContainer>(commands).id == "old");
+    CHECK(only<StartContainer>(commands).user.username == "Alice@Example");
+    CHECK(only<StartContainer>(commands).user.label == "alice");
     commands = lifecycle.on_result(result_of(commands, Started{}), t0);
     CHECK(only<AwaitReady>(commands).id == "old");
   }

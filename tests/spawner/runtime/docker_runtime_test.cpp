@@ -42,6 +42,10 @@ using namespace asio::experimental::awaitable_operators;
 
 namespace {
 
+// Whose container a start is for: Docker ignores it (create made the container). Named: a
+// braced temporary in a co_await expression is destroyed too early by GCC 12.
+const core::UserIdentity anyone;
+
 constexpr const char* test_image = "localhost/director-test-busybox:latest";
 
 // The fixture's socket, or nullopt (with the reason shown) when there is no service.
@@ -242,8 +246,8 @@ TEST_CASE("a managed container's life: create, start, inspect, logs, list, stop,
     CHECK(volume["Labels"]["io.container-director.managed"] == "true");
     CHECK(volume["Labels"]["io.container-director.label"] == "life");
 
-    REQUIRE((co_await runtime.start(*id)).has_value());
-    REQUIRE((co_await runtime.start(*id)).has_value());  // already running: fine
+    REQUIRE((co_await runtime.start(*id, anyone)).has_value());
+    REQUIRE((co_await runtime.start(*id, anyone)).has_value());  // already running: fine
 
     // It serves on 127.0.3.7 from the host's network.
     std::optional<http::ClientResponse> page;
@@ -292,7 +296,7 @@ TEST_CASE("a managed container's life: create, start, inspect, logs, list, stop,
     REQUIRE((co_await runtime.stop(*id, 1s)).has_value());  // already stopped: fine
 
     // Started again, then killed at once (grace 0).
-    REQUIRE((co_await runtime.start(*id)).has_value());
+    REQUIRE((co_await runtime.start(*id, anyone)).has_value());
     const auto kill_started = std::chrono::steady_clock::now();
     REQUIRE((co_await runtime.stop(*id, 0s)).has_value());
     CHECK(std::chrono::steady_clock::now() - kill_started < 5s);
@@ -414,7 +418,7 @@ asio::awaitable<void> watched_scenario(DockerRuntime& runtime, const std::string
   spec.health_check.command = {"true"};
   const auto id = co_await runtime.create(spec);
   CHECK(id.has_value());
-  CHECK((co_await runtime.start(spec.name)).has_value());
+  CHECK((co_await runtime.start(spec.name, anyone)).has_value());
   // Podman here has no systemd to time health checks: run one through libpod's API.
   co_await raw(socket, boost::beast::http::verb::get, "/v4.0.0/libpod/containers/vscode-watched/healthcheck");
   for (int waited = 0; waited < 100 && !seen(watched, core::EventKind::died); ++waited) co_await sleep_for(100ms);

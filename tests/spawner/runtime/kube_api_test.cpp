@@ -157,6 +157,16 @@ TEST_CASE("the Pod: one container from the spec, limits and requests, the probe,
                         "periodSeconds":5,"timeoutSeconds":3,"failureThreshold":4,"successThreshold":1})"));
 }
 
+TEST_CASE("the Pod: every $ in args and env values doubled, so the kubelet expands nothing") {
+  auto spec = alice_spec();
+  spec.command = {"--user", "a$(HOME)$$b", "$"};
+  spec.environment = {"OWNER=a$(HOME)$$b", "PLAIN=x"};
+  const Json container = Json::parse(kube::pod_body(spec, settings()))["spec"]["containers"][0];
+  CHECK(container["args"] == Json{"--user", "a$$(HOME)$$$$b", "$$"});
+  CHECK(container["env"] == Json::parse(R"([{"name":"OWNER","value":"a$$(HOME)$$$$b"},{"name":"PLAIN","value":"x"}])"));
+  CHECK_FALSE(container.contains("command"));
+}
+
 TEST_CASE("the Pod's variants: restart policies, no pulls, no limits, an exec probe, no volume") {
   auto spec = alice_spec();
   spec.memory_bytes = spec.nano_cpus = spec.memory_request_bytes = spec.nano_cpus_request = 0;
@@ -203,6 +213,19 @@ TEST_CASE("times: RFC 3339 in UTC as the API writes metav1.Time") {
   REQUIRE(terminating);
   CHECK(terminating->deletion_timestamp == "2026-11-29T02:30:30Z");
   CHECK(terminating->deletion_time == sys_days(year(2026) / 11 / 29) + hours(2) + minutes(30) + seconds(30));
+}
+
+TEST_CASE("times: the HTTP Date header's IMF-fixdate") {
+  using namespace std::chrono;
+  CHECK(kube::parse_http_date("Sun, 29 Nov 2026 06:05:33 GMT") == sys_days(year(2026) / 11 / 29) + hours(6) + minutes(5) + seconds(33));
+  CHECK(kube::parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT") == system_clock::time_point{});
+  CHECK(kube::parse_http_date("Mon, 31 Dec 2029 23:59:59 GMT") == sys_days(year(2029) / 12 / 31) + hours(23) + minutes(59) + seconds(59));
+  for (const char* bad : {"", "Sun, 29 Nov 2026 06:05:33 UTC", "Sunday, 29-Nov-26 06:05:33 GMT", "Sun Nov 29 06:05:33 2026",
+                          "Sun, 30 Feb 2026 06:05:33 GMT", "Sun, 29 Nox 2026 06:05:33 GMT", "Sun, 29 ovD 2026 06:05:33 GMT",
+                          "Sun, 29 Nov 2026 24:05:33 GMT", "Sun, 2x Nov 2026 06:05:33 GMT"}) {
+    INFO(bad);
+    CHECK_FALSE(kube::parse_http_date(bad));
+  }
 }
 
 TEST_CASE("quantities: memory in bytes, CPU in millicores rounded up") {

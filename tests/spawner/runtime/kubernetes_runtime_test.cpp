@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "../../common/child_process_fixture.hpp"
+#include "../../common/stderr_capture.hpp"
 #include "../../server/asio_test_support.hpp"
 
 namespace asio = boost::asio;
@@ -146,6 +147,24 @@ core::ContainerSpec spec_for(const std::string& label) {
   return core::render(KubeStandin::container_template(), core::UserIdentity{label + "@Example.com", label});
 }
 
+// Whose container <prefix>-<label> is, as the lifecycle's record tells start() (spec_for's user).
+core::UserIdentity user_of(const std::string& name) {
+  const std::string label = name.substr(name.find('-') + 1);
+  return {label + "@Example.com", label};
+}
+
+// The user `label` created and started, then their Pod Terminating for good (a lost node), its
+// grace period ended `since` seconds ago by the stand-in's clock; their spec.
+asio::awaitable<core::ContainerSpec> started_then_stuck(KubeStandin& api, KubernetesRuntime& runtime,
+                                                        const std::string& label, int since) {
+  const auto spec = spec_for(label);
+  const auto created = co_await runtime.create(spec);
+  REQUIRE_OK(created);
+  REQUIRE((co_await runtime.start(spec.name, user_of(spec.name))).has_value());
+  co_await api.control("/pods/director/" + spec.name + "/stuck-terminating", "{\"since\":" + std::to_string(since) + "}");
+  co_return spec;
+}
+
 std::string pod_status_path(const std::string& name) { return "/pods/director/" + name + "/status"; }
 
 bool requested(const Json& requests, std::string_view method, const std::string& path, const Json& query) {
@@ -198,7 +217,7 @@ TEST_CASE("a user's life against the API stand-in: create, start, stop, start ag
     CHECK_FALSE(service["metadata"]["annotations"].contains("io.container-director.pod"));  // no manifest kept
 
     // start: the Pod rendered from the template for the Service's user.
-    REQUIRE((co_await runtime.start(*id)).has_value());
+    REQUIRE((co_await runtime.start(*id, user_of(*id))).has_value());
     const Json pod = co_await api.get("pods", "vscode-alice");
     REQUIRE(pod.is_object());
     CHECK(pod["spec"]["containers"][0]["image"] == "codercom/code-server:4.96.4");
@@ -214,7 +233,7 @@ TEST_CASE("a user's life against the API stand-in: create, start, stop, start ag
     status = (co_await runtime.inspect(*id)).value();
     CHECK(status->state == core::ContainerState::running);
     CHECK(status->health == core::Health::healthy);
-    REQUIRE((co_await runtime.start(*id)).has_value());
+    REQUIRE((co_await runtime.start(*id, user_of(*id))).has_value());
     CHECK((co_await api.get("pods", "vscode-alice"))["metadata"]["uid"] == pod["metadata"]["uid"]);
 
     // logs: the tail, at most max_bytes of its end.
@@ -238,12 +257,12 @@ TEST_CASE("a user's life against the API stand-in: create, start, stop, start ag
     REQUIRE((co_await runtime.stop(*id, 2s)).has_value());  // stopped already: fine
 
     // Started again: a new Pod; it fails; a start replaces it.
-    REQUIRE((co_await runtime.start(*id)).has_value());
+    REQUIRE((co_await runtime.start(*id, user_of(*id))).has_value());
     const Json second = co_await api.get("pods", "vscode-alice");
     CHECK(second["metadata"]["uid"] != pod["metadata"]["uid"]);
     co_await api.control("/pods/director/vscode-alice/node-failure");
     CHECK((co_await runtime.inspect(*id)).value()->state == core::ContainerState::exited);
-    REQUIRE((co_await runtime.start(*id)).has_value());
+    REQUIRE((co_await runtime.start(*id, user_of(*id))).has_value());
     const Json third = co_await api.get("pods", "vscode-alice");
     CHECK(third["metadata"]["uid"] != second["metadata"]["uid"]);
     CHECK((co_await runtime.inspect(*id)).value()->state == core::ContainerState::created);
@@ -252,7 +271,7 @@ TEST_CASE("a user's life against the API stand-in: create, start, stop, start ag
     REQUIRE((co_await runtime.stop(*id, 0s)).has_value());
     CHECK(requested(co_await api.requests(), "DELETE", "/api/v1/namespaces/director/pods/vscode-alice",
                     Json::parse(R"({"gracePeriodSeconds":"1"})")));
-    REQUIRE((co_await runtime.start(*id)).has_value());
+    REQUIRE((co_await runtime.start(*id, user_of(*id))).has_value());
 
     // remove: the Pod and the Service, never the claim; a new create keeps using it.
     REQUIRE((co_await runtime.remove(*id)).has_value());
@@ -272,7 +291,7 @@ TEST_CASE("start waits for a Pod still being deleted, and an image that cannot b
     const auto spec = spec_for("bob");
     const auto created = co_await runtime.create(spec);
     REQUIRE_OK(created);
-    REQUIRE((co_await runtime.start(spec.name)).has_value());
+    REQUIRE((co_await runtime.start(spec.name, user_of(spec.name))).has_value());
     const Json first = co_await api.get("pods", spec.name);
     // Deleted gracefully by someone else: terminating for 0.3 s; a start waits it out.
     co_await api.request(Verb::delete_, "/api/v1/namespaces/director/pods/" + spec.name);
@@ -280,7 +299,7 @@ TEST_CASE("start waits for a Pod still being deleted, and an image that cannot b
     // is a stop under way that a start waits out.
     const auto terminating = co_await runtime.inspect(spec.name);
     CHECK(terminating.value()->state == core::ContainerState::exited);
-    REQUIRE((co_await runtime.start(spec.name)).has_value());
+    REQUIRE((co_await runtime.start(spec.name, user_of(spec.name))).has_value());
     const Json second = co_await api.get("pods", spec.name);
     REQUIRE(second.is_object());
     CHECK(second["metadata"]["uid"] != first["metadata"]["uid"]);
@@ -294,7 +313,7 @@ TEST_CASE("start waits for a Pod still being deleted, and an image that cannot b
     // A container that wrote nothing yet (the stand-in answers 400 "waiting to start"): no output.
     const auto nothing = co_await runtime.logs(spec.name, 10, 100);
     CHECK(nothing.value().empty());
-    CHECK((co_await runtime.start("vscode-nobody")).error().error == core::CallError::not_found);
+    CHECK((co_await runtime.start("vscode-nobody", user_of("vscode-nobody"))).error().error == core::CallError::not_found);
   }());
 }
 
@@ -317,7 +336,12 @@ TEST_CASE("failures are classified: 500 and 429 unavailable, a wrong token refus
 
     // The API server's token rotates: refused (401, naming the token) until the file has it.
     co_await api.control("/token", R"({"token":"rotated-token-0002"})");
+    const auto versions = [](const Json& served) {
+      return std::count_if(served.begin(), served.end(), [](const Json& row) { return row[1] == "/version"; });
+    };
+    const auto versions_before = versions(co_await api.requests());
     const auto refused = co_await runtime.ping();
+    CHECK(versions(co_await api.requests()) - versions_before == 2);  // one more after the 401, no loop
     REQUIRE_FALSE(refused.has_value());
     CHECK(refused.error().error == core::CallError::refused);
     CHECK(refused.error().http_status == 401);
@@ -411,7 +435,7 @@ TEST_CASE("watch(): subscribed, then the events of a user's life in order, a cle
     const auto spec = spec_for("dave");
     const auto created = co_await runtime.create(spec);
     REQUIRE_OK(created);
-    REQUIRE((co_await runtime.start(spec.name)).has_value());
+    REQUIRE((co_await runtime.start(spec.name, user_of(spec.name))).has_value());
     co_await api.control(pod_status_path(spec.name), R"({"phase":"Running","ready":false})");
     co_await api.control(pod_status_path(spec.name), R"({"phase":"Running","ready":true})");
     co_await await_events(watched, 4);
@@ -420,7 +444,7 @@ TEST_CASE("watch(): subscribed, then the events of a user's life in order, a cle
     co_await await_events(watched, 5);
     // Both streams end cleanly (as after timeoutSeconds): resumed, nothing missed.
     co_await api.control("/end-watches");
-    REQUIRE((co_await runtime.start(spec.name)).has_value());
+    REQUIRE((co_await runtime.start(spec.name, user_of(spec.name))).has_value());
     co_await await_events(watched, 6);
     // The Pod's DELETED and the Service's come on two streams, in either order: the same events.
     REQUIRE((co_await runtime.remove(spec.name)).has_value());
@@ -470,7 +494,7 @@ TEST_CASE("watch(): a bookmark moves the resourceVersion, and after a compaction
     co_await api.control("/end-watches");
     co_await sleep_for(1500ms);
     CHECK_FALSE(watched.returned);
-    REQUIRE((co_await runtime.start("vscode-erin")).has_value());
+    REQUIRE((co_await runtime.start("vscode-erin", user_of("vscode-erin"))).has_value());
     co_await await_events(watched, 2);
     CHECK(kinds(watched) == Names{"created", "created"});
     // Without one: the connections cut after a compaction; the resumed watch is too old.
@@ -527,7 +551,7 @@ TEST_CASE("start() renders the template's Pod: never a manifest a Service carrie
     };
 
     co_await post_service("vscode-mallory", true, "mallory");
-    REQUIRE((co_await runtime.start("vscode-mallory")).has_value());
+    REQUIRE((co_await runtime.start("vscode-mallory", user_of("vscode-mallory"))).has_value());
     const Json pod = co_await api.get("pods", "vscode-mallory");
     REQUIRE(pod.is_object());
     CHECK(pod["spec"]["volumes"].dump().find("hostPath") == std::string::npos);
@@ -541,15 +565,50 @@ TEST_CASE("start() renders the template's Pod: never a manifest a Service carrie
     co_await post_service("vscode-oscar", true, "");
     for (const char* name : {"vscode-trudy", "vscode-eve", "vscode-oscar"}) {
       INFO(name);
-      const auto started = co_await runtime.start(name);
+      const auto started = co_await runtime.start(name, user_of(name));
       REQUIRE_FALSE(started.has_value());
       CHECK(started.error().error == core::CallError::refused);
       CHECK(started.error().message.find("not started") != std::string::npos);
       CHECK((co_await api.get("pods", name)).is_null());
     }
-    const auto eve = co_await runtime.start("vscode-eve");
+    const auto eve = co_await runtime.start("vscode-eve", user_of("vscode-eve"));
     CHECK(eve.error().message.find("io.container-director.label=alice") != std::string::npos);
     CHECK((co_await api.get("pods", "vscode-alice")).is_null());
+  }());
+}
+
+TEST_CASE("start() renders for the lifecycle's user, and refuses a Service naming someone else") {
+  KubeStandin api;
+  asio::io_context io;
+  auto settings = api.settings();
+  settings.container_template.environment = {"OWNER={username}"};
+  KubernetesRuntime runtime(settings);
+  run_until_complete(io, [&]() -> asio::awaitable<void> {
+    const auto created = co_await runtime.create(spec_for("henry"));
+    REQUIRE_OK(created);
+    // The Service's annotation says henry@Example.com; the lifecycle's record says otherwise.
+    const core::UserIdentity someone_else{"Henry@Example.com", "henry"};
+    const auto started = co_await runtime.start("vscode-henry", someone_else);
+    REQUIRE_FALSE(started.has_value());
+    CHECK(started.error().error == core::CallError::refused);
+    INFO(started.error().message);
+    CHECK(started.error().message.find("is henry@Example.com's") != std::string::npos);
+    CHECK(started.error().message.find("not Henry@Example.com's") != std::string::npos);
+    CHECK((co_await api.get("pods", "vscode-henry")).is_null());
+    // The same user: the Pod's environment has the lifecycle's username.
+    REQUIRE((co_await runtime.start("vscode-henry", user_of("vscode-henry"))).has_value());
+    CHECK((co_await api.get("pods", "vscode-henry"))["spec"]["containers"][0]["env"] ==
+          Json::parse(R"([{"name":"OWNER","value":"henry@Example.com"}])"));
+
+    // A managed Service with the user's label but no username: refused for that reason.
+    const auto posted = co_await api.request(Verb::post, "/api/v1/namespaces/director/services", Json::parse(R"({
+        "apiVersion":"v1","kind":"Service","spec":{"ports":[{"port":8080}]},
+        "metadata":{"name":"vscode-olga","labels":{"io.container-director.managed":"true","io.container-director.label":"olga"}}})"));
+    REQUIRE(posted.result_int() == 201);
+    const auto olga = co_await runtime.start("vscode-olga", user_of("vscode-olga"));
+    REQUIRE_FALSE(olga.has_value());
+    CHECK(olga.error().error == core::CallError::refused);
+    CHECK(olga.error().message.find("has no annotation io.container-director.user") != std::string::npos);
   }());
 }
 
@@ -558,14 +617,11 @@ TEST_CASE("start() fails at once on a Pod stuck Terminating, naming it and the f
   asio::io_context io;
   KubernetesRuntime runtime(api.settings());
   run_until_complete(io, [&]() -> asio::awaitable<void> {
-    const auto spec = spec_for("grace");
-    const auto created = co_await runtime.create(spec);
-    REQUIRE_OK(created);
-    REQUIRE((co_await runtime.start(spec.name)).has_value());
     // Its node lost: Terminating, the grace period ended five minutes ago, never DELETED.
-    co_await api.control("/pods/director/" + spec.name + "/stuck-terminating", R"({"since":300})");
+    const auto spec = co_await started_then_stuck(api, runtime, "grace", 300);
+    director::test::StderrCapture log;
     const auto began = std::chrono::steady_clock::now();
-    const auto started = co_await runtime.start(spec.name);
+    const auto started = co_await runtime.start(spec.name, user_of(spec.name));
     CHECK(std::chrono::steady_clock::now() - began < 3s);  // not the call's timeout (10 s)
     REQUIRE_FALSE(started.has_value());
     CHECK(started.error().error == core::CallError::unavailable);
@@ -573,6 +629,15 @@ TEST_CASE("start() fails at once on a Pod stuck Terminating, naming it and the f
     CHECK(started.error().message.find("the Pod vscode-grace has been Terminating since") != std::string::npos);
     CHECK(started.error().message.find("kubectl delete pod vscode-grace -n director --force --grace-period=0") !=
           std::string::npos);
+    // Tried again: failed the same, but warned about once per Pod and deletionTimestamp.
+    CHECK_FALSE((co_await runtime.start(spec.name, user_of(spec.name))).has_value());
+    const std::string logged = log.finish();
+    INFO(logged);
+    std::size_t warnings = 0;
+    for (auto at = logged.find("stuck Terminating"); at != std::string::npos; at = logged.find("stuck Terminating", at + 1)) {
+      ++warnings;
+    }
+    CHECK(warnings == 1);
     // A stop (idle retirement) fails as fast, with the same message.
     const auto stop_began = std::chrono::steady_clock::now();
     const auto stopped = co_await runtime.stop(spec.name, 1s);
@@ -582,33 +647,61 @@ TEST_CASE("start() fails at once on a Pod stuck Terminating, naming it and the f
     // The operator forces it: the next start makes the Pod.
     const auto forced = co_await api.request(Verb::delete_, "/api/v1/namespaces/director/pods/vscode-grace?gracePeriodSeconds=0");
     CHECK(forced.result_int() == 200);
-    REQUIRE((co_await runtime.start(spec.name)).has_value());
+    REQUIRE((co_await runtime.start(spec.name, user_of(spec.name))).has_value());
     const Json pod = co_await api.get("pods", spec.name);
     REQUIRE(pod.is_object());
     CHECK_FALSE(pod["metadata"].contains("deletionTimestamp"));
   }());
 }
 
-TEST_CASE("a template changed since create() shows at the user's next start") {
+TEST_CASE("a Pod in its grace period by the API server's clock is not stuck, however far ahead the spawner's clock") {
+  KubeStandin api;
+  asio::io_context io;
+  auto settings = api.settings();
+  settings.timeout = 1s;
+  settings.local_clock = [] { return std::chrono::system_clock::now() + 10min; };
+  KubernetesRuntime runtime(settings);
+  run_until_complete(io, [&]() -> asio::awaitable<void> {
+    // Terminating, its grace period ended 30 s ago by the server's time: slow, not stuck.
+    const auto spec = co_await started_then_stuck(api, runtime, "skew", 30);
+    const auto started = co_await runtime.start(spec.name, user_of(spec.name));
+    REQUIRE_FALSE(started.has_value());
+    INFO(started.error().message);
+    CHECK(started.error().message.find("is still being deleted") != std::string::npos);
+    CHECK(started.error().message.find("--force") == std::string::npos);
+  }());
+}
+
+TEST_CASE("a template changed since create() shows at the user's next start, a new volume prefix as a new claim") {
   KubeStandin api;
   asio::io_context io;
   run_until_complete(io, [&]() -> asio::awaitable<void> {
     KubernetesRuntime before(api.settings());
     const auto created = co_await before.create(spec_for("frank"));
     REQUIRE_OK(created);
-    REQUIRE((co_await before.start("vscode-frank")).has_value());
+    REQUIRE((co_await before.start("vscode-frank", user_of("vscode-frank"))).has_value());
     CHECK((co_await api.get("pods", "vscode-frank"))["spec"]["containers"][0]["image"] == "codercom/code-server:4.96.4");
     REQUIRE((co_await before.stop("vscode-frank", 1s)).has_value());
 
-    // The spawner restarted with a new image and environment: the next start has them.
+    // The spawner restarted with a new image, environment and volume prefix: the next start
+    // has them, and makes the claim create() never made (never a Pod Pending on a missing claim).
     auto settings = api.settings();
     settings.container_template.image = "codercom/code-server:4.99.0";
     settings.container_template.environment = {"OWNER={username}"};
+    settings.container_template.volume_prefix = "director-data";
     KubernetesRuntime after(settings);
-    REQUIRE((co_await after.start("vscode-frank")).has_value());
+    REQUIRE((co_await after.start("vscode-frank", user_of("vscode-frank"))).has_value());
     const Json pod = co_await api.get("pods", "vscode-frank");
     CHECK(pod["spec"]["containers"][0]["image"] == "codercom/code-server:4.99.0");
     CHECK(pod["spec"]["containers"][0]["env"] == Json::parse(R"([{"name":"OWNER","value":"frank@Example.com"}])"));
+    CHECK(pod["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == "director-data-frank");
+    const Json claim = co_await api.get("persistentvolumeclaims", "director-data-frank");
+    REQUIRE(claim.is_object());
+    CHECK(claim["metadata"]["labels"]["io.container-director.label"] == "frank");
+    CHECK((co_await api.get("persistentvolumeclaims", "director-home-frank")).is_object());  // kept
+    // Started again: the claim exists (409), which is no failure.
+    REQUIRE((co_await after.stop("vscode-frank", 1s)).has_value());
+    REQUIRE((co_await after.start("vscode-frank", user_of("vscode-frank"))).has_value());
   }());
 }
 
@@ -646,5 +739,6 @@ TEST_CASE("list_managed() reads a listing longer than a page, page by page") {
     const auto expired_twice = co_await runtime.list_managed();
     REQUIRE_FALSE(expired_twice.has_value());
     CHECK(expired_twice.error().http_status == 410);
+    CHECK(expired_twice.error().error == core::CallError::unavailable);  // retried, as a watch's 410
   }());
 }

@@ -109,7 +109,7 @@ class FakeRuntime : public runtime::Runtime {
     co_return container.id;
   }
 
-  boost::asio::awaitable<runtime::RuntimeResult<void>> start(std::string id) override {
+  boost::asio::awaitable<runtime::RuntimeResult<void>> start(std::string id, core::UserIdentity) override {
     ++starts;
     co_await delay();
     if (!available) co_return unavailable();
