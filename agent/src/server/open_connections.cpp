@@ -4,9 +4,16 @@
 #include "net/show_table.hpp"
 
 #include <string>
+#include <string_view>
 #include <utility>
 
 namespace director::server {
+namespace {
+
+// What HAProxy prints after the table's header on a socket below level operator (stick_table.c).
+constexpr std::string_view insufficient_privileges = "# contents not dumped due to insufficient privileges";
+
+}  // namespace
 
 boost::asio::awaitable<OpenConnections> read_open_connections(OpenConnectionsSettings settings) {
   using Clock = std::chrono::steady_clock;
@@ -33,6 +40,20 @@ boost::asio::awaitable<OpenConnections> read_open_connections(OpenConnectionsSet
       // An unknown table (or an error message): HAProxy prints no "# table:" line.
       result.unreadable.push_back(
           {socket, "no table " + settings.table + " in HAProxy: " + net::first_answer_line(*answer)});
+      continue;
+    }
+    // Answers that would read as "no connections" while incomplete are unreadable too.
+    if (answer->find(insufficient_privileges) != std::string::npos) {
+      result.unreadable.push_back({socket, "HAProxy did not dump the table: the socket needs level operator or admin"});
+      continue;
+    }
+    if (table.skipped_lines > 0) {
+      result.unreadable.push_back(
+          {socket, std::to_string(table.skipped_lines) + " line(s) of HAProxy's answer did not parse"});
+      continue;
+    }
+    if (!answer->ends_with("\n\n")) {
+      result.unreadable.push_back({socket, "HAProxy's answer ended before its closing empty line"});
       continue;
     }
     for (const auto& [key, count] : table.connections) {
