@@ -3,6 +3,8 @@
 #include "net/haproxy_cli.hpp"
 #include "net/show_table.hpp"
 
+#include <boost/asio/this_coro.hpp>
+
 #include <string>
 #include <string_view>
 #include <utility>
@@ -20,6 +22,11 @@ boost::asio::awaitable<OpenConnections> read_open_connections(OpenConnectionsSet
   OpenConnections result;
   const auto deadline = Clock::now() + settings.timeout;
   for (const auto& socket : settings.sockets) {
+    // Cancelled (the HTTP exchange's deadline): nobody waits for the rest.
+    if ((co_await boost::asio::this_coro::cancellation_state).cancelled() != boost::asio::cancellation_type::none) {
+      result.unreadable.push_back({socket, "not read: the request was cancelled"});
+      co_return result;
+    }
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     if (left <= std::chrono::milliseconds::zero()) {
       result.unreadable.push_back({socket, "not read: the other sockets took the whole " +
