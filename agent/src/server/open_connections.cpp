@@ -66,7 +66,7 @@ boost::asio::awaitable<OpenConnections> read_open_connections(OpenConnectionsSet
     for (const auto& [key, count] : table.connections) {
       if (count == 0) continue;
       auto& sum = result.by_key[key];
-      sum = count > UINT64_MAX - sum ? UINT64_MAX : sum + count;
+      sum = net::add_counts(sum, count);
     }
   }
   co_return result;

@@ -88,7 +88,7 @@ ShowTable parse_show_table(std::string_view text) {
     }
     // One line per key in a table; a repeated key is summed (saturating).
     auto& sum = table.connections[std::move(key)];
-    sum = conn_cur > UINT64_MAX - sum ? UINT64_MAX : sum + conn_cur;
+    sum = add_counts(sum, conn_cur);
   }
   return table;
 }

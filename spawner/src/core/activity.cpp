@@ -106,7 +106,7 @@ boost::system::result<AgentConnectionsPage, ParseError> parse_agent_connections(
     if (!username) return ParseError{"a connections row whose key is not hex digits"};
     auto& sum = page.connections[std::move(*username)];
     const auto count = open->get<std::uint64_t>();
-    sum = count > UINT64_MAX - sum ? UINT64_MAX : sum + count;
+    sum = net::add_counts(sum, count);
   }
   if (next->is_string()) {
     const auto& cursor = next->get_ref<const std::string&>();
@@ -133,7 +133,7 @@ void add_connections(std::map<std::string, std::uint64_t, std::less<>>& into,
                      const std::map<std::string, std::uint64_t, std::less<>>& from) {
   for (const auto& [username, count] : from) {
     auto& sum = into[username];
-    sum = count > UINT64_MAX - sum ? UINT64_MAX : sum + count;
+    sum = net::add_counts(sum, count);
   }
 }
 
