@@ -13,7 +13,8 @@ that Role suffices; and a Role without one rule the spawner needs fails that pat
 <prefix>-<label>.<namespace>.svc.cluster.local (CONTAINER_DOMAIN) resolves through the test's
 dnsmasq to a 127.0.x.y where the test runs the user's "container" (tools/demo_backend.py) once
 it has made the Pod Running and Ready, so the spawner's port check passes as it would in a
-cluster. A real director-agent (knowing nobody) answers the idle retirer's /users.
+cluster. A real director-agent (knowing nobody) answers the idle retirer's /users, and its
+/connections from an HAProxy holding only the tables (nobody connected).
 
 Asserted: a page load for a new user creates their PersistentVolumeClaim, Service and Pod with
 the labels, annotations and spec of docs/spawner.md (read back from the stand-in); the loading
@@ -46,7 +47,7 @@ import unittest
 from pathlib import Path
 
 from common import SKIP, director_headers, follow_events, metric, poll
-from stack import Component, Stack, spawner_binary, wait_for  # noqa: E402 (common put tools/ on the path)
+from stack import Component, Stack, haproxy_binary, spawner_binary, wait_for  # noqa: E402 (common put tools/ on the path)
 from agent import AgentProcess  # noqa: E402
 from containers import Containers  # noqa: E402
 from kube_api_standin import load_role  # noqa: E402
@@ -225,7 +226,19 @@ class SpawnerAgainstStandin(unittest.TestCase):
             cls.api = KubeApi(cls.stack.run_dir, cls.stack.run_dir / "serviceaccount",
                               spawner_role(cls.stack.run_dir, cls.missing_from_role))
             cls.stack.components["kube-api"] = cls.api.component
-            cls.agent = AgentProcess(log_path=cls.stack.run_dir / "agent.log")
+            # Idle retirement refuses an agent that reads no HAProxy: this one reads an HAProxy
+            # holding only haproxy.cfg's two tables (nothing proxied, nobody connected).
+            tables = cls.stack.run_dir / "tables-haproxy.cfg"
+            tables.write_text(f"global\n    stats socket {cls.stack.run_dir / 'tables.sock'} mode 600 level admin\n"
+                              "backend fast_path\n    stick-table type string len 64 size 1k expire 2m store gpt(3)\n"
+                              "backend user_connections\n"
+                              "    stick-table type string len 64 size 1k expire 1d store conn_cur,http_req_cnt\n")
+            cls.stack.components["haproxy-tables"] = Component(
+                "haproxy-tables", [haproxy_binary(), "-f", tables], clean_environment(), cls.stack.run_dir)
+            cls.stack.components["haproxy-tables"].start()
+            wait_for("HAProxy's runtime socket", lambda: (cls.stack.run_dir / "tables.sock").exists())
+            cls.agent = AgentProcess(log_path=cls.stack.run_dir / "agent.log", env=clean_environment(
+                {"DIRECTOR_HAPROXY_SOCKETS": str(cls.stack.run_dir / "tables.sock")}))
             cls.spawner = Component("spawner", [spawner_binary()], cls.spawner_env(), cls.stack.run_dir)
             cls.stack.components["spawner"] = cls.spawner  # stopped and shown with the stack
             cls.spawner.start()

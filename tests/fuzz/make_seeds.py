@@ -52,7 +52,8 @@ AGENT_USERS_SEEDS = [
 # The agents' GET /connections pages (docs/metrics.md "HTTP endpoints").
 AGENT_CONNECTIONS_SEEDS = [
     '{"table": "user_connections", "sockets": ["/run/haproxy/director.sock"], "total": 3, '
-    '"connections": [{"user": "alice", "open": 2}, {"user": "bob smith", "open": 1}], '
+    '"connections": [{"key": "616c696365", "user": "alice", "open": 2}, '
+    '{"key": "626f6220736d697468", "user": "bob smith", "open": 1}], '
     '"next": "626f6220736d697468"}',
     '{"table":"user_connections","sockets":[],"total":0,"connections":[],"next":null}',
 ]

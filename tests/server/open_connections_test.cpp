@@ -13,7 +13,13 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <cstdio>
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <thread>
@@ -102,9 +108,19 @@ TEST_CASE("/connections: a socket that cannot be read makes it 503, naming the s
   if (versions.empty()) WARN("skipped: HAProxy is not installed (tools/install-deps.sh installs it)");
   for (const auto& version : versions) {
     DYNAMIC_SECTION("HAProxy " << version.name) {
-      Haproxy haproxy({.executable = version.executable, .tracking_frontend = true, .connections_table = true});
+      Haproxy haproxy({.executable = version.executable,
+                       .tracking_frontend = true,
+                       .connections_table = true,
+                       .user_level_socket = true});
       auto open = haproxy.track("alice");
       OpenConnectionsSettings settings;
+      // Below level operator HAProxy prints the header, not the entries: no "no connections".
+      settings.sockets = {haproxy.user_socket()};
+      const auto user_level = get(settings);
+      CHECK(user_level.status == 503);
+      REQUIRE(user_level.body["unreadable"].size() == 1);
+      CHECK_THAT(user_level.body["unreadable"][0]["reason"].get<std::string>(), Catch::Contains("level operator"));
+
       settings.sockets = {haproxy.socket(), "/nonexistent/haproxy.sock"};
       const auto unreachable = get(settings);
       CHECK(unreachable.status == 503);
@@ -134,4 +150,75 @@ TEST_CASE("/connections: without a socket it says it reads none (200, sockets []
   CHECK(none.status == 200);
   CHECK(none.body["sockets"] == Json::array());
   CHECK(none.body["connections"] == Json::array());
+}
+
+namespace {
+
+// A fake HAProxy runtime API on a unix socket: every connection reads the command line, gets
+// `answer` and is closed (as HAProxy closes a non-interactive session).
+class CannedCli {
+ public:
+  explicit CannedCli(std::string answer) : answer_(std::move(answer)) {
+    path_ = std::filesystem::temp_directory_path() / ("canned-cli-" + std::to_string(::getpid()) + ".sock");
+    ::unlink(path_.c_str());
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::snprintf(address.sun_path, sizeof(address.sun_path), "%s", path_.c_str());
+    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0);
+    REQUIRE(::listen(fd_, 8) == 0);
+    thread_ = std::thread([this] {
+      for (;;) {
+        const int client = ::accept(fd_, nullptr, nullptr);
+        if (client < 0) return;
+        char buffer[512];
+        (void)::read(client, buffer, sizeof(buffer));
+        (void)::write(client, answer_.data(), answer_.size());
+        ::close(client);
+      }
+    });
+  }
+  ~CannedCli() {
+    ::shutdown(fd_, SHUT_RDWR);
+    ::close(fd_);
+    thread_.join();
+    ::unlink(path_.c_str());
+  }
+  std::string path() const { return path_.string(); }
+
+ private:
+  std::string answer_;
+  std::filesystem::path path_;
+  int fd_ = -1;
+  std::thread thread_;
+};
+
+}  // namespace
+
+TEST_CASE("/connections: an answer that only looks complete is 503", "[connections]") {
+  const std::string header = "# table: user_connections, type: string, size:102400, used:1\n";
+  const std::string row = "0x55d0c8a7b0a0: key=alice use=1 exp=0 conn_cur=1\n";
+  OpenConnectionsSettings settings;
+  settings.timeout = 2000ms;
+  SECTION("complete: 200") {
+    CannedCli cli(header + row + "\n");
+    settings.sockets = {cli.path()};
+    const auto reply = get(settings);
+    CHECK(reply.status == 200);
+    CHECK(open_of(reply) == std::map<std::string, std::uint64_t>{{"alice", 1}});
+  }
+  SECTION("a row that does not parse") {
+    CannedCli cli(header + row + "0x55d0c8a7b0b0: key=bob\\q use=1 exp=0 conn_cur=1\n\n");
+    settings.sockets = {cli.path()};
+    const auto reply = get(settings);
+    CHECK(reply.status == 503);
+    CHECK_THAT(reply.body["unreadable"][0]["reason"].get<std::string>(), Catch::Contains("did not parse"));
+  }
+  SECTION("no closing empty line") {
+    CannedCli cli(header + row);
+    settings.sockets = {cli.path()};
+    const auto reply = get(settings);
+    CHECK(reply.status == 503);
+    CHECK_THAT(reply.body["unreadable"][0]["reason"].get<std::string>(), Catch::Contains("closing empty line"));
+  }
 }

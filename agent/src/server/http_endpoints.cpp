@@ -1,6 +1,7 @@
 #include "server/http_endpoints.hpp"
 
 #include "net/page_query.hpp"
+#include "net/show_table.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -353,16 +354,10 @@ std::variant<ConnectionsQuery, std::string> parse_connections_query(std::string_
     const auto value = parameter.substr(equals + 1);
     if (name == "after" && !seen_after) {
       seen_after = true;
-      if (value.size() % 2 != 0 || value.size() > ConnectionsQuery::max_cursor) return std::string(accepted);
-      for (std::size_t i = 0; i < value.size(); i += 2) {
-        const auto digit = [](char c) {
-          return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-        };
-        const int high = digit(value[i]);
-        const int low = digit(value[i + 1]);
-        if (high < 0 || low < 0) return std::string(accepted);
-        parsed.after += static_cast<char>(high * 16 + low);
-      }
+      if (value.size() > ConnectionsQuery::max_cursor) return std::string(accepted);
+      auto after = net::key_from_hex(value);
+      if (!after) return std::string(accepted);
+      parsed.after = std::move(*after);
     } else if (name == "limit" && !seen_limit) {
       seen_limit = true;
       std::size_t limit = 0;
@@ -386,7 +381,8 @@ std::string connections_page(const OpenConnectionsSettings& settings,
   auto at = query.after.empty() ? connections.begin() : connections.upper_bound(query.after);
   std::string last;
   for (std::size_t taken = 0; at != connections.end() && taken < query.limit; ++at, ++taken) {
-    rows.push_back(Json{{"user", at->first}, {"open", at->second}});
+    // "key": the table key's bytes, lossless (what the spawner matches); "user": for humans.
+    rows.push_back(Json{{"key", net::key_to_hex(at->first)}, {"user", at->first}, {"open", at->second}});
     last = at->first;
   }
   Json body;
@@ -397,13 +393,7 @@ std::string connections_page(const OpenConnectionsSettings& settings,
   if (at == connections.end()) {
     body["next"] = nullptr;
   } else {
-    constexpr std::string_view digits = "0123456789abcdef";
-    std::string cursor;
-    for (const char c : last) {
-      cursor += digits[static_cast<unsigned char>(c) >> 4];
-      cursor += digits[static_cast<unsigned char>(c) & 0xf];
-    }
-    body["next"] = cursor;
+    body["next"] = net::key_to_hex(last);
   }
   return body.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
 }

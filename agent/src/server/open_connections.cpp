@@ -3,16 +3,30 @@
 #include "net/haproxy_cli.hpp"
 #include "net/show_table.hpp"
 
+#include <boost/asio/this_coro.hpp>
+
 #include <string>
+#include <string_view>
 #include <utility>
 
 namespace director::server {
+namespace {
+
+// What HAProxy prints after the table's header on a socket below level operator (stick_table.c).
+constexpr std::string_view insufficient_privileges = "# contents not dumped due to insufficient privileges";
+
+}  // namespace
 
 boost::asio::awaitable<OpenConnections> read_open_connections(OpenConnectionsSettings settings) {
   using Clock = std::chrono::steady_clock;
   OpenConnections result;
   const auto deadline = Clock::now() + settings.timeout;
   for (const auto& socket : settings.sockets) {
+    // Cancelled (the HTTP exchange's deadline): nobody waits for the rest.
+    if ((co_await boost::asio::this_coro::cancellation_state).cancelled() != boost::asio::cancellation_type::none) {
+      result.unreadable.push_back({socket, "not read: the request was cancelled"});
+      co_return result;
+    }
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     if (left <= std::chrono::milliseconds::zero()) {
       result.unreadable.push_back({socket, "not read: the other sockets took the whole " +
@@ -35,10 +49,24 @@ boost::asio::awaitable<OpenConnections> read_open_connections(OpenConnectionsSet
           {socket, "no table " + settings.table + " in HAProxy: " + net::first_answer_line(*answer)});
       continue;
     }
+    // Answers that would read as "no connections" while incomplete are unreadable too.
+    if (answer->find(insufficient_privileges) != std::string::npos) {
+      result.unreadable.push_back({socket, "HAProxy did not dump the table: the socket needs level operator or admin"});
+      continue;
+    }
+    if (table.skipped_lines > 0) {
+      result.unreadable.push_back(
+          {socket, std::to_string(table.skipped_lines) + " line(s) of HAProxy's answer did not parse"});
+      continue;
+    }
+    if (!answer->ends_with("\n\n")) {
+      result.unreadable.push_back({socket, "HAProxy's answer ended before its closing empty line"});
+      continue;
+    }
     for (const auto& [key, count] : table.connections) {
       if (count == 0) continue;
       auto& sum = result.by_key[key];
-      sum = count > UINT64_MAX - sum ? UINT64_MAX : sum + count;
+      sum = net::add_counts(sum, count);
     }
   }
   co_return result;

@@ -5,8 +5,10 @@
 //
 // Contract:
 // - A socket that cannot be read (no connection, timeout, an answer over max_bytes, no such table
-//   in HAProxy: no "# table:" line) is listed in `unreadable` with why; the counts are then
-//   incomplete and the caller must not take them for "no connections".
+//   in HAProxy: no "# table:" line) is listed in `unreadable` with why; so is an answer that only
+//   looks complete: entries withheld (a socket below level operator), a line that did not parse,
+//   no closing empty line. The counts are then incomplete and the caller must not take them for
+//   "no connections".
 // - Bounded: the sockets are read one after the other, all within `timeout` (a socket reached
 //   after it reads as a timeout), each answer at most `max_bytes`.
 #pragma once

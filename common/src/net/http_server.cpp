@@ -141,10 +141,15 @@ asio::awaitable<void> answer_and_close(beast::tcp_stream& stream, Response respo
 }
 
 // An async handler's response; 500 (logged) when it threw.
+// Runs an async handler; what it throws is logged, except the cancellation that the exchange's
+// deadline causes (nobody waits for that answer).
 asio::awaitable<Response> answer_async(const Request& request, const AsyncHandler& handler) {
   std::exception_ptr failure;
   try {
     co_return co_await handler(request);
+  } catch (const boost::system::system_error& error) {
+    if (error.code() == asio::error::operation_aborted) co_return internal_error();
+    failure = std::current_exception();
   } catch (...) {
     failure = std::current_exception();
   }
@@ -320,7 +325,9 @@ asio::awaitable<void> HttpServer::exchange(tcp::socket socket, std::shared_ptr<S
   } release{refuse ? &shared->refusing : &shared->active};
   const auto& limits = shared->limits;
   beast::tcp_stream stream(std::move(socket));
-  stream.expires_after(limits.exchange_timeout);  // one deadline to read the request and write the answer
+  // One deadline to read the request and write the answer; an async handler's runs from here too.
+  const auto started = asio::steady_timer::clock_type::now();
+  stream.expires_after(limits.exchange_timeout);
 
   if (refuse) {
     co_await answer_and_close(stream, error_response(Status::service_unavailable, "too many connections"),
@@ -349,7 +356,8 @@ asio::awaitable<void> HttpServer::exchange(tcp::socket socket, std::shared_ptr<S
       }
       if (auto* async_handler = std::get_if<const AsyncHandler*>(&selected)) {
         using namespace asio::experimental::awaitable_operators;
-        asio::steady_timer deadline(stream.get_executor(), limits.exchange_timeout);
+        asio::steady_timer deadline(stream.get_executor());
+        deadline.expires_at(started + limits.exchange_timeout);  // the exchange's, not a second one
         auto answered = co_await (answer_async(parser.get(), **async_handler) || deadline.async_wait(nothrow_awaitable));
         if (answered.index() != 0) co_return;  // past the deadline: closed without an answer
         response = std::move(std::get<0>(answered));

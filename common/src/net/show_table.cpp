@@ -88,9 +88,34 @@ ShowTable parse_show_table(std::string_view text) {
     }
     // One line per key in a table; a repeated key is summed (saturating).
     auto& sum = table.connections[std::move(key)];
-    sum = conn_cur > UINT64_MAX - sum ? UINT64_MAX : sum + conn_cur;
+    sum = add_counts(sum, conn_cur);
   }
   return table;
+}
+
+std::string key_to_hex(std::string_view key) {
+  constexpr std::string_view digits = "0123456789abcdef";
+  std::string hex;
+  hex.reserve(key.size() * 2);
+  for (const char c : key) {
+    hex += digits[static_cast<unsigned char>(c) >> 4];
+    hex += digits[static_cast<unsigned char>(c) & 0xf];
+  }
+  return hex;
+}
+
+std::optional<std::string> key_from_hex(std::string_view hex) {
+  if (hex.size() % 2 != 0) return std::nullopt;
+  const auto digit = [](char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1; };
+  std::string key;
+  key.reserve(hex.size() / 2);
+  for (std::size_t i = 0; i < hex.size(); i += 2) {
+    const int high = digit(hex[i]);
+    const int low = digit(hex[i + 1]);
+    if (high < 0 || low < 0) return std::nullopt;
+    key += static_cast<char>(high * 16 + low);
+  }
+  return key;
 }
 
 }  // namespace director::net

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -30,5 +31,17 @@ struct ShowTable {
 // At most max_show_table_entries entries are kept; further lines count as skipped.
 inline constexpr std::size_t max_show_table_entries = 1'000'000;
 ShowTable parse_show_table(std::string_view text);
+
+// Connection counts add up saturating at UINT64_MAX (a count never wraps to "none open").
+constexpr std::uint64_t add_counts(std::uint64_t sum, std::uint64_t count) noexcept {
+  return count > UINT64_MAX - sum ? UINT64_MAX : sum + count;
+}
+
+// A table key as the agent's /connections carries it (each row's "key", and the page cursor):
+// every byte as two lowercase hex digits. Lossless whatever the bytes: a username cut at 64
+// bytes may end inside a UTF-8 character, which JSON text cannot carry.
+std::string key_to_hex(std::string_view key);
+// The bytes back; nullopt for an odd length or a character other than 0-9a-f.
+std::optional<std::string> key_from_hex(std::string_view hex);
 
 }  // namespace director::net

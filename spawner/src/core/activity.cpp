@@ -1,5 +1,7 @@
 #include "core/activity.hpp"
 
+#include "net/show_table.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -91,15 +93,20 @@ boost::system::result<AgentConnectionsPage, ParseError> parse_agent_connections(
   AgentConnectionsPage page;
   page.sockets = sockets->size();
   for (const auto& row : *connections) {
-    const auto user = row.is_object() ? row.find("user") : row.end();
+    // Matched on "key" (the table key's bytes in hex), never on "user": a key cut at 64 bytes
+    // inside a UTF-8 character reaches JSON text only with a replacement character.
+    const auto key = row.is_object() ? row.find("key") : row.end();
     const auto open = row.is_object() ? row.find("open") : row.end();
-    if (!row.is_object() || user == row.end() || !user->is_string() || open == row.end() ||
+    if (!row.is_object() || key == row.end() || !key->is_string() || open == row.end() ||
         !open->is_number_unsigned()) {
-      return ParseError{"a connections row without a string user and an unsigned open"};
+      return ParseError{"a connections row without a string key and an unsigned open"};
     }
-    auto& sum = page.connections[user->get<std::string>()];
+    const auto& hex = key->get_ref<const std::string&>();
+    auto username = hex.size() <= 2048 ? net::key_from_hex(hex) : std::nullopt;
+    if (!username) return ParseError{"a connections row whose key is not hex digits"};
+    auto& sum = page.connections[std::move(*username)];
     const auto count = open->get<std::uint64_t>();
-    sum = count > UINT64_MAX - sum ? UINT64_MAX : sum + count;
+    sum = net::add_counts(sum, count);
   }
   if (next->is_string()) {
     const auto& cursor = next->get_ref<const std::string&>();
@@ -126,7 +133,7 @@ void add_connections(std::map<std::string, std::uint64_t, std::less<>>& into,
                      const std::map<std::string, std::uint64_t, std::less<>>& from) {
   for (const auto& [username, count] : from) {
     auto& sum = into[username];
-    sum = count > UINT64_MAX - sum ? UINT64_MAX : sum + count;
+    sum = net::add_counts(sum, count);
   }
 }
 

@@ -36,15 +36,16 @@ boost::system::result<AgentUsersPage, ParseError> parse_agent_users(std::string_
 
 // One page of an agent's GET /connections?after=CURSOR&limit=N (docs/metrics.md "HTTP
 // endpoints"): {"table":"user_connections","sockets":["/run/haproxy.sock"],"total":1,
-// "connections":[{"user":"alice","open":2}],"next":null}. Unlike /users, a bad row makes the
+// "connections":[{"key":"616c696365","user":"alice","open":2}],"next":null}; "key" is the table
+// key's bytes in lowercase hex (net::key_to_hex), what is matched; "user" is for humans. Unlike /users, a bad row makes the
 // whole page an error: a row skipped could be a user's open WebSocket.
 struct AgentConnectionsPage {
   std::size_t sockets = 0;  // the HAProxy sockets the agent read; 0: it reads no HAProxy
-  std::map<std::string, std::uint64_t, std::less<>> connections;  // username -> open (summed if repeated)
+  std::map<std::string, std::uint64_t, std::less<>> connections;  // key bytes -> open (summed if repeated)
   std::string next;  // the cursor of the next page (lowercase hex, at most 2048 digits); empty: the last page
 };
 // A body that is not such an object (not JSON, nested deeper than 32, fields missing or of the
-// wrong types, a row without a string user and an unsigned open, a next that is not such a
+// wrong types, a row without a hex key and an unsigned open, a next that is not such a
 // cursor) is an error.
 boost::system::result<AgentConnectionsPage, ParseError> parse_agent_connections(std::string_view json);
 

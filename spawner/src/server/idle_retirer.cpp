@@ -262,12 +262,20 @@ boost::asio::awaitable<std::optional<Connections>> IdleRetirer::read_connections
       metrics_.idle_source_unreadable(metrics::IdleSource::agent);
       co_return std::nullopt;
     }
-    if (parsed->sockets == 0 && !warned_no_sockets_) {
-      warned_no_sockets_ = true;
-      log(LogLevel::warn, "idle check: an agent reads no HAProxy (no DIRECTOR_HAPROXY_SOCKETS): a user working over "
-                          "one long WebSocket through its HAProxy counts as idle",
-          {{"agent", url}, {"address", where}});
+    if (parsed->sockets == 0) {
+      // An agent that reads no HAProxy cannot see a user's open WebSocket: its "no connections"
+      // would retire such a user. Unreadable, so the round retires nobody; logged once per
+      // address until that address reads a socket again (a round a minute would flood the log).
+      metrics_.idle_source_unreadable(metrics::IdleSource::haproxy);
+      if (agents_without_sockets_.size() >= max_remembered_addresses) agents_without_sockets_.clear();
+      if (agents_without_sockets_.insert(where).second) {
+        log(LogLevel::warn, "idle check: an agent reads no HAProxy, so nobody is retired; set the agent's "
+                            "DIRECTOR_HAPROXY_SOCKETS to its HAProxy's runtime API socket",
+            {{"agent", url}, {"address", where}});
+      }
+      co_return std::nullopt;
     }
+    agents_without_sockets_.erase(where);
     core::add_connections(connections, parsed->connections);
     if (parsed->next.empty()) co_return connections;
     after = std::move(parsed->next);

@@ -32,6 +32,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -99,7 +100,10 @@ class IdleRetirer {
   metrics::Metrics& metrics_;
   core::TimePoint watching_since_;
   core::UnknownSince unknown_since_;  // across rounds: see core::track_unknown (on the strand)
-  bool warned_no_sockets_ = false;    // an agent reading no HAProxy was logged (on the strand)
+  // The addresses of agents found reading no HAProxy, each logged once (on the strand); an
+  // address leaves when it reads a socket again. Cleared beyond max_remembered_addresses.
+  static constexpr std::size_t max_remembered_addresses = 1024;
+  std::set<std::string> agents_without_sockets_;
   boost::asio::steady_timer timer_;
   std::atomic<bool> stopping_{false};
 };

@@ -66,6 +66,7 @@ class Haproxy {
     // A table `user_connections` like haproxy.cfg's (conn_cur per username), which the tracking
     // frontend's requests also track (track-sc1), as haproxy.cfg's do.
     bool connections_table = false;
+    bool user_level_socket = false;  // also a unix stats socket of level user (user_socket())
   };
 
   // An open request tracking a key's entry (HAProxy refuses to delete it meanwhile); closed on
@@ -100,6 +101,7 @@ class Haproxy {
   // The stats sockets, as config_table::parse_stats_socket reads them.
   std::string socket() const { return (directory_ / "admin.sock").string(); }
   std::string tcp_socket() const { return "127.0.0.1:" + std::to_string(tcp_port_); }
+  std::string user_socket() const { return (directory_ / "user.sock").string(); }
 
   // Starts it again (after stop()) with the same configuration and sockets: an empty table.
   void start() {
@@ -236,6 +238,7 @@ class Haproxy {
     out << "global\n"
         << "    stats socket " << socket() << " mode 600 level admin\n";
     if (options_.tcp_socket) out << "    stats socket " << tcp_socket() << " level admin\n";
+    if (options_.user_level_socket) out << "    stats socket " << user_socket() << " mode 600 level user\n";
     out << "defaults\n    timeout client 5s\n";
     if (options_.tracking_frontend) {
       out << "frontend tracking\n"

@@ -721,3 +721,26 @@ TEST_CASE("http: an async handler still running at the deadline is cancelled, th
   CHECK(elapsed < 3s);
   CHECK(served.run_get("/later").status == 200);  // the server goes on
 }
+
+TEST_CASE("http: an async handler's deadline is the exchange's, counted from its start", "[http][async]") {
+  HttpLimits limits;
+  limits.exchange_timeout = 600ms;
+  Served served(limits);
+  // The head takes 400 ms to arrive; the handler never answers: the client is closed 600 ms
+  // after it connected, not 600 ms after the handler started.
+  const auto started = std::chrono::steady_clock::now();
+  const auto reply = run_until_complete(served.io, [&]() -> asio::awaitable<Reply> {
+    tcp::socket socket(co_await asio::this_coro::executor);
+    co_await socket.async_connect(served.http.local_endpoint(), asio::use_awaitable);
+    const std::string start = "GET /never HTTP/1.1\r\n";
+    co_await asio::async_write(socket, asio::buffer(start), nothrow_awaitable);
+    co_await sleep_for(400ms);
+    const std::string end = "Host: test\r\n\r\n";
+    co_await asio::async_write(socket, asio::buffer(end), nothrow_awaitable);
+    co_return co_await read_reply(socket);
+  }());
+  const auto elapsed = std::chrono::steady_clock::now() - started;
+  CHECK(reply.status == 0);  // closed without an answer
+  CHECK(elapsed >= 550ms);
+  CHECK(elapsed < 900ms);
+}

@@ -85,7 +85,8 @@ TEST_CASE("open connections by label: usernames cut as the table cuts them", "[a
 TEST_CASE("agent /connections pages", "[activity][agent_connections]") {
   const auto page = parse_agent_connections(
       R"({"table":"user_connections","sockets":["/run/haproxy.sock"],"total":3,)"
-      R"("connections":[{"user":"alice","open":2},{"user":"bob smith","open":1},{"user":"alice","open":1}],)"
+      R"("connections":[{"key":"616c696365","user":"alice","open":2},)"
+      R"({"key":"626f6220736d697468","user":"bob smith","open":1},{"key":"616c696365","user":"alice","open":1}],)"
       R"("next":"626f6220736d697468"})");
   REQUIRE(page.has_value());
   CHECK(page->sockets == 1);
@@ -98,14 +99,36 @@ TEST_CASE("agent /connections pages", "[activity][agent_connections]") {
   CHECK(last->next.empty());
 }
 
+TEST_CASE("agent /connections: a key cut inside a UTF-8 character matches its user", "[activity][agent_connections]") {
+  // HAProxy keeps the first 64 bytes of "uuu...é": 63 'u' and the first byte of "é" (0xc3),
+  // which the agent's "user" can only show as U+FFFD; its "key" carries the byte.
+  const std::string username = std::string(63, 'u') + "\xc3\xa9";
+  std::string key_hex;
+  for (int i = 0; i < 63; ++i) key_hex += "75";
+  key_hex += "c3";
+  const auto page = parse_agent_connections(
+      R"({"sockets":["/run/haproxy.sock"],"connections":[{"key":")" + key_hex +
+      R"(","user":")" + std::string(63, 'u') + R"(\ufffd","open":1}],"next":null})");
+  REQUIRE(page.has_value());
+  ContainerStatus cut;
+  cut.label = "lcut";
+  cut.username = username;
+  const auto by_label = open_connections_by_label({cut}, page->connections);
+  CHECK(by_label == std::map<std::string, std::uint64_t, std::less<>>{{"lcut", 1}});
+}
+
 TEST_CASE("agent /connections: a bad row or cursor makes the whole page an error", "[activity][agent_connections]") {
   for (const auto* body : {
            "", "[]", "not json", R"({"connections":[],"next":null})", R"({"sockets":[],"next":null})",
            R"({"sockets":[],"connections":[]})", R"({"sockets":[],"connections":{},"next":null})",
-           R"({"sockets":[],"connections":[{"user":"a"}],"next":null})",
-           R"({"sockets":[],"connections":[{"user":"a","open":-1}],"next":null})",
-           R"({"sockets":[],"connections":[{"user":1,"open":1}],"next":null})",
-           R"({"sockets":[],"connections":[{"user":"a","open":1.5}],"next":null})",
+           R"({"sockets":[],"connections":[{"key":"61"}],"next":null})",
+           R"({"sockets":[],"connections":[{"key":"61","open":-1}],"next":null})",
+           R"({"sockets":[],"connections":[{"key":1,"open":1}],"next":null})",
+           R"({"sockets":[],"connections":[{"key":"61","open":1.5}],"next":null})",
+           R"({"sockets":[],"connections":[{"user":"a","open":1}],"next":null})",
+           R"({"sockets":[],"connections":[{"key":"6","open":1}],"next":null})",
+           R"({"sockets":[],"connections":[{"key":"6G","open":1}],"next":null})",
+           R"({"sockets":[],"connections":[{"key":"6A","open":1}],"next":null})",
            R"({"sockets":[],"connections":[7],"next":null})",
            R"({"sockets":[],"connections":[],"next":""})", R"({"sockets":[],"connections":[],"next":"abc"})",
            R"({"sockets":[],"connections":[],"next":"6G"})", R"({"sockets":[],"connections":[],"next":"6A"})",

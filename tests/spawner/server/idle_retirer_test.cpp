@@ -93,10 +93,10 @@ director::net::http::Router fake_agent(std::vector<std::pair<std::string, double
     for (const auto& [user, open] : haproxy.open) {
       if (!after.empty() && hex(user) <= after) continue;  // hex keeps the byte order
       if (rows.size() == limit) {
-        next = hex(rows.back()["user"].get<std::string>());
+        next = rows.back()["key"];
         break;
       }
-      rows.push_back({{"user", user}, {"open", open}});
+      rows.push_back({{"key", hex(user)}, {"user", user}, {"open", open}});
     }
     Json sockets = haproxy.no_sockets ? Json::array() : Json::array({"/run/haproxy.sock"});
     return director::net::http::make_response(
@@ -258,12 +258,15 @@ TEST_CASE("an unreadable source retires nobody that round") {
   }
 }
 
-TEST_CASE("an agent that reads no HAProxy contributes no connections: the round goes on") {
+TEST_CASE("an agent that reads no HAProxy is unreadable: nobody is retired") {
   Fixture fixture;
   fixture.serve_agent({{"idle", 7200.0}, {"websocket", 7200.0}, {"recent", 60.0}}, {.no_sockets = true});
+  // It cannot see websocket's open WebSocket: its "no connections" is no answer.
   const auto round = fixture.round();
-  CHECK(round.complete);
-  CHECK(round.retired.size() == 2);  // idle and websocket: nobody saw websocket's connection
+  CHECK_FALSE(round.complete);
+  CHECK(round.retired.empty());
+  CHECK(counted(fixture.metrics, "director_spawner_idle_unreadable_total{source=\"haproxy\"} 1"));
+  CHECK(fixture.runtime.stops == 0);
 }
 
 TEST_CASE("replicas found by name: every address is one agent, activity on any one spares a user") {
