@@ -33,7 +33,7 @@ using director::net::http::Status;
 // What a fake agent's GET /connections answers: its HAProxy's open connections per username,
 // or 503 (unreadable), or "sockets": [] (it reads no HAProxy).
 struct AgentHaproxy {
-  std::map<std::string, std::uint64_t> open;
+  std::map<std::string, std::uint64_t> open{};
   bool unreadable = false;
   bool no_sockets = false;
 };
