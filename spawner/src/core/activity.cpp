@@ -34,6 +34,15 @@ bool nested_deeper_than(std::string_view json, int limit) {
   return false;
 }
 
+// An agent's answer as a JSON object: nested at most 32 deep (nlohmann recurses), else why not.
+boost::system::result<nlohmann::json, ParseError> parse_object(std::string_view json) {
+  if (nested_deeper_than(json, 32)) return ParseError{"nested too deeply"};
+  auto body = nlohmann::json::parse(json, nullptr, false);
+  if (body.is_discarded()) return ParseError{"not JSON"};
+  if (!body.is_object()) return ParseError{"not a JSON object"};
+  return boost::system::result<nlohmann::json, ParseError>(boost::system::in_place_value, std::move(body));
+}
+
 }  // namespace
 
 void throw_exception_from_error(const ParseError& error, const boost::source_location&) {
@@ -41,10 +50,9 @@ void throw_exception_from_error(const ParseError& error, const boost::source_loc
 }
 
 boost::system::result<AgentUsersPage, ParseError> parse_agent_users(std::string_view json, TimePoint now) {
-  if (nested_deeper_than(json, 32)) return ParseError{"nested too deeply"};
-  const auto body = nlohmann::json::parse(json, nullptr, false);
-  if (body.is_discarded()) return ParseError{"not JSON"};
-  if (!body.is_object()) return ParseError{"not a JSON object"};
+  auto parsed = parse_object(json);
+  if (!parsed) return parsed.error();
+  const auto& body = *parsed;
   const auto total = body.find("total");
   const auto offset = body.find("offset");
   const auto users = body.find("users");
@@ -80,10 +88,9 @@ boost::system::result<AgentUsersPage, ParseError> parse_agent_users(std::string_
 }
 
 boost::system::result<AgentConnectionsPage, ParseError> parse_agent_connections(std::string_view json) {
-  if (nested_deeper_than(json, 32)) return ParseError{"nested too deeply"};
-  const auto body = nlohmann::json::parse(json, nullptr, false);
-  if (body.is_discarded()) return ParseError{"not JSON"};
-  if (!body.is_object()) return ParseError{"not a JSON object"};
+  auto parsed = parse_object(json);
+  if (!parsed) return parsed.error();
+  const auto& body = *parsed;
   const auto sockets = body.find("sockets");
   const auto connections = body.find("connections");
   const auto next = body.find("next");
