@@ -137,14 +137,15 @@ struct Fixture {
   // A name resolving to the hosts file's addresses (e.g. "127.0.1.1 replicas\n127.0.1.2 replicas\n").
   void serve_dns(std::string hosts) { dns.emplace(director::test::Dnsmasq::Options{0, true, std::move(hosts)}); }
 
-  server::RetirementRound round() {
+  // `timeout` bounds the whole round; the default suits rounds of a few users.
+  server::RetirementRound round(std::chrono::milliseconds timeout = std::chrono::milliseconds(5000)) {
     const boost::asio::ip::udp::endpoint nobody(boost::asio::ip::address_v4::loopback(), 1);
     director::net::Resolver resolver(io.get_executor(), director::net::ResolverOptions{{dns ? dns->endpoint() : nobody}});
     server::IdleRetirer retirer(io.get_executor(), settings, runtime, resolver, metrics);
     std::optional<server::RetirementRound> result;
     boost::asio::co_spawn(io, [&]() -> boost::asio::awaitable<void> { result = co_await retirer.run_once(); },
                           director::net::log_if_thrown("test round"));
-    REQUIRE(run_until(io, [&] { return result.has_value(); }));
+    REQUIRE(run_until(io, [&] { return result.has_value(); }, timeout));
     if (agent) agent->stop();
     for (auto& replica : replica_agents) replica->stop();
     return *result;
@@ -222,7 +223,10 @@ TEST_CASE("every page of an agent's users and connections is read") {
   seen.emplace_back("recent", 10.0);
   haproxy.open["websocket"] = 2;  // after every "user..." key: on the last page
   fixture.serve_agent(seen, haproxy);
-  const auto round = fixture.round();
+  // Pages of 10,000 rows take seconds to make and parse in a ThreadSanitizer build on a busy
+  // CI machine (3.4 s for the round on an idle one): this test is about paging, not speed.
+  fixture.settings.read_timeout = std::chrono::milliseconds(30'000);
+  const auto round = fixture.round(std::chrono::milliseconds(60'000));
   CHECK(fixture.agent_requests.users == 3);
   REQUIRE(fixture.agent_requests.connections.size() == 3);
   CHECK(fixture.agent_requests.connections[1].starts_with("limit=10000&after="));
