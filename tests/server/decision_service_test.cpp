@@ -184,7 +184,7 @@ struct EventModeService {
 
 }  // namespace
 
-TEST_CASE("a feed change starts a check and clears the label's keys in HAProxy; a lost feed clears all",
+TEST_CASE("a feed change starts a check and clears the label's keys in HAProxy, a lost feed clears all",
           "[decision_service]") {
   EventModeService agent;
   auto& service = *agent.service;
@@ -224,7 +224,7 @@ TEST_CASE("a feed change starts a check and clears the label's keys in HAProxy; 
   CHECK(agent.haproxy.whole_tables == 1);
 }
 
-TEST_CASE("a check that overlapped a feed change is repeated; its waiter gets the repeat's answer",
+TEST_CASE("a check that overlapped a feed change is repeated, its waiter gets the repeat's answer",
           "[decision_service]") {
   asio::io_context io;
   director::metrics::Metrics metrics("test", std::chrono::system_clock::now());
@@ -262,7 +262,7 @@ TEST_CASE("a check that overlapped a feed change is repeated; its waiter gets th
   CHECK(decision_service.stats().rechecks == 1);
 }
 
-TEST_CASE("retry forces a fresh check; an alive container found not alive is cleared from HAProxy",
+TEST_CASE("retry forces a fresh check, an alive container found not alive is cleared from HAProxy",
           "[decision_service]") {
   EventModeService agent(0ms);
   auto& service = *agent.service;

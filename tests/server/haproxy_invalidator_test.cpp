@@ -267,7 +267,7 @@ TEST_CASE("keys outside the fast-path charset never reach HAProxy", "[haproxy_in
   }
 }
 
-TEST_CASE("an unreachable HAProxy turns reachability off; back, its table is revoked first", "[haproxy_invalidator]") {
+TEST_CASE("an unreachable HAProxy turns reachability off, and once back its table is revoked first", "[haproxy_invalidator]") {
   for (const auto& version : versions_or_skip()) {
     INFO("HAProxy " << version.name);
     Haproxy haproxy({.executable = version.executable});
@@ -472,7 +472,7 @@ TEST_CASE("start's `then` comes once every socket's table was revoked, not befor
   }
 }
 
-TEST_CASE("start's `then` waits at most first_revoke_wait for a socket that does not answer; one that "
+TEST_CASE("start's `then` waits at most first_revoke_wait for a socket that does not answer, one that "
           "cannot be reached fails at once", "[haproxy_invalidator][start]") {
   UnixListener silent;  // connects, never answers
   const std::string nobody = "/tmp/director-invalidator-nobody-listens-here.sock";

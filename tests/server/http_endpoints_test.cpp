@@ -297,7 +297,7 @@ TEST_CASE("/status: TTL mode without feeds or HAProxy sockets, and why", "[http]
   CHECK(samples.at("director_haproxy_runtime_reachable") == 0);
 }
 
-TEST_CASE("/status and /metrics: event mode while every feed is connected; a feed down is named",
+TEST_CASE("/status and /metrics: event mode while every feed is connected, a feed down is named",
           "[http][liveness]") {
   Agent agent({shared_dnsmasq().server()});
   FeedServer spawner(agent.io, std::string(alive_snapshot));
@@ -608,7 +608,7 @@ TEST_CASE("/connections: its query, and pages by cursor over keys in byte order"
                                                      {std::string(63, 'u') + "\xef\xbf\xbd", 6}});
 }
 
-TEST_CASE("/connections: routed as a GET; without HAProxy sockets it reads none", "[http][connections]") {
+TEST_CASE("/connections: routed as a GET, without HAProxy sockets it reads none", "[http][connections]") {
   Agent agent({shared_dnsmasq().server()});
   const auto reply = agent.run_get("/connections");
   CHECK(reply.status == 200);

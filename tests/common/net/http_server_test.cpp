@@ -478,7 +478,7 @@ TEST_CASE("http stream: a client reads several chunks, then the last chunk", "[h
   CHECK(log.writes_ok == 3);
 }
 
-TEST_CASE("http stream: a refusing head is an ordinary response; other methods are 405", "[http][stream]") {
+TEST_CASE("http stream: a refusing head is an ordinary response, other methods are 405", "[http][stream]") {
   StreamServed served(
       [](const Request&) {
         auto head = director::net::http::error_response(Status::service_unavailable, "feed full");
@@ -691,7 +691,7 @@ TEST_CASE("http stream: streams on a multi-threaded io_context, stopped from ano
   for (auto& thread : threads) thread.join();
 }
 
-TEST_CASE("http: an async handler answers after its awaits; one that throws is 500; route() runs it", "[http][async]") {
+TEST_CASE("http: an async handler answers after its awaits, one that throws is 500, route() runs it", "[http][async]") {
   Served served;
   const auto reply = served.run_get("/later?x=1");
   CHECK(reply.status == 200);

@@ -76,7 +76,7 @@ TEST_CASE("a substituted username is not scanned again", "[template]") {
   CHECK(spec.command == std::vector<std::string>{"{label}"});
 }
 
-TEST_CASE("no volume without a mount point; no aliases on host, none, bridge or no network", "[template]") {
+TEST_CASE("no volume without a mount point, no aliases on host, none, bridge or no network", "[template]") {
   auto t = code_server();
   t.volume_mount.clear();
   for (const std::string network : {"", "host", "none", "bridge", "default", "container:abc"}) {

@@ -19,7 +19,7 @@ TEST_CASE("container states round-trip through Docker's names", "[container]") {
   CHECK(parse_container_state("stopped") == ContainerState::exited);
 }
 
-TEST_CASE("health states round-trip; anything else is none", "[container]") {
+TEST_CASE("health states round-trip, anything else is none", "[container]") {
   for (const auto health : {Health::starting, Health::healthy, Health::unhealthy}) {
     CHECK(parse_health(to_string(health)) == health);
   }

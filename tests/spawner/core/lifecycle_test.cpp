@@ -404,7 +404,7 @@ TEST_CASE("await ready outcomes", "[lifecycle]") {
   }
 }
 
-TEST_CASE("after a failure, wakes within retry_after start nothing; later ones retry", "[lifecycle][retry]") {
+TEST_CASE("after a failure, wakes within retry_after start nothing, later ones retry", "[lifecycle][retry]") {
   Lifecycle lifecycle(test_settings());
   auto commands = lifecycle.wake(alice, t0);
   lifecycle.on_result(result_of(commands, CallFailure{CallError::unavailable, "down"}), t0 + 100ms);

@@ -38,7 +38,7 @@ TEST_CASE("a wake answers at once and the container becomes ready when its port 
   CHECK(service.operations_in_flight() == 0);
 }
 
-TEST_CASE("a runtime command that throws ends the operation as failed; the next wake retries") {
+TEST_CASE("a runtime command that throws ends the operation as failed, the next wake retries") {
   Fixture fixture;
   fixture.runtime.create_throws = true;
   auto& service = fixture.make_service();

@@ -295,7 +295,7 @@ TEST_CASE("an empty object and an empty array in a file are valid") {
   CHECK(parse({"--config", no_servers}).config->dns.servers.empty());
 }
 
-TEST_CASE("DIRECTOR_CONFIG names the file; --config overrides it; an empty value means none") {
+TEST_CASE("DIRECTOR_CONFIG names the file, --config overrides it, an empty value means none") {
   const TempDir dir;
   const auto from_env = dir.write("env.json", R"({"container_port": 1001})");
   const auto from_flag = dir.write("flag.json", R"({"container_port": 1002})");

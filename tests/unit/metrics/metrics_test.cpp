@@ -109,7 +109,7 @@ TEST_CASE("histogram buckets: a microsecond cache hit and a slow check land wher
   CHECK(samples.at("director_decision_duration_seconds_sum") == Approx(0.300003));
 }
 
-TEST_CASE("DNS lookups and probes count by result; a probe that did not run is not counted", "[metrics]") {
+TEST_CASE("DNS lookups and probes count by result, a probe that did not run is not counted", "[metrics]") {
   Fixture f;
   // Each lookup belongs to a check: it ends the check's lookup and starts its probe.
   const Samples in_flight_moves = {{"director_dns_lookups_in_flight", -1}, {"director_probes_in_flight", 1}};
@@ -167,7 +167,7 @@ TEST_CASE("checks in flight go up and down, in their lookup, then in their probe
   CHECK(f.metrics.checks_in_flight() == 0);
 }
 
-TEST_CASE("SPOP frames count by type; unknown received types are other", "[metrics]") {
+TEST_CASE("SPOP frames count by type, unknown received types are other", "[metrics]") {
   Fixture f;
   const std::map<FrameType, std::string> received = {{FrameType::haproxy_hello, "hello"},
                                                      {FrameType::notify, "notify"},
@@ -190,7 +190,7 @@ TEST_CASE("SPOP frames count by type; unknown received types are other", "[metri
   CHECK(f.moved_by([&] { f.metrics.frame_sent(FrameType::notify); }).empty());
 }
 
-TEST_CASE("protocol errors count by status name; normal is not an error", "[metrics]") {
+TEST_CASE("protocol errors count by status name, normal is not an error", "[metrics]") {
   Fixture f;
   const std::map<Status, std::string> errors = {{Status::frame_too_big, "frame_too_big"},
                                                 {Status::invalid_frame, "invalid_frame"},

@@ -120,7 +120,7 @@ TEST_CASE("an invalid-username answer shows the refused name, escaped and cut") 
   CHECK_FALSE(find_var(director::route::to_actions(answer, std::string_view("jack")), "refused_username"));
 }
 
-TEST_CASE("shown_username: markup, quotes, backslash, control and non-ASCII bytes as \\xHH") {
+TEST_CASE("shown_username: markup, quotes, backslash, control and non-ASCII bytes hex-escaped (xHH)") {
   using director::route::shown_username;
   CHECK(shown_username("alice") == "alice");
   CHECK(shown_username("Jack Smith") == "Jack Smith");
