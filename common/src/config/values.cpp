@@ -162,27 +162,16 @@ std::optional<EndpointOrName> parse_endpoint_or_name(std::string_view text) {
 
 std::optional<StatsSocket> parse_stats_socket(std::string_view text) {
   if (is_socket_path(text)) return StatsSocket(std::string(text));
-  const auto peer = parse_endpoint_or_name(text);
-  if (!peer) return std::nullopt;
-  return std::visit([](const auto& alternative) { return StatsSocket(alternative); }, *peer);
+  if (const auto endpoint = parse_endpoint(text)) return StatsSocket(*endpoint);
+  return std::nullopt;
 }
 
-Failure set_stats_sockets(std::vector<std::string>& target, std::string_view text, ListSeparators separators,
-                          SocketNames names) {
+Failure set_stats_sockets(std::vector<std::string>& target, std::string_view text, ListSeparators separators) {
   const auto is_stats_socket = [](std::string_view entry) { return parse_stats_socket(entry).has_value(); };
-  const auto is_socket_by_address = [](std::string_view entry) {
-    const auto socket = parse_stats_socket(entry);
-    return socket && !std::holds_alternative<NamedEndpoint>(*socket);
-  };
-  const auto prefix = "entries separated by " + std::string(separated_by(separators)) +
-                      ", each an absolute unix socket path (at most 107 characters) or IP:PORT ([IPv6]:PORT)";
-  const std::string_view rest = ", e.g. /run/haproxy/admin.sock (in the file: an array of strings), or empty for none";
-  if (names == SocketNames::refused) {
-    return set_list(target, text, separators, is_socket_by_address, prefix + std::string(rest));
-  }
   return set_list(target, text, separators, is_stats_socket,
-                  prefix + " or NAME:PORT (a DNS name, resolved at every use: every address is one HAProxy)" +
-                      std::string(rest));
+                  "entries separated by " + std::string(separated_by(separators)) +
+                      ", each an absolute unix socket path (at most 107 characters) or IP:PORT ([IPv6]:PORT), e.g. "
+                      "/run/haproxy/admin.sock (in the file: an array of strings), or empty for none");
 }
 
 std::optional<DnsServer> parse_dns_server(std::string_view text) {

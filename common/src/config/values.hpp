@@ -129,24 +129,17 @@ using EndpointOrName = std::variant<boost::asio::ip::tcp::endpoint, NamedEndpoin
 // that "300.1.1.1:80" is a bad address, never a name. std::nullopt for anything else.
 std::optional<EndpointOrName> parse_endpoint_or_name(std::string_view text);
 
-// An HAProxy stats socket (runtime API): a unix socket path, a TCP address, or a DNS name whose
-// every address is one HAProxy (SocketNames::resolved_at_each_use; no option takes names since
-// the spawner stopped reading HAProxy: only the agent's DIRECTOR_HAPROXY_SOCKETS remains).
-using StatsSocket = std::variant<std::string, boost::asio::ip::tcp::endpoint, NamedEndpoint>;
+// An HAProxy stats socket (runtime API): a unix socket path or a TCP address. Never a DNS name:
+// the agent talks to the HAProxy beside it.
+using StatsSocket = std::variant<std::string, boost::asio::ip::tcp::endpoint>;
 // The one parser of a stats socket entry (the agent's DIRECTOR_HAPROXY_SOCKETS,
-// net::haproxy_command): an absolute unix socket path
-// (is_socket_path), IP:PORT ([IPv6]:PORT), or NAME:PORT (parse_endpoint_or_name). std::nullopt
-// for anything else.
+// net::haproxy_command): an absolute unix socket path (is_socket_path) or IP:PORT ([IPv6]:PORT).
+// std::nullopt for anything else.
 std::optional<StatsSocket> parse_stats_socket(std::string_view text);
 
-// Whether a stats socket list takes NAME:PORT entries: only a program that resolves them at each
-// use would (the spawner's idle retirer did); the agent talks to the HAProxy beside it by address.
-enum class SocketNames : std::uint8_t { refused, resolved_at_each_use };
-
 // Sets `target` to a list of stats sockets (parse_stats_socket), or says what is accepted: the
-// agent's haproxy_sockets (spaces or commas, names refused).
-Failure set_stats_sockets(std::vector<std::string>& target, std::string_view text, ListSeparators separators,
-                          SocketNames names = SocketNames::refused);
+// agent's haproxy_sockets (spaces or commas).
+Failure set_stats_sockets(std::vector<std::string>& target, std::string_view text, ListSeparators separators);
 
 // One DNS server: where --dns-server entries and the resolver's servers point.
 struct DnsServer {

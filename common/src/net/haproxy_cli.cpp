@@ -85,9 +85,6 @@ boost::asio::awaitable<HaproxyAnswer> haproxy_command(std::string socket, std::s
   using namespace boost::asio::experimental::awaitable_operators;
   auto parsed = config_table::parse_stats_socket(socket);
   if (!parsed) co_return failure(HaproxyCliErrorKind::bad_socket, "not a unix socket path or IP:PORT: " + socket);
-  if (std::holds_alternative<config_table::NamedEndpoint>(*parsed)) {
-    co_return failure(HaproxyCliErrorKind::bad_socket, "a DNS name, not an address (resolve it first): " + socket);
-  }
   boost::asio::steady_timer deadline(co_await boost::asio::this_coro::executor, timeout);
   // The loser of the race is cancelled: a late answer closes nothing twice.
   auto outcome = co_await (connect_and_exchange(std::move(*parsed), std::move(command), max_bytes) ||

@@ -24,7 +24,7 @@
 namespace director::net {
 
 enum class HaproxyCliErrorKind : std::uint8_t {
-  bad_socket,  // not a socket config_table::parse_stats_socket reads, or a NAME:PORT (the caller resolves names)
+  bad_socket,  // not a socket config_table::parse_stats_socket reads (a NAME:PORT is not)
   connect,     // no connection (no such socket, refused, permission)
   io,          // the command could not be sent, or the connection broke mid-answer
   timeout,     // the deadline passed

@@ -41,6 +41,10 @@ constexpr std::uint64_t add_counts(std::uint64_t sum, std::uint64_t count) noexc
 // every byte as two lowercase hex digits. Lossless whatever the bytes: a username cut at 64
 // bytes may end inside a UTF-8 character, which JSON text cannot carry.
 std::string key_to_hex(std::string_view key);
+// The longest hex key either side accepts (keys of up to 1 KiB; HAProxy's are 64 bytes).
+inline constexpr std::size_t max_key_hex = 2048;
+// The most rows /connections gives a page (the agent refuses more; the spawner asks for this).
+inline constexpr std::size_t max_connections_page = 10'000;
 // The bytes back; nullopt for an odd length or a character other than 0-9a-f.
 std::optional<std::string> key_from_hex(std::string_view hex);
 

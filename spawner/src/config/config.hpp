@@ -120,7 +120,6 @@ struct Config {
 // agents' HTTP listener. std::nullopt for anything else (the option refuses it).
 std::optional<config_table::EndpointOrName> parse_agent_url(std::string_view url);
 
-
 using config_table::Command;
 using Invocation = config_table::Invocation<Config>;
 using config_table::EnvironmentLookup;

@@ -109,7 +109,7 @@ boost::system::result<AgentConnectionsPage, ParseError> parse_agent_connections(
       return ParseError{"a connections row without a string key and an unsigned open"};
     }
     const auto& hex = key->get_ref<const std::string&>();
-    auto username = hex.size() <= 2048 ? net::key_from_hex(hex) : std::nullopt;
+    auto username = hex.size() <= net::max_key_hex ? net::key_from_hex(hex) : std::nullopt;
     if (!username) return ParseError{"a connections row whose key is not hex digits"};
     auto& sum = page.connections[std::move(*username)];
     const auto count = open->get<std::uint64_t>();
@@ -120,7 +120,7 @@ boost::system::result<AgentConnectionsPage, ParseError> parse_agent_connections(
     const bool hex = std::all_of(cursor.begin(), cursor.end(), [](char c) {
       return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
     });
-    if (cursor.empty() || cursor.size() > 2048 || cursor.size() % 2 != 0 || !hex) {
+    if (cursor.empty() || cursor.size() > net::max_key_hex || cursor.size() % 2 != 0 || !hex) {
       return ParseError{"next is not a cursor (hex digits)"};
     }
     page.next = cursor;

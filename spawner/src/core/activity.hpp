@@ -42,7 +42,7 @@ boost::system::result<AgentUsersPage, ParseError> parse_agent_users(std::string_
 struct AgentConnectionsPage {
   std::size_t sockets = 0;  // the HAProxy sockets the agent read; 0: it reads no HAProxy
   std::map<std::string, std::uint64_t, std::less<>> connections;  // key bytes -> open (summed if repeated)
-  std::string next;  // the cursor of the next page (lowercase hex, at most 2048 digits); empty: the last page
+  std::string next;  // the cursor of the next page (lowercase hex, at most net::max_key_hex digits); empty: the last page
 };
 // A body that is not such an object (not JSON, nested deeper than 32, fields missing or of the
 // wrong types, a row without a hex key and an unsigned open, a next that is not such a

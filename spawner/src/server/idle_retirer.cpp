@@ -4,6 +4,7 @@
 #include "log/log.hpp"
 #include "net/awaitable.hpp"
 #include "net/http_client.hpp"
+#include "net/show_table.hpp"
 #include "server/metered.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -21,7 +22,6 @@ using LastRequests = std::map<std::string, core::TimePoint, std::less<>>;
 using Connections = std::map<std::string, std::uint64_t, std::less<>>;
 
 constexpr std::size_t agent_page_limit = 1000;          // /users rows a page (the agent's most)
-constexpr std::size_t agent_connections_limit = 10'000;  // /connections rows a page (the agent's most)
 
 // One GET of an agent's page at `address` (`url` names it: the Host header), bounded by the
 // retirer's read_timeout and max_page_bytes.
@@ -233,7 +233,7 @@ boost::asio::awaitable<std::optional<Connections>> IdleRetirer::read_connections
   Connections connections;
   std::string after;
   for (std::size_t page = 0; page < settings_.max_agent_pages; ++page) {
-    auto target = "/connections?limit=" + std::to_string(agent_connections_limit);
+    auto target = "/connections?limit=" + std::to_string(net::max_connections_page);
     if (!after.empty()) target += "&after=" + after;
     auto response = co_await get_agent_page(url, address, std::move(target), settings_);
     if (!response) {

@@ -96,11 +96,11 @@ TEST_CASE("haproxy_command reports failures as values", "[haproxy_cli]") {
     REQUIRE_FALSE(answer.has_value());
     CHECK(answer.error().kind == HaproxyCliErrorKind::bad_socket);
   }
-  SECTION("a DNS name: the caller resolves it (this function connects to one address)") {
+  SECTION("a DNS name: never a stats socket (this function connects to one address)") {
     const auto answer = run_command("localhost:9999", "show info\n");
     REQUIRE_FALSE(answer.has_value());
     CHECK(answer.error().kind == HaproxyCliErrorKind::bad_socket);
-    CHECK(answer.error().message == "a DNS name, not an address (resolve it first): localhost:9999");
+    CHECK(answer.error().message == "not a unix socket path or IP:PORT: localhost:9999");
   }
   SECTION("nothing listens") {
     const auto answer = run_command("/nonexistent/haproxy.sock", "show info\n");
