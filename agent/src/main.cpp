@@ -162,7 +162,8 @@ int run(const director::config::Config& config) {
   director::server::HttpSources sources{config, metrics, decision_service, server};
   sources.event_feed = channels.event_feed.get();
   sources.haproxy_invalidator = channels.haproxy_invalidator.get();
-  sources.connections.sockets = config.haproxy_sockets;
+  sources.connections = std::make_shared<director::server::OpenConnectionsReader>(
+      director::server::OpenConnectionsSettings{.sockets = config.haproxy_sockets});
   director::net::http::HttpServer http(context, config.http_listen, "HTTP", director::server::http_endpoints(sources));
   // /readyz says "not ready" until the SPOP listener accepts.
   http.start();

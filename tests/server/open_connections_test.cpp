@@ -7,7 +7,12 @@
 
 #include "../common/net/haproxy_fixture.hpp"
 
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 #include <catch2/catch.hpp>
@@ -17,12 +22,15 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 using namespace std::chrono_literals;
 using director::server::OpenConnectionsSettings;
@@ -36,11 +44,13 @@ struct Reply {
   Json body;
 };
 
-// GET `target` of connections_endpoint with `settings`, run to completion.
+// GET `target` of connections_endpoint with a reader of `settings` of its own (nothing kept from
+// an earlier call), run to completion.
 Reply get(const OpenConnectionsSettings& settings, const std::string& target = "/connections") {
   boost::asio::io_context io;
   const director::net::http::Request request(director::net::http::Method::get, target, 11);
-  auto answer = boost::asio::co_spawn(io, director::server::connections_endpoint(settings, request),
+  const auto reader = std::make_shared<director::server::OpenConnectionsReader>(settings);
+  auto answer = boost::asio::co_spawn(io, director::server::connections_endpoint(*reader, request),
                                       boost::asio::use_future);
   io.run();
   const auto response = answer.get();
@@ -67,7 +77,7 @@ bool eventually(const OpenConnectionsSettings& settings, const std::map<std::str
 
 }  // namespace
 
-TEST_CASE("/connections: users with streams open through HAProxy, summed over its sockets; none once closed",
+TEST_CASE("/connections: users with streams open through HAProxy, summed over its sockets, none once closed",
           "[connections]") {
   const auto versions = director::test::haproxy_versions();
   if (versions.empty()) WARN("skipped: HAProxy is not installed (tools/install-deps.sh installs it)");
@@ -155,11 +165,14 @@ TEST_CASE("/connections: without a socket it says it reads none (200, sockets []
 namespace {
 
 // A fake HAProxy runtime API on a unix socket: every connection reads the command line, gets
-// `answer` and is closed (as HAProxy closes a non-interactive session).
+// `answer` (`delay` later) and is closed (as HAProxy closes a non-interactive session).
 class CannedCli {
  public:
-  explicit CannedCli(std::string answer) : answer_(std::move(answer)) {
-    path_ = std::filesystem::temp_directory_path() / ("canned-cli-" + std::to_string(::getpid()) + ".sock");
+  explicit CannedCli(std::string answer, std::chrono::milliseconds delay = 0ms)
+      : answer_(std::move(answer)), delay_(delay) {
+    static std::atomic<int> made{0};
+    path_ = std::filesystem::temp_directory_path() /
+            ("canned-cli-" + std::to_string(::getpid()) + "-" + std::to_string(made++) + ".sock");
     ::unlink(path_.c_str());
     fd_ = ::socket(AF_UNIX, SOCK_STREAM, 0);
     sockaddr_un address{};
@@ -171,9 +184,11 @@ class CannedCli {
       for (;;) {
         const int client = ::accept(fd_, nullptr, nullptr);
         if (client < 0) return;
+        ++accepted_;
         char buffer[512];
         (void)::read(client, buffer, sizeof(buffer));
-        (void)::write(client, answer_.data(), answer_.size());
+        std::this_thread::sleep_for(delay_);
+        (void)::send(client, answer_.data(), answer_.size(), MSG_NOSIGNAL);  // the client may be gone
         ::close(client);
       }
     });
@@ -185,9 +200,13 @@ class CannedCli {
     ::unlink(path_.c_str());
   }
   std::string path() const { return path_.string(); }
+  // Connections accepted so far: one per command.
+  int accepted() const { return accepted_.load(); }
 
  private:
   std::string answer_;
+  std::chrono::milliseconds delay_;
+  std::atomic<int> accepted_{0};
   std::filesystem::path path_;
   int fd_ = -1;
   std::thread thread_;
@@ -221,4 +240,130 @@ TEST_CASE("/connections: an answer that only looks complete is 503", "[connectio
     CHECK(reply.status == 503);
     CHECK_THAT(reply.body["unreadable"][0]["reason"].get<std::string>(), Catch::Contains("closing empty line"));
   }
+}
+
+namespace {
+
+const std::string canned_table =
+    "# table: user_connections, type: string, size:102400, used:1\n"
+    "0x55d0c8a7b0a0: key=alice use=1 exp=0 conn_cur=1\n\n";
+
+// A reader of `cli` alone.
+std::shared_ptr<director::server::OpenConnectionsReader> reader_of(const CannedCli& cli,
+                                                                   director::server::SharedReadSettings shared = {}) {
+  OpenConnectionsSettings settings;
+  settings.sockets = {cli.path()};
+  return std::make_shared<director::server::OpenConnectionsReader>(settings, shared);
+}
+
+// Requests of connections_endpoint through one `reader`, started together on one io_context.
+struct Requests {
+  boost::asio::io_context io;
+  std::vector<std::optional<director::net::http::Response>> responses;
+
+  // Starts a request; `cancel_after`: the caller gives up then (as the HTTP exchange's deadline).
+  void start(director::server::OpenConnectionsReader& reader, std::optional<std::chrono::milliseconds> cancel_after = {}) {
+    const auto index = responses.size();
+    responses.emplace_back();
+    boost::asio::co_spawn(
+        io,
+        [this, &reader, index, cancel_after]() -> boost::asio::awaitable<void> {
+          using namespace boost::asio::experimental::awaitable_operators;
+          const director::net::http::Request request(director::net::http::Method::get, "/connections", 11);
+          if (!cancel_after) {
+            responses[index] = co_await director::server::connections_endpoint(reader, request);
+            co_return;
+          }
+          boost::asio::steady_timer deadline(io, *cancel_after);
+          auto answered = co_await (director::server::connections_endpoint(reader, request) ||
+                                    deadline.async_wait(boost::asio::use_awaitable));
+          if (answered.index() == 0) responses[index] = std::move(std::get<0>(answered));
+        },
+        boost::asio::detached);
+  }
+  int status(std::size_t index) const { return responses.at(index) ? static_cast<int>(responses[index]->result_int()) : 0; }
+};
+
+}  // namespace
+
+TEST_CASE("/connections: concurrent requests share one read of HAProxy, kept for later ones", "[connections]") {
+  CannedCli cli(canned_table, 300ms);
+  const auto reader = reader_of(cli, director::server::SharedReadSettings{.reuse = 60'000ms});
+  Requests requests;
+  for (int i = 0; i < 5; ++i) requests.start(*reader);
+  requests.io.run();
+  for (std::size_t i = 0; i < 5; ++i) {
+    CHECK(requests.status(i) == 200);
+    CHECK(requests.responses[i]->body() == requests.responses[0]->body());
+  }
+  CHECK(cli.accepted() == 1);
+  requests.start(*reader);  // within `reuse` of the read's end: the same read
+  requests.io.restart();
+  requests.io.run();
+  CHECK(requests.status(5) == 200);
+  CHECK(cli.accepted() == 1);
+}
+
+TEST_CASE("/connections: a read older than its reuse is made again", "[connections]") {
+  CannedCli cli(canned_table);
+  const auto reader = reader_of(cli, director::server::SharedReadSettings{.reuse = 0ms});
+  Requests requests;
+  requests.start(*reader);
+  requests.io.run();
+  std::this_thread::sleep_for(5ms);
+  requests.start(*reader);
+  requests.io.restart();
+  requests.io.run();
+  CHECK(requests.status(0) == 200);
+  CHECK(requests.status(1) == 200);
+  CHECK(cli.accepted() == 2);
+}
+
+TEST_CASE("/connections: beyond the requests allowed to wait for a read it answers busy", "[connections]") {
+  CannedCli cli(canned_table, 300ms);
+  const auto reader = reader_of(cli, director::server::SharedReadSettings{.max_waiting = 2});
+  Requests requests;
+  for (int i = 0; i < 4; ++i) requests.start(*reader);
+  requests.io.run();
+  CHECK(requests.status(0) == 200);
+  CHECK(requests.status(1) == 200);
+  for (std::size_t i = 2; i < 4; ++i) {
+    REQUIRE(requests.status(i) == 503);
+    CHECK(requests.responses[i]->at(boost::beast::http::field::retry_after) == "1");
+    CHECK_THAT(std::string(requests.responses[i]->body()), Catch::Contains("busy"));
+  }
+  CHECK(cli.accepted() == 1);
+}
+
+TEST_CASE("/connections: a request that gives up stops waiting, the read goes on for the others", "[connections]") {
+  CannedCli cli(canned_table, 300ms);
+  // One waiter at a time: the one that gave up must leave its place to the next.
+  const auto reader = reader_of(cli, director::server::SharedReadSettings{.max_waiting = 1});
+  Requests requests;
+  requests.start(*reader, 50ms);  // starts the read, gives up at 50 ms
+  boost::asio::steady_timer later(requests.io, 100ms);
+  later.async_wait([&](boost::system::error_code) { requests.start(*reader); });
+  requests.io.run();
+  CHECK_FALSE(requests.responses[0].has_value());
+  CHECK(requests.status(1) == 200);
+  CHECK(cli.accepted() == 1);
+}
+
+TEST_CASE("read_open_connections: cancelled, it reads no further socket", "[connections]") {
+  CannedCli slow(canned_table, 300ms);
+  CannedCli never(canned_table);
+  OpenConnectionsSettings settings;
+  settings.sockets = {slow.path(), never.path()};
+  boost::asio::io_context io;
+  boost::asio::cancellation_signal cancel;
+  auto read = boost::asio::co_spawn(io, director::server::read_open_connections(settings),
+                                    boost::asio::bind_cancellation_slot(cancel.slot(), boost::asio::use_future));
+  boost::asio::steady_timer at(io, 100ms);
+  at.async_wait([&](boost::system::error_code) { cancel.emit(boost::asio::cancellation_type::terminal); });
+  io.run();
+  const auto connections = read.get();
+  REQUIRE_FALSE(connections.unreadable.empty());
+  CHECK(connections.unreadable.back().socket == never.path());
+  CHECK_THAT(connections.unreadable.back().reason, Catch::Contains("cancelled"));
+  CHECK(never.accepted() == 0);
 }

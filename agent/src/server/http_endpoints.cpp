@@ -398,13 +398,22 @@ std::string connections_page(const OpenConnectionsSettings& settings,
   return body.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
 }
 
-boost::asio::awaitable<Response> connections_endpoint(const OpenConnectionsSettings& settings, const Request& request) {
+boost::asio::awaitable<Response> connections_endpoint(OpenConnectionsReader& reader, const Request& request) {
   const auto parsed = parse_connections_query(net::http::split_target(request.target()).query);
   if (const auto* problem = std::get_if<std::string>(&parsed)) {
     co_return net::http::error_response(Status::bad_request, *problem);
   }
   const auto& query = std::get<ConnectionsQuery>(parsed);
-  const auto read = co_await read_open_connections(settings);  // a copy of a named object
+  const auto& settings = reader.settings();
+  const auto shared = co_await reader.read();
+  if (!shared) {
+    // Busy (or cancelled: then nobody reads this answer).
+    auto busy = net::http::error_response(
+        Status::service_unavailable, "busy: too many requests wait for HAProxy's open connections already");
+    busy.set(boost::beast::http::field::retry_after, "1");
+    co_return busy;
+  }
+  const auto& read = **shared;
   if (!read.unreadable.empty()) {
     Json body;
     body["error"] = "cannot read HAProxy's open connections (table " + settings.table +
@@ -432,8 +441,8 @@ net::http::Router http_endpoints(HttpSources sources) {
   router.get("/status", serve(status_endpoint));
   router.get("/users", serve(users_endpoint));
   router.get_async("/connections",
-                   [settings = sources.connections](const Request& request) {
-                     return connections_endpoint(settings, request);
+                   [reader = sources.connections](const Request& request) {
+                     return connections_endpoint(*reader, request);
                    });
   return router;
 }

@@ -10,6 +10,7 @@
 #include "config/config.hpp"
 #include "metrics/metrics.hpp"
 #include "net/http_server.hpp"
+#include "net/show_table.hpp"
 #include "server/decision_service.hpp"
 #include "server/event_feed.hpp"
 #include "server/haproxy_invalidator.hpp"
@@ -21,6 +22,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -41,8 +43,9 @@ struct HttpSources {
   // DIRECTOR_HAPROXY_SOCKETS empty).
   const EventFeed* event_feed = nullptr;
   const HaproxyInvalidator* haproxy_invalidator = nullptr;
-  // /connections: the sockets (DIRECTOR_HAPROXY_SOCKETS; none: it answers that it reads none).
-  OpenConnectionsSettings connections{};
+  // /connections: the reader of the sockets (DIRECTOR_HAPROXY_SOCKETS; none: it answers that it
+  // reads none), shared by every request.
+  std::shared_ptr<OpenConnectionsReader> connections = std::make_shared<OpenConnectionsReader>(OpenConnectionsSettings{});
 };
 
 // Why the agent is not ready; empty when it is.
@@ -71,8 +74,8 @@ net::http::Response users_endpoint(const HttpSources& sources, const net::http::
 // CURSOR is the `next` of the previous page (the hex of its last key, lowercase).
 struct ConnectionsQuery {
   static constexpr std::size_t default_limit = 1000;
-  static constexpr std::size_t max_limit = 10'000;
-  static constexpr std::size_t max_cursor = 2048;  // hex digits: keys of up to 1 KiB
+  static constexpr std::size_t max_limit = net::max_connections_page;
+  static constexpr std::size_t max_cursor = net::max_key_hex;
 
   std::string after;  // the raw key (decoded): rows with keys greater than it; empty: from the start
   std::size_t limit = default_limit;
@@ -89,11 +92,13 @@ std::string connections_page(const OpenConnectionsSettings& settings,
                              const ConnectionsQuery& query);
 
 // Open connections per username in this agent's HAProxy (every socket of
-// DIRECTOR_HAPROXY_SOCKETS), one page: 200 with connections_page(); 503 {"error", "unreadable":
-// [{"socket", "reason"}]} when any socket could not be read (the counts would be incomplete);
-// 200 with "sockets": [] and no rows when no socket is configured (this agent sees no
-// connections: the reader decides what that means); 400 for a bad query.
-boost::asio::awaitable<net::http::Response> connections_endpoint(const OpenConnectionsSettings& settings,
+// DIRECTOR_HAPROXY_SOCKETS, through `reader`: one read shared by concurrent requests, kept a
+// second), one page: 200 with connections_page(); 503 {"error", "unreadable": [{"socket",
+// "reason"}]} when any socket could not be read (the counts would be incomplete); 503 {"error"}
+// with Retry-After when too many requests wait for the read already; 200 with "sockets": [] and
+// no rows when no socket is configured (this agent sees no connections: the reader decides what
+// that means); 400 for a bad query.
+boost::asio::awaitable<net::http::Response> connections_endpoint(OpenConnectionsReader& reader,
                                                                  const net::http::Request& request);
 
 // GET of each endpoint above, on its path.

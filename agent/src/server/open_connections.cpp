@@ -1,10 +1,13 @@
 #include "server/open_connections.hpp"
 
+#include "net/awaitable.hpp"
 #include "net/haproxy_cli.hpp"
 #include "net/show_table.hpp"
 
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/this_coro.hpp>
 
+#include <exception>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -70,6 +73,61 @@ boost::asio::awaitable<OpenConnections> read_open_connections(OpenConnectionsSet
     }
   }
   co_return result;
+}
+
+OpenConnectionsReader::OpenConnectionsReader(OpenConnectionsSettings settings, SharedReadSettings shared)
+    : settings_(std::move(settings)), shared_(shared) {}
+
+boost::asio::awaitable<boost::system::result<OpenConnectionsReader::Read>> OpenConnectionsReader::read() {
+  const auto executor = co_await boost::asio::this_coro::executor;
+  const auto waiter = std::make_shared<Waiter>(executor, 1);  // room for the answer: finish() never blocks
+  bool start = false;
+  {
+    const std::lock_guard lock(mutex_);
+    if (last_ && Clock::now() - last_ended_ <= shared_.reuse) co_return last_;
+    if (waiters_.size() >= shared_.max_waiting) {
+      co_return boost::system::error_code(boost::system::errc::resource_unavailable_try_again,
+                                          boost::system::generic_category());
+    }
+    waiters_.push_back(waiter);
+    start = !reading_;
+    reading_ = true;
+  }
+  // Outside the lock: co_spawn may run the read at once, up to finish().
+  if (start) {
+    boost::asio::co_spawn(executor, [self = shared_from_this()] { return self->run_read(); },
+                          net::log_if_thrown("open connections read"));
+  }
+  auto [error, read] = co_await waiter->async_receive(net::nothrow_awaitable);
+  if (!error) co_return read;
+  // Cancelled: the read goes on for the others, without this waiter.
+  const std::lock_guard lock(mutex_);
+  std::erase(waiters_, waiter);
+  co_return boost::system::error_code(boost::asio::error::operation_aborted);
+}
+
+boost::asio::awaitable<void> OpenConnectionsReader::run_read() {
+  OpenConnections connections;
+  try {
+    connections = co_await read_open_connections(settings_);
+  } catch (const std::exception& error) {
+    // Never leaves the waiters (and every later request) waiting for a read that ended.
+    connections = OpenConnections{};
+    connections.unreadable.push_back({"*", std::string("the read failed: ") + error.what()});
+  }
+  finish(std::make_shared<const OpenConnections>(std::move(connections)));
+}
+
+void OpenConnectionsReader::finish(Read read) {
+  std::vector<std::shared_ptr<Waiter>> waiters;
+  {
+    const std::lock_guard lock(mutex_);
+    last_ = read;
+    last_ended_ = Clock::now();
+    reading_ = false;
+    waiters.swap(waiters_);
+  }
+  for (const auto& waiter : waiters) waiter->try_send(boost::system::error_code{}, read);
 }
 
 }  // namespace director::server

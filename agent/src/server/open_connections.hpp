@@ -11,14 +11,23 @@
 //   "no connections".
 // - Bounded: the sockets are read one after the other, all within `timeout` (a socket reached
 //   after it reads as a timeout), each answer at most `max_bytes`.
+// - Shared: OpenConnectionsReader makes concurrent requests share one read, so that /connections
+//   never adds more than one `show table` at a time to the runtime API sockets the fast path's
+//   revocations need (HAProxy serves 10 CLI connections by default).
 #pragma once
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/experimental/concurrent_channel.hpp>
+#include <boost/system/error_code.hpp>
+#include <boost/system/result.hpp>
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -45,7 +54,49 @@ struct OpenConnections {
   std::vector<UnreadableSocket> unreadable;
 };
 
-// Reads every socket of `settings` (a copy: the coroutine owns it).
+// Reads every socket of `settings` (a copy: the coroutine owns it). Cancelled, it reads no further
+// socket: those left are unreadable ("not read: the request was cancelled").
 boost::asio::awaitable<OpenConnections> read_open_connections(OpenConnectionsSettings settings);
+
+struct SharedReadSettings {
+  // A read that ended at most this long ago answers later requests too: the pages of one idle
+  // round come from one read, and a flood of requests reads HAProxy once a second at most.
+  std::chrono::milliseconds reuse{1000};
+  // Requests waiting for the read in progress, at most; one more is refused (busy).
+  std::size_t max_waiting = 16;
+};
+
+// One read_open_connections() at a time, shared by every request that comes while it runs, and
+// kept for `reuse` after it ended (an unreadable result too: a socket that failed is not asked
+// again at once). The read runs on its own, not on behalf of one request: a request that is
+// cancelled stops waiting, the read goes on for the others. Safe to call from any thread.
+class OpenConnectionsReader : public std::enable_shared_from_this<OpenConnectionsReader> {
+ public:
+  using Read = std::shared_ptr<const OpenConnections>;
+
+  explicit OpenConnectionsReader(OpenConnectionsSettings settings, SharedReadSettings shared = {});
+
+  const OpenConnectionsSettings& settings() const noexcept { return settings_; }
+
+  // The latest read if it is fresh; otherwise that of the read in progress, or of one this call
+  // starts on the caller's executor. Errors: resource_unavailable_try_again when max_waiting
+  // requests wait already (busy), operation_aborted when the caller was cancelled while waiting.
+  boost::asio::awaitable<boost::system::result<Read>> read();
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  using Waiter = boost::asio::experimental::concurrent_channel<void(boost::system::error_code, Read)>;
+
+  boost::asio::awaitable<void> run_read();
+  void finish(Read read);
+
+  const OpenConnectionsSettings settings_;
+  const SharedReadSettings shared_;
+  std::mutex mutex_;  // guards what follows
+  Read last_;
+  Clock::time_point last_ended_{};
+  bool reading_ = false;
+  std::vector<std::shared_ptr<Waiter>> waiters_;
+};
 
 }  // namespace director::server
