@@ -51,6 +51,18 @@ def open_connections(stack):
     return {row["user"]: row["open"] for row in answer["connections"]}
 
 
+def wait_open_connections(stack, user, expected, timeout=5.0):
+    """`user`'s count on /connections once it is `expected` (None: not listed), or the last seen
+    after `timeout`. The agent serves one read of HAProxy for a second (the spawner's idle round
+    may just have made it): a change shows within about a second."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = open_connections(stack).get(user)
+        if seen == expected or time.monotonic() > deadline:
+            return seen
+        time.sleep(0.1)
+
+
 class SpawnerIdle(SpawnerStackTest):
     users = ("ivan", "wendy")
     spawner_settings = {"SPAWNER_IDLE_TIMEOUT": f"{IDLE_TIMEOUT}s",
@@ -74,7 +86,7 @@ class SpawnerIdle(SpawnerStackTest):
             fields = dict(line.split(": ", 1) for line in head.split("\r\n")[1:] if ": " in line)
             self.assertEqual({k.lower(): v for k, v in fields.items()}.get("sec-websocket-accept"),
                              accept, head)
-            self.assertEqual(open_connections(self.stack).get("wendy"), 1)
+            self.assertEqual(wait_open_connections(self.stack, "wendy", 1), 1)
 
             # ivan: stopped once idle for the timeout (not before), within a few checks.
             while self.state("ivan")["State"] != "exited":  # running, then stopping
@@ -92,7 +104,7 @@ class SpawnerIdle(SpawnerStackTest):
             for _ in range(3 * CHECK_INTERVAL * 2):
                 self.assertEqual(self.state("wendy")["State"], "running")
                 time.sleep(0.5)
-            self.assertEqual(open_connections(self.stack).get("wendy"), 1)
+            self.assertEqual(wait_open_connections(self.stack, "wendy", 1), 1)
             print(f"\nivan retired {retired_after:.1f} s after his last request; wendy spared "
                   "while her WebSocket is open", file=sys.stderr)
         finally:

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from common import SpawnerStackTest, main, metric, poll, wait_entry_cleared, wait_settled_long_hold
-from test_spawner_idle import open_connections, open_websocket
+from test_spawner_idle import open_connections, open_websocket, wait_open_connections
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 from containers import claim_subnet  # noqa: E402
@@ -171,7 +171,7 @@ class SpawnerReplicas(SpawnerStackTest):
         sock, head, _ = open_websocket(stack, "wendy")
         try:
             self.assertTrue(head.startswith("HTTP/1.1 101"), head)
-            self.assertEqual(open_connections(stack).get("wendy"), 1)
+            self.assertEqual(wait_open_connections(stack, "wendy", 1), 1)
             self.assertIsNone(open_connections(replica2).get("wendy"))  # only replica 1 carries it
             zoe_seen = None
             while self.running("ivan"):
@@ -187,7 +187,7 @@ class SpawnerReplicas(SpawnerStackTest):
             self.assertTrue(self.running("rita"), "rita was retired: replica 2's requests not counted")
             self.assertTrue(self.running("wendy"), "wendy was retired: replica 1's WebSocket not counted")
             self.assertTrue(self.running("zoe"), "zoe retired before her timeout")
-            self.assertEqual(open_connections(stack).get("wendy"), 1)
+            self.assertEqual(wait_open_connections(stack, "wendy", 1), 1)
             print(f"ivan retired {retired_after:.1f} s after his last request; rita and wendy kept",
                   file=sys.stderr, end="; ")
 
