@@ -13,6 +13,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 #include <catch2/catch.hpp>
@@ -366,4 +367,28 @@ TEST_CASE("read_open_connections: cancelled, it reads no further socket", "[conn
   CHECK(connections.unreadable.back().socket == never.path());
   CHECK_THAT(connections.unreadable.back().reason, Catch::Contains("cancelled"));
   CHECK(never.accepted() == 0);
+}
+
+TEST_CASE("/connections: requests from several threads share one read", "[connections]") {
+  // As in the agent: a multi-threaded io_context, each request on a strand of its own.
+  CannedCli cli(canned_table, 200ms);
+  const auto reader = reader_of(cli, director::server::SharedReadSettings{.reuse = 60'000ms});
+  boost::asio::io_context io(4);
+  constexpr int requests = 12;
+  std::atomic<int> answered_ok{0};
+  for (int i = 0; i < requests; ++i) {
+    boost::asio::co_spawn(
+        boost::asio::make_strand(io),
+        [&]() -> boost::asio::awaitable<void> {
+          const director::net::http::Request request(director::net::http::Method::get, "/connections", 11);
+          const auto response = co_await director::server::connections_endpoint(*reader, request);
+          if (response.result_int() == 200) ++answered_ok;
+        },
+        boost::asio::detached);
+  }
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) threads.emplace_back([&io] { io.run(); });
+  for (auto& thread : threads) thread.join();
+  CHECK(answered_ok.load() == requests);
+  CHECK(cli.accepted() == 1);
 }
