@@ -162,7 +162,7 @@ int run(const director::config::Config& config) {
   director::server::HttpSources sources{config, metrics, decision_service, server};
   sources.event_feed = channels.event_feed.get();
   sources.haproxy_invalidator = channels.haproxy_invalidator.get();
-  sources.connections = std::make_shared<director::server::OpenConnectionsReader>(
+  sources.connections = director::server::OpenConnectionsReader::create(
       director::server::OpenConnectionsSettings{.sockets = config.haproxy_sockets});
   director::net::http::HttpServer http(context, config.http_listen, "HTTP", director::server::http_endpoints(sources));
   // /readyz says "not ready" until the SPOP listener accepts.

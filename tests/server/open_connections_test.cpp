@@ -11,10 +11,8 @@
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/use_future.hpp>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -23,11 +21,15 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -50,7 +52,7 @@ struct Reply {
 Reply get(const OpenConnectionsSettings& settings, const std::string& target = "/connections") {
   boost::asio::io_context io;
   const director::net::http::Request request(director::net::http::Method::get, target, 11);
-  const auto reader = std::make_shared<director::server::OpenConnectionsReader>(settings);
+  const auto reader = director::server::OpenConnectionsReader::create(settings);
   auto answer = boost::asio::co_spawn(io, director::server::connections_endpoint(*reader, request),
                                       boost::asio::use_future);
   io.run();
@@ -166,11 +168,14 @@ TEST_CASE("/connections: without a socket it says it reads none (200, sockets []
 namespace {
 
 // A fake HAProxy runtime API on a unix socket: every connection reads the command line, gets
-// `answer` (`delay` later) and is closed (as HAProxy closes a non-interactive session).
+// `answer` and is closed (as HAProxy closes a non-interactive session). Held, it answers only
+// once release() is called (or it is destroyed): tests order events without sleeping.
+enum class Answer : std::uint8_t { at_once, held };
+
 class CannedCli {
  public:
-  explicit CannedCli(std::string answer, std::chrono::milliseconds delay = 0ms)
-      : answer_(std::move(answer)), delay_(delay) {
+  explicit CannedCli(std::string answer, Answer when = Answer::at_once)
+      : answer_(std::move(answer)), released_(when == Answer::at_once) {
     static std::atomic<int> made{0};
     path_ = std::filesystem::temp_directory_path() /
             ("canned-cli-" + std::to_string(::getpid()) + "-" + std::to_string(made++) + ".sock");
@@ -185,29 +190,42 @@ class CannedCli {
       for (;;) {
         const int client = ::accept(fd_, nullptr, nullptr);
         if (client < 0) return;
-        ++accepted_;
         char buffer[512];
         (void)::read(client, buffer, sizeof(buffer));
-        std::this_thread::sleep_for(delay_);
+        ++accepted_;  // after the command: a test that sees it may cancel the client's wait
+        {
+          std::unique_lock lock(mutex_);
+          release_.wait(lock, [this] { return released_; });
+        }
         (void)::send(client, answer_.data(), answer_.size(), MSG_NOSIGNAL);  // the client may be gone
         ::close(client);
       }
     });
   }
   ~CannedCli() {
+    release();
     ::shutdown(fd_, SHUT_RDWR);
     ::close(fd_);
     thread_.join();
     ::unlink(path_.c_str());
   }
   std::string path() const { return path_.string(); }
-  // Connections accepted so far: one per command.
+  // Commands received so far (one a connection).
   int accepted() const { return accepted_.load(); }
+  void release() {
+    {
+      const std::lock_guard lock(mutex_);
+      released_ = true;
+    }
+    release_.notify_all();
+  }
 
  private:
   std::string answer_;
-  std::chrono::milliseconds delay_;
   std::atomic<int> accepted_{0};
+  std::mutex mutex_;
+  std::condition_variable release_;
+  bool released_;
   std::filesystem::path path_;
   int fd_ = -1;
   std::thread thread_;
@@ -250,129 +268,135 @@ const std::string canned_table =
     "0x55d0c8a7b0a0: key=alice use=1 exp=0 conn_cur=1\n\n";
 
 // A reader of `cli` alone.
-std::shared_ptr<director::server::OpenConnectionsReader> reader_of(const CannedCli& cli,
-                                                                   director::server::SharedReadSettings shared = {}) {
+std::shared_ptr<director::server::OpenConnectionsReader> reader_of(
+    const CannedCli& cli, std::chrono::milliseconds reuse = director::server::OpenConnectionsReader::default_reuse) {
   OpenConnectionsSettings settings;
   settings.sockets = {cli.path()};
-  return std::make_shared<director::server::OpenConnectionsReader>(settings, shared);
+  return director::server::OpenConnectionsReader::create(settings, reuse);
 }
 
-// Requests of connections_endpoint through one `reader`, started together on one io_context.
+// Runs `io` until `condition` holds, at most 10 s.
+template <typename Condition>
+bool run_until(boost::asio::io_context& io, Condition condition) {
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    io.restart();
+    io.run_for(5ms);
+  }
+  return true;
+}
+
+// Requests of connections_endpoint through one reader, on one io_context; each may be cancelled
+// (as the HTTP exchange's deadline cancels it).
 struct Requests {
   boost::asio::io_context io;
   std::vector<std::optional<director::net::http::Response>> responses;
+  std::vector<bool> ended;
+  std::vector<std::unique_ptr<boost::asio::cancellation_signal>> cancels;
 
-  // Starts a request; `cancel_after`: the caller gives up then (as the HTTP exchange's deadline).
-  void start(director::server::OpenConnectionsReader& reader, std::optional<std::chrono::milliseconds> cancel_after = {}) {
+  void start(director::server::OpenConnectionsReader& reader) {
     const auto index = responses.size();
     responses.emplace_back();
+    ended.push_back(false);
+    cancels.push_back(std::make_unique<boost::asio::cancellation_signal>());
     boost::asio::co_spawn(
         io,
-        [this, &reader, index, cancel_after]() -> boost::asio::awaitable<void> {
-          using namespace boost::asio::experimental::awaitable_operators;
+        [this, &reader]() -> boost::asio::awaitable<director::net::http::Response> {
           const director::net::http::Request request(director::net::http::Method::get, "/connections", 11);
-          if (!cancel_after) {
-            responses[index] = co_await director::server::connections_endpoint(reader, request);
-            co_return;
-          }
-          boost::asio::steady_timer deadline(io, *cancel_after);
-          auto answered = co_await (director::server::connections_endpoint(reader, request) ||
-                                    deadline.async_wait(boost::asio::use_awaitable));
-          if (answered.index() == 0) responses[index] = std::move(std::get<0>(answered));
+          co_return co_await director::server::connections_endpoint(reader, request);
         },
-        boost::asio::detached);
+        boost::asio::bind_cancellation_slot(cancels.back()->slot(),
+                                            [this, index](std::exception_ptr thrown, director::net::http::Response response) {
+                                              if (!thrown) responses[index] = std::move(response);
+                                              ended[index] = true;
+                                            }));
   }
+  void cancel(std::size_t index) { cancels.at(index)->emit(boost::asio::cancellation_type::terminal); }
+  bool all_ended() const { return std::all_of(ended.begin(), ended.end(), [](bool e) { return e; }); }
   int status(std::size_t index) const { return responses.at(index) ? static_cast<int>(responses[index]->result_int()) : 0; }
 };
 
 }  // namespace
 
 TEST_CASE("/connections: concurrent requests share one read of HAProxy, kept for later ones", "[connections]") {
-  CannedCli cli(canned_table, 300ms);
-  const auto reader = reader_of(cli, director::server::SharedReadSettings{.reuse = 60'000ms});
+  CannedCli cli(canned_table, Answer::held);
+  const auto reader = reader_of(cli, 60'000ms);
   Requests requests;
   for (int i = 0; i < 5; ++i) requests.start(*reader);
-  requests.io.run();
+  REQUIRE(run_until(requests.io, [&] { return cli.accepted() == 1 && reader->waiting() == 5; }));
+  cli.release();
+  REQUIRE(run_until(requests.io, [&] { return requests.all_ended(); }));
   for (std::size_t i = 0; i < 5; ++i) {
-    CHECK(requests.status(i) == 200);
+    REQUIRE(requests.status(i) == 200);
     CHECK(requests.responses[i]->body() == requests.responses[0]->body());
   }
   CHECK(cli.accepted() == 1);
   requests.start(*reader);  // within `reuse` of the read's end: the same read
-  requests.io.restart();
-  requests.io.run();
+  REQUIRE(run_until(requests.io, [&] { return requests.all_ended(); }));
   CHECK(requests.status(5) == 200);
   CHECK(cli.accepted() == 1);
 }
 
 TEST_CASE("/connections: a read older than its reuse is made again", "[connections]") {
   CannedCli cli(canned_table);
-  const auto reader = reader_of(cli, director::server::SharedReadSettings{.reuse = 0ms});
+  const auto reader = reader_of(cli, 0ms);
   Requests requests;
   requests.start(*reader);
-  requests.io.run();
+  REQUIRE(run_until(requests.io, [&] { return requests.all_ended(); }));
   std::this_thread::sleep_for(5ms);
   requests.start(*reader);
-  requests.io.restart();
-  requests.io.run();
+  REQUIRE(run_until(requests.io, [&] { return requests.all_ended(); }));
   CHECK(requests.status(0) == 200);
   CHECK(requests.status(1) == 200);
   CHECK(cli.accepted() == 2);
 }
 
-TEST_CASE("/connections: beyond the requests allowed to wait for a read it answers busy", "[connections]") {
-  CannedCli cli(canned_table, 300ms);
-  const auto reader = reader_of(cli, director::server::SharedReadSettings{.max_waiting = 2});
-  Requests requests;
-  for (int i = 0; i < 4; ++i) requests.start(*reader);
-  requests.io.run();
-  CHECK(requests.status(0) == 200);
-  CHECK(requests.status(1) == 200);
-  for (std::size_t i = 2; i < 4; ++i) {
-    REQUIRE(requests.status(i) == 503);
-    CHECK(requests.responses[i]->at(boost::beast::http::field::retry_after) == "1");
-    CHECK_THAT(std::string(requests.responses[i]->body()), Catch::Contains("busy"));
-  }
-  CHECK(cli.accepted() == 1);
-}
-
 TEST_CASE("/connections: a request that gives up stops waiting, the read goes on for the others", "[connections]") {
-  CannedCli cli(canned_table, 300ms);
-  // One waiter at a time: the one that gave up must leave its place to the next.
-  const auto reader = reader_of(cli, director::server::SharedReadSettings{.max_waiting = 1});
+  CannedCli cli(canned_table, Answer::held);
+  const auto reader = reader_of(cli);
   Requests requests;
-  requests.start(*reader, 50ms);  // starts the read, gives up at 50 ms
-  boost::asio::steady_timer later(requests.io, 100ms);
-  later.async_wait([&](boost::system::error_code) { requests.start(*reader); });
-  requests.io.run();
-  CHECK_FALSE(requests.responses[0].has_value());
+  requests.start(*reader);  // starts the read
+  REQUIRE(run_until(requests.io, [&] { return cli.accepted() == 1; }));
+  requests.cancel(0);
+  REQUIRE(run_until(requests.io, [&] { return requests.ended[0]; }));
+  CHECK(reader->waiting() == 0);  // gone from the waiters
+  requests.start(*reader);        // joins the read in progress
+  REQUIRE(run_until(requests.io, [&] { return reader->waiting() == 1; }));
+  cli.release();
+  REQUIRE(run_until(requests.io, [&] { return requests.all_ended(); }));
   CHECK(requests.status(1) == 200);
   CHECK(cli.accepted() == 1);
 }
 
 TEST_CASE("read_open_connections: cancelled, it reads no further socket", "[connections]") {
-  CannedCli slow(canned_table, 300ms);
+  CannedCli slow(canned_table, Answer::held);
   CannedCli never(canned_table);
   OpenConnectionsSettings settings;
   settings.sockets = {slow.path(), never.path()};
   boost::asio::io_context io;
   boost::asio::cancellation_signal cancel;
-  auto read = boost::asio::co_spawn(io, director::server::read_open_connections(settings),
-                                    boost::asio::bind_cancellation_slot(cancel.slot(), boost::asio::use_future));
-  boost::asio::steady_timer at(io, 100ms);
-  at.async_wait([&](boost::system::error_code) { cancel.emit(boost::asio::cancellation_type::terminal); });
-  io.run();
-  const auto connections = read.get();
-  REQUIRE_FALSE(connections.unreadable.empty());
-  CHECK(connections.unreadable.back().socket == never.path());
-  CHECK_THAT(connections.unreadable.back().reason, Catch::Contains("cancelled"));
+  std::optional<director::server::OpenConnections> connections;
+  boost::asio::co_spawn(io, director::server::read_open_connections(settings),
+                        boost::asio::bind_cancellation_slot(
+                            cancel.slot(), [&](std::exception_ptr, director::server::OpenConnections read) {
+                              connections = std::move(read);
+                            }));
+  REQUIRE(run_until(io, [&] { return slow.accepted() == 1; }));
+  cancel.emit(boost::asio::cancellation_type::terminal);
+  slow.release();
+  REQUIRE(run_until(io, [&] { return connections.has_value(); }));
+  REQUIRE(connections->unreadable.size() == 2);
+  CHECK(connections->unreadable[0].socket == slow.path());
+  CHECK(connections->unreadable[1].socket == never.path());
+  CHECK_THAT(connections->unreadable[1].reason, Catch::Contains("cancelled"));
   CHECK(never.accepted() == 0);
 }
 
 TEST_CASE("/connections: requests from several threads share one read", "[connections]") {
   // As in the agent: a multi-threaded io_context, each request on a strand of its own.
-  CannedCli cli(canned_table, 200ms);
-  const auto reader = reader_of(cli, director::server::SharedReadSettings{.reuse = 60'000ms});
+  CannedCli cli(canned_table, Answer::held);
+  const auto reader = reader_of(cli, 60'000ms);
   boost::asio::io_context io(4);
   constexpr int requests = 12;
   std::atomic<int> answered_ok{0};
@@ -388,6 +412,10 @@ TEST_CASE("/connections: requests from several threads share one read", "[connec
   }
   std::vector<std::thread> threads;
   for (int i = 0; i < 4; ++i) threads.emplace_back([&io] { io.run(); });
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (reader->waiting() < requests && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(1ms);
+  CHECK(reader->waiting() == requests);
+  cli.release();
   for (auto& thread : threads) thread.join();
   CHECK(answered_ok.load() == requests);
   CHECK(cli.accepted() == 1);

@@ -406,13 +406,8 @@ boost::asio::awaitable<Response> connections_endpoint(OpenConnectionsReader& rea
   const auto& query = std::get<ConnectionsQuery>(parsed);
   const auto& settings = reader.settings();
   const auto shared = co_await reader.read();
-  if (!shared) {
-    // Busy (or cancelled: then nobody reads this answer).
-    auto busy = net::http::error_response(
-        Status::service_unavailable, "busy: too many requests wait for HAProxy's open connections already");
-    busy.set(boost::beast::http::field::retry_after, "1");
-    co_return busy;
-  }
+  // Cancelled (the exchange's deadline): nobody reads this answer.
+  if (!shared) co_return net::http::error_response(Status::service_unavailable, "cancelled");
   const auto& read = **shared;
   if (!read.unreadable.empty()) {
     Json body;

@@ -45,7 +45,7 @@ struct HttpSources {
   const HaproxyInvalidator* haproxy_invalidator = nullptr;
   // /connections: the reader of the sockets (DIRECTOR_HAPROXY_SOCKETS; none: it answers that it
   // reads none), shared by every request.
-  std::shared_ptr<OpenConnectionsReader> connections = std::make_shared<OpenConnectionsReader>(OpenConnectionsSettings{});
+  std::shared_ptr<OpenConnectionsReader> connections = OpenConnectionsReader::create(OpenConnectionsSettings{});
 };
 
 // Why the agent is not ready; empty when it is.
@@ -94,10 +94,9 @@ std::string connections_page(const OpenConnectionsSettings& settings,
 // Open connections per username in this agent's HAProxy (every socket of
 // DIRECTOR_HAPROXY_SOCKETS, through `reader`: one read shared by concurrent requests, kept a
 // second), one page: 200 with connections_page(); 503 {"error", "unreadable": [{"socket",
-// "reason"}]} when any socket could not be read (the counts would be incomplete); 503 {"error"}
-// with Retry-After when too many requests wait for the read already; 200 with "sockets": [] and
-// no rows when no socket is configured (this agent sees no connections: the reader decides what
-// that means); 400 for a bad query.
+// "reason"}]} when any socket could not be read (the counts would be incomplete); 200 with
+// "sockets": [] and no rows when no socket is configured (this agent sees no connections: the
+// reader decides what that means); 400 for a bad query.
 boost::asio::awaitable<net::http::Response> connections_endpoint(OpenConnectionsReader& reader,
                                                                  const net::http::Request& request);
 

@@ -5,6 +5,7 @@
 #include "net/show_table.hpp"
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
 
 #include <exception>
@@ -75,28 +76,40 @@ boost::asio::awaitable<OpenConnections> read_open_connections(OpenConnectionsSet
   co_return result;
 }
 
-OpenConnectionsReader::OpenConnectionsReader(OpenConnectionsSettings settings, SharedReadSettings shared)
-    : settings_(std::move(settings)), shared_(shared) {}
+OpenConnectionsReader::OpenConnectionsReader(OpenConnectionsSettings settings, std::chrono::milliseconds reuse)
+    : settings_(std::move(settings)), reuse_(reuse) {}
+
+std::shared_ptr<OpenConnectionsReader> OpenConnectionsReader::create(OpenConnectionsSettings settings,
+                                                                     std::chrono::milliseconds reuse) {
+  return std::shared_ptr<OpenConnectionsReader>(new OpenConnectionsReader(std::move(settings), reuse));
+}
 
 boost::asio::awaitable<boost::system::result<OpenConnectionsReader::Read>> OpenConnectionsReader::read() {
   const auto executor = co_await boost::asio::this_coro::executor;
-  const auto waiter = std::make_shared<Waiter>(executor, 1);  // room for the answer: finish() never blocks
+  std::shared_ptr<Waiter> waiter;
   bool start = false;
   {
     const std::lock_guard lock(mutex_);
-    if (last_ && Clock::now() - last_ended_ <= shared_.reuse) co_return last_;
-    if (waiters_.size() >= shared_.max_waiting) {
-      co_return boost::system::error_code(boost::system::errc::resource_unavailable_try_again,
-                                          boost::system::generic_category());
-    }
+    if (last_ && Clock::now() - last_ended_ <= reuse_) co_return last_;
+    last_.reset();  // stale: not kept while the next read runs (with many users, megabytes)
+    waiter = std::make_shared<Waiter>(executor, 1);  // room for the answer: finish() never blocks
     waiters_.push_back(waiter);
     start = !reading_;
     reading_ = true;
   }
-  // Outside the lock: co_spawn may run the read at once, up to finish().
+  // Outside the lock: co_spawn may run the read at once, up to finish(). On a strand of its own:
+  // haproxy_command's racing branches never run at once, whatever executor this caller is on.
   if (start) {
-    boost::asio::co_spawn(executor, [self = shared_from_this()] { return self->run_read(); },
-                          net::log_if_thrown("open connections read"));
+    try {
+      boost::asio::co_spawn(boost::asio::make_strand(executor), [self = shared_from_this()] { return self->run_read(); },
+                            net::log_if_thrown("open connections read"));
+    } catch (...) {
+      // No read started: nobody must wait for one.
+      const std::lock_guard lock(mutex_);
+      reading_ = false;
+      std::erase(waiters_, waiter);
+      throw;
+    }
   }
   auto [error, read] = co_await waiter->async_receive(net::nothrow_awaitable);
   if (!error) co_return read;
@@ -104,6 +117,11 @@ boost::asio::awaitable<boost::system::result<OpenConnectionsReader::Read>> OpenC
   const std::lock_guard lock(mutex_);
   std::erase(waiters_, waiter);
   co_return boost::system::error_code(boost::asio::error::operation_aborted);
+}
+
+std::size_t OpenConnectionsReader::waiting() {
+  const std::lock_guard lock(mutex_);
+  return waiters_.size();
 }
 
 boost::asio::awaitable<void> OpenConnectionsReader::run_read() {
@@ -114,10 +132,12 @@ boost::asio::awaitable<void> OpenConnectionsReader::run_read() {
     // Never leaves the waiters (and every later request) waiting for a read that ended.
     connections = OpenConnections{};
     connections.unreadable.push_back({"*", std::string("the read failed: ") + error.what()});
+  } catch (...) {
+    connections = OpenConnections{};
+    connections.unreadable.push_back({"*", "the read failed"});
   }
   finish(std::make_shared<const OpenConnections>(std::move(connections)));
 }
-
 void OpenConnectionsReader::finish(Read read) {
   std::vector<std::shared_ptr<Waiter>> waiters;
   {

@@ -58,40 +58,40 @@ struct OpenConnections {
 // socket: those left are unreadable ("not read: the request was cancelled").
 boost::asio::awaitable<OpenConnections> read_open_connections(OpenConnectionsSettings settings);
 
-struct SharedReadSettings {
-  // A read that ended at most this long ago answers later requests too: the pages of one idle
-  // round come from one read, and a flood of requests reads HAProxy once a second at most.
-  std::chrono::milliseconds reuse{1000};
-  // Requests waiting for the read in progress, at most; one more is refused (busy).
-  std::size_t max_waiting = 16;
-};
-
 // One read_open_connections() at a time, shared by every request that comes while it runs, and
 // kept for `reuse` after it ended (an unreadable result too: a socket that failed is not asked
-// again at once). The read runs on its own, not on behalf of one request: a request that is
-// cancelled stops waiting, the read goes on for the others. Safe to call from any thread.
+// again at once). A flood of requests thus reads HAProxy once per `reuse` at most, and the pages
+// of one idle round usually come from one read. The read runs on its own strand, not on behalf
+// of one request: a request that is cancelled stops waiting, the read goes on for the others.
+// Waiting requests cost a channel each; the HTTP server's connection limit bounds them. Safe to
+// call from any thread.
 class OpenConnectionsReader : public std::enable_shared_from_this<OpenConnectionsReader> {
  public:
   using Read = std::shared_ptr<const OpenConnections>;
+  static constexpr std::chrono::milliseconds default_reuse{1000};
 
-  explicit OpenConnectionsReader(OpenConnectionsSettings settings, SharedReadSettings shared = {});
+  static std::shared_ptr<OpenConnectionsReader> create(OpenConnectionsSettings settings,
+                                                       std::chrono::milliseconds reuse = default_reuse);
 
   const OpenConnectionsSettings& settings() const noexcept { return settings_; }
 
   // The latest read if it is fresh; otherwise that of the read in progress, or of one this call
-  // starts on the caller's executor. Errors: resource_unavailable_try_again when max_waiting
-  // requests wait already (busy), operation_aborted when the caller was cancelled while waiting.
+  // starts. Error: operation_aborted when the caller was cancelled while waiting.
   boost::asio::awaitable<boost::system::result<Read>> read();
+
+  // Requests waiting for the read in progress (for tests: a cancelled one is not counted).
+  std::size_t waiting();
 
  private:
   using Clock = std::chrono::steady_clock;
   using Waiter = boost::asio::experimental::concurrent_channel<void(boost::system::error_code, Read)>;
 
+  OpenConnectionsReader(OpenConnectionsSettings settings, std::chrono::milliseconds reuse);
   boost::asio::awaitable<void> run_read();
   void finish(Read read);
 
   const OpenConnectionsSettings settings_;
-  const SharedReadSettings shared_;
+  const std::chrono::milliseconds reuse_;
   std::mutex mutex_;  // guards what follows
   Read last_;
   Clock::time_point last_ended_{};

@@ -127,7 +127,6 @@ TEST_CASE("every invalid value names its source, the value and what is accepted"
 }
 
 TEST_CASE("HAProxy sockets: the agent talks to the HAProxy beside it by address, never by DNS name") {
-  // The stats socket grammar is shared with the spawner, whose list also takes NAME:PORT.
   const auto outcome = parse({"--haproxy-sockets", "/run/a.sock haproxy:9999"});
   CHECK_FALSE(outcome.config);
   CHECK(outcome.error.find("for --haproxy-sockets: expected entries separated by spaces or commas, each an absolute "
