@@ -22,7 +22,9 @@ page while the Pod is Pending; Running+Ready completes the wake; /events carries
 started with the username; a node failure that deletes the Pod shows on /events and the next
 page load creates the Pod again; a compaction with every watch dropped makes the spawner
 re-list (a new snapshot) while /events keeps serving; idle retirement deletes the Pod and keeps
-the Service and the claim; a Pod in ImagePullBackOff fails the wake (502 exited); a rotated
+the Service and the claim; a Pod in ImagePullBackOff fails the wake (502 exited) with the
+kubelet's message on the page, and a later visit replaces that Pod (a new pull) rather than
+waiting on it, whose ErrImagePull the page shows in turn; a rotated
 token is read again; /status names the Kubernetes runtime. With SPAWNER_HEALTH_CMD, the Pod's
 readinessProbe, and the wake waiting for the Ready condition. With SPAWNER_IDLE_ACTION=remove,
 idle retirement deletes the Pod and the Service and keeps the claim. With the Role lacking
@@ -448,23 +450,48 @@ class SpawnerOnKubernetes(SpawnerAgainstStandin):
         self.assertGreaterEqual(metric(self.stack.spawner_metrics(), "director_spawner_retirements_total",
                                        reason="idle", action="stop"), 1)
 
-    def test_6_an_image_the_kubelet_cannot_pull_fails_the_wake(self):
-        # Known gap (docs/spawner.md, "Kubernetes"): the kubelet's message does not reach the
-        # page yet (the died event carries no message), and a later visit starts nothing new
-        # and waits on the loading page until SPAWNER_READY_TIMEOUT.
+    def test_6_an_image_the_kubelet_cannot_pull_fails_the_wake_with_its_message_and_a_visit_retries(self):
+        # The kubelet's message reaches the page of the wake it ends (the watch's died event
+        # carries it), escaped; a later visit does not wait on the Pod that cannot start: it is
+        # deleted and made again, a new pull, whose failure the page shows in turn.
         other = "bob"
         name = self.stack.host_for(other).split(".")[0]
         headers = director_headers(self.stack, other, other)
-        status, answer_headers, body = self.stack.request(None, "/", headers, address=self.stack.spawner)
+
+        def load():
+            return self.stack.request(None, "/", headers, address=self.stack.spawner)
+
+        def until_not_loading():
+            (status, answer_headers, body), _, _ = poll(
+                load, lambda answer: answer[1].get("x-director-reason") != "spawning", 30, 0.3)
+            return status, answer_headers, body
+
+        status, answer_headers, body = load()
         self.assertEqual((status, answer_headers.get("x-director-reason")), (200, "spawning"), body[:500])
-        poll(lambda: self.api.get("pods", name), bool, 15)
-        waiting = {"reason": "ImagePullBackOff", "message": "Back-off pulling image registry.example/team/ide:1.2"}
+        first, _, _ = poll(lambda: self.api.get("pods", name), bool, 15)
+        waiting = {"reason": "ImagePullBackOff", "message": 'Back-off pulling image "registry.example/team/ide:1.2"'}
         self.api.control(f"pods/{NAMESPACE}/{name}/status", {"phase": "Pending", "containerState": {"waiting": waiting}})
-        (status, answer_headers, body), _, _ = poll(
-            lambda: self.stack.request(None, "/", headers, address=self.stack.spawner),
-            lambda answer: answer[1].get("x-director-reason") != "spawning", 30, 0.3)
+        status, answer_headers, body = until_not_loading()
         self.assertEqual((status, answer_headers.get("x-director-reason")), (502, "exited"), body[:800])
         self.assertIn(b"<dt>State</dt><dd>exited</dd>", body)
+        said = b"ImagePullBackOff: Back-off pulling image &quot;registry.example/team/ide:1.2&quot;"
+        self.assertIn(b"<dt>Runtime error</dt><dd>" + said + b"</dd>", body, body[:1500])
+
+        # Past the 2 s in which a reload shows the failure again, a visit retries at once: a new
+        # Pod (the image may exist now; a new Pod is pulled at once, without the old one's back-off).
+        time.sleep(2.2)
+        status, answer_headers, body = load()
+        self.assertEqual((status, answer_headers.get("x-director-reason")), (200, "spawning"), body[:800])
+        second, _, _ = poll(lambda: self.api.get("pods", name),
+                            lambda pod: pod is not None and pod["metadata"]["uid"] != first["metadata"]["uid"], 15, 0.2)
+        self.assertNotIn("containerStatuses", second["status"])  # no kubelet's word on it yet
+        waiting = {"reason": "ErrImagePull", "message": "manifest for registry.example/team/ide:1.2 <not found>"}
+        self.api.control(f"pods/{NAMESPACE}/{name}/status", {"phase": "Pending", "containerState": {"waiting": waiting}})
+        status, answer_headers, body = until_not_loading()
+        self.assertEqual((status, answer_headers.get("x-director-reason")), (502, "exited"), body[:800])
+        self.assertIn(b"<dt>Runtime error</dt><dd>ErrImagePull: manifest for registry.example/team/ide:1.2 "
+                      b"&lt;not found&gt;</dd>", body, body[:1500])
+        self.assertNotIn(b"<not found>", body)
 
     def test_7_a_rotated_token_is_read_again(self):
         # As the kubelet does for a bound token: the file is replaced, then the old token

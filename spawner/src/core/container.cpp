@@ -2,6 +2,24 @@
 
 namespace director::spawner::core {
 
+std::string runtime_message(std::string_view text) {
+  constexpr std::string_view cut_mark = "...";
+  const bool cut = text.size() > max_runtime_message;
+  if (cut) {
+    std::size_t end = max_runtime_message - cut_mark.size();
+    // Back to the start of a character: a UTF-8 continuation byte is 10xxxxxx.
+    while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0U) == 0x80U) --end;
+    text = text.substr(0, end);
+  }
+  std::string kept(text);
+  for (char& c : kept) {
+    const auto byte = static_cast<unsigned char>(c);
+    if ((byte < 0x20U && c != '\n' && c != '\t') || byte == 0x7FU) c = ' ';
+  }
+  if (cut) kept += cut_mark;
+  return kept;
+}
+
 std::string_view to_string(ContainerState state) noexcept {
   switch (state) {
     case ContainerState::created: return "created";

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -24,6 +25,15 @@ enum class ContainerState : std::uint8_t { created, running, paused, restarting,
 // The runtime's health check state (Docker's State.Health.Status); none: the container has no check.
 enum class Health : std::uint8_t { none, starting, healthy, unhealthy };
 
+// The most bytes of a runtime's message (ContainerStatus::error, ContainerEvent::error) that
+// the spawner keeps: it is shown on the user's page and logged, and it comes from outside (the
+// kubelet quotes a registry's answer).
+inline constexpr std::size_t max_runtime_message = 512;
+// `text` as the spawner keeps a runtime's message: control characters but tab and newline
+// become spaces, and a text longer than max_runtime_message is cut at a UTF-8 character's
+// start and ends with "..." (max_runtime_message bytes in all). Not HTML-escaped: the pages do.
+std::string runtime_message(std::string_view text);
+
 std::string_view to_string(ContainerState state) noexcept;
 std::string_view to_string(Health health) noexcept;
 ContainerState parse_container_state(std::string_view text) noexcept;  // unknown for anything else
@@ -39,7 +49,10 @@ struct ContainerStatus {
   ContainerState state = ContainerState::unknown;
   Health health = Health::none;
   int exit_code = 0;      // meaningful when state is exited or dead
-  std::string error;      // the runtime's State.Error, if any (e.g. why a start failed)
+  // Why the container is not running, when the runtime says: Docker's State.Error (e.g. "OCI
+  // runtime create failed"), the kubelet's waiting reason and message ("ImagePullBackOff: ...").
+  // Untrusted text, as the runtime reads it through runtime_message(); empty when none.
+  std::string error;
   bool oom_killed = false;
 };
 
@@ -54,6 +67,11 @@ struct ContainerEvent {
   Health health = Health::none;          // for kind == health
   std::optional<int> exit_code;          // for kind == died, when the runtime says
   std::string username;                  // the container's user_label value; empty when absent
+  // For kind == died: why the container did not run, when the runtime says (ContainerStatus's
+  // error, e.g. the kubelet's "ErrImagePull: ..." for a Pod whose image it cannot pull); empty
+  // otherwise. Untrusted text, through runtime_message(). (The `{}` lets an event be written
+  // {kind, id, label, health, exit_code, username} without a missing-initializer warning.)
+  std::string error{};
 };
 
 }  // namespace director::spawner::core

@@ -297,6 +297,7 @@ std::vector<Command> Lifecycle::on_event(const ContainerEvent& event, TimePoint 
   switch (event.kind) {
     case EventKind::created:
       record.container->state = ContainerState::created;
+      record.container->error.clear();
       break;
     case EventKind::started: {
       // The runtime announces a start after the fact: the start of an operation whose
@@ -306,6 +307,7 @@ std::vector<Command> Lifecycle::on_event(const ContainerEvent& event, TimePoint 
       // restart comes after a stopped or died event, which ended `ready`.
       const bool checked_run = record.phase == Phase::ready && record.ready_checked;
       record.container->state = ContainerState::running;
+      record.container->error.clear();  // a run: why an earlier one did not is old news
       if (!checked_run) {
         record.ready_checked.reset();
         if (record.container->health != Health::none) record.container->health = Health::starting;
@@ -316,6 +318,7 @@ std::vector<Command> Lifecycle::on_event(const ContainerEvent& event, TimePoint 
     case EventKind::died:
       record.container->state = ContainerState::exited;
       if (event.exit_code) record.container->exit_code = *event.exit_code;
+      if (!event.error.empty()) record.container->error = event.error;  // the failure page's
       if (record.step == Step::await_ready) {
         fail(record, FailureKind::exited, exit_detail(record.container, "it exited before it was ready"), now);
       }

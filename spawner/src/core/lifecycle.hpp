@@ -29,16 +29,18 @@
 //   timed_out -> failed(not_ready).
 // - unavailable anywhere: failed(runtime_unavailable).
 // Runtime events (on_event) of the user's current container: died or stopped while
-// waiting_for_ready -> failed(exited, the event's exit code) and the pending AwaitReady result
-// is ignored; health unhealthy while waiting: nothing (AwaitReady reports it, once); destroyed
-// -> absent (an operation in flight past creation ends). Events of another container id are
-// ignored, except created/started (a new container under the user's name).
+// waiting_for_ready -> failed(exited, the event's exit code and error: so the kubelet's
+// "cannot pull" reaches the page) and the pending AwaitReady result is ignored; health
+// unhealthy while waiting: nothing (AwaitReady reports it, once); destroyed -> absent (an
+// operation in flight past creation ends). Events of another container id are ignored, except
+// created/started (a new container under the user's name).
 // Outside an operation, events and snapshots keep one rule: a user whose container is running
 // with health none or healthy is ready (started by anyone: the director finds it); a ready
 // user whose container is not (stopped, died, gone, or its health check turned unhealthy) is
 // absent, so the next wake inspects it again and awaits it or shows why it fails. A start
-// resets a known health to starting (as the runtime does). A failed user stays failed until
-// its container serves. Such a ready user is not checked: a wake of theirs (HAProxy sent them
+// resets a known health to starting (as the runtime does); a creation or a start clears the
+// container's error (a died event's sets it). A failed user stays failed until its container
+// serves. Such a ready user is not checked: a wake of theirs (HAProxy sent them
 // here, so the container is not alive for the director) starts an operation, as does one later
 // than ready_check_valid_for after the last passed check.
 // Not thread-safe: the I/O layer keeps it on one strand.

@@ -124,7 +124,7 @@ std::optional<core::ContainerStatus> parse_inspect(std::string_view json) {
   if (const auto code = state.find("ExitCode"); code != state.end() && code->is_number_integer()) {
     status.exit_code = code->get<int>();
   }
-  status.error = string_at(state, "Error");
+  status.error = core::runtime_message(string_at(state, "Error"));
   if (const auto oom = state.find("OOMKilled"); oom != state.end() && oom->is_boolean()) {
     status.oom_killed = oom->get<bool>();
   }

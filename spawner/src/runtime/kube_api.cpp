@@ -193,7 +193,7 @@ std::optional<PodState> pod_from(const Json& object) {
   if (cannot_start(waiting_reason)) {
     status.state = core::ContainerState::exited;
     const std::string message = string_at(waiting, "message");
-    status.error = message.empty() ? waiting_reason : waiting_reason + ": " + message;
+    status.error = core::runtime_message(message.empty() ? waiting_reason : waiting_reason + ": " + message);
   } else if (phase == "Pending") {
     status.state = core::ContainerState::created;
   } else if (phase == "Running") {
@@ -207,7 +207,7 @@ std::optional<PodState> pod_from(const Json& object) {
       // Failed without a container that ended (NodeLost, Evicted): the Pod's own reason.
       const std::string reason = string_at(pod_status, "reason");
       const std::string message = string_at(pod_status, "message");
-      status.error = message.empty() ? reason : (reason.empty() ? message : reason + ": " + message);
+      status.error = core::runtime_message(message.empty() ? reason : (reason.empty() ? message : reason + ": " + message));
     }
   }
   status.oom_killed = string_at(terminated, "reason") == "OOMKilled";
@@ -535,6 +535,7 @@ std::vector<core::ContainerEvent> EventTracker::transition(const PodState* befor
     event.id = pod.status.name;
     event.label = pod.status.label;
     event.username = pod.status.username;
+    if (kind == core::EventKind::died) event.error = pod.status.error;  // e.g. why it cannot start
     return event;
   };
   if (type == WatchType::deleted) {

@@ -85,8 +85,9 @@ struct PodState {
   // id and name: metadata.name. state: phase Pending -> created, Running -> running,
   // Succeeded/Failed -> exited (exit_code: the container's terminated exitCode), a waiting
   // reason that means the container cannot start (ErrImagePull, ImagePullBackOff,
-  // InvalidImageName, CreateContainerConfigError, CreateContainerError) -> exited with error =
-  // the kubelet's message, CrashLoopBackOff -> restarting, metadata.deletionTimestamp set ->
+  // InvalidImageName, CreateContainerConfigError, CreateContainerError, ErrImageNeverPull) ->
+  // exited with error = "<reason>: <the kubelet's message>" (through core::runtime_message:
+  // bounded, untrusted), CrashLoopBackOff -> restarting, metadata.deletionTimestamp set ->
   // exited (being_deleted): a Pod being deleted is a stop under way, never a container that
   // comes back, so the lifecycle starts the user again and start() waits for it to be gone. health: none without a readinessProbe; with one, the Ready condition: True ->
   // healthy, anything else -> starting. Kubernetes has no "unhealthy" for readiness: a failing
@@ -174,6 +175,9 @@ std::optional<WatchEvent> parse_watch_event(std::string_view line);
 // - A Pod changing: not running -> running: started; running with a higher restartCount (the
 //   kubelet restarted it): died (lastState's exit code) then started; health (readiness)
 //   changed while running: health; running or created -> exited: died with the exit code.
+//   Every died carries the Pod's error (PodState::status.error: the kubelet's reason and
+//   message for a container that cannot start, a Failed Pod's reason), so that the page
+//   of a wake it ends can say why.
 // - A Pod gone (DELETED): died with its exit code when it had ended without a died told yet,
 //   then stopped. Not when metadata.deletionTimestamp is set: that is a request, the container
 //   still runs its grace period (a Docker stop event also comes after the process ended).

@@ -93,7 +93,9 @@ class KubernetesRuntime final : public Runtime {
   // (ensure_claim: the template may name one create() did not make). The Service must be that
   // user's (its label io.container-director.label = user.label, the name <prefix>-<label>, the
   // annotation io.container-director.user = user.username); one that is not: refused, no Pod. A Pod that exists and has not ended: success;
-  // one that ended (Succeeded/Failed): deleted at once and created again; one being deleted:
+  // one that ended (Succeeded/Failed) or whose container cannot start (a waiting reason such as
+  // ImagePullBackOff: kube::PodState): deleted at once and created again, so that each wake
+  // after such a failure retries the pull with the template of now; one being deleted:
   // waited for (within the call's timeout), then created; one stuck Terminating: unavailable
   // at once (await_pod_gone).
   boost::asio::awaitable<RuntimeResult<void>> start(std::string id, core::UserIdentity user) override;

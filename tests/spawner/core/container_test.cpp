@@ -37,3 +37,27 @@ TEST_CASE("event kinds are named as the event feed names them", "[container]") {
   CHECK(to_string(EventKind::health) == "health");
   CHECK(to_string(EventKind::destroyed) == "destroyed");
 }
+
+TEST_CASE("a runtime's message is kept bounded, cut at a character, without control characters", "[container]") {
+  CHECK(runtime_message("ErrImagePull: manifest unknown") == "ErrImagePull: manifest unknown");
+  CHECK(runtime_message("") == "");
+  // Tab and newline stay (a <pre> shows them); other control characters and DEL do not.
+  CHECK(runtime_message("a\tb\nc\rd\x1b[31me\x7f") == "a\tb\nc d [31me ");
+
+  const std::string exact(max_runtime_message, 'x');
+  CHECK(runtime_message(exact) == exact);
+
+  const std::string longer = std::string(600, 'y');
+  const auto cut = runtime_message(longer);
+  CHECK(cut.size() == max_runtime_message);
+  CHECK(cut == std::string(max_runtime_message - 3, 'y') + "...");
+
+  // "é" is two bytes: a cut that would fall inside one goes back to its first byte, so the
+  // text stays UTF-8 (here byte 509 is the second of an "é": 508 bytes kept, then "...").
+  std::string accents = "xx";
+  while (accents.size() < 700) accents += "\xc3\xa9";
+  const auto cut_accents = runtime_message(accents);
+  CHECK(cut_accents.size() == max_runtime_message - 1);
+  REQUIRE(cut_accents.ends_with("..."));
+  CHECK(cut_accents.substr(0, cut_accents.size() - 3).ends_with("\xc3\xa9"));
+}

@@ -458,6 +458,36 @@ TEST_CASE("an AwaitReady result after the container died is ignored", "[lifecycl
   CHECK(lifecycle.view("alice").phase == Phase::failed);
 }
 
+TEST_CASE("a died event's error (the kubelet cannot pull the image) reaches the failure and its container",
+          "[lifecycle][events]") {
+  Lifecycle lifecycle(test_settings());
+  const auto commands = wake_to_await(lifecycle, t0);
+  const std::string why = "ImagePullBackOff: Back-off pulling image \"registry.example/ide:1.2\"";
+  ContainerEvent died{EventKind::died, "c1", "alice", Health::none, std::nullopt, "Alice@Example"};
+  died.error = why;
+  lifecycle.on_event(died, t0 + 1s);
+  auto view = lifecycle.view("alice");
+  CHECK(view.phase == Phase::failed);
+  REQUIRE(view.failure);
+  CHECK(view.failure->kind == FailureKind::exited);
+  CHECK(view.failure->detail.find(why) != std::string::npos);
+  REQUIRE(view.failure->container);
+  CHECK(view.failure->container->error == why);
+  REQUIRE(view.container);
+  CHECK(view.container->error == why);
+
+  // A later wake retries (start: a Kubernetes runtime makes a new Pod); once that runs, the old
+  // error is not the container's any more.
+  auto retry = lifecycle.wake(alice, t0 + 5s);
+  auto failed_pod = managed_container("c1", ContainerState::exited);
+  failed_pod.error = why;
+  retry = lifecycle.on_result(result_of(retry, Inspected{failed_pod}), t0 + 5s);
+  only<StartContainer>(retry);
+  lifecycle.on_event(ContainerEvent{EventKind::started, "c1", "alice", Health::none, std::nullopt, "Alice@Example"}, t0 + 6s);
+  REQUIRE(lifecycle.view("alice").container);
+  CHECK(lifecycle.view("alice").container->error.empty());
+}
+
 TEST_CASE("events while starting", "[lifecycle][events][stale]") {
   Lifecycle lifecycle(test_settings());
   auto commands = lifecycle.wake(alice, t0);

@@ -152,6 +152,13 @@ TEST_CASE("inspect JSON becomes a ContainerStatus (Podman 4.3)") {
     CHECK(status->state == core::ContainerState::created);
     CHECK(status->health == core::Health::none);
   }
+  SECTION("State.Error (a start the runtime could not make): kept for the page, bounded") {
+    nlohmann::json inspect = nlohmann::json::parse(R"({"Id":"abc","Name":"/x","Config":{"Labels":null},"State":{"Status":"exited","ExitCode":127}})");
+    inspect["State"]["Error"] = "OCI runtime create failed: exec: \"serve\": not found";
+    CHECK(docker::parse_inspect(inspect.dump())->error == "OCI runtime create failed: exec: \"serve\": not found");
+    inspect["State"]["Error"] = std::string(2000, 'e');
+    CHECK(docker::parse_inspect(inspect.dump())->error.size() == core::max_runtime_message);
+  }
   SECTION("not a container") {
     CHECK_FALSE(docker::parse_inspect("[]"));
     CHECK_FALSE(docker::parse_inspect("{\"message\":\"no\"}"));

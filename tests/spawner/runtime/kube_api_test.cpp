@@ -281,6 +281,13 @@ TEST_CASE("a Pod's status in the core's terms") {
     REQUIRE(pod);
     CHECK(pod->status.state == core::ContainerState::exited);
     CHECK(pod->status.error == "ImagePullBackOff: Back-off pulling image \"codercom/code-server:no-such-tag\"");
+    // The kubelet's message is untrusted (it quotes the registry): bounded as core::runtime_message keeps it.
+    Json long_message = Json::parse(fixture("pod-image-pull-backoff.json"));
+    long_message["status"]["containerStatuses"][0]["state"]["waiting"]["message"] = std::string(4000, 'm');
+    const auto bounded = kube::parse_pod(long_message.dump())->status.error;
+    CHECK(bounded.size() == core::max_runtime_message);
+    CHECK(bounded.starts_with("ImagePullBackOff: mmm"));
+    CHECK(bounded.ends_with("m..."));
     for (const std::string reason : {"ErrImagePull", "InvalidImageName", "CreateContainerConfigError", "CreateContainerError"}) {
       Json other = Json::parse(fixture("pod-image-pull-backoff.json"));
       other["status"]["containerStatuses"][0]["state"]["waiting"] = {{"reason", reason}};
@@ -505,6 +512,7 @@ TEST_CASE("watch events: deaths, restarts, pull failures, Pods seen first when a
     const auto died = feed(tracker, "MODIFIED", pod_fixture("pod-failed-oom.json"));
     REQUIRE(kinds(died) == Names{"died"});
     CHECK(died[0].exit_code == 137);
+    CHECK(died[0].error.empty());  // it ran and ended: its exit code says it
     CHECK(kinds(feed(tracker, "DELETED", pod_fixture("pod-failed-oom.json"))) == Names{"stopped"});
   }
   SECTION("a running Pod deleted as Failed (unseen): died with its code, then stopped") {
@@ -519,9 +527,12 @@ TEST_CASE("watch events: deaths, restarts, pull failures, Pods seen first when a
     REQUIRE(kinds(restarted) == Names{"died", "started"});
     CHECK(restarted[0].exit_code == 137);
   }
-  SECTION("an image that cannot be pulled: died, before it ever ran") {
+  SECTION("an image that cannot be pulled: died, before it ever ran, with the kubelet's message") {
     feed(tracker, "ADDED", pod_object("Pending", false));
-    CHECK(kinds(feed(tracker, "MODIFIED", pod_fixture("pod-image-pull-backoff.json"))) == Names{"died"});
+    const auto died = feed(tracker, "MODIFIED", pod_fixture("pod-image-pull-backoff.json"));
+    REQUIRE(kinds(died) == Names{"died"});
+    CHECK_FALSE(died[0].exit_code);
+    CHECK(died[0].error == "ImagePullBackOff: Back-off pulling image \"codercom/code-server:no-such-tag\"");
     CHECK(kinds(feed(tracker, "MODIFIED", pod_fixture("pod-image-pull-backoff.json"))).empty());
   }
   SECTION("a Pod first seen running: created, started, health") {

@@ -465,6 +465,46 @@ TEST_CASE("watch(): subscribed, then the events of a user's life in order, a cle
   CHECK(health->health == core::Health::healthy);
 }
 
+TEST_CASE("a Pod whose image cannot be pulled: died carries the kubelet's message, and the next start makes a new Pod") {
+  KubeStandin api;
+  KubernetesRuntime runtime(api.settings());
+  Watched watched;
+  Json first;
+  Json second;
+  watch_during(runtime, watched, [&]() -> asio::awaitable<void> {
+    const auto spec = spec_for("erin");
+    const auto created = co_await runtime.create(spec);
+    REQUIRE_OK(created);
+    REQUIRE((co_await runtime.start(spec.name, user_of(spec.name))).has_value());
+    first = co_await api.get("pods", spec.name);
+    co_await api.control(pod_status_path(spec.name),
+                         R"({"phase":"Pending","containerState":{"waiting":{"reason":"ImagePullBackOff",)"
+                         R"("message":"Back-off pulling image \"<b>registry.example/ide:1.2</b>\""}}})");
+    co_await await_events(watched, 3);  // created (Service), created (Pod), died
+    // A retry of the pull: the Pod that cannot start is deleted and made again from the
+    // template of now (a kubelet pulls at once for a new Pod; the old one sat in its back-off).
+    REQUIRE((co_await runtime.start(spec.name, user_of(spec.name))).has_value());
+    second = co_await api.get("pods", spec.name);
+    const auto status = (co_await runtime.inspect(spec.name)).value();
+    CHECK(status->state == core::ContainerState::created);
+    CHECK(status->error.empty());
+    co_await await_events(watched, 5);  // stopped (the old Pod), created (the new one)
+  });
+  const auto told = kinds(watched);
+  REQUIRE(told.size() >= 3);
+  CHECK(Names(told.begin(), told.begin() + 3) == Names{"created", "created", "died"});
+  const auto& died = watched.events[2];
+  CHECK(died.label == "erin");
+  CHECK_FALSE(died.exit_code);
+  // As the kubelet said it: the page escapes it (pages_test), the runtime only bounds it.
+  CHECK(died.error == "ImagePullBackOff: Back-off pulling image \"<b>registry.example/ide:1.2</b>\"");
+  REQUIRE(first.is_object());
+  REQUIRE(second.is_object());
+  CHECK(second["metadata"]["uid"] != first["metadata"]["uid"]);
+  CHECK_FALSE(second["status"].contains("containerStatuses"));  // the new Pod has no kubelet's word yet
+  CHECK(told == Names{"created", "created", "died", "stopped", "created"});
+}
+
 namespace {
 
 // An object outside the watch's selector: its change moves the cluster's resourceVersion past

@@ -227,6 +227,30 @@ TEST_CASE("a failed user gets the failure page of its kind, and a retry after re
   REQUIRE(run_until(fixture.io, [&] { return fixture.phase() == core::Phase::ready; }));
 }
 
+TEST_CASE("a wake that a died event ends shows the runtime's message on the next load, escaped") {
+  Fixture fixture(std::chrono::milliseconds(60'000));
+  // Awaited by its health check, which never passes: the wake waits until the event comes.
+  fixture.runtime.health_after_start = core::Health::starting;
+  fixture.runtime.inspects_until_healthy = 1'000'000;
+  CHECK(fixture.pages.route(navigation()).result() == Status::ok);
+  REQUIRE(run_until(fixture.io, [&] { return fixture.phase() == core::Phase::waiting_for_ready; }));
+  // What the Kubernetes runtime's watch says of a Pod whose image the kubelet cannot pull.
+  core::ContainerEvent died{core::EventKind::died, "id-vscode-alice", "alice", core::Health::none, std::nullopt, "alice"};
+  died.error = "ImagePullBackOff: Back-off pulling image \"<b>registry.example/ide:1.2</b>\"";
+  fixture.service->on_event(died);
+  // The loading page's script sees the failure, and its reload (or the meta refresh) gets the page.
+  const auto status = Json::parse(fixture.pages.route(fetch("/.container-director/status")).body());
+  CHECK(status["phase"] == "failed");
+  CHECK(status["reason"] == "exited");
+  const auto response = fixture.pages.route(navigation());
+  CHECK(response.result() == Status::bad_gateway);
+  CHECK(response["X-Director-Reason"] == "exited");
+  const std::string escaped = "ImagePullBackOff: Back-off pulling image &quot;&lt;b&gt;registry.example/ide:1.2&lt;/b&gt;&quot;";
+  CHECK(contains(response.body(), "<dt>Runtime error</dt><dd>" + escaped + "</dd>"));
+  CHECK(contains(response.body(), escaped + ")</pre>"));  // the failure's detail
+  CHECK_FALSE(contains(response.body(), "<b>registry"));
+}
+
 TEST_CASE("a user whose container is ready yet who is sent here gets the not reachable page") {
   Fixture fixture;
   fixture.pages.route(navigation());
