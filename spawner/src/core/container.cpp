@@ -2,6 +2,21 @@
 
 namespace director::spawner::core {
 
+namespace {
+
+// A UTF-8 character a page would not show as itself: a C1 control (U+0080-U+009F), or one
+// that reorders or marks the text around it (U+061C, U+200E, U+200F, U+202A-U+202E,
+// U+2066-U+2069), which could make an image name read as another.
+bool hides_or_reorders_text(std::string_view character) {
+  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(character[i]); };
+  if (character.size() == 2) return (byte(0) == 0xC2U && byte(1) <= 0x9FU) || (byte(0) == 0xD8U && byte(1) == 0x9CU);
+  if (character.size() != 3 || byte(0) != 0xE2U) return false;
+  if (byte(1) == 0x80U) return byte(2) == 0x8EU || byte(2) == 0x8FU || (byte(2) >= 0xAAU && byte(2) <= 0xAEU);
+  return byte(1) == 0x81U && byte(2) >= 0xA6U && byte(2) <= 0xA9U;
+}
+
+}  // namespace
+
 std::string runtime_message(std::string_view text) {
   constexpr std::string_view cut_mark = "...";
   const bool cut = text.size() > max_runtime_message;
@@ -11,10 +26,19 @@ std::string runtime_message(std::string_view text) {
     while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0U) == 0x80U) --end;
     text = text.substr(0, end);
   }
-  std::string kept(text);
-  for (char& c : kept) {
-    const auto byte = static_cast<unsigned char>(c);
-    if ((byte < 0x20U && c != '\n' && c != '\t') || byte == 0x7FU) c = ' ';
+  std::string kept;
+  kept.reserve(text.size() + cut_mark.size());
+  while (!text.empty()) {
+    const auto lead = static_cast<unsigned char>(text.front());
+    const std::size_t length = lead >= 0xF0U ? 4 : lead >= 0xE0U ? 3 : lead >= 0xC0U ? 2 : 1;
+    const auto character = text.substr(0, length);
+    text.remove_prefix(character.size());
+    if (character.size() == 1) {
+      const bool control = (lead < 0x20U && lead != '\n' && lead != '\t') || lead == 0x7FU;
+      kept += control ? ' ' : character.front();
+    } else {
+      kept += hides_or_reorders_text(character) ? std::string_view(" ") : character;
+    }
   }
   if (cut) kept += cut_mark;
   return kept;

@@ -29,9 +29,12 @@ enum class Health : std::uint8_t { none, starting, healthy, unhealthy };
 // the spawner keeps: it is shown on the user's page and logged, and it comes from outside (the
 // kubelet quotes a registry's answer).
 inline constexpr std::size_t max_runtime_message = 512;
-// `text` as the spawner keeps a runtime's message: control characters but tab and newline
-// become spaces, and a text longer than max_runtime_message is cut at a UTF-8 character's
-// start and ends with "..." (max_runtime_message bytes in all). Not HTML-escaped: the pages do.
+// `text` as the spawner keeps a runtime's message: control characters (C0 but tab and newline,
+// DEL, C1) and the characters that reorder text (bidirectional marks and overrides) become
+// spaces, and a text longer than max_runtime_message is cut at a UTF-8 character's start and
+// ends with "..." (at most max_runtime_message bytes in all). Bytes that are not UTF-8 are kept
+// as they are (the runtimes' texts come from parsed JSON, and every JSON sink replaces bad
+// bytes); not HTML-escaped: the pages do.
 std::string runtime_message(std::string_view text);
 
 std::string_view to_string(ContainerState state) noexcept;

@@ -233,7 +233,14 @@ std::vector<Command> Lifecycle::on_result(const Result& result, TimePoint now) {
       break;
     case Step::start:
       if (std::holds_alternative<Started>(result.value)) {
-        if (record.container) record.container->state = ContainerState::running;
+        // A new run: what the last one ended with is not this one's (on Kubernetes the new Pod
+        // has the old one's name, so no created event of a new id clears it).
+        if (record.container) {
+          record.container->state = ContainerState::running;
+          record.container->error.clear();
+          record.container->oom_killed = false;
+          record.container->exit_code = 0;
+        }
         return await_ready(label, record, record.readiness.value_or(Readiness::port), now);
       }
       break;

@@ -38,8 +38,9 @@
 // with health none or healthy is ready (started by anyone: the director finds it); a ready
 // user whose container is not (stopped, died, gone, or its health check turned unhealthy) is
 // absent, so the next wake inspects it again and awaits it or shows why it fails. A start
-// resets a known health to starting (as the runtime does); a creation or a start clears the
-// container's error (a died event's sets it). A failed user stays failed until its container
+// resets a known health to starting (as the runtime does); a creation, a start event or a
+// start the operation made clears the container's error, OOM flag and exit code (a died
+// event's set them). A failed user stays failed until its container
 // serves. Such a ready user is not checked: a wake of theirs (HAProxy sent them
 // here, so the container is not alive for the director) starts an operation, as does one later
 // than ready_check_valid_for after the last passed check.

@@ -252,13 +252,18 @@ Page loading_page(const core::UserView& view, const PageContext& context) {
 
 Page failure_page(const core::UserView& view, std::string_view logs, const PageContext& context) {
   const auto kind = view.failure ? view.failure->kind : core::FailureKind::runtime_unavailable;
-  const auto text = failure_text(kind);
+  auto text = failure_text(kind);
+  const auto& container = view.failure && view.failure->container ? view.failure->container : view.container;
+  if (kind == core::FailureKind::exited && container && !container->error.empty()) {
+    // It may never have run (a Pod whose image cannot be pulled): no "started", no log lines.
+    text.explanation = "The container runtime could not run your container, or it stopped before it was ready "
+                       "to serve. The runtime's error is below.";
+  }
   std::string main;
   main += "<p class=\"status\" role=\"status\" aria-live=\"polite\">" + html_escape(text.explanation) + "</p>\n";
   if (view.failure && !view.failure->detail.empty()) {
     main += "<h2>What the container runtime said</h2>\n<pre>" + html_escape(view.failure->detail) + "</pre>\n";
   }
-  const auto& container = view.failure && view.failure->container ? view.failure->container : view.container;
   if (kind != core::FailureKind::runtime_unavailable && kind != core::FailureKind::image_missing) {
     main += container_details(container);
     if (kind != core::FailureKind::name_taken) main += log_section(logs);  // never another's logs

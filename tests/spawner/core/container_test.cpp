@@ -38,11 +38,17 @@ TEST_CASE("event kinds are named as the event feed names them", "[container]") {
   CHECK(to_string(EventKind::destroyed) == "destroyed");
 }
 
-TEST_CASE("a runtime's message is kept bounded, cut at a character, without control characters", "[container]") {
+TEST_CASE("a runtime's message is kept bounded, cut at a character, without control or reordering characters", "[container]") {
   CHECK(runtime_message("ErrImagePull: manifest unknown") == "ErrImagePull: manifest unknown");
   CHECK(runtime_message("") == "");
   // Tab and newline stay (a <pre> shows them); other control characters and DEL do not.
   CHECK(runtime_message("a\tb\nc\rd\x1b[31me\x7f") == "a\tb\nc d [31me ");
+  // C1 controls and the characters that reorder text (RLO U+202E would show "image:1.2" as
+  // another name) become spaces; other characters stay, also at the end of the text.
+  CHECK(runtime_message("pull \xc2\x85x \xe2\x80\xaeimage\xe2\x80\xac \xe2\x81\xa6y\xe2\x81\xa9 \xd8\x9c\xe2\x80\x8f") ==
+        "pull  x  image   y    ");
+  CHECK(runtime_message("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x90\xb3") == "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x90\xb3");
+  CHECK(runtime_message("cut \xe2\x80") == "cut \xe2\x80");  // not UTF-8: kept as it is
 
   const std::string exact(max_runtime_message, 'x');
   CHECK(runtime_message(exact) == exact);

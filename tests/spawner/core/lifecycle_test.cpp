@@ -488,6 +488,40 @@ TEST_CASE("a died event's error (the kubelet cannot pull the image) reaches the 
   CHECK(lifecycle.view("alice").container->error.empty());
 }
 
+TEST_CASE("a retry's new run does not carry the old run's error, even when the old Pod's stop comes late",
+          "[lifecycle][events]") {
+  Lifecycle lifecycle(test_settings());
+  wake_to_await(lifecycle, t0);
+  const std::string why = "ImagePullBackOff: Back-off pulling image \"registry.example/ide:1.2\"";
+  ContainerEvent died{EventKind::died, "c1", "alice", Health::none, std::nullopt, "Alice@Example"};
+  died.error = why;
+  lifecycle.on_event(died, t0 + 1s);
+  REQUIRE(lifecycle.view("alice").phase == Phase::failed);
+
+  // The retry: the old Pod inspected (same name: the same id on Kubernetes), started again.
+  auto retry = lifecycle.wake(alice, t0 + 5s);
+  auto failed_pod = managed_container("c1", ContainerState::exited);
+  failed_pod.error = why;
+  failed_pod.oom_killed = true;
+  failed_pod.exit_code = 137;
+  retry = lifecycle.on_result(result_of(retry, Inspected{failed_pod}), t0 + 5s);
+  retry = lifecycle.on_result(result_of(retry, Started{}), t0 + 6s);
+  REQUIRE(lifecycle.view("alice").container);
+  CHECK(lifecycle.view("alice").container->error.empty());
+  CHECK_FALSE(lifecycle.view("alice").container->oom_killed);
+  CHECK(lifecycle.view("alice").container->exit_code == 0);
+
+  // The old Pod's deletion reported after the new one was made: the wake fails, without the
+  // old run's message.
+  lifecycle.on_event(ContainerEvent{EventKind::stopped, "c1", "alice", Health::none, std::nullopt, "Alice@Example"},
+                     t0 + 7s);
+  const auto view = lifecycle.view("alice");
+  CHECK(view.phase == Phase::failed);
+  REQUIRE(view.failure);
+  CHECK(view.failure->detail.find("ImagePullBackOff") == std::string::npos);
+  CHECK(view.failure->detail.find("137") == std::string::npos);
+}
+
 TEST_CASE("events while starting", "[lifecycle][events][stale]") {
   Lifecycle lifecycle(test_settings());
   auto commands = lifecycle.wake(alice, t0);

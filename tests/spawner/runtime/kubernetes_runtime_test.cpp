@@ -496,7 +496,7 @@ TEST_CASE("a Pod whose image cannot be pulled: died carries the kubelet's messag
   const auto& died = watched.events[2];
   CHECK(died.label == "erin");
   CHECK_FALSE(died.exit_code);
-  // As the kubelet said it: the page escapes it (pages_test), the runtime only bounds it.
+  // As the kubelet said it: the page escapes it (tests/spawner/server/endpoints_test.cpp), the runtime only bounds it.
   CHECK(died.error == "ImagePullBackOff: Back-off pulling image \"<b>registry.example/ide:1.2</b>\"");
   REQUIRE(first.is_object());
   REQUIRE(second.is_object());

@@ -249,6 +249,13 @@ TEST_CASE("a wake that a died event ends shows the runtime's message on the next
   CHECK(contains(response.body(), "<dt>Runtime error</dt><dd>" + escaped + "</dd>"));
   CHECK(contains(response.body(), escaped + ")</pre>"));  // the failure's detail
   CHECK_FALSE(contains(response.body(), "<b>registry"));
+  // Not "started, then exited": such a Pod never ran.
+  CHECK(contains(response.body(), "could not run your container, or it stopped before it was ready"));
+  CHECK_FALSE(contains(response.body(), "started, then exited"));
+  // /users carries it as JSON text, whole.
+  const auto users = Json::parse(fixture.operators.route(Request{Method::get, "/users", 11}).body());
+  REQUIRE(users["users"].size() == 1);
+  CHECK(users["users"][0]["failure_message"].get<std::string>().find(died.error) != std::string::npos);
 }
 
 TEST_CASE("a user whose container is ready yet who is sent here gets the not reachable page") {
