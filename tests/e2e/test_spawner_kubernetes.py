@@ -17,7 +17,9 @@ cluster. A real director-agent (knowing nobody) answers the idle retirer's /user
 /connections from an HAProxy holding only the tables (nobody connected).
 
 Asserted: a page load for a new user creates their PersistentVolumeClaim, Service and Pod with
-the labels, annotations and spec of docs/spawner.md (read back from the stand-in); the loading
+the labels, annotations and spec of docs/spawner.md (read back from the stand-in), each a valid
+Kubernetes object (the v1.33 schemas, no field the API lacks: tests/deploy's validate_schemas(),
+skipped with its reason where node or its packages are missing, failed under CI=true); the loading
 page while the Pod is Pending; Running+Ready completes the wake; /events carries created and
 started with the username; a node failure that deletes the Pod shows on /events and the next
 page load creates the Pod again; a compaction with every watch dropped makes the spawner
@@ -26,7 +28,8 @@ the Service and the claim; a Pod in ImagePullBackOff fails the wake (502 exited)
 kubelet's message on the page, and a later visit replaces that Pod (a new pull) rather than
 waiting on it, whose ErrImagePull the page shows in turn; a rotated
 token is read again; /status names the Kubernetes runtime. With SPAWNER_HEALTH_CMD, the Pod's
-readinessProbe, and the wake waiting for the Ready condition. With SPAWNER_IDLE_ACTION=remove,
+readinessProbe, and the wake waiting for the Ready condition; with it
+SPAWNER_KUBERNETES_POD_SECURITY=restricted, the Pod's securityContext, valid by the schemas too. With SPAWNER_IDLE_ACTION=remove,
 idle retirement deletes the Pod and the Service and keeps the claim. With the Role lacking
 persistentvolumeclaims create, a new user's page is the 502 "refused" page quoting the API's 403
 and no Pod is made; lacking pods delete, a Pod that ended cannot be replaced and the page quotes
@@ -57,6 +60,8 @@ from loopback import free_port, http_get  # noqa: E402
 from testing import clean_environment, test_failed  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "deploy"))
+from test_kubernetes import schema_validator_missing, validate_schemas  # noqa: E402 (deploy/kubernetes' own check)
 STANDIN = REPO / "tools" / "kube_api_standin.py"
 DEPLOY = REPO / "deploy" / "kubernetes"
 NAMESPACE = "container-director-users"  # deploy/kubernetes: the users' (the Role's; SPAWNER_KUBERNETES_NAMESPACE)
@@ -309,6 +314,22 @@ class SpawnerAgainstStandin(unittest.TestCase):
             self.stack.containers.wait_ready(host)
         self.api.kubelet_runs(self.name)
 
+    def assert_valid_kubernetes_objects(self, objects):
+        """Each of `objects` ({what: object as the stand-in serves it}) validates against the
+        Kubernetes v1.33 schemas with no field the API does not define (tests/deploy's
+        validate_schemas(), as for deploy/kubernetes). Taken as read back, with what the stand-in
+        set (uid, resourceVersion, creationTimestamp, defaults, status): all real API fields, so
+        nothing is stripped. In a subTest, so that the rest of the test goes on when the validator
+        cannot run here: a skip with the reason, a failure under CI=true."""
+        with self.subTest("valid Kubernetes objects"):
+            if missing := schema_validator_missing():
+                if os.environ.get("CI") == "true":
+                    self.fail(f"cannot validate the spawner's objects: {missing}")
+                self.skipTest(f"the spawner's objects not validated: {missing}")
+            results = validate_schemas(list(objects.values()))
+            self.assertEqual([(what, errors) for what, (_, _, errors) in zip(objects, results) if errors], [],
+                             json.dumps(objects, indent=1))
+
     def wait_events(self, events, match, timeout=15):
         """The /events lines for which match(line) holds, once there is one."""
         found, _, _ = poll(lambda: [line for line in list(events) if "reader_error" in line or match(line)],
@@ -342,6 +363,7 @@ class SpawnerOnKubernetes(SpawnerAgainstStandin):
         claim = self.api.get("persistentvolumeclaims", f"director-home-{LABEL}")
         self.assertIsNotNone(service)
         self.assertIsNotNone(claim)
+        self.assert_valid_kubernetes_objects({"pod": pod, "service": service, "claim": claim})
         for kind, item in (("pod", pod), ("service", service), ("claim", claim)):
             with self.subTest(kind=kind):
                 self.assertEqual(item["metadata"]["namespace"], NAMESPACE)
@@ -512,17 +534,26 @@ class SpawnerOnKubernetes(SpawnerAgainstStandin):
         self.assertIsNotNone(self.api.get("services", name))
 
 
-class ReadinessProbe(SpawnerAgainstStandin):
+class RestrictedPodWithReadinessProbe(SpawnerAgainstStandin):
     """With SPAWNER_HEALTH_CMD the Pod has a readinessProbe, and the wake waits for its Ready
-    condition, not for the port (no server runs for this user)."""
+    condition, not for the port (no server runs for this user). With
+    SPAWNER_KUBERNETES_POD_SECURITY=restricted and SPAWNER_KUBERNETES_FS_GROUP, the Pod carries
+    the restricted Pod Security Standard's securityContext and the fsGroup, and is still a valid
+    Kubernetes object (the schemas)."""
 
     settings = dict(SPAWNER_SETTINGS, SPAWNER_HEALTH_CMD="test -e /tmp/ready", SPAWNER_HEALTH_INTERVAL="2s",
-                    SPAWNER_HEALTH_TIMEOUT="1s", SPAWNER_IDLE_TIMEOUT="0s")
+                    SPAWNER_HEALTH_TIMEOUT="1s", SPAWNER_IDLE_TIMEOUT="0s",
+                    SPAWNER_KUBERNETES_POD_SECURITY="restricted", SPAWNER_KUBERNETES_FS_GROUP="1000")
 
-    def test_the_wake_waits_for_the_ready_condition(self):
+    def test_the_wake_waits_for_the_ready_condition_of_a_restricted_pod(self):
         status, headers, body = self.page_load()
         self.assertEqual((status, headers.get("x-director-reason")), (200, "spawning"), body[:500])
         pod, _, _ = poll(lambda: self.api.get("pods", self.name), bool, 15)
+        self.assertEqual(pod["spec"]["securityContext"],
+                         {"fsGroup": 1000, "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}})
+        self.assertEqual(pod["spec"]["containers"][0]["securityContext"],
+                         {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}})
+        self.assert_valid_kubernetes_objects({"restricted pod": pod})
         probe = pod["spec"]["containers"][0]["readinessProbe"]
         self.assertEqual(probe["exec"]["command"], ["/bin/sh", "-c", "test -e /tmp/ready"])
         self.assertEqual((probe.get("periodSeconds"), probe.get("timeoutSeconds")), (2, 1), probe)
@@ -659,7 +690,7 @@ def tearDownModule():
     """The Role is exactly what the runtime uses: the union of what the spawner asked of it over
     the classes that run it unchanged equals what it grants. A grant never used is a finding
     too: a path no test takes, or a right to drop. Checked when all those classes ran."""
-    scenario = {"SpawnerOnKubernetes", "ReadinessProbe", "IdleRemoval"}
+    scenario = {"SpawnerOnKubernetes", "RestrictedPodWithReadinessProbe", "IdleRemoval"}
     if set(ROLE_USED) != scenario:
         return  # some classes were left out (a -k filter) or failed to start: nothing to compare
     used = set().union(*ROLE_USED.values())
