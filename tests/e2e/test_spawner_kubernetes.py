@@ -27,7 +27,9 @@ re-list (a new snapshot) while /events keeps serving; idle retirement deletes th
 the Service and the claim; a Pod in ImagePullBackOff fails the wake (502 exited) with the
 kubelet's message on the page, and a later visit replaces that Pod (a new pull) rather than
 waiting on it, whose ErrImagePull the page shows in turn; a rotated
-token is read again; /status names the Kubernetes runtime. With SPAWNER_HEALTH_CMD, the Pod's
+token is read again; a Pod stuck Terminating (a lost node) fails the next visit at once with the
+force deletion on the page, and director_spawner_kubernetes_pods_stuck_terminating_total counts
+it once however often it is found; /status names the Kubernetes runtime. With SPAWNER_HEALTH_CMD, the Pod's
 readinessProbe, and the wake waiting for the Ready condition; with it
 SPAWNER_KUBERNETES_POD_SECURITY=restricted, the Pod's securityContext, valid by the schemas too. With SPAWNER_IDLE_ACTION=remove,
 idle retirement deletes the Pod and the Service and keeps the claim. With the Role lacking
@@ -561,6 +563,34 @@ class SpawnerOnKubernetes(SpawnerAgainstStandin):
         self.assertEqual((status, headers.get("x-director-reason")), (200, "spawning"), body[:800])
         poll(lambda: self.api.get("pods", name), bool, 15)
         self.assertIsNotNone(self.api.get("services", name))
+
+    def test_8_a_pod_stuck_terminating_fails_the_visit_and_is_counted_once(self):
+        # Its node lost: the Pod Terminating for good, its grace period ended 5 minutes ago. The
+        # next visit's start fails at once naming the force deletion, and the metric operators
+        # alert on counts the Pod once (one deletionTimestamp), however often it is found.
+        other = "dave"
+        name = self.stack.host_for(other).split(".")[0]
+        headers = director_headers(self.stack, other, other)
+        series = "director_spawner_kubernetes_pods_stuck_terminating_total"
+
+        def load():
+            return self.stack.request(None, "/", headers, address=self.stack.spawner)
+
+        def stuck_count():
+            return metric(self.stack.spawner_metrics(), series)
+
+        status, answer_headers, body = load()
+        self.assertEqual((status, answer_headers.get("x-director-reason")), (200, "spawning"), body[:500])
+        poll(lambda: self.api.get("pods", name), bool, 15)
+        before = stuck_count()
+        self.api.control(f"pods/{NAMESPACE}/{name}/stuck-terminating", {"since": 300})
+        force = f"kubectl delete pod {name} -n {NAMESPACE} --force --grace-period=0".encode()
+        (status, answer_headers, body), _, _ = poll(load, lambda answer: force in answer[2], 30, 0.3)
+        self.assertEqual(status, 503, body[:800])  # runtime_unavailable: "The container runtime is not answering"
+        poll(stuck_count, lambda count: count == before + 1, 10, 0.2)
+        time.sleep(2.2)  # past the 2 s in which a reload shows the failure again: a new start
+        (status, answer_headers, body), _, _ = poll(load, lambda answer: force in answer[2], 30, 0.3)
+        self.assertEqual(stuck_count(), before + 1)
 
 
 class RestrictedPodWithReadinessProbe(SpawnerAgainstStandin):
