@@ -68,7 +68,8 @@ director::net::http::ClientEndpoint docker_endpoint(const config::RuntimeEndpoin
 // The one place that chooses the runtime (SPAWNER_RUNTIME). Kubernetes is in-cluster only: the
 // API server, the token, the CA and the namespace as a pod finds them (config/in_cluster.hpp);
 // without them the spawner does not start (std::runtime_error: main() logs it and exits 1).
-ChosenRuntime choose_runtime(const config::Config& configuration) {
+// `metrics` counts what only the runtime sees (Pods stuck Terminating); it must outlive it.
+ChosenRuntime choose_runtime(const config::Config& configuration, director::spawner::metrics::Metrics& metrics) {
   namespace runtime = director::spawner::runtime;
   if (configuration.runtime.kind != config::RuntimeEndpoint::Kind::kubernetes) {
     const auto endpoint = docker_endpoint(configuration.runtime);
@@ -91,6 +92,7 @@ ChosenRuntime choose_runtime(const config::Config& configuration) {
   settings.pull_missing_images = configuration.pull_missing_images;
   settings.timeout = configuration.runtime_timeout;
   settings.container_template = configuration.container_template;
+  settings.on_pod_stuck = [&metrics] { metrics.kubernetes_pod_stuck(); };
   auto description = "kubernetes " + director::net::http::to_string(settings.api) + " namespace " + cluster.namespace_name;
   return {std::make_unique<runtime::KubernetesRuntime>(std::move(settings)), std::move(description)};
 }
@@ -183,7 +185,7 @@ int run(const config::Config& configuration) {
   director::net::Resolver resolver(context.get_executor(), resolver_options);
 
   director::spawner::metrics::Metrics metrics(config::version());
-  const auto chosen = choose_runtime(configuration);
+  const auto chosen = choose_runtime(configuration, metrics);
   auto& runtime = *chosen.runtime;
   // The runtime is awaited from one strand: the service, the watcher and the retirer share it.
   const boost::asio::any_io_executor runtime_strand = boost::asio::make_strand(context);

@@ -55,8 +55,22 @@ def render(directory=DEPLOY):
     return [o for o in yaml.safe_load_all(done.stdout) if o]
 
 
+def schema_validator_missing():
+    """What validate_schemas() lacks here (node, the npm packages tools/install-deps.sh installs,
+    or those of another package-lock.json), as one message; None when it can run."""
+    if not shutil.which("node"):
+        return "missing: node (tools/install-deps.sh installs it)"
+    if not (NODE_PREFIX / "node_modules" / "kubernetes-models").is_dir():
+        return f"missing: kubernetes-models in {NODE_PREFIX} (tools/install-deps.sh installs it)"
+    if (NODE_PREFIX / "package-lock.json").read_bytes() != (HERE / "package-lock.json").read_bytes():
+        return f"{NODE_PREFIX}/package-lock.json differs from tests/deploy's (tools/install-deps.sh installs it)"
+    return None
+
+
 def validate_schemas(objects):
-    """[(kind, name, errors)] from tests/deploy/validate_schemas.cjs."""
+    """[(kind, name, errors)] from tests/deploy/validate_schemas.cjs (schema_validator_missing()
+    says whether it can run). Also imported by tests/e2e/test_spawner_kubernetes.py, for the
+    objects director-spawner makes."""
     done = subprocess.run(["node", str(HERE / "validate_schemas.cjs"), str(NODE_PREFIX)],
                           input=json.dumps(objects), capture_output=True, text=True, timeout=120)
     if done.returncode not in (0, 1):
@@ -739,13 +753,9 @@ class Rendered(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    missing = [tool for tool in ("kubectl", "node") if not shutil.which(tool)]
-    if not missing and not (NODE_PREFIX / "node_modules" / "kubernetes-models").is_dir():
-        missing.append(f"kubernetes-models in {NODE_PREFIX}")
-    elif not missing and (NODE_PREFIX / "package-lock.json").read_bytes() != (HERE / "package-lock.json").read_bytes():
-        missing.append(f"{NODE_PREFIX}/package-lock.json differs from tests/deploy's")
-    if missing:
-        message = f"missing: {', '.join(missing)} (tools/install-deps.sh installs them)"
+    message = ("missing: kubectl (tools/install-deps.sh installs it)" if not shutil.which("kubectl")
+               else schema_validator_missing())
+    if message:
         if os.environ.get("CI") == "true":
             sys.exit(message)
         print(f"skipped: {message}")

@@ -17,7 +17,9 @@ cluster. A real director-agent (knowing nobody) answers the idle retirer's /user
 /connections from an HAProxy holding only the tables (nobody connected).
 
 Asserted: a page load for a new user creates their PersistentVolumeClaim, Service and Pod with
-the labels, annotations and spec of docs/spawner.md (read back from the stand-in); the loading
+the labels, annotations and spec of docs/spawner.md (read back from the stand-in), each a valid
+Kubernetes object (the v1.33 schemas, no field the API lacks: tests/deploy's validate_schemas(),
+skipped with its reason where node or its packages are missing, failed under CI=true); the loading
 page while the Pod is Pending; Running+Ready completes the wake; /events carries created and
 started with the username; a node failure that deletes the Pod shows on /events and the next
 page load creates the Pod again; a compaction with every watch dropped makes the spawner
@@ -25,14 +27,18 @@ re-list (a new snapshot) while /events keeps serving; idle retirement deletes th
 the Service and the claim; a Pod in ImagePullBackOff fails the wake (502 exited) with the
 kubelet's message on the page, and a later visit replaces that Pod (a new pull) rather than
 waiting on it, whose ErrImagePull the page shows in turn; a rotated
-token is read again; /status names the Kubernetes runtime. With SPAWNER_HEALTH_CMD, the Pod's
-readinessProbe, and the wake waiting for the Ready condition. With SPAWNER_IDLE_ACTION=remove,
+token is read again; a Pod stuck Terminating (a lost node) fails the next visit at once with the
+force deletion on the page, and director_spawner_kubernetes_pods_stuck_terminating_total counts
+it once however often it is found; /status names the Kubernetes runtime. With SPAWNER_HEALTH_CMD, the Pod's
+readinessProbe, and the wake waiting for the Ready condition; with it
+SPAWNER_KUBERNETES_POD_SECURITY=restricted, the Pod's securityContext, valid by the schemas too. With SPAWNER_IDLE_ACTION=remove,
 idle retirement deletes the Pod and the Service and keeps the claim. With the Role lacking
 persistentvolumeclaims create, a new user's page is the 502 "refused" page quoting the API's 403
 and no Pod is made; lacking pods delete, a Pod that ended cannot be replaced and the page quotes
 the 403. The Role is exactly what the runtime uses: the stand-in records every (verb, resource)
 asked of it, and their union over the classes running deploy/kubernetes' Role unchanged must
-equal its grants (tearDownModule). And the startup errors: not in a cluster, no token file,
+equal its grants (RoleIsWhatTheSpawnerUses, run last: when a filter left out any test of those
+classes it is skipped with a reason naming them, never a silent pass). And the startup errors: not in a cluster, no token file,
 SPAWNER_NETWORK with kubernetes, the users' namespace the spawner's own (also --check-config)."""
 
 import http.client
@@ -57,6 +63,8 @@ from loopback import free_port, http_get  # noqa: E402
 from testing import clean_environment, test_failed  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "deploy"))
+from test_kubernetes import schema_validator_missing, validate_schemas  # noqa: E402 (deploy/kubernetes' own check)
 STANDIN = REPO / "tools" / "kube_api_standin.py"
 DEPLOY = REPO / "deploy" / "kubernetes"
 NAMESPACE = "container-director-users"  # deploy/kubernetes: the users' (the Role's; SPAWNER_KUBERNETES_NAMESPACE)
@@ -136,8 +144,13 @@ def role_grants(role):
 
 
 # {class name: {(verb, "resource[/subresource]")}} the spawner asked of deploy/kubernetes' Role
-# in each class of tests using that Role unchanged (the stand-in records every question).
+# in each class of tests using that Role unchanged (the stand-in records every question), for
+# the classes all of whose tests ran (a class cut by a filter asked less than the Role needs).
 ROLE_USED = {}
+# The classes whose union of ROLE_USED must equal the Role's grants (RoleIsWhatTheSpawnerUses).
+ROLE_SCENARIO = {"SpawnerOnKubernetes", "RestrictedPodWithReadinessProbe", "IdleRemoval"}
+# {class name: [its tests a filter left out]}: why a class of ROLE_SCENARIO is not in ROLE_USED.
+ROLE_LEFT_OUT = {}
 
 
 class KubeApi:
@@ -223,6 +236,7 @@ class SpawnerAgainstStandin(unittest.TestCase):
         cls.stack.run_dir.mkdir(parents=True, exist_ok=True)
         cls.stack.containers = Containers(cls.stack.run_dir, cls.stack.subnet, cls.stack.container_port, os.getpid())
         cls.agent = cls.api = None
+        cls.tests_run = set()
         try:
             cls.stack.start_dns()
             cls.api = KubeApi(cls.stack.run_dir, cls.stack.run_dir / "serviceaccount",
@@ -255,7 +269,12 @@ class SpawnerAgainstStandin(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         if cls.api is not None and cls.missing_from_role is None and cls.api.component.running():
-            ROLE_USED[cls.__name__] = cls.api.authorized()
+            # A loader of its own: unittest.main() gives the default one the -k patterns.
+            left_out = sorted(set(unittest.TestLoader().getTestCaseNames(cls)) - cls.tests_run)
+            if left_out:
+                ROLE_LEFT_OUT[cls.__name__] = left_out
+            else:
+                ROLE_USED[cls.__name__] = cls.api.authorized()
         if cls.agent is not None:
             cls.agent.stop()
         cls.stack.stop()  # the spawner, dnsmasq and the users' servers
@@ -279,6 +298,9 @@ class SpawnerAgainstStandin(unittest.TestCase):
             SPAWNER_KUBERNETES_NAMESPACE=NAMESPACE,
             SPAWNER_AGENTS=f"http://{cls.agent.http[0]}:{cls.agent.http[1]}",
             **cls.settings))
+
+    def setUp(self):
+        type(self).tests_run.add(self._testMethodName)
 
     def tearDown(self):
         if test_failed(self):
@@ -309,6 +331,32 @@ class SpawnerAgainstStandin(unittest.TestCase):
             self.stack.containers.wait_ready(host)
         self.api.kubelet_runs(self.name)
 
+    def assert_valid_kubernetes_objects(self, objects):
+        """Each of `objects` ({what: object as the stand-in serves it}) validates against the
+        Kubernetes v1.33 schemas with no field the API does not define (tests/deploy's
+        validate_schemas(), as for deploy/kubernetes). Taken as read back, with what the stand-in
+        set (uid, resourceVersion, creationTimestamp, defaults, status): all real API fields, so
+        nothing is stripped. In a subTest, so that the rest of the test goes on when the validator
+        cannot run here: a skip with the reason, a failure under CI=true."""
+        with self.subTest("valid Kubernetes objects"):
+            if missing := schema_validator_missing():
+                if os.environ.get("CI") == "true":
+                    self.fail(f"cannot validate the spawner's objects: {missing}")
+                self.skipTest(f"the spawner's objects not validated: {missing}")
+            results = validate_schemas(list(objects.values()))
+            self.assertEqual([(what, errors) for what, (_, _, errors) in zip(objects, results) if errors], [],
+                             json.dumps(objects, indent=1))
+
+    def user_running(self):
+        """The user's Pod made, Running and Ready, and their wake complete: what a test after
+        test_2 starts from, made here when an earlier test did not (a filter, a failure)."""
+        if self.api.get("pods", self.name) is None:
+            status, headers, body = self.page_load()
+            self.assertEqual((status, headers.get("x-director-reason")), (200, "spawning"), body[:500])
+            poll(lambda: self.api.get("pods", self.name), bool, 15)
+        self.start_container()
+        poll(self.phase, lambda phase: phase == "ready", 30, 0.2)
+
     def wait_events(self, events, match, timeout=15):
         """The /events lines for which match(line) holds, once there is one."""
         found, _, _ = poll(lambda: [line for line in list(events) if "reader_error" in line or match(line)],
@@ -318,8 +366,9 @@ class SpawnerAgainstStandin(unittest.TestCase):
 
 
 class SpawnerOnKubernetes(SpawnerAgainstStandin):
-    """The tests run in name order and build on each other (one user's life), as a user's visits
-    do."""
+    """One user's life, in name order, as their visits come. Each test makes what it starts from
+    (user_running), so that any of them runs alone (-k); test_2 asserts the user's first page
+    load, so it comes before the others that make their Pod, which name order does."""
 
     def test_1_status_names_the_kubernetes_runtime(self):
         status = self.stack.spawner_status()
@@ -342,6 +391,7 @@ class SpawnerOnKubernetes(SpawnerAgainstStandin):
         claim = self.api.get("persistentvolumeclaims", f"director-home-{LABEL}")
         self.assertIsNotNone(service)
         self.assertIsNotNone(claim)
+        self.assert_valid_kubernetes_objects({"pod": pod, "service": service, "claim": claim})
         for kind, item in (("pod", pod), ("service", service), ("claim", claim)):
             with self.subTest(kind=kind):
                 self.assertEqual(item["metadata"]["namespace"], NAMESPACE)
@@ -398,6 +448,7 @@ class SpawnerOnKubernetes(SpawnerAgainstStandin):
         self.assertEqual(users[LABEL]["phase"], "ready", users[LABEL])
 
     def test_3_a_node_failure_shows_on_events_and_the_next_page_load_starts_the_pod_again(self):
+        self.user_running()
         events = follow_events(self, self.stack.spawner_http)
         self.wait_events(events, lambda line: line.get("type") == "snapshot")
         first_uid = self.api.get("pods", self.name)["metadata"]["uid"]
@@ -418,6 +469,7 @@ class SpawnerOnKubernetes(SpawnerAgainstStandin):
         self.wait_events(events, lambda line: line.get("type") == "started" and line.get("label") == LABEL)
 
     def test_4_after_a_compaction_and_dropped_watches_the_spawner_lists_again(self):
+        self.user_running()  # in the snapshots
         events = follow_events(self, self.stack.spawner_http)
         self.wait_events(events, lambda line: line.get("type") == "snapshot")
         before = len(self.api.requests())
@@ -439,6 +491,7 @@ class SpawnerOnKubernetes(SpawnerAgainstStandin):
         wait_for("/readyz", lambda: http_get(self.stack.spawner_http, "/readyz")[0] == 200, timeout=15)
 
     def test_5_idle_retirement_deletes_the_pod_and_keeps_the_service_and_the_claim(self):
+        self.user_running()
         events = follow_events(self, self.stack.spawner_http)
         # Nobody's agent has seen the user: idle once a whole timeout passed since the first
         # check that found the Pod running.
@@ -511,18 +564,55 @@ class SpawnerOnKubernetes(SpawnerAgainstStandin):
         poll(lambda: self.api.get("pods", name), bool, 15)
         self.assertIsNotNone(self.api.get("services", name))
 
+    def test_8_a_pod_stuck_terminating_fails_the_visit_and_is_counted_once(self):
+        # Its node lost: the Pod Terminating for good, its grace period ended 5 minutes ago. The
+        # next visit's start fails at once naming the force deletion, and the metric operators
+        # alert on counts the Pod once (one deletionTimestamp), however often it is found.
+        other = "dave"
+        name = self.stack.host_for(other).split(".")[0]
+        headers = director_headers(self.stack, other, other)
+        series = "director_spawner_kubernetes_pods_stuck_terminating_total"
 
-class ReadinessProbe(SpawnerAgainstStandin):
+        def load():
+            return self.stack.request(None, "/", headers, address=self.stack.spawner)
+
+        def stuck_count():
+            return metric(self.stack.spawner_metrics(), series)
+
+        status, answer_headers, body = load()
+        self.assertEqual((status, answer_headers.get("x-director-reason")), (200, "spawning"), body[:500])
+        poll(lambda: self.api.get("pods", name), bool, 15)
+        before = stuck_count()
+        self.api.control(f"pods/{NAMESPACE}/{name}/stuck-terminating", {"since": 300})
+        force = f"kubectl delete pod {name} -n {NAMESPACE} --force --grace-period=0".encode()
+        (status, answer_headers, body), _, _ = poll(load, lambda answer: force in answer[2], 30, 0.3)
+        self.assertEqual(status, 503, body[:800])  # runtime_unavailable: "The container runtime is not answering"
+        poll(stuck_count, lambda count: count == before + 1, 10, 0.2)
+        time.sleep(2.2)  # past the 2 s in which a reload shows the failure again: a new start
+        (status, answer_headers, body), _, _ = poll(load, lambda answer: force in answer[2], 30, 0.3)
+        self.assertEqual(stuck_count(), before + 1)
+
+
+class RestrictedPodWithReadinessProbe(SpawnerAgainstStandin):
     """With SPAWNER_HEALTH_CMD the Pod has a readinessProbe, and the wake waits for its Ready
-    condition, not for the port (no server runs for this user)."""
+    condition, not for the port (no server runs for this user). With
+    SPAWNER_KUBERNETES_POD_SECURITY=restricted and SPAWNER_KUBERNETES_FS_GROUP, the Pod carries
+    the restricted Pod Security Standard's securityContext and the fsGroup, and is still a valid
+    Kubernetes object (the schemas)."""
 
     settings = dict(SPAWNER_SETTINGS, SPAWNER_HEALTH_CMD="test -e /tmp/ready", SPAWNER_HEALTH_INTERVAL="2s",
-                    SPAWNER_HEALTH_TIMEOUT="1s", SPAWNER_IDLE_TIMEOUT="0s")
+                    SPAWNER_HEALTH_TIMEOUT="1s", SPAWNER_IDLE_TIMEOUT="0s",
+                    SPAWNER_KUBERNETES_POD_SECURITY="restricted", SPAWNER_KUBERNETES_FS_GROUP="1000")
 
-    def test_the_wake_waits_for_the_ready_condition(self):
+    def test_the_wake_waits_for_the_ready_condition_of_a_restricted_pod(self):
         status, headers, body = self.page_load()
         self.assertEqual((status, headers.get("x-director-reason")), (200, "spawning"), body[:500])
         pod, _, _ = poll(lambda: self.api.get("pods", self.name), bool, 15)
+        self.assertEqual(pod["spec"]["securityContext"],
+                         {"fsGroup": 1000, "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}})
+        self.assertEqual(pod["spec"]["containers"][0]["securityContext"],
+                         {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}})
+        self.assert_valid_kubernetes_objects({"restricted pod": pod})
         probe = pod["spec"]["containers"][0]["readinessProbe"]
         self.assertEqual(probe["exec"]["command"], ["/bin/sh", "-c", "test -e /tmp/ready"])
         self.assertEqual((probe.get("periodSeconds"), probe.get("timeoutSeconds")), (2, 1), probe)
@@ -655,21 +745,46 @@ class StartupErrors(unittest.TestCase):
                       'Docker networks', output)
 
 
+class RoleIsWhatTheSpawnerUses(unittest.TestCase):
+    """Run after every other class (load_tests), once their stacks are stopped."""
+
+    checked = False  # whether the test below ran (tearDownModule says so when a filter left it out)
+
+    def test_the_union_of_what_the_spawner_asked_equals_the_role_s_grants(self):
+        """The Role is exactly what the runtime uses: the union of what the spawner asked of it
+        over ROLE_SCENARIO's classes (deploy/kubernetes' Role unchanged) equals what it grants.
+        A grant never used is a finding too: a path no test takes, or a right to drop. Only
+        when every test of those classes ran: a skip saying which did not, never a silent pass."""
+        type(self).checked = True
+        if set(ROLE_USED) != ROLE_SCENARIO:
+            not_run = {name: ROLE_LEFT_OUT.get(name, "the class did not run or its stack failed")
+                       for name in sorted(ROLE_SCENARIO - set(ROLE_USED))}
+            self.skipTest(f"the Role's grants are compared with what the spawner used only when every test of "
+                          f"{sorted(ROLE_SCENARIO)} ran; not run: {not_run}")
+        used = set().union(*ROLE_USED.values())
+        with tempfile.TemporaryDirectory() as scratch:
+            granted = role_grants(json.loads(spawner_role(scratch).read_text()))
+        print(f"\nwhat the spawner used of the Role over {sorted(ROLE_USED)}: {sorted(used)}", file=sys.stderr)
+        self.assertEqual(used, granted,
+                         f"the spawner used what deploy/kubernetes' Role does not grant: {sorted(used - granted)}; "
+                         f"the Role grants what no test used: {sorted(granted - used)}")
+
+
+def load_tests(loader, tests, pattern):
+    """unittest's order (classes by name, tests by name), but RoleIsWhatTheSpawnerUses last:
+    its test reads what the others' stacks recorded."""
+    last = unittest.TestSuite()
+    rest = unittest.TestSuite()
+    for suite in tests:
+        (last if any(isinstance(test, RoleIsWhatTheSpawnerUses) for test in suite) else rest).addTest(suite)
+    rest.addTests(last)
+    return rest
+
+
 def tearDownModule():
-    """The Role is exactly what the runtime uses: the union of what the spawner asked of it over
-    the classes that run it unchanged equals what it grants. A grant never used is a finding
-    too: a path no test takes, or a right to drop. Checked when all those classes ran."""
-    scenario = {"SpawnerOnKubernetes", "ReadinessProbe", "IdleRemoval"}
-    if set(ROLE_USED) != scenario:
-        return  # some classes were left out (a -k filter) or failed to start: nothing to compare
-    used = set().union(*ROLE_USED.values())
-    with tempfile.TemporaryDirectory() as scratch:
-        granted = role_grants(json.loads(spawner_role(scratch).read_text()))
-    print(f"\nwhat the spawner used of the Role over {sorted(ROLE_USED)}: {sorted(used)}",
-          file=sys.stderr)
-    if used != granted:
-        raise AssertionError(f"the spawner used what deploy/kubernetes' Role does not grant: {sorted(used - granted)}; "
-                             f"the Role grants what no test used: {sorted(granted - used)}")
+    if not RoleIsWhatTheSpawnerUses.checked:
+        print("\nthe Role's grants were not compared with what the spawner used: RoleIsWhatTheSpawnerUses was "
+              "left out (a test filter)", file=sys.stderr)
 
 
 if __name__ == "__main__":

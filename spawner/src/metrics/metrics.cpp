@@ -175,6 +175,12 @@ Metrics::Metrics(std::string_view version) {
                      .Help("Times the runtime's event stream ended and was subscribed again")
                      .Register(registry_)
                      .Add({});
+  pods_stuck_ = &prometheus::BuildCounter()
+                     .Name("director_spawner_kubernetes_pods_stuck_terminating_total")
+                     .Help("Users' Pods found stuck Terminating (a lost node: a force deletion removes them), "
+                           "once per Pod and deletionTimestamp; always 0 with a Docker runtime")
+                     .Register(registry_)
+                     .Add({});
 
   auto& refused = prometheus::BuildCounter()
                       .Name("director_spawner_wake_refused_total")
@@ -223,6 +229,8 @@ void Metrics::runtime_call(RuntimeCall call, std::optional<core::CallError> erro
 }
 
 void Metrics::event_stream_reconnected() { reconnects_->Increment(); }
+
+void Metrics::kubernetes_pod_stuck() { pods_stuck_->Increment(); }
 
 void Metrics::wake_refused(RefusalKind kind) {
   const auto index = static_cast<std::size_t>(kind);

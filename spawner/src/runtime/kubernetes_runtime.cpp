@@ -196,6 +196,7 @@ asio::awaitable<RuntimeResult<void>> KubernetesRuntime::await_pod_gone(std::stri
       auto& warned = stuck_warned_[name];
       const bool warn = warned != state->deletion_timestamp;
       warned = state->deletion_timestamp;
+      if (warn && settings_.on_pod_stuck) settings_.on_pod_stuck();
       co_return stuck_terminating(name, state->deletion_timestamp, settings_.namespace_name, warn);
     }
     if (Clock::now() >= deadline) co_return unavailable("the Pod " + name + " is still being deleted");

@@ -63,6 +63,11 @@ struct KubernetesRuntimeSettings {
   // The spawner's own clock: only when an answer has no readable Date header is a Pod's
   // deletionTimestamp (server time) compared with it. A test sets one that is off.
   std::function<std::chrono::system_clock::time_point()> local_clock = [] { return std::chrono::system_clock::now(); };
+  // Called when a user's Pod is found stuck Terminating, once per Pod and deletionTimestamp (when
+  // the warning is logged, not at every call that finds it): main.cpp counts it in the metrics
+  // (director_spawner_kubernetes_pods_stuck_terminating_total), which the runtime does not know.
+  // Called on the strand the runtime is awaited from; empty: nothing but the warning.
+  std::function<void()> on_pod_stuck;
 };
 
 class KubernetesRuntime final : public Runtime {
@@ -130,8 +135,8 @@ class KubernetesRuntime final : public Runtime {
   // Polls the Pod until it is gone (404), until `deadline`; one stuck Terminating (its
   // deletionTimestamp, the end of its grace period, more than a minute past by the API server's
   // clock, the Date of the same answer: a lost node) fails
-  // at once, the message naming it and `kubectl delete pod --force`, and a warning is logged (once
-  // per Pod and deletionTimestamp: stuck_warned_).
+  // at once, the message naming it and `kubectl delete pod --force`, and a warning is logged and
+  // settings_.on_pod_stuck called (once per Pod and deletionTimestamp: stuck_warned_).
   boost::asio::awaitable<RuntimeResult<void>> await_pod_gone(std::string name,
                                                              std::chrono::steady_clock::time_point deadline);
   // POST of the user's PersistentVolumeClaim when the spec mounts one (409, it exists: success).

@@ -655,7 +655,10 @@ TEST_CASE("start() renders for the lifecycle's user, and refuses a Service namin
 TEST_CASE("start() fails at once on a Pod stuck Terminating, naming it and the force deletion") {
   KubeStandin api;
   asio::io_context io;
-  KubernetesRuntime runtime(api.settings());
+  auto settings = api.settings();
+  int reported_stuck = 0;  // what main.cpp counts in director_spawner_kubernetes_pods_stuck_terminating_total
+  settings.on_pod_stuck = [&reported_stuck] { ++reported_stuck; };
+  KubernetesRuntime runtime(settings);
   run_until_complete(io, [&]() -> asio::awaitable<void> {
     // Its node lost: Terminating, the grace period ended five minutes ago, never DELETED.
     const auto spec = co_await started_then_stuck(api, runtime, "grace", 300);
@@ -669,8 +672,10 @@ TEST_CASE("start() fails at once on a Pod stuck Terminating, naming it and the f
     CHECK(started.error().message.find("the Pod vscode-grace has been Terminating since") != std::string::npos);
     CHECK(started.error().message.find("kubectl delete pod vscode-grace -n director --force --grace-period=0") !=
           std::string::npos);
-    // Tried again: failed the same, but warned about once per Pod and deletionTimestamp.
+    CHECK(reported_stuck == 1);
+    // Tried again: failed the same, but warned about and reported once per Pod and deletionTimestamp.
     CHECK_FALSE((co_await runtime.start(spec.name, user_of(spec.name))).has_value());
+    CHECK(reported_stuck == 1);
     const std::string logged = log.finish();
     INFO(logged);
     std::size_t warnings = 0;
@@ -684,6 +689,11 @@ TEST_CASE("start() fails at once on a Pod stuck Terminating, naming it and the f
     CHECK(std::chrono::steady_clock::now() - stop_began < 3s);
     REQUIRE_FALSE(stopped.has_value());
     CHECK(stopped.error().message.find("has been Terminating since") != std::string::npos);
+    // Its deletion with the stop's 1 s grace period moved the deletionTimestamp earlier (as the
+    // API server does): a new deletionTimestamp, reported again.
+    const auto since = [](const std::string& message) { return message.substr(message.find(" since ") + 7, 20); };
+    CHECK(since(stopped.error().message) != since(started.error().message));
+    CHECK(reported_stuck == 2);
     // The operator forces it: the next start makes the Pod.
     const auto forced = co_await api.request(Verb::delete_, "/api/v1/namespaces/director/pods/vscode-grace?gracePeriodSeconds=0");
     CHECK(forced.result_int() == 200);
@@ -700,6 +710,8 @@ TEST_CASE("a Pod in its grace period by the API server's clock is not stuck, how
   auto settings = api.settings();
   settings.timeout = 1s;
   settings.local_clock = [] { return std::chrono::system_clock::now() + 10min; };
+  int reported_stuck = 0;
+  settings.on_pod_stuck = [&reported_stuck] { ++reported_stuck; };
   KubernetesRuntime runtime(settings);
   run_until_complete(io, [&]() -> asio::awaitable<void> {
     // Terminating, its grace period ended 30 s ago by the server's time: slow, not stuck.
@@ -709,6 +721,7 @@ TEST_CASE("a Pod in its grace period by the API server's clock is not stuck, how
     INFO(started.error().message);
     CHECK(started.error().message.find("is still being deleted") != std::string::npos);
     CHECK(started.error().message.find("--force") == std::string::npos);
+    CHECK(reported_stuck == 0);
   }());
 }
 
