@@ -33,8 +33,9 @@ inline constexpr std::size_t max_runtime_message = 512;
 // DEL, C1) and the characters that reorder text (bidirectional marks and overrides) become
 // spaces, and a text longer than max_runtime_message is cut at a UTF-8 character's start and
 // ends with "..." (at most max_runtime_message bytes in all). Bytes that are not UTF-8 are kept
-// as they are (the runtimes' texts come from parsed JSON, and every JSON sink replaces bad
-// bytes); not HTML-escaped: the pages do.
+// as they are, one by one (a control character after a stray lead byte is still blanked; the
+// runtimes' texts come from parsed JSON, and every JSON sink replaces bad bytes); not
+// HTML-escaped: the pages do.
 std::string runtime_message(std::string_view text);
 
 std::string_view to_string(ContainerState state) noexcept;

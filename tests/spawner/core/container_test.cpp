@@ -49,6 +49,8 @@ TEST_CASE("a runtime's message is kept bounded, cut at a character, without cont
         "pull  x  image   y    ");
   CHECK(runtime_message("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x90\xb3") == "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x90\xb3");
   CHECK(runtime_message("cut \xe2\x80") == "cut \xe2\x80");  // not UTF-8: kept as it is
+  // A lead byte whose next byte does not continue it stands alone: what follows is still checked.
+  CHECK(runtime_message("a\xc3\x1b[31m b\xe2\x80\x1b c\xf0\x9f\x90\x7f") == "a\xc3 [31m b\xe2\x80  c\xf0\x9f\x90 ");
 
   const std::string exact(max_runtime_message, 'x');
   CHECK(runtime_message(exact) == exact);
