@@ -550,6 +550,13 @@ class Bench:
 
     def director_rows(self, nbthread):
         a = self.args
+        if a.events_only:
+            for users in (1, a.users_mid, a.users_large):
+                self.measure("2. floor: identity + map", ("127.0.0.1", self.floor_port),
+                             self.references["floor"].proc.pid, users, "bench", self.alive,
+                             director=False, socket_path=self.sockets["floor"])
+            self.events_rows(nbthread)
+            return
         for users in (1, a.users_mid):
             self.measure("2. HAProxy do-resolve", ("127.0.0.1", self.resolve_port),
                          self.references["resolve"].proc.pid, users, "bench", self.alive,
@@ -633,13 +640,30 @@ class Bench:
         if not self.wait_events_mode():
             print(f"  6. director, events mode: not measured ({self.events_unavailable})", flush=True)
             return
+        configs = [Path(a.haproxy_cfg)] + [Path(c) for c in a.compare_cfg]
         for size, users in (("one", 1), ("mid", a.users_mid), ("large", a.users_large),
                             ("scale", a.scale_users)):
-            row = self.measure("6. director, events", self.stack.http, self.haproxy_worker(), users,
-                               "bench", self.alive, fast_path=a.fast_path, mode="events")
-            row["size"] = size
-            row["covered_users"] = metric_sum(self.agent_metrics(), "director_covered_users")
-            row["fast_path_table"] = self.fast_path_table()
+            # Each configuration in turn at this size, so that the machine's drift over the run
+            # spreads over all of them alike.
+            for config in configs:
+                name = "6. director, events"
+                if a.compare_cfg:
+                    name = f"6. events, {config.parent.name}"
+                    if config != self.stack.haproxy_cfg:
+                        self.stack.haproxy_cfg = config
+                        self.stack.restart_haproxy()
+                row = self.measure(name, self.stack.http, self.haproxy_worker(), users,
+                                   "bench", self.alive, fast_path=a.fast_path, mode="events")
+                row["size"] = size
+                row["haproxy_cfg"] = str(config)
+                row["covered_users"] = metric_sum(self.agent_metrics(), "director_covered_users")
+                row["fast_path_table"] = self.fast_path_table()
+                if config == configs[0]:
+                    main_row = row
+        row = main_row
+        if self.stack.haproxy_cfg != configs[0]:
+            self.stack.haproxy_cfg = configs[0]
+            self.stack.restart_haproxy()
         table = row["fast_path_table"]
         print(f"  at {a.scale_users} users (events mode): agent RSS {row['agent_rss_mib']:.1f} MiB, "
               f"HAProxy RSS {row['haproxy_rss_mib']:.1f} MiB, fast_path table "
@@ -987,6 +1011,13 @@ def main():
                              "or the agent's DIRECTOR_FAST_PATH_HOLD default, 500)")
     parser.add_argument("--compare-ttl", type=int, nargs="*", default=[],
                         help="more fast path holds (ms) to measure side by side")
+    parser.add_argument("--events-only", action="store_true",
+                        help="only static, the floor and the events rows (to compare "
+                             "configurations quickly); implies --skip-agent --skip-scale")
+    parser.add_argument("--compare-cfg", nargs="+", default=[], metavar="HAPROXY_CFG",
+                        help="with --events-only: more director configurations (each in a folder "
+                             "of its own, with pages/ and spoe.conf), measured in turn with "
+                             "--haproxy-cfg at each user count, rows named by their folders")
     parser.add_argument("--skip-scale", action="store_true")
     parser.add_argument("--skip-agent", action="store_true")
     parser.add_argument("--json", help="also write every figure to this file")
@@ -1011,6 +1042,10 @@ def main():
     if args.smoke:
         args.duration, args.warmup, args.users_mid = 1, 0, 10
         args.users_large, args.scale_users, args.convergence_rounds = 50, 500, 1
+    if args.compare_cfg and not args.events_only:
+        parser.error("--compare-cfg needs --events-only")
+    if args.events_only:
+        args.skip_agent = args.skip_scale = True
     if args.fast_path is None:
         ttl = fast_path_ttl_in(args.haproxy_cfg)
         args.fast_path = 500 if ttl is None else ttl
@@ -1033,8 +1068,9 @@ def main():
         print(bench.table())
         print(f"load average after: {' '.join(f'{x:.2f}' for x in machine['load_after'])}")
         # static before and after, do-resolve, floor, director TTL mode, spawner, no re-checks, events
-        per_group = (2 + 2 + 3 + 3 * len(bench.fast_path_settings()) + 1 + len({0, args.fast_path})
-                     + (0 if bench.events_unavailable else 4))
+        per_group = (2 + 3 + (0 if bench.events_unavailable else 4 * (1 + len(args.compare_cfg)))
+                     + (0 if args.events_only else
+                        2 + 3 * len(bench.fast_path_settings()) + 1 + len({0, args.fast_path})))
         ok = (len(bench.rows) == per_group * len(args.nbthread)
               and all(r["rps"] > 0 for r in bench.rows))
     except BaseException:
