@@ -262,11 +262,13 @@ bool Director::under_event_ttl(const Entry& entry) noexcept {
 }
 
 // How long HAProxy may reuse the entry's answer of this age: long only when it can be told to
-// forget it (every runtime socket reachable, every username it may store known).
+// forget it (every runtime socket reachable, every username it may store known), and never
+// beyond max_hold.
 Duration Director::hold_for(const Entry& entry, Duration age) const noexcept {
   if (!entry.alive) return Duration::zero();
   const bool long_hold = haproxy_invalidation_ && !entry.untracked_username && under_event_ttl(entry);
-  return at_least_zero((long_hold ? settings_.event_refresh_after() : settings_.fast_path_hold) - age);
+  return std::min(at_least_zero((long_hold ? settings_.event_refresh_after() : settings_.fast_path_hold) - age),
+                  max_hold);
 }
 
 Director::Feed& Director::feed_at(FeedId feed) {

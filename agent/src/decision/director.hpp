@@ -83,6 +83,11 @@ struct Settings {
   Duration event_refresh_after() const noexcept { return event_alive_ttl * 3 / 4; }
 };
 
+// The longest hold an answer carries: haproxy.cfg reuses an answer at most 2 minutes ahead
+// (its fast path's freshness test, 1..120000 ms, and the fast_path table's expire), so a longer
+// hold (DIRECTOR_EVENT_BACKSTOP above 160 s) would make HAProxy ask on every request instead.
+inline constexpr Duration max_hold = std::chrono::minutes(2);
+
 // The answer to one request, ready to become SPOP variables.
 struct Answer {
   bool alive = false;

@@ -100,6 +100,21 @@ TEST_CASE("events: a container id is kept as a fixed-size value that only compar
   CHECK_FALSE(ContainerId("c1").empty());
 }
 
+TEST_CASE("events: a hold never exceeds the 2 minutes HAProxy reuses an answer for", "[director][events]") {
+  // haproxy.cfg treats an answer held more than 120000 ms ahead as not fresh: a longer hold
+  // would send every request to the agent.
+  Settings settings = event_settings();
+  settings.event_alive_ttl = 60min;  // event_refresh_after() = 45 min
+  Director director(settings);
+  director.set_haproxy_invalidation(true);
+  director.feed_snapshot(0, Containers{{"jack", running()}}, after(0ms));
+  check_now(director, "jack", alive_result(), after(1s));
+  CHECK(hit(director, "jack", after(2s)).hold == max_hold);
+  CHECK(director.hold_at("jack", after(2s)) == max_hold);
+  CHECK(hit(director, "jack", after(1s + 44min)).hold == 1min);  // until event_refresh_after
+  CHECK(max_hold == 120'000ms);
+}
+
 TEST_CASE("events: without a feed every alive answer keeps the TTL", "[director][events]") {
   Director director(event_settings());
   director.set_haproxy_invalidation(true);
