@@ -22,8 +22,9 @@ std::string runtime_message(std::string_view text) {
   const bool cut = text.size() > max_runtime_message;
   if (cut) {
     std::size_t end = max_runtime_message - cut_mark.size();
-    // Back to the start of a character: a UTF-8 continuation byte is 10xxxxxx.
-    while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0U) == 0x80U) --end;
+    // Back to the start of a character: a UTF-8 continuation byte is 10xxxxxx, and a character
+    // has at most three (more are not UTF-8: cut there, not at the text's start).
+    for (int back = 0; back < 3 && end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0U) == 0x80U; ++back) --end;
     text = text.substr(0, end);
   }
   std::string kept;

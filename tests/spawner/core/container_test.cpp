@@ -51,6 +51,9 @@ TEST_CASE("a runtime's message is kept bounded, cut at a character, without cont
   CHECK(runtime_message("cut \xe2\x80") == "cut \xe2\x80");  // not UTF-8: kept as it is
   // A lead byte whose next byte does not continue it stands alone: what follows is still checked.
   CHECK(runtime_message("a\xc3\x1b[31m b\xe2\x80\x1b c\xf0\x9f\x90\x7f") == "a\xc3 [31m b\xe2\x80  c\xf0\x9f\x90 ");
+  // Bytes that never start UTF-8 (0xF8-0xFF) stand alone too; a C1 control after a stray lead
+  // byte is still blanked.
+  CHECK(runtime_message("\xff\x1b \xe2\xc2\x85 \xf8\x80\x80\x80!") == "\xff  \xe2  \xf8\x80\x80\x80!");
 
   const std::string exact(max_runtime_message, 'x');
   CHECK(runtime_message(exact) == exact);
@@ -68,4 +71,10 @@ TEST_CASE("a runtime's message is kept bounded, cut at a character, without cont
   CHECK(cut_accents.size() == max_runtime_message - 1);
   REQUIRE(cut_accents.ends_with("..."));
   CHECK(cut_accents.substr(0, cut_accents.size() - 3).ends_with("\xc3\xa9"));
+
+  // Continuation bytes that no lead byte starts: the cut goes back at most three of them (the
+  // longest a character has), never to the message's start.
+  const auto cut_stray = runtime_message("error: " + std::string(600, '\x80'));
+  CHECK(cut_stray.size() == max_runtime_message - 3);
+  CHECK(cut_stray.starts_with("error: \x80"));
 }
