@@ -33,6 +33,8 @@ visits every user once (users.lua "once"), then warms up, then measures.
 
     python3 tests/bench/bench.py              # builds build/bench (Release) and runs everything
     python3 tests/bench/bench.py --smoke      # tiny sizes: the ctest smoke test
+    python3 tests/bench/bench.py --events-only --compare-cfg B/haproxy.cfg C/haproxy.cfg
+        # static, the floor and the events rows only, for haproxy.cfg, B and C in turn
 
 An agent that does not enter events mode (no feed connected, HAProxy's runtime socket not
 reached) gets its events rows reported as not measured, and why. Exit status: 0 when every row of the table was measured,
@@ -636,40 +638,55 @@ class Bench:
         if feeds is None:
             print(f"  6. director, events mode: not measured ({self.events_unavailable})", flush=True)
             return
+        if a.compare_cfg and "--event-backstop" not in self.stack.agent_args:
+            # Compared configurations follow each other at a size for minutes: with the default
+            # backstop (1 min) the users' answers would reach it during the later ones, whose
+            # rows would then pay everybody's re-check at once.
+            self.stack.agent_args = self.stack.agent_args + ["--event-backstop", "60m"]
         self.stack.configure(fast_path=a.fast_path, nbthread=nbthread, event_feeds=feeds)
         if not self.wait_events_mode():
             print(f"  6. director, events mode: not measured ({self.events_unavailable})", flush=True)
             return
         configs = [Path(a.haproxy_cfg)] + [Path(c) for c in a.compare_cfg]
-        for size, users in (("one", 1), ("mid", a.users_mid), ("large", a.users_large),
-                            ("scale", a.scale_users)):
-            # Each configuration in turn at this size, so that the machine's drift over the run
-            # spreads over all of them alike.
-            for config in configs:
+        sizes = (("one", 1), ("mid", a.users_mid), ("large", a.users_large), ("scale", a.scale_users))
+        for turn, (size, users) in enumerate(sizes):
+            # Compared configurations take turns at each size, each starting a size in rotation
+            # and each in a fresh HAProxy (the agent and its cache kept), so that neither the
+            # machine's drift nor the order favours one of them.
+            order = range(len(configs))
+            if a.compare_cfg:
+                order = [(turn + k) % len(configs) for k in range(len(configs))]
+            for index in order:
+                config = configs[index]
                 name = "6. director, events"
                 if a.compare_cfg:
-                    name = f"6. events, {config.parent.name}"
-                    if config != self.stack.haproxy_cfg:
-                        self.stack.haproxy_cfg = config
-                        self.stack.restart_haproxy()
+                    name = f"6. events, {index}: {config.parent.name}"
+                    self.stack.haproxy_cfg = config
+                    self.stack.restart_haproxy()
+                    # The agent checks its runtime socket after 2 s without a command
+                    # (HaproxyInvalidatorSettings::check_interval): a check that found HAProxy
+                    # down, and the recovery after it, are over before the row starts.
+                    time.sleep(2.5)
+                    if not self.wait_events_mode():
+                        raise RuntimeError(f"{name}: the agent left events mode after HAProxy's restart "
+                                           f"({self.events_unavailable})")
                 row = self.measure(name, self.stack.http, self.haproxy_worker(), users,
                                    "bench", self.alive, fast_path=a.fast_path, mode="events")
                 row["size"] = size
                 row["haproxy_cfg"] = str(config)
                 row["covered_users"] = metric_sum(self.agent_metrics(), "director_covered_users")
                 row["fast_path_table"] = self.fast_path_table()
-                if config == configs[0]:
-                    main_row = row
-        row = main_row
+                if index == 0:
+                    scale_row = row  # the first configuration's, at the largest size in the end
         if self.stack.haproxy_cfg != configs[0]:
             self.stack.haproxy_cfg = configs[0]
             self.stack.restart_haproxy()
-        table = row["fast_path_table"]
-        print(f"  at {a.scale_users} users (events mode): agent RSS {row['agent_rss_mib']:.1f} MiB, "
-              f"HAProxy RSS {row['haproxy_rss_mib']:.1f} MiB, fast_path table "
+        table = scale_row["fast_path_table"]
+        print(f"  at {a.scale_users} users (events mode): agent RSS {scale_row['agent_rss_mib']:.1f} MiB, "
+              f"HAProxy RSS {scale_row['haproxy_rss_mib']:.1f} MiB, fast_path table "
               f"{table.get('used', '?')} used of {table.get('size', '?')}", flush=True)
-        self.group["events_rss"] = {"users": a.scale_users, "agent_rss_mib": row["agent_rss_mib"],
-                                    "haproxy_rss_mib": row["haproxy_rss_mib"], "fast_path_table": table}
+        self.group["events_rss"] = {"users": a.scale_users, "agent_rss_mib": scale_row["agent_rss_mib"],
+                                    "haproxy_rss_mib": scale_row["haproxy_rss_mib"], "fast_path_table": table}
 
     def fast_path_table(self):
         """HAProxy's fast_path stick table: {"size": entries it can hold, "used": held now}
@@ -1012,12 +1029,14 @@ def main():
     parser.add_argument("--compare-ttl", type=int, nargs="*", default=[],
                         help="more fast path holds (ms) to measure side by side")
     parser.add_argument("--events-only", action="store_true",
-                        help="only static, the floor and the events rows (to compare "
-                             "configurations quickly); implies --skip-agent --skip-scale")
+                        help="only static, the floor and the events rows (1 to 100,000 users), "
+                             "to compare configurations quickly; implies --skip-agent "
+                             "--skip-scale (exit status 1 when events mode cannot run)")
     parser.add_argument("--compare-cfg", nargs="+", default=[], metavar="HAPROXY_CFG",
                         help="with --events-only: more director configurations (each in a folder "
                              "of its own, with pages/ and spoe.conf), measured in turn with "
-                             "--haproxy-cfg at each user count, rows named by their folders")
+                             "--haproxy-cfg at each user count, rows named by their position "
+                             "and folder (0: --haproxy-cfg's)")
     parser.add_argument("--skip-scale", action="store_true")
     parser.add_argument("--skip-agent", action="store_true")
     parser.add_argument("--json", help="also write every figure to this file")
@@ -1044,6 +1063,12 @@ def main():
         args.users_large, args.scale_users, args.convergence_rounds = 50, 500, 1
     if args.compare_cfg and not args.events_only:
         parser.error("--compare-cfg needs --events-only")
+    for config in args.compare_cfg:
+        if not Path(config).is_file():
+            parser.error(f"--compare-cfg {config}: no such file")
+        if (fast_path_ttl_in(config) is None) != (fast_path_ttl_in(args.haproxy_cfg) is None):
+            parser.error(f"--compare-cfg {config}: sets the fast path otherwise than {args.haproxy_cfg} "
+                         "(DIRECTOR_FAST_PATH_TTL_MS in one only); compare configurations of one kind")
     if args.events_only:
         args.skip_agent = args.skip_scale = True
     if args.fast_path is None:
@@ -1067,12 +1092,14 @@ def main():
         print()
         print(bench.table())
         print(f"load average after: {' '.join(f'{x:.2f}' for x in machine['load_after'])}")
-        # static before and after, do-resolve, floor, director TTL mode, spawner, no re-checks, events
+        # static before and after, floor, events (per configuration), and unless --events-only:
+        # do-resolve, director TTL mode, spawner, no re-checks
         per_group = (2 + 3 + (0 if bench.events_unavailable else 4 * (1 + len(args.compare_cfg)))
                      + (0 if args.events_only else
                         2 + 3 * len(bench.fast_path_settings()) + 1 + len({0, args.fast_path})))
         ok = (len(bench.rows) == per_group * len(args.nbthread)
-              and all(r["rps"] > 0 for r in bench.rows))
+              and all(r["rps"] > 0 for r in bench.rows)
+              and not (args.events_only and bench.events_unavailable))
     except BaseException:
         if getattr(bench, "stack", None) is not None:
             print(bench.stack.diagnostics(), file=sys.stderr)
