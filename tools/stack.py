@@ -733,7 +733,8 @@ class Stack:
         None: {"addr": gpt0 as an IPv4 address, "expiry": gpt1 (HAProxy's ms clock mod 2^32),
         "port": gpt2, "hold_left": seconds until the expiry (negative: past; HAProxy's clock is
         the wall clock in ms), "exp": seconds until HAProxy drops the entry, "fresh": whether
-        HAProxy would route with it now (an address, the expiry ahead), "raw": the fields}."""
+        HAProxy would route with it now (an address, the expiry 1..120000 ms ahead, as
+        haproxy.cfg's fast_path_fresh), "raw": the fields}."""
         for line in self.haproxy_cli(f"show table fast_path key {user}").splitlines():
             if line.startswith("#") or " key=" not in line:
                 continue
@@ -745,7 +746,7 @@ class Stack:
             left = left - 2**32 if left >= 2**31 else left
             return {"addr": socket.inet_ntoa(struct.pack(">I", gpt[0])), "expiry": gpt[1],
                     "port": gpt[2], "hold_left": left / 1000, "exp": int(raw.get("exp", 0)) / 1000,
-                    "fresh": gpt[0] != 0 and left > 0, "raw": raw}
+                    "fresh": gpt[0] != 0 and 0 < left <= 120000, "raw": raw}
         return None
 
     def fast_path_used(self):

@@ -665,8 +665,9 @@ class Bench:
                     self.stack.restart_haproxy()
                     # The agent checks its runtime socket after 2 s without a command
                     # (HaproxyInvalidatorSettings::check_interval): a check that found HAProxy
-                    # down, and the recovery after it, are over before the row starts.
-                    time.sleep(2.5)
+                    # down, the whole-table revoke when it is back and that revoke's repeat
+                    # 1.5 s later (repeat_after) are over before the row starts.
+                    time.sleep(4)
                     if not self.wait_events_mode():
                         raise RuntimeError(f"{name}: the agent left events mode after HAProxy's restart "
                                            f"({self.events_unavailable})")

@@ -501,7 +501,7 @@ UserView Director::view_of(const Entry& entry) {
 // Drops least recently used entries without a check in flight until the bound holds (or only
 // pinned entries remain).
 void Director::evict_beyond_capacity(TimePoint now) {
-  const Duration longest_hold = std::max(settings_.event_refresh_after(), settings_.fast_path_hold);
+  const Duration longest_hold = std::min(std::max(settings_.event_refresh_after(), settings_.fast_path_hold), max_hold);
   auto candidate = entries_.end();
   while (entries_.size() > settings_.capacity && candidate != entries_.begin()) {
     --candidate;

@@ -31,7 +31,7 @@ std::string runtime_message(std::string_view text) {
   kept.reserve(text.size() + cut_mark.size());
   while (!text.empty()) {
     const auto lead = static_cast<unsigned char>(text.front());
-    std::size_t length = lead >= 0xF0U ? 4 : lead >= 0xE0U ? 3 : lead >= 0xC0U ? 2 : 1;
+    std::size_t length = lead >= 0xF8U ? 1 : lead >= 0xF0U ? 4 : lead >= 0xE0U ? 3 : lead >= 0xC0U ? 2 : 1;
     // A lead byte without all its continuation bytes (10xxxxxx) is not UTF-8: it stands alone,
     // so that the bytes after it are looked at as characters of their own.
     for (std::size_t i = 1; i < length; ++i) {
