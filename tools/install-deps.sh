@@ -10,6 +10,7 @@ packages=(
   libboost1.81-dev nlohmann-json3-dev libc-ares-dev prometheus-cpp-dev libssl-dev catch2
   haproxy dnsmasq-base python3 curl iproute2 procps
   wrk prometheus clang libclang-rt-14-dev
+  valgrind  # tests/bench: --instructions counts HAProxy's instructions per request (callgrind)
   docker-compose
   podman busybox-static runc uidmap
   chromium  # tests/e2e/test_browser_loading.py: the loading page in a real browser

@@ -35,6 +35,8 @@ visits every user once (users.lua "once"), then warms up, then measures.
     python3 tests/bench/bench.py --smoke      # tiny sizes: the ctest smoke test
     python3 tests/bench/bench.py --events-only --compare-cfg B/haproxy.cfg C/haproxy.cfg
         # static, the floor and the events rows only, for haproxy.cfg, B and C in turn
+    python3 tests/bench/bench.py --events-only --instructions --nbthread 1 --compare-cfg B/haproxy.cfg
+        # the same under valgrind's callgrind: HAProxy's instructions per request, repeatable
 
 An agent that does not enter events mode (no feed connected, HAProxy's runtime socket not
 reached) gets its events rows reported as not measured, and why. Exit status: 0 when every row of the table was measured,
@@ -222,8 +224,10 @@ class BenchStack(Stack):
     held for `fast_path` ms (0: off), the agent subscribes to `event_feeds` (Stack's option)
     or not, and HAProxy's per-request log goes to /dev/null unless asked for."""
 
-    def __init__(self, *, spawner_port, fast_path, keep_haproxy_log, nbthread=1, **kwargs):
+    def __init__(self, *, spawner_port, fast_path, keep_haproxy_log, nbthread=1, haproxy_prefix=(),
+                 **kwargs):
         super().__init__(spawner_listen=f"127.0.0.1:{spawner_port}", **kwargs)
+        self.haproxy_prefix = list(haproxy_prefix)  # callgrind_argv() with --instructions
         self.fast_path = fast_path
         self.nbthread = nbthread
         self.keep_haproxy_log = keep_haproxy_log
@@ -264,7 +268,7 @@ class BenchStack(Stack):
         extra = self.run_dir / "bench-global.cfg"
         extra.write_text(f"global\n    nbthread {self.nbthread}\n")
         # The extra file first: 3.x takes nbthread only in the first global section.
-        argv = [haproxy_binary(), "-W", "-S", self.run_dir / "master.sock",
+        argv = [*self.haproxy_prefix, haproxy_binary(), "-W", "-S", self.run_dir / "master.sock",
                 "-f", extra, "-f", self.haproxy_cfg]
         component = Component("haproxy", argv, self.haproxy_env(), self.run_dir)
         if not self.keep_haproxy_log:
@@ -296,6 +300,37 @@ def run_wrk(url, users, prefix, seconds, connections, offset=0):
             result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
             return result
     raise RuntimeError(f"wrk printed no result: {out.stdout}\n{out.stderr}")
+
+
+# --- instructions (--instructions) ----------------------------------------------------------
+
+def callgrind_argv(run_dir):
+    """valgrind's callgrind in front of an HAProxy's command: it counts the instructions the
+    process executes in user space, with counting off until a measured row turns it on."""
+    return ["valgrind", "--tool=callgrind", "--trace-children=yes", "--instr-atstart=no",
+            f"--callgrind-out-file={run_dir}/callgrind.%p"]
+
+
+def callgrind_command(pid, *command):
+    """A callgrind monitor command ("instrumentation on", "zero", "dump") to process `pid`
+    through vgdb (callgrind_control does not find a worker HAProxy forked under valgrind)."""
+    done = subprocess.run(["vgdb", f"--pid={pid}", *command], capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise RuntimeError(f"vgdb --pid={pid} {' '.join(command)}: {done.stdout}{done.stderr}")
+
+
+def instructions_counted(run_dir, pid):
+    """Dumps what callgrind counted in `pid` since it was last zeroed, stops counting, and
+    returns the count (the "totals:" line of the newest dump, callgrind.<pid>.<n>)."""
+    callgrind_command(pid, "dump")
+    callgrind_command(pid, "instrumentation", "off")
+    dumps = sorted(Path(run_dir).glob(f"callgrind.{pid}.*"), key=lambda f: f.stat().st_mtime)
+    if not dumps:
+        raise RuntimeError(f"callgrind wrote no dump for HAProxy {pid} in {run_dir}")
+    found = re.search(r"^totals:\s+(\d+)", dumps[-1].read_text(errors="replace"), re.MULTILINE)
+    if not found:
+        raise RuntimeError(f"{dumps[-1]}: no totals line")
+    return int(found.group(1))
 
 
 def visit_every_user(url, users, prefix, connections, limit=300):
@@ -380,7 +415,9 @@ class Bench:
         self.start_process("origin", [haproxy_binary(), "-f", self.write_cfg("origin.cfg", ORIGIN_CFG.format(
             binds=binds, spawner_port=self.spawner_port))], port=("127.0.0.1", self.spawner_port))
 
+        self.haproxy_prefix = callgrind_argv(self.run_dir) if a.instructions else []
         self.stack = BenchStack(spawner_port=self.spawner_port, fast_path=a.fast_path,
+                                haproxy_prefix=self.haproxy_prefix,
                                 keep_haproxy_log=a.keep_logs, agent_bin=a.agent_bin,
                                 container_port=self.container_port,
                                 agent_args=["--threads", "1"], haproxy_cfg=Path(a.haproxy_cfg),
@@ -416,18 +453,18 @@ class Bench:
         self.references = {}
         common = dict(nbthread=nbthread, container_port=self.container_port)
         self.references["static"] = self.start_process(
-            "static", [haproxy_binary(), "-f", self.write_cfg(f"static{nbthread}.cfg", STATIC_CFG.format(
+            "static", [*self.haproxy_prefix, haproxy_binary(), "-f", self.write_cfg(f"static{nbthread}.cfg", STATIC_CFG.format(
                 stats_socket=self.sockets["static"], port=self.static_port,
                 origin_addr=self.origin_addr(0), **common))],
             port=("127.0.0.1", self.static_port), log=False)
         self.references["resolve"] = self.start_process(
-            "resolve", [haproxy_binary(), "-f", self.write_cfg(f"resolve{nbthread}.cfg", RESOLVE_CFG.format(
+            "resolve", [*self.haproxy_prefix, haproxy_binary(), "-f", self.write_cfg(f"resolve{nbthread}.cfg", RESOLVE_CFG.format(
                 stats_socket=self.sockets["resolve"], port=self.resolve_port,
                 spawner_port=self.spawner_port, dns=f"{self.stack.dns[0]}:{self.stack.dns[1]}",
                 **common))],
             port=("127.0.0.1", self.resolve_port), log=False)
         self.references["floor"] = self.start_process(
-            "floor", [haproxy_binary(), "-f", self.write_cfg(f"floor{nbthread}.cfg", FLOOR_CFG.format(
+            "floor", [*self.haproxy_prefix, haproxy_binary(), "-f", self.write_cfg(f"floor{nbthread}.cfg", FLOOR_CFG.format(
                 stats_socket=self.sockets["floor"], port=self.floor_port, spawner_port=self.spawner_port,
                 users_map=self.users_map, **common))],
             port=("127.0.0.1", self.floor_port), log=False)
@@ -485,7 +522,11 @@ class Bench:
         if a.warmup > 0:
             run_wrk(url, users, prefix, a.warmup, a.connections)  # caches and connections settle
         before = self.sample(haproxy_pid, director, socket_path)
+        if a.instructions:
+            callgrind_command(haproxy_pid, "instrumentation", "on")
+            callgrind_command(haproxy_pid, "zero")
         result = run_wrk(url, users, prefix, a.duration, a.connections)
+        instructions = instructions_counted(self.run_dir, haproxy_pid) if a.instructions else None
         after = self.sample(haproxy_pid, director, socket_path)
         requests = result["requests"]
         row = {"scenario": name, "users": users, "nbthread": self.nbthread, "mode": mode,
@@ -494,7 +535,8 @@ class Bench:
                "p99_ms": result["p99_us"] / 1000, "errors": result["errors"],
                "haproxy_us_per_req": (after["haproxy_cpu"] - before["haproxy_cpu"]) / requests * 1e6,
                "backend_connects_per_req": (after["connects"] - before["connects"]) / requests,
-               "haproxy_rss_mib": rss_mib(haproxy_pid)}
+               "haproxy_rss_mib": rss_mib(haproxy_pid),
+               "haproxy_instructions_per_req": instructions / requests if instructions else None}
         if director:
             decisions = after["decisions"] - before["decisions"]
             row.update({
@@ -505,8 +547,10 @@ class Bench:
                 "checks_per_s": (after["checks"] - before["checks"]) / (after["t"] - before["t"]),
                 "agent_rss_mib": rss_mib(self.agent_pid)})
         self.rows.append(row)
+        counted = (f", HAProxy {row['haproxy_instructions_per_req']:,.0f} instructions/request"
+                   if a.instructions else "")
         print(f"  {name:<34} {users:>6} users  {row['rps']:>8.0f} req/s  p99 {row['p99_ms']:.3f} ms"
-              f"  (first visits {covered_in:.1f} s)", flush=True)
+              f"  (first visits {covered_in:.1f} s{counted})", flush=True)
         return row
 
     def sample(self, haproxy_pid, director, socket_path):
@@ -649,6 +693,10 @@ class Bench:
             return
         configs = [Path(a.haproxy_cfg)] + [Path(c) for c in a.compare_cfg]
         sizes = (("one", 1), ("mid", a.users_mid), ("large", a.users_large), ("scale", a.scale_users))
+        if a.instructions:
+            # Under callgrind a user's first visit (a miss: the SPOE round trip) takes about 10 ms:
+            # 10,000 users take 100 s per configuration, 100,000 would take 17 minutes.
+            sizes = sizes[:3]
         for turn, (size, users) in enumerate(sizes):
             # Compared configurations take turns at each size, each starting a size in rotation
             # and each in a fresh HAProxy (the agent and its cache kept), so that neither the
@@ -682,12 +730,29 @@ class Bench:
         if self.stack.haproxy_cfg != configs[0]:
             self.stack.haproxy_cfg = configs[0]
             self.stack.restart_haproxy()
+        if a.instructions:
+            return  # HAProxy's memory under valgrind is valgrind's
         table = scale_row["fast_path_table"]
-        print(f"  at {a.scale_users} users (events mode): agent RSS {scale_row['agent_rss_mib']:.1f} MiB, "
+        print(f"  at {scale_row['users']} users (events mode): agent RSS {scale_row['agent_rss_mib']:.1f} MiB, "
               f"HAProxy RSS {scale_row['haproxy_rss_mib']:.1f} MiB, fast_path table "
               f"{table.get('used', '?')} used of {table.get('size', '?')}", flush=True)
-        self.group["events_rss"] = {"users": a.scale_users, "agent_rss_mib": scale_row["agent_rss_mib"],
+        self.group["events_rss"] = {"users": scale_row["users"], "agent_rss_mib": scale_row["agent_rss_mib"],
                                     "haproxy_rss_mib": scale_row["haproxy_rss_mib"], "fast_path_table": table}
+
+    def instructions_columns(self, row):
+        """A row's HAProxy instructions per request, and their ratio to the mean of its block's
+        static rows and to the floor row of the same size (same thread count)."""
+        def per_req(rows):
+            counts = [r["haproxy_instructions_per_req"] for r in rows if r["nbthread"] == row["nbthread"]]
+            return sum(counts) / len(counts) if counts else None
+        mine = row["haproxy_instructions_per_req"]
+        static = per_req(r for r in self.rows if r["scenario"].startswith("1. static"))
+        floor = per_req(r for r in self.rows if r["scenario"].startswith("2. floor")
+                        and r["users"] == row["users"])
+        row["instructions_to_static"] = mine / static if static else None
+        row["instructions_to_floor"] = mine / floor if floor else None
+        ratio = lambda value: f"{value:>7.2f}" if value else f"{'-':>7}"  # noqa: E731
+        return f"{mine:>12,.0f} {ratio(row['instructions_to_static'])} {ratio(row['instructions_to_floor'])}"
 
     def fast_path_table(self):
         """HAProxy's fast_path stick table: {"size": entries it can hold, "used": held now}
@@ -937,11 +1002,16 @@ class Bench:
         """One block per HAProxy thread count: every row with its run's static figure (the mean
         of the static rows before and after), the ratio and the p99 added over it, and for the
         events rows the targets of issue 11."""
+        # Under callgrind (--instructions) req/s, latency and CPU time are valgrind's, not
+        # HAProxy's: the instructions per request replace the targets.
+        counted = self.args.instructions
         head = (f"{'scenario':<34} {'users':>6} {'req/s':>8} {'static':>7} {'ratio':>6} {'p50 ms':>7} "
                 f"{'p99 ms':>7} {'+p99':>6} {'HAProxy':>8} {'conn/':>6} {'agent':>7} {'agent':>9} "
-                f"{'agent':>8} {'HAProxy':>8}  targets (events rows)")
+                f"{'agent':>8} {'HAProxy':>8}  "
+                + (f"{'HAProxy':>12} {'/static':>7} {'/floor':>7}" if counted else "targets (events rows)"))
         head2 = (f"{'':<34} {'':>6} {'':>8} {'req/s':>7} {'':>6} {'':>7} {'':>7} {'ms':>6} {'us/req':>8} "
-                 f"{'req':>6} {'dec/req':>7} {'us/dec':>9} {'RSS MiB':>8} {'RSS MiB':>8}")
+                 f"{'req':>6} {'dec/req':>7} {'us/dec':>9} {'RSS MiB':>8} {'RSS MiB':>8}  "
+                 + (f"{'instr/req':>12}" if counted else ""))
         lines = []
         for group in self.groups:
             if "static_rps" not in group:
@@ -958,7 +1028,9 @@ class Bench:
                 ratio, added = r["rps"] / static, r["p99_ms"] - static_p99
                 r.update(static_rps=static, ratio=ratio, p99_added_ms=added)
                 targets = ""
-                if r["mode"] == "events":
+                if counted:
+                    targets = self.instructions_columns(r)
+                elif r["mode"] == "events":
                     ratio_target, p99_target = EVENT_TARGETS[r["size"]]
                     r["targets"] = {"ratio": [ratio_target, ratio >= ratio_target]}
                     targets = f"ratio >= {ratio_target:.2f} {verdict(ratio >= ratio_target)}"
@@ -1038,6 +1110,13 @@ def main():
                              "of its own, with pages/ and spoe.conf), measured in turn with "
                              "--haproxy-cfg at each user count, rows named by their position "
                              "and folder (0: --haproxy-cfg's)")
+    parser.add_argument("--instructions", action="store_true",
+                        help="run the measured HAProxies under valgrind's callgrind and report the "
+                             "instructions each request costs HAProxy in user space, with their "
+                             "ratio to static and to the floor: the same configuration repeats "
+                             "within about 2 %% where req/s here varies by 10 %% or more (req/s, "
+                             "latency, CPU time and memory are then valgrind's; no targets; sizes "
+                             "up to --users-large)")
     parser.add_argument("--skip-scale", action="store_true")
     parser.add_argument("--skip-agent", action="store_true")
     parser.add_argument("--json", help="also write every figure to this file")
@@ -1053,7 +1132,7 @@ def main():
     parser.add_argument("--codec-bench")
     args = parser.parse_args()
 
-    missing = [t for t in ("haproxy", "dnsmasq", "wrk")
+    missing = [t for t in ("haproxy", "dnsmasq", "wrk") + (("valgrind",) if args.instructions else ())
                if not shutil.which(t) and not Path("/usr/sbin", t).exists()]
     if missing:
         print(f"skipped: {', '.join(missing)} not installed (tools/install-deps.sh)")
@@ -1095,7 +1174,8 @@ def main():
         print(f"load average after: {' '.join(f'{x:.2f}' for x in machine['load_after'])}")
         # static before and after, floor, events (per configuration), and unless --events-only:
         # do-resolve, director TTL mode, spawner, no re-checks
-        per_group = (2 + 3 + (0 if bench.events_unavailable else 4 * (1 + len(args.compare_cfg)))
+        event_sizes = 3 if args.instructions else 4  # Bench.events_rows
+        per_group = (2 + 3 + (0 if bench.events_unavailable else event_sizes * (1 + len(args.compare_cfg)))
                      + (0 if args.events_only else
                         2 + 3 * len(bench.fast_path_settings()) + 1 + len({0, args.fast_path})))
         ok = (len(bench.rows) == per_group * len(args.nbthread)

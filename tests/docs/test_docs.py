@@ -154,6 +154,7 @@ INLINE = {
     "ctest --preset asan": "tools/run-tests, stage asan (CI)",
     "ctest -L soak": "soak/smoke is that label's test",
     "ctest -R bench/compare-smoke": "bench/compare-smoke is that test",
+    "ctest -R bench/instructions-smoke": "bench/instructions-smoke is that test",
     "ctest --test-dir build/default -R 'e2e/(trusted|hostile|agent_killed|reload_desc|dns_down|unresponsive|"
     "container_dies|spop_faults|stop_with|username_flood)' --output-on-failure":
         "tools/run-tests, stage default, runs these tests among all the others (CI)",
