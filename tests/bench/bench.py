@@ -321,10 +321,11 @@ def callgrind_command(pid, *command):
 
 def instructions_counted(run_dir, pid):
     """Dumps what callgrind counted in `pid` since it was last zeroed, stops counting, and
-    returns the count (the "totals:" line of the newest dump, callgrind.<pid>.<n>)."""
+    returns the count (the "totals:" line of the last dump, callgrind.<pid>.<n> with the highest n)."""
     callgrind_command(pid, "dump")
     callgrind_command(pid, "instrumentation", "off")
-    dumps = sorted(Path(run_dir).glob(f"callgrind.{pid}.*"), key=lambda f: f.stat().st_mtime)
+    dumps = sorted((f for f in Path(run_dir).glob(f"callgrind.{pid}.*") if f.suffix[1:].isdigit()),
+                   key=lambda f: int(f.suffix[1:]))
     if not dumps:
         raise RuntimeError(f"callgrind wrote no dump for HAProxy {pid} in {run_dir}")
     found = re.search(r"^totals:\s+(\d+)", dumps[-1].read_text(errors="replace"), re.MULTILINE)
@@ -458,7 +459,7 @@ class Bench:
                 origin_addr=self.origin_addr(0), **common))],
             port=("127.0.0.1", self.static_port), log=False)
         self.references["resolve"] = self.start_process(
-            "resolve", [*self.haproxy_prefix, haproxy_binary(), "-f", self.write_cfg(f"resolve{nbthread}.cfg", RESOLVE_CFG.format(
+            "resolve", [haproxy_binary(), "-f", self.write_cfg(f"resolve{nbthread}.cfg", RESOLVE_CFG.format(
                 stats_socket=self.sockets["resolve"], port=self.resolve_port,
                 spawner_port=self.spawner_port, dns=f"{self.stack.dns[0]}:{self.stack.dns[1]}",
                 **common))],
@@ -527,6 +528,8 @@ class Bench:
             callgrind_command(haproxy_pid, "zero")
         result = run_wrk(url, users, prefix, a.duration, a.connections)
         instructions = instructions_counted(self.run_dir, haproxy_pid) if a.instructions else None
+        if instructions == 0:
+            raise RuntimeError(f"{name}: callgrind counted no instruction in HAProxy {haproxy_pid}")
         after = self.sample(haproxy_pid, director, socket_path)
         requests = result["requests"]
         row = {"scenario": name, "users": users, "nbthread": self.nbthread, "mode": mode,
@@ -536,7 +539,7 @@ class Bench:
                "haproxy_us_per_req": (after["haproxy_cpu"] - before["haproxy_cpu"]) / requests * 1e6,
                "backend_connects_per_req": (after["connects"] - before["connects"]) / requests,
                "haproxy_rss_mib": rss_mib(haproxy_pid),
-               "haproxy_instructions_per_req": instructions / requests if instructions else None}
+               "haproxy_instructions_per_req": instructions / requests if instructions is not None else None}
         if director:
             decisions = after["decisions"] - before["decisions"]
             row.update({
@@ -596,21 +599,18 @@ class Bench:
 
     def director_rows(self, nbthread):
         a = self.args
-        if a.events_only:
-            for users in (1, a.users_mid, a.users_large):
-                self.measure("2. floor: identity + map", ("127.0.0.1", self.floor_port),
-                             self.references["floor"].proc.pid, users, "bench", self.alive,
-                             director=False, socket_path=self.sockets["floor"])
-            self.events_rows(nbthread)
-            return
-        for users in (1, a.users_mid):
-            self.measure("2. HAProxy do-resolve", ("127.0.0.1", self.resolve_port),
-                         self.references["resolve"].proc.pid, users, "bench", self.alive,
-                         director=False, socket_path=self.sockets["resolve"])
+        if not a.events_only:
+            for users in (1, a.users_mid):
+                self.measure("2. HAProxy do-resolve", ("127.0.0.1", self.resolve_port),
+                             self.references["resolve"].proc.pid, users, "bench", self.alive,
+                             director=False, socket_path=self.sockets["resolve"])
         for users in (1, a.users_mid, a.users_large):
             self.measure("2. floor: identity + map", ("127.0.0.1", self.floor_port),
                          self.references["floor"].proc.pid, users, "bench", self.alive,
                          director=False, socket_path=self.sockets["floor"])
+        if a.events_only:
+            self.events_rows(nbthread)
+            return
         for hold in self.fast_path_settings():
             self.stack.configure(fast_path=hold, nbthread=nbthread)
             for users in (1, a.users_mid, a.users_large):
@@ -1111,7 +1111,7 @@ def main():
                              "--haproxy-cfg at each user count, rows named by their position "
                              "and folder (0: --haproxy-cfg's)")
     parser.add_argument("--instructions", action="store_true",
-                        help="run the measured HAProxies under valgrind's callgrind and report the "
+                        help="with --events-only: run the measured HAProxies under valgrind's callgrind and report the "
                              "instructions each request costs HAProxy in user space, with their "
                              "ratio to static and to the floor: the same configuration repeats "
                              "within about 2 %% where req/s here varies by 10 %% or more (req/s, "
@@ -1143,6 +1143,8 @@ def main():
         args.users_large, args.scale_users, args.convergence_rounds = 50, 500, 1
     if args.compare_cfg and not args.events_only:
         parser.error("--compare-cfg needs --events-only")
+    if args.instructions and not args.events_only:
+        parser.error("--instructions needs --events-only (the other rows' targets are timings)")
     for config in args.compare_cfg:
         if not Path(config).is_file():
             parser.error(f"--compare-cfg {config}: no such file")
