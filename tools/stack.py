@@ -103,6 +103,9 @@ def director_spawner_unavailable(binary=None):
     return podman_unavailable()
 
 IDENTITY = "X-Forwarded-Preferred-Username"
+# haproxy.cfg's fast_path_fresh: HAProxy routes with a fast path entry whose expiry is
+# 1..FAST_PATH_FRESH_MS ahead (the agent's decision::max_hold, 2 minutes).
+FAST_PATH_FRESH_MS = 120000
 
 
 def endpoint(value):
@@ -733,8 +736,8 @@ class Stack:
         None: {"addr": gpt0 as an IPv4 address, "expiry": gpt1 (HAProxy's ms clock mod 2^32),
         "port": gpt2, "hold_left": seconds until the expiry (negative: past; HAProxy's clock is
         the wall clock in ms), "exp": seconds until HAProxy drops the entry, "fresh": whether
-        HAProxy would route with it now (an address, the expiry 1..120000 ms ahead, as
-        haproxy.cfg's fast_path_fresh), "raw": the fields}."""
+        HAProxy would route with it now (an address, the expiry 1..FAST_PATH_FRESH_MS ahead),
+        "raw": the fields}."""
         for line in self.haproxy_cli(f"show table fast_path key {user}").splitlines():
             if line.startswith("#") or " key=" not in line:
                 continue
@@ -746,7 +749,7 @@ class Stack:
             left = left - 2**32 if left >= 2**31 else left
             return {"addr": socket.inet_ntoa(struct.pack(">I", gpt[0])), "expiry": gpt[1],
                     "port": gpt[2], "hold_left": left / 1000, "exp": int(raw.get("exp", 0)) / 1000,
-                    "fresh": gpt[0] != 0 and 0 < left <= 120000, "raw": raw}
+                    "fresh": gpt[0] != 0 and 0 < left <= FAST_PATH_FRESH_MS, "raw": raw}
         return None
 
     def fast_path_used(self):

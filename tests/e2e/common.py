@@ -375,6 +375,12 @@ def metric(series, name, **labels):
     return total
 
 
+def agent_decisions(stack, name="agent"):
+    """How many route requests agent `name` answered: its director_decisions_total over every
+    outcome and reason."""
+    return metric(stack.agent_metrics(name), "director_decisions_total")
+
+
 def follow_events(test, address):
     """director-spawner's /events at `address` (host, port) as a list the lines (parsed JSON)
     are appended to as they come; a reading error appends {"reader_error": ...}. The connection

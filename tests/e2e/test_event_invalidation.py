@@ -29,8 +29,8 @@ import socket
 import sys
 import time
 
-from common import (FeedStackTest, IDENTITY, REVOCATION_REPEAT_BOUND, covered_users, main,
-                    poll, snapshots_received, wait_entry_cleared, wait_long_hold, who_answered)
+from common import (FeedStackTest, IDENTITY, REVOCATION_REPEAT_BOUND, agent_decisions, covered_users,
+                    main, poll, snapshots_received, wait_entry_cleared, wait_long_hold, who_answered)
 
 BOUND = 1.0  # seconds: issue 11's convergence target with events on
 JACK = "Jack.Doe@Example.com"  # escaped (the default scheme): HAProxy keys its entry by this name
@@ -167,10 +167,10 @@ class TwoAgents(FeedStackTest):
         deadline = time.monotonic() + 10
         while len(deciders) < 2:
             self.assertLess(time.monotonic(), deadline, f"only {deciders} answered quinn")
-            before = {name: self.decisions(name) for name in self.stack.agent_names()}
+            before = {name: agent_decisions(self.stack, name) for name in self.stack.agent_names()}
             self.stack.haproxy_cli("clear table fast_path key quinn")
             self.assertEqual(self.stack.served_by("quinn"), self.backend_of("quinn"))
-            deciders |= {name for name in before if self.decisions(name) > before[name]}
+            deciders |= {name for name in before if agent_decisions(self.stack, name) > before[name]}
         wait_long_hold(self.stack, "quinn")
 
         self.stack.stop_container("quinn", signal.SIGKILL, forget=False)
@@ -178,9 +178,9 @@ class TwoAgents(FeedStackTest):
         wait_entry_cleared(self.stack, "quinn", BOUND)
         answers, askers = [], set()
         for _ in range(20):
-            before = {name: self.decisions(name) for name in self.stack.agent_names()}
+            before = {name: agent_decisions(self.stack, name) for name in self.stack.agent_names()}
             answers.append(who_answered(*self.stack.request("quinn")))
-            askers |= {name for name in before if self.decisions(name) > before[name]}
+            askers |= {name for name in before if agent_decisions(self.stack, name) > before[name]}
         print(f"\nafter the event, through {sorted(askers)}: {sorted(set(answers))}",
               file=sys.stderr, end=" ")
         self.assertEqual(set(answers), {"spawner"})
@@ -222,10 +222,6 @@ class TwoAgents(FeedStackTest):
               file=sys.stderr, end=" ")
         self.assertEqual(who_answered(*self.stack.request(JACK)), "spawner")
         self.stack.containers.forget_dead(self.stack.host_for(JACK_LABEL))
-
-    def decisions(self, name):
-        series = self.stack.agent_metrics(name)
-        return sum(v for k, v in series.items() if k.startswith("director_decisions_total"))
 
 
 if __name__ == "__main__":

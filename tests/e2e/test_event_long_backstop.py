@@ -5,7 +5,7 @@ so an agent with DIRECTOR_EVENT_BACKSTOP=10m (a background re-check from 7.5 min
 its answers no longer than that (decision::max_hold). With a longer hold HAProxy would find
 every entry "not fresh" and ask the agent on every request: the fast path silently gone."""
 
-from common import FeedStackTest, main, poll, wait_long_hold
+from common import FeedStackTest, agent_decisions, main, poll, wait_long_hold
 
 
 class EventLongBackstop(FeedStackTest):
@@ -15,18 +15,14 @@ class EventLongBackstop(FeedStackTest):
     def setUp(self):
         self.stack.wait_liveness_mode("events", timeout=15)
 
-    def decisions(self):
-        series = self.stack.agent_metrics()
-        return sum(v for k, v in series.items() if k.startswith("director_decisions_total"))
-
     def test_answers_are_held_two_minutes_at_most_and_used(self):
         self.stack.add_container("alice")
         poll(lambda: self.stack.served_by("alice"), lambda s: s == self.backend_of("alice"), 3)
         entry = wait_long_hold(self.stack, "alice")
-        before = self.decisions()
+        before = agent_decisions(self.stack)
         for _ in range(20):
             self.assertEqual(self.stack.served_by("alice"), self.backend_of("alice"))
-        self.assertEqual(self.decisions(), before, "requests reached the agent: HAProxy did not use the held answer")
+        self.assertEqual(agent_decisions(self.stack), before, "requests reached the agent: HAProxy did not use the held answer")
         self.assertLessEqual(entry["hold_left"], 120.0)
 
 

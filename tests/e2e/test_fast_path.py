@@ -23,7 +23,7 @@ import signal
 import socket
 import time
 
-from common import StackTest, haproxy_log_decisions, main, poll
+from common import StackTest, agent_decisions, haproxy_log_decisions, main, poll
 from stack import IDENTITY, Stack
 
 BOUND = 1.0
@@ -235,12 +235,6 @@ class HoldSemantics(ScriptedAgent):
             self.stack.wait_agent_checked()
 
 
-def agent_decisions(stack):
-    """director_decisions_total of the agent, over every label."""
-    return sum(v for k, v in stack.agent_metrics().items()
-               if k.startswith("director_decisions_total{"))
-
-
 class RealAgentHold(StackTest):
     """director-agent in TTL mode, holding alive answers 3 s (its cache keeps them 5 s)."""
 
@@ -276,9 +270,6 @@ class RealAgent(StackTest):
     """With director-agent and its default hold: the fast path never delays what the agent
     learns beyond its 1 s bound."""
 
-    def decisions(self):
-        return agent_decisions(self.stack)
-
     def test_b_stopped_container_abandoned_within_1s(self):
         for forget in (True, False):  # docker rm (the name goes), crash (the name stays)
             with self.subTest(forget=forget):
@@ -313,10 +304,10 @@ class RealAgent(StackTest):
         self.assertLessEqual(routed_after, BOUND)
 
     def test_d_not_alive_user_always_asks_the_agent(self):
-        before = self.decisions()
+        before = agent_decisions(self.stack)
         for _ in range(20):
             self.assertEqual(self.stack.served_by("julia"), "spawner")
-        self.assertEqual(self.decisions() - before, 20)
+        self.assertEqual(agent_decisions(self.stack) - before, 20)
         self.assertNotIn("julia", self.stack.haproxy_cli("show table fast_path"))
 
 

@@ -5,15 +5,9 @@ header is looked at: neither the agent, nor the spawner, nor any container sees 
 
 The client binds its socket to another loopback address (127.0.0.x) to be "somebody else"."""
 
-from common import StackTest, main, our_pages, who_answered
+from common import StackTest, agent_decisions, main, our_pages, who_answered
 
 UNTRUSTED = ["127.0.0.2", "127.0.0.77", "127.1.2.3"]
-
-
-def decisions(stack):
-    """Route requests the agent answered so far (all reasons)."""
-    return sum(v for k, v in stack.agent_metrics().items()
-               if k.startswith("director_decisions_total"))
 
 
 class TrustedSources(StackTest):
@@ -28,7 +22,7 @@ class TrustedSources(StackTest):
 
     def forwarded(self):
         return (len(self.stack.spawner_requests()), len(self.stack.all_backend_requests()),
-                decisions(self.stack))
+                agent_decisions(self.stack))
 
     def test_trusted_source_is_served(self):
         self.assert_routed("alice")

@@ -29,7 +29,8 @@ import signal
 import threading
 import time
 
-from common import RecordingSpawnerTest, haproxy_log_decisions, load, main, metric, our_pages
+from common import (RecordingSpawnerTest, agent_decisions, haproxy_log_decisions, load, main, metric,
+                    our_pages)
 from loopback import http_get, parse_metrics
 
 ALIVE = ["alice", "bob", "carol"]
@@ -52,10 +53,6 @@ class TwoAgentsUnderLoad(RecordingSpawnerTest):
         self.expected.update({user: "spawner" for user in NOT_ALIVE})
         for user in ALIVE:
             self.assert_routed(user)
-
-    def decisions(self, name):
-        series = self.stack.agent_metrics(name)
-        return sum(v for k, v in series.items() if k.startswith("director_decisions_total"))
 
     def under_load(self, action):
         """Runs `action()` while CLIENTS load HAProxy (1 s of load before, 1 s after); returns
@@ -90,23 +87,23 @@ class TwoAgentsUnderLoad(RecordingSpawnerTest):
     def test_a_one_agent_killed(self):
         stack = self.stack
         names = stack.agent_names()
-        start = {name: self.decisions(name) for name in names}
+        start = {name: agent_decisions(self.stack, name) for name in names}
 
         def kill():
             # The agent that decided most in the last second: it has decisions in flight. (SPOE
             # keeps its connections: an agent restarted by an earlier test may get none.)
-            busy = {name: self.decisions(name) - start[name] for name in names}
+            busy = {name: agent_decisions(self.stack, name) - start[name] for name in names}
             victim = max(names, key=busy.get)
             survivor = next(name for name in names if name != victim)
             stack.kill_agent(signal.SIGKILL, name=victim)
-            at_kill = self.decisions(survivor)
+            at_kill = agent_decisions(self.stack, survivor)
             time.sleep(3.0)  # HAProxy marks it down within 2 s; the other agent decides alone
             return victim, survivor, busy, at_kill
 
         results, degraded, (victim, survivor, busy, at_kill) = self.under_load(kill)
         self.assert_nothing_lost(results, degraded)
         self.assertGreater(busy[victim], 0, f"no agent decided under load: {busy}")
-        self.assertGreater(self.decisions(survivor), at_kill,
+        self.assertGreater(agent_decisions(self.stack, survivor), at_kill,
                            f"{survivor} decided nothing after {victim} was killed")
         self.assertEqual(stack.agent_server_state(victim)[0], "DOWN")
         print(f"\nSIGKILL of {victim} (decisions in the second before: {busy}): "
@@ -126,11 +123,11 @@ class TwoAgentsUnderLoad(RecordingSpawnerTest):
             stack.haproxy_cli("set server agents/agent state maint")
             time.sleep(1.0)
             stack.kill_agent(signal.SIGTERM, name="agent")
-            return self.decisions("agent2")
+            return agent_decisions(self.stack, "agent2")
 
         results, degraded, decided_by_new = self.under_load(replace)
         self.assert_nothing_lost(results, degraded)
-        self.assertGreater(self.decisions("agent2"), decided_by_new,
+        self.assertGreater(agent_decisions(self.stack, "agent2"), decided_by_new,
                            "the new agent decided nothing after the old one stopped")
         print(f"\nreplaced: {len(results)} requests, none lost, {len(degraded)} decided in "
               f"degraded mode", end=" ")
