@@ -481,7 +481,7 @@ class FeedStackTest(StackTest):
 
 
 # A hold far longer than any TTL-mode one (DIRECTOR_FAST_PATH_HOLD, 500 ms): an answer HAProxy
-# holds this long was given under the event TTL (event_refresh_after: 45 s by default).
+# holds this long was given under the event TTL (event_refresh_after: 37.5 to 45 s by default).
 LONG_HOLD = 10.0
 
 

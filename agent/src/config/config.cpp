@@ -117,7 +117,8 @@ std::vector<Option> options() {
        [](const Config& c) -> nlohmann::ordered_json { return c.event_feeds; }},
       {"event_backstop", "DIRECTOR_EVENT_BACKSTOP", "--event-backstop",
        "How long an alive answer covered by an event feed is served without a new check (a request starts a "
-       "background re-check after three quarters of it; HAProxy holds it 2 minutes at most, then asks again). "
+       "background re-check from 5/8 to 3/4 of it, a point fixed per user; HAProxy holds it 2 minutes at most, "
+       "then asks again). "
        "Default 1m",
        [](Config& c, std::string_view v) -> Failure {
          return set_duration(c.decision.event_alive_ttl, v, seconds(1), std::chrono::hours(1));
@@ -139,7 +140,7 @@ std::vector<Option> options() {
        "HAProxy runtime API sockets, separated by spaces or commas, whose fast_path tables the agent clears when "
        "an answer is invalidated, and whose user_connections tables GET /connections reads for the spawner's idle "
        "retirement. While every one is reachable, HAProxy may hold an answer covered by an event "
-       "feed for up to three quarters of DIRECTOR_EVENT_BACKSTOP (2 minutes at most). Default none",
+       "feed for up to 3/4 of DIRECTOR_EVENT_BACKSTOP (2 minutes at most). Default none",
        [](Config& c, std::string_view v) {
          return config_table::set_stats_sockets(c.haproxy_sockets, v, ListSeparators::spaces_or_commas);
        },

@@ -91,6 +91,25 @@ std::string_view to_string(Reason reason) noexcept {
   return "probe-failed";
 }
 
+Duration Settings::event_refresh_after(std::string_view label) const noexcept {
+  // FNV-1a (64 bits) and MurmurHash3's finalizer (FNV's top bits alone hardly differ between
+  // "user1" and "user2"): the same on every run and platform. The top 12 bits pick one of 4096
+  // steps over the last eighth of event_alive_ttl's first three quarters.
+  std::uint64_t hash = 14695981039346656037ULL;
+  for (const char c : label) {
+    hash ^= static_cast<unsigned char>(c);
+    hash *= 1099511628211ULL;
+  }
+  hash ^= hash >> 33;
+  hash *= 0xff51afd7ed558ccdULL;
+  hash ^= hash >> 33;
+  hash *= 0xc4ceb9fe1a85ec53ULL;
+  hash ^= hash >> 33;
+  constexpr std::int64_t steps = 4096;
+  const auto step = static_cast<std::int64_t>(hash >> 52);
+  return latest_event_refresh() - event_alive_ttl / 8 * step / steps;
+}
+
 Director::Director(Settings settings) : settings_(std::move(settings)) {}
 
 DecideResult Director::decide(std::optional<std::string_view> username, WaiterId waiter,
@@ -130,7 +149,7 @@ DecideResult Director::decide(std::optional<std::string_view> username, WaiterId
     const bool retry_honoured = fresh && retry && (entry.checking || age >= settings_.retry_interval);
     if (fresh && !retry_honoured) {
       ++stats_.hits;
-      const Duration refresh_after = events ? settings_.event_refresh_after() : settings_.refresh_after;
+      const Duration refresh_after = events ? settings_.event_refresh_after(entry.label) : settings_.refresh_after;
       if (entry.alive && age >= refresh_after && !entry.checking) {
         decision.start_check = plan_for(entry, now);
       }
@@ -267,7 +286,7 @@ bool Director::under_event_ttl(const Entry& entry) noexcept {
 Duration Director::hold_for(const Entry& entry, Duration age) const noexcept {
   if (!entry.alive) return Duration::zero();
   const bool long_hold = haproxy_invalidation_ && !entry.untracked_username && under_event_ttl(entry);
-  return std::min(at_least_zero((long_hold ? settings_.event_refresh_after() : settings_.fast_path_hold) - age),
+  return std::min(at_least_zero((long_hold ? settings_.event_refresh_after(entry.label) : settings_.fast_path_hold) - age),
                   max_hold);
 }
 
@@ -501,7 +520,7 @@ UserView Director::view_of(const Entry& entry) {
 // Drops least recently used entries without a check in flight until the bound holds (or only
 // pinned entries remain).
 void Director::evict_beyond_capacity(TimePoint now) {
-  const Duration longest_hold = std::min(std::max(settings_.event_refresh_after(), settings_.fast_path_hold), max_hold);
+  const Duration longest_hold = std::min(std::max(settings_.latest_event_refresh(), settings_.fast_path_hold), max_hold);
   auto candidate = entries_.end();
   while (entries_.size() > settings_.capacity && candidate != entries_.begin()) {
     --candidate;

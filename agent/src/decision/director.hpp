@@ -72,7 +72,7 @@ struct Settings {
   Duration stale_if_error = std::chrono::seconds(60);
   std::size_t capacity = 100'000;  // users kept; least recently used evicted beyond this
   // Event TTL (DIRECTOR_EVENT_BACKSTOP): how long an alive answer confirmed by a connected feed
-  // is kept; a background re-check starts from event_refresh_after() (3/4 of it).
+  // is kept; a background re-check starts from event_refresh_after(label).
   Duration event_alive_ttl = std::chrono::seconds(60);
   // DIRECTOR_FAST_PATH_HOLD: how long HAProxy may reuse an alive answer it cannot be told to
   // forget (TTL mode, or no invalidation channel). <= alive_ttl; 0: HAProxy never reuses.
@@ -80,7 +80,13 @@ struct Settings {
   // A retry request forces a fresh check unless one completed less than this long ago.
   Duration retry_interval = std::chrono::milliseconds(250);
 
-  Duration event_refresh_after() const noexcept { return event_alive_ttl * 3 / 4; }
+  // Where the background re-check of `label`'s answer under the event TTL starts, and its
+  // hold in HAProxy ends: from 5/8 to 3/4 of event_alive_ttl, always the same point for a label
+  // (a hash of it spreads labels evenly), so that users checked together (an agent restart, a
+  // feed's re-list) are not all re-checked, and all sent to the agent, in the same moment.
+  Duration event_refresh_after(std::string_view label) const noexcept;
+  // The latest of those points (3/4 of event_alive_ttl): the longest hold under the event TTL.
+  Duration latest_event_refresh() const noexcept { return event_alive_ttl * 3 / 4; }
 };
 
 // The longest hold an answer carries: haproxy.cfg reuses an answer at most 2 minutes ahead

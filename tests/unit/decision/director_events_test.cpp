@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <optional>
 #include <string>
@@ -27,12 +28,15 @@ Settings event_settings() {
   settings.alive_ttl = 800ms;
   settings.refresh_after = 300ms;
   settings.dead_ttl = 500ms;
-  settings.event_alive_ttl = 60s;  // event_refresh_after() = 45 s
+  settings.event_alive_ttl = 60s;  // event_refresh_after(label): 37.5 s to 45 s
   settings.fast_path_hold = 500ms;
   settings.retry_interval = 250ms;
   settings.capacity = 100;
   return settings;
 }
+
+// Where `label`'s background re-check starts and its long hold ends, with event_settings().
+Duration refresh(std::string_view label) { return event_settings().event_refresh_after(label); }
 
 ContainerState running(std::string id = "c1") { return {std::move(id), true, false}; }
 ContainerState stopped(std::string id = "c1") { return {std::move(id), false, false}; }
@@ -104,15 +108,38 @@ TEST_CASE("events: a hold never exceeds the 2 minutes HAProxy reuses an answer f
   // haproxy.cfg treats an answer held more than 120000 ms ahead as not fresh: a longer hold
   // would send every request to the agent.
   Settings settings = event_settings();
-  settings.event_alive_ttl = 60min;  // event_refresh_after() = 45 min
+  settings.event_alive_ttl = 60min;  // event_refresh_after(label): 37.5 min to 45 min
   Director director(settings);
   director.set_haproxy_invalidation(true);
   director.feed_snapshot(0, Containers{{"jack", running()}}, after(0ms));
   check_now(director, "jack", alive_result(), after(1s));
   CHECK(hit(director, "jack", after(2s)).hold == max_hold);
   CHECK(director.hold_at("jack", after(2s)) == max_hold);
-  CHECK(hit(director, "jack", after(1s + 44min)).hold == 1min);  // until event_refresh_after
+  CHECK(hit(director, "jack", after(1s) + settings.event_refresh_after("jack") - 1min).hold == 1min);
   CHECK(max_hold == 120'000ms);
+}
+
+TEST_CASE("events: re-checks of users checked together spread over 5/8 to 3/4 of the event TTL",
+          "[director][events]") {
+  // An agent restart or a feed's re-list checks every user in one moment: were their re-checks
+  // due together, every user's next requests would reach the agent together, and wait for it.
+  const Settings settings = event_settings();
+  std::array<int, 8> per_eighth{};  // of the 7.5 s from 37.5 s to 45 s
+  for (int i = 0; i < 10'000; ++i) {
+    const std::string label = "user" + std::to_string(i);
+    const Duration point = settings.event_refresh_after(label);
+    REQUIRE(point > settings.event_alive_ttl * 5 / 8);
+    REQUIRE(point <= settings.latest_event_refresh());
+    ++per_eighth.at(static_cast<std::size_t>((settings.latest_event_refresh() - point) / (settings.event_alive_ttl / 64)));
+  }
+  for (const int labels : per_eighth) {
+    CHECK(labels >= 1'100);  // 1,250 each if even
+    CHECK(labels <= 1'400);
+  }
+  // The same point for a label on every run and platform (a hash of it), so that HAProxy's hold
+  // and the agent's re-check agree, and a restarted agent keeps the spread.
+  CHECK(settings.event_refresh_after("jack") == 42'886'962'891ns);
+  CHECK(refresh("jack") == settings.event_refresh_after("jack"));
 }
 
 TEST_CASE("events: without a feed every alive answer keeps the TTL", "[director][events]") {
@@ -132,19 +159,19 @@ TEST_CASE("events: a label is covered only while a connected feed says running a
   director.feed_snapshot(0, Containers{{"jack", running()}, {"sick", unhealthy()}, {"gone", stopped()}}, after(0ms));
   CHECK(director.covered_labels() == 1);
 
-  SECTION("running: the event TTL, refreshed in the background from 3/4 of it") {
+  SECTION("running: the event TTL, refreshed in the background from the label's point") {
     check_now(director, "jack", alive_result(), after(1s));
     CHECK(event_covered(director, "jack"));
-    const auto early = director.decide("jack", 2, after(31s));
+    const auto early = director.decide("jack", 2, after(1s) + refresh("jack") - 1ms);
     REQUIRE(early.answer);
     CHECK_FALSE(early.start_check);
-    CHECK(early.answer->hold == 15s);  // until event_refresh_after
-    const auto late = director.decide("jack", 3, after(46s));
+    CHECK(early.answer->hold == 1ms);  // until event_refresh_after
+    const auto late = director.decide("jack", 3, after(1s) + refresh("jack"));
     REQUIRE(late.answer);
     CHECK(late.start_check);
     CHECK(late.answer->hold == 0s);
     director.complete("jack", alive_result(), after(47s));
-    CHECK(hit(director, "jack", after(47s + 44s)).hold == 1s);
+    CHECK(hit(director, "jack", after(47s) + refresh("jack") - 1s).hold == 1s);
     CHECK_FALSE(director.decide("jack", 4, after(47s + 60s)).answer);  // event_alive_ttl
   }
   SECTION("unhealthy or not running: the TTL") {
@@ -493,9 +520,9 @@ TEST_CASE("events: hold is how long HAProxy may reuse an alive answer", "[direct
   SECTION("event TTL and an invalidation channel: until the background re-check") {
     director.set_haproxy_invalidation(true);
     const Completion done = check_now(director, "jack", alive_result(), after(0ms));
-    CHECK(done.answer.hold == 45s);
-    CHECK(hit(director, "jack", after(10s)).hold == 35s);
-    CHECK(hit(director, "jack", after(44s)).hold == 1s);
+    CHECK(done.answer.hold == refresh("jack"));
+    CHECK(hit(director, "jack", after(10s)).hold == refresh("jack") - 10s);
+    CHECK(hit(director, "jack", after(refresh("jack") - 1s)).hold == 1s);
   }
   SECTION("no invalidation channel: fast_path_hold") {
     director.set_haproxy_invalidation(false);
@@ -613,7 +640,7 @@ TEST_CASE("events: the LRU bound still holds with feeds and keys", "[director][e
   // Cached again: covered from its first check.
   check_now(director, "ann", alive_result(), after(3s));
   CHECK(event_covered(director, "ann"));
-  CHECK(hit(director, "ann", after(4s)).hold == 44s);
+  CHECK(hit(director, "ann", after(4s)).hold == refresh("ann") - 1s);
 }
 
 TEST_CASE("events: a label is covered while any connected feed vouches for it", "[director][events]") {
@@ -649,7 +676,7 @@ TEST_CASE("events: an evicted entry's usernames HAProxy may still hold are clear
   const std::string jack = check_now(director, "Jack", alive_result(), after(0ms)).answer.label;
   director.feed_snapshot(0, Containers{{jack, running()}}, after(0ms));
   check_now(director, "Jack", alive_result(), after(1s));
-  REQUIRE(hit(director, "Jack", after(2s)).hold == 44s);  // HAProxy holds "Jack" till 46 s
+  REQUIRE(hit(director, "Jack", after(2s)).hold == refresh(jack) - 1s);  // HAProxy holds "Jack" till then
 
   SECTION("evicted while the hold may be live: the next completion clears it") {
     const auto jill = director.decide("Jill", 2, after(3s));  // evicts Jack's entry
