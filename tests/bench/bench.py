@@ -306,7 +306,9 @@ def run_wrk(url, users, prefix, seconds, connections, offset=0):
 
 def callgrind_argv(run_dir):
     """valgrind's callgrind in front of an HAProxy's command: it counts the instructions the
-    process executes in user space, with counting off until a measured row turns it on."""
+    process executes in user space, with counting off until a measured row turns it on.
+    --trace-children=yes: `haproxy -W` re-executes its master on a reload; the worker, forked
+    before any exec, is counted either way."""
     return ["valgrind", "--tool=callgrind", "--trace-children=yes", "--instr-atstart=no",
             f"--callgrind-out-file={run_dir}/callgrind.%p"]
 
@@ -1114,7 +1116,7 @@ def main():
                         help="with --events-only: run the measured HAProxies under valgrind's callgrind and report the "
                              "instructions each request costs HAProxy in user space, with their "
                              "ratio to static and to the floor: the same configuration repeats "
-                             "within about 2 %% where req/s here varies by 10 %% or more (req/s, "
+                             "within 1 to 3 %% where req/s here varies by 10 %% or more (req/s, "
                              "latency, CPU time and memory are then valgrind's; no targets; sizes "
                              "up to --users-large)")
     parser.add_argument("--skip-scale", action="store_true")
