@@ -21,3 +21,12 @@ def test_failed(test):
         return True
     result = outcome.result
     return any(case is test for case, _ in result.failures + result.errors)
+
+
+def failure_text(test):
+    """The traceback of each failure or error of `test` recorded so far ("" when none is, as
+    before Python 3.11, which records them after tearDown). A tearDown that prints logs prints
+    it first: unittest prints it only at the end of the run, after those logs, where an excerpt
+    of the output (a CI summary keeps its beginning) no longer shows it."""
+    result = test._outcome.result
+    return "\n".join(text for case, text in result.failures + result.errors if case is test)
