@@ -488,12 +488,14 @@ LONG_HOLD = 10.0
 def wait_long_hold(stack, user, timeout=5.0, **request_options):
     """Requests for `user` until HAProxy's fast_path entry for them holds an answer for more than
     LONG_HOLD seconds (the agent's answer under the event TTL); returns the entry."""
+    seen = {}
+
     def probe():
         stack.request(user, **request_options)
-        entry = stack.fast_path_entry(user)
+        entry = seen["entry"] = stack.fast_path_entry(user)
         return entry and {k: entry[k] for k in ("addr", "port", "hold_left", "fresh")}
     poll(probe, lambda e: e is not None and e["fresh"] and e["hold_left"] > LONG_HOLD, timeout, 0.1)
-    return stack.fast_path_entry(user)
+    return seen["entry"]  # the entry the poll accepted: a later read may find it revoked
 
 
 # The agent sends every revocation again 1.5 s after it (HaproxyInvalidator's repeat_after), and
