@@ -405,6 +405,9 @@ class Bench:
         self.references = {}
         self.feed = None
         self.events_unavailable = None  # why events mode was not measured
+        self.agent_args = ["--threads", "1"]
+        if args.event_backstop:
+            self.agent_args += ["--event-backstop", args.event_backstop]
 
     # components
 
@@ -423,7 +426,7 @@ class Bench:
                                 haproxy_prefix=self.haproxy_prefix,
                                 keep_haproxy_log=a.keep_logs, agent_bin=a.agent_bin,
                                 container_port=self.container_port,
-                                agent_args=["--threads", "1"], haproxy_cfg=Path(a.haproxy_cfg),
+                                agent_args=self.agent_args, haproxy_cfg=Path(a.haproxy_cfg),
                                 run_dir=self.run_dir / "stack")
         self.stack.start()
         # Every bench user's name, spread over the origin's 254 addresses. dnsmasq reads the
@@ -626,14 +629,14 @@ class Bench:
         # The cost of deciding alone at many users: the agent started with checks so rare that
         # every decision is a cache hit (its defaults re-check each active user every 0.3-0.8 s,
         # thousands of DNS lookups and probes a second at 10,000 users).
-        self.stack.agent_args = ["--threads", "1", "--alive-ttl", "60s", "--refresh-after", "50s"]
+        self.stack.agent_args = self.agent_args + ["--alive-ttl", "60s", "--refresh-after", "50s"]
         self.stack.restart_agent()
         for hold in sorted({0, a.fast_path}):
             self.stack.configure(fast_path=hold, nbthread=nbthread)
             self.measure(f"5. as 3 without re-checks, {fast_path_label(hold, short=True)}",
                          self.stack.http, self.haproxy_worker(), a.users_large, "bench",
                          self.alive, fast_path=hold, mode="ttl, no re-checks")
-        self.stack.agent_args = ["--threads", "1"]
+        self.stack.agent_args = self.agent_args
         self.stack.restart_agent()
         self.events_rows(nbthread)
         self.stack.configure(fast_path=a.fast_path, nbthread=nbthread)
@@ -1119,6 +1122,10 @@ def main():
                              "within 1 to 3 %% where req/s here varies by 10 %% or more (req/s, "
                              "latency, CPU time and memory are then valgrind's; no targets; sizes "
                              "up to --users-large)")
+    parser.add_argument("--event-backstop",
+                        help="the agent's DIRECTOR_EVENT_BACKSTOP (e.g. 20s: its re-check cycle, from 5/8 to "
+                             "3/4 of it after a row's first visits, then falls inside a row of "
+                             "--duration 20; default: the agent's, 1m, or 60m with --compare-cfg)")
     parser.add_argument("--skip-scale", action="store_true")
     parser.add_argument("--skip-agent", action="store_true")
     parser.add_argument("--json", help="also write every figure to this file")
