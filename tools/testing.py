@@ -2,6 +2,7 @@
 whether a test failed (for printing diagnostics from its tearDown)."""
 
 import os
+import traceback
 
 
 def clean_environment(extra=None):
@@ -12,21 +13,25 @@ def clean_environment(extra=None):
     return env
 
 
+def failure_text(test):
+    """The traceback of each failure or error of `test` (or of one of its subTests) so far, as
+    asked from its tearDown; "" when it has none. Python 3.11 and later record them in the
+    result before tearDown; earlier versions keep them in the outcome (as exc_info) until
+    after it. A tearDown that prints logs prints this first: unittest prints it only at the end
+    of the run, after those logs, where an excerpt of the output (a CI summary keeps its
+    beginning) no longer shows it."""
+    def of_test(case):
+        return case is test or getattr(case, "test_case", None) is test  # a _SubTest's test
+    outcome = test._outcome
+    result = outcome.result
+    texts = [text for case, text in result.failures + result.errors if of_test(case)]
+    for case, exc_info in getattr(outcome, "errors", []):  # before Python 3.11
+        if exc_info is not None and of_test(case):
+            texts.append("".join(traceback.format_exception(*exc_info)))
+    return "\n".join(texts)
+
+
 def test_failed(test):
     """True when `test` (a unittest.TestCase, asked from its tearDown) has failed or raised so
-    far. `_outcome.success` alone stays True in tearDown on Python 3.11 and later, so the
-    result's failures and errors are asked too."""
-    outcome = test._outcome
-    if not outcome.success:
-        return True
-    result = outcome.result
-    return any(case is test for case, _ in result.failures + result.errors)
-
-
-def failure_text(test):
-    """The traceback of each failure or error of `test` recorded so far ("" when none is, as
-    before Python 3.11, which records them after tearDown). A tearDown that prints logs prints
-    it first: unittest prints it only at the end of the run, after those logs, where an excerpt
-    of the output (a CI summary keeps its beginning) no longer shows it."""
-    result = test._outcome.result
-    return "\n".join(text for case, text in result.failures + result.errors if case is test)
+    far, itself or in a subTest (failure_text)."""
+    return not test._outcome.success or bool(failure_text(test))

@@ -636,7 +636,7 @@ class Bench:
             self.measure(f"5. as 3 without re-checks, {fast_path_label(hold, short=True)}",
                          self.stack.http, self.haproxy_worker(), a.users_large, "bench",
                          self.alive, fast_path=hold, mode="ttl, no re-checks")
-        self.stack.agent_args = self.agent_args
+        self.stack.agent_args = list(self.agent_args)
         self.stack.restart_agent()
         self.events_rows(nbthread)
         self.stack.configure(fast_path=a.fast_path, nbthread=nbthread)
@@ -1170,7 +1170,9 @@ def main():
     bench = Bench(args)
     machine, line = machine_facts()
     bench.results["machine"] = machine
+    bench.results["agent"] = {"bin": args.agent_bin, "args": bench.agent_args}
     print(line, flush=True)
+    print(f"agent: {args.agent_bin} {' '.join(bench.agent_args)}", flush=True)
     ok = False
     try:
         bench.start()

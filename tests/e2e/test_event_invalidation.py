@@ -137,8 +137,8 @@ class EventInvalidation(FeedStackTest):
         poll(lambda: covered_users(self.stack), lambda n: n == running, 3)
         self.assertGreater(back, 0)
         # Long holds again for a user the re-list confirms, once the agent's repeat of the drop's
-        # whole-table revoke (which takes back bob's entry again: his WebSocket still uses it)
-        # is over.
+        # whole-table revoke (which takes back bob's entry again: his WebSocket still uses it) is
+        # due; should it still be running, wait_long_hold asks again until an entry holds long.
         time.sleep(max(0.0, lost_at + REVOCATION_REPEAT_BOUND - time.monotonic()))
         self.routed_with_long_hold("bob")
 
