@@ -243,16 +243,18 @@ class Stack:
         self.agent_bin = agent_binary(agent_bin)
         self.temporary = run_dir is None
         self.run_dir = Path(run_dir or tempfile.mkdtemp(prefix="director-stack-"))
-        # HAProxy's listeners: reserved for the stack's lifetime (loopback.reserve_port), so
-        # that no one else binds them before HAProxy does, nor while it restarts.
-        self._haproxy_reservations = []
-        self.http, self.metrics = self._reserve_for_haproxy(http), self._reserve_for_haproxy(metrics)
+        # HAProxy's listeners and the spawner's: reserved for the stack's lifetime
+        # (loopback.reserve_port), so that no one else binds them before HAProxy or the spawner
+        # does, nor while one restarts or a test puts its own spawner there (RecordingSpawner):
+        # an agent binding port 0 once drew the spawner's port in between.
+        self._reservations = []
+        self.http, self.metrics = self._reserve(http), self._reserve(metrics)
         # The agent's SPOP and HTTP (/metrics, /healthz, /status, /users) addresses. The real
         # agent binds port 0 itself and its first start fixes the ports (HAProxy is told the
         # SPOP one); the fake agent is given a free port.
         self.agent = endpoint(agent) if fake_agent else parse_address(agent)
         self.agent_http = parse_address(agent_http)
-        self.dns, self.spawner = endpoint(dns), endpoint(spawner_listen)
+        self.dns, self.spawner = endpoint(dns), self._reserve(spawner_listen)
         self.container_port = container_port or free_port()
         self.host_prefix, self.domain = host_prefix, domain
         self.agent_args, self.haproxy_cfg = list(agent_args), Path(haproxy_cfg)
@@ -315,7 +317,7 @@ class Stack:
         for name in ("haproxy", "spawner", *self.agent_names(), "dnsmasq"):
             if name in self.components:
                 self.components[name].stop()
-        self._release_haproxy_reservations()
+        self._release_reservations()
         if self.containers is not None:
             self.containers.stop_all()
         if self.podman is not None:
@@ -643,18 +645,19 @@ class Stack:
             DIRECTOR_HAPROXY_DIR=str(self.haproxy_cfg.parent),
             DIRECTOR_DNS_SERVER=f"{self.dns[0]}:{self.dns[1]}", **self.haproxy_extra_env)
 
-    def _reserve_for_haproxy(self, value):
-        """endpoint(value), but a port picked here stays reserved until stop()."""
+    def _reserve(self, value):
+        """endpoint(value), but a port picked here stays reserved until stop() (its listener
+        must set SO_REUSEADDR: HAProxy, Python's HTTP servers and the director's own do)."""
         if not value.endswith(":0"):
             return endpoint(value)
         reservation = reserve_port(parse_address(value)[0])
-        self._haproxy_reservations.append(reservation)
+        self._reservations.append(reservation)
         return reservation.getsockname()[:2]
 
-    def _release_haproxy_reservations(self):
-        for reservation in self._haproxy_reservations:
+    def _release_reservations(self):
+        for reservation in self._reservations:
             reservation.close()
-        self._haproxy_reservations = []
+        self._reservations = []
 
     def start_haproxy(self):
         self._start("haproxy", [haproxy_binary(), "-W", "-S", self.run_dir / "master.sock",

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """How tools/stack.py starts HAProxy, the cause of a flaky e2e/degraded (issue 9, item 6):
 
-- HAProxy's listening ports stay reserved from the moment the stack picks them: no bind() to
-  port 0 on the machine (the next free port anyone asks for) may be handed one of them before
-  HAProxy binds it. A port picked and released was handed out again about once in 600 stacks
-  (7 picks each), and HAProxy then could not bind and exited.
+- HAProxy's listening ports and the spawner's stay reserved from the moment the stack picks
+  them: no bind() to port 0 on the machine (the next free port anyone asks for) may be handed
+  one of them before their listener binds it. A port picked and released was handed out again
+  about once in 600 stacks (7 picks each), and HAProxy then could not bind and exited; an
+  agent's listener once took the spawner's port before a test's RecordingSpawner could bind it
+  (CI, 2026-11-29).
 - When HAProxy exits at startup, the stack says so at once, with HAProxy's reason, instead of
   waiting 15 s for a worker that will never come ("timed out waiting for HAProxy's worker").
 """
@@ -18,19 +20,19 @@ from loopback import free_port
 from stack import HAProxyExited
 
 # free_port() (a bind() to port 0, what any process asking for a free port does) this many
-# times: about 7 would land on 2 ports that are picked but not reserved.
+# times: about 10 would land on 3 ports that are picked but not reserved.
 PICKS = 50000
 
 
 class HAProxyStartup(unittest.TestCase):
-    def test_haproxy_ports_are_not_handed_out_before_haproxy_binds_them(self):
+    def test_listener_ports_are_not_handed_out_before_their_listeners_bind_them(self):
         stack = Stack(fake_agent=True)  # ports picked, nothing started yet
         try:
-            ours = {stack.http[1], stack.metrics[1]}
+            ours = {stack.http[1], stack.metrics[1], stack.spawner[1]}  # HAProxy's, the spawner's
             handed_out = [port for port in (free_port() for _ in range(PICKS)) if port in ours]
             self.assertEqual(handed_out, [], "a reserved port was given to someone else")
             stack.start()
-            self.assertEqual(stack.request("alice")[0], 202)  # HAProxy bound its reserved ports
+            self.assertEqual(stack.request("alice")[0], 202)  # HAProxy and the spawner bound theirs
         finally:
             stack.stop()
 
