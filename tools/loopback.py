@@ -1,11 +1,13 @@
 """The network helpers every Python tool and test shares: a free TCP port on loopback, one HTTP
 GET and the Prometheus text parser. Loopback only.
 
-free_port() is for the components that must be told a port before they start (HAProxy,
-dnsmasq, the demo spawner and containers): the port is free when it returns, and another
-process may take it before the component binds it. reserve_port() keeps it until closed, for a
-component that binds with SO_REUSEADDR (tools/stack.py does so for HAProxy). The agent needs
-none: it listens on port 0 and logs the port it bound (tools/agent.py).
+A component that must be told its port before it starts gets it from reserve_port(), which
+keeps the port until closed; the component binds it with SO_REUSEADDR (HAProxy, dnsmasq,
+Python's HTTP servers and the director's own listeners do). free_port() only says that a port
+is free now: anyone may be handed it next, and a program binding it later with SO_REUSEADDR
+takes it even from a reservation made meanwhile (another stack's dnsmasq took a spawner's port
+this way). Use it only for a port bound on addresses of one's own (a stack's containers on its
+/24). The agent needs neither: it listens on port 0 and logs the port it bound (tools/agent.py).
 """
 
 import http.client

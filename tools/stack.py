@@ -31,8 +31,9 @@ Each component runs in its own process group (stack.components[name].stop(sig) s
 dies with the process that started the stack, and logs to <run dir>/<component>.log; HAProxy
 logs one line per request there, with the director's decision. Each stack claims a whole
 127.0.<n>.0/24 for its containers, so stacks run side by side. The agent (tools/agent.py)
-binds port 0 and its log names the ports it got; the other components are given free ports
-(loopback.free_port).
+binds port 0 and its log names the ports it got; the other components' ports on 127.0.0.1
+stay reserved while the stack runs (loopback.reserve_port), and containers, each on an address
+of the stack's own /24, share one free port (loopback.free_port).
 """
 
 import argparse
@@ -108,12 +109,6 @@ IDENTITY = "X-Forwarded-Preferred-Username"
 FAST_PATH_FRESH_MS = 120000
 
 
-def endpoint(value):
-    """"127.0.0.1:0" -> ("127.0.0.1", <a free port>)."""
-    host, port = parse_address(value)
-    return host, port or free_port()
-
-
 def haproxy_binary():
     """The HAProxy the stack runs: DIRECTOR_HAPROXY_BIN (the e2e-haproxy3.2/ tests set it to
     HAProxy 3.2), else haproxy on PATH."""
@@ -132,7 +127,11 @@ def machine_facts():
     return machine, line
 
 
-class HAProxyExited(RuntimeError):
+class ComponentExited(RuntimeError):
+    """A process of the stack exited while the stack waited for it to start."""
+
+
+class HAProxyExited(ComponentExited):
     """HAProxy's master exited while the stack waited for it."""
 
 
@@ -178,11 +177,13 @@ class Component:
         self.name, self.argv, self.env = name, [str(a) for a in argv], env
         self.log_path = Path(run_dir) / f"{name}.log"
         self.proc = None
+        self.log_start = 0  # where this start's output begins in the log
 
     def start(self):
         with open(self.log_path, "ab") as log:
             log.write(f"--- {time.strftime('%H:%M:%S')} {' '.join(self.argv)}\n".encode())
             log.flush()
+            self.log_start = log.tell()
             # --pdeathsig: nothing outlives a stack whose process was killed (e.g. by ctest).
             self.proc = subprocess.Popen(["setpriv", "--pdeathsig", "TERM", "--"] + self.argv,
                                          env=self.env, stdin=subprocess.DEVNULL,
@@ -204,6 +205,22 @@ class Component:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
         self.proc = None
+
+    def wait_started(self, banner, check=lambda: True, timeout=15.0):
+        """Waits until this start's output contains `banner`, which the program prints only
+        once its listeners are bound, and check() holds; raises ComponentExited at once if the
+        process exits instead. A connection that succeeds proves nothing alone: a port the
+        stack reserved may still be bound by another program that sets SO_REUSEADDR (another
+        stack's dnsmasq took a spawner's port this way, CI 2026-11-29; requests sent to the
+        spawner then hung unanswered)."""
+        def started():
+            if not self.running():
+                raise ComponentExited(f"{self.name} exited (status {self.proc.returncode}):\n"
+                                      f"{self.log_tail(10)}")
+            with open(self.log_path, "rb") as log:
+                log.seek(self.log_start)
+                return banner.encode() in log.read() and check()
+        wait_for(self.name, started, timeout)
 
     def log_tail(self, lines=30):
         try:
@@ -243,18 +260,20 @@ class Stack:
         self.agent_bin = agent_binary(agent_bin)
         self.temporary = run_dir is None
         self.run_dir = Path(run_dir or tempfile.mkdtemp(prefix="director-stack-"))
-        # HAProxy's listeners and the spawner's: reserved for the stack's lifetime
-        # (loopback.reserve_port), so that no one else binds them before HAProxy or the spawner
-        # does, nor while one restarts or a test puts its own spawner there (RecordingSpawner):
-        # an agent binding port 0 once drew the spawner's port in between.
+        # Every port the stack picks for a listener (HAProxy's, the spawner's, dnsmasq's, the
+        # fake agent's): reserved for the stack's lifetime (loopback.reserve_port), so that no
+        # one else is handed it before its listener binds it, nor while one restarts or a test
+        # puts its own spawner there (RecordingSpawner): an agent binding port 0 once drew the
+        # spawner's port in between, and another stack's dnsmasq, given a port picked and
+        # released, bound it over the reservation.
         self._reservations = []
         self.http, self.metrics = self._reserve(http), self._reserve(metrics)
         # The agent's SPOP and HTTP (/metrics, /healthz, /status, /users) addresses. The real
         # agent binds port 0 itself and its first start fixes the ports (HAProxy is told the
         # SPOP one); the fake agent is given a free port.
-        self.agent = endpoint(agent) if fake_agent else parse_address(agent)
+        self.agent = self._reserve(agent) if fake_agent else parse_address(agent)
         self.agent_http = parse_address(agent_http)
-        self.dns, self.spawner = endpoint(dns), self._reserve(spawner_listen)
+        self.dns, self.spawner = self._reserve(dns), self._reserve(spawner_listen)
         self.container_port = container_port or free_port()
         self.host_prefix, self.domain = host_prefix, domain
         self.agent_args, self.haproxy_cfg = list(agent_args), Path(haproxy_cfg)
@@ -270,7 +289,7 @@ class Stack:
         self.spawner_kind, self.spawner_bin = spawner, spawner_binary(spawner_bin)
         self.spawner_settings = dict(spawner_settings or {})
         self.container_script = container_script
-        self.spawner_http = endpoint(spawner_http)  # director-spawner's /metrics, /status...
+        self.spawner_http = self._reserve(spawner_http)  # director-spawner's /metrics, /status...
         self.podman = None
         self.user_addresses = {}  # label -> its container's address (director-spawner)
         if event_feeds == "spawner" and spawner != "director":
@@ -379,9 +398,8 @@ class Stack:
                 f"--pid-file={self.run_dir / 'dnsmasq.pid'}"]
         if os.getuid() == 0:
             argv.append("--user=root")  # not nobody, who could not read the run directory
-        self._start("dnsmasq", argv)
-        wait_for("dnsmasq", lambda: resolve("ready.invalid", self.dns) is None
-                 and self.components["dnsmasq"].running())
+        self._start("dnsmasq", argv).wait_started(
+            "started, version", lambda: resolve("ready.invalid", self.dns) is None)
 
     def resolve(self, host):
         return resolve(host, self.dns)
@@ -430,9 +448,8 @@ class Stack:
                 argv += ["--rules", self.fake_rules]
             if self.domain:
                 argv += ["--domain", self.domain]
-            component = self._start("agent", argv + self.agent_args)
-            wait_for("the agent to listen", lambda: component.running()
-                     and socket.create_connection(self.agent, 0.5).close() is None)
+            self._start("agent", argv + self.agent_args).wait_started(
+                "fake agent listening on", lambda: socket.create_connection(self.agent, 0.5).close() is None)
             return
         agent = AgentProcess(["--dns-server", f"{self.dns[0]}:{self.dns[1]}"] + self.agent_args,
                              binary=self.agent_bin, env=self._env(**self.agent_environment()),
@@ -496,8 +513,8 @@ class Stack:
             f"{self.spawner[0]}:{self.spawner[1]}", "--run-dir", self.run_dir,
             "--subnet", self.subnet, "--container-port", self.container_port,
             "--owner-pid", os.getpid()])
-        wait_for("the spawner", lambda: component.running()
-                 and socket.create_connection(self.spawner, 0.5).close() is None)
+        component.wait_started("demo spawner listening on",
+                               lambda: socket.create_connection(self.spawner, 0.5).close() is None)
 
     def spawner_requests(self):
         """What the spawner received, one dict per request (see demo_spawner.py)."""
@@ -561,9 +578,8 @@ class Stack:
             self._publish_user(label)
         env = self.spawner_env()
         component = self._start("spawner", [self.spawner_bin], env)
-        wait_for("director-spawner", lambda: component.running()
-                 and socket.create_connection(self.spawner, 0.5).close() is None
-                 and http_get(self.spawner_http, "/healthz")[0] == 200)
+        component.wait_started("director-spawner started", lambda: socket.create_connection(
+            self.spawner, 0.5).close() is None and http_get(self.spawner_http, "/healthz")[0] == 200)
         if self.podman is not None and env["SPAWNER_RUNTIME"] == f"unix://{self.podman.socket}":
             # Its runtime answers and its event stream runs: it knows what exists.
             wait_for("director-spawner to be ready", lambda: component.running()
@@ -646,11 +662,14 @@ class Stack:
             DIRECTOR_DNS_SERVER=f"{self.dns[0]}:{self.dns[1]}", **self.haproxy_extra_env)
 
     def _reserve(self, value):
-        """endpoint(value), but a port picked here stays reserved until stop() (its listener
-        must set SO_REUSEADDR: HAProxy, Python's HTTP servers and the director's own do)."""
-        if not value.endswith(":0"):
-            return endpoint(value)
-        reservation = reserve_port(parse_address(value)[0])
+        """(host, port) of "host:port"; port 0 picks a free port that stays reserved until
+        stop() (its listener must set SO_REUSEADDR: HAProxy, dnsmasq, Python's HTTP servers and
+        the director's own do). dnsmasq's UDP socket on that port needs no reservation: no other
+        stack is handed the port while this reservation holds it."""
+        host, port = parse_address(value)
+        if port:
+            return host, port
+        reservation = reserve_port(host)
         self._reservations.append(reservation)
         return reservation.getsockname()[:2]
 

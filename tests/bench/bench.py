@@ -63,7 +63,7 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "tools"))
 from containers import claim_subnet  # noqa: E402
 from feed_standin import FeedStandin  # noqa: E402
-from loopback import free_port, http_get  # noqa: E402
+from loopback import free_port, http_get, reserve_port  # noqa: E402
 from stack import IDENTITY, Component, Stack, haproxy_binary, machine_facts, wait_for  # noqa: E402
 
 SKIP = 77
@@ -405,6 +405,7 @@ class Bench:
         self.references = {}
         self.feed = None
         self.events_unavailable = None  # why events mode was not measured
+        self.reservations = []  # the ports of the bench's own HAProxies (reserve)
         self.agent_args = ["--threads", "1"]
         if args.event_backstop:
             self.agent_args += ["--event-backstop", args.event_backstop]
@@ -414,8 +415,8 @@ class Bench:
     def start(self):
         a = self.args
         self.origin_subnet, self._origin_lock = claim_subnet(200)
-        self.container_port = free_port()
-        self.spawner_port = free_port()
+        self.container_port = free_port()  # bound on the origin's own /24 only
+        self.spawner_port = self.reserve()
         self.run_dir = Path(tempfile.mkdtemp(prefix="director-bench-"))
         binds = ",".join(f"{self.origin_subnet}.{i}:{self.container_port}" for i in range(1, 255))
         self.start_process("origin", [haproxy_binary(), "-f", self.write_cfg("origin.cfg", ORIGIN_CFG.format(
@@ -444,7 +445,7 @@ class Bench:
         self.users_map.write_text("".join(f"bench{i} {self.origin_addr(i)}\n" for i in range(self.most_users)))
         last = f"vscode-bench{self.most_users - 1}"
         wait_for("dnsmasq to read the bench users", lambda: self.stack.resolve(last), 30)
-        self.static_port, self.resolve_port, self.floor_port = free_port(), free_port(), free_port()
+        self.static_port, self.resolve_port, self.floor_port = self.reserve(), self.reserve(), self.reserve()
         self.sockets = {name: self.run_dir / f"{name}.sock" for name in ("static", "resolve", "floor")}
 
     @property
@@ -475,9 +476,18 @@ class Bench:
                 users_map=self.users_map, **common))],
             port=("127.0.0.1", self.floor_port), log=False)
 
+    def reserve(self):
+        """A port on 127.0.0.1 for one of the bench's HAProxies, reserved until stop()
+        (loopback.reserve_port: HAProxy binds it with SO_REUSEADDR)."""
+        reservation = reserve_port()
+        self.reservations.append(reservation)
+        return reservation.getsockname()[1]
+
     def stop(self):
         for proc in self.procs:
             proc.stop()
+        for reservation in self.reservations:
+            reservation.close()
         if self.feed is not None:
             self.feed.stop()
         if getattr(self, "stack", None) is not None:

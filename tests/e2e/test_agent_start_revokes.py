@@ -26,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 from agent import AgentProcess  # noqa: E402
+from loopback import reserve_port  # noqa: E402
 from spop import AGENT_HELLO, hello_frame, read_frame  # noqa: E402
 from stack import haproxy_binary  # noqa: E402
 
@@ -86,12 +87,6 @@ class Relay:
         self.listener.close()
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class AgentStartRevokes(unittest.TestCase):
     def setUp(self):
         self.directory = tempfile.mkdtemp(prefix="director-start-revokes-")
@@ -125,7 +120,9 @@ class AgentStartRevokes(unittest.TestCase):
         self.assertEqual(command(self.admin, "set table fast_path key alice data.gpt 2130706434\n"), "\n")
         self.assertEqual(gpt0(self.admin, "alice"), 2130706434)
 
-        port = free_port()
+        reservation = reserve_port()  # the agent binds it (SO_REUSEADDR); no one else may
+        self.addCleanup(reservation.close)
+        port = reservation.getsockname()[1]
         agent = AgentProcess(["--haproxy-sockets", str(self.relay.path)], listen=f"127.0.0.1:{port}",
                              wait=False, log_path=Path(self.directory) / "agent.log")
         self.addCleanup(agent.kill)

@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
 """How tools/stack.py starts HAProxy, the cause of a flaky e2e/degraded (issue 9, item 6):
 
-- HAProxy's listening ports and the spawner's stay reserved from the moment the stack picks
-  them: no bind() to port 0 on the machine (the next free port anyone asks for) may be handed
-  one of them before their listener binds it. A port picked and released was handed out again
-  about once in 600 stacks (7 picks each), and HAProxy then could not bind and exited; an
-  agent's listener once took the spawner's port before a test's RecordingSpawner could bind it
-  (CI, 2026-11-29).
+- Every port the stack picks for a listener (HAProxy's, the spawner's, dnsmasq's, the fake
+  agent's) stays reserved from the moment the stack picks it: no bind() to port 0 on the
+  machine (the next free port anyone asks for) may be handed one of them before its listener
+  binds it. A port picked and released was handed out again about once in 600 stacks (7 picks
+  each), and HAProxy then could not bind and exited; an agent's listener once took the
+  spawner's port before a test's RecordingSpawner could bind it (CI, 2026-11-29).
+- A component counts as started when it said so itself, not when its port takes a connection:
+  another stack's dnsmasq, given a port picked and released, bound a spawner's reserved port
+  (SO_REUSEADDR), the spawner could not bind and exited, and every request sent to "the
+  spawner" hung unanswered in dnsmasq (CI, 2026-11-29). The stack now says at once which
+  component exited and why.
 - When HAProxy exits at startup, the stack says so at once, with HAProxy's reason, instead of
   waiting 15 s for a worker that will never come ("timed out waiting for HAProxy's worker").
 """
@@ -17,7 +22,7 @@ import unittest
 
 from common import Stack, main
 from loopback import free_port
-from stack import HAProxyExited
+from stack import ComponentExited, HAProxyExited
 
 # free_port() (a bind() to port 0, what any process asking for a free port does) this many
 # times: about 10 would land on 3 ports that are picked but not reserved.
@@ -28,13 +33,36 @@ class HAProxyStartup(unittest.TestCase):
     def test_listener_ports_are_not_handed_out_before_their_listeners_bind_them(self):
         stack = Stack(fake_agent=True)  # ports picked, nothing started yet
         try:
-            ours = {stack.http[1], stack.metrics[1], stack.spawner[1]}  # HAProxy's, the spawner's
+            ours = {stack.http[1], stack.metrics[1], stack.spawner[1], stack.spawner_http[1],
+                    stack.dns[1], stack.agent[1]}
+            self.assertEqual(len(ours), 6)
             handed_out = [port for port in (free_port() for _ in range(PICKS)) if port in ours]
             self.assertEqual(handed_out, [], "a reserved port was given to someone else")
             stack.start()
             self.assertEqual(stack.request("alice")[0], 202)  # HAProxy and the spawner bound theirs
         finally:
             stack.stop()
+
+    def test_a_component_whose_port_another_program_took_is_reported_not_trusted(self):
+        # Another program binds the reserved port as dnsmasq does (SO_REUSEADDR) and listens:
+        # a connection there succeeds, but the component cannot bind and exits.
+        for name, port_of in (("dnsmasq", lambda s: s.dns), ("agent", lambda s: s.agent),
+                              ("spawner", lambda s: s.spawner)):
+            with self.subTest(component=name):
+                stack = Stack(fake_agent=True)
+                try:
+                    with socket.socket() as squatter:
+                        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                        squatter.bind(port_of(stack))
+                        squatter.listen()
+                        started = time.monotonic()
+                        with self.assertRaises(ComponentExited) as raised:
+                            stack.start()
+                        self.assertLess(time.monotonic() - started, 10)
+                    self.assertIn(f"{name} exited", str(raised.exception))
+                    self.assertIn("Address already in use", str(raised.exception))
+                finally:
+                    stack.stop()
 
     def test_haproxy_that_cannot_start_is_reported_at_once_with_its_reason(self):
         with socket.socket() as taken:

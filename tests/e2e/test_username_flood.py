@@ -23,7 +23,7 @@ import unittest
 from agent_harness import notify, open_session, start_agent
 from common import metric
 import spop
-from loopback import free_port
+from loopback import reserve_port
 
 NAMES = int(os.environ.get("DIRECTOR_FLOOD_USERNAMES", "100000"))
 CAPACITY = 1000
@@ -53,10 +53,14 @@ def series(agent):
 class UsernameFlood(unittest.TestCase):
     def test_flood(self):
         # At level warn (not a line per new user) the agent does not log the ports it bound:
-        # it is given free ones.
+        # it is given reserved ones (it binds them with SO_REUSEADDR).
+        spop_port, http_port = reserve_port(), reserve_port()
+        self.addCleanup(spop_port.close)
+        self.addCleanup(http_port.close)
         agent = start_agent(["--username-mode", "escape", "--cache-capacity", str(CAPACITY),
                              "--log-level", "warn"],
-                            listen=f"127.0.0.1:{free_port()}", http_listen=f"127.0.0.1:{free_port()}")
+                            listen=f"127.0.0.1:{spop_port.getsockname()[1]}",
+                            http_listen=f"127.0.0.1:{http_port.getsockname()[1]}")
         try:
             self.flood(agent)
         except BaseException:
