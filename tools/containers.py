@@ -106,7 +106,9 @@ class Containers:
         return state
 
     def wait_ready(self, host, timeout=10):
-        """Waits until the container listens and resolves; returns the time it became ready."""
+        """Waits until the container listens and has written its hosts file (dnsmasq answers
+        the name a moment later: Stack.add_container waits for that too); returns the time it
+        became ready."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:

@@ -792,16 +792,22 @@ class Stack:
             return self.add_containers([user])[0]
         host = self.host_for(user)
         self.containers.start(host, user, addr)
-        self.containers.wait_ready(host)
-        return self.containers.get(host)
+        return self._wait_resolves(host)
 
     def add_containers(self, users):
         hosts = [self.host_for(user) for user in users]
         for host, user in zip(hosts, users):
             self.containers.start(host, user)
-        for host in hosts:
-            self.containers.wait_ready(host)
-        return [self.containers.get(host) for host in hosts]
+        return [self._wait_resolves(host) for host in hosts]
+
+    def _wait_resolves(self, host):
+        """Waits until the container `host` listens and this stack's dnsmasq answers its name
+        with its address (dnsmasq reads the hosts file a moment after it is written); returns
+        its state."""
+        self.containers.wait_ready(host)
+        state = self.containers.get(host)
+        wait_for(f"{host} to resolve to {state['addr']}", lambda: self.resolve(host) == state["addr"])
+        return state
 
     def stop_container(self, user, sig=signal.SIGTERM, forget=True):
         """Stops `user`'s container; forget=False keeps its DNS name (a crashed container)."""

@@ -83,7 +83,6 @@ class EventInvalidation(FeedStackTest):
         # `clear table` cannot free it and the agent's listing of what is left must revoke it.
         self.assertIsNone(self.stack.fast_path_entry("bob"))
         self.stack.add_container("bob")
-        poll(lambda: self.stack.resolve(self.stack.host_for("bob")), bool, 3)
         websocket = WebSocket(self.stack, "bob")
         self.addCleanup(websocket.close)
         self.assertTrue(websocket.accepted)
