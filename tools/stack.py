@@ -359,10 +359,14 @@ class Stack:
         self.stop()
 
     def diagnostics(self, lines=30):
-        """The end of every log, for a failed test."""
+        """The end of every log, for a failed test: HAProxy's first (a line per request, with
+        how it ended), then the spawner's and the agents', dnsmasq's (a line per query) last,
+        so that an excerpt of the output that keeps its head shows what tells most."""
         out = [f"run directory: {self.run_dir}"]
-        for name, component in self.components.items():
-            out.append(f"--- {name}.log ---\n{component.log_tail(lines)}")
+        ends = ("haproxy", "spawner", "dnsmasq")
+        order = ["haproxy", "spawner", *(n for n in self.components if n not in ends), "dnsmasq"]
+        for name in (n for n in order if n in self.components):
+            out.append(f"--- {name}.log ---\n{self.components[name].log_tail(lines)}")
         if self.podman is not None:
             log = Path(self.podman.dir) / "service.log"
             tail = log.read_text(errors="replace").splitlines()[-lines:] if log.exists() else []

@@ -2,6 +2,7 @@
 whether a test failed (for printing diagnostics from its tearDown)."""
 
 import os
+import sys
 import traceback
 
 
@@ -35,3 +36,12 @@ def test_failed(test):
     """True when `test` (a unittest.TestCase, asked from its tearDown) has failed or raised so
     far, itself or in a subTest (failure_text)."""
     return not test._outcome.success or bool(failure_text(test))
+
+
+def report_failure(test, logs=lambda: ""):
+    """From `test`'s tearDown: when it has failed so far (test_failed), prints to stderr its
+    tracebacks (failure_text), then what logs() returns (called only then), and returns True."""
+    if not test_failed(test):
+        return False
+    print("\n" + failure_text(test) + logs(), file=sys.stderr, flush=True)
+    return True

@@ -38,7 +38,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO / "tools"))
 from loopback import http_get, parse_metrics  # noqa: E402
 from stack import wait_for  # noqa: E402
-from testing import failure_text, test_failed  # noqa: E402
+from testing import report_failure  # noqa: E402
 from test_kubernetes import NAMESPACE, USERS_NAMESPACE, CLUSTER_DOMAIN, container, container_env, render  # noqa: E402
 
 SERVICE_ADDRESS = "10.96.0.10"  # alice's Service (ClusterIP), on this namespace's loopback interface
@@ -105,10 +105,8 @@ class DirectorPod(unittest.TestCase):
         self.addCleanup(self.stop_all)
 
     def tearDown(self):
-        if test_failed(self):
-            print(failure_text(self))
-            for log in sorted(self.scratch.glob("*.log")):
-                print(f"--- {log.name}\n{log.read_text(errors='replace')[-4000:]}")
+        report_failure(self, lambda: "".join(f"--- {log.name}\n{log.read_text(errors='replace')[-4000:]}\n"
+                                             for log in sorted(self.scratch.glob("*.log"))))
 
     def stop_all(self):
         for process in reversed(self.processes):

@@ -28,7 +28,7 @@ from agent import AgentProcess, agent_binary  # noqa: E402
 from demo_backend import read_ws_frame  # noqa: E402
 from feed_standin import FeedStandin  # noqa: E402
 from loopback import http_get  # noqa: E402
-from testing import failure_text, test_failed  # noqa: E402
+from testing import report_failure, test_failed  # noqa: E402
 from stack import IDENTITY, Stack, director_spawner_unavailable, haproxy_binary  # noqa: E402
 
 SKIP = 77  # ctest SKIP_RETURN_CODE: the tools the stack runs are not installed
@@ -87,8 +87,7 @@ class StackTest(unittest.TestCase):
             cls.stack.stop()
 
     def tearDown(self):
-        if test_failed(self):
-            print("\n" + failure_text(self) + self.stack.diagnostics(), file=sys.stderr)
+        report_failure(self, self.stack.diagnostics)
 
     def backend_of(self, user):
         """The X-Served-By value of `user`'s running container."""
@@ -315,8 +314,7 @@ class SpawnerStackTest(StackTest):
         cls.stack = Stack(**options).start()
 
     def tearDown(self):
-        if test_failed(self):
-            print("\n" + failure_text(self) + self.stack.diagnostics(), file=sys.stderr)
+        if report_failure(self, self.stack.diagnostics):
             try:
                 print(f"spawner /users: {self.stack.spawner_users()}", file=sys.stderr)
             except (OSError, ValueError, RuntimeError) as error:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 from common import SKIP, main, metric, poll  # noqa: E402
-from testing import failure_text, test_failed  # noqa: E402
+from testing import report_failure  # noqa: E402
 from demo_backend import read_ws_frame  # noqa: E402
 from signin_standin import SignInStandIn  # noqa: E402
 from stack import SERVE_SCRIPT, Stack  # noqa: E402
@@ -204,8 +204,7 @@ class BrowserLoading(unittest.TestCase):
         self.browser.call("Page.enable")
 
     def tearDown(self):
-        if test_failed(self):
-            print("\n" + failure_text(self) + self.stack.diagnostics(), file=sys.stderr)
+        if report_failure(self, self.stack.diagnostics):
             print("--- chromium.log ---\n" + self.browser.log_tail(), file=sys.stderr)
             for user, standin in self.standins.items():
                 print(f"{user}'s stand-in answered: {standin.answered()}", file=sys.stderr)

@@ -60,7 +60,7 @@ from agent import AgentProcess  # noqa: E402
 from containers import Containers  # noqa: E402
 from kube_api_standin import load_role  # noqa: E402
 from loopback import free_port, http_get  # noqa: E402
-from testing import clean_environment, failure_text, test_failed  # noqa: E402
+from testing import clean_environment, report_failure  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "deploy"))
@@ -303,8 +303,7 @@ class SpawnerAgainstStandin(unittest.TestCase):
         type(self).tests_run.add(self._testMethodName)
 
     def tearDown(self):
-        if test_failed(self):
-            print("\n" + failure_text(self) + self.stack.diagnostics(60), file=sys.stderr)
+        report_failure(self, lambda: self.stack.diagnostics(60))
 
     # --- helpers ---------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import time
 import unittest
 
 from agent_harness import notify, open_session, raise_fd_limit, start_agent, timed_round_trip
-from testing import failure_text, test_failed  # tools/, on the path through agent_harness
+from testing import report_failure  # tools/, on the path through agent_harness
 import spop
 from stack import wait_for
 
@@ -40,8 +40,7 @@ class AgentTest(unittest.TestCase):
         cls.agent.stop()
 
     def tearDown(self):
-        if test_failed(self):
-            print("\n" + failure_text(self) + "--- agent.log ---\n" + self.agent.log_tail(), flush=True)
+        report_failure(self, lambda: "--- agent.log ---\n" + self.agent.log_tail())
 
 
 class SpopFaults(AgentTest):
