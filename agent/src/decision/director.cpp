@@ -131,6 +131,7 @@ DecideResult Director::decide(std::optional<std::string_view> username, WaiterId
     fresh.label = label;
     fresh.host = host_for(fresh.label);
     fresh.covered = covered_by_feed(kNoFeed, fresh.label);
+    fresh.event_refresh_after = settings_.event_refresh_after(fresh.label);
     entries_.push_front(std::move(fresh));
     found = index_.emplace(entries_.front().label, entries_.begin()).first;
   } else {
@@ -149,7 +150,7 @@ DecideResult Director::decide(std::optional<std::string_view> username, WaiterId
     const bool retry_honoured = fresh && retry && (entry.checking || age >= settings_.retry_interval);
     if (fresh && !retry_honoured) {
       ++stats_.hits;
-      const Duration refresh_after = events ? settings_.event_refresh_after(entry.label) : settings_.refresh_after;
+      const Duration refresh_after = events ? entry.event_refresh_after : settings_.refresh_after;
       if (entry.alive && age >= refresh_after && !entry.checking) {
         decision.start_check = plan_for(entry, now);
       }
@@ -286,7 +287,7 @@ bool Director::under_event_ttl(const Entry& entry) noexcept {
 Duration Director::hold_for(const Entry& entry, Duration age) const noexcept {
   if (!entry.alive) return Duration::zero();
   const bool long_hold = haproxy_invalidation_ && !entry.untracked_username && under_event_ttl(entry);
-  return std::min(at_least_zero((long_hold ? settings_.event_refresh_after(entry.label) : settings_.fast_path_hold) - age),
+  return std::min(at_least_zero((long_hold ? entry.event_refresh_after : settings_.fast_path_hold) - age),
                   max_hold);
 }
 

@@ -300,6 +300,9 @@ class Director {
     std::optional<Address> address;
     std::optional<TimePoint> resolved_at;  // when DNS last returned `address`
     Duration probe_latency{};
+    // Settings::event_refresh_after(label), computed once: where the label's re-check and
+    // long hold end in event mode.
+    Duration event_refresh_after{};
     TimePoint last_seen{};
     std::vector<WaiterId> waiters;  // queued on the check in flight, in arrival order
     std::uint32_t generation = 0;          // feed changes of the label seen while cached
