@@ -30,10 +30,10 @@ httpd serving a page "container <label> <address>" on CONTAINER_PORT).
 Each component runs in its own process group (stack.components[name].stop(sig) stops one),
 dies with the process that started the stack, and logs to <run dir>/<component>.log; HAProxy
 logs one line per request there, with the director's decision. Each stack claims a whole
-127.0.<n>.0/24 for its containers, so stacks run side by side. The agent (tools/agent.py)
-binds port 0 and its log names the ports it got; the other components' ports on 127.0.0.1
-stay reserved while the stack runs (loopback.reserve_port), and containers, each on an address
-of the stack's own /24, share one free port (loopback.free_port).
+127.0.<n>.0/24 for its containers, so stacks run side by side. The ports of its components on
+127.0.0.1 stay reserved while the stack runs (loopback.reserve_port), and a component counts as
+started once it says so in its log (Component.wait_started, tools/agent.py); containers, each
+on an address of the stack's own /24, share one free port (loopback.free_port).
 """
 
 import argparse
@@ -207,8 +207,8 @@ class Component:
         self.proc = None
 
     def wait_started(self, banner, check=lambda: True, timeout=15.0):
-        """Waits until this start's output contains `banner`, which the program prints only
-        once its listeners are bound, and check() holds; raises ComponentExited at once if the
+        """Waits until this start's output contains `banner` (none: ""), which the program
+        prints only once its listeners are bound, and check() holds; raises ComponentExited at once if the
         process exits instead. A connection that succeeds proves nothing alone: a port the
         stack reserved may still be bound by another program that sets SO_REUSEADDR (another
         stack's dnsmasq took a spawner's port this way, CI 2026-11-29; requests sent to the
@@ -261,18 +261,16 @@ class Stack:
         self.temporary = run_dir is None
         self.run_dir = Path(run_dir or tempfile.mkdtemp(prefix="director-stack-"))
         # Every port the stack picks for a listener (HAProxy's, the spawner's, dnsmasq's, the
-        # fake agent's): reserved for the stack's lifetime (loopback.reserve_port), so that no
+        # agents'): reserved for the stack's lifetime (loopback.reserve_port), so that no
         # one else is handed it before its listener binds it, nor while one restarts or a test
         # puts its own spawner there (RecordingSpawner): an agent binding port 0 once drew the
         # spawner's port in between, and another stack's dnsmasq, given a port picked and
         # released, bound it over the reservation.
         self._reservations = []
         self.http, self.metrics = self._reserve(http), self._reserve(metrics)
-        # The agent's SPOP and HTTP (/metrics, /healthz, /status, /users) addresses. The real
-        # agent binds port 0 itself and its first start fixes the ports (HAProxy is told the
-        # SPOP one); the fake agent is given a free port.
-        self.agent = self._reserve(agent) if fake_agent else parse_address(agent)
-        self.agent_http = parse_address(agent_http)
+        # The agent's SPOP and HTTP (/metrics, /healthz, /status, /users) addresses: every
+        # start (and restart) binds these.
+        self.agent, self.agent_http = self._reserve(agent), self._reserve(agent_http)
         self.dns, self.spawner = self._reserve(dns), self._reserve(spawner_listen)
         self.container_port = container_port or free_port()
         self.host_prefix, self.domain = host_prefix, domain
@@ -303,9 +301,9 @@ class Stack:
             haproxy_sockets = spawner == "director"
         self.event_feeds, self.haproxy_sockets = event_feeds, haproxy_sockets
         self.agent_count, self.agent_env = agents, dict(agent_env or {})
-        # Each agent's (SPOP, HTTP) addresses by component name; the first's are also
-        # self.agent and self.agent_http. Port 0 until its first start binds one.
-        self.agent_endpoints = {name: (parse_address("127.0.0.1:0"), parse_address("127.0.0.1:0"))
+        # The other agents' (SPOP, HTTP) addresses by component name (the first's are
+        # self.agent and self.agent_http).
+        self.agent_endpoints = {name: (self._reserve("127.0.0.1:0"), self._reserve("127.0.0.1:0"))
                                 for name in self.agent_names()[1:]}
         for label in users:
             self.expect_user(label)
@@ -434,7 +432,7 @@ class Stack:
         return env
 
     def start_agent(self, name="agent"):
-        """Starts the agent `name` (agent_names()); a restart binds the ports of its first start."""
+        """Starts the agent `name` (agent_names()) on its reserved ports."""
         if name != "agent":
             spop, http = self.agent_endpoints[name]
             agent = AgentProcess(["--dns-server", f"{self.dns[0]}:{self.dns[1]}"] + self.agent_args,
@@ -582,8 +580,10 @@ class Stack:
             self._publish_user(label)
         env = self.spawner_env()
         component = self._start("spawner", [self.spawner_bin], env)
-        component.wait_started("director-spawner started", lambda: socket.create_connection(
-            self.spawner, 0.5).close() is None and http_get(self.spawner_http, "/healthz")[0] == 200)
+        # Its "started" line is at level info, which SPAWNER_LOG_LEVEL may hide (the bench's
+        # warn). /healthz on its own HTTP port proves as much: director-spawner binds both of its
+        # listeners before it serves either, and exits when one cannot bind.
+        component.wait_started("", lambda: http_get(self.spawner_http, "/healthz")[0] == 200)
         if self.podman is not None and env["SPAWNER_RUNTIME"] == f"unix://{self.podman.socket}":
             # Its runtime answers and its event stream runs: it knows what exists.
             wait_for("director-spawner to be ready", lambda: component.running()
@@ -668,8 +668,8 @@ class Stack:
     def _reserve(self, value):
         """(host, port) of "host:port"; port 0 picks a free port that stays reserved until
         stop() (its listener must set SO_REUSEADDR: HAProxy, dnsmasq, Python's HTTP servers and
-        the director's own do). dnsmasq's UDP socket on that port needs no reservation: no other
-        stack is handed the port while this reservation holds it."""
+        the director's own do). The reservation is TCP only: dnsmasq's UDP socket on the same port
+        may find it taken by a UDP bind to port 0 (dnsmasq then exits, and the stack says so)."""
         host, port = parse_address(value)
         if port:
             return host, port
@@ -796,15 +796,15 @@ class Stack:
             return self.add_containers([user])[0]
         host = self.host_for(user)
         self.containers.start(host, user, addr)
-        return self._wait_resolves(host)
+        return self._wait_container(host)
 
     def add_containers(self, users):
         hosts = [self.host_for(user) for user in users]
         for host, user in zip(hosts, users):
             self.containers.start(host, user)
-        return [self._wait_resolves(host) for host in hosts]
+        return [self._wait_container(host) for host in hosts]
 
-    def _wait_resolves(self, host):
+    def _wait_container(self, host):
         """Waits until the container `host` listens and this stack's dnsmasq answers its name
         with its address (dnsmasq reads the hosts file a moment after it is written); returns
         its state."""

@@ -36,7 +36,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, str(HERE.parents[1] / "tools"))
 import spop  # noqa: E402
 from agent import AgentProcess  # noqa: E402
-from loopback import free_port, http_get  # noqa: E402
+from loopback import free_port, http_get, reserve_port  # noqa: E402
 from testing import clean_environment  # noqa: E402
 
 PROMPT = 5.0  # seconds: a refused configuration exits at once (generous for sanitizer builds)
@@ -559,9 +559,12 @@ class Logs(RunningAgentTest):
         self.assertTrue(lines[2].endswith(" info stopped"), lines)
 
     def test_level_error_is_silent_when_all_is_well(self):
-        # Nothing logged, not even the ports: the agent is given them.
-        agent = self.start([], {"DIRECTOR_LOG_LEVEL": "error"}, listen="127.0.0.1:%d" % free_port(),
-                           http_listen="127.0.0.1:%d" % free_port())
+        # Nothing logged, not even the ports: the agent is given them (reserved, loopback.py).
+        spop_port, http_port = reserve_port(), reserve_port()
+        self.addCleanup(spop_port.close)
+        self.addCleanup(http_port.close)
+        agent = self.start([], {"DIRECTOR_LOG_LEVEL": "error"}, listen="127.0.0.1:%d" % spop_port.getsockname()[1],
+                           http_listen="127.0.0.1:%d" % http_port.getsockname()[1])
         self.assertEqual(http_get(agent.http, "/healthz", timeout=PROMPT)[0], 200)
         self.spop_route(agent.spop, ["Not A Label!"])
         self.stop(agent)

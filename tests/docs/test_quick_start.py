@@ -2,8 +2,8 @@
 """README's quick start, first command: `tools/run-stack` (installs what is missing, builds,
 runs the whole director on loopback) comes up, and every curl command it prints to try does
 what its text says; Ctrl-C stops everything. Run as the README says, with two changes so that
-it can run beside the other tests: free ports instead of the defaults (its own flags, which it
-passes to tools/stack.py) and a temporary run directory."""
+it can run beside the other tests: ports the test reserves instead of the defaults (its own
+flags, which it passes to tools/stack.py) and a temporary run directory."""
 
 import json
 import os
@@ -20,7 +20,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tools"))
-from loopback import free_port  # noqa: E402
+from loopback import reserve_port  # noqa: E402
 
 IDENTITY = "X-Forwarded-Preferred-Username"
 START_TIMEOUT = 240  # s: it may install and build first
@@ -37,8 +37,12 @@ class QuickStart(unittest.TestCase):
         self.run_dir = Path(tempfile.mkdtemp(prefix="director-quick-start-"))
         self.addCleanup(shutil.rmtree, self.run_dir, ignore_errors=True)
         flags = ["--run-dir", str(self.run_dir)]
+        # Reserved until the test ends (its listeners bind them with SO_REUSEADDR): run-stack
+        # builds first, and a port merely free now could meanwhile go to another stack.
         for flag in ("--http", "--metrics", "--agent", "--agent-http", "--dns", "--spawner", "--spawner-http"):
-            flags += [flag, f"127.0.0.1:{free_port()}"]
+            reservation = reserve_port()
+            self.addCleanup(reservation.close)
+            flags += [flag, f"127.0.0.1:{reservation.getsockname()[1]}"]
         self.stack = subprocess.Popen([str(REPO / "tools" / "run-stack"), *flags], cwd=REPO,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                       stdin=subprocess.DEVNULL, start_new_session=True)

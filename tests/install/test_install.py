@@ -381,7 +381,7 @@ def sandboxed(command, prefix, extra_read_only, uid=None):
 def check_sandbox(args):
     sys.path.insert(0, str(args.source / "tools"))
     import podman
-    from loopback import free_port, http_get
+    from loopback import http_get, reserve_port
     if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("setpriv"):
         print("skipped: needs root (to make a mount namespace), unshare and setpriv")
         return SKIP
@@ -391,16 +391,22 @@ def check_sandbox(args):
     if not Path("/usr/bin/python3").exists() or not shutil.which("systemd-analyze"):
         print("skipped: needs /usr/bin/python3 (the system call filter's loader) and systemd-analyze")
         return SKIP
-    processes = []
+    processes, reservations = [], []
+
+    def port():
+        """A port on 127.0.0.1, reserved until the end (tools/loopback.py): the programs bind it."""
+        reservations.append(reserve_port())
+        return reservations[-1].getsockname()[1]
+
     with tempfile.TemporaryDirectory(prefix="director-sandbox-") as tmp, podman.PodmanService() as runtime:
         prefix = Path(tmp)
         prefix.chmod(0o755)  # for the agent, which runs as nobody
         install(args, prefix)
         os.chmod(runtime.socket, 0o600)  # root's alone, as Docker's and Podman's system sockets
         try:
-            spawner_http = ("127.0.0.1", free_port())
+            spawner_http = ("127.0.0.1", port())
             spawner_env = {**os.environ, "SPAWNER_RUNTIME": f"unix://{runtime.socket}",
-                           "SPAWNER_LISTEN": f"127.0.0.1:{free_port()}",
+                           "SPAWNER_LISTEN": f"127.0.0.1:{port()}",
                            "SPAWNER_HTTP_LISTEN": "%s:%d" % spawner_http, "SPAWNER_IMAGE": podman.TEST_IMAGE}
             spawner = subprocess.Popen(sandboxed([prefix / "bin/director-spawner"], prefix,
                                                  [Path(runtime.socket).parent]),
@@ -408,8 +414,8 @@ def check_sandbox(args):
             processes.append(spawner)
             wait_ready(spawner_http, spawner, "director-spawner, uid 0 without capabilities")
             status = json.loads(http_get(spawner_http, "/status")[1])
-            agent_http = ("127.0.0.1", free_port())
-            agent_env = {**os.environ, "DIRECTOR_LISTEN": f"127.0.0.1:{free_port()}",
+            agent_http = ("127.0.0.1", port())
+            agent_env = {**os.environ, "DIRECTOR_LISTEN": f"127.0.0.1:{port()}",
                          "DIRECTOR_HTTP_LISTEN": "%s:%d" % agent_http,
                          "DIRECTOR_EVENT_FEEDS": "http://%s:%d/events" % spawner_http}
             agent = subprocess.Popen(sandboxed([prefix / "bin/director-agent"], prefix, [], uid=65534),
@@ -441,6 +447,8 @@ def check_sandbox(args):
             for process in processes:
                 process.terminate()
                 process.wait(timeout=15)
+            for reservation in reservations:
+                reservation.close()
         # The graceful stop ran under the same restrictions: exit 0 (docs/operations.md).
         for process, name in zip(processes, ("director-spawner", "director-agent")):
             if process.returncode != 0:
