@@ -8,8 +8,10 @@ CLI and conformance tests, the bench and the soak all start the agent through it
 
 The agent listens on port 0 unless told an address: the kernel picks free ports and the agent's
 "director-agent started" log line names the ones it bound, so no test races another for a
-port. Start is complete when that line is logged; at log levels that hide it (warn, error),
-give both ports and start is complete when the SPOP port accepts a connection. stderr goes to `log_path` (appended, after a
+port. Start is complete when that line is logged (it comes once both listeners are bound); at
+log levels that hide it (warn, error), say quiet=True, give both ports (reserved:
+loopback.reserve_port) and start is complete when the SPOP port accepts a connection, which
+another program's listener could also do. stderr goes to `log_path` (appended, after a
 header line), stdout to `log_path` + ".stdout"; without a log_path both go to a temporary
 directory removed when the test process exits (kept with DIRECTOR_KEEP_RUN_DIR=1). The agent
 runs in its own process group and dies with the thread that started it (setpriv
@@ -75,9 +77,10 @@ class AgentError(RuntimeError):
 
 class AgentProcess:
     def __init__(self, args=(), *, binary=None, env=None, log_path=None, listen="127.0.0.1:0",
-                 http_listen="127.0.0.1:0", wait=True, timeout=START_TIMEOUT):
+                 http_listen="127.0.0.1:0", wait=True, timeout=START_TIMEOUT, quiet=False):
         """Starts the agent with `args` after --listen and --http-listen (None: leave the option
-        to `env`); `env` is its whole environment (default: PATH only)."""
+        to `env`); `env` is its whole environment (default: PATH only). quiet: its log level
+        hides the started line (module text)."""
         if log_path is None:  # a directory of its own, removed when this process exits
             run_dir = tempfile.mkdtemp(prefix="director-agent-")
             if os.environ.get("DIRECTOR_KEEP_RUN_DIR") != "1":
@@ -86,7 +89,7 @@ class AgentProcess:
         self.log_path = Path(log_path)
         self.stdout_path = Path(f"{self.log_path}.stdout")
         self.argv = [agent_binary(binary)]
-        self.listen_addresses = (listen, http_listen)
+        self.listen_addresses, self.quiet = (listen, http_listen), quiet
         if listen is not None:
             self.argv += ["--listen", listen]
         if http_listen is not None:
@@ -109,13 +112,14 @@ class AgentProcess:
 
     def wait_started(self, timeout=START_TIMEOUT):
         """Waits for the started line and sets self.spop and self.http to the addresses it names.
-        An agent given both ports whose log level hides that line (warn, error) is started
-        once its SPOP port accepts a connection instead."""
+        A quiet agent (its log level hides that line) is started once its SPOP port accepts a
+        connection instead."""
         given = [parse_address(a) for a in self.listen_addresses if a is not None]
-        quiet = len(given) == 2 and all(port for _, port in given)
+        if self.quiet and not (len(given) == 2 and all(port for _, port in given)):
+            raise ValueError("a quiet agent (log level warn or error) needs both ports given")
         try:
             line = self.wait_for_line(lambda l: started_fields(l) is not None, timeout,
-                                      lambda: quiet and accepts(given[0]))
+                                      lambda: self.quiet and accepts(given[0]))
         except AgentError as failure:
             self.kill()
             raise AgentError(f"director-agent did not start: {failure}") from None

@@ -7,7 +7,8 @@ Python's HTTP servers and the director's own listeners do). free_port() only say
 is free now: anyone may be handed it next, and a program binding it later with SO_REUSEADDR
 takes it even from a reservation made meanwhile (another stack's dnsmasq took a spawner's port
 this way). Use it only for a port bound on addresses of one's own (a stack's containers on its
-/24). The agent needs neither: it listens on port 0 and logs the port it bound (tools/agent.py).
+/24). An agent started alone needs neither: it listens on port 0 and logs the port it bound
+(tools/agent.py).
 """
 
 import http.client

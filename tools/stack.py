@@ -32,8 +32,9 @@ dies with the process that started the stack, and logs to <run dir>/<component>.
 logs one line per request there, with the director's decision. Each stack claims a whole
 127.0.<n>.0/24 for its containers, so stacks run side by side. The ports of its components on
 127.0.0.1 stay reserved while the stack runs (loopback.reserve_port), and a component counts as
-started once it says so in its log (Component.wait_started, tools/agent.py); containers, each
-on an address of the stack's own /24, share one free port (loopback.free_port).
+started once it says so itself, not when its port takes a connection (Component.wait_started,
+tools/agent.py); containers, each on an address of the stack's own /24, share one free port
+(loopback.free_port).
 """
 
 import argparse

@@ -40,8 +40,13 @@ def test_failed(test):
 
 def report_failure(test, logs=lambda: ""):
     """From `test`'s tearDown: when it has failed so far (test_failed), prints to stderr its
-    tracebacks (failure_text), then what logs() returns (called only then), and returns True."""
+    tracebacks (failure_text), then what logs() returns (called only then; if it raises, what
+    it raised), and returns True."""
     if not test_failed(test):
         return False
-    print("\n" + failure_text(test) + logs(), file=sys.stderr, flush=True)
+    print("\n" + failure_text(test), file=sys.stderr, flush=True)
+    try:
+        print(logs(), file=sys.stderr, flush=True)
+    except Exception as error:  # the report must not hide the failure it reports
+        print(f"logs: {error!r}", file=sys.stderr, flush=True)
     return True

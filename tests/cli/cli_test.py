@@ -564,7 +564,7 @@ class Logs(RunningAgentTest):
         self.addCleanup(spop_port.close)
         self.addCleanup(http_port.close)
         agent = self.start([], {"DIRECTOR_LOG_LEVEL": "error"}, listen="127.0.0.1:%d" % spop_port.getsockname()[1],
-                           http_listen="127.0.0.1:%d" % http_port.getsockname()[1])
+                           http_listen="127.0.0.1:%d" % http_port.getsockname()[1], quiet=True)
         self.assertEqual(http_get(agent.http, "/healthz", timeout=PROMPT)[0], 200)
         self.spop_route(agent.spop, ["Not A Label!"])
         self.stop(agent)

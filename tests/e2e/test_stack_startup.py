@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """How tools/stack.py starts HAProxy, the cause of a flaky e2e/degraded (issue 9, item 6):
 
-- Every port the stack picks for a listener (HAProxy's, the spawner's, dnsmasq's, the fake
-  agent's) stays reserved from the moment the stack picks it: no bind() to port 0 on the
+- Every port the stack picks for a listener (HAProxy's, the spawner's two, dnsmasq's, the
+  agents') stays reserved from the moment the stack picks it: no bind() to port 0 on the
   machine (the next free port anyone asks for) may be handed one of them before its listener
   binds it. A port picked and released was handed out again about once in 600 stacks (7 picks
   each), and HAProxy then could not bind and exited; an agent's listener once took the
@@ -22,6 +22,7 @@ import unittest
 
 from common import Stack, main
 from loopback import free_port
+from agent import AgentError
 from stack import ComponentExited, HAProxyExited
 
 # free_port() (a bind() to port 0, what any process asking for a free port does) this many
@@ -60,6 +61,20 @@ class HAProxyStartup(unittest.TestCase):
                             stack.start()
                         self.assertLess(time.monotonic() - started, 10)
                     self.assertIn(f"{name} exited", str(raised.exception))
+                    self.assertIn("Address already in use", str(raised.exception))
+                finally:
+                    stack.stop()
+        # director-agent (tools/agent.py): started when it logs so, after binding both ports.
+        for port_name in ("agent", "agent_http"):
+            with self.subTest(component=f"director-agent, {port_name}"):
+                stack = Stack(fake_agent=False)
+                try:
+                    with socket.socket() as squatter:
+                        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                        squatter.bind(getattr(stack, port_name))
+                        squatter.listen()
+                        with self.assertRaises(AgentError) as raised:
+                            stack.start()
                     self.assertIn("Address already in use", str(raised.exception))
                 finally:
                     stack.stop()

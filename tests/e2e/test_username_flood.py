@@ -60,7 +60,7 @@ class UsernameFlood(unittest.TestCase):
         agent = start_agent(["--username-mode", "escape", "--cache-capacity", str(CAPACITY),
                              "--log-level", "warn"],
                             listen=f"127.0.0.1:{spop_port.getsockname()[1]}",
-                            http_listen=f"127.0.0.1:{http_port.getsockname()[1]}")
+                            http_listen=f"127.0.0.1:{http_port.getsockname()[1]}", quiet=True)
         try:
             self.flood(agent)
         except BaseException:
