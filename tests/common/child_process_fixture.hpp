@@ -24,6 +24,7 @@
 #include <string_view>
 #include <system_error>
 #include <thread>
+#include <utility>
 #include <vector>
 
 extern char** environ;
@@ -85,31 +86,67 @@ inline bool poll_until(const std::function<bool()>& condition, std::chrono::mill
   return true;
 }
 
-// Which protocols a port from free_port must be free for.
+// Which protocols a PortReservation's port must be free for.
 enum class PortUse : std::uint8_t { tcp, tcp_and_udp };
 
-// A port on 127.0.0.1 that nothing is bound to right now (the kernel's pick, for TCP; for
-// tcp_and_udp a UDP port that TCP can bind too). Throws std::runtime_error when none is found.
-inline std::uint16_t free_port(PortUse use = PortUse::tcp) {
-  for (int attempt = 0; attempt < 20; ++attempt) {
-    const int first = ::socket(AF_INET, use == PortUse::tcp ? SOCK_STREAM : SOCK_DGRAM, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t length = sizeof address;
-    ::bind(first, reinterpret_cast<sockaddr*>(&address), sizeof address);
-    ::getsockname(first, reinterpret_cast<sockaddr*>(&address), &length);
-    bool free = true;
-    if (use == PortUse::tcp_and_udp) {
-      const int tcp = ::socket(AF_INET, SOCK_STREAM, 0);
-      free = ::bind(tcp, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
-      ::close(tcp);
+// A port on 127.0.0.1 held for a program the test starts and tells its port: a TCP socket bound
+// to it with SO_REUSEADDR and not listening. While it lives, no bind() to port 0 anywhere (another
+// test's reservation, tools/loopback.py's) is handed the port, and the program still binds it if
+// it sets SO_REUSEADDR (dnsmasq, HAProxy and Python's HTTP servers do). A port merely free when
+// picked is free only until another test reserves it, and such a program then binds over that
+// reservation (tools/loopback.py). tcp_and_udp: its UDP port was free too when picked
+// (UDP is not held).
+class PortReservation {
+ public:
+  explicit PortReservation(PortUse use = PortUse::tcp) {
+    for (int attempt = 0; attempt < 20; ++attempt) {
+      fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+      const int on = 1;
+      sockaddr_in address{};
+      address.sin_family = AF_INET;
+      address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      socklen_t length = sizeof address;
+      if (fd_ >= 0 && ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) == 0 &&
+          ::bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
+          ::getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
+        bool free = true;
+        if (use == PortUse::tcp_and_udp) {
+          const int udp = ::socket(AF_INET, SOCK_DGRAM, 0);
+          free = ::bind(udp, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+          ::close(udp);
+        }
+        if (free) {
+          port_ = ntohs(address.sin_port);
+          return;
+        }
+      }
+      if (fd_ >= 0) ::close(fd_);
+      fd_ = -1;
     }
-    ::close(first);
-    if (free) return ntohs(address.sin_port);
+    throw std::runtime_error("test fixture: no port to reserve");
   }
-  throw std::runtime_error("test fixture: no free port");
-}
+  ~PortReservation() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  PortReservation(PortReservation&& other) noexcept
+      : fd_(std::exchange(other.fd_, -1)), port_(std::exchange(other.port_, 0)) {}
+  PortReservation& operator=(PortReservation&& other) noexcept {
+    if (this != &other) {
+      if (fd_ >= 0) ::close(fd_);
+      fd_ = std::exchange(other.fd_, -1);
+      port_ = std::exchange(other.port_, 0);
+    }
+    return *this;
+  }
+  PortReservation(const PortReservation&) = delete;
+  PortReservation& operator=(const PortReservation&) = delete;
+
+  std::uint16_t port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  std::uint16_t port_ = 0;
+};
 
 // A program running in the background, stdout and stderr written to a log file; sent
 // `stop_signal` and reaped by stop() and on destruction.

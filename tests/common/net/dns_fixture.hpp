@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -47,7 +48,8 @@ class Dnsmasq {
 
     std::string failures;
     for (int attempt = 0; attempt < 5; ++attempt) {
-      port_ = free_port(PortUse::tcp_and_udp);  // dnsmasq binds both
+      reservation_.emplace(PortUse::tcp_and_udp);  // dnsmasq binds both (SO_REUSEADDR)
+      port_ = reservation_->port();
       if (start()) return;
       failures += log() + "\n";
       stop();
@@ -144,6 +146,7 @@ class Dnsmasq {
 
   Options options_;
   TempDirectory directory_{"director-dnsmasq"};
+  std::optional<PortReservation> reservation_;  // held while dnsmasq runs
   std::uint16_t port_ = 0;
   ChildProcess process_{SIGTERM};
 };

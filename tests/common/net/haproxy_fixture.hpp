@@ -89,8 +89,8 @@ class Haproxy {
   // Starts HAProxy and returns once its stats socket answers. Throws std::runtime_error when it
   // does not start within 5 s.
   explicit Haproxy(Options options) : options_(std::move(options)) {
-    if (options_.tcp_socket) tcp_port_ = free_port();
-    if (options_.tracking_frontend) frontend_port_ = free_port();
+    if (options_.tcp_socket) tcp_port_ = reservations_.emplace_back().port();
+    if (options_.tracking_frontend) frontend_port_ = reservations_.emplace_back().port();
     write_config();
     start();
   }
@@ -267,6 +267,7 @@ class Haproxy {
 
   Options options_;
   TempDirectory directory_{"director-haproxy"};
+  std::vector<PortReservation> reservations_;  // HAProxy's ports, held while it runs
   std::uint16_t tcp_port_ = 0;
   std::uint16_t frontend_port_ = 0;
   ChildProcess process_{SIGKILL};

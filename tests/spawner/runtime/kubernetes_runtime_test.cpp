@@ -59,7 +59,7 @@ asio::awaitable<void> sleep_for(std::chrono::milliseconds duration) {
 // temporary directory.
 class KubeStandin {
  public:
-  KubeStandin() : port_(director::test::free_port()) {
+  KubeStandin() : port_(reservation_.port()) {
     const auto log = directory_ / "standin.log";
     const int error = process_.start(DIRECTOR_TEST_PYTHON,
                                      {DIRECTOR_TEST_PYTHON, DIRECTOR_TEST_KUBE_STANDIN, "--listen",
@@ -138,6 +138,7 @@ class KubeStandin {
 
  private:
   director::test::TempDirectory directory_{"kube-runtime-test"};
+  director::test::PortReservation reservation_;  // the stand-in binds it (SO_REUSEADDR)
   std::uint16_t port_;
   director::test::ChildProcess process_{SIGTERM};
 };
