@@ -1,7 +1,8 @@
 // What the C++ test fixtures that run a real program share (net/dns_fixture.hpp's dnsmasq,
 // net/haproxy_fixture.hpp's HAProxy): a temporary directory removed with its contents, the
 // program as a child process whose stdout and stderr go to a log file, waiting for it to be
-// ready, free ports on 127.0.0.1, and reading and counting what the log says.
+// ready, ports on 127.0.0.1 held reserved (PortReservation), and reading and counting what
+// the log says.
 #pragma once
 
 #include <arpa/inet.h>
@@ -100,7 +101,7 @@ class PortReservation {
  public:
   explicit PortReservation(PortUse use = PortUse::tcp) {
     for (int attempt = 0; attempt < 20; ++attempt) {
-      fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+      fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);  // not inherited by the children
       const int on = 1;
       sockaddr_in address{};
       address.sin_family = AF_INET;

@@ -1,4 +1,4 @@
-// A real dnsmasq for C++ tests: answers on 127.0.0.1 at a free port from one hosts file that the
+// A real dnsmasq for C++ tests: answers on 127.0.0.1 at a reserved port from one hosts file that the
 // test rewrites, and logs every query so that tests can count what reached the wire.
 //
 // dnsmasq ($DNSMASQ, /usr/sbin/dnsmasq or PATH) runs in the foreground as the current user with no

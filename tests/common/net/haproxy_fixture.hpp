@@ -61,8 +61,8 @@ class Haproxy {
   struct Options {
     std::string executable;
     bool fast_path_table = true;  // false: HAProxy has no table `fast_path` (a stale haproxy.cfg)
-    bool tcp_socket = false;      // also a stats socket on 127.0.0.1:<free port>
-    bool tracking_frontend = false;  // a frontend on 127.0.0.1:<free port> tracking x-user in fast_path
+    bool tcp_socket = false;      // also a stats socket on 127.0.0.1:<reserved port>
+    bool tracking_frontend = false;  // a frontend on 127.0.0.1:<reserved port> tracking x-user in fast_path
     // A table `user_connections` like haproxy.cfg's (conn_cur per username), which the tracking
     // frontend's requests also track (track-sc1), as haproxy.cfg's do.
     bool connections_table = false;

@@ -55,7 +55,7 @@ asio::awaitable<void> sleep_for(std::chrono::milliseconds duration) {
   co_await timer.async_wait(director::net::nothrow_awaitable);
 }
 
-// The stand-in as a process on a free port of 127.0.0.1, its service account files in a
+// The stand-in as a process on a reserved port of 127.0.0.1, its service account files in a
 // temporary directory.
 class KubeStandin {
  public:
