@@ -216,12 +216,17 @@ class Component:
         spawner then hung unanswered)."""
         def started():
             if not self.running():
-                raise ComponentExited(f"{self.name} exited (status {self.proc.returncode}):\n"
-                                      f"{self.log_tail(10)}")
+                raise self.exited_error()
             with open(self.log_path, "rb") as log:
                 log.seek(self.log_start)
                 return banner.encode() in log.read() and check()
         wait_for(self.name, started, timeout)
+
+    def exited_error(self, error=None):
+        """The error for this component having exited: its status and the end of its log.
+        `error`: the ComponentExited subclass to raise (default ComponentExited)."""
+        return (error or ComponentExited)(f"{self.name} exited (status {self.proc.returncode}):\n"
+                                          f"{self.log_tail(10)}")
 
     def log_tail(self, lines=30):
         try:
@@ -549,11 +554,19 @@ class Stack:
         return addr
 
     def _publish_user(self, label):
-        host = self.host_for(label)
-        tmp = self.containers.hosts_dir / f".{host}.tmp"
-        tmp.write_text(f"{self.user_addresses[label]} {host}\n")
+        self._publish_host(self.host_for(label), self.user_addresses[label])
+
+    def _publish_host(self, host, addr):
+        """Makes this stack's dnsmasq answer `host` with `addr` (a hosts file of its own,
+        replaced whole) and waits until it does: dnsmasq reads the file a moment after it is
+        written, and until then may still answer an earlier address."""
+        tmp = self.containers.hosts_dir / f".{host}.tmp"  # dnsmasq skips dot files
+        tmp.write_text(f"{addr} {host}\n")
         tmp.replace(self.containers.hosts_dir / host)
-        wait_for(f"{host} to resolve", lambda: self.resolve(host))
+        self._wait_resolves(host, addr)
+
+    def _wait_resolves(self, host, addr):
+        wait_for(f"{host} to resolve to {addr}", lambda: self.resolve(host) == addr)
 
     def container_page(self, label):
         """The body SERVE_SCRIPT's container of `label` answers for /."""
@@ -709,8 +722,7 @@ class Stack:
         component = self.components["haproxy"]
         if component.running():
             return True
-        raise HAProxyExited(f"HAProxy exited (status {component.proc.returncode}):\n"
-                            f"{component.log_tail(10)}")
+        raise component.exited_error(HAProxyExited)
 
     def haproxy_cli(self, command, master=False):
         """Runs a runtime API command on the worker's stats socket (or the master CLI)."""
@@ -811,7 +823,7 @@ class Stack:
         its state."""
         self.containers.wait_ready(host)
         state = self.containers.get(host)
-        wait_for(f"{host} to resolve to {state['addr']}", lambda: self.resolve(host) == state["addr"])
+        self._wait_resolves(host, state["addr"])
         return state
 
     def stop_container(self, user, sig=signal.SIGTERM, forget=True):
@@ -853,12 +865,7 @@ class Stack:
             time.sleep(0.2)
         listener = _Unresponsive(listener, fillers)
         for user in users:
-            host = self.host_for(user)
-            tmp = self.containers.hosts_dir / f".{host}.tmp"
-            tmp.write_text(f"{addr} {host}\n")
-            tmp.replace(self.containers.hosts_dir / host)
-        for user in users:
-            wait_for(f"{self.host_for(user)} to resolve", lambda u=user: self.resolve(self.host_for(u)))
+            self._publish_host(self.host_for(user), addr)
         return listener
 
     def stop_dns(self, sig=signal.SIGTERM):

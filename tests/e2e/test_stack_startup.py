@@ -16,6 +16,7 @@
   waiting 15 s for a worker that will never come ("timed out waiting for HAProxy's worker").
 """
 
+import contextlib
 import socket
 import time
 import unittest
@@ -28,6 +29,17 @@ from stack import ComponentExited, HAProxyExited
 # free_port() (a bind() to port 0, what any process asking for a free port does) this many
 # times: about 10 would land on 3 ports that are picked but not reserved.
 PICKS = 50000
+
+
+@contextlib.contextmanager
+def squatting(address):
+    """Another program on `address` (host, port), bound as dnsmasq binds (SO_REUSEADDR) and
+    listening: a connection there succeeds, but the component given the port cannot bind."""
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(address)
+        squatter.listen()
+        yield
 
 
 class HAProxyStartup(unittest.TestCase):
@@ -45,17 +57,12 @@ class HAProxyStartup(unittest.TestCase):
             stack.stop()
 
     def test_a_component_whose_port_another_program_took_is_reported_not_trusted(self):
-        # Another program binds the reserved port as dnsmasq does (SO_REUSEADDR) and listens:
-        # a connection there succeeds, but the component cannot bind and exits.
         for name, port_of in (("dnsmasq", lambda s: s.dns), ("agent", lambda s: s.agent),
                               ("spawner", lambda s: s.spawner)):
             with self.subTest(component=name):
                 stack = Stack(fake_agent=True)
                 try:
-                    with socket.socket() as squatter:
-                        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                        squatter.bind(port_of(stack))
-                        squatter.listen()
+                    with squatting(port_of(stack)):
                         started = time.monotonic()
                         with self.assertRaises(ComponentExited) as raised:
                             stack.start()
@@ -69,10 +76,7 @@ class HAProxyStartup(unittest.TestCase):
             with self.subTest(component=f"director-agent, {port_name}"):
                 stack = Stack(fake_agent=False)
                 try:
-                    with socket.socket() as squatter:
-                        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                        squatter.bind(getattr(stack, port_name))
-                        squatter.listen()
+                    with squatting(getattr(stack, port_name)):
                         with self.assertRaises(AgentError) as raised:
                             stack.start()
                     self.assertIn("Address already in use", str(raised.exception))
