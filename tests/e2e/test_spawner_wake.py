@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 
-from common import SpawnerStackTest, main, metric
+from common import SpawnerStackTest, main, metric, poll
 
 REFRESH = 2.0  # SPAWNER_REFRESH_INTERVAL's default: the loading page's meta refresh
 DEAD_TTL = 0.5  # the agent's DIRECTOR_DEAD_TTL: how long "not alive" may be answered from its cache
@@ -92,7 +92,10 @@ class SpawnerWake(SpawnerStackTest):
         self.assertEqual(containers[0]["State"], "running")
         self.assertEqual(containers[0]["Labels"].get("io.container-director.user"), "alice")
         self.assertEqual(containers[0]["Labels"].get("io.container-director.managed"), "true")
-        series = self.stack.spawner_metrics()
+        # The spawner counts the spawn when its own readiness check sees the container, which
+        # may come after the agent's check has routed alice there (as in e2e/browser_loading).
+        series = poll(self.stack.spawner_metrics,
+                      lambda m: metric(m, "director_spawner_spawns_total", outcome="ready") >= 1, 5)[0]
         self.assertGreaterEqual(metric(series, "director_spawner_spawns_total", outcome="ready"), 1)
         self.assertGreaterEqual(metric(series, "director_spawner_time_to_ready_seconds_count"), 1)
         self.assertGreaterEqual(metric(series, "director_spawner_pages_total", page="loading"), 1)
