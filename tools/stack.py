@@ -105,7 +105,7 @@ def director_spawner_unavailable(binary=None):
     return podman_unavailable()
 
 IDENTITY = "X-Forwarded-Preferred-Username"
-# haproxy.cfg's fast_path_fresh: HAProxy routes with a fast path entry whose expiry is
+# haproxy.cfg's acl fast_path: HAProxy routes with a fast path entry whose expiry is
 # 1..FAST_PATH_FRESH_MS ahead (the agent's decision::max_hold, 2 minutes).
 FAST_PATH_FRESH_MS = 120000
 

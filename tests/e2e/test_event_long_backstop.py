@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """An event backstop longer than HAProxy reuses an answer for (issue 11): haproxy.cfg routes by a
-held answer only while its expiry is at most 2 minutes ahead (fast_path_fresh, 1..120000 ms),
+held answer only while its expiry is at most 2 minutes ahead (acl fast_path, 1..120000 ms),
 so an agent with DIRECTOR_EVENT_BACKSTOP=10m (a background re-check from 6.25 to 7.5 minutes)
 must hold its answers no longer than that (decision::max_hold). With a longer hold HAProxy would
 find every entry "not fresh" and ask the agent on every request: the fast path silently gone."""
