@@ -222,11 +222,10 @@ class Component:
                 return banner.encode() in log.read() and check()
         wait_for(self.name, started, timeout)
 
-    def exited_error(self, error=None):
+    def exited_error(self, error=ComponentExited):
         """The error for this component having exited: its status and the end of its log.
-        `error`: the ComponentExited subclass to raise (default ComponentExited)."""
-        return (error or ComponentExited)(f"{self.name} exited (status {self.proc.returncode}):\n"
-                                          f"{self.log_tail(10)}")
+        `error`: the ComponentExited subclass to raise."""
+        return error(f"{self.name} exited (status {self.proc.returncode}):\n{self.log_tail(10)}")
 
     def log_tail(self, lines=30):
         try:
