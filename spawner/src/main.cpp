@@ -92,7 +92,7 @@ ChosenRuntime choose_runtime(const config::Config& configuration, director::spaw
   settings.pull_missing_images = configuration.pull_missing_images;
   settings.timeout = configuration.runtime_timeout;
   settings.container_template = configuration.container_template;
-  settings.on_pod_stuck = [&metrics] { metrics.kubernetes_pod_stuck(); };
+  settings.on_stuck_pods = [&metrics](std::size_t count) { metrics.kubernetes_pods_stuck(count); };
   auto description = "kubernetes " + director::net::http::to_string(settings.api) + " namespace " + cluster.namespace_name;
   return {std::make_unique<runtime::KubernetesRuntime>(std::move(settings)), std::move(description)};
 }

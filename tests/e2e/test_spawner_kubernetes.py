@@ -28,8 +28,8 @@ the Service and the claim; a Pod in ImagePullBackOff fails the wake (502 exited)
 kubelet's message on the page, and a later visit replaces that Pod (a new pull) rather than
 waiting on it, whose ErrImagePull the page shows in turn; a rotated
 token is read again; a Pod stuck Terminating (a lost node) fails the next visit at once with the
-force deletion on the page, and director_spawner_kubernetes_pods_stuck_terminating_total counts
-it once however often it is found; /status names the Kubernetes runtime. With SPAWNER_HEALTH_CMD, the Pod's
+force deletion on the page, and director_spawner_kubernetes_pods_stuck_terminating counts
+it once however often it is found, until it is forced; /status names the Kubernetes runtime. With SPAWNER_HEALTH_CMD, the Pod's
 readinessProbe, and the wake waiting for the Ready condition; with it
 SPAWNER_KUBERNETES_POD_SECURITY=restricted, the Pod's securityContext, valid by the schemas too. With SPAWNER_IDLE_ACTION=remove,
 idle retirement deletes the Pod and the Service and keeps the claim. With the Role lacking
@@ -564,14 +564,14 @@ class SpawnerOnKubernetes(SpawnerAgainstStandin):
         poll(lambda: self.api.get("pods", name), bool, 15)
         self.assertIsNotNone(self.api.get("services", name))
 
-    def test_8_a_pod_stuck_terminating_fails_the_visit_and_is_counted_once(self):
+    def test_8_a_pod_stuck_terminating_fails_the_visit_and_counts_until_it_is_gone(self):
         # Its node lost: the Pod Terminating for good, its grace period ended 5 minutes ago. The
         # next visit's start fails at once naming the force deletion, and the metric operators
-        # alert on counts the Pod once (one deletionTimestamp), however often it is found.
+        # alert on counts the Pod once, however often it is found, until the operator forces it.
         other = "dave"
         name = self.stack.host_for(other).split(".")[0]
         headers = director_headers(self.stack, other, other)
-        series = "director_spawner_kubernetes_pods_stuck_terminating_total"
+        series = "director_spawner_kubernetes_pods_stuck_terminating"
 
         def load():
             return self.stack.request(None, "/", headers, address=self.stack.spawner)
@@ -591,6 +591,10 @@ class SpawnerOnKubernetes(SpawnerAgainstStandin):
         time.sleep(2.2)  # past the 2 s in which a reload shows the failure again: a new start
         (status, answer_headers, body), _, _ = poll(load, lambda answer: force in answer[2], 30, 0.3)
         self.assertEqual(stuck_count(), before + 1)
+        # The operator forces it: the spawner's watch sees it DELETED, and it no longer counts.
+        status, answer = self.api.call("DELETE", f"/api/v1/namespaces/{NAMESPACE}/pods/{name}?gracePeriodSeconds=0")
+        self.assertEqual(status, 200, answer)
+        poll(stuck_count, lambda count: count == before, 10, 0.2)
 
 
 class RestrictedPodWithReadinessProbe(SpawnerAgainstStandin):

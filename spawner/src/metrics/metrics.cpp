@@ -175,10 +175,10 @@ Metrics::Metrics(std::string_view version) {
                      .Help("Times the runtime's event stream ended and was subscribed again")
                      .Register(registry_)
                      .Add({});
-  pods_stuck_ = &prometheus::BuildCounter()
-                     .Name("director_spawner_kubernetes_pods_stuck_terminating_total")
-                     .Help("Users' Pods found stuck Terminating (a lost node: a force deletion removes them), "
-                           "once per Pod and deletionTimestamp; always 0 with a Docker runtime")
+  pods_stuck_ = &prometheus::BuildGauge()
+                     .Name("director_spawner_kubernetes_pods_stuck_terminating")
+                     .Help("Users' Pods a start or stop found stuck Terminating (a lost node: a force deletion "
+                           "removes them) and not seen gone since; always 0 with a Docker runtime")
                      .Register(registry_)
                      .Add({});
 
@@ -230,7 +230,7 @@ void Metrics::runtime_call(RuntimeCall call, std::optional<core::CallError> erro
 
 void Metrics::event_stream_reconnected() { reconnects_->Increment(); }
 
-void Metrics::kubernetes_pod_stuck() { pods_stuck_->Increment(); }
+void Metrics::kubernetes_pods_stuck(std::size_t count) { pods_stuck_->Set(static_cast<double>(count)); }
 
 void Metrics::wake_refused(RefusalKind kind) {
   const auto index = static_cast<std::size_t>(kind);

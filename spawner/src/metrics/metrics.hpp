@@ -85,9 +85,9 @@ class Metrics {
   // A runtime call ended; `error` nullopt: it succeeded.
   void runtime_call(RuntimeCall call, std::optional<core::CallError> error, Duration elapsed);
   void event_stream_reconnected();
-  // The Kubernetes runtime found a user's Pod stuck Terminating (KubernetesRuntimeSettings::
-  // on_pod_stuck: once per Pod and deletionTimestamp, as it logs its warning).
-  void kubernetes_pod_stuck();
+  // How many users' Pods the Kubernetes runtime knows stuck Terminating now
+  // (KubernetesRuntimeSettings::on_stuck_pods).
+  void kubernetes_pods_stuck(std::size_t count);
   void wake_refused(RefusalKind kind);
   void page_served(PageName page);
 
@@ -115,7 +115,7 @@ class Metrics {
   std::array<std::array<prometheus::Counter*, 1 + call_error_count>, call_count> runtime_requests_{};
   std::array<prometheus::Histogram*, call_count> runtime_seconds_{};
   prometheus::Counter* reconnects_ = nullptr;
-  prometheus::Counter* pods_stuck_ = nullptr;
+  prometheus::Gauge* pods_stuck_ = nullptr;
   std::array<prometheus::Counter*, refusal_count> refused_{};
   std::array<prometheus::Counter*, page_count> pages_{};
 };

@@ -11,6 +11,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/beast/http/field.hpp>
 
+#include <algorithm>
 #include <fstream>
 #include <iterator>
 #include <utility>
@@ -182,23 +183,41 @@ std::chrono::system_clock::time_point KubernetesRuntime::server_now(const http::
   return settings_.local_clock();
 }
 
+void KubernetesRuntime::pod_seen(const std::string& name, const kube::PodState* pod) {
+  const auto found = stuck_warned_.find(name);
+  if (found == stuck_warned_.end()) return;
+  if (pod && pod->being_deleted && pod->deletion_timestamp == found->second) return;
+  stuck_warned_.erase(found);
+  if (settings_.on_stuck_pods) settings_.on_stuck_pods(stuck_warned_.size());
+}
+
+void KubernetesRuntime::stuck_pods_listed(const std::vector<kube::PodState>& listed) {
+  std::vector<std::string> names;
+  for (const auto& entry : stuck_warned_) names.push_back(entry.first);
+  for (const auto& name : names) {
+    const auto pod = std::find_if(listed.begin(), listed.end(), [&](const kube::PodState& p) { return p.status.name == name; });
+    pod_seen(name, pod == listed.end() ? nullptr : &*pod);
+  }
+}
+
 asio::awaitable<RuntimeResult<void>> KubernetesRuntime::await_pod_gone(std::string name, Clock::time_point deadline) {
   for (;;) {
     auto response = co_await call(Verb::get, path(pods, name));
     if (!response) co_return response.error();
     if (response->result_int() == 404) {
-      stuck_warned_.erase(name);
+      pod_seen(name, nullptr);
       co_return RuntimeResult<void>{};
     }
     if (!succeeded(response->result_int())) co_return refusal(*response);
-    if (const auto state = kube::parse_pod(response->body()); state && state->being_deleted && state->deletion_time &&
-                                                               server_now(*response) - *state->deletion_time > stuck_after) {
-      auto& warned = stuck_warned_[name];
-      const bool warn = warned != state->deletion_timestamp;
-      warned = state->deletion_timestamp;
-      if (warn && settings_.on_pod_stuck) settings_.on_pod_stuck();
+    const auto state = kube::parse_pod(response->body());
+    if (state && state->being_deleted && state->deletion_time && server_now(*response) - *state->deletion_time > stuck_after) {
+      const auto [warned, added] = stuck_warned_.try_emplace(name, state->deletion_timestamp);
+      const bool warn = added || warned->second != state->deletion_timestamp;
+      warned->second = state->deletion_timestamp;
+      if (added && settings_.on_stuck_pods) settings_.on_stuck_pods(stuck_warned_.size());
       co_return stuck_terminating(name, state->deletion_timestamp, settings_.namespace_name, warn);
     }
+    if (state) pod_seen(name, &*state);
     if (Clock::now() >= deadline) co_return unavailable("the Pod " + name + " is still being deleted");
     co_await sleep_for(deletion_poll);
   }
@@ -224,6 +243,7 @@ asio::awaitable<RuntimeResult<std::optional<core::ContainerStatus>>> KubernetesR
     co_return unavailable("the API's Service " + name_or_id + " is not a Service");
   }
   if (*pod_body && !(pod = kube::parse_pod(**pod_body))) co_return unavailable("the API's Pod " + name_or_id + " is not a Pod");
+  pod_seen(name_or_id, pod ? &*pod : nullptr);
   if (!service && !pod) co_return std::optional<core::ContainerStatus>{};
   co_return std::optional<core::ContainerStatus>(kube::join(service, pod));
 }
@@ -279,9 +299,11 @@ asio::awaitable<RuntimeResult<void>> KubernetesRuntime::start(std::string id, co
   for (;;) {
     auto pod_body = co_await get_object(pods, id);
     if (!pod_body) co_return pod_body.error();
+    if (!*pod_body) pod_seen(id, nullptr);
     if (*pod_body) {
       const auto pod = kube::parse_pod(**pod_body);
       if (!pod) co_return unavailable("the API's Pod " + id + " is not a Pod");
+      pod_seen(id, &*pod);
       if (pod->being_deleted) {
         auto gone = co_await await_pod_gone(id, deadline);
         if (!gone) co_return gone.error();
@@ -408,6 +430,7 @@ asio::awaitable<RuntimeResult<void>> KubernetesRuntime::watch(std::function<void
   // The listings: where each watch starts, and what the tracker knows before it.
   auto listed = co_await list_managed_objects();
   if (!listed) co_return listed.error();
+  stuck_pods_listed(listed->pods.items);
   kube::EventTracker tracker;
   tracker.seed(listed->services.items, listed->pods.items);
 
@@ -479,6 +502,7 @@ asio::awaitable<RuntimeResult<void>> KubernetesRuntime::watch(std::function<void
                     return;
                   }
                   if (!event->resource_version.empty()) resource_version = event->resource_version;
+                  if (event->pod) pod_seen(event->pod->status.name, event->type == kube::WatchType::deleted ? nullptr : &*event->pod);
                   deliver(tracker.on_event(*event));
                 });
                 return !too_long && !error_event && !overflow;

@@ -43,6 +43,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace director::spawner::runtime {
 
@@ -63,11 +64,14 @@ struct KubernetesRuntimeSettings {
   // The spawner's own clock: only when an answer has no readable Date header is a Pod's
   // deletionTimestamp (server time) compared with it. A test sets one that is off.
   std::function<std::chrono::system_clock::time_point()> local_clock = [] { return std::chrono::system_clock::now(); };
-  // Called when a user's Pod is found stuck Terminating, once per Pod and deletionTimestamp (when
-  // the warning is logged, not at every call that finds it): main.cpp counts it in the metrics
-  // (director_spawner_kubernetes_pods_stuck_terminating_total), which the runtime does not know.
-  // Called on the strand the runtime is awaited from; empty: nothing but the warning.
-  std::function<void()> on_pod_stuck;
+  // Called with how many users' Pods the runtime knows stuck Terminating now, whenever that
+  // changes: a start or stop that finds one stuck adds it; it goes when the runtime sees it gone
+  // or no longer Terminating since the same deletionTimestamp (a 404, the Pod read again by a
+  // start, stop or inspect, the watch's DELETED or changed Pod, the watch's listing). main.cpp
+  // shows it in the metrics (director_spawner_kubernetes_pods_stuck_terminating), which the
+  // runtime does not know. Called on the strand the runtime is awaited from; empty: nothing
+  // but the warning.
+  std::function<void(std::size_t stuck_pods)> on_stuck_pods;
 };
 
 class KubernetesRuntime final : public Runtime {
@@ -135,8 +139,8 @@ class KubernetesRuntime final : public Runtime {
   // Polls the Pod until it is gone (404), until `deadline`; one stuck Terminating (its
   // deletionTimestamp, the end of its grace period, more than a minute past by the API server's
   // clock, the Date of the same answer: a lost node) fails
-  // at once, the message naming it and `kubectl delete pod --force`, and a warning is logged and
-  // settings_.on_pod_stuck called (once per Pod and deletionTimestamp: stuck_warned_).
+  // at once, the message naming it and `kubectl delete pod --force`, and a warning is logged
+  // (once per Pod and deletionTimestamp: stuck_warned_).
   boost::asio::awaitable<RuntimeResult<void>> await_pod_gone(std::string name,
                                                              std::chrono::steady_clock::time_point deadline);
   // POST of the user's PersistentVolumeClaim when the spec mounts one (409, it exists: success).
@@ -165,8 +169,15 @@ class KubernetesRuntime final : public Runtime {
   std::string token_;
   std::filesystem::file_time_type token_time_{};
   std::uintmax_t token_size_ = 0;
-  // Pod name -> the deletionTimestamp of it already warned about as stuck (await_pod_gone); a
-  // Pod's entry goes when it is seen gone, so it holds at most the Pods stuck now.
+  // What the runtime has just read of the Pod `name` (nullptr: it is gone): its entry in
+  // stuck_warned_ stays only while it is Terminating since the same deletionTimestamp;
+  // settings_.on_stuck_pods is told when the count changes.
+  void pod_seen(const std::string& name, const kube::PodState* pod);
+  // The Pods stuck_warned_ holds, each looked up in a listing of the managed Pods (pod_seen).
+  void stuck_pods_listed(const std::vector<kube::PodState>& pods);
+
+  // Pod name -> the deletionTimestamp of it already warned about as stuck (await_pod_gone); an
+  // entry goes when the Pod is seen gone or changed (pod_seen): the Pods known stuck now.
   std::map<std::string, std::string> stuck_warned_;
 };
 

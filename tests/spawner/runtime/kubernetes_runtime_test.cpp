@@ -657,8 +657,8 @@ TEST_CASE("start() fails at once on a Pod stuck Terminating, naming it and the f
   KubeStandin api;
   asio::io_context io;
   auto settings = api.settings();
-  int reported_stuck = 0;  // what main.cpp counts in director_spawner_kubernetes_pods_stuck_terminating_total
-  settings.on_pod_stuck = [&reported_stuck] { ++reported_stuck; };
+  std::vector<std::size_t> reported;  // what main.cpp shows in director_spawner_kubernetes_pods_stuck_terminating
+  settings.on_stuck_pods = [&reported](std::size_t count) { reported.push_back(count); };
   KubernetesRuntime runtime(settings);
   run_until_complete(io, [&]() -> asio::awaitable<void> {
     // Its node lost: Terminating, the grace period ended five minutes ago, never DELETED.
@@ -673,10 +673,11 @@ TEST_CASE("start() fails at once on a Pod stuck Terminating, naming it and the f
     CHECK(started.error().message.find("the Pod vscode-grace has been Terminating since") != std::string::npos);
     CHECK(started.error().message.find("kubectl delete pod vscode-grace -n director --force --grace-period=0") !=
           std::string::npos);
-    CHECK(reported_stuck == 1);
-    // Tried again: failed the same, but warned about and reported once per Pod and deletionTimestamp.
+    CHECK(reported == std::vector<std::size_t>{1});
+    // Tried again: failed the same, but warned about once per Pod and deletionTimestamp, and
+    // still one Pod stuck.
     CHECK_FALSE((co_await runtime.start(spec.name, user_of(spec.name))).has_value());
-    CHECK(reported_stuck == 1);
+    CHECK(reported == std::vector<std::size_t>{1});
     const std::string logged = log.finish();
     INFO(logged);
     std::size_t warnings = 0;
@@ -691,14 +692,15 @@ TEST_CASE("start() fails at once on a Pod stuck Terminating, naming it and the f
     REQUIRE_FALSE(stopped.has_value());
     CHECK(stopped.error().message.find("has been Terminating since") != std::string::npos);
     // Its deletion with the stop's 1 s grace period moved the deletionTimestamp earlier (as the
-    // API server does): a new deletionTimestamp, reported again.
+    // API server does): a new deletionTimestamp, warned about again; the same one Pod stuck.
     const auto since = [](const std::string& message) { return message.substr(message.find(" since ") + 7, 20); };
     CHECK(since(stopped.error().message) != since(started.error().message));
-    CHECK(reported_stuck == 2);
-    // The operator forces it: the next start makes the Pod.
+    CHECK(reported == std::vector<std::size_t>{1});
+    // The operator forces it: the next start finds no Pod (none stuck now) and makes one.
     const auto forced = co_await api.request(Verb::delete_, "/api/v1/namespaces/director/pods/vscode-grace?gracePeriodSeconds=0");
     CHECK(forced.result_int() == 200);
     REQUIRE((co_await runtime.start(spec.name, user_of(spec.name))).has_value());
+    CHECK(reported == std::vector<std::size_t>{1, 0});
     const Json pod = co_await api.get("pods", spec.name);
     REQUIRE(pod.is_object());
     CHECK_FALSE(pod["metadata"].contains("deletionTimestamp"));
@@ -711,8 +713,8 @@ TEST_CASE("a Pod in its grace period by the API server's clock is not stuck, how
   auto settings = api.settings();
   settings.timeout = 1s;
   settings.local_clock = [] { return std::chrono::system_clock::now() + 10min; };
-  int reported_stuck = 0;
-  settings.on_pod_stuck = [&reported_stuck] { ++reported_stuck; };
+  std::vector<std::size_t> reported;
+  settings.on_stuck_pods = [&reported](std::size_t count) { reported.push_back(count); };
   KubernetesRuntime runtime(settings);
   run_until_complete(io, [&]() -> asio::awaitable<void> {
     // Terminating, its grace period ended 30 s ago by the server's time: slow, not stuck.
@@ -722,8 +724,41 @@ TEST_CASE("a Pod in its grace period by the API server's clock is not stuck, how
     INFO(started.error().message);
     CHECK(started.error().message.find("is still being deleted") != std::string::npos);
     CHECK(started.error().message.find("--force") == std::string::npos);
-    CHECK(reported_stuck == 0);
+    CHECK(reported.empty());
   }());
+}
+
+TEST_CASE("a stuck Pod counts until the runtime sees it gone: the watch's DELETED, or a listing without it") {
+  KubeStandin api;
+  auto settings = api.settings();
+  std::vector<std::size_t> reported;
+  settings.on_stuck_pods = [&reported](std::size_t count) { reported.push_back(count); };
+  KubernetesRuntime runtime(settings);
+  const auto force_delete = [&](const std::string& name) -> asio::awaitable<void> {
+    const auto forced = co_await api.request(Verb::delete_, "/api/v1/namespaces/director/pods/" + name + "?gracePeriodSeconds=0");
+    CHECK(forced.result_int() == 200);
+  };
+  // Two users' Pods on a lost node, found by their starts while the watch runs; the operator
+  // forces one: its DELETED takes it off, nothing else reads it.
+  Watched watched;
+  watch_during(runtime, watched, [&]() -> asio::awaitable<void> {
+    for (const auto* label : {"nora", "omar"}) {
+      const auto spec = co_await started_then_stuck(api, runtime, label, 300);
+      CHECK_FALSE((co_await runtime.start(spec.name, user_of(spec.name))).has_value());
+    }
+    CHECK(reported == std::vector<std::size_t>{1, 2});
+    co_await force_delete("vscode-nora");
+    for (int waited = 0; waited < 200 && reported.back() != 1; ++waited) co_await sleep_for(50ms);
+    CHECK(reported == std::vector<std::size_t>{1, 2, 1});
+  });
+  CHECK_FALSE(watched.returned_before_scenario_end);
+  // The other forced while no watch runs: the next watch's listing no longer has it.
+  asio::io_context io;
+  run_until_complete(io, [&]() -> asio::awaitable<void> { co_await force_delete("vscode-omar"); }());
+  Watched again;
+  watch_during(runtime, again, []() -> asio::awaitable<void> { co_return; });
+  CHECK(again.subscribed);
+  CHECK(reported == std::vector<std::size_t>{1, 2, 1, 0});
 }
 
 TEST_CASE("a template changed since create() shows at the user's next start, a new volume prefix as a new claim") {

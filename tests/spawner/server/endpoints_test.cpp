@@ -317,13 +317,14 @@ TEST_CASE("the operator endpoints: readiness follows the watcher, users and metr
   CHECK(status["counts"]["users_by_phase"]["ready"] == 1);
 }
 
-TEST_CASE("metrics counts the Pods the Kubernetes runtime reports stuck Terminating, 0 from the start") {
+TEST_CASE("metrics shows how many Pods the Kubernetes runtime knows stuck Terminating, 0 from the start") {
   Fixture fixture;
-  const auto series = "director_spawner_kubernetes_pods_stuck_terminating_total";
+  const auto series = "director_spawner_kubernetes_pods_stuck_terminating";
   CHECK(contains(fixture.operators.route(Request{Method::get, "/metrics", 11}).body(), std::string(series) + " 0\n"));
-  fixture.metrics.kubernetes_pod_stuck();
-  fixture.metrics.kubernetes_pod_stuck();
+  fixture.metrics.kubernetes_pods_stuck(2);
   CHECK(contains(fixture.operators.route(Request{Method::get, "/metrics", 11}).body(), std::string(series) + " 2\n"));
+  fixture.metrics.kubernetes_pods_stuck(0);
+  CHECK(contains(fixture.operators.route(Request{Method::get, "/metrics", 11}).body(), std::string(series) + " 0\n"));
 }
 
 TEST_CASE("a stopping spawner is not ready and takes no new event feed subscriber") {
