@@ -17,6 +17,7 @@ In a test:
         api.end_watches()                             # every watch ended cleanly (a timeout)
         api.fail_next("create", 2, code=429)          # the next 2 creates answer 429
         api.immediate_deletion(True)                  # pod deletion: DELETED at once
+        api.hold_watches(True)                        # watch streams send nothing until off
         api.set_pod_log("ns", "vscode-alice", "line 1\nline 2\n")  # what pods/NAME/log serves
         api.set_pod_status("ns", "vscode-alice", phase="Pending",  # the container's own state
                            container_state={"waiting": {"reason": "ErrImagePull", "message": "..."}})
@@ -40,6 +41,7 @@ As a process (the same controls as HTTP under /_standin/, which needs no token):
     curl -X POST .../_standin/end-watches
     curl -X POST -d '{"verb":"create","count":2,"code":500}' .../_standin/fail-next
     curl -X POST -d '{"on":true}' .../_standin/immediate-deletion
+    curl -X POST -d '{"on":true}' .../_standin/hold-watches    # watch streams send nothing until off
     curl -X POST .../_standin/pods/NS/NAME/finish-deletion  # the kubelet stopped it: DELETED
     curl -X POST -d '{"text":"line 1\\n"}' .../_standin/pods/NS/NAME/log  # its container's output
     curl -X POST -d '{"token":"n3w"}' .../_standin/token        # requests need this token now
@@ -462,6 +464,8 @@ class KubeApiStandin(ThreadedStandin):
         self.authorizer = None if role is None else RoleAuthorizer(role, user)
         self.history_size, self.termination_delay = history, termination_delay
         self._lock = threading.Lock()
+        self._watches_flowing = threading.Event()  # cleared by hold_watches()
+        self._watches_flowing.set()
         self._objects = {}  # (resource, namespace, name) -> object (with kind and apiVersion)
         self._rv = 1
         self._history = collections.deque()  # _Event, oldest first
@@ -781,6 +785,17 @@ class KubeApiStandin(ThreadedStandin):
         with self._lock:
             self._expire_continue = count
 
+    def hold_watches(self, on=True):
+        """While on, every watch stream sends nothing more: its events wait, in order, until it
+        is off (a slow network or API server delaying what a client hears)."""
+        if on:
+            self._watches_flowing.clear()
+        else:
+            self._watches_flowing.set()
+
+    def _wait_watches_flowing(self):
+        self._watches_flowing.wait()
+
     def immediate_deletion(self, on=True):
         """While on, a pod's deletion removes it at once (one DELETED, as with grace period 0)."""
         with self._lock:
@@ -1080,6 +1095,9 @@ class KubeApiStandin(ThreadedStandin):
             if path == "/immediate-deletion":
                 self.immediate_deletion(bool(request.get("on", True)))
                 return 200, {}, {}
+            if path == "/hold-watches":
+                self.hold_watches(bool(request.get("on", True)))
+                return 200, {}, {}
             if len(parts) == 4 and parts[0] == "pods" and parts[3] == "status":
                 return 200, self.set_pod_status(parts[1], parts[2], request.get("phase"),
                                                 request.get("ready"), request.get("podIP"),
@@ -1098,7 +1116,7 @@ class KubeApiStandin(ThreadedStandin):
                 return 200, self.finish_deletion(parts[1], parts[2]), {}
         raise ApiError(404, "NotFound", "the stand-in's control API: GET /_standin/requests, "
                        "/_standin/watchers, /_standin/authorized, /_standin/objects/RESOURCE/NS/NAME; POST /_standin/compact, /bookmark, /drop-watches, /end-watches, "
-                       "/fail-next, /expire-continue, /immediate-deletion, /token, "
+                       "/fail-next, /expire-continue, /immediate-deletion, /hold-watches, /token, "
                        "/pods/NS/NAME/status|node-failure|finish-deletion|stuck-terminating|log", {})
 
 
@@ -1389,6 +1407,7 @@ def _handler_for(api):
                         return
                     if line is _CLOSE:
                         break
+                    api._wait_watches_flowing()
                     self._chunk(line)
                 self.wfile.write(b"0\r\n\r\n")
                 self.wfile.flush()

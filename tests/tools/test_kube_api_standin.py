@@ -503,6 +503,21 @@ class Watching(StandinTest):
         self.assertEqual(versions, sorted(versions))
         self.assertEqual(versions[0], int(listed) + 1)
 
+    def test_held_watches_send_nothing_until_released_then_everything_in_order(self):
+        watch = self.watch(resourceVersion=self.pods()["metadata"]["resourceVersion"])
+        self.api.hold_watches(True)
+        self.create("pods", named(fixture("pod.json"), "a"))
+        self.create("pods", named(fixture("pod.json"), "b"))
+        heard = []
+        reader = threading.Thread(target=lambda: heard.extend(watch.events(2)))
+        reader.start()
+        reader.join(0.5)
+        self.assertEqual(heard, [])
+        self.api.hold_watches(False)
+        reader.join(10)
+        self.assertEqual([(e["type"], e["object"]["metadata"]["name"]) for e in heard],
+                         [("ADDED", "a"), ("ADDED", "b")])
+
     def test_replay_from_an_older_version_in_the_history(self):
         first = self.create("pods", named(fixture("pod.json"), "a"))
         self.create("pods", named(fixture("pod.json"), "b"))

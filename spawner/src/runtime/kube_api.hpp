@@ -193,6 +193,8 @@ class EventTracker {
  public:
   void seed(const std::vector<ServiceState>& services, const std::vector<PodState>& pods);
   std::vector<core::ContainerEvent> on_event(const WatchEvent& event);
+  // Whether a managed Pod of this name is known: listed or seen, its DELETED not yet.
+  bool knows_pod(std::string_view name) const { return pods_.contains(name); }
 
  private:
   std::vector<core::ContainerEvent> on_pod(WatchType type, const PodState& pod);

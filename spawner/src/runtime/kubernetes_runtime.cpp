@@ -30,6 +30,10 @@ constexpr std::string_view pods = "pods";
 constexpr std::string_view claims = "persistentvolumeclaims";
 // How often a Pod being deleted is looked at again.
 constexpr std::chrono::milliseconds deletion_poll{100};
+// How long a start waits for a running watch to tell a Pod's DELETED that the API already
+// answers 404 for (await_watch_told_gone), and how often it looks.
+constexpr std::chrono::seconds watch_catch_up{2};
+constexpr std::chrono::milliseconds watch_catch_up_poll{10};
 // A Pod still Terminating this long after its grace period ended (its deletionTimestamp, by the
 // API server's clock) is stuck: its kubelet does not answer (a lost node), and only a force
 // deletion removes it. The minute leaves room for the kubelet's own delay.
@@ -223,6 +227,11 @@ asio::awaitable<RuntimeResult<void>> KubernetesRuntime::await_pod_gone(std::stri
   }
 }
 
+asio::awaitable<void> KubernetesRuntime::await_watch_told_gone(const std::string& name, Clock::time_point deadline) {
+  const auto until = std::min(deadline, Clock::now() + watch_catch_up);
+  while (watch_tracker_ && watch_tracker_->knows_pod(name) && Clock::now() < until) co_await sleep_for(watch_catch_up_poll);
+}
+
 asio::awaitable<RuntimeResult<RuntimeInfo>> KubernetesRuntime::ping() {
   auto response = co_await call(Verb::get, "/version", {}, {}, 64 * 1024);
   if (!response) co_return response.error();
@@ -319,6 +328,7 @@ asio::awaitable<RuntimeResult<void>> KubernetesRuntime::start(std::string id, co
       auto gone = co_await await_pod_gone(id, deadline);
       if (!gone) co_return gone.error();
     }
+    co_await await_watch_told_gone(id, deadline);
     auto created = co_await call(Verb::post, path(pods), pod_manifest);
     if (!created) co_return created.error();
     if (succeeded(created->result_int())) co_return RuntimeResult<void>{};
@@ -431,7 +441,8 @@ asio::awaitable<RuntimeResult<void>> KubernetesRuntime::watch(std::function<void
   auto listed = co_await list_managed_objects();
   if (!listed) co_return listed.error();
   stuck_pods_listed(listed->pods.items);
-  kube::EventTracker tracker;
+  // A member, not a local: await_watch_told_gone reads it while this watch runs.
+  auto& tracker = watch_tracker_.emplace();
   tracker.seed(listed->services.items, listed->pods.items);
 
   // Both streams deliver here; until both are accepted, events wait (on_subscribed comes first).
@@ -546,6 +557,7 @@ asio::awaitable<RuntimeResult<void>> KubernetesRuntime::watch(std::function<void
 
   auto ended = co_await (follow(services, std::move(listed->services.resource_version)) ||
                          follow(pods, std::move(listed->pods.resource_version)));
+  watch_tracker_.reset();
   co_return std::visit([](RuntimeError error) { return RuntimeResult<void>(std::move(error)); }, std::move(ended));
 }
 

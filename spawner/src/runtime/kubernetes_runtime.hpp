@@ -122,7 +122,8 @@ class KubernetesRuntime final : public Runtime {
   // becomes the events DockerRuntime would report for it (kube::EventTracker). A stream that
   // ends cleanly (timeoutSeconds, the server closing) is resumed from its last resourceVersion
   // (bookmarks included) without telling the caller; an ERROR 410 Expired (or a 410 answer)
-  // ends watch() with an unavailable error, so that the caller lists again.
+  // ends watch() with an unavailable error, so that the caller lists again. One watch() at a
+  // time: a start waits for it to tell a deleted Pod gone (await_watch_told_gone).
   boost::asio::awaitable<RuntimeResult<void>> watch(std::function<void()> on_subscribed,
                                                     EventHandler on_event) override;
 
@@ -143,6 +144,13 @@ class KubernetesRuntime final : public Runtime {
   // (once per Pod and deletionTimestamp: stuck_warned_).
   boost::asio::awaitable<RuntimeResult<void>> await_pod_gone(std::string name,
                                                              std::chrono::steady_clock::time_point deadline);
+  // Before a start creates the Pod `name`, gone by the API (404): while a watch() runs whose
+  // stream has not told an earlier Pod of that name DELETED yet (a stop just before, a deletion
+  // by start itself), waits for it (at most watch_catch_up, never past `deadline`). The old
+  // Pod's stopped, told after the new Pod's creation, would end the new one's wake as "exited
+  // before it was ready": the two have the same id.
+  boost::asio::awaitable<void> await_watch_told_gone(const std::string& name,
+                                                     std::chrono::steady_clock::time_point deadline);
   // POST of the user's PersistentVolumeClaim when the spec mounts one (409, it exists: success).
   boost::asio::awaitable<RuntimeResult<void>> ensure_claim(const core::ContainerSpec& spec);
   // The API server's time when it answered: the answer's Date header, else the local clock.
@@ -179,6 +187,9 @@ class KubernetesRuntime final : public Runtime {
   // Pod name -> the deletionTimestamp of it already warned about as stuck (await_pod_gone); an
   // entry goes when the Pod is seen gone or changed (pod_seen): the Pods known stuck now.
   std::map<std::string, std::string> stuck_warned_;
+  // The event tracker of the watch() running now (one at a time), if one is: what its stream
+  // has told (await_watch_told_gone).
+  std::optional<kube::EventTracker> watch_tracker_;
 };
 
 }  // namespace director::spawner::runtime

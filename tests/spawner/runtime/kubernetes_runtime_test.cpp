@@ -466,6 +466,51 @@ TEST_CASE("watch(): subscribed, then the events of a user's life in order, a cle
   CHECK(health->health == core::Health::healthy);
 }
 
+TEST_CASE("a start right after a stop waits for the watch to tell the old Pod gone, at most 2 s") {
+  KubeStandin api;
+  KubernetesRuntime runtime(api.settings());
+  const auto stopped_heard = [](const Watched& watched) {
+    return std::count_if(watched.events.begin(), watched.events.end(),
+                         [](const auto& event) { return event.kind == core::EventKind::stopped; });
+  };
+  Watched watched;
+  watch_during(runtime, watched, [&]() -> asio::awaitable<void> {
+    const auto spec = spec_for("rita");
+    const auto created = co_await runtime.create(spec);
+    REQUIRE_OK(created);
+    REQUIRE((co_await runtime.start(spec.name, user_of(spec.name))).has_value());
+    co_await await_events(watched, 2);
+    REQUIRE(kinds(watched) == Names{"created", "created"});
+    // The watch falls behind: the old Pod's DELETED reaches the spawner half a second after
+    // the API answers 404 for it. The new Pod has the same id: its wake must hear the old
+    // one's stopped before it exists, never after.
+    co_await api.control("/hold-watches", R"({"on":true})");
+    REQUIRE((co_await runtime.stop(spec.name, 1s)).has_value());
+    const auto release = [&]() -> asio::awaitable<void> {
+      co_await sleep_for(500ms);
+      co_await api.control("/hold-watches", R"({"on":false})");
+    };
+    std::ptrdiff_t heard_when_started = -1;
+    const auto start = [&]() -> asio::awaitable<void> {
+      REQUIRE((co_await runtime.start(spec.name, user_of(spec.name))).has_value());
+      heard_when_started = stopped_heard(watched);
+    };
+    co_await (start() && release());
+    CHECK(heard_when_started == 1);
+    // A watch that stays behind delays a start by 2 s at most.
+    co_await api.control("/hold-watches", R"({"on":true})");
+    REQUIRE((co_await runtime.stop(spec.name, 1s)).has_value());
+    const auto began = std::chrono::steady_clock::now();
+    REQUIRE((co_await runtime.start(spec.name, user_of(spec.name))).has_value());
+    const auto waited = std::chrono::steady_clock::now() - began;
+    CHECK(waited >= 1900ms);
+    CHECK(waited < 4s);
+    CHECK(stopped_heard(watched) == 1);
+    co_await api.control("/hold-watches", R"({"on":false})");
+  });
+  CHECK_FALSE(watched.returned_before_scenario_end);
+}
+
 TEST_CASE("a Pod whose image cannot be pulled: died carries the kubelet's message, and the next start makes a new Pod") {
   KubeStandin api;
   KubernetesRuntime runtime(api.settings());
