@@ -1394,6 +1394,7 @@ def _handler_for(api):
                 self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
                 for line in first:
+                    api._wait_watches_flowing()
                     self._chunk(line)
                 while watcher is not None:
                     wait = None if deadline is None else deadline - time.monotonic()

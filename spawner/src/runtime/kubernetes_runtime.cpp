@@ -190,7 +190,7 @@ std::chrono::system_clock::time_point KubernetesRuntime::server_now(const http::
 void KubernetesRuntime::pod_seen(const std::string& name, const kube::PodState* pod) {
   const auto found = stuck_warned_.find(name);
   if (found == stuck_warned_.end()) return;
-  if (pod && pod->being_deleted && pod->deletion_timestamp == found->second) return;
+  if (pod && pod->being_deleted) return;  // never leaves Terminating; a deletion may move its deletionTimestamp
   stuck_warned_.erase(found);
   if (settings_.on_stuck_pods) settings_.on_stuck_pods(stuck_warned_.size());
 }
@@ -215,6 +215,10 @@ asio::awaitable<RuntimeResult<void>> KubernetesRuntime::await_pod_gone(std::stri
     if (!succeeded(response->result_int())) co_return refusal(*response);
     const auto state = kube::parse_pod(response->body());
     if (state && state->being_deleted && state->deletion_time && server_now(*response) - *state->deletion_time > stuck_after) {
+      // A watch running that has told it DELETED since this answer: gone (an operator's force).
+      if (watch_tracker_ && !watch_tracker_->knows_pod(name)) {
+        co_return stuck_terminating(name, state->deletion_timestamp, settings_.namespace_name, false);
+      }
       const auto [warned, added] = stuck_warned_.try_emplace(name, state->deletion_timestamp);
       const bool warn = added || warned->second != state->deletion_timestamp;
       warned->second = state->deletion_timestamp;
@@ -436,6 +440,7 @@ asio::awaitable<RuntimeResult<std::vector<core::ContainerStatus>>> KubernetesRun
 }
 
 asio::awaitable<RuntimeResult<void>> KubernetesRuntime::watch(std::function<void()> on_subscribed, EventHandler on_event) {
+  if (watch_tracker_) co_return RuntimeError{core::CallError::refused, 0, "a watch of this runtime is running already"};
   const std::string selector = "labelSelector=" + url_encode(kube::managed_selector());
   // The listings: where each watch starts, and what the tracker knows before it.
   auto listed = co_await list_managed_objects();
@@ -555,10 +560,17 @@ asio::awaitable<RuntimeResult<void>> KubernetesRuntime::watch(std::function<void
     }
   };
 
-  auto ended = co_await (follow(services, std::move(listed->services.resource_version)) ||
-                         follow(pods, std::move(listed->pods.resource_version)));
-  watch_tracker_.reset();
-  co_return std::visit([](RuntimeError error) { return RuntimeResult<void>(std::move(error)); }, std::move(ended));
+  // However the watch ends: with an error, or by the operation_aborted a co_await throws once
+  // the caller cancelled it.
+  try {
+    auto ended = co_await (follow(services, std::move(listed->services.resource_version)) ||
+                           follow(pods, std::move(listed->pods.resource_version)));
+    watch_tracker_.reset();
+    co_return std::visit([](RuntimeError error) { return RuntimeResult<void>(std::move(error)); }, std::move(ended));
+  } catch (...) {
+    watch_tracker_.reset();
+    throw;
+  }
 }
 
 }  // namespace director::spawner::runtime

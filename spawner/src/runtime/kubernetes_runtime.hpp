@@ -66,8 +66,8 @@ struct KubernetesRuntimeSettings {
   std::function<std::chrono::system_clock::time_point()> local_clock = [] { return std::chrono::system_clock::now(); };
   // Called with how many users' Pods the runtime knows stuck Terminating now, whenever that
   // changes: a start or stop that finds one stuck adds it; it goes when the runtime sees it gone
-  // or no longer Terminating since the same deletionTimestamp (a 404, the Pod read again by a
-  // start, stop or inspect, the watch's DELETED or changed Pod, the watch's listing). main.cpp
+  // or no longer Terminating (a 404, the Pod read again by a start, stop or inspect, the watch's
+  // DELETED or changed Pod, the watch's listing). main.cpp
   // shows it in the metrics (director_spawner_kubernetes_pods_stuck_terminating), which the
   // runtime does not know. Called on the strand the runtime is awaited from; empty: nothing
   // but the warning.
@@ -123,7 +123,8 @@ class KubernetesRuntime final : public Runtime {
   // ends cleanly (timeoutSeconds, the server closing) is resumed from its last resourceVersion
   // (bookmarks included) without telling the caller; an ERROR 410 Expired (or a 410 answer)
   // ends watch() with an unavailable error, so that the caller lists again. One watch() at a
-  // time: a start waits for it to tell a deleted Pod gone (await_watch_told_gone).
+  // time (another while one runs: refused): a start waits for it to tell a deleted Pod gone
+  // (await_watch_told_gone).
   boost::asio::awaitable<RuntimeResult<void>> watch(std::function<void()> on_subscribed,
                                                     EventHandler on_event) override;
 
@@ -148,7 +149,9 @@ class KubernetesRuntime final : public Runtime {
   // stream has not told an earlier Pod of that name DELETED yet (a stop just before, a deletion
   // by start itself), waits for it (at most watch_catch_up, never past `deadline`). The old
   // Pod's stopped, told after the new Pod's creation, would end the new one's wake as "exited
-  // before it was ready": the two have the same id.
+  // before it was ready": the two have the same id. Not covered (a watch's first moments only):
+  // events the watch holds until both streams are accepted, or that its caller queues while it
+  // lists again (EventWatcher); Pod uids in the events would cover those too.
   boost::asio::awaitable<void> await_watch_told_gone(const std::string& name,
                                                      std::chrono::steady_clock::time_point deadline);
   // POST of the user's PersistentVolumeClaim when the spec mounts one (409, it exists: success).
@@ -178,14 +181,16 @@ class KubernetesRuntime final : public Runtime {
   std::filesystem::file_time_type token_time_{};
   std::uintmax_t token_size_ = 0;
   // What the runtime has just read of the Pod `name` (nullptr: it is gone): its entry in
-  // stuck_warned_ stays only while it is Terminating since the same deletionTimestamp;
+  // stuck_warned_ stays only while it is Terminating (a Pod never leaves that state but by
+  // going; a deletion with a shorter grace period moves its deletionTimestamp earlier);
   // settings_.on_stuck_pods is told when the count changes.
   void pod_seen(const std::string& name, const kube::PodState* pod);
   // The Pods stuck_warned_ holds, each looked up in a listing of the managed Pods (pod_seen).
   void stuck_pods_listed(const std::vector<kube::PodState>& pods);
 
-  // Pod name -> the deletionTimestamp of it already warned about as stuck (await_pod_gone); an
-  // entry goes when the Pod is seen gone or changed (pod_seen): the Pods known stuck now.
+  // Pod name -> the deletionTimestamp of it already warned about as stuck (await_pod_gone: a
+  // new one is warned about again); an entry goes when the Pod is seen gone or no longer
+  // Terminating (pod_seen): the Pods known stuck now.
   std::map<std::string, std::string> stuck_warned_;
   // The event tracker of the watch() running now (one at a time), if one is: what its stream
   // has told (await_watch_told_gone).
