@@ -106,18 +106,22 @@ class Containers:
         return state
 
     def wait_ready(self, host, timeout=10):
-        """Waits until the container listens and has written its hosts file (dnsmasq answers
-        the name a moment later: Stack.add_container waits for that too); returns the time it
-        became ready."""
+        """Waits until the container listens and has written its hosts file since it started
+        (one left by an earlier container of that name, stop(forget=False), does not count;
+        dnsmasq answers the name a moment later: Stack.add_container waits for that too);
+        returns the time it became ready."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            state = self.get(host)
             try:
-                return (self.hosts_dir / host).stat().st_mtime
+                written = (self.hosts_dir / host).stat().st_mtime
+                if state is not None and written >= state["started"]:
+                    return written
             except FileNotFoundError:
-                state = self.get(host)
-                if state is None or not state["running"]:
-                    raise RuntimeError(f"container {host} exited; see {self.state_dir}/{host}.log")
-                time.sleep(0.02)
+                pass
+            if state is None or not state["running"]:
+                raise RuntimeError(f"container {host} exited; see {self.state_dir}/{host}.log")
+            time.sleep(0.02)
         raise TimeoutError(f"container {host} not ready after {timeout} s")
 
     def stop(self, host, sig=signal.SIGTERM, forget=True):
