@@ -312,8 +312,9 @@ asio::awaitable<RuntimeResult<void>> KubernetesRuntime::start(std::string id, co
   for (;;) {
     auto pod_body = co_await get_object(pods, id);
     if (!pod_body) co_return pod_body.error();
-    if (!*pod_body) pod_seen(id, nullptr);
-    if (*pod_body) {
+    if (!*pod_body) {
+      pod_seen(id, nullptr);
+    } else {
       const auto pod = kube::parse_pod(**pod_body);
       if (!pod) co_return unavailable("the API's Pod " + id + " is not a Pod");
       pod_seen(id, &*pod);

@@ -67,10 +67,9 @@ struct KubernetesRuntimeSettings {
   // Called with how many users' Pods the runtime knows stuck Terminating now, whenever that
   // changes: a start or stop that finds one stuck adds it; it goes when the runtime sees it gone
   // or no longer Terminating (a 404, the Pod read again by a start, stop or inspect, the watch's
-  // DELETED or changed Pod, the watch's listing). main.cpp
-  // shows it in the metrics (director_spawner_kubernetes_pods_stuck_terminating), which the
-  // runtime does not know. Called on the strand the runtime is awaited from; empty: nothing
-  // but the warning.
+  // DELETED or changed Pod, the watch's listing). main.cpp shows it in the metrics
+  // (director_spawner_kubernetes_pods_stuck_terminating), which the runtime does not know.
+  // Called on the strand the runtime is awaited from; empty: nothing but the warning.
   std::function<void(std::size_t stuck_pods)> on_stuck_pods;
 };
 
