@@ -154,14 +154,20 @@ core::UserIdentity user_of(const std::string& name) {
   return {label + "@Example.com", label};
 }
 
-// The user `label` created and started, then their Pod Terminating for good (a lost node), its
-// grace period ended `since` seconds ago by the stand-in's clock; their spec.
-asio::awaitable<core::ContainerSpec> started_then_stuck(KubeStandin& api, KubernetesRuntime& runtime,
-                                                        const std::string& label, int since) {
+// The user `label` created and started (its Service and Pod made); their spec.
+asio::awaitable<core::ContainerSpec> created_and_started(KubernetesRuntime& runtime, const std::string& label) {
   const auto spec = spec_for(label);
   const auto created = co_await runtime.create(spec);
   REQUIRE_OK(created);
   REQUIRE((co_await runtime.start(spec.name, user_of(spec.name))).has_value());
+  co_return spec;
+}
+
+// The user `label` created and started, then their Pod Terminating for good (a lost node), its
+// grace period ended `since` seconds ago by the stand-in's clock; their spec.
+asio::awaitable<core::ContainerSpec> started_then_stuck(KubeStandin& api, KubernetesRuntime& runtime,
+                                                        const std::string& label, int since) {
+  const auto spec = co_await created_and_started(runtime, label);
   co_await api.control("/pods/director/" + spec.name + "/stuck-terminating", "{\"since\":" + std::to_string(since) + "}");
   co_return spec;
 }
@@ -289,10 +295,7 @@ TEST_CASE("start waits for a Pod still being deleted, and an image that cannot b
   asio::io_context io;
   KubernetesRuntime runtime(api.settings());
   run_until_complete(io, [&]() -> asio::awaitable<void> {
-    const auto spec = spec_for("bob");
-    const auto created = co_await runtime.create(spec);
-    REQUIRE_OK(created);
-    REQUIRE((co_await runtime.start(spec.name, user_of(spec.name))).has_value());
+    const auto spec = co_await created_and_started(runtime, "bob");
     const Json first = co_await api.get("pods", spec.name);
     // Deleted gracefully by someone else: terminating for 0.3 s; a start waits it out.
     co_await api.request(Verb::delete_, "/api/v1/namespaces/director/pods/" + spec.name);
@@ -433,10 +436,7 @@ TEST_CASE("watch(): subscribed, then the events of a user's life in order, a cle
   KubernetesRuntime runtime(api.settings());
   Watched watched;
   watch_during(runtime, watched, [&]() -> asio::awaitable<void> {
-    const auto spec = spec_for("dave");
-    const auto created = co_await runtime.create(spec);
-    REQUIRE_OK(created);
-    REQUIRE((co_await runtime.start(spec.name, user_of(spec.name))).has_value());
+    const auto spec = co_await created_and_started(runtime, "dave");
     co_await api.control(pod_status_path(spec.name), R"({"phase":"Running","ready":false})");
     co_await api.control(pod_status_path(spec.name), R"({"phase":"Running","ready":true})");
     co_await await_events(watched, 4);
@@ -475,10 +475,7 @@ TEST_CASE("a start right after a stop waits for the watch to tell the old Pod go
   };
   Watched watched;
   watch_during(runtime, watched, [&]() -> asio::awaitable<void> {
-    const auto spec = spec_for("rita");
-    const auto created = co_await runtime.create(spec);
-    REQUIRE_OK(created);
-    REQUIRE((co_await runtime.start(spec.name, user_of(spec.name))).has_value());
+    const auto spec = co_await created_and_started(runtime, "rita");
     co_await await_events(watched, 2);
     REQUIRE(kinds(watched) == Names{"created", "created"});
     // The watch falls behind: the old Pod's DELETED reaches the spawner half a second after
@@ -546,10 +543,7 @@ TEST_CASE("a Pod whose image cannot be pulled: died carries the kubelet's messag
   Json first;
   Json second;
   watch_during(runtime, watched, [&]() -> asio::awaitable<void> {
-    const auto spec = spec_for("erin");
-    const auto created = co_await runtime.create(spec);
-    REQUIRE_OK(created);
-    REQUIRE((co_await runtime.start(spec.name, user_of(spec.name))).has_value());
+    const auto spec = co_await created_and_started(runtime, "erin");
     first = co_await api.get("pods", spec.name);
     co_await api.control(pod_status_path(spec.name),
                          R"({"phase":"Pending","containerState":{"waiting":{"reason":"ImagePullBackOff",)"
