@@ -80,13 +80,15 @@ std::string not_a_user_service(const kube::ServiceState& service, std::string_vi
   return {};
 }
 
+// Whether `pod` is stuck Terminating: its grace period ended more than stuck_after before
+// `server_now`, the API server's time of the answer that had it.
+bool stuck(const kube::PodState& pod, std::chrono::system_clock::time_point server_now) {
+  return pod.being_deleted && pod.deletion_time && server_now - *pod.deletion_time > stuck_after;
+}
+
 // The failure of a start or stop that finds the Pod stuck Terminating (stuck_after), at once
-// rather than after the call's timeout: the message says what the operator must do, and the log
-// says it too when `warn` (once per Pod and deletionTimestamp, not at every call).
-RuntimeError stuck_terminating(const std::string& pod, const std::string& since, const std::string& namespace_name,
-                               bool warn) {
-  if (warn) log(LogLevel::warn, "a user's Pod is stuck Terminating: its node may be lost; no start or stop of it completes until it is gone",
-      {{"pod", pod}, {"namespace", namespace_name}, {"grace_period_ended", since}});
+// rather than after the call's timeout: the message says what the operator must do.
+RuntimeError stuck_terminating(const std::string& pod, const std::string& since, const std::string& namespace_name) {
   return unavailable("the Pod " + pod + " has been Terminating since " + since +
                      " (past its grace period: its node may be lost); once its node is known to be down, " +
                      "remove it with `kubectl delete pod " + pod + " -n " + namespace_name +
@@ -195,12 +197,26 @@ void KubernetesRuntime::pod_seen(const std::string& name, const kube::PodState* 
   if (settings_.on_stuck_pods) settings_.on_stuck_pods(stuck_warned_.size());
 }
 
-void KubernetesRuntime::stuck_pods_listed(const std::vector<kube::PodState>& listed) {
+void KubernetesRuntime::pod_stuck(const kube::PodState& pod) {
+  const auto [warned, added] = stuck_warned_.try_emplace(pod.status.name, pod.deletion_timestamp);
+  if (added || warned->second != pod.deletion_timestamp) {
+    log(LogLevel::warn, "a user's Pod is stuck Terminating: its node may be lost; no start or stop of it completes until it is gone",
+        {{"pod", pod.status.name}, {"namespace", settings_.namespace_name}, {"grace_period_ended", pod.deletion_timestamp}});
+  }
+  warned->second = pod.deletion_timestamp;
+  if (added && settings_.on_stuck_pods) settings_.on_stuck_pods(stuck_warned_.size());
+}
+
+void KubernetesRuntime::stuck_pods_listed(const std::vector<kube::PodState>& listed,
+                                          std::chrono::system_clock::time_point server_now) {
   std::vector<std::string> names;
   for (const auto& entry : stuck_warned_) names.push_back(entry.first);
   for (const auto& name : names) {
     const auto pod = std::find_if(listed.begin(), listed.end(), [&](const kube::PodState& p) { return p.status.name == name; });
     pod_seen(name, pod == listed.end() ? nullptr : &*pod);
+  }
+  for (const auto& pod : listed) {
+    if (stuck(pod, server_now)) pod_stuck(pod);
   }
 }
 
@@ -214,16 +230,11 @@ asio::awaitable<RuntimeResult<void>> KubernetesRuntime::await_pod_gone(std::stri
     }
     if (!succeeded(response->result_int())) co_return refusal(*response);
     const auto state = kube::parse_pod(response->body());
-    if (state && state->being_deleted && state->deletion_time && server_now(*response) - *state->deletion_time > stuck_after) {
-      // A watch running that has told it DELETED since this answer: gone (an operator's force).
-      if (watch_tracker_ && !watch_tracker_->knows_pod(name)) {
-        co_return stuck_terminating(name, state->deletion_timestamp, settings_.namespace_name, false);
-      }
-      const auto [warned, added] = stuck_warned_.try_emplace(name, state->deletion_timestamp);
-      const bool warn = added || warned->second != state->deletion_timestamp;
-      warned->second = state->deletion_timestamp;
-      if (added && settings_.on_stuck_pods) settings_.on_stuck_pods(stuck_warned_.size());
-      co_return stuck_terminating(name, state->deletion_timestamp, settings_.namespace_name, warn);
+    if (state && stuck(*state, server_now(*response))) {
+      // Not counted when a running watch has told it DELETED since this answer: gone (an
+      // operator's force).
+      if (!watch_tracker_ || watch_tracker_->knows_pod(name)) pod_stuck(*state);
+      co_return stuck_terminating(name, state->deletion_timestamp, settings_.namespace_name);
     }
     if (state) pod_seen(name, &*state);
     if (Clock::now() >= deadline) co_return unavailable("the Pod " + name + " is still being deleted");
@@ -386,7 +397,8 @@ asio::awaitable<RuntimeResult<std::string>> KubernetesRuntime::logs(std::string 
 }
 
 template <typename Item, typename Parse>
-asio::awaitable<RuntimeResult<kube::Listed<Item>>> KubernetesRuntime::list_pages(std::string_view resource, Parse parse) {
+asio::awaitable<RuntimeResult<kube::Listed<Item>>> KubernetesRuntime::list_pages(
+    std::string_view resource, Parse parse, std::chrono::system_clock::time_point* answered_at) {
   const std::string query = "?labelSelector=" + url_encode(kube::managed_selector()) +
                             "&limit=" + std::to_string(page_size);
   kube::Listed<Item> listed;
@@ -416,7 +428,10 @@ asio::awaitable<RuntimeResult<kube::Listed<Item>>> KubernetesRuntime::list_pages
     }
     auto page = parse(response->body());
     if (!page) co_return unavailable("the API's list of " + std::string(resource) + " is not a list");
-    if (first) listed.resource_version = std::move(page->resource_version);  // every page's snapshot
+    if (first) {
+      listed.resource_version = std::move(page->resource_version);  // every page's snapshot
+      if (answered_at) *answered_at = server_now(*response);
+    }
     std::move(page->items.begin(), page->items.end(), std::back_inserter(listed.items));
     continue_token = std::move(page->continue_token);
     first = false;
@@ -427,9 +442,10 @@ asio::awaitable<RuntimeResult<kube::Listed<Item>>> KubernetesRuntime::list_pages
 asio::awaitable<RuntimeResult<KubernetesRuntime::ManagedObjects>> KubernetesRuntime::list_managed_objects() {
   auto listed_services = co_await list_pages<kube::ServiceState>(services, kube::parse_service_list);
   if (!listed_services) co_return listed_services.error();
-  auto listed_pods = co_await list_pages<kube::PodState>(pods, kube::parse_pod_list);
+  std::chrono::system_clock::time_point pods_listed_at;
+  auto listed_pods = co_await list_pages<kube::PodState>(pods, kube::parse_pod_list, &pods_listed_at);
   if (!listed_pods) co_return listed_pods.error();
-  co_return ManagedObjects{std::move(*listed_services), std::move(*listed_pods)};
+  co_return ManagedObjects{std::move(*listed_services), std::move(*listed_pods), pods_listed_at};
 }
 
 asio::awaitable<RuntimeResult<std::vector<core::ContainerStatus>>> KubernetesRuntime::list_managed() {
@@ -446,7 +462,7 @@ asio::awaitable<RuntimeResult<void>> KubernetesRuntime::watch(std::function<void
   // The listings: where each watch starts, and what the tracker knows before it.
   auto listed = co_await list_managed_objects();
   if (!listed) co_return listed.error();
-  stuck_pods_listed(listed->pods.items);
+  stuck_pods_listed(listed->pods.items, listed->pods_listed_at);
   // A member, not a local: await_watch_told_gone reads it while this watch runs.
   auto& tracker = watch_tracker_.emplace();
   tracker.seed(listed->services.items, listed->pods.items);

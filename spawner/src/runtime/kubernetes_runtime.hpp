@@ -65,7 +65,8 @@ struct KubernetesRuntimeSettings {
   // deletionTimestamp (server time) compared with it. A test sets one that is off.
   std::function<std::chrono::system_clock::time_point()> local_clock = [] { return std::chrono::system_clock::now(); };
   // Called with how many users' Pods the runtime knows stuck Terminating now, whenever that
-  // changes: a start or stop that finds one stuck adds it; it goes when the runtime sees it gone
+  // changes: a start or stop that finds one stuck adds it, as does a watch's listing (at the
+  // start of each watch(), so also the first after the spawner started); it goes when the runtime sees it gone
   // or no longer Terminating (a 404, the Pod read again by a start, stop or inspect, the watch's
   // DELETED or changed Pod, the watch's listing). main.cpp shows it in the metrics
   // (director_spawner_kubernetes_pods_stuck_terminating), which the runtime does not know.
@@ -139,9 +140,8 @@ class KubernetesRuntime final : public Runtime {
                                                                                std::string_view name);
   // Polls the Pod until it is gone (404), until `deadline`; one stuck Terminating (its
   // deletionTimestamp, the end of its grace period, more than a minute past by the API server's
-  // clock, the Date of the same answer: a lost node) fails
-  // at once, the message naming it and `kubectl delete pod --force`, and a warning is logged
-  // (once per Pod and deletionTimestamp: stuck_warned_).
+  // clock, the Date of the same answer: a lost node) fails at once, the message naming it and
+  // `kubectl delete pod --force` (pod_stuck).
   boost::asio::awaitable<RuntimeResult<void>> await_pod_gone(std::string name,
                                                              std::chrono::steady_clock::time_point deadline);
   // Before a start creates the Pod `name`, gone by the API (404): while a watch() runs whose
@@ -165,10 +165,14 @@ class KubernetesRuntime final : public Runtime {
   struct ManagedObjects {
     kube::Listed<kube::ServiceState> services;
     kube::Listed<kube::PodState> pods;
+    // The API server's time when it answered the Pods' listing (server_now of its first page).
+    std::chrono::system_clock::time_point pods_listed_at;
   };
   boost::asio::awaitable<RuntimeResult<ManagedObjects>> list_managed_objects();
+  // `answered_at`, unless null: set to server_now of the first page's answer.
   template <typename Item, typename Parse>
-  boost::asio::awaitable<RuntimeResult<kube::Listed<Item>>> list_pages(std::string_view resource, Parse parse);
+  boost::asio::awaitable<RuntimeResult<kube::Listed<Item>>> list_pages(
+      std::string_view resource, Parse parse, std::chrono::system_clock::time_point* answered_at = nullptr);
   // /api/v1/namespaces/<namespace>/<resource>[/<name>]
   std::string path(std::string_view resource, std::string_view name = {}) const;
   // The token file's content, read again when its modification time or size changed, or when
@@ -184,8 +188,13 @@ class KubernetesRuntime final : public Runtime {
   // going; a deletion with a shorter grace period moves its deletionTimestamp earlier);
   // settings_.on_stuck_pods is told when the count changes.
   void pod_seen(const std::string& name, const kube::PodState* pod);
-  // The Pods stuck_warned_ holds, each looked up in a listing of the managed Pods (pod_seen).
-  void stuck_pods_listed(const std::vector<kube::PodState>& pods);
+  // `pod` found stuck Terminating: kept in stuck_warned_, a warning logged once per Pod and
+  // deletionTimestamp, settings_.on_stuck_pods told when the count changes.
+  void pod_stuck(const kube::PodState& pod);
+  // A listing of the managed Pods, answered at `server_now` by the API server's clock: each Pod
+  // stuck_warned_ holds looked up in it (pod_seen), and each listed Pod stuck counted (pod_stuck),
+  // so that a restarted spawner's first watch finds the Pods stuck since before it started.
+  void stuck_pods_listed(const std::vector<kube::PodState>& pods, std::chrono::system_clock::time_point server_now);
 
   // Pod name -> the deletionTimestamp of it already warned about as stuck (await_pod_gone: a
   // new one is warned about again); an entry goes when the Pod is seen gone or no longer

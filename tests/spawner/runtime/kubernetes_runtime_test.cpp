@@ -833,6 +833,49 @@ TEST_CASE("a stuck Pod counts until the runtime sees it gone: the watch's DELETE
   CHECK(reported == std::vector<std::size_t>{1, 2, 1, 0});
 }
 
+TEST_CASE("a restarted spawner's first watch counts the Pods stuck Terminating before it started, warned about once") {
+  KubeStandin api;
+  {
+    // The spawner before its restart: two users started, then their node lost; a third user's
+    // Pod Terminating in its grace period by the server's time (slow, not stuck).
+    asio::io_context io;
+    KubernetesRuntime before(api.settings());
+    run_until_complete(io, [&]() -> asio::awaitable<void> {
+      co_await started_then_stuck(api, before, "pia", 300);
+      co_await started_then_stuck(api, before, "quinn", 300);
+      co_await started_then_stuck(api, before, "rosa", 30);
+    }());
+  }
+  auto settings = api.settings();
+  settings.local_clock = [] { return std::chrono::system_clock::now() + 10min; };  // the server's Date decides
+  std::vector<std::size_t> reported;
+  settings.on_stuck_pods = [&reported](std::size_t count) { reported.push_back(count); };
+  KubernetesRuntime after(settings);
+  director::test::StderrCapture log;
+  Watched watched;
+  watch_during(after, watched, []() -> asio::awaitable<void> { co_return; });
+  CHECK(watched.subscribed);
+  CHECK(reported == std::vector<std::size_t>{1, 2});
+  // A start that finds one of them adds nothing, and warns no more; nor does the next watch.
+  asio::io_context io;
+  run_until_complete(io, [&]() -> asio::awaitable<void> {
+    CHECK_FALSE((co_await after.start("vscode-pia", user_of("vscode-pia"))).has_value());
+  }());
+  Watched again;
+  watch_during(after, again, []() -> asio::awaitable<void> { co_return; });
+  CHECK(reported == std::vector<std::size_t>{1, 2});
+  const std::string logged = log.finish();
+  INFO(logged);
+  CHECK(logged.find("vscode-pia") != std::string::npos);
+  CHECK(logged.find("vscode-quinn") != std::string::npos);
+  CHECK(logged.find("vscode-rosa") == std::string::npos);
+  std::size_t warnings = 0;
+  for (auto at = logged.find("stuck Terminating"); at != std::string::npos; at = logged.find("stuck Terminating", at + 1)) {
+    ++warnings;
+  }
+  CHECK(warnings == 2);
+}
+
 TEST_CASE("a template changed since create() shows at the user's next start, a new volume prefix as a new claim") {
   KubeStandin api;
   asio::io_context io;
