@@ -164,7 +164,8 @@ class FeedStandin(ThreadedStandin):
             return self._snapshot_locked()
 
     def resnapshot(self):
-        """A new snapshot line to every subscriber (as the spawner sends after it re-listed)."""
+        """A new snapshot line to every subscriber: a re-list on the same connection, which the
+        agent handles (director-spawner ends its streams instead, docs/spawner.md)."""
         with self._lock:
             line = self._snapshot_locked()
             for subscriber in self._subscribers:

@@ -131,7 +131,25 @@ class PodmanService:
             raise RuntimeError(available())
         began = time.monotonic()
         self.write_configuration()
-        with open(self.dir / "service.log", "w") as log:  # the service keeps its own descriptor
+        self.start_service(timeout)
+        self.timings["service_start_s"] = round(time.monotonic() - began, 2)
+        began = time.monotonic()
+        self.import_test_image()
+        self.timings["image_import_s"] = round(time.monotonic() - began, 2)
+        return self
+
+    def kill_service(self):
+        """Kills the API service alone (SIGKILL; the containers, under their conmon, go on
+        running): every client's connection, an event stream too, breaks, as when a Docker
+        daemon goes down. start_service() brings it back on the same socket."""
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        self.process = None
+        self.pidfile.unlink()
+
+    def start_service(self, timeout=30):
+        """`podman system service` on self.socket, until it answers /_ping."""
+        with open(self.dir / "service.log", "a") as log:  # the service keeps its own descriptor
             process = subprocess.Popen(
                 ["podman", *self.global_flags(), "system", "service", "--time=0", "unix://" + self.socket],
                 env=self.env(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -153,11 +171,6 @@ class PodmanService:
                 self.stop()
                 raise RuntimeError("podman system service did not answer /_ping within %d s" % timeout)
             time.sleep(0.05)
-        self.timings["service_start_s"] = round(time.monotonic() - began, 2)
-        began = time.monotonic()
-        self.import_test_image()
-        self.timings["image_import_s"] = round(time.monotonic() - began, 2)
-        return self
 
     def import_test_image(self):
         """localhost/director-test-busybox:latest from /bin/busybox and its applets."""

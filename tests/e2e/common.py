@@ -379,13 +379,18 @@ def agent_decisions(stack, name="agent"):
     return metric(stack.agent_metrics(name), "director_decisions_total")
 
 
-def follow_events(test, address):
+def follow_events(test, address, refused_ok=False):
     """director-spawner's /events at `address` (host, port) as a list the lines (parsed JSON)
-    are appended to as they come; a reading error appends {"reader_error": ...}. The connection
-    closes when `test` ends."""
+    are appended to as they come; the stream's end appends {"ended": True}, a reading error
+    {"reader_error": ...}. The connection closes when `test` ends. An answer other than 200
+    fails the test, or returns None when `refused_ok` (503: the spawner does not follow its
+    runtime's events yet)."""
     connection = http.client.HTTPConnection(*address, timeout=120)
     connection.request("GET", "/events")
     response = connection.getresponse()
+    if refused_ok and response.status != 200:
+        connection.close()
+        return None
     test.assertEqual(response.status, 200)
     lines = []
 
@@ -393,6 +398,7 @@ def follow_events(test, address):
         try:
             for line in iter(response.readline, b""):
                 lines.append(json.loads(line))
+            lines.append({"ended": True})
         except (OSError, ValueError) as error:  # the test's poll then shows it
             lines.append({"reader_error": repr(error)})
     threading.Thread(target=read, daemon=True).start()

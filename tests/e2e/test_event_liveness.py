@@ -12,7 +12,11 @@ TTL's; the test reads the hold from HAProxy's table first.
 (c) a container started through the runtime (podman start): routed within 1 s;
 (d) the spawner killed (feed lost): /status says mode "ttl" at once, HAProxy's table is
     cleared, requests are still routed (TTL mode); the spawner restarted: the agent reconnects
-    with a re-list (snapshot) and is in mode "events" again, holding long answers.
+    with a re-list (snapshot) and is in mode "events" again, holding long answers;
+(e) the runtime down (the Podman API service killed: the spawner's event stream breaks, and it
+    misses events until it has listed again): the spawner ends its feed's streams, so the agent
+    is in mode "ttl" at once with HAProxy's table cleared, rather than holding answers nobody
+    could take back; the runtime back: events again after the spawner's re-list.
 
 To observe where a request goes without waking anyone, it asks as an XHR would (Accept:
 application/json): the spawner backend answers those with HAProxy's 503 "not-a-navigation"."""
@@ -28,7 +32,7 @@ BOUND = 1.0  # seconds: issue 11's convergence target with events on
 
 
 class EventLiveness(SpawnerStackTest):
-    users = ("alice", "bob", "carol", "dave")
+    users = ("alice", "bob", "carol", "dave", "erin")
     stack_options = {"event_feeds": "spawner", "haproxy_sockets": True}
 
     def setUp(self):
@@ -117,6 +121,30 @@ class EventLiveness(SpawnerStackTest):
                       and c["State"] == "running")
         poll(lambda: covered_users(self.stack), lambda n: n == running, 3)
         wait_long_hold(self.stack, "dave")
+
+    def test_e_runtime_down_ends_the_feed_until_the_spawner_has_listed_again(self):
+        self.routed_with_long_hold("erin")
+        snapshots = snapshots_received(self.stack)
+        killed_at = time.monotonic()
+        self.stack.podman.kill_service()
+        try:
+            took = self.stack.wait_liveness_mode("ttl", timeout=60)
+            wait_entry_cleared(self.stack, "erin", 3)
+            print(f"\nruntime down: mode ttl after {took * 1000:.0f} ms, erin's entry cleared "
+                  f"{(time.monotonic() - killed_at) * 1000:.0f} ms after the kill", file=sys.stderr,
+                  end=" ")
+            self.assertLessEqual(took, BOUND)
+            # The container runs on: routed, under TTLs.
+            self.assertEqual(self.where("erin"), "container")
+            self.assertEqual(self.stack.liveness()["mode"], "ttl")
+        finally:
+            self.stack.podman.start_service()
+        back_at = time.monotonic()
+        self.stack.wait_liveness_mode("events", timeout=30)
+        print(f"events again {time.monotonic() - back_at:.2f} s after the runtime came back",
+              file=sys.stderr, end=" ")
+        self.assertGreater(snapshots_received(self.stack), snapshots)
+        wait_long_hold(self.stack, "erin")
 
 
 if __name__ == "__main__":

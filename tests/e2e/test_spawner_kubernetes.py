@@ -22,8 +22,9 @@ Kubernetes object (the v1.33 schemas, no field the API lacks: tests/deploy's val
 skipped with its reason where node or its packages are missing, failed under CI=true); the loading
 page while the Pod is Pending; Running+Ready completes the wake; /events carries created and
 started with the username; a node failure that deletes the Pod shows on /events and the next
-page load creates the Pod again; a compaction with every watch dropped makes the spawner
-re-list (a new snapshot) while /events keeps serving; idle retirement deletes the Pod and keeps
+page load creates the Pod again; a compaction with every watch dropped ends /events' streams
+(events are missed until the spawner has listed again) and the spawner re-lists, after which a
+new subscriber's snapshot has the user; idle retirement deletes the Pod and keeps
 the Service and the claim; a Pod in ImagePullBackOff fails the wake (502 exited) with the
 kubelet's message on the page, and a later visit replaces that Pod (a new pull) rather than
 waiting on it, whose ErrImagePull the page shows in turn; a rotated
@@ -468,26 +469,28 @@ class SpawnerOnKubernetes(SpawnerAgainstStandin):
         poll(self.phase, lambda phase: phase == "ready", 30, 0.2)
         self.wait_events(events, lambda line: line.get("type") == "started" and line.get("label") == LABEL)
 
-    def test_4_after_a_compaction_and_dropped_watches_the_spawner_lists_again(self):
+    def test_4_after_a_compaction_and_dropped_watches_the_feed_ends_and_the_spawner_lists_again(self):
         self.user_running()  # in the snapshots
         events = follow_events(self, self.stack.spawner_http)
         self.wait_events(events, lambda line: line.get("type") == "snapshot")
         before = len(self.api.requests())
         self.api.control("compact")
         self.api.control("drop-watches")
-        # The watches resume from resourceVersions the compaction made too old: 410 Expired, so
-        # the spawner lists again, and the feed's open stream carries the new snapshot.
-        snapshots, _, _ = poll(lambda: [line for line in list(events) if line.get("type") == "snapshot"],
-                               lambda found: len(found) >= 2, 30)
-        self.assertIn(LABEL, {row["label"] for row in snapshots[-1]["containers"]}, snapshots[-1])
+        # The watches resume from resourceVersions the compaction made too old: 410 Expired. What
+        # happens until the spawner has listed again is missed, so the feed's open stream ends
+        # (an agent falls back to TTLs) rather than go on vouching; the spawner lists again.
+        self.wait_events(events, lambda line: line.get("ended"), timeout=30)
+        self.assertEqual([line for line in events if line.get("type") == "snapshot"][1:], [], events)
         self.assertIn("too old resource version", self.spawner.log_path.read_text())
+        # /events serves again once the spawner has listed: a new subscriber's snapshot has the user.
+        again = poll(lambda: follow_events(self, self.stack.spawner_http, refused_ok=True),
+                     lambda lines: lines is not None, 30, 0.2)[0]
+        snapshot = self.wait_events(again, lambda line: line.get("type") == "snapshot")[0]
+        self.assertIn(LABEL, {row["label"] for row in snapshot["containers"]}, snapshot)
         after = self.api.requests()[before:]
         lists = [r for r in after if r[0] == "GET" and r[1].endswith("/pods") and "watch" not in str(r[2])]
         watches = [r for r in after if r[0] == "GET" and "watch" in str(r[2])]
         self.assertTrue(lists and watches, after)
-        # /events keeps serving: the stream stays, and a new subscriber gets a snapshot at once.
-        again = follow_events(self, self.stack.spawner_http)
-        self.wait_events(again, lambda line: line.get("type") == "snapshot")
         wait_for("/readyz", lambda: http_get(self.stack.spawner_http, "/readyz")[0] == 200, timeout=15)
 
     def test_5_idle_retirement_deletes_the_pod_and_keeps_the_service_and_the_claim(self):

@@ -8,6 +8,8 @@
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
+#include <stdexcept>
+#include <string>
 #include <utility>
 
 namespace director::spawner::server {
@@ -136,8 +138,13 @@ void Subscription::wake() {
 
 EventFeed::EventFeed(FeedLimits limits) : limits_(limits) {}
 
+void throw_exception_from_error(EventFeed::Refusal refusal, const boost::source_location& /*location*/) {
+  throw std::runtime_error("event feed subscription refused (" + std::to_string(static_cast<int>(refusal)) + ")");
+}
+
 void EventFeed::on_snapshot(const std::vector<core::ContainerStatus>& containers) {
   const std::scoped_lock lock(mutex_);
+  if (refusal_ == Refusal::not_following) refusal_.reset();
   containers_.clear();
   for (const auto& container : containers) {
     if (container.managed && !container.label.empty()) containers_[container.id] = container;
@@ -163,11 +170,14 @@ void EventFeed::on_event(const core::ContainerEvent& event) {
   publish(event_line(event));
 }
 
-std::shared_ptr<Subscription> EventFeed::subscribe() {
+void EventFeed::on_runtime_lost() { end_subscriptions(Refusal::not_following); }
+
+boost::system::result<std::shared_ptr<Subscription>, EventFeed::Refusal> EventFeed::subscribe() {
   auto subscription = std::make_shared<Subscription>(limits_.heartbeat);
   const std::scoped_lock lock(mutex_);
   std::erase_if(subscribers_, [](const auto& weak) { return weak.expired(); });
-  if (closed_ || subscribers_.size() >= limits_.max_subscribers) return nullptr;
+  if (refusal_) return *refusal_;
+  if (subscribers_.size() >= limits_.max_subscribers) return Refusal::full;
   std::vector<core::ContainerStatus> known;
   for (const auto& [id, container] : containers_) known.push_back(container);
   subscription->push(snapshot_line(known), limits_.max_queued);
@@ -175,11 +185,13 @@ std::shared_ptr<Subscription> EventFeed::subscribe() {
   return subscription;
 }
 
-void EventFeed::close() {
+void EventFeed::close() { end_subscriptions(Refusal::closed); }
+
+void EventFeed::end_subscriptions(Refusal why) {
   std::vector<std::shared_ptr<Subscription>> open;
   {
     const std::scoped_lock lock(mutex_);
-    closed_ = true;
+    if (refusal_ != Refusal::closed) refusal_ = why;  // closed stays closed
     for (const auto& weak : subscribers_) {
       if (auto subscription = weak.lock()) open.push_back(std::move(subscription));
     }

@@ -1,7 +1,12 @@
 // The event feed for the agents (GET /events on http_listen, NDJSON; plan: "Event feed"): each
 // subscriber first gets a snapshot line of every managed container known, then one line per
-// runtime event, a new snapshot line whenever the spawner re-lists (after its runtime stream
-// reconnects), and a heartbeat line when nothing else was sent for `heartbeat`.
+// runtime event, and a heartbeat line when nothing else was sent for `heartbeat`.
+//
+// The feed vouches for what it sends only while the spawner follows the runtime's events: from
+// a listing (on_snapshot) until the runtime's event stream ends (on_runtime_lost), which ends
+// every subscription and refuses new ones until the next listing. An agent then falls back to
+// TTLs for the gap, in which events are missed (a stop, an address handed to another user's
+// container), instead of holding answers nobody can take back.
 //
 // Lines (each one JSON object and '\n'):
 //   {"type":"snapshot","containers":[{"label":"alice","id":"...","state":"running","health":"healthy"}, ...]}
@@ -20,9 +25,11 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/system/result.hpp>
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <map>
 #include <memory>
@@ -77,12 +84,22 @@ class EventFeed {
   explicit EventFeed(FeedLimits limits = {});
 
   // What the watcher learns: published to every subscriber, and kept for new ones' snapshot.
+  // A snapshot (a listing) makes the feed follow the runtime again.
   void on_snapshot(const std::vector<core::ContainerStatus>& containers);
   void on_event(const core::ContainerEvent& event);
+  // The runtime's event stream ended: every subscription ends, and new ones are refused
+  // (not_following) until the next on_snapshot. Safe from any thread.
+  void on_runtime_lost();
 
-  // A new subscriber whose first line is the snapshot of now; nullptr at max_subscribers or
-  // once closed. Dropping the pointer unsubscribes.
-  std::shared_ptr<Subscription> subscribe();
+  // Why subscribe() refused.
+  enum class Refusal : std::uint8_t {
+    closed,         // close(): the spawner stops
+    not_following,  // no listing yet, or the runtime's event stream ended since the last
+    full,           // max_subscribers streams already
+  };
+  // A new subscriber whose first line is the snapshot of now, or why not. Dropping the pointer
+  // unsubscribes.
+  boost::system::result<std::shared_ptr<Subscription>, Refusal> subscribe();
   // Ends every subscription (their next() returns nullopt) and refuses new ones: the spawner
   // stops. Safe from any thread.
   void close();
@@ -93,12 +110,17 @@ class EventFeed {
 
  private:
   void publish(const std::string& line);  // mutex_ held
+  // Ends every subscription; new ones are refused for `why`.
+  void end_subscriptions(Refusal why);
 
   FeedLimits limits_;
   mutable std::mutex mutex_;
   std::map<std::string, core::ContainerStatus> containers_;  // by id
   std::vector<std::weak_ptr<Subscription>> subscribers_;
-  bool closed_ = false;  // guarded by mutex_
+  std::optional<Refusal> refusal_ = Refusal::not_following;  // guarded by mutex_; nullopt: subscribe
 };
+
+// For boost::system::result's value(): throws std::runtime_error naming the refusal.
+[[noreturn]] void throw_exception_from_error(EventFeed::Refusal refusal, const boost::source_location& location);
 
 }  // namespace director::spawner::server

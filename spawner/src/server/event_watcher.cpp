@@ -81,6 +81,9 @@ boost::asio::awaitable<void> EventWatcher::run() {
     connected_ = false;
     listing_ = false;
     pending_.clear();
+    // Events are missed from now until the next listing: the feed stops vouching (its agents
+    // fall back to TTLs) rather than hold answers nobody could take back.
+    feed_.on_runtime_lost();
     if (stopping_) break;
     metrics_.event_stream_reconnected();
     if (std::chrono::steady_clock::now() - subscribed >= settings_.stable_after) backoff = settings_.initial_backoff;

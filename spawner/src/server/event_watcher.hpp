@@ -7,7 +7,8 @@
 //
 // Events that arrive while the listing is pending wait and are applied after the snapshot, so
 // that an older listing never overwrites a newer event. A listing that fails ends the stream
-// (the next subscription lists again).
+// (the next subscription lists again). Whenever a stream ends, the feed is told
+// (EventFeed::on_runtime_lost): it ends its subscriptions until the next listing.
 #pragma once
 
 #include "metrics/metrics.hpp"

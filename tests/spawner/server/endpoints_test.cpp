@@ -348,6 +348,26 @@ TEST_CASE("a stopping spawner is not ready and takes no new event feed subscribe
   CHECK(fixture.feed.subscribers() == 0);
 }
 
+TEST_CASE("GET /events answers 503 while the spawner does not follow the runtime's events, naming why") {
+  Fixture fixture;
+  const auto subscribe = [&] {
+    const auto events = fixture.operators.select(Request{Method::get, "/events", 11});
+    REQUIRE(std::holds_alternative<const director::net::http::StreamHandler*>(events));
+    return (*std::get<const director::net::http::StreamHandler*>(events))(Request{Method::get, "/events", 11});
+  };
+  // Not listed yet (the watcher not started).
+  const auto refused = subscribe();
+  CHECK(refused.head.result() == Status::service_unavailable);
+  CHECK(contains(refused.head.body(), "not following the container runtime's events"));
+  CHECK(!refused.body);
+  fixture.watcher->start();
+  REQUIRE(run_until(fixture.io, [&] { return fixture.watcher->stream_connected(); }));
+  CHECK(subscribe().head.result() == Status::ok);
+  // The runtime's stream ended: refused again until the next listing.
+  fixture.feed.on_runtime_lost();
+  CHECK(subscribe().head.result() == Status::service_unavailable);
+}
+
 TEST_CASE("GET /events streams NDJSON: the snapshot first, then the events") {
   Fixture fixture;
   fixture.runtime.containers["vscode-alice"] = test::managed_running("alice");

@@ -54,8 +54,7 @@ TEST_CASE("a subscriber gets the snapshot of now first, then the events, then a 
   server::EventFeed feed;
   feed.on_snapshot({managed_running("alice"), managed_running("bob")});
   feed.on_event(core::ContainerEvent{core::EventKind::died, "id-bob", "bob", core::Health::none, 1, {}});
-  auto subscription = feed.subscribe();
-  REQUIRE(subscription);
+  auto subscription = feed.subscribe().value();
   CHECK(feed.subscribers() == 1);
   std::vector<std::string> lines;
   bool closed = false;
@@ -72,13 +71,47 @@ TEST_CASE("a subscriber gets the snapshot of now first, then the events, then a 
   CHECK(Json::parse(lines[2])["type"] == "snapshot");
   feed.close();
   REQUIRE(run_until(io, [&] { return closed; }));
-  CHECK(feed.subscribe() == nullptr);  // closed for good: the spawner is stopping
+  CHECK(feed.subscribe().error() == server::EventFeed::Refusal::closed);  // for good: the spawner is stopping
+  feed.on_snapshot({});
+  CHECK(feed.subscribe().error() == server::EventFeed::Refusal::closed);
+}
+
+TEST_CASE("the feed vouches only while the spawner follows the runtime: from a listing until its stream ends") {
+  boost::asio::io_context io;
+  server::EventFeed feed;
+  // Before the first listing: nothing known yet, and no subscriber told otherwise.
+  CHECK(feed.subscribe().error() == server::EventFeed::Refusal::not_following);
+  feed.on_snapshot({managed_running("alice")});
+  auto subscription = feed.subscribe().value();
+  std::vector<std::string> lines;
+  bool closed = false;
+  boost::asio::co_spawn(io, read_all(subscription, lines, closed), director::net::log_if_thrown("test reader"));
+  REQUIRE(run_until(io, [&] { return lines.size() == 1; }));
+  // The runtime's event stream ended: events are missed from now on, so the subscriber's stream
+  // ends (its agent falls back to TTLs), and new subscribers wait for the next listing.
+  feed.on_runtime_lost();
+  REQUIRE(run_until(io, [&] { return closed; }));
+  CHECK(feed.subscribers() == 0);
+  CHECK(feed.subscribe().error() == server::EventFeed::Refusal::not_following);
+  feed.on_snapshot({managed_running("alice"), managed_running("bob")});
+  auto again = feed.subscribe().value();
+  std::optional<std::string> first;
+  boost::asio::co_spawn(io, [&]() -> boost::asio::awaitable<void> { first = co_await again->next(); },
+                        director::net::log_if_thrown("test reader"));
+  REQUIRE(run_until(io, [&] { return first.has_value(); }));
+  CHECK(Json::parse(*first)["containers"].size() == 2);
+  // Stopping wins over everything: no listing opens a closed feed.
+  feed.close();
+  feed.on_runtime_lost();
+  feed.on_snapshot({});
+  CHECK(feed.subscribe().error() == server::EventFeed::Refusal::closed);
 }
 
 TEST_CASE("a quiet feed sends heartbeats") {
   boost::asio::io_context io;
   server::EventFeed feed(server::FeedLimits{4, 16, std::chrono::milliseconds(30)});
-  auto subscription = feed.subscribe();
+  feed.on_snapshot({});
+  auto subscription = feed.subscribe().value();
   std::vector<std::string> lines;
   bool closed = false;
   boost::asio::co_spawn(io, read_all(subscription, lines, closed), director::net::log_if_thrown("test reader"));
@@ -90,11 +123,10 @@ TEST_CASE("a quiet feed sends heartbeats") {
 TEST_CASE("the feed is bounded: subscribers at most, and a subscriber too far behind is closed") {
   boost::asio::io_context io;
   server::EventFeed feed(server::FeedLimits{2, 4, std::chrono::milliseconds(15'000)});
-  auto one = feed.subscribe();
-  auto two = feed.subscribe();
-  CHECK(one);
-  CHECK(two);
-  CHECK_FALSE(feed.subscribe());
+  feed.on_snapshot({});
+  auto one = feed.subscribe().value();
+  auto two = feed.subscribe().value();
+  CHECK(feed.subscribe().error() == server::EventFeed::Refusal::full);
   two.reset();  // dropping it unsubscribes
   CHECK(feed.subscribers() == 1);
   for (int i = 0; i < 10; ++i) {

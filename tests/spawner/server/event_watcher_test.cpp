@@ -42,7 +42,7 @@ struct Fixture {
 
 // The first line a new feed subscriber reads: the snapshot of what the watcher published.
 nlohmann::json first_feed_line(Fixture& fixture) {
-  auto subscription = fixture.feed.subscribe();
+  auto subscription = fixture.feed.subscribe().value();
   std::optional<std::string> first;
   boost::asio::co_spawn(fixture.io, [&]() -> boost::asio::awaitable<void> { first = co_await subscription->next(); },
                         director::net::log_if_thrown("test reader"));
@@ -101,6 +101,28 @@ TEST_CASE("the watcher subscribes again after the stream breaks, and lists again
   const auto lists = fixture.runtime.lists;
   REQUIRE(run_until(fixture.io, [&] { return fixture.runtime.lists > lists; }));
   REQUIRE(run_until(fixture.io, [&] { return fixture.service.view("bob").container.has_value(); }));
+}
+
+TEST_CASE("when the stream breaks, the feed's subscribers are ended until the watcher has listed again") {
+  Fixture fixture;
+  fixture.runtime.stream_lifetime = std::chrono::milliseconds(50);
+  fixture.settings.initial_backoff = fixture.settings.max_backoff = std::chrono::milliseconds(200);
+  fixture.runtime.containers["vscode-alice"] = managed_running("alice");
+  auto& watcher = fixture.start();
+  CHECK(fixture.feed.subscribe().error() == server::EventFeed::Refusal::not_following);  // not listed yet
+  REQUIRE(run_until(fixture.io, [&] { return watcher.stream_connected(); }));
+  auto subscription = fixture.feed.subscribe().value();
+  bool ended = false;
+  boost::asio::co_spawn(fixture.io, [&]() -> boost::asio::awaitable<void> {
+    while (co_await subscription->next()) {}
+    ended = true;
+  }, director::net::log_if_thrown("test reader"));
+  REQUIRE(run_until(fixture.io, [&] { return ended; }));
+  // In the backoff before the next subscription: refused.
+  CHECK_FALSE(watcher.stream_connected());
+  CHECK(fixture.feed.subscribe().error() == server::EventFeed::Refusal::not_following);
+  REQUIRE(run_until(fixture.io, [&] { return watcher.stream_connected(); }));
+  CHECK(fixture.feed.subscribe().has_value());
 }
 
 TEST_CASE("while the runtime is down the watcher retries with backoff and is not ready") {
