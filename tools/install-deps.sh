@@ -9,6 +9,7 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libboost1.81-dev nlohmann-json3-dev libc-ares-dev prometheus-cpp-dev libssl-dev catch2
   haproxy dnsmasq-base python3 curl iproute2 procps
+  iptables  # tests/common: the HTTP client's keepalive test drops packets in a network namespace of its own
   wrk prometheus clang libclang-rt-14-dev
   valgrind  # tests/bench: --instructions counts HAProxy's instructions per request (callgrind)
   docker-compose

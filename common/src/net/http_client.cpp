@@ -12,6 +12,9 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/error.hpp>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
 #include <stdexcept>
 #include <utility>
 
@@ -88,6 +91,16 @@ asio::awaitable<ClientResult<beast::tcp_stream>> connect(const TcpEndpoint& endp
     co_return failed<TcpStream>(
         failure(ClientErrorKind::connect, "cannot connect to " + where + ": " + connect_error.message()));
   }
+  // Keepalive (the contract in http_client.hpp). Linux accepts these on any connected TCP
+  // socket; should one be refused, the connection still works, only without the probes.
+  auto& socket = stream.socket();
+  error_code ignored;
+  socket.set_option(asio::socket_base::keep_alive(true), ignored);
+  socket.set_option(asio::detail::socket_option::integer<IPPROTO_TCP, TCP_KEEPIDLE>(
+                        static_cast<int>(limits.keepalive_idle.count())), ignored);
+  socket.set_option(asio::detail::socket_option::integer<IPPROTO_TCP, TCP_KEEPINTVL>(
+                        static_cast<int>(limits.keepalive_interval.count())), ignored);
+  socket.set_option(asio::detail::socket_option::integer<IPPROTO_TCP, TCP_KEEPCNT>(limits.keepalive_probes), ignored);
   co_return ClientResult<TcpStream>(boost::system::in_place_value, std::move(stream));
 }
 

@@ -11,6 +11,11 @@
 //   chunk of body as it arrives, handed to `on_data`, without a deadline, until the server
 //   closes, `on_data` returns false, or the awaiting coroutine is cancelled. Chunked encoding is
 //   undone; the caller splits lines.
+// - TCP (HTTPS too): keepalive probes after ClientLimits::keepalive_idle without traffic, so that
+//   a connection whose peer vanished without a FIN or RST (a host gone, a NAT or load balancer
+//   that dropped it) fails (protocol: "Connection timed out") rather than waiting for ever: an
+//   idle stream (Docker's /events is silent while nothing happens) ends within
+//   idle + interval x probes, and the probes keep such middleboxes' mapping alive meanwhile.
 // - Failures are values: ClientError says what failed (connect, timeout, protocol, too large).
 // - HTTPS: tls_client.hpp (its own library, director_net_tls: the one that links OpenSSL) adds
 //   request() and stream() for a TlsEndpoint, with this contract.
@@ -64,6 +69,11 @@ using ClientResult = boost::system::result<T, ClientError>;
 struct ClientLimits {
   std::chrono::milliseconds timeout{10'000};
   std::size_t body_limit = 8 * 1024 * 1024;
+  // TCP keepalive: the first probe after this long without traffic, then one every
+  // keepalive_interval; keepalive_probes unanswered fail the connection (70 s by default).
+  std::chrono::seconds keepalive_idle{40};
+  std::chrono::seconds keepalive_interval{10};
+  int keepalive_probes = 3;
 };
 
 boost::asio::awaitable<ClientResult<ClientResponse>> request(ClientEndpoint endpoint, ClientRequest request,

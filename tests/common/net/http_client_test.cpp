@@ -9,13 +9,19 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <unistd.h>
+#include <variant>
 #include <vector>
 
 #include "../../server/asio_test_support.hpp"
@@ -261,6 +267,59 @@ TEST_CASE("stream() ends when the server ends the body, and says when it broke")
     CHECK(result.error().kind == http::ClientErrorKind::protocol);
     CHECK(received == "abc");
   }
+}
+
+// Only in a network namespace of its own, where iptables drops loopback packets without touching
+// the machine's: ctest common/net/keepalive-netns runs it so (unshare -n), as root.
+TEST_CASE("stream() over TCP fails once its peer vanishes: keepalive probes go unanswered", "[.netns]") {
+  const char* marked = std::getenv("DIRECTOR_TEST_NETNS");
+  // This process's interfaces (/proc/self/net/dev: "  name: counters", after two header lines).
+  std::vector<std::string> interfaces;
+  std::ifstream dev("/proc/self/net/dev");
+  for (std::string line; std::getline(dev, line);) {
+    if (const auto colon = line.find(':'); colon != std::string::npos) {
+      interfaces.push_back(line.substr(line.find_first_not_of(' '), colon - line.find_first_not_of(' ')));
+    }
+  }
+  INFO("refusing to add an iptables rule outside a private network namespace");
+  REQUIRE((marked && std::string_view(marked) == "1" && interfaces == std::vector<std::string>{"lo"}));
+
+  asio::io_context io;
+  // The head and a line, then silence with the connection open (Docker's /events while nothing
+  // happens); once the line arrived, every packet to the server is dropped: the peer is gone
+  // without a FIN or RST, as behind a NAT that forgot the connection.
+  auto script = answering({{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nline1\n\r\n"}}, true);
+  const auto endpoint = serve_tcp(io, script);
+  const std::string drop = "iptables -A INPUT -p tcp --dport " + std::to_string(endpoint.port) + " -j DROP";
+  std::string received;
+  int dropped = -1;
+  std::chrono::steady_clock::time_point silent_since{};
+  const auto ended = run_until_complete(io, [&]() -> asio::awaitable<std::variant<http::ClientResult<http::StreamHead>, std::tuple<boost::system::error_code>>> {
+    using namespace asio::experimental::awaitable_operators;
+    asio::steady_timer give_up(co_await asio::this_coro::executor, 20s);
+    co_return co_await (
+        http::stream(endpoint, get("/events"), {},
+                     [&](std::string_view data) {
+                       received += data;
+                       if (dropped < 0) {
+                         dropped = std::system(drop.c_str());
+                         silent_since = std::chrono::steady_clock::now();
+                       }
+                       return true;
+                     },
+                     {.timeout = 2s, .keepalive_idle = 1s, .keepalive_interval = 1s, .keepalive_probes = 2}) ||
+        give_up.async_wait(nothrow_awaitable));
+  }());
+  CHECK(dropped == 0);
+  CHECK(received == "line1\n");
+  REQUIRE(ended.index() == 0);  // not the 20 s give-up: without keepalive it would wait for ever
+  const auto& result = std::get<0>(ended);
+  REQUIRE(result.has_error());
+  CHECK(result.error().kind == http::ClientErrorKind::protocol);
+  CHECK(result.error().message.find("timed out") != std::string::npos);
+  const auto waited = std::chrono::steady_clock::now() - silent_since;
+  CHECK(waited >= 2s);  // idle 1 s, then 2 probes 1 s apart: about 3 s
+  CHECK(waited < 10s);
 }
 
 TEST_CASE("stream() bounds the head's wait and a refusal's body") {
