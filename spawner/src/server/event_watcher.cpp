@@ -153,16 +153,21 @@ void EventWatcher::deliver(const core::ContainerEvent& event) {
     return;
   }
   if (event.kind == core::EventKind::health && !event.id.empty()) {
-    boost::asio::co_spawn(strand_, publish_inspected_health(event), net::log_if_thrown("health event inspect"));
+    const auto number = ++health_inspects_begun_;
+    latest_health_inspect_[event.id] = number;
+    boost::asio::co_spawn(strand_, publish_inspected_health(event, number), net::log_if_thrown("health event inspect"));
     return;
   }
   publish(event);
 }
 
-boost::asio::awaitable<void> EventWatcher::publish_inspected_health(core::ContainerEvent event) {
+boost::asio::awaitable<void> EventWatcher::publish_inspected_health(core::ContainerEvent event, std::uint64_t number) {
   // Podman 4.3's health event carries the status before the check that emitted it
   // (runtime/docker_api.hpp): it says "look again", and the inspected health is the news.
   auto inspected = co_await metered(metrics_, RuntimeCall::inspect, runtime_.inspect(event.id));
+  const auto latest = latest_health_inspect_.find(event.id);
+  if (latest == latest_health_inspect_.end() || latest->second != number) co_return;  // a later one publishes
+  latest_health_inspect_.erase(latest);
   if (stopping_) co_return;
   if (!inspected) {
     log(LogLevel::warn, "cannot inspect a container after its health event",

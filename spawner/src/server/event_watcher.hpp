@@ -24,6 +24,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <vector>
@@ -61,8 +62,10 @@ class EventWatcher {
   boost::asio::awaitable<void> pause(std::chrono::milliseconds duration);
   // Applies an event (a health event through publish_inspected_health), or holds it while listing.
   void deliver(const core::ContainerEvent& event);
-  // A health event, with the health an inspect of the container reports now.
-  boost::asio::awaitable<void> publish_inspected_health(core::ContainerEvent event);
+  // A health event, with the health an inspect of the container reports now; nothing when a
+  // later health event's inspect (`number` is the order they began in) has begun meanwhile:
+  // that one reads the newer health, and inspects may answer out of order.
+  boost::asio::awaitable<void> publish_inspected_health(core::ContainerEvent event, std::uint64_t number);
   // To the service and the feed.
   void publish(const core::ContainerEvent& event);
 
@@ -80,6 +83,8 @@ class EventWatcher {
   bool listing_ = false;
   bool listing_failed_ = false;
   std::vector<core::ContainerEvent> pending_;
+  std::uint64_t health_inspects_begun_ = 0;
+  std::map<std::string, std::uint64_t> latest_health_inspect_;  // by container id, while one runs
 
   std::atomic<bool> stopping_{false};
   std::atomic<bool> reachable_{false};

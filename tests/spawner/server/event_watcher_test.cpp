@@ -88,6 +88,25 @@ TEST_CASE("a health event publishes the inspected health, not the event's (Podma
   CHECK(line["containers"][0]["health"] == "healthy");
 }
 
+TEST_CASE("health events whose inspects answer out of order publish the later health, not the earlier") {
+  Fixture fixture;
+  auto alice = managed_running("alice");
+  alice.health = core::Health::healthy;
+  fixture.runtime.containers["vscode-alice"] = alice;
+  // Two checks in a row: the first inspect reads healthy but answers last; the second reads
+  // unhealthy (the container's health now) and answers first.
+  const core::ContainerEvent health{core::EventKind::health, "id-alice", "alice", core::Health::healthy, {}, {}};
+  fixture.runtime.events = {health, health};
+  fixture.runtime.inspects_read = {{core::Health::healthy, std::chrono::milliseconds(150)},
+                                   {core::Health::unhealthy, std::chrono::milliseconds(10)}};
+  auto& watcher = fixture.start();
+  REQUIRE(run_until(fixture.io, [&] { return watcher.stream_connected() && fixture.runtime.inspects_read.empty(); }));
+  test::run_for(fixture.io, std::chrono::milliseconds(300));  // both answered
+  REQUIRE(fixture.service.view("alice").container);
+  CHECK(fixture.service.view("alice").container->health == core::Health::unhealthy);
+  CHECK(first_feed_line(fixture)["containers"][0]["health"] == "unhealthy");
+}
+
 TEST_CASE("the watcher subscribes again after the stream breaks, and lists again") {
   Fixture fixture;
   fixture.runtime.stream_lifetime = std::chrono::milliseconds(30);

@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <deque>
+#include <utility>
 #include <map>
 #include <optional>
 #include <stdexcept>
@@ -47,6 +48,9 @@ class FakeRuntime : public runtime::Runtime {
   bool start_exits = false;                  // a started container exits at once (exit code 3)
   core::Health health_after_start = core::Health::none;  // starting, healthy, unhealthy
   int inspects_until_healthy = 0;            // with health_after_start starting: inspects before healthy
+  // Each inspect takes the first, while any are left: the container's health turns to it as the
+  // inspect reads it, and the answer comes that long after (a later inspect may answer first).
+  std::deque<std::pair<core::Health, std::chrono::milliseconds>> inspects_read;
   std::string logs_text = "first line\n<script>alert(1)</script>\n";
   // watch(): events sent after on_subscribed, then the stream stays open for stream_lifetime
   // (then ends with an unavailable error), or until cancelled.
@@ -77,6 +81,15 @@ class FakeRuntime : public runtime::Runtime {
     if (!available) co_return unavailable();
     auto* container = find(name_or_id);
     if (container == nullptr) co_return std::optional<core::ContainerStatus>();
+    if (!inspects_read.empty()) {
+      const auto [health, answer_after] = inspects_read.front();
+      inspects_read.pop_front();
+      container->health = health;
+      const auto read = *container;
+      boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor, answer_after);
+      co_await timer.async_wait(net::nothrow_awaitable);
+      co_return std::optional<core::ContainerStatus>(read);
+    }
     if (container->health == core::Health::starting && inspects_until_healthy-- <= 0) {
       container->health = core::Health::healthy;
     }
