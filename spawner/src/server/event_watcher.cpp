@@ -81,6 +81,10 @@ boost::asio::awaitable<void> EventWatcher::run() {
     connected_ = false;
     listing_ = false;
     pending_.clear();
+    // A listing or health inspect still running for the ended stream is stale: it must neither
+    // reopen the feed nor publish after the next snapshot.
+    ++subscription_;
+    latest_health_inspect_.clear();
     // Events are missed from now until the next listing: the feed stops vouching (its agents
     // fall back to TTLs) rather than hold answers nobody could take back.
     feed_.on_runtime_lost();
@@ -152,6 +156,8 @@ void EventWatcher::deliver(const core::ContainerEvent& event) {
     pending_.push_back(event);
     return;
   }
+  // A health inspect begun before the container was destroyed must not bring it back.
+  if (event.kind == core::EventKind::destroyed) latest_health_inspect_.erase(event.id);
   if (event.kind == core::EventKind::health && !event.id.empty()) {
     const auto number = ++health_inspects_begun_;
     latest_health_inspect_[event.id] = number;

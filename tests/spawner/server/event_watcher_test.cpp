@@ -88,6 +88,37 @@ TEST_CASE("a health event publishes the inspected health, not the event's (Podma
   CHECK(line["containers"][0]["health"] == "healthy");
 }
 
+TEST_CASE("a listing that ends after its stream does not reopen the feed") {
+  Fixture fixture;
+  fixture.runtime.call_delay = std::chrono::milliseconds(100);  // the listing too
+  fixture.runtime.stream_lifetime = std::chrono::milliseconds(30);
+  fixture.settings.initial_backoff = fixture.settings.max_backoff = std::chrono::milliseconds(300);
+  fixture.runtime.containers["vscode-alice"] = managed_running("alice");
+  auto& watcher = fixture.start();
+  REQUIRE(run_until(fixture.io, [&] { return fixture.runtime.watches >= 1; }));
+  // The stream ended at 30 ms, its listing answers at 100 ms, the next subscription comes at 330 ms.
+  test::run_for(fixture.io, std::chrono::milliseconds(200));
+  CHECK(fixture.runtime.lists == 1);
+  CHECK(fixture.runtime.watches == 1);
+  CHECK_FALSE(watcher.stream_connected());
+  CHECK(fixture.feed.subscribe().error() == server::EventFeed::Refusal::not_following);
+}
+
+TEST_CASE("a health inspect that answers after its container was destroyed publishes nothing") {
+  Fixture fixture;
+  auto alice = managed_running("alice");
+  alice.health = core::Health::healthy;
+  fixture.runtime.containers["vscode-alice"] = alice;
+  fixture.runtime.events = {core::ContainerEvent{core::EventKind::health, "id-alice", "alice", core::Health::healthy, {}, {}},
+                            core::ContainerEvent{core::EventKind::destroyed, "id-alice", "alice", core::Health::none, {}, {}}};
+  fixture.runtime.inspects_read = {{core::Health::healthy, std::chrono::milliseconds(100)}};  // read before the destroy
+  auto& watcher = fixture.start();
+  REQUIRE(run_until(fixture.io, [&] { return watcher.stream_connected() && fixture.runtime.inspects_read.empty(); }));
+  test::run_for(fixture.io, std::chrono::milliseconds(200));
+  CHECK_FALSE(fixture.service.view("alice").container);
+  CHECK(first_feed_line(fixture)["containers"].empty());
+}
+
 TEST_CASE("health events whose inspects answer out of order publish the later health, not the earlier") {
   Fixture fixture;
   auto alice = managed_running("alice");
