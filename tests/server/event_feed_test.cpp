@@ -345,7 +345,8 @@ TEST_CASE("event feed: refusals and unreachable servers are retried with backoff
       return status[0].reconnects >= 3 && status[1].reconnects >= 3;
     }));
     const auto status = feed.status();
-    CHECK(status[0].last_error == "HTTP 404 from " + status[0].url);
+    // With the refusal's reason, its body (the spawner's {"error": why}: a 503 says "not following").
+    CHECK(status[0].last_error == "HTTP 404 from " + status[0].url + ": {\"error\":\"not found (paths: /events)\"}");
     CHECK(status[1].last_error.find("cannot connect to 127.0.0.1:") != std::string::npos);
     CHECK_FALSE(status[0].connected);
     CHECK_FALSE(status[1].connected);

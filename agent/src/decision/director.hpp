@@ -259,7 +259,8 @@ class Director {
   // the label's answer under: the label, the usernames this agent answered for it, and the
   // event's `username` (the user the container was created for, which another agent may have
   // answered: an escaped user's key is not the label); a snapshot names no username, so one that
-  // takes back what the feed vouched for (a re-list: the spawner missed events) asks for
+  // takes back what the feed vouched for (a re-list on the same connection; director-spawner ends
+  // its streams instead when it misses events) asks for
   // clear_all. A lost feed (disconnected, silent too long) no longer covers anything, and
   // asks for clear_all when it was connected. The entries only it covered fall back to the TTLs
   // (the age of their last check decides); none is probed at once (a spawner restart must not

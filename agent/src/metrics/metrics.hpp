@@ -35,7 +35,7 @@ using Duration = std::chrono::steady_clock::duration;
 
 // A line of an event feed, by what it told (agent/src/server/event_feed.hpp).
 enum class FeedMessage : std::uint8_t {
-  snapshot,  // the whole list of a spawner's containers (on connect, and whenever it re-lists)
+  snapshot,  // the whole list of a spawner's containers (on connect, and on a feed's re-list)
   event,     // one container's change (created, started, stopped, died, health, destroyed)
 };
 

@@ -136,12 +136,21 @@ boost::asio::awaitable<std::string> EventFeed::follow(Feed& feed) {
   feed::FeedDecoder decoder(settings_.max_line);
   auto last_line = SteadyClock::now();
   std::optional<std::string> failure;
+  // A refusal's body (the spawner's {"error": why}), its first bytes, for the log and /status.
+  constexpr std::size_t refusal_shown = 300;
+  bool refused = false;
+  std::string refusal_body;
   const auto on_head = [&](const http::StreamHead& head) {
     if (head.result_int() / 100 != 2) {
+      refused = true;
       failure = "HTTP " + std::to_string(head.result_int()) + " from " + feed.url_text;
     }
   };
   const auto on_data = [&](std::string_view data) {
+    if (refused) {
+      refusal_body.append(data.substr(0, refusal_shown - std::min(refusal_shown, refusal_body.size())));
+      return refusal_body.size() < refusal_shown && !stopping_;
+    }
     if (failure || stopping_) return false;
     const auto lines_before = decoder.lines();
     auto decoded = decoder.decode(data);
@@ -167,6 +176,13 @@ boost::asio::awaitable<std::string> EventFeed::follow(Feed& feed) {
   auto outcome = co_await (http::stream(endpoint, std::move(request), on_head, on_data, limits) ||
                            watchdog(feed, last_line));
   if (stopping_) co_return "stopped";
+  if (refused) {
+    for (auto& c : refusal_body) {
+      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+    }
+    while (!refusal_body.empty() && refusal_body.back() == ' ') refusal_body.pop_back();
+    if (!refusal_body.empty()) *failure += ": " + refusal_body;
+  }
   if (failure) co_return *failure;
   if (outcome.index() == 1) {
     co_return "no line from " + feed.url_text + " for " + milliseconds_text(settings_.heartbeat_timeout);
