@@ -303,20 +303,10 @@ Response users_endpoint(const OperatorSources& sources, const Request& request) 
 }
 
 net::http::StreamResponse events_endpoint(const OperatorSources& sources, const Request& /*request*/) {
-  // Once the spawner stops, the feed no longer changes and refuses subscribers (EventFeed::close).
-  if (sources.service.stopping()) return {net::http::error_response(Status::service_unavailable, "the spawner is stopping"), {}};
-  auto subscribed = sources.feed.subscribe();
-  if (!subscribed) {
-    using Refusal = EventFeed::Refusal;
-    const auto why = subscribed.error();
-    return {net::http::error_response(
-                Status::service_unavailable,
-                why == Refusal::closed          ? "the spawner is stopping"
-                : why == Refusal::not_following ? "the spawner is not following the container runtime's events "
-                                                  "(not listed yet, or its event stream ended): try again"
-                                                : "too many event feed subscribers"),
-            {}};
-  }
+  // Once the spawner stops, the feed no longer changes: refused as closed (EventFeed::close
+  // comes later in the stop).
+  auto subscribed = sources.service.stopping() ? EventFeed::Refusal::closed : sources.feed.subscribe();
+  if (!subscribed) return {net::http::error_response(Status::service_unavailable, to_string(subscribed.error())), {}};
   auto subscription = std::move(*subscribed);
   net::http::StreamResponse response;
   response.head = net::http::make_response(Status::ok, "application/x-ndjson", std::string());

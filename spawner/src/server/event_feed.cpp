@@ -138,8 +138,19 @@ void Subscription::wake() {
 
 EventFeed::EventFeed(FeedLimits limits) : limits_(limits) {}
 
+std::string_view to_string(EventFeed::Refusal refusal) noexcept {
+  switch (refusal) {
+    case EventFeed::Refusal::closed: return "the spawner is stopping";
+    case EventFeed::Refusal::not_following:
+      return "the spawner is not following the container runtime's events (not listed yet, or its event stream "
+             "ended): try again";
+    case EventFeed::Refusal::full: return "too many event feed subscribers";
+  }
+  return "refused";
+}
+
 void throw_exception_from_error(EventFeed::Refusal refusal, const boost::source_location& /*location*/) {
-  throw std::runtime_error("event feed subscription refused (" + std::to_string(static_cast<int>(refusal)) + ")");
+  throw std::runtime_error(std::string(to_string(refusal)));
 }
 
 void EventFeed::on_snapshot(const std::vector<core::ContainerStatus>& containers) {

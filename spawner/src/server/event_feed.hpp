@@ -36,6 +36,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace director::spawner::server {
@@ -120,7 +121,9 @@ class EventFeed {
   std::optional<Refusal> refusal_ = Refusal::not_following;  // guarded by mutex_; nullopt: subscribe
 };
 
-// For boost::system::result's value(): throws std::runtime_error naming the refusal.
+// Why, for a subscriber (the /events 503) and logs.
+std::string_view to_string(EventFeed::Refusal refusal) noexcept;
+// For boost::system::result's value(): throws std::runtime_error with to_string(refusal).
 [[noreturn]] void throw_exception_from_error(EventFeed::Refusal refusal, const boost::source_location& location);
 
 }  // namespace director::spawner::server
